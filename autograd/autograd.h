@@ -1,0 +1,134 @@
+/* autograd.h: the public face of the engine: float32 tensors with shapes and
+ * strides, a tape that records ops and replays their backward in reverse, a
+ * parameter set owning one flat buffer for all weights and one for their grads,
+ * and the ops a GPT needs (each an explicit forward plus backward pair).
+ *
+ * Memory: activations (tensor structs, data, grads, saved values) come from the
+ * tape's arena and live until tape_reset(); parameters live in a Params block.
+ * Views (reshape, transpose) alias both the data and the grad of their base, so
+ * a view needs no backward of its own.
+ * Gradients of activations are allocated (zeroed) lazily during backward;
+ * gradients of parameters accumulate across backward calls until zeroed. */
+#ifndef QAT_AUTOGRAD_H
+#define QAT_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/util.h"
+
+#define TENSOR_MAX_DIMS 4
+
+typedef struct Tensor {
+    float *data;
+    float *grad;                 /* NULL until needed */
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    int stride[TENSOR_MAX_DIMS]; /* in elements */
+    size_t numel;
+    struct Tensor *base;         /* root tensor for views, else NULL */
+    size_t offset;               /* element offset of a view into its base */
+    bool requires_grad;
+    const char *name;            /* parameters only */
+} Tensor;
+
+typedef struct Node Node;
+typedef void (*backward_fn)(Node *n);
+
+/* One recorded op. Fields beyond out/in are op-specific saved state. */
+struct Node {
+    const char *op;
+    backward_fn backward;
+    Tensor *out;
+    Tensor *in[3];
+    int nin;
+    float f[4];
+    int i[4];
+    const int32_t *idx;
+    float *saved, *saved2;
+    struct Tape *tape;
+};
+
+typedef struct Tape {
+    Arena arena;
+    Node *nodes;
+    int n, cap;
+    bool grad_enabled;
+} Tape;
+
+/* ---- tape ---- */
+void tape_init(Tape *t, size_t arena_bytes);
+void tape_free(Tape *t);
+/* Forgets every recorded node and activation; parameters are untouched. */
+void tape_reset(Tape *t);
+/* No-grad mode: ops record nothing and outputs never require grad.
+ * Returns the previous setting so callers can restore it. */
+bool tape_set_grad(Tape *t, bool enabled);
+/* Backward from a scalar: d loss / d loss = 1. */
+void tape_backward(Tape *t, Tensor *loss);
+/* Backward from any output with an explicit upstream gradient (numel floats). */
+void tape_backward_seed(Tape *t, Tensor *out, const float *seed);
+
+/* ---- tensors ---- */
+Tensor *tensor_new(Tape *t, int ndim, const int *shape);       /* uninitialised */
+Tensor *tensor_zeros(Tape *t, int ndim, const int *shape);
+Tensor *tensor_from(Tape *t, int ndim, const int *shape, const float *src);
+bool tensor_is_contiguous(const Tensor *x);
+bool tensor_same_shape(const Tensor *a, const Tensor *b);
+/* "[3,4,5]" into buf; returns buf */
+char *tensor_shape_str(const Tensor *x, char *buf, size_t n);
+/* Allocates a zeroed grad (or aliases the base's grad for a view). */
+float *tensor_ensure_grad(Tape *t, Tensor *x);
+/* Element i (row-major logical index) of a possibly strided tensor. */
+size_t tensor_offset_of(const Tensor *x, size_t i);
+
+/* ---- parameters ---- */
+typedef struct Params {
+    Tensor **list;
+    int n, cap;
+    float *data, *grad; /* one block each, tensors point into them */
+    size_t numel;
+    bool finalized;
+} Params;
+void params_init(Params *p);
+/* Declares a parameter; its data pointer is valid after params_finalize(). */
+Tensor *params_add(Params *p, const char *name, int ndim, const int *shape);
+void params_finalize(Params *p);
+void params_zero_grad(Params *p);
+Tensor *params_find(const Params *p, const char *name);
+void params_free(Params *p);
+
+/* ---- ops (forward records the backward when any input requires grad) ---- */
+/* a [M,K] or [B,M,K]; b [K,N] or [B,K,N]; either may be a transposed view. */
+Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b);
+/* x [...,K] contiguous, w [N,K] (PyTorch layout), bias [N] or NULL -> [...,N] */
+Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias);
+/* b's shape equals a's or a suffix of it (bias-style broadcast over leading dims). */
+Tensor *op_add(Tape *t, Tensor *a, Tensor *b);
+Tensor *op_mul(Tape *t, Tensor *a, Tensor *b);
+Tensor *op_scale(Tape *t, Tensor *a, float s);
+Tensor *op_gelu(Tape *t, Tensor *x); /* tanh approximation */
+/* normalises over the last dim; w, b are [C] */
+Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps);
+/* softmax over the last dim; causal masks j > i within the last two dims [T,T] */
+Tensor *op_softmax(Tape *t, Tensor *x, bool causal);
+/* qkv [B,T,3C] (q | k | v along the last dim) -> [B,T,C], causal, scale 1/sqrt(C/n_head) */
+Tensor *op_attention(Tape *t, Tensor *qkv, int n_head);
+/* weight [V,C], idx holds numel(shape) token ids in [0,V) -> [shape..., C] */
+Tensor *op_embedding(Tape *t, Tensor *weight, const int32_t *idx, int ndim, const int *shape);
+/* logits [..., V], targets one per row in [0,V) -> scalar mean loss */
+Tensor *op_cross_entropy(Tape *t, Tensor *logits, const int32_t *targets);
+Tensor *op_sum(Tape *t, Tensor *x);
+Tensor *op_mean(Tape *t, Tensor *x);
+/* views: share data and grad with x */
+Tensor *op_reshape(Tape *t, Tensor *x, int ndim, const int *shape);
+Tensor *op_transpose(Tape *t, Tensor *x, int d0, int d1);
+/* a contiguous copy of any strided tensor (with backward) */
+Tensor *op_contiguous(Tape *t, Tensor *x);
+
+/* ---- for op implementations ---- */
+/* Records a node when grad is on and some input requires grad; returns it or NULL. */
+Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin, Tensor **in);
+
+#endif

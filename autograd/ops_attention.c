@@ -1,0 +1,94 @@
+/* ops_attention.c: fused causal multi-head self-attention on a packed qkv
+ * tensor. Per (batch, head) it is S = Q K^T / sqrt(hs), P = causal softmax(S),
+ * O = P V, each product an sgemm on strided slices of qkv (no copies);
+ * the (batch, head) pairs run in parallel with single-threaded sgemm inside. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "autograd.h"
+
+static void attention_backward(Node *n) {
+    Tensor *qkv = n->in[0], *out = n->out;
+    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3;
+    int nh = n->i[0], hs = C / nh;
+    float scale = 1.0f / sqrtf((float)hs);
+    const float *P = n->saved;           /* [B,nh,T,T] probabilities */
+    float *scratch = n->saved2;          /* one [T,T] block per thread */
+    const float *x = qkv->data;
+    float *gx = qkv->grad;
+    const float *go = out->grad;
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * nh; bh++) {
+        int b = bh / nh, h = bh % nh;
+        const float *q = x + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *gq = gx + (size_t)b * T * C3 + h * hs, *gk = gq + C, *gv = gq + 2 * C;
+        const float *gob = go + (size_t)b * T * C + h * hs;
+        const float *p = P + (size_t)bh * T * T;
+        float *dp = scratch + (size_t)omp_get_thread_num() * T * T;
+        /* dP = dO V^T ; dV += P^T dO */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, gob, C, v, C3, 0.0f, dp, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, gob, C, 1.0f, gv, C3);
+        /* dS = P * (dP - rowsum(dP * P)), times the score scale */
+        for (int i = 0; i < T; i++) {
+            const float *pr = p + (size_t)i * T;
+            float *dr = dp + (size_t)i * T;
+            float dot = 0.0f;
+            for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
+            for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+            for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+        }
+        /* dQ += dS K ; dK += dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, k, C3, 1.0f, gq, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, q, C3, 1.0f, gk, C3);
+    }
+}
+
+Tensor *op_attention(Tape *t, Tensor *qkv, int n_head) {
+    char sx[64];
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0 || !tensor_is_contiguous(qkv))
+        qat_fail("attention: expected a contiguous qkv [B,T,3C], got %s", tensor_shape_str(qkv, sx, sizeof sx));
+    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3;
+    if (n_head < 1 || C % n_head != 0)
+        qat_fail("attention: width %d is not divisible by n_head %d", C, n_head);
+    int hs = C / n_head;
+    float scale = 1.0f / sqrtf((float)hs);
+    Tensor *out = tensor_new(t, 3, (int[]){B, T, C});
+    bool grad = t->grad_enabled && qkv->requires_grad;
+    int nthr = omp_get_max_threads();
+    /* probabilities are kept for backward; without grad one block per thread suffices */
+    size_t pblocks = grad ? (size_t)B * n_head : (size_t)nthr;
+    float *P = arena_alloc(&t->arena, pblocks * T * T * sizeof(float));
+    const float *x = qkv->data;
+    float *o = out->data;
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * n_head; bh++) {
+        int b = bh / n_head, h = bh % n_head;
+        const float *q = x + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        float *p = P + (grad ? (size_t)bh : (size_t)omp_get_thread_num()) * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, p, T);
+        for (int i = 0; i < T; i++) {
+            float *r = p + (size_t)i * T;
+            float mx = r[0];
+            for (int j = 1; j <= i; j++) mx = r[j] > mx ? r[j] : mx;
+            float s = 0.0f;
+            for (int j = 0; j <= i; j++) {
+                r[j] = expf(r[j] - mx);
+                s += r[j];
+            }
+            float inv = 1.0f / s;
+            for (int j = 0; j <= i; j++) r[j] *= inv;
+            for (int j = i + 1; j < T; j++) r[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3, 0.0f,
+                    o + (size_t)b * T * C + h * hs, C);
+    }
+    Node *n = tape_record(t, "attention", attention_backward, out, 1, (Tensor *[]){qkv});
+    if (n) {
+        n->i[0] = n_head;
+        n->saved = P;
+        n->saved2 = arena_alloc(&t->arena, (size_t)nthr * T * T * sizeof(float));
+    }
+    return out;
+}

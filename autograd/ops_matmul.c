@@ -1,0 +1,182 @@
+/* ops_matmul.c: matmul / batched matmul on strided views, and the fused
+ * linear layer op (x @ w^T + b), all on cblas_sgemm. */
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+#include "autograd.h"
+
+/* A matrix as sgemm sees it: logical (i,j) = trans ? p[j*ld+i] : p[i*ld+j]. */
+typedef struct {
+    float *p;
+    int rows, cols, ld;
+    bool trans;
+} Mat;
+
+static Mat mat_t(Mat m) {
+    Mat r = m;
+    r.rows = m.cols;
+    r.cols = m.rows;
+    r.trans = !m.trans;
+    return r;
+}
+
+/* C (+)= A @ B; C may itself be stored transposed, then C^T = B^T A^T. */
+static void gemm(Mat c, Mat a, Mat b, float beta) {
+    if (c.trans) {
+        gemm(mat_t(c), mat_t(b), mat_t(a), beta);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans, c.rows, c.cols,
+                a.cols, 1.0f, a.p, a.ld, b.p, b.ld, beta, c.p, c.ld);
+}
+
+/* The last two dims of x (data or grad) as a Mat, or fail if neither is unit-stride. */
+static Mat mat_of(const Tensor *x, float *base, const char *op, const char *which) {
+    int nd = x->ndim;
+    int sr = x->stride[nd - 2], sc = x->stride[nd - 1];
+    Mat m = {.p = base, .rows = x->shape[nd - 2], .cols = x->shape[nd - 1]};
+    /* size-1 dims carry arbitrary strides, so they match either layout */
+    if ((sc == 1 || m.cols == 1) && (m.rows == 1 || sr >= m.cols)) {
+        m.trans = false;
+        m.ld = m.rows == 1 ? m.cols : sr;
+    } else if ((sr == 1 || m.rows == 1) && (m.cols == 1 || sc >= m.rows)) {
+        m.trans = true;
+        m.ld = m.cols == 1 ? m.rows : sc;
+    } else {
+        char sb[64];
+        qat_fail("%s: input %s %s has no unit stride in its last two dims (call op_contiguous first)", op, which,
+                 tensor_shape_str(x, sb, sizeof sb));
+    }
+    return m;
+}
+
+static int batch_of(const Tensor *x) { return x->ndim == 3 ? x->shape[0] : 1; }
+static size_t bstride_of(const Tensor *x) { return x->ndim == 3 ? (size_t)x->stride[0] : 0; }
+
+static void matmul_check(const Tensor *a, const Tensor *b) {
+    char sa[64], sb[64];
+    if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3)
+        qat_fail("matmul: expected 2-d or 3-d inputs, got a %s and b %s", tensor_shape_str(a, sa, sizeof sa),
+                 tensor_shape_str(b, sb, sizeof sb));
+    int K = a->shape[a->ndim - 1];
+    if (b->shape[b->ndim - 2] != K)
+        qat_fail("matmul: shape mismatch: a %s and b %s (inner dimensions %d and %d differ)",
+                 tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb), K, b->shape[b->ndim - 2]);
+    if (a->ndim == 3 && b->ndim == 3 && a->shape[0] != b->shape[0])
+        qat_fail("matmul: shape mismatch: a %s and b %s (batch sizes differ)", tensor_shape_str(a, sa, sizeof sa),
+                 tensor_shape_str(b, sb, sizeof sb));
+}
+
+/* out[bi] (+)= A[bi] @ B[bi] over the batch; parallel over the batch with
+ * single-threaded sgemm inside (OpenBLAS runs serially inside our regions). */
+static void batched(Mat c0, size_t cs, Mat a0, size_t as, Mat b0, size_t bs, int nb, float beta) {
+    if (nb == 1) {
+        gemm(c0, a0, b0, beta);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < nb; i++) {
+        Mat c = c0, a = a0, b = b0;
+        c.p += (size_t)i * cs;
+        a.p += (size_t)i * as;
+        b.p += (size_t)i * bs;
+        gemm(c, a, b, beta);
+    }
+}
+
+static void matmul_backward(Node *n) {
+    Tensor *a = n->in[0], *b = n->in[1], *c = n->out;
+    int nb = batch_of(c);
+    Mat dc = mat_of(c, c->grad, "matmul", "out");
+    size_t cs = bstride_of(c);
+    if (a->requires_grad) { /* dA = dC @ B^T, summed over the batch when A is shared */
+        Mat da = mat_of(a, a->grad, "matmul", "a");
+        Mat bt = mat_t(mat_of(b, b->data, "matmul", "b"));
+        if (a->ndim == 3 || nb == 1)
+            batched(da, bstride_of(a), dc, cs, bt, bstride_of(b), nb, 1.0f);
+        else
+            for (int i = 0; i < nb; i++) {
+                Mat dci = dc, bti = bt;
+                dci.p += (size_t)i * cs;
+                bti.p += (size_t)i * bstride_of(b);
+                gemm(da, dci, bti, 1.0f);
+            }
+    }
+    if (b->requires_grad) { /* dB = A^T @ dC */
+        Mat db = mat_of(b, b->grad, "matmul", "b");
+        Mat at = mat_t(mat_of(a, a->data, "matmul", "a"));
+        if (b->ndim == 3 || nb == 1)
+            batched(db, bstride_of(b), at, bstride_of(a), dc, cs, nb, 1.0f);
+        else
+            for (int i = 0; i < nb; i++) {
+                Mat dci = dc, ati = at;
+                dci.p += (size_t)i * cs;
+                ati.p += (size_t)i * bstride_of(a);
+                gemm(db, ati, dci, 1.0f);
+            }
+    }
+}
+
+Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b) {
+    matmul_check(a, b);
+    int M = a->shape[a->ndim - 2], N = b->shape[b->ndim - 1];
+    int nb = a->ndim == 3 ? a->shape[0] : b->ndim == 3 ? b->shape[0] : 1;
+    Tensor *c = nb > 1 || a->ndim == 3 || b->ndim == 3 ? tensor_new(t, 3, (int[]){nb, M, N})
+                                                      : tensor_new(t, 2, (int[]){M, N});
+    Mat ma = mat_of(a, a->data, "matmul", "a"), mb = mat_of(b, b->data, "matmul", "b");
+    batched(mat_of(c, c->data, "matmul", "out"), c->ndim == 3 ? (size_t)c->stride[0] : 0, ma, bstride_of(a), mb,
+            bstride_of(b), nb, 0.0f);
+    tape_record(t, "matmul", matmul_backward, c, 2, (Tensor *[]){a, b});
+    return c;
+}
+
+/* ---- linear: x [R,K] @ w[N,K]^T + bias ---- */
+
+static void linear_backward(Node *n) {
+    Tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+    int N = w->shape[0], K = w->shape[1];
+    int R = (int)(x->numel / (size_t)K);
+    if (x->requires_grad) /* dx [R,K] += dy [R,N] @ w [N,K] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
+    if (w->requires_grad) /* dw [N,K] += dy^T [N,R] @ x [R,K] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, R, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
+    if (bias && bias->requires_grad) {
+        float *db = bias->grad;
+        const float *dy = y->grad;
+#pragma omp parallel for schedule(static) if (R * N > 32768)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int r = 0; r < R; r++) s += dy[(size_t)r * N + j];
+            db[j] += s;
+        }
+    }
+}
+
+Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {
+    char sx[64], sw[64];
+    if (w->ndim != 2 || !tensor_is_contiguous(w))
+        qat_fail("linear: weight must be a contiguous 2-d tensor, got %s", tensor_shape_str(w, sw, sizeof sw));
+    int N = w->shape[0], K = w->shape[1];
+    if (x->shape[x->ndim - 1] != K)
+        qat_fail("linear: shape mismatch: x %s and weight %s (in_features %d and %d differ)",
+                 tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(w, sw, sizeof sw), x->shape[x->ndim - 1], K);
+    if (!tensor_is_contiguous(x))
+        qat_fail("linear: input %s is not contiguous (call op_contiguous first)", tensor_shape_str(x, sx, sizeof sx));
+    if (bias && (bias->ndim != 1 || bias->shape[0] != N))
+        qat_fail("linear: shape mismatch: bias %s for weight %s (expected [%d])", tensor_shape_str(bias, sx, sizeof sx),
+                 tensor_shape_str(w, sw, sizeof sw), N);
+    int shape[TENSOR_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = N;
+    Tensor *y = tensor_new(t, x->ndim, shape);
+    int R = (int)(x->numel / (size_t)K);
+    float beta = 0.0f;
+    if (bias) {
+        for (int r = 0; r < R; r++) memcpy(y->data + (size_t)r * N, bias->data, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, N, K, 1.0f, x->data, K, w->data, K, beta, y->data, N);
+    tape_record(t, "linear", linear_backward, y, 3, (Tensor *[]){x, w, bias});
+    return y;
+}

@@ -1,0 +1,137 @@
+/* ops_norm.c: row-wise normalisations over the last dim: LayerNorm and
+ * softmax (optionally causal). */
+#include <math.h>
+
+#include "autograd.h"
+
+#define PAR_ROWS 64 /* rows below which a loop stays on one thread */
+
+static void layernorm_backward(Node *n) {
+    Tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
+    int C = x->shape[x->ndim - 1];
+    int R = (int)(x->numel / (size_t)C);
+    const float *mean = n->saved, *rstd = n->saved2;
+    const float *px = x->data, *gy = y->grad, *pw = w->data;
+    if (x->requires_grad) {
+        float *gx = x->grad;
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+        for (int r = 0; r < R; r++) {
+            const float *xr = px + (size_t)r * C, *gr = gy + (size_t)r * C;
+            float m = mean[r], s = rstd[r];
+            /* dx = rstd * (g*w - mean(g*w) - xhat * mean(g*w*xhat)) */
+            float a = 0.0f, bsum = 0.0f;
+            for (int c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * s;
+                float gw = gr[c] * pw[c];
+                a += gw;
+                bsum += gw * xh;
+            }
+            a /= (float)C;
+            bsum /= (float)C;
+            float *gxr = gx + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                float xh = (xr[c] - m) * s;
+                gxr[c] += s * (gr[c] * pw[c] - a - xh * bsum);
+            }
+        }
+    }
+    if (w->requires_grad || b->requires_grad) {
+        float *gw = w->requires_grad ? w->grad : NULL, *gb = b->requires_grad ? b->grad : NULL;
+        /* column sums: parallel over channels so no two threads share an output */
+#pragma omp parallel for schedule(static) if ((size_t)R * C > 32768)
+        for (int c = 0; c < C; c++) {
+            float sw = 0.0f, sb = 0.0f;
+            for (int r = 0; r < R; r++) {
+                float g = gy[(size_t)r * C + c];
+                sw += g * (px[(size_t)r * C + c] - mean[r]) * rstd[r];
+                sb += g;
+            }
+            if (gw) gw[c] += sw;
+            if (gb) gb[c] += sb;
+        }
+    }
+}
+
+Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
+    char sx[64], sw[64];
+    int C = x->shape[x->ndim - 1];
+    if (!tensor_is_contiguous(x)) qat_fail("layernorm: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
+    if (w->ndim != 1 || w->shape[0] != C || b->ndim != 1 || b->shape[0] != C)
+        qat_fail("layernorm: shape mismatch: x %s needs weight and bias [%d], got %s and %s",
+                 tensor_shape_str(x, sx, sizeof sx), C, tensor_shape_str(w, sw, sizeof sw),
+                 tensor_shape_str(b, sx, sizeof sx));
+    int R = (int)(x->numel / (size_t)C);
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    float *mean = arena_alloc(&t->arena, (size_t)R * sizeof(float));
+    float *rstd = arena_alloc(&t->arena, (size_t)R * sizeof(float));
+    const float *px = x->data, *pw = w->data, *pb = b->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+    for (int r = 0; r < R; r++) {
+        const float *xr = px + (size_t)r * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += xr[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *yr = py + (size_t)r * C;
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * pw[c] + pb[c];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+    Node *n = tape_record(t, "layernorm", layernorm_backward, y, 3, (Tensor *[]){x, w, b});
+    if (n) {
+        n->saved = mean;
+        n->saved2 = rstd;
+    }
+    return y;
+}
+
+/* ---- softmax over the last dim ---- */
+
+static void softmax_backward(Node *n) {
+    Tensor *x = n->in[0], *y = n->out;
+    int C = x->shape[x->ndim - 1];
+    int R = (int)(x->numel / (size_t)C);
+    const float *py = y->data, *gy = y->grad;
+    float *gx = x->grad;
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+    for (int r = 0; r < R; r++) {
+        const float *yr = py + (size_t)r * C, *gr = gy + (size_t)r * C;
+        float dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += yr[c] * gr[c];
+        for (int c = 0; c < C; c++) gx[(size_t)r * C + c] += yr[c] * (gr[c] - dot);
+    }
+}
+
+Tensor *op_softmax(Tape *t, Tensor *x, bool causal) {
+    char sx[64];
+    int C = x->shape[x->ndim - 1];
+    if (!tensor_is_contiguous(x)) qat_fail("softmax: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
+    if (causal && (x->ndim < 2 || x->shape[x->ndim - 2] != C))
+        qat_fail("softmax: causal mask needs square last dims [T,T], got %s", tensor_shape_str(x, sx, sizeof sx));
+    int R = (int)(x->numel / (size_t)C);
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    const float *px = x->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+    for (int r = 0; r < R; r++) {
+        const float *xr = px + (size_t)r * C;
+        float *yr = py + (size_t)r * C;
+        int len = causal ? r % C + 1 : C; /* row i of a [T,T] block sees keys 0..i */
+        float mx = xr[0];
+        for (int c = 1; c < len; c++) mx = xr[c] > mx ? xr[c] : mx;
+        float s = 0.0f;
+        for (int c = 0; c < len; c++) {
+            yr[c] = expf(xr[c] - mx);
+            s += yr[c];
+        }
+        float inv = 1.0f / s;
+        for (int c = 0; c < len; c++) yr[c] *= inv;
+        for (int c = len; c < C; c++) yr[c] = 0.0f;
+    }
+    tape_record(t, "softmax", softmax_backward, y, 1, (Tensor *[]){x});
+    return y;
+}

@@ -1,0 +1,153 @@
+/* ops_pointwise.c: elementwise ops (add, mul with bias-style broadcasting,
+ * scale, GELU) and the full reductions sum and mean. */
+#include <math.h>
+#include <string.h>
+
+#include "autograd.h"
+
+/* Elementwise loops below this size are not worth waking the thread team. */
+#define PAR_MIN 32768
+
+/* b broadcasts over a when b's shape equals the trailing dims of a's shape. */
+static size_t broadcast_inner(const Tensor *a, const Tensor *b, const char *op) {
+    char sa[64], sb[64];
+    if (!tensor_is_contiguous(a) || !tensor_is_contiguous(b))
+        qat_fail("%s: inputs %s and %s must be contiguous (call op_contiguous first)", op,
+                 tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
+    bool ok = b->ndim <= a->ndim;
+    for (int d = 0; ok && d < b->ndim; d++) ok = b->shape[b->ndim - 1 - d] == a->shape[a->ndim - 1 - d];
+    if (!ok)
+        qat_fail("%s: shape mismatch: a %s and b %s (b must equal a or its trailing dims)", op,
+                 tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
+    return b->numel;
+}
+
+/* Sum of g over the leading (broadcast) dims into acc[inner]. */
+static void reduce_leading(float *acc, const float *g, const float *mulby, size_t outer, size_t inner) {
+#pragma omp parallel for schedule(static) if (outer * inner > PAR_MIN)
+    for (size_t j = 0; j < inner; j++) {
+        float s = 0.0f;
+        for (size_t o = 0; o < outer; o++) s += g[o * inner + j] * (mulby ? mulby[o * inner + j] : 1.0f);
+        acc[j] += s;
+    }
+}
+
+static void add_backward(Node *n) {
+    Tensor *a = n->in[0], *b = n->in[1], *y = n->out;
+    size_t N = y->numel, inner = b->numel;
+    if (a->requires_grad) {
+        float *ga = a->grad;
+        const float *gy = y->grad;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        for (size_t i = 0; i < N; i++) ga[i] += gy[i];
+    }
+    if (b->requires_grad) reduce_leading(b->grad, y->grad, NULL, N / inner, inner);
+}
+
+Tensor *op_add(Tape *t, Tensor *a, Tensor *b) {
+    size_t inner = broadcast_inner(a, b, "add");
+    Tensor *y = tensor_new(t, a->ndim, a->shape);
+    size_t N = a->numel;
+    const float *pa = a->data, *pb = b->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN)
+    for (size_t i = 0; i < N; i++) py[i] = pa[i] + pb[i % inner];
+    tape_record(t, "add", add_backward, y, 2, (Tensor *[]){a, b});
+    return y;
+}
+
+static void mul_backward(Node *n) {
+    Tensor *a = n->in[0], *b = n->in[1], *y = n->out;
+    size_t N = y->numel, inner = b->numel;
+    if (a->requires_grad) {
+        float *ga = a->grad;
+        const float *gy = y->grad, *pb = b->data;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        for (size_t i = 0; i < N; i++) ga[i] += gy[i] * pb[i % inner];
+    }
+    if (b->requires_grad) reduce_leading(b->grad, y->grad, a->data, N / inner, inner);
+}
+
+Tensor *op_mul(Tape *t, Tensor *a, Tensor *b) {
+    size_t inner = broadcast_inner(a, b, "mul");
+    Tensor *y = tensor_new(t, a->ndim, a->shape);
+    size_t N = a->numel;
+    const float *pa = a->data, *pb = b->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN)
+    for (size_t i = 0; i < N; i++) py[i] = pa[i] * pb[i % inner];
+    tape_record(t, "mul", mul_backward, y, 2, (Tensor *[]){a, b});
+    return y;
+}
+
+static void scale_backward(Node *n) {
+    Tensor *a = n->in[0], *y = n->out;
+    float s = n->f[0];
+    for (size_t i = 0; i < y->numel; i++) a->grad[i] += s * y->grad[i];
+}
+
+Tensor *op_scale(Tape *t, Tensor *a, float s) {
+    char sa[64];
+    if (!tensor_is_contiguous(a)) qat_fail("scale: input %s is not contiguous", tensor_shape_str(a, sa, sizeof sa));
+    Tensor *y = tensor_new(t, a->ndim, a->shape);
+    for (size_t i = 0; i < a->numel; i++) y->data[i] = s * a->data[i];
+    Node *n = tape_record(t, "scale", scale_backward, y, 1, (Tensor *[]){a});
+    if (n) n->f[0] = s;
+    return y;
+}
+
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#define GELU_C 0.7978845608028654f
+
+static void gelu_backward(Node *n) {
+    Tensor *x = n->in[0], *y = n->out;
+    size_t N = x->numel;
+    const float *px = x->data, *gy = y->grad;
+    float *gx = x->grad;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN / 4)
+    for (size_t i = 0; i < N; i++) {
+        float v = px[i];
+        float u = GELU_C * (v + 0.044715f * v * v * v);
+        float th = tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float d = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
+        gx[i] += d * gy[i];
+    }
+}
+
+Tensor *op_gelu(Tape *t, Tensor *x) {
+    char sa[64];
+    if (!tensor_is_contiguous(x)) qat_fail("gelu: input %s is not contiguous", tensor_shape_str(x, sa, sizeof sa));
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    size_t N = x->numel;
+    const float *px = x->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (N > PAR_MIN / 4)
+    for (size_t i = 0; i < N; i++) {
+        float v = px[i];
+        py[i] = 0.5f * v * (1.0f + tanhf(GELU_C * (v + 0.044715f * v * v * v)));
+    }
+    tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
+    return y;
+}
+
+/* ---- reductions to a scalar ---- */
+
+static void sum_backward(Node *n) {
+    Tensor *x = n->in[0];
+    float g = n->out->grad[0] * n->f[0];
+    for (size_t i = 0; i < x->numel; i++) x->grad[tensor_offset_of(x, i)] += g;
+}
+
+static Tensor *reduce_all(Tape *t, Tensor *x, float mul, const char *op) {
+    double s = 0.0; /* double: the sum of many floats would otherwise drift */
+    for (size_t i = 0; i < x->numel; i++) s += x->data[tensor_offset_of(x, i)];
+    Tensor *y = tensor_new(t, 1, (int[]){1});
+    y->data[0] = (float)(s * mul);
+    Node *n = tape_record(t, op, sum_backward, y, 1, (Tensor *[]){x});
+    if (n) n->f[0] = mul;
+    return y;
+}
+
+Tensor *op_sum(Tape *t, Tensor *x) { return reduce_all(t, x, 1.0f, "sum"); }
+Tensor *op_mean(Tape *t, Tensor *x) { return reduce_all(t, x, 1.0f / (float)x->numel, "mean"); }

@@ -1,0 +1,137 @@
+/* tape.c: recording ops and replaying their backward in reverse; the
+ * parameter block. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+
+void tape_init(Tape *t, size_t arena_bytes) {
+    memset(t, 0, sizeof *t);
+    arena_init(&t->arena, arena_bytes);
+    t->cap = 256;
+    t->nodes = xmalloc((size_t)t->cap * sizeof(Node));
+    t->grad_enabled = true;
+}
+
+void tape_free(Tape *t) {
+    arena_free(&t->arena);
+    free(t->nodes);
+    memset(t, 0, sizeof *t);
+}
+
+void tape_reset(Tape *t) {
+    t->n = 0;
+    arena_reset(&t->arena);
+}
+
+bool tape_set_grad(Tape *t, bool enabled) {
+    bool old = t->grad_enabled;
+    t->grad_enabled = enabled;
+    return old;
+}
+
+Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin, Tensor **in) {
+    bool need = false;
+    if (t->grad_enabled)
+        for (int i = 0; i < nin; i++)
+            if (in[i] && in[i]->requires_grad) need = true;
+    out->requires_grad = need;
+    if (!need) return NULL;
+    if (t->n == t->cap) {
+        /* grows during the first step only; later steps reuse the array */
+        t->cap *= 2;
+        t->nodes = xrealloc(t->nodes, (size_t)t->cap * sizeof(Node));
+    }
+    Node *n = &t->nodes[t->n++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    n->nin = nin;
+    for (int i = 0; i < nin; i++) n->in[i] = in[i];
+    n->tape = t;
+    return n;
+}
+
+static void run_backward(Tape *t) {
+    for (int k = t->n - 1; k >= 0; k--) {
+        Node *n = &t->nodes[k];
+        if (!n->out->grad) continue; /* nothing downstream used this output */
+        for (int i = 0; i < n->nin; i++)
+            if (n->in[i] && n->in[i]->requires_grad) tensor_ensure_grad(t, n->in[i]);
+        n->backward(n);
+    }
+}
+
+void tape_backward(Tape *t, Tensor *loss) {
+    if (loss->numel != 1) qat_fail("backward: loss must be a scalar, got %zu elements", loss->numel);
+    if (!loss->requires_grad) qat_fail("backward: loss does not depend on any tensor that requires grad");
+    tensor_ensure_grad(t, loss)[0] += 1.0f;
+    run_backward(t);
+}
+
+void tape_backward_seed(Tape *t, Tensor *out, const float *seed) {
+    if (!out->requires_grad) qat_fail("backward: output does not depend on any tensor that requires grad");
+    float *g = tensor_ensure_grad(t, out);
+    for (size_t i = 0; i < out->numel; i++) g[tensor_offset_of(out, i)] += seed[i];
+    run_backward(t);
+}
+
+/* ---- parameters ---- */
+
+void params_init(Params *p) { memset(p, 0, sizeof *p); }
+
+Tensor *params_add(Params *p, const char *name, int ndim, const int *shape) {
+    if (p->finalized) qat_fail("params: cannot add %s after finalize", name);
+    if (ndim < 1 || ndim > TENSOR_MAX_DIMS) qat_fail("params: %s has %d dimensions", name, ndim);
+    if (params_find(p, name)) qat_fail("params: duplicate parameter name %s", name);
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 16;
+        p->list = xrealloc(p->list, (size_t)p->cap * sizeof(Tensor *));
+    }
+    Tensor *x = xcalloc(1, sizeof *x);
+    x->ndim = ndim;
+    x->numel = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (shape[d] < 1) qat_fail("params: %s dimension %d has size %d", name, d, shape[d]);
+        x->shape[d] = shape[d];
+        x->stride[d] = (int)x->numel;
+        x->numel *= (size_t)shape[d];
+    }
+    x->requires_grad = true;
+    x->name = xstrdup(name);
+    p->list[p->n++] = x;
+    p->numel += x->numel;
+    return x;
+}
+
+void params_finalize(Params *p) {
+    p->data = xcalloc(p->numel, sizeof(float));
+    p->grad = xcalloc(p->numel, sizeof(float));
+    size_t off = 0;
+    for (int i = 0; i < p->n; i++) {
+        p->list[i]->data = p->data + off;
+        p->list[i]->grad = p->grad + off;
+        off += p->list[i]->numel;
+    }
+    p->finalized = true;
+}
+
+void params_zero_grad(Params *p) { memset(p->grad, 0, p->numel * sizeof(float)); }
+
+Tensor *params_find(const Params *p, const char *name) {
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->list[i]->name, name) == 0) return p->list[i];
+    return NULL;
+}
+
+void params_free(Params *p) {
+    for (int i = 0; i < p->n; i++) {
+        free((char *)p->list[i]->name);
+        free(p->list[i]);
+    }
+    free(p->list);
+    free(p->data);
+    free(p->grad);
+    memset(p, 0, sizeof *p);
+}

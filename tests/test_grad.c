@@ -1,0 +1,193 @@
+/* test_grad.c: every op's backward against central finite differences, on odd
+ * shapes and broadcasting cases.
+ *
+ * Tolerance: the forward runs in float32 and L = sum(out*R) is accumulated in
+ * double. With h = 1e-2 the rounding error of L (about 1e-6 for these sizes)
+ * contributes ~1e-4 to the difference quotient and the O(h^2) truncation
+ * error is ~1e-5 * |f'''|, so |num - ana| <= 1e-3 + 1e-2 * |grad| leaves a wide
+ * margin for a correct backward while a wrong one misses by O(1). */
+#include <criterion/criterion.h>
+#include <math.h>
+
+#include "testutil.h"
+
+#define H 1e-2f
+#define ATOL 1e-3f
+#define RTOL 1e-2f
+
+static void check(GcBuild f, void *ctx, int nin, const GcInput *spec) {
+    GcResult r = gradcheck(f, ctx, nin, spec, 42, H, ATOL, RTOL);
+    cr_assert(r.checked > 0, "nothing was checked");
+    cr_assert_leq(r.worst, 1.0, "gradient mismatch: worst ratio %.3g, max abs err %.3g over %zu elements", r.worst,
+                  r.max_abs_err, r.checked);
+}
+
+/* ---- matmul ---- */
+static Tensor *f_matmul(Tape *t, Tensor **in, void *c) { (void)c; return op_matmul(t, in[0], in[1]); }
+Test(grad, matmul_2d) {
+    GcInput s[] = {{"a", 2, {7, 13}, true}, {"b", 2, {13, 5}, true}};
+    check(f_matmul, NULL, 2, s);
+}
+static Tensor *f_matmul_tt(Tape *t, Tensor **in, void *c) {
+    (void)c; /* a^T @ b^T on transposed views exercises the strided paths */
+    return op_matmul(t, op_transpose(t, in[0], 0, 1), op_transpose(t, in[1], 0, 1));
+}
+Test(grad, matmul_transposed_views) {
+    GcInput s[] = {{"a", 2, {13, 7}, true}, {"b", 2, {5, 13}, true}};
+    check(f_matmul_tt, NULL, 2, s);
+}
+Test(grad, matmul_batched) {
+    GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 3, {3, 7, 4}, true}};
+    check(f_matmul, NULL, 2, s);
+}
+Test(grad, matmul_batched_by_shared_2d) {
+    GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 2, {7, 4}, true}};
+    check(f_matmul, NULL, 2, s);
+}
+Test(grad, matmul_shared_2d_by_batched) {
+    GcInput s[] = {{"a", 2, {5, 7}, true}, {"b", 3, {3, 7, 4}, true}};
+    check(f_matmul, NULL, 2, s);
+}
+static Tensor *f_bmm_t(Tape *t, Tensor **in, void *c) {
+    (void)c; /* q @ k^T, the attention-score pattern */
+    return op_matmul(t, in[0], op_transpose(t, in[1], 1, 2));
+}
+Test(grad, matmul_batched_transposed) {
+    GcInput s[] = {{"q", 3, {2, 5, 3}, true}, {"k", 3, {2, 6, 3}, true}};
+    check(f_bmm_t, NULL, 2, s);
+}
+
+/* ---- linear ---- */
+static Tensor *f_linear(Tape *t, Tensor **in, void *c) { (void)c; return op_linear(t, in[0], in[1], in[2]); }
+static Tensor *f_linear_nobias(Tape *t, Tensor **in, void *c) { (void)c; return op_linear(t, in[0], in[1], NULL); }
+Test(grad, linear_3d_with_bias) {
+    GcInput s[] = {{"x", 3, {2, 3, 7}, true}, {"w", 2, {5, 7}, true}, {"b", 1, {5}, true}};
+    check(f_linear, NULL, 3, s);
+}
+Test(grad, linear_no_bias) {
+    GcInput s[] = {{"x", 2, {9, 11}, true}, {"w", 2, {3, 11}, true}};
+    check(f_linear_nobias, NULL, 2, s);
+}
+
+/* ---- pointwise ---- */
+static Tensor *f_add(Tape *t, Tensor **in, void *c) { (void)c; return op_add(t, in[0], in[1]); }
+static Tensor *f_mul(Tape *t, Tensor **in, void *c) { (void)c; return op_mul(t, in[0], in[1]); }
+Test(grad, add_same_shape) {
+    GcInput s[] = {{"a", 2, {5, 7}, true}, {"b", 2, {5, 7}, true}};
+    check(f_add, NULL, 2, s);
+}
+Test(grad, add_bias_broadcast) {
+    GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 1, {7}, true}};
+    check(f_add, NULL, 2, s);
+}
+Test(grad, add_matrix_broadcast) {
+    GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 2, {5, 7}, true}};
+    check(f_add, NULL, 2, s);
+}
+Test(grad, mul_same_shape) {
+    GcInput s[] = {{"a", 2, {5, 7}, true}, {"b", 2, {5, 7}, true}};
+    check(f_mul, NULL, 2, s);
+}
+Test(grad, mul_bias_broadcast) {
+    GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 1, {7}, true}};
+    check(f_mul, NULL, 2, s);
+}
+static Tensor *f_scale(Tape *t, Tensor **in, void *c) { (void)c; return op_scale(t, in[0], -1.7f); }
+Test(grad, scale) {
+    GcInput s[] = {{"a", 2, {5, 7}, true}};
+    check(f_scale, NULL, 1, s);
+}
+static Tensor *f_gelu(Tape *t, Tensor **in, void *c) { (void)c; return op_gelu(t, in[0]); }
+Test(grad, gelu) {
+    GcInput s[] = {{"x", 2, {9, 13}, true, -3.0f, 3.0f}};
+    check(f_gelu, NULL, 1, s);
+}
+static Tensor *f_residual(Tape *t, Tensor **in, void *c) {
+    (void)c; /* x + gelu(x): one tensor used twice, so its grad must accumulate */
+    return op_add(t, in[0], op_gelu(t, in[0]));
+}
+Test(grad, residual_accumulates) {
+    GcInput s[] = {{"x", 2, {4, 7}, true, -2.0f, 2.0f}};
+    check(f_residual, NULL, 1, s);
+}
+
+/* ---- normalisation ---- */
+static Tensor *f_layernorm(Tape *t, Tensor **in, void *c) { (void)c; return op_layernorm(t, in[0], in[1], in[2], 1e-5f); }
+Test(grad, layernorm) {
+    GcInput s[] = {{"x", 3, {2, 3, 11}, true, -2.0f, 2.0f}, {"w", 1, {11}, true, 0.5f, 1.5f}, {"b", 1, {11}, true}};
+    check(f_layernorm, NULL, 3, s);
+}
+static Tensor *f_softmax(Tape *t, Tensor **in, void *c) { return op_softmax(t, in[0], c != NULL); }
+Test(grad, softmax) {
+    GcInput s[] = {{"x", 2, {5, 9}, true, -2.0f, 2.0f}};
+    check(f_softmax, NULL, 1, s);
+}
+Test(grad, softmax_causal) {
+    GcInput s[] = {{"x", 3, {2, 6, 6}, true, -2.0f, 2.0f}};
+    check(f_softmax, (void *)1, 1, s);
+}
+
+/* ---- attention ---- */
+static Tensor *f_attention(Tape *t, Tensor **in, void *c) { return op_attention(t, in[0], *(int *)c); }
+Test(grad, attention_fused) {
+    int nh = 3;
+    GcInput s[] = {{"qkv", 3, {2, 7, 3 * 12}, true}};
+    check(f_attention, &nh, 1, s);
+}
+Test(grad, attention_single_head_odd) {
+    int nh = 1;
+    GcInput s[] = {{"qkv", 3, {1, 5, 3 * 5}, true}};
+    check(f_attention, &nh, 1, s);
+}
+
+/* ---- index ops ---- */
+static const int32_t k_idx[] = {3, 0, 3, 5, 1, 3, 2, 0, 4, 5, 5, 1};
+static Tensor *f_embedding(Tape *t, Tensor **in, void *c) {
+    (void)c;
+    return op_embedding(t, in[0], k_idx, 2, (int[]){3, 4});
+}
+Test(grad, embedding_repeated_ids) {
+    GcInput s[] = {{"wte", 2, {6, 5}, true}};
+    check(f_embedding, NULL, 1, s);
+}
+static Tensor *f_xent(Tape *t, Tensor **in, void *c) {
+    (void)c;
+    return op_cross_entropy(t, in[0], k_idx);
+}
+Test(grad, cross_entropy) {
+    GcInput s[] = {{"logits", 3, {3, 4, 7}, true, -3.0f, 3.0f}};
+    check(f_xent, NULL, 1, s);
+}
+
+/* ---- views and reductions ---- */
+static Tensor *f_view_chain(Tape *t, Tensor **in, void *c) {
+    (void)c; /* reshape -> transpose -> contiguous -> mul by a second input */
+    Tensor *x = op_reshape(t, in[0], 3, (int[]){3, 5, 4});
+    Tensor *y = op_contiguous(t, op_transpose(t, x, 0, 2));
+    return op_mul(t, y, in[1]);
+}
+Test(grad, reshape_transpose_contiguous) {
+    GcInput s[] = {{"x", 2, {15, 4}, true}, {"m", 3, {4, 5, 3}, true}};
+    check(f_view_chain, NULL, 2, s);
+}
+static Tensor *f_sum(Tape *t, Tensor **in, void *c) { (void)c; return op_sum(t, op_mul(t, in[0], in[0])); }
+static Tensor *f_mean(Tape *t, Tensor **in, void *c) { (void)c; return op_mean(t, op_transpose(t, in[0], 0, 1)); }
+Test(grad, sum) {
+    GcInput s[] = {{"x", 2, {5, 7}, true}};
+    check(f_sum, NULL, 1, s);
+}
+Test(grad, mean_of_view) {
+    GcInput s[] = {{"x", 2, {5, 7}, true}};
+    check(f_mean, NULL, 1, s);
+}
+
+/* ---- a composed attention against the fused op, gradients included ---- */
+static Tensor *f_attention_composed(Tape *t, Tensor **in, void *c) {
+    (void)c; /* single head: softmax_causal(q k^T / sqrt(d)) v from separate q, k, v */
+    Tensor *s = op_scale(t, op_matmul(t, in[0], op_transpose(t, in[1], 1, 2)), 1.0f / sqrtf(4.0f));
+    return op_matmul(t, op_softmax(t, s, true), in[2]);
+}
+Test(grad, attention_composed) {
+    GcInput s[] = {{"q", 3, {2, 5, 4}, true}, {"k", 3, {2, 5, 4}, true}, {"v", 3, {2, 5, 4}, true}};
+    check(f_attention_composed, NULL, 3, s);
+}

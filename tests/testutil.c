@@ -1,0 +1,101 @@
+/* testutil.c: gradient checker and failure capture for the tests. */
+#include "testutil.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static double dot_out(const Tensor *out, const float *r) {
+    double s = 0.0;
+    for (size_t i = 0; i < out->numel; i++) s += (double)out->data[tensor_offset_of(out, i)] * r[i];
+    return s;
+}
+
+GcResult gradcheck(GcBuild f, void *ctx, int nin, const GcInput *spec, uint64_t seed, float h, float atol, float rtol) {
+    Params p;
+    params_init(&p);
+    Tensor *in[8];
+    for (int i = 0; i < nin; i++) in[i] = params_add(&p, spec[i].name, spec[i].ndim, spec[i].shape);
+    params_finalize(&p);
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < nin; i++) {
+        float lo = spec[i].lo, hi = spec[i].hi;
+        if (lo == 0.0f && hi == 0.0f) lo = -1.0f, hi = 1.0f;
+        for (size_t k = 0; k < in[i]->numel; k++) in[i]->data[k] = lo + (hi - lo) * rng_uniform(&rng);
+        in[i]->requires_grad = spec[i].grad;
+    }
+    Tape t;
+    tape_init(&t, 1 << 20);
+    Tensor *out = f(&t, in, ctx);
+    float *r = malloc(out->numel * sizeof(float));
+    for (size_t k = 0; k < out->numel; k++) r[k] = rng_normal(&rng);
+    tape_backward_seed(&t, out, r);
+
+    GcResult res = {0};
+    for (int i = 0; i < nin; i++) {
+        if (!spec[i].grad) continue;
+        float *ana = malloc(in[i]->numel * sizeof(float));
+        memcpy(ana, in[i]->grad, in[i]->numel * sizeof(float));
+        for (size_t k = 0; k < in[i]->numel; k++) {
+            float x0 = in[i]->data[k];
+            tape_set_grad(&t, false);
+            in[i]->data[k] = x0 + h;
+            tape_reset(&t);
+            double lp = dot_out(f(&t, in, ctx), r);
+            in[i]->data[k] = x0 - h;
+            tape_reset(&t);
+            double lm = dot_out(f(&t, in, ctx), r);
+            in[i]->data[k] = x0;
+            double num = (lp - lm) / (2.0 * h);
+            double err = fabs(num - ana[k]);
+            double ratio = err / (atol + rtol * fmax(fabs(num), fabs(ana[k])));
+            if (ratio > res.worst) res.worst = ratio;
+            if (err > res.max_abs_err) res.max_abs_err = err;
+            if (ratio > 1.0)
+                fprintf(stderr, "gradcheck: %s[%zu]: numeric %.6g analytic %.6g\n", spec[i].name, k, num, ana[k]);
+            res.checked++;
+        }
+        free(ana);
+    }
+    free(r);
+    tape_free(&t);
+    params_free(&p);
+    return res;
+}
+
+static jmp_buf *g_jmp;
+static char *g_msg;
+static size_t g_msg_n;
+
+static void capture_handler(const char *msg, void *user) {
+    (void)user;
+    snprintf(g_msg, g_msg_n, "%s", msg);
+    longjmp(*g_jmp, 1);
+}
+
+bool capture_failure(void (*fn)(void *), void *ctx, char *msg, size_t n) {
+    jmp_buf jb;
+    g_jmp = &jb;
+    g_msg = msg;
+    g_msg_n = n;
+    msg[0] = '\0';
+    qat_error_fn old = qat_set_error_handler(capture_handler, NULL);
+    bool failed = false;
+    if (setjmp(jb) == 0)
+        fn(ctx);
+    else
+        failed = true;
+    qat_set_error_handler(old, NULL);
+    return failed;
+}
+
+const char *test_corpus_path(void) {
+    static char path[4096];
+    const char *src = getenv("QAT_SOURCE_DIR");
+    snprintf(path, sizeof path, "%s/../shared/data/tinyshakespeare.txt", src ? src : ".");
+    return access(path, R_OK) == 0 ? path : NULL;
+}

@@ -1,0 +1,36 @@
+/* testutil.h: helpers for the Criterion suite: a central-difference gradient
+ * checker over any op graph, and capture of qat_fail() messages. */
+#ifndef QAT_TESTUTIL_H
+#define QAT_TESTUTIL_H
+
+#include <stdbool.h>
+
+#include "autograd/autograd.h"
+
+typedef struct GcInput {
+    const char *name;
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    bool grad;      /* check the gradient of this input */
+    float lo, hi;   /* uniform init range; both 0 means [-1,1] */
+} GcInput;
+
+typedef Tensor *(*GcBuild)(Tape *t, Tensor **in, void *ctx);
+
+typedef struct GcResult {
+    double worst;       /* max |num-ana| / (atol + rtol*max(|num|,|ana|)); <= 1 passes */
+    double max_abs_err;
+    size_t checked;
+} GcResult;
+
+/* Builds the graph once for analytic grads of L = sum(out * R) (R fixed random),
+ * then perturbs every element of every grad input by +-h and compares. */
+GcResult gradcheck(GcBuild f, void *ctx, int nin, const GcInput *spec, uint64_t seed, float h, float atol, float rtol);
+
+/* Runs fn(ctx); if it calls qat_fail, returns true with the message in msg. */
+bool capture_failure(void (*fn)(void *), void *ctx, char *msg, size_t n);
+
+/* Path of the shared corpus, or NULL when ../shared is not there. */
+const char *test_corpus_path(void);
+
+#endif

@@ -1,0 +1,129 @@
+/* util.c: error reporting, checked allocation and file helpers, time, threads. */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void default_error(const char *msg, void *user) {
+    (void)user;
+    fprintf(stderr, "qat: %s\n", msg);
+    fflush(stderr);
+    exit(QAT_EXIT_BADINPUT);
+}
+
+/* The handler is process-wide by nature, like a signal handler. */
+static qat_error_fn g_error_fn = default_error;
+static void *g_error_user = NULL;
+
+qat_error_fn qat_set_error_handler(qat_error_fn fn, void *user) {
+    qat_error_fn old = g_error_fn;
+    g_error_fn = fn ? fn : default_error;
+    g_error_user = user;
+    return old;
+}
+
+void qat_fail(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    g_error_fn(buf, g_error_user);
+    abort(); /* a handler that returns is a bug */
+}
+
+static _Noreturn void die_oom(size_t n) {
+    fprintf(stderr, "qat: out of memory allocating %zu bytes\n", n);
+    exit(1);
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die_oom(n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die_oom(count * size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die_oom(n);
+    return q;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = xmalloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+FILE *xfopen(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    if (!f) qat_fail("%s: cannot open: %s", path, strerror(errno));
+    return f;
+}
+
+char *xread_file(const char *path, size_t *len) {
+    FILE *f = xfopen(path, "rb");
+    if (fseek(f, 0, SEEK_END) != 0) qat_fail("%s: cannot seek: %s", path, strerror(errno));
+    long n = ftell(f);
+    if (n < 0) qat_fail("%s: cannot tell size: %s", path, strerror(errno));
+    rewind(f);
+    char *buf = xmalloc((size_t)n + 1);
+    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) qat_fail("%s: short read", path);
+    buf[n] = '\0';
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+void xwrite_file_atomic(const char *path, const void *data, size_t len) {
+    size_t n = strlen(path);
+    char *tmp = xmalloc(n + 5);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) qat_fail("%s: cannot write: %s", tmp, strerror(errno));
+    if (len && fwrite(data, 1, len, f) != len) {
+        fclose(f);
+        unlink(tmp);
+        qat_fail("%s: write failed: %s", tmp, strerror(errno));
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        unlink(tmp);
+        qat_fail("%s: flush failed: %s", tmp, strerror(errno));
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        qat_fail("%s: rename failed: %s", path, strerror(errno));
+    }
+    free(tmp);
+}
+
+void qat_set_threads(int n) {
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    /* The OpenMP build of OpenBLAS reads the same OpenMP setting. */
+}
+
+int qat_get_threads(void) { return omp_get_max_threads(); }
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,70 @@
+/* util.h: checked helpers shared by every module: allocation, files, errors,
+ * a bump arena for per-step memory, and a small seeded RNG.
+ * Library code reports bad input through qat_fail(), which calls the installed
+ * error handler (default: print one line to stderr and exit 2). Tests install a
+ * handler that longjmps back so the message itself can be asserted. */
+#ifndef QAT_UTIL_H
+#define QAT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- errors ---- */
+typedef void (*qat_error_fn)(const char *msg, void *user);
+/* Formats one line and hands it to the current handler; never returns. */
+_Noreturn void qat_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Returns the previous handler. A handler must not return (exit or longjmp). */
+qat_error_fn qat_set_error_handler(qat_error_fn fn, void *user);
+/* Exit status used for bad input (configs, files, shapes). */
+#define QAT_EXIT_BADINPUT 2
+
+/* ---- checked allocation and files ---- */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+FILE *xfopen(const char *path, const char *mode);
+/* Reads a whole file; *len gets its size. The buffer is NUL-terminated. */
+char *xread_file(const char *path, size_t *len);
+/* Writes to path.tmp, flushes, fsyncs and renames, so path is whole or untouched. */
+void xwrite_file_atomic(const char *path, const void *data, size_t len);
+
+/* ---- arena: bump allocator reused every step ----
+ * Allocations come from chained chunks; arena_reset() coalesces them into one
+ * chunk the size of the high-water mark, so after the first step of a loop
+ * with fixed shapes no further malloc happens. */
+typedef struct ArenaChunk ArenaChunk;
+typedef struct Arena {
+    ArenaChunk *head;
+    size_t used_total; /* bytes handed out since the last reset */
+    size_t peak;       /* high-water mark over the arena's life */
+    size_t n_chunk_allocs;
+} Arena;
+void arena_init(Arena *a, size_t initial_bytes);
+void *arena_alloc(Arena *a, size_t bytes);  /* 64-byte aligned, uninitialised */
+void *arena_calloc(Arena *a, size_t bytes); /* zeroed */
+void arena_reset(Arena *a);
+void arena_free(Arena *a);
+
+/* ---- RNG: xorshift64* with Box-Muller normals; state is explicit ---- */
+typedef struct Rng {
+    uint64_t s;
+} Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_u64(Rng *r);
+uint32_t rng_u32(Rng *r);
+float rng_uniform(Rng *r);          /* [0,1) */
+float rng_normal(Rng *r);           /* N(0,1) */
+uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0,n) */
+
+/* ---- threads ----
+ * qat links the OpenMP build of OpenBLAS, so one knob sets both pools and
+ * BLAS calls made inside our own parallel regions run on one thread. */
+void qat_set_threads(int n);
+int qat_get_threads(void);
+
+/* ---- time ---- */
+double now_seconds(void);
+
+#endif
