@@ -67,8 +67,10 @@ Tensor *op_cross_entropy(Tape *t, Tensor *logits, const int32_t *targets) {
     bool grad = t->grad_enabled && logits->requires_grad;
     float *p = grad ? arena_alloc(&t->arena, logits->numel * sizeof(float)) : NULL;
     const float *x = logits->data;
-    double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if ((size_t)R * V > 32768)
+    /* per-row losses summed in order afterwards: an OpenMP reduction would add
+     * the partial sums in thread-arrival order and break bitwise resume */
+    float *row_loss = arena_alloc(&t->arena, (size_t)R * sizeof(float));
+#pragma omp parallel for schedule(static) if ((size_t)R * V > 32768)
     for (int r = 0; r < R; r++) {
         const float *xr = x + (size_t)r * V;
         float mx = xr[0];
@@ -76,12 +78,14 @@ Tensor *op_cross_entropy(Tape *t, Tensor *logits, const int32_t *targets) {
         float s = 0.0f;
         for (int c = 0; c < V; c++) s += expf(xr[c] - mx);
         float lse = mx + logf(s);
-        total += (double)(lse - xr[targets[r]]);
+        row_loss[r] = lse - xr[targets[r]];
         if (p) {
             float inv = 1.0f / s;
             for (int c = 0; c < V; c++) p[(size_t)r * V + c] = expf(xr[c] - mx) * inv;
         }
     }
+    double total = 0.0;
+    for (int r = 0; r < R; r++) total += row_loss[r];
     Tensor *y = tensor_new(t, 1, (int[]){1});
     y->data[0] = (float)(total / R);
     Node *n = tape_record(t, "cross_entropy", cross_entropy_backward, y, 1, (Tensor *[]){logits});

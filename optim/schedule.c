@@ -14,11 +14,21 @@ float lr_at(const LrSchedule *s, int it) {
 }
 
 float grad_clip_norm(Params *p, float max_norm) {
-    double ss = 0.0;
+    /* fixed chunks summed in order, so the norm does not depend on which
+     * thread finishes first (an OpenMP reduction would) */
+    enum { CHUNKS = 64 };
+    double part[CHUNKS];
     const float *g = p->grad;
     size_t n = p->numel;
-#pragma omp parallel for schedule(static) reduction(+ : ss) if (n > 65536)
-    for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int c = 0; c < CHUNKS; c++) {
+        size_t lo = n * (size_t)c / CHUNKS, hi = n * (size_t)(c + 1) / CHUNKS;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+        part[c] = s;
+    }
+    double ss = 0.0;
+    for (int c = 0; c < CHUNKS; c++) ss += part[c];
     float norm = (float)sqrt(ss);
     if (max_norm > 0.0f && norm > max_norm) {
         float s = max_norm / (norm + 1e-6f);

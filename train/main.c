@@ -1,71 +1,228 @@
-/* main.c: the qat command line. */
+/* main.c: the qat command line: train, eval, sample, demo. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "autograd/autograd.h"
-#include "optim/optim.h"
-
-#define DEFAULT_CORPUS "/usr/share/games/fortunes/songs-poems"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/sample.h"
+#include "train/trainer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qat COMMAND [options]\n"
+            "\n"
             "commands:\n"
-            "  demo [CORPUS]   train a byte-level bigram model with AdamW (default corpus: %s)\n"
-            "  --help          this message\n",
-            DEFAULT_CORPUS);
+            "  train CONFIG.yaml [--set section.key=value ...] [--resume]\n"
+            "                          train a GPT as the config says (see configs/README.md)\n"
+            "  eval CHECKPOINT [--data FILE] [--json]\n"
+            "                          validation loss of a checkpoint\n"
+            "  sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "                          generate text\n"
+            "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
+            "  config-keys             print every config key as a Markdown table\n"
+            "\n"
+            "qat COMMAND --help shows a command's options. Threads: OMP_NUM_THREADS or train.threads.\n"
+            "Bad input exits with status 2 and one line naming the file and key.\n");
 }
 
-/* A byte bigram model: logits[t] = W[x[t]]; trained with AdamW on random batches. */
-static int cmd_demo(const char *path) {
-    size_t n;
-    unsigned char *text = (unsigned char *)xread_file(path, &n);
-    if (n < 1024) qat_fail("%s: corpus too small (%zu bytes)", path, n);
-    Params p;
-    params_init(&p);
-    Tensor *w = params_add(&p, "bigram", 2, (int[]){256, 256});
-    params_finalize(&p);
-    AdamW opt;
-    adamw_init(&opt, &p, 0.9f, 0.99f, 1e-8f, 0.0f);
-    LrSchedule sched = {.lr = 0.1f, .min_lr = 0.01f, .warmup_iters = 10, .iters = 300};
-    Tape t;
-    tape_init(&t, 1 << 20);
-    enum { BATCH = 4096 };
-    int32_t *x = xmalloc(BATCH * sizeof(int32_t)), *y = xmalloc(BATCH * sizeof(int32_t));
-    Rng rng;
-    rng_seed(&rng, 1337);
-    printf("demo: bigram model on %s (%zu bytes), %zu parameters\n", path, n, p.numel);
-    for (int it = 0; it <= sched.iters; it++) {
-        for (int i = 0; i < BATCH; i++) {
-            size_t j = rng_below(&rng, (uint32_t)(n - 1));
-            x[i] = text[j];
-            y[i] = text[j + 1];
+static const char *HELP_TRAIN =
+    "usage: qat train CONFIG.yaml [--set section.key=value ...] [--resume]\n"
+    "  Trains a GPT. Writes out_dir/metrics.jsonl, out_dir/checkpoint.h5 (at every\n"
+    "  eval and at the end) and out_dir/summary.json.\n"
+    "  --set K=V   override one config key, e.g. --set train.iters=100 (repeatable)\n"
+    "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n";
+static const char *HELP_EVAL =
+    "usage: qat eval CHECKPOINT [--data FILE] [--json]\n"
+    "  Mean loss over the fixed, seeded validation batches (train.eval_batches of\n"
+    "  train.batch_size windows). Without --data: the validation split of the\n"
+    "  training corpus, as during training. With --data FILE: windows of all of FILE.\n"
+    "  --json      print one JSON object: val_loss, batches, batch_size, block_size, tokens\n";
+static const char *HELP_SAMPLE =
+    "usage: qat sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+    "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"
+    "  keeping the K most likely tokens (default 0 = all), seeded with S (default 1337).\n";
+
+static bool wants_help(int argc, char **argv) {
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+    return false;
+}
+
+static const char *need_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) qat_fail("%s: missing value", argv[*i]);
+    return argv[++*i];
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) qat_fail("%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static float parse_float(const char *opt, const char *s, float lo) {
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end || !(v >= lo)) qat_fail("%s: expected a number >= %g, got '%s'", opt, lo, s);
+    return v;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_TRAIN, stdout), 0;
+    const char *path = NULL;
+    bool resume = false;
+    Config cfg;
+    config_defaults(&cfg);
+    /* the file first, then the --set overrides in order */
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] != '-') {
+            if (path) qat_fail("train: more than one config file ('%s' and '%s')", path, argv[i]);
+            path = argv[i];
+        } else if (!strcmp(argv[i], "--set")) {
+            i++;
         }
-        tape_reset(&t);
-        params_zero_grad(&p);
-        Tensor *logits = op_embedding(&t, w, x, 1, (int[]){BATCH});
-        Tensor *loss = op_cross_entropy(&t, logits, y);
-        tape_backward(&t, loss);
-        float norm = grad_clip_norm(&p, 1.0f);
-        adamw_step(&opt, &p, lr_at(&sched, it));
-        if (it % 50 == 0) printf("iter %4d  loss %.4f  grad_norm %.3f\n", it, loss->data[0], norm);
+    if (!path) qat_fail("train: missing CONFIG.yaml (see qat train --help)");
+    config_load_file(&cfg, path);
+    for (int i = 2; i < argc; i++) {
+        if (argv[i][0] != '-') continue;
+        if (!strcmp(argv[i], "--set"))
+            config_set_arg(&cfg, need_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--resume"))
+            resume = true;
+        else
+            qat_fail("train: unknown option '%s' (see qat train --help)", argv[i]);
     }
-    tape_free(&t);
-    adamw_free(&opt);
-    params_free(&p);
-    free(text);
-    free(x);
-    free(y);
+    train_run(&cfg, path, resume);
     return 0;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? QAT_EXIT_BADINPUT : 0;
+static int cmd_eval(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_EVAL, stdout), 0;
+    const char *ckpt = NULL, *data = NULL;
+    bool json = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--data"))
+            data = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--json"))
+            json = true;
+        else if (argv[i][0] == '-')
+            qat_fail("eval: unknown option '%s' (see qat eval --help)", argv[i]);
+        else if (!ckpt)
+            ckpt = argv[i];
+        else
+            qat_fail("eval: more than one checkpoint given");
     }
-    if (!strcmp(argv[1], "demo")) return cmd_demo(argc > 2 ? argv[2] : DEFAULT_CORPUS);
-    fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", argv[1]);
+    if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
+    GPT g;
+    Config cfg;
+    Vocab v;
+    model_load(ckpt, &g, &cfg, &v);
+    apply_threads(&cfg);
+    Dataset ds;
+    const int B = cfg.train.batch_size, T = cfg.model.block_size;
+    const int32_t *tok;
+    size_t n;
+    if (data) {
+        dataset_load(&ds, &v, data, false, false);
+        if (ds.n < (size_t)T + 1) qat_fail("%s: %zu tokens, fewer than block_size+1 = %d", data, ds.n, T + 1);
+        tok = ds.tokens;
+        n = ds.n;
+    } else {
+        if (access(cfg.data.path, R_OK) != 0)
+            qat_fail("%s: the training corpus %s (data.path) is not readable; pass --data FILE", ckpt, cfg.data.path);
+        dataset_load(&ds, &v, cfg.data.path, false, false);
+        dataset_split(&ds, cfg.data.val_fraction, T, cfg.data.path);
+        tok = ds.tokens + ds.n_train;
+        n = ds.n - ds.n_train;
+    }
+    Tape t;
+    tape_init(&t, 16u << 20);
+    float loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+    if (json)
+        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld}\n", loss,
+               cfg.train.eval_batches, B, T, (long)cfg.train.eval_batches * B * T);
+    else
+        printf("val_loss %.4f (%d batches of %d x %d tokens from %s)\n", loss, cfg.train.eval_batches, B, T,
+               data ? data : "the validation split");
+    tape_free(&t);
+    dataset_free(&ds);
+    gpt_free(&g);
+    return 0;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_SAMPLE, stdout), 0;
+    const char *ckpt = NULL;
+    SampleOptions o = {.prompt = NULL, .tokens = 200, .temperature = 0.8f, .top_k = 0, .seed = 1337};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--prompt"))
+            o.prompt = need_value(argc, argv, &i);
+        else if (!strcmp(a, "--tokens"))
+            o.tokens = (int)parse_long(a, need_value(argc, argv, &i), 0, 1000000);
+        else if (!strcmp(a, "--temperature"))
+            o.temperature = parse_float(a, need_value(argc, argv, &i), 0.0f);
+        else if (!strcmp(a, "--top-k"))
+            o.top_k = (int)parse_long(a, need_value(argc, argv, &i), 0, 1 << 20);
+        else if (!strcmp(a, "--seed"))
+            o.seed = (uint64_t)parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
+        else if (a[0] == '-')
+            qat_fail("sample: unknown option '%s' (see qat sample --help)", a);
+        else if (!ckpt)
+            ckpt = a;
+        else
+            qat_fail("sample: more than one checkpoint given");
+    }
+    if (!ckpt) qat_fail("sample: missing CHECKPOINT (see qat sample --help)");
+    GPT g;
+    Config cfg;
+    Vocab v;
+    model_load(ckpt, &g, &cfg, &v);
+    apply_threads(&cfg);
+    sample_text(&g, &v, &o, stdout);
+    gpt_free(&g);
+    return 0;
+}
+
+/* The main job of ./quickstart: a small model on a corpus that Debian's
+ * fortunes package installs, so it needs nothing outside the machine. */
+static const char *DEMO_CONFIG =
+    "model: {n_layer: 2, n_head: 4, n_embd: 96, block_size: 64, vocab: char}\n"
+    "data: {path: /usr/share/games/fortunes/songs-poems, val_fraction: 0.1}\n"
+    "train: {batch_size: 32, iters: 600, lr: 2e-3, min_lr: 2e-4, warmup_iters: 50, eval_every: 200,\n"
+    "        eval_batches: 20, log_every: 50, seed: 1337}\n"
+    "out_dir: runs/demo\n";
+
+static int cmd_demo(int argc, char **argv) {
+    if (wants_help(argc, argv))
+        return printf("usage: qat demo\n  Trains this embedded config, evaluates it and prints a sample:\n%s", DEMO_CONFIG), 0;
+    Config cfg;
+    config_defaults(&cfg);
+    config_load_string(&cfg, DEMO_CONFIG, "demo config");
+    train_run(&cfg, "demo config", false);
+    char ckpt[CONFIG_PATH_MAX + 32];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", cfg.out_dir);
+    char *eval_argv[] = {argv[0], "eval", ckpt};
+    cmd_eval(3, eval_argv);
+    printf("--- sample ---\n");
+    char *sample_argv[] = {argv[0], "sample", ckpt, "--tokens", "300"};
+    return cmd_sample(5, sample_argv);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return QAT_EXIT_BADINPUT;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return usage(stdout), 0;
+    if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
+    if (!strcmp(cmd, "config-keys")) return config_print_keys(stdout), 0;
+    fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", cmd);
     return QAT_EXIT_BADINPUT;
 }

@@ -1,0 +1,78 @@
+/* gpt.c: the GPT model: parameters, initialisation, forward and loss. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+void gpt_build(GPT *g, const GPTConfig *cfg) {
+    memset(g, 0, sizeof *g);
+    g->cfg = *cfg;
+    int C = cfg->n_embd;
+    params_init(&g->params);
+    Params *p = &g->params;
+    g->wte = params_add(p, "wte", 2, (int[]){cfg->vocab_size, C});
+    g->wpe = params_add(p, "wpe", 2, (int[]){cfg->block_size, C});
+    g->blocks = xcalloc((size_t)cfg->n_layer, sizeof(Block));
+    for (int l = 0; l < cfg->n_layer; l++) {
+        Block *b = &g->blocks[l];
+        char n[64];
+        snprintf(n, sizeof n, "blocks.%d.ln1", l);
+        layernorm_init(&b->ln1, p, n, C);
+        snprintf(n, sizeof n, "blocks.%d.attn.qkv", l);
+        linear_init(&b->qkv, p, n, C, 3 * C);
+        snprintf(n, sizeof n, "blocks.%d.attn.proj", l);
+        linear_init(&b->proj, p, n, C, C);
+        snprintf(n, sizeof n, "blocks.%d.ln2", l);
+        layernorm_init(&b->ln2, p, n, C);
+        snprintf(n, sizeof n, "blocks.%d.mlp.fc", l);
+        linear_init(&b->fc, p, n, C, 4 * C);
+        snprintf(n, sizeof n, "blocks.%d.mlp.proj", l);
+        linear_init(&b->fc_proj, p, n, 4 * C, C);
+    }
+    layernorm_init(&g->ln_f, p, "ln_f", C);
+    params_finalize(p);
+}
+
+void gpt_init_weights(GPT *g, Rng *rng) {
+    float resid_std = 0.02f / sqrtf(2.0f * (float)g->cfg.n_layer);
+    for (int i = 0; i < g->params.n; i++) {
+        Tensor *x = g->params.list[i];
+        const char *name = x->name;
+        size_t len = strlen(name);
+        bool is_bias = len > 5 && !strcmp(name + len - 5, ".bias");
+        bool is_ln = strstr(name, "ln1.") || strstr(name, "ln2.") || !strncmp(name, "ln_f.", 5);
+        if (is_bias) {
+            memset(x->data, 0, x->numel * sizeof(float));
+        } else if (is_ln) {
+            for (size_t k = 0; k < x->numel; k++) x->data[k] = 1.0f;
+        } else {
+            bool resid = strstr(name, ".attn.proj.weight") || strstr(name, ".mlp.proj.weight");
+            float std = resid ? resid_std : 0.02f;
+            for (size_t k = 0; k < x->numel; k++) x->data[k] = std * rng_normal(rng);
+        }
+    }
+}
+
+Tensor *gpt_forward(GPT *g, Tape *t, const int32_t *idx, int B, int T) {
+    const GPTConfig *c = &g->cfg;
+    if (T > c->block_size) qat_fail("gpt: sequence of %d tokens exceeds block_size %d", T, c->block_size);
+    /* positions 0..T-1 live in the tape arena so backward can still read them */
+    int32_t *pos = arena_alloc(&t->arena, (size_t)T * sizeof(int32_t));
+    for (int i = 0; i < T; i++) pos[i] = i;
+    Tensor *x = op_add(t, op_embedding(t, g->wte, idx, 2, (int[]){B, T}), op_embedding(t, g->wpe, pos, 1, (int[]){T}));
+    for (int l = 0; l < c->n_layer; l++) x = block_forward(t, &g->blocks[l], x, c->n_head);
+    x = layernorm_forward(t, &g->ln_f, x);
+    return op_linear(t, x, g->wte, NULL); /* tied LM head */
+}
+
+Tensor *gpt_loss(GPT *g, Tape *t, const int32_t *idx, const int32_t *targets, int B, int T) {
+    return op_cross_entropy(t, gpt_forward(g, t, idx, B, T), targets);
+}
+
+void gpt_free(GPT *g) {
+    params_free(&g->params);
+    free(g->blocks);
+    memset(g, 0, sizeof *g);
+}

@@ -1,0 +1,38 @@
+/* layers.c: Linear, LayerNorm, attention, MLP and Block. */
+#include <stdio.h>
+
+#include "layers.h"
+
+void linear_init(Linear *l, Params *p, const char *name, int in, int out) {
+    char n[128];
+    snprintf(n, sizeof n, "%s.weight", name);
+    l->w = params_add(p, n, 2, (int[]){out, in});
+    snprintf(n, sizeof n, "%s.bias", name);
+    l->b = params_add(p, n, 1, (int[]){out});
+}
+
+Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) { return op_linear(t, x, l->w, l->b); }
+
+void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim) {
+    char n[128];
+    snprintf(n, sizeof n, "%s.weight", name);
+    l->w = params_add(p, n, 1, (int[]){dim});
+    snprintf(n, sizeof n, "%s.bias", name);
+    l->b = params_add(p, n, 1, (int[]){dim});
+}
+
+Tensor *layernorm_forward(Tape *t, const LayerNorm *l, Tensor *x) { return op_layernorm(t, x, l->w, l->b, 1e-5f); }
+
+Tensor *attention_forward(Tape *t, const Block *b, Tensor *x, int n_head) {
+    Tensor *qkv = linear_forward(t, &b->qkv, x);
+    return linear_forward(t, &b->proj, op_attention(t, qkv, n_head));
+}
+
+Tensor *mlp_forward(Tape *t, const Block *b, Tensor *x) {
+    return linear_forward(t, &b->fc_proj, op_gelu(t, linear_forward(t, &b->fc, x)));
+}
+
+Tensor *block_forward(Tape *t, const Block *b, Tensor *x, int n_head) {
+    x = op_add(t, x, attention_forward(t, b, layernorm_forward(t, &b->ln1, x), n_head));
+    return op_add(t, x, mlp_forward(t, b, layernorm_forward(t, &b->ln2, x)));
+}

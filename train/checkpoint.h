@@ -1,0 +1,26 @@
+/* checkpoint.h: training checkpoints in HDF5. Layout (format qat-checkpoint,
+ * version 1):
+ *   attributes on /: format, version, kind ("float"), step, config (YAML text)
+ *   /vocab            uint8 [V]   token id -> byte
+ *   /params/<name>    float32     every parameter by name
+ *   /optim/m/<name>, /optim/v/<name>  AdamW moments; attribute optim_step on /
+ *   /rng              uint64 [1]  batch sampler state after `step` steps
+ * Written to PATH.tmp and renamed, so a checkpoint is whole or absent. */
+#ifndef QAT_CHECKPOINT_H
+#define QAT_CHECKPOINT_H
+
+#include "data/data.h"
+#include "layers/layers.h"
+#include "optim/optim.h"
+#include "train/config.h"
+
+void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
+               const Rng *rng);
+/* Config, vocab and step of a checkpoint; fails when path is not one. */
+void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step);
+/* Loads every parameter of g, checking names and shapes. */
+void ckpt_load_params(const char *path, GPT *g);
+/* Loads the optimizer moments and sampler state saved with the weights. */
+void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng);
+
+#endif

@@ -1,0 +1,58 @@
+/* config.h: run configuration. One field table is the schema: it validates
+ * keys from YAML files and from --set overrides through the same path, gives
+ * the defaults, and writes the config back as YAML (stored in checkpoints). */
+#ifndef QAT_CONFIG_H
+#define QAT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_PATH_MAX 1024
+
+typedef struct ModelConfig {
+    int n_layer, n_head, n_embd, block_size;
+    char vocab[8]; /* "char" or "byte" */
+} ModelConfig;
+
+typedef struct DataConfig {
+    char path[CONFIG_PATH_MAX];
+    float val_fraction;
+} DataConfig;
+
+typedef struct TrainConfig {
+    int batch_size, iters;
+    float lr, min_lr;
+    int warmup_iters;
+    float weight_decay, beta1, beta2, eps, grad_clip;
+    int seed;
+    int eval_every, eval_batches, log_every, threads;
+} TrainConfig;
+
+typedef struct Config {
+    ModelConfig model;
+    DataConfig data;
+    TrainConfig train;
+    char out_dir[CONFIG_PATH_MAX];
+} Config;
+
+/* Fills every field with its default. */
+void config_defaults(Config *c);
+/* Reads YAML from path over the current values (unknown keys and bad values
+ * fail naming the file, line and key). */
+void config_load_file(Config *c, const char *path);
+/* Same from a YAML string; origin names it in errors. */
+void config_load_string(Config *c, const char *yaml, const char *origin);
+/* Applies "section.key=value" (a --set argument). */
+void config_set_arg(Config *c, const char *arg);
+/* Sets one dotted key from its text value; origin prefixes error messages. */
+void config_set(Config *c, const char *key, const char *value, const char *origin);
+/* Checks relations between fields (n_embd % n_head, min_lr <= lr, ...). */
+void config_validate(const Config *c, const char *origin);
+/* Writes the whole config as YAML into a malloc'd string. */
+char *config_to_yaml(const Config *c);
+/* Markdown table of every key, its type, default and meaning. */
+void config_print_keys(FILE *f);
+
+#endif

@@ -1,0 +1,83 @@
+/* sample.c: autoregressive sampling with temperature and top-k. Each new token
+ * reruns the float forward over the last block_size tokens (no KV cache here;
+ * the integer inference path has one). */
+#include "sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Picks a token from logits[V] with temperature and top-k. */
+static int pick(const float *logits, int V, float temp, int top_k, Rng *rng, float *probs) {
+    if (temp <= 0.0f) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    float kth = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        /* the k-th largest logit is the cut-off: copy, partial selection */
+        memcpy(probs, logits, (size_t)V * sizeof(float));
+        for (int i = 0; i < top_k; i++) {
+            int m = i;
+            for (int j = i + 1; j < V; j++)
+                if (probs[j] > probs[m]) m = j;
+            float tmp = probs[i];
+            probs[i] = probs[m];
+            probs[m] = tmp;
+        }
+        kth = probs[top_k - 1];
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) {
+        probs[i] = logits[i] < kth ? 0.0f : expf((logits[i] - mx) / temp);
+        sum += probs[i];
+    }
+    double u = rng_uniform(rng) * sum, acc = 0.0;
+    for (int i = 0; i < V; i++) {
+        acc += probs[i];
+        if (u < acc) return i;
+    }
+    for (int i = V - 1; i >= 0; i--)
+        if (probs[i] > 0.0f) return i;
+    return 0;
+}
+
+void sample_text(GPT *g, const Vocab *v, const SampleOptions *o, FILE *out) {
+    const char *prompt = o->prompt && *o->prompt ? o->prompt : NULL;
+    size_t plen = prompt ? strlen(prompt) : 0;
+    int32_t *ctx = xmalloc((plen + (size_t)o->tokens + 1) * sizeof(int32_t));
+    size_t n = 0;
+    if (prompt) {
+        int32_t *enc = vocab_encode(v, (const uint8_t *)prompt, plen, "--prompt");
+        memcpy(ctx, enc, plen * sizeof(int32_t));
+        n = plen;
+        free(enc);
+        fputs(prompt, out);
+    } else {
+        ctx[n++] = v->index['\n'] >= 0 ? v->index['\n'] : 0;
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed);
+    Tape t;
+    tape_init(&t, 8u << 20);
+    tape_set_grad(&t, false);
+    int V = g->cfg.vocab_size, bs = g->cfg.block_size;
+    float *probs = xmalloc((size_t)V * sizeof(float));
+    for (int k = 0; k < o->tokens; k++) {
+        int Tn = n < (size_t)bs ? (int)n : bs;
+        tape_reset(&t);
+        Tensor *logits = gpt_forward(g, &t, ctx + n - Tn, 1, Tn);
+        int id = pick(logits->data + (size_t)(Tn - 1) * V, V, o->temperature, o->top_k, &rng, probs);
+        ctx[n++] = id;
+        fputc(v->chars[id], out);
+    }
+    fputc('\n', out);
+    free(probs);
+    tape_free(&t);
+    free(ctx);
+}

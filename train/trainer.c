@@ -1,0 +1,257 @@
+/* trainer.c: the training loop with logging, evaluation, checkpoints, resume,
+ * and a progress line. */
+#define _DEFAULT_SOURCE
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "optim/optim.h"
+#include "train/checkpoint.h"
+
+void apply_threads(const Config *cfg) {
+    if (cfg->train.threads > 0) qat_set_threads(cfg->train.threads);
+}
+
+uint64_t eval_seed(const Config *cfg) { return (uint64_t)cfg->train.seed * 2654435761u + 97; }
+
+float eval_loss(GPT *g, Tape *t, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    Batch b;
+    batch_alloc(&b, B, T);
+    bool old = tape_set_grad(t, false);
+    double sum = 0.0;
+    for (int i = 0; i < n_batches; i++) {
+        batch_sample(&b, tokens, n, &rng);
+        tape_reset(t);
+        sum += gpt_loss(g, t, b.x, b.y, B, T)->data[0];
+    }
+    tape_reset(t);
+    tape_set_grad(t, old);
+    batch_free(&b);
+    return (float)(sum / n_batches);
+}
+
+static GPTConfig gpt_config_of(const Config *c, int vocab_size) {
+    return (GPTConfig){.vocab_size = vocab_size, .n_layer = c->model.n_layer, .n_head = c->model.n_head,
+                       .n_embd = c->model.n_embd, .block_size = c->model.block_size};
+}
+
+void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
+    ckpt_load_meta(path, cfg, v, NULL);
+    GPTConfig gc = gpt_config_of(cfg, v->size);
+    gpt_build(g, &gc);
+    ckpt_load_params(path, g);
+}
+
+static void mkdir_p(const char *dir) {
+    char buf[CONFIG_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("out_dir: cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("out_dir: cannot create %s: %s", buf, strerror(errno));
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* On resume, keep the metrics lines of steps already done and drop the rest,
+ * so the file reads as if the run had never stopped. */
+static void metrics_truncate(const char *path, long upto) {
+    if (access(path, F_OK) != 0) return;
+    size_t n;
+    char *text = xread_file(path, &n);
+    char *out = xmalloc(n + 1);
+    size_t k = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *it = strstr(line, "\"iter\":");
+        if (it && it < line + len && atol(it + 7) <= upto) {
+            memcpy(out + k, line, len);
+            k += len;
+        }
+        line += len;
+    }
+    xwrite_file_atomic(path, out, k);
+    free(out);
+    free(text);
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+void train_run(const Config *cfg, const char *origin, bool resume) {
+    config_validate(cfg, origin);
+    apply_threads(cfg);
+    const int B = cfg->train.batch_size, T = cfg->model.block_size;
+    if (access(cfg->data.path, R_OK) != 0)
+        qat_fail("%s: data.path: %s: %s", origin, cfg->data.path, strerror(errno));
+
+    char ckpt_path[CONFIG_PATH_MAX + 32], metrics_path[CONFIG_PATH_MAX + 32], summary_path[CONFIG_PATH_MAX + 32];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.h5", cfg->out_dir);
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", cfg->out_dir);
+    snprintf(summary_path, sizeof summary_path, "%s/summary.json", cfg->out_dir);
+
+    Vocab vocab;
+    Dataset ds;
+    long start = 0;
+    Config saved;
+    if (resume) {
+        /* the checkpoint's vocab is the model's; the corpus must still encode with it */
+        ckpt_load_meta(ckpt_path, &saved, &vocab, &start);
+        if (saved.model.n_layer != cfg->model.n_layer || saved.model.n_head != cfg->model.n_head ||
+            saved.model.n_embd != cfg->model.n_embd || saved.model.block_size != cfg->model.block_size)
+            qat_fail("%s: model section differs from the config stored in %s; cannot resume", origin, ckpt_path);
+        dataset_load(&ds, &vocab, cfg->data.path, false, false);
+    } else {
+        dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
+    }
+    char data_origin[2 * CONFIG_PATH_MAX];
+    snprintf(data_origin, sizeof data_origin, "%s: data.path %s", origin, cfg->data.path);
+    dataset_split(&ds, cfg->data.val_fraction, T, data_origin);
+
+    GPT g;
+    GPTConfig gc = gpt_config_of(cfg, vocab.size);
+    gpt_build(&g, &gc);
+    Rng init_rng, rng;
+    rng_seed(&init_rng, (uint64_t)cfg->train.seed);
+    gpt_init_weights(&g, &init_rng);
+    rng_seed(&rng, (uint64_t)cfg->train.seed ^ 0x5DEECE66Dull);
+    AdamW opt;
+    adamw_init(&opt, &g.params, cfg->train.beta1, cfg->train.beta2, cfg->train.eps, cfg->train.weight_decay);
+    if (resume) {
+        ckpt_load_params(ckpt_path, &g);
+        ckpt_load_train_state(ckpt_path, &g, &opt, &rng);
+    }
+    mkdir_p(cfg->out_dir);
+    if (resume)
+        metrics_truncate(metrics_path, start);
+    else
+        unlink(metrics_path);
+    FILE *metrics = xfopen(metrics_path, "a");
+
+    LrSchedule sched = {.lr = cfg->train.lr, .min_lr = cfg->train.min_lr, .warmup_iters = cfg->train.warmup_iters,
+                        .iters = cfg->train.iters};
+    Tape tape;
+    tape_init(&tape, 64u << 20);
+    Batch batch;
+    batch_alloc(&batch, B, T);
+    const int iters = cfg->train.iters;
+    double *tps = xmalloc((size_t)(iters > 0 ? iters : 1) * sizeof(double));
+    int n_tps = 0;
+    bool tty = isatty(STDOUT_FILENO);
+    double t0 = now_seconds(), last_draw = 0.0;
+    float val = NAN;
+    uint64_t vseed = eval_seed(cfg);
+    const int32_t *val_tok = ds.tokens + ds.n_train;
+    size_t n_val = ds.n - ds.n_train;
+
+    printf("qat train: %zu parameters, vocab %d, %zu train / %zu val tokens, %d threads%s\n", g.params.numel,
+           vocab.size, ds.n_train, n_val, qat_get_threads(), resume ? ", resumed" : "");
+    if (resume) printf("resuming from %s at iter %ld\n", ckpt_path, start);
+    fflush(stdout);
+
+    for (long it = start; it < iters; it++) {
+        double ts = now_seconds();
+        batch_sample(&batch, ds.tokens, ds.n_train, &rng);
+        tape_reset(&tape);
+        params_zero_grad(&g.params);
+        Tensor *loss = gpt_loss(&g, &tape, batch.x, batch.y, B, T);
+        tape_backward(&tape, loss);
+        float l = loss->data[0];
+        float norm = grad_clip_norm(&g.params, cfg->train.grad_clip);
+        if (!isfinite(l) || !isfinite(norm))
+            qat_fail("training diverged at iter %ld: loss %g, grad norm %g; the last good checkpoint %s is kept",
+                     it + 1, l, norm, ckpt_path);
+        float lr = lr_at(&sched, (int)it);
+        adamw_step(&opt, &g.params, lr);
+        double dt = now_seconds() - ts;
+        double rate = (double)B * T / dt;
+        tps[n_tps++] = rate;
+        long done = it + 1;
+        bool eval_now = done % cfg->train.eval_every == 0 || done == iters;
+        bool log_now = done % cfg->train.log_every == 0 || eval_now || it == start;
+        if (eval_now) {
+            val = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+            if (!isfinite(val))
+                qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
+                         done, val, ckpt_path);
+            ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng);
+        }
+        if (log_now) {
+            fprintf(metrics, "{\"iter\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f", done, l,
+                    lr, norm, rate);
+            if (eval_now) fprintf(metrics, ",\"val_loss\":%.6f", val);
+            fprintf(metrics, "}\n");
+            fflush(metrics);
+        }
+        double now = now_seconds();
+        double eta = (now - t0) / (double)(done - start) * (double)(iters - done);
+        char etab[32];
+        fmt_eta(etab, sizeof etab, eta);
+        if (tty) {
+            if (now - last_draw > 0.1 || eval_now || done == iters) {
+                printf("\riter %ld/%d | loss %.4f | %.0f tok/s | ETA %s   ", done, iters, l, rate, etab);
+                if (eval_now) printf("\n  val_loss %.4f (checkpoint saved)\n", val);
+                fflush(stdout);
+                last_draw = now;
+            }
+        } else if (log_now) {
+            printf("iter %ld/%d loss %.4f lr %.3g grad_norm %.3f %.0f tok/s ETA %s", done, iters, l, lr, norm, rate,
+                   etab);
+            if (eval_now) printf(" val_loss %.4f", val);
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+    fclose(metrics);
+    double wall = now_seconds() - t0;
+    double median = 0.0;
+    if (n_tps) {
+        qsort(tps, (size_t)n_tps, sizeof(double), cmp_double);
+        median = n_tps % 2 ? tps[n_tps / 2] : 0.5 * (tps[n_tps / 2 - 1] + tps[n_tps / 2]);
+    }
+    if (start >= iters) { /* nothing left to run: report the checkpoint's model */
+        val = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+    }
+    char summary[1024];
+    int len = snprintf(summary, sizeof summary,
+                       "{\"params\":%zu,\"iters\":%d,\"val_loss\":%.6f,\"tokens_per_s\":%.1f,\"wall_s\":%.3f,"
+                       "\"peak_rss_mib\":%.1f,\"threads\":%d}\n",
+                       g.params.numel, iters, val, median, wall, peak_rss_mib(), qat_get_threads());
+    xwrite_file_atomic(summary_path, summary, (size_t)len);
+    printf("done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
+           peak_rss_mib(), cfg->out_dir);
+    free(tps);
+    batch_free(&batch);
+    tape_free(&tape);
+    adamw_free(&opt);
+    gpt_free(&g);
+    dataset_free(&ds);
+}

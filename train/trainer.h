@@ -1,0 +1,26 @@
+/* trainer.h: the FP32 training run (qat train), validation loss, and loading a
+ * model back from a checkpoint for eval and sample. */
+#ifndef QAT_TRAINER_H
+#define QAT_TRAINER_H
+
+#include "data/data.h"
+#include "layers/layers.h"
+#include "train/config.h"
+
+/* Trains as configured; with resume, continues from out_dir/checkpoint.h5. */
+void train_run(const Config *cfg, const char *origin, bool resume);
+
+/* Mean loss over n_batches windows from tokens[0..n), drawn from a generator
+ * seeded with seed, so the same call always sees the same batches. */
+float eval_loss(GPT *g, Tape *t, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed);
+
+/* Seed of the fixed validation set for a run with this config. */
+uint64_t eval_seed(const Config *cfg);
+
+/* Builds the model a checkpoint describes and loads its weights. */
+void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
+
+/* Threads from the config (0 keeps OMP_NUM_THREADS / all cores). */
+void apply_threads(const Config *cfg);
+
+#endif

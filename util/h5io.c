@@ -1,0 +1,217 @@
+/* h5io.c: HDF5 helpers (see h5io.h). HDF5's own error stack printing is
+ * switched off; every failure becomes one qat_fail line. */
+#include "h5io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+void h5out_open(H5Out *o, const char *path) {
+    quiet();
+    size_t n = strlen(path);
+    o->path = xstrdup(path);
+    o->tmp = xmalloc(n + 5);
+    memcpy(o->tmp, path, n);
+    memcpy(o->tmp + n, ".tmp", 5);
+    o->f = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (o->f < 0) qat_fail("%s: cannot create HDF5 file", o->tmp);
+}
+
+static void out_free(H5Out *o) {
+    free(o->path);
+    free(o->tmp);
+    o->path = o->tmp = NULL;
+    o->f = -1;
+}
+
+void h5out_commit(H5Out *o) {
+    if (H5Fflush(o->f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(o->f) < 0) {
+        unlink(o->tmp);
+        qat_fail("%s: writing failed", o->tmp);
+    }
+    /* HDF5 has closed the file; force its bytes to disk before the rename */
+    FILE *f = fopen(o->tmp, "rb");
+    if (f) {
+        fsync(fileno(f));
+        fclose(f);
+    }
+    if (rename(o->tmp, o->path) != 0) {
+        unlink(o->tmp);
+        qat_fail("%s: cannot rename into place", o->path);
+    }
+    out_free(o);
+}
+
+void h5out_abort(H5Out *o) {
+    H5Fclose(o->f);
+    unlink(o->tmp);
+    out_free(o);
+}
+
+static void write_ds(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *dims, const void *data) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        qat_fail("HDF5: cannot write dataset %s", name);
+    H5Dclose(ds);
+    H5Sclose(space);
+    H5Pclose(lcpl);
+}
+
+void h5_write_f32(hid_t loc, const char *name, int ndim, const int *shape, const float *data) {
+    hsize_t dims[8];
+    for (int d = 0; d < ndim; d++) dims[d] = (hsize_t)shape[d];
+    write_ds(loc, name, H5T_NATIVE_FLOAT, ndim, dims, data);
+}
+
+void h5_write_u8(hid_t loc, const char *name, size_t n, const uint8_t *data) {
+    hsize_t d = n;
+    write_ds(loc, name, H5T_NATIVE_UINT8, 1, &d, data);
+}
+
+void h5_write_u64(hid_t loc, const char *name, size_t n, const uint64_t *data) {
+    hsize_t d = n;
+    write_ds(loc, name, H5T_NATIVE_UINT64, 1, &d, data);
+}
+
+void h5_attr_str(hid_t loc, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, type, value) < 0) qat_fail("HDF5: cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+}
+
+void h5_attr_i64(hid_t loc, const char *name, int64_t value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &value) < 0) qat_fail("HDF5: cannot write attribute %s", name);
+    H5Aclose(a);
+    H5Sclose(space);
+}
+
+hid_t h5in_open(const char *path) {
+    quiet();
+    FILE *probe = fopen(path, "rb");
+    if (!probe) qat_fail("%s: cannot open: no such file or not readable", path);
+    fclose(probe);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) qat_fail("%s: not a readable HDF5 file (truncated or corrupt)", path);
+    return f;
+}
+
+void h5in_close(hid_t f) { H5Fclose(f); }
+
+bool h5_exists(hid_t loc, const char *name) {
+    /* H5Lexists needs each intermediate link to exist, so walk the path */
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (*buf && H5Lexists(loc, buf, H5P_DEFAULT) <= 0) return false;
+        *p = '/';
+    }
+    return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
+}
+
+static hid_t open_ds(hid_t f, const char *file, const char *name) {
+    if (!h5_exists(f, name)) qat_fail("%s: tensor %s is missing", file, name);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) qat_fail("%s: tensor %s cannot be opened (corrupt file)", file, name);
+    return ds;
+}
+
+static int ds_dims(hid_t ds, hsize_t *dims) {
+    hid_t space = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd > 8) nd = -1;
+    if (nd > 0) H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    return nd;
+}
+
+static void fmt_dims(char *buf, size_t n, int nd, const hsize_t *d) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < nd && k < n; i++) k += (size_t)snprintf(buf + k, n - k, i ? ",%llu" : "%llu", (unsigned long long)d[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+void h5_read_f32(hid_t f, const char *file, const char *name, int ndim, const int *shape, float *out) {
+    hid_t ds = open_ds(f, file, name);
+    hsize_t dims[8], want[8];
+    int nd = ds_dims(ds, dims);
+    for (int d = 0; d < ndim; d++) want[d] = (hsize_t)shape[d];
+    bool ok = nd == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = dims[d] == want[d];
+    if (!ok) {
+        char a[128], b[128];
+        fmt_dims(a, sizeof a, nd, dims);
+        fmt_dims(b, sizeof b, ndim, want);
+        H5Dclose(ds);
+        qat_fail("%s: tensor %s has shape %s, the model needs %s (checkpoint of another model?)", file, name, a, b);
+    }
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        H5Dclose(ds);
+        qat_fail("%s: tensor %s cannot be read (truncated or corrupt file)", file, name);
+    }
+    H5Dclose(ds);
+}
+
+static size_t read_1d(hid_t f, const char *file, const char *name, hid_t type, void *out, size_t cap) {
+    hid_t ds = open_ds(f, file, name);
+    hsize_t dims[8];
+    int nd = ds_dims(ds, dims);
+    if (nd != 1 || dims[0] > cap) {
+        H5Dclose(ds);
+        qat_fail("%s: dataset %s has an unexpected shape", file, name);
+    }
+    if (H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        H5Dclose(ds);
+        qat_fail("%s: dataset %s cannot be read (truncated or corrupt file)", file, name);
+    }
+    H5Dclose(ds);
+    return (size_t)dims[0];
+}
+
+size_t h5_read_u8(hid_t f, const char *file, const char *name, uint8_t *out, size_t cap) {
+    return read_1d(f, file, name, H5T_NATIVE_UINT8, out, cap);
+}
+
+size_t h5_read_u64(hid_t f, const char *file, const char *name, uint64_t *out, size_t cap) {
+    return read_1d(f, file, name, H5T_NATIVE_UINT64, out, cap);
+}
+
+char *h5_read_attr_str(hid_t f, const char *file, const char *name) {
+    if (H5Aexists(f, name) <= 0) qat_fail("%s: attribute %s is missing (not a qat file?)", file, name);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    hid_t type = H5Aget_type(a);
+    if (H5Tget_class(type) != H5T_STRING) qat_fail("%s: attribute %s is not a string", file, name);
+    size_t n = H5Tget_size(type);
+    char *s = xcalloc(n + 1, 1);
+    hid_t mem = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mem, n + 1);
+    if (H5Aread(a, mem, s) < 0) qat_fail("%s: attribute %s cannot be read", file, name);
+    H5Tclose(mem);
+    H5Tclose(type);
+    H5Aclose(a);
+    return s;
+}
+
+int64_t h5_read_attr_i64(hid_t f, const char *file, const char *name) {
+    if (H5Aexists(f, name) <= 0) qat_fail("%s: attribute %s is missing (not a qat file?)", file, name);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    int64_t v = 0;
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0) qat_fail("%s: attribute %s cannot be read", file, name);
+    H5Aclose(a);
+    return v;
+}

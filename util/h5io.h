@@ -1,0 +1,40 @@
+/* h5io.h: thin checked wrappers over HDF5. Writers go to PATH.tmp and are
+ * renamed into place on commit, so a file is whole or untouched. Readers check
+ * shapes and fail with one line naming the file and the dataset. */
+#ifndef QAT_H5IO_H
+#define QAT_H5IO_H
+
+#include <hdf5.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct H5Out {
+    hid_t f;
+    char *path, *tmp;
+} H5Out;
+
+void h5out_open(H5Out *o, const char *path);
+void h5out_commit(H5Out *o);
+void h5out_abort(H5Out *o);
+
+/* Dataset names may contain '/', intermediate groups are created. */
+void h5_write_f32(hid_t loc, const char *name, int ndim, const int *shape, const float *data);
+void h5_write_u8(hid_t loc, const char *name, size_t n, const uint8_t *data);
+void h5_write_u64(hid_t loc, const char *name, size_t n, const uint64_t *data);
+void h5_attr_str(hid_t loc, const char *name, const char *value);
+void h5_attr_i64(hid_t loc, const char *name, int64_t value);
+
+/* Opens for reading or fails: "PATH: not a readable HDF5 file ...". */
+hid_t h5in_open(const char *path);
+void h5in_close(hid_t f);
+bool h5_exists(hid_t loc, const char *name);
+/* Reads a float32 dataset whose shape must equal shape[ndim]. */
+void h5_read_f32(hid_t f, const char *file, const char *name, int ndim, const int *shape, float *out);
+/* Reads a 1-d dataset of up to cap elements; returns the count. */
+size_t h5_read_u8(hid_t f, const char *file, const char *name, uint8_t *out, size_t cap);
+size_t h5_read_u64(hid_t f, const char *file, const char *name, uint64_t *out, size_t cap);
+/* malloc'd string attribute of the root group; fails when missing. */
+char *h5_read_attr_str(hid_t f, const char *file, const char *name);
+int64_t h5_read_attr_i64(hid_t f, const char *file, const char *name);
+
+#endif
