@@ -1,9 +1,11 @@
 /* ops_pointwise.c: elementwise ops (add, mul with bias-style broadcasting,
  * scale, GELU) and the full reductions sum and mean. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "autograd.h"
+#include "fastmath.h"
 
 /* Elementwise loops below this size are not worth waking the thread team. */
 #define PAR_MIN 32768
@@ -99,19 +101,38 @@ Tensor *op_scale(Tape *t, Tensor *a, float s) {
 /* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 #define GELU_C 0.7978845608028654f
 
-static void gelu_backward(Node *n) {
-    Tensor *x = n->in[0], *y = n->out;
-    size_t N = x->numel;
-    const float *px = x->data, *gy = y->grad;
-    float *gx = x->grad;
-#pragma omp parallel for schedule(static) if (N > PAR_MIN / 4)
-    for (size_t i = 0; i < N; i++) {
-        float v = px[i];
-        float u = GELU_C * (v + 0.044715f * v * v * v);
-        float th = tanhf(u);
+QAT_CLONES static void gelu_fwd_kernel(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_C * (v + 0.044715f * v * v * v)));
+    }
+}
+
+QAT_CLONES static void gelu_bwd_kernel(float *gx, const float *x, const float *gy, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float th = fast_tanhf(GELU_C * (v + 0.044715f * v * v * v));
         float sech2 = 1.0f - th * th;
         float d = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
         gx[i] += d * gy[i];
+    }
+}
+
+/* This thread's contiguous share of [0,n), so each runs a whole vector kernel. */
+static void thread_range(size_t n, size_t *lo, size_t *hi) {
+    size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+    *lo = n * id / nt;
+    *hi = n * (id + 1) / nt;
+}
+
+static void gelu_backward(Node *n) {
+    Tensor *x = n->in[0], *y = n->out;
+    size_t N = x->numel;
+#pragma omp parallel if (N > PAR_MIN / 4)
+    {
+        size_t lo, hi;
+        thread_range(N, &lo, &hi);
+        gelu_bwd_kernel(x->grad + lo, x->data + lo, y->grad + lo, hi - lo);
     }
 }
 
@@ -120,12 +141,11 @@ Tensor *op_gelu(Tape *t, Tensor *x) {
     if (!tensor_is_contiguous(x)) qat_fail("gelu: input %s is not contiguous", tensor_shape_str(x, sa, sizeof sa));
     Tensor *y = tensor_new(t, x->ndim, x->shape);
     size_t N = x->numel;
-    const float *px = x->data;
-    float *py = y->data;
-#pragma omp parallel for schedule(static) if (N > PAR_MIN / 4)
-    for (size_t i = 0; i < N; i++) {
-        float v = px[i];
-        py[i] = 0.5f * v * (1.0f + tanhf(GELU_C * (v + 0.044715f * v * v * v)));
+#pragma omp parallel if (N > PAR_MIN / 4)
+    {
+        size_t lo, hi;
+        thread_range(N, &lo, &hi);
+        gelu_fwd_kernel(y->data + lo, x->data + lo, hi - lo);
     }
     tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
     return y;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static double dot_out(const Tensor *out, const float *r) {
@@ -98,4 +99,80 @@ const char *test_corpus_path(void) {
     const char *src = getenv("QAT_SOURCE_DIR");
     snprintf(path, sizeof path, "%s/../shared/data/tinyshakespeare.txt", src ? src : ".");
     return access(path, R_OK) == 0 ? path : NULL;
+}
+
+char *test_tmpdir(void) {
+    char *t = xstrdup("/tmp/qat-test-XXXXXX");
+    if (!mkdtemp(t)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return t;
+}
+
+char *test_write(const char *dir, const char *name, const char *text) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    FILE *f = xfopen(p, "wb");
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+char *test_corpus(size_t n, uint64_t seed) {
+    static const char *words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to",
+                                  "her", "hat", "with", "big", "red", "sun", "in", "old", "town", "rain"};
+    enum { NW = sizeof words / sizeof words[0] };
+    Rng r;
+    rng_seed(&r, seed);
+    char *s = xmalloc(n + 16);
+    size_t k = 0;
+    int w = 0;
+    while (k < n) {
+        /* each word strongly prefers two successors: learnable structure */
+        int nxt = rng_uniform(&r) < 0.8f ? (w * 7 + 3 + (int)rng_below(&r, 2)) % NW : (int)rng_below(&r, NW);
+        const char *t = words[nxt];
+        size_t l = strlen(t);
+        if (k + l + 1 >= n) break;
+        memcpy(s + k, t, l);
+        k += l;
+        s[k++] = rng_below(&r, 8) == 0 ? '\n' : ' ';
+        w = nxt;
+    }
+    s[k] = '\0';
+    return s;
+}
+
+int test_run_qat(const char *args, char *err, size_t n) {
+    const char *bin = getenv("QAT_BINARY_DIR");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/qat %s 2>&1 >/dev/null", bin ? bin : "./build", args);
+    FILE *p = popen(cmd, "r");
+    size_t k = 0;
+    if (n) err[0] = '\0';
+    if (p) {
+        size_t got;
+        while (k + 1 < n && (got = fread(err + k, 1, n - 1 - k, p)) > 0) k += got;
+        err[k] = '\0';
+        char sink[256];
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
+    }
+    int st = p ? pclose(p) : -1;
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *test_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    char *b = xmalloc((size_t)len + 1);
+    size_t got = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    b[got] = '\0';
+    if (n) *n = got;
+    return b;
 }

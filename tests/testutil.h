@@ -33,4 +33,17 @@ bool capture_failure(void (*fn)(void *), void *ctx, char *msg, size_t n);
 /* Path of the shared corpus, or NULL when ../shared is not there. */
 const char *test_corpus_path(void);
 
+
+
+/* A fresh directory under /tmp (malloc'd path). */
+char *test_tmpdir(void);
+/* Writes text to dir/name; returns the malloc'd path. */
+char *test_write(const char *dir, const char *name, const char *text);
+/* A learnable synthetic corpus of about n bytes (word-level Markov text). */
+char *test_corpus(size_t n, uint64_t seed);
+/* Runs the qat binary with args via the shell; returns its exit status and
+ * puts its stderr in err. */
+int test_run_qat(const char *args, char *err, size_t n);
+/* Bytes of a file (malloc'd), for before/after comparisons. */
+char *test_slurp(const char *path, size_t *n);
 #endif

@@ -289,8 +289,13 @@ char *config_to_yaml(const Config *c) {
 void config_print_keys(FILE *f) {
     fprintf(f, "| key | type | default | meaning |\n|---|---|---|---|\n");
     static const char *tn[] = {"integer", "number", "string", "one of"};
-    for (size_t i = 0; i < N_FIELDS; i++)
-        fprintf(f, "| `%s` | %s%s%s | `%s` | %s |\n", FIELDS[i].key, tn[FIELDS[i].type],
-                FIELDS[i].choices ? " " : "", FIELDS[i].choices ? FIELDS[i].choices : "", FIELDS[i].def,
-                FIELDS[i].doc);
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        fprintf(f, "| `%s` | %s", FIELDS[i].key, tn[FIELDS[i].type]);
+        if (FIELDS[i].choices) fputc(' ', f);
+        for (const char *c = FIELDS[i].choices; c && *c; c++) {
+            if (*c == '|') fputc('\\', f); /* a bare | would end the Markdown cell */
+            fputc(*c, f);
+        }
+        fprintf(f, " | `%s` | %s |\n", FIELDS[i].def, FIELDS[i].doc);
+    }
 }

@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "usage: qat COMMAND [options]\n"
             "\n"
             "commands:\n"
-            "  train CONFIG.yaml [--set section.key=value ...] [--resume]\n"
+            "  train CONFIG.yaml [--set section.key=value ...] [--resume] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
             "  eval CHECKPOINT [--data FILE] [--json]\n"
             "                          validation loss of a checkpoint\n"
@@ -32,7 +32,8 @@ static const char *HELP_TRAIN =
     "  Trains a GPT. Writes out_dir/metrics.jsonl, out_dir/checkpoint.h5 (at every\n"
     "  eval and at the end) and out_dir/summary.json.\n"
     "  --set K=V   override one config key, e.g. --set train.iters=100 (repeatable)\n"
-    "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n";
+    "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n"
+    "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
 static const char *HELP_EVAL =
     "usage: qat eval CHECKPOINT [--data FILE] [--json]\n"
     "  Mean loss over the fixed, seeded validation batches (train.eval_batches of\n"
@@ -72,7 +73,7 @@ static float parse_float(const char *opt, const char *s, float lo) {
 static int cmd_train(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_TRAIN, stdout), 0;
     const char *path = NULL;
-    bool resume = false;
+    TrainOptions opts = {0};
     Config cfg;
     config_defaults(&cfg);
     /* the file first, then the --set overrides in order */
@@ -80,7 +81,7 @@ static int cmd_train(int argc, char **argv) {
         if (argv[i][0] != '-') {
             if (path) qat_fail("train: more than one config file ('%s' and '%s')", path, argv[i]);
             path = argv[i];
-        } else if (!strcmp(argv[i], "--set")) {
+        } else if (!strcmp(argv[i], "--set") || !strcmp(argv[i], "--stop-after")) {
             i++;
         }
     if (!path) qat_fail("train: missing CONFIG.yaml (see qat train --help)");
@@ -90,11 +91,13 @@ static int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--set"))
             config_set_arg(&cfg, need_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--resume"))
-            resume = true;
+            opts.resume = true;
+        else if (!strcmp(argv[i], "--stop-after"))
+            opts.stop_after = parse_long(argv[i], need_value(argc, argv, &i), 1, 1000000000L);
         else
             qat_fail("train: unknown option '%s' (see qat train --help)", argv[i]);
     }
-    train_run(&cfg, path, resume);
+    train_run(&cfg, path, &opts);
     return 0;
 }
 
@@ -201,7 +204,8 @@ static int cmd_demo(int argc, char **argv) {
     Config cfg;
     config_defaults(&cfg);
     config_load_string(&cfg, DEMO_CONFIG, "demo config");
-    train_run(&cfg, "demo config", false);
+    TrainOptions opts = {0};
+    train_run(&cfg, "demo config", &opts);
     char ckpt[CONFIG_PATH_MAX + 32];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", cfg.out_dir);
     char *eval_argv[] = {argv[0], "eval", ckpt};

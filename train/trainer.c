@@ -106,7 +106,8 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
-void train_run(const Config *cfg, const char *origin, bool resume) {
+void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) {
+    const bool resume = opts->resume;
     config_validate(cfg, origin);
     apply_threads(cfg);
     const int B = cfg->train.batch_size, T = cfg->model.block_size;
@@ -163,6 +164,7 @@ void train_run(const Config *cfg, const char *origin, bool resume) {
     Batch batch;
     batch_alloc(&batch, B, T);
     const int iters = cfg->train.iters;
+    long end = opts->stop_after > 0 && opts->stop_after < iters ? opts->stop_after : iters;
     double *tps = xmalloc((size_t)(iters > 0 ? iters : 1) * sizeof(double));
     int n_tps = 0;
     bool tty = isatty(STDOUT_FILENO);
@@ -172,12 +174,13 @@ void train_run(const Config *cfg, const char *origin, bool resume) {
     const int32_t *val_tok = ds.tokens + ds.n_train;
     size_t n_val = ds.n - ds.n_train;
 
-    printf("qat train: %zu parameters, vocab %d, %zu train / %zu val tokens, %d threads%s\n", g.params.numel,
+    FILE *out = opts->quiet ? NULL : stdout;
+    if (out) fprintf(out, "qat train: %zu parameters, vocab %d, %zu train / %zu val tokens, %d threads%s\n", g.params.numel,
            vocab.size, ds.n_train, n_val, qat_get_threads(), resume ? ", resumed" : "");
-    if (resume) printf("resuming from %s at iter %ld\n", ckpt_path, start);
-    fflush(stdout);
+    if (out && resume) fprintf(out, "resuming from %s at iter %ld\n", ckpt_path, start);
+    if (out) fflush(out);
 
-    for (long it = start; it < iters; it++) {
+    for (long it = start; it < end; it++) {
         double ts = now_seconds();
         batch_sample(&batch, ds.tokens, ds.n_train, &rng);
         tape_reset(&tape);
@@ -195,7 +198,7 @@ void train_run(const Config *cfg, const char *origin, bool resume) {
         double rate = (double)B * T / dt;
         tps[n_tps++] = rate;
         long done = it + 1;
-        bool eval_now = done % cfg->train.eval_every == 0 || done == iters;
+        bool eval_now = done % cfg->train.eval_every == 0 || done == iters || done == end;
         bool log_now = done % cfg->train.log_every == 0 || eval_now || it == start;
         if (eval_now) {
             val = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
@@ -215,7 +218,8 @@ void train_run(const Config *cfg, const char *origin, bool resume) {
         double eta = (now - t0) / (double)(done - start) * (double)(iters - done);
         char etab[32];
         fmt_eta(etab, sizeof etab, eta);
-        if (tty) {
+        if (!out) {
+        } else if (tty) {
             if (now - last_draw > 0.1 || eval_now || done == iters) {
                 printf("\riter %ld/%d | loss %.4f | %.0f tok/s | ETA %s   ", done, iters, l, rate, etab);
                 if (eval_now) printf("\n  val_loss %.4f (checkpoint saved)\n", val);
@@ -246,7 +250,7 @@ void train_run(const Config *cfg, const char *origin, bool resume) {
                        "\"peak_rss_mib\":%.1f,\"threads\":%d}\n",
                        g.params.numel, iters, val, median, wall, peak_rss_mib(), qat_get_threads());
     xwrite_file_atomic(summary_path, summary, (size_t)len);
-    printf("done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
+    if (out) fprintf(out, "done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
            peak_rss_mib(), cfg->out_dir);
     free(tps);
     batch_free(&batch);

@@ -7,8 +7,14 @@
 #include "layers/layers.h"
 #include "train/config.h"
 
-/* Trains as configured; with resume, continues from out_dir/checkpoint.h5. */
-void train_run(const Config *cfg, const char *origin, bool resume);
+typedef struct TrainOptions {
+    bool resume;     /* continue from out_dir/checkpoint.h5 */
+    long stop_after; /* > 0: stop (with a checkpoint) once this many steps are done */
+    bool quiet;      /* no progress output */
+} TrainOptions;
+
+/* Trains as configured. */
+void train_run(const Config *cfg, const char *origin, const TrainOptions *opts);
 
 /* Mean loss over n_batches windows from tokens[0..n), drawn from a generator
  * seeded with seed, so the same call always sees the same batches. */
