@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "internal.h"
 
 /* A matrix as sgemm sees it: logical (i,j) = trans ? p[j*ld+i] : p[i*ld+j]. */
 typedef struct {
@@ -141,16 +142,7 @@ static void linear_backward(Node *n) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
     if (w->requires_grad) /* dw [N,K] += dy^T [N,R] @ x [R,K] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, R, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
-    if (bias && bias->requires_grad) {
-        float *db = bias->grad;
-        const float *dy = y->grad;
-#pragma omp parallel for schedule(static) if (R * N > 32768)
-        for (int j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int r = 0; r < R; r++) s += dy[(size_t)r * N + j];
-            db[j] += s;
-        }
-    }
+    if (bias && bias->requires_grad) colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
 }
 
 Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "autograd.h"
+#include "internal.h"
 
 #define PAR_ROWS 64 /* rows below which a loop stays on one thread */
 
@@ -35,20 +36,14 @@ static void layernorm_backward(Node *n) {
             }
         }
     }
-    if (w->requires_grad || b->requires_grad) {
-        float *gw = w->requires_grad ? w->grad : NULL, *gb = b->requires_grad ? b->grad : NULL;
-        /* column sums: parallel over channels so no two threads share an output */
-#pragma omp parallel for schedule(static) if ((size_t)R * C > 32768)
-        for (int c = 0; c < C; c++) {
-            float sw = 0.0f, sb = 0.0f;
-            for (int r = 0; r < R; r++) {
-                float g = gy[(size_t)r * C + c];
-                sw += g * (px[(size_t)r * C + c] - mean[r]) * rstd[r];
-                sb += g;
-            }
-            if (gw) gw[c] += sw;
-            if (gb) gb[c] += sb;
-        }
+    /* dw = sum over rows of dy * xhat, db = sum of dy; xhat is rebuilt into scratch */
+    if (b->requires_grad) colsum_add(b->grad, gy, NULL, (size_t)R, (size_t)C);
+    if (w->requires_grad) {
+        float *xhat = n->saved2 + R; /* scratch allocated with the node */
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) xhat[(size_t)r * C + c] = (px[(size_t)r * C + c] - mean[r]) * rstd[r];
+        colsum_add(w->grad, gy, xhat, (size_t)R, (size_t)C);
     }
 }
 
@@ -63,7 +58,9 @@ Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
     int R = (int)(x->numel / (size_t)C);
     Tensor *y = tensor_new(t, x->ndim, x->shape);
     float *mean = arena_alloc(&t->arena, (size_t)R * sizeof(float));
-    float *rstd = arena_alloc(&t->arena, (size_t)R * sizeof(float));
+    /* rstd is followed by room for xhat, rebuilt in backward for the weight grad */
+    bool grad = t->grad_enabled && (x->requires_grad || w->requires_grad || b->requires_grad);
+    float *rstd = arena_alloc(&t->arena, ((size_t)R + (grad ? x->numel : 0)) * sizeof(float));
     const float *px = x->data, *pw = w->data, *pb = b->data;
     float *py = y->data;
 #pragma omp parallel for schedule(static) if (R > PAR_ROWS)

@@ -6,6 +6,7 @@
 
 #include "autograd.h"
 #include "fastmath.h"
+#include "internal.h"
 
 /* Elementwise loops below this size are not worth waking the thread team. */
 #define PAR_MIN 32768
@@ -24,13 +25,26 @@ static size_t broadcast_inner(const Tensor *a, const Tensor *b, const char *op) 
     return b->numel;
 }
 
-/* Sum of g over the leading (broadcast) dims into acc[inner]. */
-static void reduce_leading(float *acc, const float *g, const float *mulby, size_t outer, size_t inner) {
-#pragma omp parallel for schedule(static) if (outer * inner > PAR_MIN)
-    for (size_t j = 0; j < inner; j++) {
-        float s = 0.0f;
-        for (size_t o = 0; o < outer; o++) s += g[o * inner + j] * (mulby ? mulby[o * inner + j] : 1.0f);
-        acc[j] += s;
+QAT_CLONES static void colsum_rows(float *acc, const float *src, const float *mul, size_t R, size_t N, size_t lo,
+                                    size_t hi) {
+    for (size_t r = 0; r < R; r++) {
+        const float *s = src + r * N, *m = mul ? mul + r * N : NULL;
+        if (m)
+            for (size_t j = lo; j < hi; j++) acc[j] += s[j] * m[j];
+        else
+            for (size_t j = lo; j < hi; j++) acc[j] += s[j];
+    }
+}
+
+void colsum_add(float *acc, const float *src, const float *mul, size_t R, size_t N) {
+#pragma omp parallel if (R * N > PAR_MIN && N >= 32)
+    {
+        /* column ranges rounded to 16 floats so threads never share a cache line */
+        size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+        size_t blocks = (N + 15) / 16;
+        size_t lo = blocks * id / nt * 16, hi = blocks * (id + 1) / nt * 16;
+        if (hi > N) hi = N;
+        if (lo < hi) colsum_rows(acc, src, mul, R, N, lo, hi);
     }
 }
 
@@ -43,7 +57,7 @@ static void add_backward(Node *n) {
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
         for (size_t i = 0; i < N; i++) ga[i] += gy[i];
     }
-    if (b->requires_grad) reduce_leading(b->grad, y->grad, NULL, N / inner, inner);
+    if (b->requires_grad) colsum_add(b->grad, y->grad, NULL, N / inner, inner);
 }
 
 Tensor *op_add(Tape *t, Tensor *a, Tensor *b) {
@@ -67,7 +81,7 @@ static void mul_backward(Node *n) {
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
         for (size_t i = 0; i < N; i++) ga[i] += gy[i] * pb[i % inner];
     }
-    if (b->requires_grad) reduce_leading(b->grad, y->grad, a->data, N / inner, inner);
+    if (b->requires_grad) colsum_add(b->grad, y->grad, a->data, N / inner, inner);
 }
 
 Tensor *op_mul(Tape *t, Tensor *a, Tensor *b) {
