@@ -30,6 +30,7 @@ typedef struct Tensor {
     struct Tensor *base;         /* root tensor for views, else NULL */
     size_t offset;               /* element offset of a view into its base */
     bool requires_grad;
+    bool grad_fresh;             /* grad allocated but not yet written (see Node.overwrite) */
     const char *name;            /* parameters only */
 } Tensor;
 
@@ -48,6 +49,10 @@ struct Node {
     const int32_t *idx;
     float *saved, *saved2;
     struct Tape *tape;
+    /* The op's backward may find input grads "fresh" (uninitialised) and must
+     * then write instead of accumulate; see grad_take_fresh(). Ops that leave
+     * this false get zero-filled grads. */
+    bool overwrite;
 };
 
 typedef struct Tape {
@@ -128,6 +133,15 @@ Tensor *op_transpose(Tape *t, Tensor *x, int d0, int d1);
 Tensor *op_contiguous(Tape *t, Tensor *x);
 
 /* ---- for op implementations ---- */
+/* True when x's grad is uninitialised and this write must set it (clears the
+ * flag). Only ops whose node has overwrite = true see fresh grads. */
+static inline bool grad_take_fresh(Tensor *x) {
+    bool f = x->grad_fresh;
+    x->grad_fresh = false;
+    return f;
+}
+/* memset split over the threads */
+void par_zero(float *p, size_t n);
 /* Records a node when grad is on and some input requires grad; returns it or NULL. */
 Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin, Tensor **in);
 

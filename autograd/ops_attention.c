@@ -1,7 +1,10 @@
 /* ops_attention.c: fused causal multi-head self-attention on a packed qkv
- * tensor. Per (batch, head) it is S = Q K^T / sqrt(hs), P = causal softmax(S),
- * O = P V, each product an sgemm on strided slices of qkv (no copies);
- * the (batch, head) pairs run in parallel with single-threaded sgemm inside. */
+ * tensor. Per (batch, head): S = Q K^T / sqrt(hs), P = causal softmax(S),
+ * O = P V, each product an sgemm on strided slices of qkv (no copies).
+ * Rows go in blocks of ATT_RB: block [r0,r1) only needs keys [0,r1), so the
+ * products skip most of the masked upper triangle (62.5% of the full work at
+ * T = 128). The (batch, head) pairs run in parallel with single-threaded sgemm
+ * inside. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -9,16 +12,21 @@
 
 #include "autograd.h"
 
+#define ATT_RB 32
+
 static void attention_backward(Node *n) {
     Tensor *qkv = n->in[0], *out = n->out;
     int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3;
     int nh = n->i[0], hs = C / nh;
     float scale = 1.0f / sqrtf((float)hs);
-    const float *P = n->saved;           /* [B,nh,T,T] probabilities */
-    float *scratch = n->saved2;          /* one [T,T] block per thread */
+    const float *P = n->saved;  /* [B,nh,T,T] probabilities (row i valid up to its block's end) */
+    float *scratch = n->saved2; /* one [T,T] block per thread */
     const float *x = qkv->data;
     float *gx = qkv->grad;
     const float *go = out->grad;
+    /* a fresh grad is set by the first product that touches it, beta = 0 */
+    float beta = grad_take_fresh(qkv) ? 0.0f : 1.0f;
+    int nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * nh; bh++) {
         int b = bh / nh, h = bh % nh;
@@ -27,21 +35,32 @@ static void attention_backward(Node *n) {
         const float *gob = go + (size_t)b * T * C + h * hs;
         const float *p = P + (size_t)bh * T * T;
         float *dp = scratch + (size_t)omp_get_thread_num() * T * T;
-        /* dP = dO V^T ; dV += P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, gob, C, v, C3, 0.0f, dp, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, gob, C, 1.0f, gv, C3);
-        /* dS = P * (dP - rowsum(dP * P)), times the score scale */
-        for (int i = 0; i < T; i++) {
-            const float *pr = p + (size_t)i * T;
-            float *dr = dp + (size_t)i * T;
-            float dot = 0.0f;
-            for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
-            for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-            for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+        /* last block first: it reaches every key, so it sets dK and dV rows 0..T */
+        for (int blk = nblk - 1; blk >= 0; blk--) {
+            int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
+            float kbeta = blk == nblk - 1 ? beta : 1.0f;
+            const float *pr = p + (size_t)r0 * T;
+            float *dr = dp + (size_t)r0 * T;
+            /* dP = dO V^T ; dV += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, 1.0f, gob + (size_t)r0 * C, C, v, C3, 0.0f,
+                        dr, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, pr, T, gob + (size_t)r0 * C, C, kbeta,
+                        gv, C3);
+            /* dS = P * (dP - rowsum(dP * P)), times the score scale */
+            for (int i = r0; i < r1; i++) {
+                const float *pi = p + (size_t)i * T;
+                float *di = dp + (size_t)i * T;
+                float dot = 0.0f;
+                for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
+                for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * scale;
+                for (int j = i + 1; j < r1; j++) di[j] = 0.0f;
+            }
+            /* dQ = dS K (rows of this block only) ; dK += dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, dr, T, k, C3, beta,
+                        gq + (size_t)r0 * C3, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, dr, T, q + (size_t)r0 * C3, C3, kbeta,
+                        gk, C3);
         }
-        /* dQ += dS K ; dK += dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, k, C3, 1.0f, gq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dp, T, q, C3, 1.0f, gk, C3);
     }
 }
 
@@ -62,30 +81,37 @@ Tensor *op_attention(Tape *t, Tensor *qkv, int n_head) {
     float *P = arena_alloc(&t->arena, pblocks * T * T * sizeof(float));
     const float *x = qkv->data;
     float *o = out->data;
+    int nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * n_head; bh++) {
         int b = bh / n_head, h = bh % n_head;
         const float *q = x + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
         float *p = P + (grad ? (size_t)bh : (size_t)omp_get_thread_num()) * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, p, T);
-        for (int i = 0; i < T; i++) {
-            float *r = p + (size_t)i * T;
-            float mx = r[0];
-            for (int j = 1; j <= i; j++) mx = r[j] > mx ? r[j] : mx;
-            float s = 0.0f;
-            for (int j = 0; j <= i; j++) {
-                r[j] = expf(r[j] - mx);
-                s += r[j];
+        for (int blk = 0; blk < nblk; blk++) {
+            int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
+            float *pr = p + (size_t)r0 * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, scale, q + (size_t)r0 * C3, C3, k, C3, 0.0f,
+                        pr, T);
+            for (int i = r0; i < r1; i++) {
+                float *r = p + (size_t)i * T;
+                float mx = r[0];
+                for (int j = 1; j <= i; j++) mx = r[j] > mx ? r[j] : mx;
+                float s = 0.0f;
+                for (int j = 0; j <= i; j++) {
+                    r[j] = expf(r[j] - mx);
+                    s += r[j];
+                }
+                float inv = 1.0f / s;
+                for (int j = 0; j <= i; j++) r[j] *= inv;
+                for (int j = i + 1; j < r1; j++) r[j] = 0.0f;
             }
-            float inv = 1.0f / s;
-            for (int j = 0; j <= i; j++) r[j] *= inv;
-            for (int j = i + 1; j < T; j++) r[j] = 0.0f;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, pr, T, v, C3, 0.0f,
+                        o + ((size_t)b * T + r0) * C + h * hs, C);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3, 0.0f,
-                    o + (size_t)b * T * C + h * hs, C);
     }
     Node *n = tape_record(t, "attention", attention_backward, out, 1, (Tensor *[]){qkv});
     if (n) {
+        n->overwrite = true;
         n->i[0] = n_head;
         n->saved = P;
         n->saved2 = arena_alloc(&t->arena, (size_t)nthr * T * T * sizeof(float));

@@ -33,6 +33,7 @@ Tensor *op_embedding(Tape *t, Tensor *weight, const int32_t *idx, int ndim, cons
     for (size_t r = 0; r < R; r++)
         if (idx[r] < 0 || idx[r] >= V) qat_fail("embedding: index %d at position %zu is outside [0,%d)", idx[r], r, V);
     Tensor *y = tensor_new(t, ndim + 1, oshape);
+#pragma omp parallel for schedule(static) if (R * C > 65536)
     for (size_t r = 0; r < R; r++) memcpy(y->data + r * C, weight->data + (size_t)idx[r] * C, (size_t)C * sizeof(float));
     Node *n = tape_record(t, "embedding", embedding_backward, y, 1, (Tensor *[]){weight});
     if (n) n->idx = idx;
@@ -46,11 +47,12 @@ static void cross_entropy_backward(Node *n) {
     float g = n->out->grad[0] / (float)R;
     const float *p = n->saved;
     float *gx = x->grad;
+    bool set = grad_take_fresh(x);
 #pragma omp parallel for schedule(static) if ((size_t)R * V > 32768)
     for (int r = 0; r < R; r++) {
         const float *pr = p + (size_t)r * V;
         float *gr = gx + (size_t)r * V;
-        for (int c = 0; c < V; c++) gr[c] += g * pr[c];
+        for (int c = 0; c < V; c++) gr[c] = (set ? 0.0f : gr[c]) + g * pr[c];
         gr[n->idx[r]] -= g;
     }
 }
@@ -90,6 +92,7 @@ Tensor *op_cross_entropy(Tape *t, Tensor *logits, const int32_t *targets) {
     y->data[0] = (float)(total / R);
     Node *n = tape_record(t, "cross_entropy", cross_entropy_backward, y, 1, (Tensor *[]){logits});
     if (n) {
+        n->overwrite = true;
         n->saved = p;
         n->idx = targets;
     }

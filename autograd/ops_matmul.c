@@ -91,30 +91,33 @@ static void matmul_backward(Node *n) {
     int nb = batch_of(c);
     Mat dc = mat_of(c, c->grad, "matmul", "out");
     size_t cs = bstride_of(c);
+    /* a fresh (uninitialised) grad is set by the first product, beta = 0 */
     if (a->requires_grad) { /* dA = dC @ B^T, summed over the batch when A is shared */
+        float beta = grad_take_fresh(a) ? 0.0f : 1.0f;
         Mat da = mat_of(a, a->grad, "matmul", "a");
         Mat bt = mat_t(mat_of(b, b->data, "matmul", "b"));
         if (a->ndim == 3 || nb == 1)
-            batched(da, bstride_of(a), dc, cs, bt, bstride_of(b), nb, 1.0f);
+            batched(da, bstride_of(a), dc, cs, bt, bstride_of(b), nb, beta);
         else
             for (int i = 0; i < nb; i++) {
                 Mat dci = dc, bti = bt;
                 dci.p += (size_t)i * cs;
                 bti.p += (size_t)i * bstride_of(b);
-                gemm(da, dci, bti, 1.0f);
+                gemm(da, dci, bti, i ? 1.0f : beta);
             }
     }
     if (b->requires_grad) { /* dB = A^T @ dC */
+        float beta = grad_take_fresh(b) ? 0.0f : 1.0f;
         Mat db = mat_of(b, b->grad, "matmul", "b");
         Mat at = mat_t(mat_of(a, a->data, "matmul", "a"));
         if (b->ndim == 3 || nb == 1)
-            batched(db, bstride_of(b), at, bstride_of(a), dc, cs, nb, 1.0f);
+            batched(db, bstride_of(b), at, bstride_of(a), dc, cs, nb, beta);
         else
             for (int i = 0; i < nb; i++) {
                 Mat dci = dc, ati = at;
                 dci.p += (size_t)i * cs;
                 ati.p += (size_t)i * bstride_of(a);
-                gemm(db, ati, dci, 1.0f);
+                gemm(db, ati, dci, i ? 1.0f : beta);
             }
     }
 }
@@ -128,7 +131,8 @@ Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b) {
     Mat ma = mat_of(a, a->data, "matmul", "a"), mb = mat_of(b, b->data, "matmul", "b");
     batched(mat_of(c, c->data, "matmul", "out"), c->ndim == 3 ? (size_t)c->stride[0] : 0, ma, bstride_of(a), mb,
             bstride_of(b), nb, 0.0f);
-    tape_record(t, "matmul", matmul_backward, c, 2, (Tensor *[]){a, b});
+    Node *n = tape_record(t, "matmul", matmul_backward, c, 2, (Tensor *[]){a, b});
+    if (n) n->overwrite = true;
     return c;
 }
 
@@ -138,11 +142,16 @@ static void linear_backward(Node *n) {
     Tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
     int N = w->shape[0], K = w->shape[1];
     int R = (int)(x->numel / (size_t)K);
-    if (x->requires_grad) /* dx [R,K] += dy [R,N] @ w [N,K] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
-    if (w->requires_grad) /* dw [N,K] += dy^T [N,R] @ x [R,K] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, R, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
-    if (bias && bias->requires_grad) colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
+    if (x->requires_grad) /* dx [R,K] (+)= dy [R,N] @ w [N,K] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, N, 1.0f, y->grad, N, w->data, K,
+                    grad_take_fresh(x) ? 0.0f : 1.0f, x->grad, K);
+    if (w->requires_grad) /* dw [N,K] (+)= dy^T [N,R] @ x [R,K] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, R, 1.0f, y->grad, N, x->data, K,
+                    grad_take_fresh(w) ? 0.0f : 1.0f, w->grad, K);
+    if (bias && bias->requires_grad) {
+        if (grad_take_fresh(bias)) par_zero(bias->grad, bias->numel);
+        colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
+    }
 }
 
 Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {
@@ -165,10 +174,12 @@ Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {
     int R = (int)(x->numel / (size_t)K);
     float beta = 0.0f;
     if (bias) {
+#pragma omp parallel for schedule(static) if ((size_t)R * N > 65536)
         for (int r = 0; r < R; r++) memcpy(y->data + (size_t)r * N, bias->data, (size_t)N * sizeof(float));
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, N, K, 1.0f, x->data, K, w->data, K, beta, y->data, N);
-    tape_record(t, "linear", linear_backward, y, 3, (Tensor *[]){x, w, bias});
+    Node *n = tape_record(t, "linear", linear_backward, y, 3, (Tensor *[]){x, w, bias});
+    if (n) n->overwrite = true;
     return y;
 }

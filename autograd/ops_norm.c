@@ -15,6 +15,7 @@ static void layernorm_backward(Node *n) {
     const float *px = x->data, *gy = y->grad, *pw = w->data;
     if (x->requires_grad) {
         float *gx = x->grad;
+        bool set = grad_take_fresh(x);
 #pragma omp parallel for schedule(static) if (R > PAR_ROWS)
         for (int r = 0; r < R; r++) {
             const float *xr = px + (size_t)r * C, *gr = gy + (size_t)r * C;
@@ -32,13 +33,17 @@ static void layernorm_backward(Node *n) {
             float *gxr = gx + (size_t)r * C;
             for (int c = 0; c < C; c++) {
                 float xh = (xr[c] - m) * s;
-                gxr[c] += s * (gr[c] * pw[c] - a - xh * bsum);
+                gxr[c] = (set ? 0.0f : gxr[c]) + s * (gr[c] * pw[c] - a - xh * bsum);
             }
         }
     }
     /* dw = sum over rows of dy * xhat, db = sum of dy; xhat is rebuilt into scratch */
-    if (b->requires_grad) colsum_add(b->grad, gy, NULL, (size_t)R, (size_t)C);
+    if (b->requires_grad) {
+        if (grad_take_fresh(b)) par_zero(b->grad, b->numel);
+        colsum_add(b->grad, gy, NULL, (size_t)R, (size_t)C);
+    }
     if (w->requires_grad) {
+        if (grad_take_fresh(w)) par_zero(w->grad, w->numel);
         float *xhat = n->saved2 + R; /* scratch allocated with the node */
 #pragma omp parallel for schedule(static) if (R > PAR_ROWS)
         for (int r = 0; r < R; r++)
@@ -80,6 +85,7 @@ Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
     }
     Node *n = tape_record(t, "layernorm", layernorm_backward, y, 3, (Tensor *[]){x, w, b});
     if (n) {
+        n->overwrite = true;
         n->saved = mean;
         n->saved2 = rstd;
     }

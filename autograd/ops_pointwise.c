@@ -11,6 +11,15 @@
 /* Elementwise loops below this size are not worth waking the thread team. */
 #define PAR_MIN 32768
 
+static void memcpy_par(float *dst, const float *src, size_t n) {
+#pragma omp parallel if (n > PAR_MIN)
+    {
+        size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+        size_t lo = n * id / nt, hi = n * (id + 1) / nt;
+        memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+    }
+}
+
 /* b broadcasts over a when b's shape equals the trailing dims of a's shape. */
 static size_t broadcast_inner(const Tensor *a, const Tensor *b, const char *op) {
     char sa[64], sb[64];
@@ -52,12 +61,27 @@ static void add_backward(Node *n) {
     Tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     size_t N = y->numel, inner = b->numel;
     if (a->requires_grad) {
-        float *ga = a->grad;
-        const float *gy = y->grad;
+        if (a->grad_fresh && b != a && b->base != a) {
+            /* da = dy: hand over dy's buffer. y's grad is dead once this node has
+             * run, so a chain of residual adds shares one buffer and no copy. */
+            a->grad = y->grad;
+            a->grad_fresh = false;
+        } else {
+            float *ga = a->grad;
+            const float *gy = y->grad;
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
-        for (size_t i = 0; i < N; i++) ga[i] += gy[i];
+            for (size_t i = 0; i < N; i++) ga[i] += gy[i];
+        }
     }
-    if (b->requires_grad) colsum_add(b->grad, y->grad, NULL, N / inner, inner);
+    if (b->requires_grad) {
+        bool fresh = grad_take_fresh(b);
+        if (fresh && inner == N) {
+            memcpy_par(b->grad, y->grad, N);
+        } else {
+            if (fresh) par_zero(b->grad, inner);
+            colsum_add(b->grad, y->grad, NULL, N / inner, inner);
+        }
+    }
 }
 
 Tensor *op_add(Tape *t, Tensor *a, Tensor *b) {
@@ -68,7 +92,8 @@ Tensor *op_add(Tape *t, Tensor *a, Tensor *b) {
     float *py = y->data;
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
     for (size_t i = 0; i < N; i++) py[i] = pa[i] + pb[i % inner];
-    tape_record(t, "add", add_backward, y, 2, (Tensor *[]){a, b});
+    Node *n = tape_record(t, "add", add_backward, y, 2, (Tensor *[]){a, b});
+    if (n) n->overwrite = true;
     return y;
 }
 
@@ -122,13 +147,13 @@ QAT_CLONES static void gelu_fwd_kernel(float *y, const float *x, size_t n) {
     }
 }
 
-QAT_CLONES static void gelu_bwd_kernel(float *gx, const float *x, const float *gy, size_t n) {
+QAT_CLONES static void gelu_bwd_kernel(float *gx, const float *x, const float *gy, size_t n, bool set) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float th = fast_tanhf(GELU_C * (v + 0.044715f * v * v * v));
         float sech2 = 1.0f - th * th;
         float d = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
-        gx[i] += d * gy[i];
+        gx[i] = (set ? 0.0f : gx[i]) + d * gy[i];
     }
 }
 
@@ -142,11 +167,12 @@ static void thread_range(size_t n, size_t *lo, size_t *hi) {
 static void gelu_backward(Node *n) {
     Tensor *x = n->in[0], *y = n->out;
     size_t N = x->numel;
+    bool set = grad_take_fresh(x);
 #pragma omp parallel if (N > PAR_MIN / 4)
     {
         size_t lo, hi;
         thread_range(N, &lo, &hi);
-        gelu_bwd_kernel(x->grad + lo, x->data + lo, y->grad + lo, hi - lo);
+        gelu_bwd_kernel(x->grad + lo, x->data + lo, y->grad + lo, hi - lo, set);
     }
 }
 
@@ -161,7 +187,8 @@ Tensor *op_gelu(Tape *t, Tensor *x) {
         thread_range(N, &lo, &hi);
         gelu_fwd_kernel(y->data + lo, x->data + lo, hi - lo);
     }
-    tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
+    Node *n = tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
+    if (n) n->overwrite = true;
     return y;
 }
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "autograd.h"
 
 void tape_init(Tape *t, size_t arena_bytes) {
@@ -53,13 +55,36 @@ Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin,
     return n;
 }
 
+void par_zero(float *p, size_t n) {
+#pragma omp parallel if (n > 65536)
+    {
+        size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+        size_t lo = n * id / nt, hi = n * (id + 1) / nt;
+        memset(p + lo, 0, (hi - lo) * sizeof(float));
+    }
+}
+
+/* Gives x a grad for n's backward. A plain activation's first grad is left
+ * uninitialised when the op can overwrite it, saving a zero fill per tensor
+ * per step; views and parameters always accumulate into real memory. */
+static void grad_prepare(Tape *t, Node *n, Tensor *x) {
+    if (!x->grad && n->overwrite && !x->base) {
+        x->grad = arena_alloc(&t->arena, x->numel * sizeof(float));
+        x->grad_fresh = true;
+        return;
+    }
+    tensor_ensure_grad(t, x); /* also zero-fills a fresh grad this op cannot take */
+}
+
 static void run_backward(Tape *t) {
     for (int k = t->n - 1; k >= 0; k--) {
         Node *n = &t->nodes[k];
         if (!n->out->grad) continue; /* nothing downstream used this output */
         for (int i = 0; i < n->nin; i++)
-            if (n->in[i] && n->in[i]->requires_grad) tensor_ensure_grad(t, n->in[i]);
+            if (n->in[i] && n->in[i]->requires_grad) grad_prepare(t, n, n->in[i]);
         n->backward(n);
+        for (int i = 0; i < n->nin; i++)
+            if (n->in[i] && n->in[i]->grad_fresh) qat_fail("%s backward left an input grad unwritten", n->op);
     }
 }
 

@@ -81,12 +81,19 @@ size_t tensor_offset_of(const Tensor *x, size_t i) {
 }
 
 float *tensor_ensure_grad(Tape *t, Tensor *x) {
-    if (x->grad) return x->grad;
+    if (x->grad) {
+        if (x->grad_fresh) {
+            par_zero(x->grad, x->numel);
+            x->grad_fresh = false;
+        }
+        return x->grad;
+    }
     if (x->base) {
         x->grad = tensor_ensure_grad(t, x->base) + x->offset;
         return x->grad;
     }
-    x->grad = arena_calloc(&t->arena, x->numel * sizeof(float));
+    x->grad = arena_alloc(&t->arena, x->numel * sizeof(float));
+    par_zero(x->grad, x->numel);
     return x->grad;
 }
 

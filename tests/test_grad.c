@@ -134,6 +134,11 @@ Test(grad, attention_fused) {
     GcInput s[] = {{"qkv", 3, {2, 7, 3 * 12}, true}};
     check(f_attention, &nh, 1, s);
 }
+Test(grad, attention_multi_block_with_tail) {
+    int nh = 2; /* T = 70: row blocks of 32, 32 and a tail of 6 */
+    GcInput s[] = {{"qkv", 3, {1, 70, 3 * 4}, true}};
+    check(f_attention, &nh, 1, s);
+}
 Test(grad, attention_single_head_odd) {
     int nh = 1;
     GcInput s[] = {{"qkv", 3, {1, 5, 3 * 5}, true}};
