@@ -52,7 +52,10 @@ static void cross_entropy_backward(Node *n) {
     for (int r = 0; r < R; r++) {
         const float *pr = p + (size_t)r * V;
         float *gr = gx + (size_t)r * V;
-        for (int c = 0; c < V; c++) gr[c] = (set ? 0.0f : gr[c]) + g * pr[c];
+        if (set) /* separate loops: a select inside one stops vectorisation */
+            for (int c = 0; c < V; c++) gr[c] = g * pr[c];
+        else
+            for (int c = 0; c < V; c++) gr[c] += g * pr[c];
         gr[n->idx[r]] -= g;
     }
 }

@@ -31,10 +31,10 @@ static void layernorm_backward(Node *n) {
             a /= (float)C;
             bsum /= (float)C;
             float *gxr = gx + (size_t)r * C;
-            for (int c = 0; c < C; c++) {
-                float xh = (xr[c] - m) * s;
-                gxr[c] = (set ? 0.0f : gxr[c]) + s * (gr[c] * pw[c] - a - xh * bsum);
-            }
+            if (set) /* separate loops: a select inside one stops vectorisation */
+                for (int c = 0; c < C; c++) gxr[c] = s * (gr[c] * pw[c] - a - (xr[c] - m) * s * bsum);
+            else
+                for (int c = 0; c < C; c++) gxr[c] += s * (gr[c] * pw[c] - a - (xr[c] - m) * s * bsum);
         }
     }
     /* dw = sum over rows of dy * xhat, db = sum of dy; xhat is rebuilt into scratch */

@@ -323,3 +323,24 @@ Test(train, nan_stops_training_and_keeps_checkpoint) {
     char *after = test_slurp(ck, &n2);
     cr_assert(n2 == n && memcmp(before, after, n) == 0, "checkpoint changed");
 }
+
+/* configs/README.md must document every key the schema knows. */
+Test(train, every_config_key_is_documented) {
+    const char *src = getenv("QAT_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/README.md", src ? src : ".");
+    char *doc = test_slurp(path, NULL);
+    cr_assert(doc, "cannot read %s", path);
+    char *keys;
+    size_t len;
+    FILE *m = open_memstream(&keys, &len);
+    config_print_keys(m);
+    fclose(m);
+    int n = 0;
+    for (char *line = strtok(keys, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "| `", 3) != 0) continue;
+        cr_assert(strstr(doc, line), "configs/README.md lacks or has an outdated row: %s", line);
+        n++;
+    }
+    cr_assert_gt(n, 20);
+}
