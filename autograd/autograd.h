@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include "../util/util.h"
 
 #define TENSOR_MAX_DIMS 4
@@ -55,11 +57,22 @@ struct Node {
     bool overwrite;
 };
 
+/* Wall time per op kind, gathered when a tape is profiled. */
+#define TAPE_PROF_MAX 32
+typedef struct TapeProfile {
+    const char *op[TAPE_PROF_MAX];
+    double fwd_s[TAPE_PROF_MAX], bwd_s[TAPE_PROF_MAX];
+    long calls[TAPE_PROF_MAX];
+    int n;
+    double last; /* end of the previous recorded op */
+} TapeProfile;
+
 typedef struct Tape {
     Arena arena;
     Node *nodes;
     int n, cap;
     bool grad_enabled;
+    TapeProfile *prof; /* NULL unless profiling */
 } Tape;
 
 /* ---- tape ---- */
@@ -70,6 +83,11 @@ void tape_reset(Tape *t);
 /* No-grad mode: ops record nothing and outputs never require grad.
  * Returns the previous setting so callers can restore it. */
 bool tape_set_grad(Tape *t, bool enabled);
+/* Per-op timing: forward time of an op is the time since the previous op
+ * was recorded (or since tape_reset), so only graphs where every op records
+ * (grad on) give a full picture. */
+void tape_profile_enable(Tape *t);
+void tape_profile_print(const Tape *t, FILE *f, double steps);
 /* Backward from a scalar: d loss / d loss = 1. */
 void tape_backward(Tape *t, Tensor *loss);
 /* Backward from any output with an explicit upstream gradient (numel floats). */

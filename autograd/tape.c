@@ -15,7 +15,33 @@ void tape_init(Tape *t, size_t arena_bytes) {
     t->grad_enabled = true;
 }
 
+static int prof_slot(TapeProfile *p, const char *op) {
+    for (int i = 0; i < p->n; i++)
+        if (p->op[i] == op || !strcmp(p->op[i], op)) return i;
+    if (p->n == TAPE_PROF_MAX) return TAPE_PROF_MAX - 1;
+    p->op[p->n] = op;
+    return p->n++;
+}
+
+void tape_profile_enable(Tape *t) {
+    if (!t->prof) t->prof = xcalloc(1, sizeof *t->prof);
+    t->prof->last = now_seconds();
+}
+
+void tape_profile_print(const Tape *t, FILE *f, double steps) {
+    const TapeProfile *p = t->prof;
+    if (!p) return;
+    double total = 0;
+    for (int i = 0; i < p->n; i++) total += p->fwd_s[i] + p->bwd_s[i];
+    fprintf(f, "%-14s %10s %10s %8s   (ms per step)\n", "op", "forward", "backward", "share");
+    for (int i = 0; i < p->n; i++)
+        fprintf(f, "%-14s %10.2f %10.2f %7.1f%%\n", p->op[i], 1e3 * p->fwd_s[i] / steps, 1e3 * p->bwd_s[i] / steps,
+                100.0 * (p->fwd_s[i] + p->bwd_s[i]) / total);
+    fprintf(f, "%-14s %21.2f\n", "total", 1e3 * total / steps);
+}
+
 void tape_free(Tape *t) {
+    free(t->prof);
     arena_free(&t->arena);
     free(t->nodes);
     memset(t, 0, sizeof *t);
@@ -24,6 +50,7 @@ void tape_free(Tape *t) {
 void tape_reset(Tape *t) {
     t->n = 0;
     arena_reset(&t->arena);
+    if (t->prof) t->prof->last = now_seconds();
 }
 
 bool tape_set_grad(Tape *t, bool enabled) {
@@ -46,6 +73,13 @@ Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin,
     }
     Node *n = &t->nodes[t->n++];
     memset(n, 0, sizeof *n);
+    if (t->prof) {
+        double now = now_seconds();
+        int s = prof_slot(t->prof, op);
+        t->prof->fwd_s[s] += now - t->prof->last;
+        t->prof->calls[s]++;
+        t->prof->last = now;
+    }
     n->op = op;
     n->backward = bw;
     n->out = out;
@@ -82,7 +116,9 @@ static void run_backward(Tape *t) {
         if (!n->out->grad) continue; /* nothing downstream used this output */
         for (int i = 0; i < n->nin; i++)
             if (n->in[i] && n->in[i]->requires_grad) grad_prepare(t, n, n->in[i]);
+        double t0 = t->prof ? now_seconds() : 0.0;
         n->backward(n);
+        if (t->prof) t->prof->bwd_s[prof_slot(t->prof, n->op)] += now_seconds() - t0;
         for (int i = 0; i < n->nin; i++)
             if (n->in[i] && n->in[i]->grad_fresh) qat_fail("%s backward left an input grad unwritten", n->op);
     }

@@ -161,6 +161,8 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
                         .iters = cfg->train.iters};
     Tape tape;
     tape_init(&tape, 64u << 20);
+    bool profile = getenv("QAT_PROFILE") && *getenv("QAT_PROFILE") && strcmp(getenv("QAT_PROFILE"), "0");
+    if (profile) tape_profile_enable(&tape);
     Batch batch;
     batch_alloc(&batch, B, T);
     const int iters = cfg->train.iters;
@@ -235,6 +237,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         }
     }
     fclose(metrics);
+    if (profile && end > start) tape_profile_print(&tape, stderr, (double)(end - start));
     double wall = now_seconds() - t0;
     double median = 0.0;
     if (n_tps) {
