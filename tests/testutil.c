@@ -101,13 +101,21 @@ const char *test_corpus_path(void) {
     return access(path, R_OK) == 0 ? path : NULL;
 }
 
+void *test_keep(void *p) {
+    static void **kept;
+    static size_t n, cap;
+    if (n == cap) kept = xrealloc(kept, (cap = cap ? 2 * cap : 64) * sizeof *kept);
+    kept[n++] = p;
+    return p;
+}
+
 char *test_tmpdir(void) {
     char *t = xstrdup("/tmp/qat-test-XXXXXX");
     if (!mkdtemp(t)) {
         perror("mkdtemp");
         abort();
     }
-    return t;
+    return test_keep(t);
 }
 
 char *test_write(const char *dir, const char *name, const char *text) {
@@ -117,7 +125,7 @@ char *test_write(const char *dir, const char *name, const char *text) {
     FILE *f = xfopen(p, "wb");
     fputs(text, f);
     fclose(f);
-    return p;
+    return test_keep(p);
 }
 
 char *test_corpus(size_t n, uint64_t seed) {
@@ -141,7 +149,7 @@ char *test_corpus(size_t n, uint64_t seed) {
         w = nxt;
     }
     s[k] = '\0';
-    return s;
+    return test_keep(s);
 }
 
 int test_run_qat(const char *args, char *err, size_t n) {
@@ -174,5 +182,5 @@ char *test_slurp(const char *path, size_t *n) {
     fclose(f);
     b[got] = '\0';
     if (n) *n = got;
-    return b;
+    return test_keep(b);
 }

@@ -35,6 +35,9 @@ const char *test_corpus_path(void);
 
 
 
+/* Keeps p reachable until exit (test helpers' strings live for a whole test
+ * binary; a registry keeps LeakSanitizer's report for real leaks). */
+void *test_keep(void *p);
 /* A fresh directory under /tmp (malloc'd path). */
 char *test_tmpdir(void);
 /* Writes text to dir/name; returns the malloc'd path. */
