@@ -173,3 +173,22 @@ Test(values, arena_steady_state) {
     tape_free(&t);
     params_free(&p);
 }
+
+/* The vectorised exp and tanh against libm, and NaN kept out of the integer
+ * conversion (a NaN GELU input must give NaN, not undefined behaviour). */
+#include "autograd/fastmath.h"
+Test(values, fast_math_against_libm) {
+    double worst_e = 0, worst_t = 0;
+    for (float x = -87.0f; x < 88.0f; x += 0.01737f) {
+        double e = fabs(fast_expf(x) - exp(x)) / exp(x);
+        if (e > worst_e) worst_e = e;
+        double t = fabs(fast_tanhf(x) - tanh(x));
+        if (t > worst_t) worst_t = t;
+    }
+    cr_assert_lt(worst_e, 3e-7, "fast_expf relative error %.3g", worst_e);
+    cr_assert_lt(worst_t, 2e-7, "fast_tanhf absolute error %.3g", worst_t);
+    Tensor *x = tensor_from(&T, 1, (int[]){2}, (float[]){NAN, 1.0f});
+    Tensor *y = op_gelu(&T, x);
+    cr_assert(isnan(y->data[0]));
+    cr_assert_float_eq(y->data[1], 0.841192f, 1e-5);
+}
