@@ -33,6 +33,10 @@ typedef struct Tensor {
     size_t offset;               /* element offset of a view into its base */
     bool requires_grad;
     bool grad_fresh;             /* grad allocated but not yet written (see Node.overwrite) */
+    /* parameters only: */
+    bool no_decay;               /* excluded from weight decay even if 2-d */
+    bool frozen;                 /* not updated by optimizers */
+    bool quant_state;            /* a scale or zero point of fake quantization */
     const char *name;            /* parameters only */
 } Tensor;
 

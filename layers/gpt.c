@@ -6,7 +6,7 @@
 
 #include "layers.h"
 
-void gpt_build(GPT *g, const GPTConfig *cfg) {
+void gpt_build(GPT *g, const GPTConfig *cfg, const QuantConfig *q, const char *origin) {
     memset(g, 0, sizeof *g);
     g->cfg = *cfg;
     int C = cfg->n_embd;
@@ -32,6 +32,8 @@ void gpt_build(GPT *g, const GPTConfig *cfg) {
         linear_init(&b->fc_proj, p, n, 4 * C, C);
     }
     layernorm_init(&g->ln_f, p, "ln_f", C);
+    g->head = (Linear){.w = g->wte, .b = NULL, .q = NULL};
+    if (q && q->w_bits > 0) gpt_quant_build(g, q, origin ? origin : "config");
     params_finalize(p);
 }
 
@@ -39,6 +41,7 @@ void gpt_init_weights(GPT *g, Rng *rng) {
     float resid_std = 0.02f / sqrtf(2.0f * (float)g->cfg.n_layer);
     for (int i = 0; i < g->params.n; i++) {
         Tensor *x = g->params.list[i];
+        if (x->quant_state) continue; /* set by gpt_quant_init_scales */
         const char *name = x->name;
         size_t len = strlen(name);
         bool is_bias = len > 5 && !strcmp(name + len - 5, ".bias");
@@ -64,7 +67,7 @@ Tensor *gpt_forward(GPT *g, Tape *t, const int32_t *idx, int B, int T) {
     Tensor *x = op_add(t, op_embedding(t, g->wte, idx, 2, (int[]){B, T}), op_embedding(t, g->wpe, pos, 1, (int[]){T}));
     for (int l = 0; l < c->n_layer; l++) x = block_forward(t, &g->blocks[l], x, c->n_head);
     x = layernorm_forward(t, &g->ln_f, x);
-    return op_linear(t, x, g->wte, NULL); /* tied LM head */
+    return linear_forward(t, &g->head, x); /* tied LM head */
 }
 
 Tensor *gpt_loss(GPT *g, Tape *t, const int32_t *idx, const int32_t *targets, int B, int T) {
@@ -72,6 +75,7 @@ Tensor *gpt_loss(GPT *g, Tape *t, const int32_t *idx, const int32_t *targets, in
 }
 
 void gpt_free(GPT *g) {
+    gpt_quant_free(g);
     params_free(&g->params);
     free(g->blocks);
     memset(g, 0, sizeof *g);

@@ -11,7 +11,21 @@ void linear_init(Linear *l, Params *p, const char *name, int in, int out) {
     l->b = params_add(p, n, 1, (int[]){out});
 }
 
-Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) { return op_linear(t, x, l->w, l->b); }
+Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) {
+    QLayer *q = l->q;
+    if (!q) return op_linear(t, x, l->w, l->b);
+    if (q->a_bits) {
+        if (q->a_dynamic)
+            x = op_fake_quant(t, x, &q->a, EST_STE, NULL, NULL);
+        else if (q->mode == QMODE_CALIBRATE)
+            observer_update(&q->obs, x->data, x->numel);
+        else
+            x = op_fake_quant(t, x, &q->a, q->est, q->a_scale, q->a_zp);
+    }
+    Tensor *w = q->est == EST_LSQ ? op_fake_quant(t, l->w, &q->w, EST_LSQ, q->w_scale, q->w_zp)
+                                  : op_fake_quant(t, l->w, &q->w, q->est, NULL, NULL);
+    return op_linear(t, x, w, l->b);
+}
 
 void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim) {
     char n[128];
@@ -25,6 +39,7 @@ Tensor *layernorm_forward(Tape *t, const LayerNorm *l, Tensor *x) { return op_la
 
 Tensor *attention_forward(Tape *t, const Block *b, Tensor *x, int n_head) {
     Tensor *qkv = linear_forward(t, &b->qkv, x);
+    if (b->kv_bits) qkv = op_fake_quant_kv(t, qkv, n_head, b->kv_bits);
     return linear_forward(t, &b->proj, op_attention(t, qkv, n_head));
 }
 

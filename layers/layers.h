@@ -6,9 +6,26 @@
 #define QAT_LAYERS_H
 
 #include "autograd/autograd.h"
+#include "quant/qat.h"
+
+/* Fake-quant state of one quantized Linear. */
+typedef enum { QMODE_QUANT, QMODE_CALIBRATE } QMode;
+typedef struct QLayer {
+    char name[64];
+    QuantSpec w;
+    Estimator est;
+    Tensor *w_scale, *w_zp; /* lsq: learned scale (and frozen zero point); else NULL: min-max each step */
+    int a_bits;             /* 0: float input */
+    QuantSpec a;
+    bool a_dynamic;         /* per-token scales computed on the fly */
+    Tensor *a_scale, *a_zp; /* static: calibrated, then frozen or learned */
+    Observer obs;
+    QMode mode; /* QMODE_CALIBRATE: observe the input and leave it float */
+} QLayer;
 
 typedef struct Linear {
     Tensor *w, *b; /* w [out,in] (PyTorch layout), b [out] */
+    QLayer *q;     /* NULL: float */
 } Linear;
 
 typedef struct LayerNorm {
@@ -16,6 +33,7 @@ typedef struct LayerNorm {
 } LayerNorm;
 
 typedef struct Block {
+    int kv_bits; /* fake-quantize keys and values (0 = off) */
     LayerNorm ln1, ln2;
     Linear qkv, proj; /* attention: x -> [q|k|v] -> heads -> proj */
     Linear fc, fc_proj; /* MLP: C -> 4C -> GELU -> C */
@@ -31,9 +49,13 @@ typedef struct GPT {
     Tensor *wte, *wpe;
     Block *blocks;
     LayerNorm ln_f;
+    Linear head;      /* weight = wte (tied), no bias; quantized only when listed */
+    QLayer *qlayers;  /* all quantized layers */
+    int n_q;
 } GPT;
 
 void linear_init(Linear *l, Params *p, const char *name, int in, int out);
+/* With l->q set, the input and the weight pass through fake quantization. */
 Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x);
 void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim);
 Tensor *layernorm_forward(Tape *t, const LayerNorm *l, Tensor *x);
@@ -41,8 +63,27 @@ Tensor *attention_forward(Tape *t, const Block *b, Tensor *x, int n_head);
 Tensor *mlp_forward(Tape *t, const Block *b, Tensor *x);
 Tensor *block_forward(Tape *t, const Block *b, Tensor *x, int n_head);
 
-/* Declares every parameter (names like blocks.0.attn.qkv.weight) in one block. */
-void gpt_build(GPT *g, const GPTConfig *cfg);
+/* Declares every parameter (names like blocks.0.attn.qkv.weight) in one block.
+ * q (NULL or weight bits 0 for a float model) adds fake quantization to the
+ * selected Linears and declares their scales (names like
+ * blocks.0.attn.qkv.weight_scale, marked quant_state). origin names the config
+ * in errors (unknown layer, group size that does not divide, ...). */
+void gpt_build(GPT *g, const GPTConfig *cfg, const QuantConfig *q, const char *origin);
+/* Fake-quant state for a built (not yet finalized) model; used by gpt_build. */
+void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin);
+void gpt_quant_free(GPT *g);
+/* Names of the Linears that can be quantized, in order ("blocks.0.attn.qkv", ..., "lm_head"). */
+int gpt_linear_names(const GPTConfig *cfg, char (*names)[64], int cap);
+/* Sets learned weight scales (and zero points) from the current weights by
+ * min-max, so training starts at round-to-nearest. */
+void gpt_quant_init_scales(GPT *g);
+/* QMODE_CALIBRATE: quantized layers observe their inputs, which stay float. */
+void gpt_quant_set_mode(GPT *g, QMode mode);
+/* Static activation scales from the observers; then fake quantization of
+ * activations starts (QMODE_QUANT). */
+void gpt_quant_freeze(GPT *g);
+/* True if some layer has static (observed) activation scales. */
+bool gpt_quant_needs_calibration(const GPT *g);
 /* normal(0, 0.02) for 2-d weights, residual projections scaled by
  * 1/sqrt(2 n_layer), biases 0, LayerNorm weights 1. */
 void gpt_init_weights(GPT *g, Rng *rng);

@@ -26,7 +26,11 @@ void adamw_step(AdamW *o, Params *p, float lr) {
     size_t off = 0;
     for (int t = 0; t < p->n; t++) {
         Tensor *x = p->list[t];
-        float decay = x->ndim >= 2 ? 1.0f - lr * o->weight_decay : 1.0f;
+        if (x->frozen) {
+            off += x->numel;
+            continue;
+        }
+        float decay = x->ndim >= 2 && !x->no_decay ? 1.0f - lr * o->weight_decay : 1.0f;
         float *w = x->data, *g = x->grad, *m = o->m + off, *v = o->v + off;
         size_t n = x->numel;
 #pragma omp parallel for schedule(static) if (n > 65536)

@@ -14,7 +14,8 @@ typedef struct AdamW {
 
 void adamw_init(AdamW *o, const Params *p, float beta1, float beta2, float eps, float weight_decay);
 /* One update at learning rate lr (PyTorch AdamW semantics: bias-corrected
- * moments, decay p -= lr*wd*p applied to tensors with ndim >= 2 only). */
+ * moments, decay p -= lr*wd*p applied to tensors with ndim >= 2 only, and not
+ * to those marked no_decay). Frozen tensors are left alone. */
 void adamw_step(AdamW *o, Params *p, float lr);
 void adamw_free(AdamW *o);
 

@@ -14,7 +14,11 @@ void sgd_step(Sgd *o, Params *p, float lr) {
     size_t off = 0;
     for (int t = 0; t < p->n; t++) {
         Tensor *x = p->list[t];
-        float wd = x->ndim >= 2 ? o->weight_decay : 0.0f;
+        if (x->frozen) {
+            off += x->numel;
+            continue;
+        }
+        float wd = x->ndim >= 2 && !x->no_decay ? o->weight_decay : 0.0f;
         float *w = x->data, *g = x->grad, *b = o->buf + off;
         for (size_t i = 0; i < x->numel; i++) {
             float gi = g[i] + wd * w[i];

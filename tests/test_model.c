@@ -12,7 +12,7 @@
 Test(model, reference_parameter_count) {
     GPTConfig c = {.vocab_size = 65, .n_layer = 4, .n_head = 4, .n_embd = 128, .block_size = 128};
     GPT g;
-    gpt_build(&g, &c);
+    gpt_build(&g, &c, NULL, NULL);
     cr_assert_eq(g.params.numel, 818048);
     cr_assert(params_find(&g.params, "blocks.3.mlp.proj.weight"));
     gpt_free(&g);
@@ -21,7 +21,7 @@ Test(model, reference_parameter_count) {
 Test(model, init_follows_the_recipe) {
     GPTConfig c = {.vocab_size = 65, .n_layer = 4, .n_head = 4, .n_embd = 128, .block_size = 128};
     GPT g;
-    gpt_build(&g, &c);
+    gpt_build(&g, &c, NULL, NULL);
     Rng r;
     rng_seed(&r, 1);
     gpt_init_weights(&g, &r);
@@ -48,7 +48,7 @@ Test(model, init_follows_the_recipe) {
 Test(model, gpt_gradient_matches_finite_differences) {
     GPTConfig c = {.vocab_size = 7, .n_layer = 2, .n_head = 2, .n_embd = 8, .block_size = 6};
     GPT g;
-    gpt_build(&g, &c);
+    gpt_build(&g, &c, NULL, NULL);
     Rng r;
     rng_seed(&r, 11);
     for (size_t i = 0; i < g.params.numel; i++) g.params.data[i] = 0.3f * rng_normal(&r);

@@ -68,12 +68,13 @@ void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step) {
     h5in_close(f);
 }
 
-void ckpt_load_params(const char *path, GPT *g) {
+void ckpt_load_params(const char *path, GPT *g, bool skip_quant) {
     hid_t f = h5in_open(path);
     check_format(f, path);
     char name[256];
     for (int i = 0; i < g->params.n; i++) {
         Tensor *x = g->params.list[i];
+        if (skip_quant && x->quant_state) continue;
         snprintf(name, sizeof name, "params/%s", x->name);
         h5_read_f32(f, path, name, x->ndim, x->shape, x->data);
     }

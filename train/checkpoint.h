@@ -18,8 +18,9 @@ void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g
                const Rng *rng);
 /* Config, vocab and step of a checkpoint; fails when path is not one. */
 void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step);
-/* Loads every parameter of g, checking names and shapes. */
-void ckpt_load_params(const char *path, GPT *g);
+/* Loads every parameter of g, checking names and shapes; with skip_quant,
+ * fake-quant scales are left alone (fine-tuning a float checkpoint). */
+void ckpt_load_params(const char *path, GPT *g, bool skip_quant);
 /* Loads the optimizer moments and sampler state saved with the weights. */
 void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng);
 

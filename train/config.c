@@ -11,7 +11,7 @@
 
 #include "util/util.h"
 
-typedef enum { CF_INT, CF_FLOAT, CF_STR, CF_ENUM } CfType;
+typedef enum { CF_INT, CF_FLOAT, CF_STR, CF_ENUM, CF_BOOL } CfType;
 
 typedef struct Field {
     const char *key;
@@ -61,6 +61,38 @@ static const Field FIELDS[] = {
       "threads for OpenMP and OpenBLAS; 0 = OMP_NUM_THREADS or all cores"),
     F("out_dir", CF_STR, out_dir, 0, 0, 0, "runs/default", NULL,
       "run directory: metrics.jsonl, checkpoint.h5, summary.json"),
+    F("quant.weight.bits", CF_INT, quant.w_bits, 0, 8, 0, "0", NULL,
+      "weight bits, 2..8; 0 = no quantization (FP32 training)"),
+    F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
+      "one weight scale per tensor, per output channel, or per group of quant.weight.group_size inputs"),
+    F("quant.weight.group_size", CF_INT, quant.w_group, 1, 65536, 0, "32", NULL,
+      "inputs per group (32, 64, 128, ...); must divide each quantized layer's input dimension"),
+    F("quant.weight.symmetric", CF_BOOL, quant.w_sym, 0, 0, 0, "true", NULL,
+      "symmetric codes [-(2^(b-1)-1), 2^(b-1)-1] or asymmetric [0, 2^b-1] with a zero point"),
+    F("quant.activation.bits", CF_INT, quant.a_bits, 0, 8, 0, "0", NULL,
+      "bits of the input activations of quantized layers, 2..8; 0 = float activations"),
+    F("quant.activation.granularity", CF_ENUM, quant.a_gran, 0, 0, 0, "token", "tensor|token",
+      "tensor: one static scale, calibrated by the observer then frozen; token: dynamic per-token scales"),
+    F("quant.activation.symmetric", CF_BOOL, quant.a_sym, 0, 0, 0, "true", NULL, "symmetric or asymmetric activations"),
+    F("quant.activation.observer", CF_ENUM, quant.observer, 0, 0, 0, "minmax", "minmax|ema|percentile|mse",
+      "how static activation scales are calibrated"),
+    F("quant.activation.percentile", CF_FLOAT, quant.percentile, 50, 100, 0, "99.99", NULL,
+      "percentile of the percentile observer"),
+    F("quant.activation.learn_zero_point", CF_BOOL, quant.a_learn_zp, 0, 0, 0, "false", NULL,
+      "LSQ+: learn the zero point of asymmetric static activations (estimator lsq)"),
+    F("quant.kv.bits", CF_INT, quant.kv_bits, 0, 8, 0, "0", NULL,
+      "fake-quantize attention keys and values (per token and head) at 8 or 4 bits; 0 = off"),
+    F("quant.estimator", CF_ENUM, quant.estimator, 0, 0, 0, "ste", "ste|clipped|lsq",
+      "backward of fake quantization: straight-through, clipped straight-through, or learned step size"),
+    F("quant.layers", CF_STR, quant.layers, 0, 0, 0, "blocks.*", NULL,
+      "comma-separated globs over the Linear layers to quantize: blocks.N.attn.qkv, blocks.N.attn.proj, "
+      "blocks.N.mlp.fc, blocks.N.mlp.proj, lm_head (the tied head)"),
+    F("quant.init_from", CF_STR, quant.init_from, 0, 0, 0, "", NULL,
+      "float checkpoint to fine-tune; empty = quantization-aware training from scratch"),
+    F("quant.calib_batches", CF_INT, quant.calib_batches, 1, 100000, 0, "16", NULL,
+      "training batches the activation observers see before training"),
+    F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
+      "observers keep updating static activation scales until this step, then they are frozen"),
 };
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
 
@@ -83,7 +115,52 @@ static void known_keys(const char *key, char *buf, size_t n) {
             k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? ", " : "", FIELDS[i].key);
 }
 
+/* quant.overrides.<layer>.<field>: the layer name has dots, the field is last. */
+static void set_override(Config *c, const char *key, const char *value, const char *origin) {
+    const char *layer = key + strlen("quant.overrides.");
+    const char *dot = strrchr(layer, '.');
+    if (!dot || dot == layer) qat_fail("%s: %s: expected quant.overrides.LAYER.FIELD", origin, key);
+    char name[64];
+    if ((size_t)(dot - layer) >= sizeof name) qat_fail("%s: %s: layer name too long", origin, key);
+    snprintf(name, sizeof name, "%.*s", (int)(dot - layer), layer);
+    QuantConfig *q = &c->quant;
+    QuantOverride *o = NULL;
+    for (int i = 0; i < q->n_ov; i++)
+        if (!strcmp(q->ov[i].layer, name)) o = &q->ov[i];
+    if (!o) {
+        if (q->n_ov == QUANT_MAX_OVERRIDES) qat_fail("%s: %s: more than %d overrides", origin, key, QUANT_MAX_OVERRIDES);
+        o = &q->ov[q->n_ov++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->layer, sizeof o->layer, "%s", name);
+        o->bits = o->group_size = o->act_bits = -1;
+    }
+    const char *field = dot + 1;
+    char *end;
+    long v = strtol(value, &end, 10);
+    bool is_int = end != value && !*end;
+    if (!strcmp(field, "bits") || !strcmp(field, "act_bits")) {
+        bool act = field[0] == 'a';
+        if (!is_int || v < (act ? 0 : 2) || v > 8)
+            qat_fail("%s: %s: expected an integer in [%d, 8], got '%s'", origin, key, act ? 0 : 2, value);
+        *(act ? &o->act_bits : &o->bits) = (int)v;
+    } else if (!strcmp(field, "group_size")) {
+        if (!is_int || v < 1 || v > 65536) qat_fail("%s: %s: expected a positive integer, got '%s'", origin, key, value);
+        o->group_size = (int)v;
+    } else if (!strcmp(field, "granularity")) {
+        if (strcmp(value, "tensor") && strcmp(value, "channel") && strcmp(value, "group"))
+            qat_fail("%s: %s: expected one of tensor|channel|group, got '%s'", origin, key, value);
+        snprintf(o->granularity, sizeof o->granularity, "%s", value);
+    } else {
+        qat_fail("%s: %s: unknown override field '%s' (allowed: bits, group_size, granularity, act_bits)", origin, key,
+                 field);
+    }
+}
+
 void config_set(Config *c, const char *key, const char *value, const char *origin) {
+    if (!strncmp(key, "quant.overrides.", 16)) {
+        set_override(c, key, value, origin);
+        return;
+    }
     const Field *f = field_find(key);
     if (!f) {
         char known[1024];
@@ -92,6 +169,10 @@ void config_set(Config *c, const char *key, const char *value, const char *origi
     }
     char *p = (char *)c + f->off;
     char *end = NULL;
+    if (!*value && f->type == CF_STR && !strcmp(key, "quant.init_from")) { /* empty is meaningful here */
+        *p = '\0';
+        return;
+    }
     errno = 0;
     switch (f->type) {
     case CF_INT: {
@@ -118,6 +199,14 @@ void config_set(Config *c, const char *key, const char *value, const char *origi
         if (!*value) qat_fail("%s: %s: expected a non-empty string", origin, key);
         if (strlen(value) >= f->size) qat_fail("%s: %s: value longer than %zu characters", origin, key, f->size - 1);
         strcpy(p, value);
+        break;
+    case CF_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+            *(bool *)p = true;
+        else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
+            *(bool *)p = false;
+        else
+            qat_fail("%s: %s: expected true or false, got '%s'", origin, key, value);
         break;
     case CF_ENUM: {
         size_t n = strlen(value);
@@ -250,6 +339,16 @@ void config_load_file(Config *c, const char *path) {
 void config_validate(const Config *c, const char *origin) {
     if (c->model.n_embd % c->model.n_head != 0)
         qat_fail("%s: model.n_embd: %d is not divisible by model.n_head %d", origin, c->model.n_embd, c->model.n_head);
+    const QuantConfig *q = &c->quant;
+    if (q->w_bits == 1) qat_fail("%s: quant.weight.bits: expected 0 (off) or 2..8, got 1", origin);
+    if (q->a_bits == 1) qat_fail("%s: quant.activation.bits: expected 0 (off) or 2..8, got 1", origin);
+    if (q->kv_bits != 0 && q->kv_bits != 4 && q->kv_bits != 8)
+        qat_fail("%s: quant.kv.bits: expected 0, 4 or 8, got %d", origin, q->kv_bits);
+    if (q->w_bits == 0 && (q->a_bits || q->kv_bits || q->n_ov || q->init_from[0]))
+        qat_fail("%s: quant.weight.bits: quantization settings given but quant.weight.bits is 0 (set 2..8)", origin);
+    if (q->a_learn_zp && (q->a_sym || strcmp(q->estimator, "lsq") || strcmp(q->a_gran, "tensor")))
+        qat_fail("%s: quant.activation.learn_zero_point: needs asymmetric per-tensor activations and estimator lsq",
+                 origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }
@@ -281,14 +380,27 @@ char *config_to_yaml(const Config *c) {
         case CF_FLOAT: k += (size_t)snprintf(out + k, cap - k, "%s%s: %.9g\n", indent, name, *(const float *)p); break;
         case CF_STR:
         case CF_ENUM: k += (size_t)snprintf(out + k, cap - k, "%s%s: \"%s\"\n", indent, name, p); break;
+        case CF_BOOL: k += (size_t)snprintf(out + k, cap - k, "%s%s: %s\n", indent, name, *(const bool *)p ? "true" : "false"); break;
         }
+    }
+    /* the quant fields come last in the table, so this stays inside quant: */
+    for (int i = 0; i < c->quant.n_ov; i++) {
+        const QuantOverride *o = &c->quant.ov[i];
+        if (cap - k < 1024) out = xrealloc(out, cap *= 2);
+        if (o->bits >= 0) k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.bits: %d\n", o->layer, o->bits);
+        if (o->group_size >= 0)
+            k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.group_size: %d\n", o->layer, o->group_size);
+        if (o->granularity[0])
+            k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.granularity: %s\n", o->layer, o->granularity);
+        if (o->act_bits >= 0)
+            k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.act_bits: %d\n", o->layer, o->act_bits);
     }
     return out;
 }
 
 void config_print_keys(FILE *f) {
     fprintf(f, "| key | type | default | meaning |\n|---|---|---|---|\n");
-    static const char *tn[] = {"integer", "number", "string", "one of"};
+    static const char *tn[] = {"integer", "number", "string", "one of", "true/false"};
     for (size_t i = 0; i < N_FIELDS; i++) {
         fprintf(f, "| `%s` | %s", FIELDS[i].key, tn[FIELDS[i].type]);
         if (FIELDS[i].choices) fputc(' ', f);

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "quant/qat.h"
+
 #define CONFIG_PATH_MAX 1024
 
 typedef struct ModelConfig {
@@ -35,6 +37,7 @@ typedef struct Config {
     DataConfig data;
     TrainConfig train;
     char out_dir[CONFIG_PATH_MAX];
+    QuantConfig quant;
 } Config;
 
 /* Fills every field with its default. */

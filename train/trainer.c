@@ -47,8 +47,37 @@ static GPTConfig gpt_config_of(const Config *c, int vocab_size) {
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_meta(path, cfg, v, NULL);
     GPTConfig gc = gpt_config_of(cfg, v->size);
-    gpt_build(g, &gc);
-    ckpt_load_params(path, g);
+    gpt_build(g, &gc, &cfg->quant, path);
+    ckpt_load_params(path, g, false);
+}
+
+/* The model sections of two configs describe the same network. */
+static void same_model(const Config *a, const Config *b, const char *origin, const char *other) {
+    const char *key = a->model.n_layer != b->model.n_layer     ? "model.n_layer"
+                      : a->model.n_head != b->model.n_head     ? "model.n_head"
+                      : a->model.n_embd != b->model.n_embd     ? "model.n_embd"
+                      : a->model.block_size != b->model.block_size ? "model.block_size"
+                      : strcmp(a->model.vocab, b->model.vocab) ? "model.vocab"
+                                                               : NULL;
+    if (key) qat_fail("%s: %s differs from the model in %s", origin, key, other);
+}
+
+/* Runs quant.calib_batches forward passes so the observers see activations. */
+static void calibrate(GPT *g, Tape *t, const Config *cfg, const Dataset *ds) {
+    Rng rng;
+    rng_seed(&rng, (uint64_t)cfg->train.seed * 7919u + 13);
+    Batch b;
+    batch_alloc(&b, cfg->train.batch_size, cfg->model.block_size);
+    bool old = tape_set_grad(t, false);
+    gpt_quant_set_mode(g, QMODE_CALIBRATE);
+    for (int i = 0; i < cfg->quant.calib_batches; i++) {
+        batch_sample(&b, ds->tokens, ds->n_train, &rng);
+        tape_reset(t);
+        gpt_forward(g, t, b.x, b.B, b.T);
+    }
+    tape_reset(t);
+    tape_set_grad(t, old);
+    batch_free(&b);
 }
 
 static void mkdir_p(const char *dir) {
@@ -126,9 +155,12 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     if (resume) {
         /* the checkpoint's vocab is the model's; the corpus must still encode with it */
         ckpt_load_meta(ckpt_path, &saved, &vocab, &start);
-        if (saved.model.n_layer != cfg->model.n_layer || saved.model.n_head != cfg->model.n_head ||
-            saved.model.n_embd != cfg->model.n_embd || saved.model.block_size != cfg->model.block_size)
-            qat_fail("%s: model section differs from the config stored in %s; cannot resume", origin, ckpt_path);
+        same_model(cfg, &saved, origin, ckpt_path);
+        dataset_load(&ds, &vocab, cfg->data.path, false, false);
+    } else if (cfg->quant.init_from[0]) {
+        /* fine-tuning: the float model's vocab, and its model section must match */
+        ckpt_load_meta(cfg->quant.init_from, &saved, &vocab, NULL);
+        same_model(cfg, &saved, origin, cfg->quant.init_from);
         dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else {
         dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
@@ -139,15 +171,17 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
 
     GPT g;
     GPTConfig gc = gpt_config_of(cfg, vocab.size);
-    gpt_build(&g, &gc);
+    gpt_build(&g, &gc, &cfg->quant, origin);
     Rng init_rng, rng;
     rng_seed(&init_rng, (uint64_t)cfg->train.seed);
     gpt_init_weights(&g, &init_rng);
+    if (!resume && cfg->quant.init_from[0]) ckpt_load_params(cfg->quant.init_from, &g, true);
+    gpt_quant_init_scales(&g);
     rng_seed(&rng, (uint64_t)cfg->train.seed ^ 0x5DEECE66Dull);
     AdamW opt;
     adamw_init(&opt, &g.params, cfg->train.beta1, cfg->train.beta2, cfg->train.eps, cfg->train.weight_decay);
     if (resume) {
-        ckpt_load_params(ckpt_path, &g);
+        ckpt_load_params(ckpt_path, &g, false);
         ckpt_load_train_state(ckpt_path, &g, &opt, &rng);
     }
     mkdir_p(cfg->out_dir);
@@ -161,6 +195,15 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
                         .iters = cfg->train.iters};
     Tape tape;
     tape_init(&tape, 64u << 20);
+    /* static activation scales: observe calib_batches batches (and the first
+     * freeze_step training steps) with float activations, then freeze. A
+     * resumed run past freeze_step has its scales in the checkpoint. */
+    bool calibrating = false;
+    if (gpt_quant_needs_calibration(&g) && !(resume && start >= cfg->quant.freeze_step)) {
+        calibrate(&g, &tape, cfg, &ds);
+        calibrating = cfg->quant.freeze_step > start;
+        if (!calibrating) gpt_quant_freeze(&g);
+    }
     bool profile = getenv("QAT_PROFILE") && *getenv("QAT_PROFILE") && strcmp(getenv("QAT_PROFILE"), "0");
     if (profile) tape_profile_enable(&tape);
     Batch batch;
@@ -182,7 +225,17 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     if (out && resume) fprintf(out, "resuming from %s at iter %ld\n", ckpt_path, start);
     if (out) fflush(out);
 
+    if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
+        /* the fine-tune's starting point: the float model under round-to-nearest */
+        float v0 = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+        fprintf(metrics, "{\"iter\":0,\"val_loss\":%.6f}\n", v0);
+        if (out) fprintf(out, "iter 0 (round-to-nearest start) val_loss %.4f\n", v0);
+    }
     for (long it = start; it < end; it++) {
+        if (calibrating && it == cfg->quant.freeze_step) {
+            gpt_quant_freeze(&g);
+            calibrating = false;
+        }
         double ts = now_seconds();
         batch_sample(&batch, ds.tokens, ds.n_train, &rng);
         tape_reset(&tape);

@@ -1,0 +1,187 @@
+/* qlayers.c: which Linears are quantized and how (quant.layers globs, global
+ * specs, per-layer overrides), their scale parameters, calibration of static
+ * activation scales, and freezing. */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+int gpt_linear_names(const GPTConfig *cfg, char (*names)[64], int cap) {
+    static const char *parts[] = {"attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"};
+    int n = 0;
+    for (int l = 0; l < cfg->n_layer; l++)
+        for (int p = 0; p < 4; p++)
+            if (n < cap) snprintf(names[n++], 64, "blocks.%d.%s", l, parts[p]);
+    if (n < cap) snprintf(names[n++], 64, "lm_head");
+    return n;
+}
+
+static bool selected(const char *layers, const char *name) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", layers);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ') tok++;
+        if (fnmatch(tok, name, 0) == 0) return true;
+    }
+    return false;
+}
+
+static QGranularity gran_of(const char *s) {
+    return !strcmp(s, "tensor") ? QG_TENSOR : !strcmp(s, "channel") ? QG_CHANNEL : QG_GROUP;
+}
+
+static Estimator est_of(const char *s) { return !strcmp(s, "lsq") ? EST_LSQ : !strcmp(s, "clipped") ? EST_CLIPPED : EST_STE; }
+
+static ObserverKind obs_of(const char *s) {
+    return !strcmp(s, "ema") ? OBS_EMA : !strcmp(s, "percentile") ? OBS_PERCENTILE : !strcmp(s, "mse") ? OBS_MSE : OBS_MINMAX;
+}
+
+/* Checks the quant section against the model's layers; fails naming the key. */
+static void check_layers(const QuantConfig *q, char (*names)[64], int n, int n_layer, const char *origin) {
+    char all[128];
+    snprintf(all, sizeof all, "blocks.0..%d.{attn.qkv,attn.proj,mlp.fc,mlp.proj}, lm_head", n_layer - 1);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", q->layers);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ') tok++;
+        bool hit = false;
+        for (int i = 0; i < n && !hit; i++) hit = fnmatch(tok, names[i], 0) == 0;
+        if (!hit) qat_fail("%s: quant.layers: '%s' matches no layer (layers: %s)", origin, tok, all);
+    }
+    for (int k = 0; k < q->n_ov; k++) {
+        const QuantOverride *o = &q->ov[k];
+        bool known = false;
+        for (int i = 0; i < n && !known; i++) known = !strcmp(names[i], o->layer);
+        if (!known) qat_fail("%s: quant.overrides.%s: unknown layer (layers: %s)", origin, o->layer, all);
+        if (!selected(q->layers, o->layer))
+            qat_fail("%s: quant.overrides.%s: the layer is not quantized (quant.layers is '%s')", origin, o->layer,
+                     q->layers);
+    }
+}
+
+static const QuantOverride *override_of(const QuantConfig *q, const char *name) {
+    for (int k = 0; k < q->n_ov; k++)
+        if (!strcmp(q->ov[k].layer, name)) return &q->ov[k];
+    return NULL;
+}
+
+static Tensor *qparam(Params *p, const char *layer, const char *what, size_t n, bool frozen) {
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", layer, what);
+    Tensor *t = params_add(p, name, 1, (int[]){(int)n});
+    t->quant_state = true;
+    t->no_decay = true;
+    t->frozen = frozen;
+    return t;
+}
+
+/* Sets up l->q for a selected layer with in_features inputs and out outputs. */
+static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q, const char *name, int in, int out,
+                         uint64_t seed, const char *origin) {
+    memset(ql, 0, sizeof *ql);
+    snprintf(ql->name, sizeof ql->name, "%s", name);
+    const QuantOverride *o = override_of(q, name);
+    ql->w = (QuantSpec){.bits = q->w_bits, .sym = q->w_sym, .gran = gran_of(q->w_gran), .group = q->w_group};
+    if (o && o->bits >= 0) ql->w.bits = o->bits;
+    if (o && o->granularity[0]) ql->w.gran = gran_of(o->granularity);
+    if (o && o->group_size >= 0) ql->w.group = o->group_size;
+    if (ql->w.gran == QG_GROUP && in % ql->w.group != 0)
+        qat_fail("%s: quant.%sgroup_size: %d does not divide the input dimension %d of %s", origin,
+                 o && o->group_size >= 0 ? "overrides.<layer>." : "weight.", ql->w.group, in, name);
+    ql->est = est_of(q->estimator);
+    size_t ns = quant_n_scales(&ql->w, out, in);
+    if (ql->est == EST_LSQ) {
+        ql->w_scale = qparam(p, name, "weight_scale", ns, false);
+        if (!ql->w.sym) ql->w_zp = qparam(p, name, "weight_zero_point", ns, true);
+    }
+    ql->a_bits = o && o->act_bits >= 0 ? o->act_bits : q->a_bits;
+    if (ql->a_bits) {
+        ql->a_dynamic = !strcmp(q->a_gran, "token");
+        ql->a = (QuantSpec){.bits = ql->a_bits, .sym = q->a_sym, .gran = ql->a_dynamic ? QG_CHANNEL : QG_TENSOR};
+        if (!ql->a_dynamic) {
+            ql->a_scale = qparam(p, name, "act_scale", 1, ql->est != EST_LSQ);
+            if (!q->a_sym) ql->a_zp = qparam(p, name, "act_zero_point", 1, !q->a_learn_zp);
+            observer_init(&ql->obs, obs_of(q->observer), q->percentile, seed);
+        }
+    }
+    l->q = ql;
+}
+
+void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin) {
+    char names[1024][64];
+    int n = gpt_linear_names(&g->cfg, names, 1024);
+    check_layers(q, names, n, g->cfg.n_layer, origin);
+    g->qlayers = xcalloc((size_t)n, sizeof(QLayer));
+    int C = g->cfg.n_embd;
+    for (int i = 0; i < n; i++) {
+        if (!selected(q->layers, names[i])) continue;
+        Linear *l;
+        int in = C, out = C;
+        if (!strcmp(names[i], "lm_head")) {
+            l = &g->head;
+            out = g->cfg.vocab_size;
+        } else {
+            Block *b = &g->blocks[atoi(names[i] + 7)];
+            const char *part = strchr(names[i] + 7, '.') + 1;
+            if (!strcmp(part, "attn.qkv")) l = &b->qkv, out = 3 * C;
+            else if (!strcmp(part, "attn.proj")) l = &b->proj;
+            else if (!strcmp(part, "mlp.fc")) l = &b->fc, out = 4 * C;
+            else l = &b->fc_proj, in = 4 * C;
+        }
+        qlayer_build(&g->qlayers[g->n_q], l, &g->params, q, names[i], in, out, 1000 + (uint64_t)i, origin);
+        g->n_q++;
+    }
+    for (int l = 0; l < g->cfg.n_layer; l++) g->blocks[l].kv_bits = q->kv_bits;
+}
+
+void gpt_quant_init_scales(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        Linear *l = NULL;
+        /* find the Linear that owns q */
+        if (g->head.q == q) l = &g->head;
+        for (int b = 0; b < g->cfg.n_layer && !l; b++) {
+            Block *bl = &g->blocks[b];
+            Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
+            for (int k = 0; k < 4; k++)
+                if (ls[k]->q == q) l = ls[k];
+        }
+        if (q->w_scale) quant_minmax(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
+        if (q->a_scale) {
+            q->a_scale->data[0] = 1.0f;
+            if (q->a_zp) q->a_zp->data[0] = 0.0f;
+        }
+    }
+}
+
+bool gpt_quant_needs_calibration(const GPT *g) {
+    for (int i = 0; i < g->n_q; i++)
+        if (g->qlayers[i].a_bits && !g->qlayers[i].a_dynamic) return true;
+    return false;
+}
+
+void gpt_quant_set_mode(GPT *g, QMode mode) {
+    for (int i = 0; i < g->n_q; i++) g->qlayers[i].mode = mode;
+}
+
+void gpt_quant_freeze(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (q->a_scale && q->obs.batches > 0) {
+            float zp = 0.0f;
+            observer_params(&q->obs, &q->a, &q->a_scale->data[0], &zp);
+            if (q->a_zp) q->a_zp->data[0] = zp;
+        }
+        q->mode = QMODE_QUANT;
+    }
+}
+
+void gpt_quant_free(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) observer_free(&g->qlayers[i].obs);
+    free(g->qlayers);
+    g->qlayers = NULL;
+    g->n_q = 0;
+}

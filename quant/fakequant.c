@@ -1,0 +1,110 @@
+/* fakequant.c: fake quantization as an autograd op (forward: quantize then
+ * dequantize with the shared quantizer; backward: STE, clipped STE or LSQ). */
+#include <math.h>
+#include <string.h>
+
+#include "qat.h"
+
+static void fq_backward(Node *n) {
+    Tensor *x = n->in[0], *scale = n->in[1], *zpt = n->in[2], *y = n->out;
+    const QuantSpec *s = (const QuantSpec *)n->idx; /* spec lives in the tape arena */
+    Estimator est = (Estimator)n->i[0];
+    int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
+    int qmin = quant_qmin(s), qmax = quant_qmax(s);
+    size_t ns = quant_n_scales(s, rows, cols), per = x->numel / ns;
+    const float *sc = n->saved, *zp = n->saved2, *px = x->data, *gy = y->grad;
+    bool ds = est == EST_LSQ && scale && scale->requires_grad;
+    bool dz = est == EST_LSQ && zpt && zpt->requires_grad;
+    /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.) */
+    float gscale = 1.0f / sqrtf((float)per * (float)qmax);
+#pragma omp parallel for schedule(static) if (x->numel > 65536)
+    for (size_t k = 0; k < ns; k++) {
+        float sk = sc[k], z = zp ? zp[k] : 0.0f, inv = sk > 0.0f ? 1.0f / sk : 0.0f;
+        float acc_s = 0.0f, acc_z = 0.0f;
+        for (size_t i = k * per; i < (k + 1) * per; i++) {
+            float u = px[i] * inv;
+            float code = rintf(u) + z; /* before clamping */
+            bool below = code < (float)qmin, above = code > (float)qmax;
+            if (x->requires_grad) x->grad[i] += est == EST_STE || !(below || above) ? gy[i] : 0.0f;
+            if (ds) acc_s += gy[i] * (below ? (float)qmin - z : above ? (float)qmax - z : rintf(u) - u);
+            if (dz) acc_z += gy[i] * (below || above ? -sk : 0.0f);
+        }
+        if (ds) scale->grad[k] += acc_s * gscale;
+        if (dz) zpt->grad[k] += acc_z * gscale;
+    }
+}
+
+Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
+    char sx[64];
+    if (!tensor_is_contiguous(x)) qat_fail("fake_quant: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
+    int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
+    if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
+    if (s->gran == QG_GROUP && (s->group < 1 || cols % s->group != 0))
+        qat_fail("fake_quant: group size %d does not divide the input dimension %d", s->group, cols);
+    size_t ns = quant_n_scales(s, rows, cols);
+    if (scale && scale->numel != ns)
+        qat_fail("fake_quant: %zu scales given, %s of %s needs %zu", scale->numel, "spec", tensor_shape_str(x, sx, sizeof sx), ns);
+    if (!scale && est == EST_LSQ) qat_fail("fake_quant: the lsq estimator needs a learned scale tensor");
+    float *sc, *z = NULL;
+    if (scale) {
+        sc = scale->data;
+        if (!s->sym) {
+            z = arena_alloc(&t->arena, ns * sizeof(float));
+            int qmin = quant_qmin(s), qmax = quant_qmax(s);
+            for (size_t k = 0; k < ns; k++) { /* a learned zero point is used rounded and in range */
+                float v = zp ? rintf(zp->data[k]) : 0.0f;
+                z[k] = v < qmin ? (float)qmin : v > qmax ? (float)qmax : v;
+            }
+        }
+    } else {
+        sc = arena_alloc(&t->arena, ns * sizeof(float));
+        if (!s->sym) z = arena_alloc(&t->arena, ns * sizeof(float));
+        quant_minmax(s, x->data, rows, cols, sc, z);
+    }
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    quant_fake(s, x->data, rows, cols, sc, z, y->data);
+    Node *n = tape_record(t, "fake_quant", fq_backward, y, 3, (Tensor *[]){x, scale, zp});
+    if (n) {
+        QuantSpec *keep = arena_alloc(&t->arena, sizeof *keep);
+        *keep = *s;
+        n->idx = (const int32_t *)(void *)keep;
+        n->i[0] = (int)est;
+        n->saved = sc;
+        n->saved2 = z;
+    }
+    return y;
+}
+
+static void fq_kv_backward(Node *n) {
+    Tensor *x = n->in[0], *y = n->out;
+    for (size_t i = 0; i < x->numel; i++) x->grad[i] += y->grad[i];
+}
+
+Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits) {
+    char sx[64];
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0 || !tensor_is_contiguous(qkv))
+        qat_fail("fake_quant_kv: expected a contiguous qkv [B,T,3C], got %s", tensor_shape_str(qkv, sx, sizeof sx));
+    int C3 = qkv->shape[2], C = C3 / 3, hs = C / n_head;
+    size_t rows = qkv->numel / (size_t)C3;
+    QuantSpec s = {.bits = bits, .sym = true, .gran = QG_TENSOR};
+    int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
+    Tensor *y = tensor_new(t, 3, qkv->shape);
+    const float *px = qkv->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (rows > 64)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = px + r * C3;
+        float *yr = py + r * C3;
+        memcpy(yr, xr, (size_t)C * sizeof(float)); /* queries stay float */
+        for (int g = n_head; g < 3 * n_head; g++) { /* one scale per token and head, for K then V */
+            const float *xg = xr + g * hs;
+            float amax = 0.0f;
+            for (int j = 0; j < hs; j++) amax = fmaxf(amax, fabsf(xg[j]));
+            float sc;
+            quant_params_from_range(&s, -amax, amax, &sc, NULL);
+            for (int j = 0; j < hs; j++) yr[g * hs + j] = quant_dequant(quant_code(xg[j], sc, 0.0f, qmin, qmax), sc, 0.0f);
+        }
+    }
+    tape_record(t, "fake_quant_kv", fq_kv_backward, y, 1, (Tensor *[]){qkv});
+    return y;
+}

@@ -1,0 +1,76 @@
+/* qat.h: quantization-aware training: the fake-quant autograd ops with their
+ * straight-through estimators, activation observers, the quant section of a
+ * config, and the per-Linear fake-quant state a model carries. */
+#ifndef QAT_QAT_H
+#define QAT_QAT_H
+
+#include <stdbool.h>
+
+#include "autograd/autograd.h"
+#include "quant/quantizer.h"
+
+/* Backward of fake quantization:
+ *  ste      d x_hat / d x = 1 everywhere;
+ *  clipped  1 where the code before clamping is inside [qmin, qmax], else 0;
+ *  lsq      clipped for x, plus the LSQ gradient for a learned scale (and a
+ *           learned zero point, LSQ+), scaled by 1/sqrt(elements per scale * qmax). */
+typedef enum { EST_STE, EST_CLIPPED, EST_LSQ } Estimator;
+
+/* Fake-quantizes x viewed as [rows, cols] (cols = last dim) under spec s.
+ * scale: a tensor of quant_n_scales() values, or NULL to compute min-max
+ * scales from x on the fly (dynamic). zp: asymmetric zero points (rounded to
+ * integers in the forward pass), or NULL (0 for symmetric, min-max for
+ * dynamic asymmetric). Gradients reach scale and zp only with EST_LSQ. */
+Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp);
+/* Fake-quantizes the K and V parts of a packed qkv [B,T,3C], one symmetric
+ * dynamic scale per token and head; straight-through backward. */
+Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits);
+
+/* ---- the quant section of a config ---- */
+#define QUANT_MAX_OVERRIDES 64
+typedef struct QuantOverride {
+    char layer[64];
+    int bits, group_size, act_bits; /* -1 = not overridden */
+    char granularity[8];            /* "" = not overridden */
+} QuantOverride;
+
+typedef struct QuantConfig {
+    int w_bits;            /* 0: no quantization (FP32 training) */
+    char w_gran[8];        /* tensor | channel | group */
+    int w_group;
+    bool w_sym;
+    int a_bits;            /* 0: activations stay float */
+    char a_gran[8];        /* tensor (static, observed) | token (dynamic) */
+    bool a_sym;
+    char observer[12];     /* minmax | ema | percentile | mse */
+    float percentile;
+    bool a_learn_zp;       /* LSQ+: learned zero point for asymmetric activations */
+    int kv_bits;           /* 0, 4 or 8 */
+    char estimator[8];     /* ste | clipped | lsq */
+    char layers[512];      /* comma-separated globs over Linear names */
+    char init_from[1024];  /* float checkpoint to fine-tune ("" = from scratch) */
+    int calib_batches, freeze_step;
+    QuantOverride ov[QUANT_MAX_OVERRIDES];
+    int n_ov;
+} QuantConfig;
+
+/* ---- observers for static activation scales ---- */
+typedef enum { OBS_MINMAX, OBS_EMA, OBS_PERCENTILE, OBS_MSE } ObserverKind;
+typedef struct Observer {
+    ObserverKind kind;
+    float percentile; /* OBS_PERCENTILE, e.g. 99.99 */
+    float lo, hi;     /* running min/max (EMA for OBS_EMA) */
+    long batches;
+    float *sample; /* reservoir of seen values for percentile and MSE */
+    size_t n_sample, cap;
+    uint64_t n_seen;
+    Rng rng;
+} Observer;
+#define OBS_EMA_C 0.1f /* weight of a new batch in the EMA of min and max */
+void observer_init(Observer *o, ObserverKind kind, float percentile, uint64_t seed);
+void observer_update(Observer *o, const float *x, size_t n);
+/* Scale and zero point for spec s (per-tensor) from what was observed. */
+void observer_params(const Observer *o, const QuantSpec *s, float *scale, float *zp);
+void observer_free(Observer *o);
+
+#endif

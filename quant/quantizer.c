@@ -1,0 +1,68 @@
+/* quantizer.c: scales, zero points, codes and fake quantization (see quantizer.h). */
+#include "quantizer.h"
+
+#include <math.h>
+#include <stdio.h>
+
+size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
+    switch (s->gran) {
+    case QG_TENSOR: return 1;
+    case QG_CHANNEL: return (size_t)rows;
+    default: return (size_t)rows * (size_t)(cols / s->group);
+    }
+}
+
+size_t quant_group_elems(const QuantSpec *s, int rows, int cols) {
+    return (size_t)rows * cols / quant_n_scales(s, rows, cols);
+}
+
+void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scale, float *zp) {
+    int qmin = quant_qmin(s), qmax = quant_qmax(s);
+    if (s->sym) {
+        float amax = fmaxf(fabsf(lo), fabsf(hi));
+        *scale = amax / (float)qmax;
+        if (zp) *zp = 0.0f;
+        return;
+    }
+    lo = fminf(lo, 0.0f); /* zero must be representable exactly */
+    hi = fmaxf(hi, 0.0f);
+    float sc = (hi - lo) / (float)(qmax - qmin);
+    float z = sc > 0.0f ? rintf(-lo / sc) : 0.0f;
+    z = fminf(fmaxf(z, (float)qmin), (float)qmax);
+    *scale = sc;
+    if (zp) *zp = z;
+}
+
+void quant_minmax(const QuantSpec *s, const float *x, int rows, int cols, float *scale, float *zp) {
+    size_t ns = quant_n_scales(s, rows, cols);
+    size_t per = (size_t)rows * cols / ns; /* every granularity is a run of contiguous elements */
+#pragma omp parallel for schedule(static) if (ns > 64)
+    for (size_t k = 0; k < ns; k++) {
+        const float *p = x + k * per;
+        float lo = p[0], hi = p[0];
+        for (size_t i = 1; i < per; i++) {
+            lo = fminf(lo, p[i]);
+            hi = fmaxf(hi, p[i]);
+        }
+        quant_params_from_range(s, lo, hi, &scale[k], zp ? &zp[k] : NULL);
+    }
+}
+
+void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
+                float *out) {
+    int qmin = quant_qmin(s), qmax = quant_qmax(s);
+    size_t ns = quant_n_scales(s, rows, cols), per = (size_t)rows * cols / ns;
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (size_t k = 0; k < ns; k++) {
+        float sc = scale[k], z = zp ? zp[k] : 0.0f;
+        for (size_t i = k * per; i < (k + 1) * per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
+    }
+}
+
+const char *quant_describe(const QuantSpec *s, char *buf, size_t n) {
+    if (s->gran == QG_GROUP)
+        snprintf(buf, n, "int%d g%d %s", s->bits, s->group, s->sym ? "sym" : "asym");
+    else
+        snprintf(buf, n, "int%d per-%s %s", s->bits, s->gran == QG_TENSOR ? "tensor" : "channel", s->sym ? "sym" : "asym");
+    return buf;
+}

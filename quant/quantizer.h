@@ -1,0 +1,70 @@
+/* quantizer.h: the one quantizer definition that fake-quant training, PTQ,
+ * export and the integer kernels all call, so they cannot disagree.
+ *
+ * Rounding: round half to even (rintf in the default rounding mode), the same
+ *   as torch.round, in every path.
+ * Symmetric b bits: q in [-(2^(b-1)-1), 2^(b-1)-1], scale = max|x| / (2^(b-1)-1).
+ *   The most negative code -2^(b-1) is NOT used, so the grid is symmetric
+ *   around zero (int8: [-127,127]; int4: [-7,7]; int3: [-3,3]; int2: [-1,1]).
+ * Asymmetric b bits: q in [0, 2^b-1] with an integer zero point zp;
+ *   the range is widened to include 0 so zero is exact;
+ *   scale = (max - min) / (2^b-1), zp = clamp(round(-min/scale), 0, 2^b-1).
+ * Quantize: q = clamp(round(x * (1/scale)) + zp, qmin, qmax); dequantize: (q - zp) * scale.
+ *   x is multiplied by the reciprocal of the scale, as PyTorch's fake_quantize
+ *   does, so ties are decided on that product.
+ * A group whose values are all 0 gets scale 0 and dequantizes to 0.
+ *
+ * Granularity over a [rows, cols] matrix (weights: [out, in]; activations:
+ * [tokens, features]): one scale per tensor, per row (channel for weights,
+ * token for activations), or per group of g consecutive elements of a row. */
+#ifndef QAT_QUANTIZER_H
+#define QAT_QUANTIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { QG_TENSOR, QG_CHANNEL, QG_GROUP } QGranularity;
+
+typedef struct QuantSpec {
+    int bits; /* 2..8 */
+    bool sym;
+    QGranularity gran; /* QG_CHANNEL also means per token for activations */
+    int group;         /* QG_GROUP: elements per group along a row */
+} QuantSpec;
+
+static inline int quant_qmin(const QuantSpec *s) { return s->sym ? -((1 << (s->bits - 1)) - 1) : 0; }
+static inline int quant_qmax(const QuantSpec *s) { return s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1; }
+
+/* Scales for a [rows, cols] matrix: 1, rows, or rows * cols/group. */
+size_t quant_n_scales(const QuantSpec *s, int rows, int cols);
+/* Elements that share one scale. */
+size_t quant_group_elems(const QuantSpec *s, int rows, int cols);
+/* Index of the scale of element (r, c). */
+static inline size_t quant_scale_index(const QuantSpec *s, int cols, int r, int c) {
+    return s->gran == QG_TENSOR ? 0 : s->gran == QG_CHANNEL ? (size_t)r : (size_t)r * (cols / s->group) + c / s->group;
+}
+
+/* Scale (and zero point, asymmetric only; zp may be NULL for symmetric) of
+ * one set of values from its min and max. */
+void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scale, float *zp);
+/* Min-max scales and zero points of a whole [rows, cols] matrix. */
+void quant_minmax(const QuantSpec *s, const float *x, int rows, int cols, float *scale, float *zp);
+
+/* One value: the integer code and its dequantized value. */
+static inline int quant_code(float x, float scale, float zp, int qmin, int qmax) {
+    float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    float v = __builtin_rintf(x * inv) + zp;
+    v = v < (float)qmin ? (float)qmin : v;
+    v = v > (float)qmax ? (float)qmax : v;
+    return (int)v;
+}
+static inline float quant_dequant(int q, float scale, float zp) { return ((float)q - zp) * scale; }
+
+/* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0). */
+void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
+                float *out);
+/* "int4 g32 sym" style description into buf. */
+const char *quant_describe(const QuantSpec *s, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,370 @@
+/* test_quant.c: the quantizer and fake quantization: hand-computed values for
+ * every granularity and for asymmetric ranges, idempotence, all-zero and
+ * constant groups, the three estimators' gradients (LSQ's scale gradient
+ * against finite differences of its surrogate), observers on known inputs, a
+ * short QAT fine-tune whose loss falls, and bad quant configs. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/qat.h"
+#include "testutil.h"
+#include "train/trainer.h"
+
+static Tape T;
+static void setup(void) { tape_init(&T, 1 << 16); }
+static void teardown(void) { tape_free(&T); }
+TestSuite(quant, .init = setup, .fini = teardown);
+
+static void expect_fq(const QuantSpec *s, int rows, int cols, const float *x, const float *want) {
+    Tensor *in = tensor_from(&T, 2, (int[]){rows, cols}, x);
+    Tensor *y = op_fake_quant(&T, in, s, EST_STE, NULL, NULL);
+    for (int i = 0; i < rows * cols; i++) cr_assert_float_eq(y->data[i], want[i], 1e-6, "element %d: %.7f vs %.7f", i, y->data[i], want[i]);
+}
+
+Test(quant, per_tensor_int4_symmetric_by_hand) {
+    /* scale = 1.75/7 = 0.25 (exact); 0.1 -> 0.4 -> 0; -0.625 -> -2.5 -> -2 and 0.375 -> 1.5 -> 2
+     * (ties to even); 0.26 -> 1.04 -> 1 */
+    QuantSpec s = {.bits = 4, .sym = true, .gran = QG_TENSOR};
+    float x[] = {0.1f, -0.625f, 1.75f, 0.26f, 0.375f};
+    float w[] = {0.0f, -0.5f, 1.75f, 0.25f, 0.5f};
+    expect_fq(&s, 1, 5, x, w);
+    cr_assert_eq(quant_qmin(&s), -7);
+    cr_assert_eq(quant_qmax(&s), 7);
+}
+
+Test(quant, per_channel_int8_by_hand) {
+    /* row 0: scale 2/127, 0.5 -> round(31.75) = 32; row 1: scale 0.03/127, 0.01 -> round(42.33) = 42 */
+    QuantSpec s = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
+    float x[] = {1.0f, -2.0f, 0.5f, 0.03f, 0.01f, -0.02f};
+    float w[] = {64 * 2.0f / 127, -2.0f, 32 * 2.0f / 127, 0.03f, 42 * 0.03f / 127, -85 * 0.03f / 127};
+    expect_fq(&s, 2, 3, x, w);
+}
+
+Test(quant, per_group_int2_by_hand) {
+    /* groups of 2, ternary codes {-1,0,1}: [1,2]: scale 2, 0.5 -> 0 (half to even), 1 -> 1;
+     * [3,-4]: scale 4, 0.75 -> 1, -1 -> -1 */
+    QuantSpec s = {.bits = 2, .sym = true, .gran = QG_GROUP, .group = 2};
+    float x[] = {1, 2, 3, -4};
+    float w[] = {0, 2, 4, -4};
+    expect_fq(&s, 1, 4, x, w);
+}
+
+Test(quant, asymmetric_int2_by_hand) {
+    /* [-1, 2]: scale (2 - -1)/3 = 1, zero point round(1/1) = 1, codes 0..3:
+     * -1 -> 0 -> -1; 0 -> 1 -> 0; 0.5 -> 0+1 -> 0; 2 -> 3 -> 2 */
+    QuantSpec s = {.bits = 2, .sym = false, .gran = QG_TENSOR};
+    float x[] = {-1, 0, 0.5f, 2};
+    float w[] = {-1, 0, 0, 2};
+    expect_fq(&s, 1, 4, x, w);
+    /* all-positive values: the range is widened to include zero */
+    float y[] = {1, 2, 3, 3};
+    float wy[] = {1, 2, 3, 3};
+    expect_fq(&s, 1, 4, y, wy);
+}
+
+Test(quant, idempotent_every_spec) {
+    QuantSpec specs[] = {{8, true, QG_TENSOR, 0}, {4, true, QG_CHANNEL, 0}, {3, true, QG_GROUP, 4},
+                         {2, true, QG_GROUP, 8}, {4, false, QG_GROUP, 4}, {8, false, QG_CHANNEL, 0}};
+    Rng r;
+    rng_seed(&r, 3);
+    float x[5 * 16], a[5 * 16], b[5 * 16], sc[80], zp[80];
+    for (int i = 0; i < 80; i++) x[i] = rng_normal(&r);
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        QuantSpec *s = &specs[k];
+        quant_minmax(s, x, 5, 16, sc, zp);
+        quant_fake(s, x, 5, 16, sc, s->sym ? NULL : zp, a);
+        quant_fake(s, a, 5, 16, sc, s->sym ? NULL : zp, b); /* same grid: exactly the same values */
+        cr_assert_eq(memcmp(a, b, sizeof a), 0, "spec %zu not idempotent", k);
+        /* and with scales recomputed from the quantized tensor, within rounding of the scale */
+        float sc2[80], zp2[80];
+        quant_minmax(s, a, 5, 16, sc2, zp2);
+        quant_fake(s, a, 5, 16, sc2, s->sym ? NULL : zp2, b);
+        for (int i = 0; i < 80; i++) cr_assert_float_eq(a[i], b[i], 1e-6 * fabsf(a[i]) + 1e-7, "spec %zu elem %d", k, i);
+    }
+}
+
+Test(quant, zero_and_constant_groups) {
+    QuantSpec s = {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 4};
+    float x[] = {0, 0, 0, 0, 0.3f, 0.3f, 0.3f, 0.3f}, sc[2], out[8];
+    quant_minmax(&s, x, 1, 8, sc, NULL);
+    cr_assert_eq(sc[0], 0.0f); /* an all-zero group has scale 0 */
+    quant_fake(&s, x, 1, 8, sc, NULL, out);
+    for (int i = 0; i < 4; i++) cr_assert_eq(out[i], 0.0f);
+    for (int i = 4; i < 8; i++) cr_assert_float_eq(out[i], 0.3f, 1e-7);
+    QuantSpec a = {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 4};
+    float za[2];
+    quant_minmax(&a, x, 1, 8, sc, za);
+    quant_fake(&a, x, 1, 8, sc, za, out);
+    for (int i = 0; i < 8; i++) cr_assert(isfinite(out[i]));
+    for (int i = 4; i < 8; i++) cr_assert_float_eq(out[i], 0.3f, 1e-7);
+}
+
+/* ---- estimators ---- */
+
+static void grads(Estimator est, const QuantSpec *s, const float *x, int n, float scale_v, float *dx, float *ds) {
+    Params p;
+    params_init(&p);
+    Tensor *xt = params_add(&p, "x", 2, (int[]){1, n});
+    Tensor *st = params_add(&p, "s", 1, (int[]){1});
+    params_finalize(&p);
+    memcpy(xt->data, x, (size_t)n * sizeof(float));
+    st->data[0] = scale_v;
+    tape_reset(&T);
+    Tensor *y = op_fake_quant(&T, xt, s, est, st, NULL);
+    float *seed = malloc((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) seed[i] = 1.0f + 0.1f * (float)i; /* distinct upstream grads */
+    tape_backward_seed(&T, y, seed);
+    memcpy(dx, xt->grad, (size_t)n * sizeof(float));
+    *ds = st->grad[0];
+    free(seed);
+    params_free(&p);
+}
+
+Test(quant, ste_and_clipped_gradients) {
+    /* scale 0.1 with int4 (codes -7..7): 0.9 and -1.2 fall outside */
+    QuantSpec s = {.bits = 4, .sym = true, .gran = QG_TENSOR};
+    float x[] = {0.05f, 0.9f, -0.33f, -1.2f, 0.7f}, dx[5], ds;
+    grads(EST_STE, &s, x, 5, 0.1f, dx, &ds);
+    for (int i = 0; i < 5; i++) cr_assert_float_eq(dx[i], 1.0f + 0.1f * i, 1e-6);
+    cr_assert_eq(ds, 0.0f); /* only lsq moves the scale */
+    grads(EST_CLIPPED, &s, x, 5, 0.1f, dx, &ds);
+    float want[] = {1.0f, 0.0f, 1.2f, 0.0f, 1.4f};
+    for (int i = 0; i < 5; i++) cr_assert_float_eq(dx[i], want[i], 1e-6, "clipped dx[%d]", i);
+}
+
+/* The LSQ surrogate: x_hat(s) = s * clamp(x/s + c, qmin, qmax) with the
+ * rounding offset c = round(x/s0) - x/s0 held fixed; its derivative at s0 is
+ * what LSQ uses, before the gradient scale 1/sqrt(N * qmax). */
+Test(quant, lsq_scale_gradient_matches_surrogate) {
+    QuantSpec s = {.bits = 3, .sym = true, .gran = QG_TENSOR};
+    int n = 9;
+    float x[] = {0.05f, 0.41f, -0.33f, -1.2f, 0.7f, 0.18f, -0.52f, 0.95f, -0.07f}, dx[9], ds;
+    float s0 = 0.2f;
+    grads(EST_LSQ, &s, x, n, s0, dx, &ds);
+    int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
+    double c[9];
+    for (int i = 0; i < n; i++) c[i] = rint(x[i] / s0) - x[i] / s0;
+    double h = 1e-4, fp = 0, fm = 0;
+    for (int i = 0; i < n; i++) {
+        double g = 1.0 + 0.1 * i;
+        double up = x[i] / (s0 + h) + c[i], um = x[i] / (s0 - h) + c[i];
+        bool lo = rint(x[i] / s0) < qmin, hi = rint(x[i] / s0) > qmax; /* clipping decided at s0 */
+        up = lo ? qmin : hi ? qmax : up;
+        um = lo ? qmin : hi ? qmax : um;
+        fp += g * (s0 + h) * up;
+        fm += g * (s0 - h) * um;
+    }
+    double num = (fp - fm) / (2 * h);
+    double gscale = 1.0 / sqrt((double)n * qmax);
+    cr_assert_float_eq(ds, num * gscale, 1e-4, "lsq ds %.6f vs surrogate %.6f", ds, num * gscale);
+    /* x: clipped straight-through (0.95/0.2 = 4.75 -> 5 > 3 and -1.2 clip) */
+    cr_assert_eq(dx[3], 0.0f);
+    cr_assert_eq(dx[7], 0.0f);
+    cr_assert_float_eq(dx[0], 1.0f, 1e-6);
+}
+
+Test(quant, lsq_learned_zero_point_gradient) {
+    /* asymmetric 2-bit, scale 1, zero point 1: codes 0..3 cover [-1, 2]; 5 and -3 clip,
+     * and d x_hat / d zp is -scale for a clipped element, 0 inside */
+    QuantSpec s = {.bits = 2, .sym = false, .gran = QG_TENSOR};
+    Params p;
+    params_init(&p);
+    Tensor *xt = params_add(&p, "x", 2, (int[]){1, 4});
+    Tensor *st = params_add(&p, "s", 1, (int[]){1});
+    Tensor *zt = params_add(&p, "z", 1, (int[]){1});
+    params_finalize(&p);
+    float x[] = {0.2f, 5.0f, -3.0f, 1.0f};
+    memcpy(xt->data, x, sizeof x);
+    st->data[0] = 1.0f;
+    zt->data[0] = 1.2f; /* used rounded: 1 */
+    Tensor *y = op_fake_quant(&T, xt, &s, EST_LSQ, st, zt);
+    float want[] = {0.0f, 2.0f, -1.0f, 1.0f};
+    for (int i = 0; i < 4; i++) cr_assert_float_eq(y->data[i], want[i], 1e-6);
+    tape_backward_seed(&T, y, (float[]){1, 1, 1, 1});
+    float gscale = 1.0f / sqrtf(4.0f * 3.0f);
+    cr_assert_float_eq(zt->grad[0], -2.0f * gscale, 1e-6);
+    params_free(&p);
+}
+
+/* ---- observers ---- */
+
+Test(quant, observers_on_known_inputs) {
+    QuantSpec s8 = {.bits = 8, .sym = true, .gran = QG_TENSOR};
+    Observer o;
+    float sc, zp;
+    observer_init(&o, OBS_MINMAX, 0, 1);
+    observer_update(&o, (float[]){-1, 0.5f}, 2);
+    observer_update(&o, (float[]){3, -0.2f}, 2);
+    cr_assert_eq(o.lo, -1.0f);
+    cr_assert_eq(o.hi, 3.0f);
+    observer_params(&o, &s8, &sc, &zp);
+    cr_assert_float_eq(sc, 3.0f / 127, 1e-9);
+    observer_free(&o);
+
+    observer_init(&o, OBS_EMA, 0, 1);
+    observer_update(&o, (float[]){-1, 1}, 2);
+    observer_update(&o, (float[]){-3, 3}, 2);
+    cr_assert_float_eq(o.lo, -1.0f + OBS_EMA_C * (-2.0f), 1e-6);
+    cr_assert_float_eq(o.hi, 1.0f + OBS_EMA_C * 2.0f, 1e-6);
+    observer_free(&o);
+
+    /* 1..10000: the 99th percentile of |x| is 9900.01 (linear interpolation) */
+    float *v = malloc(10000 * sizeof(float));
+    for (int i = 0; i < 10000; i++) v[i] = (float)(i + 1) * (i % 2 ? 1 : -1);
+    observer_init(&o, OBS_PERCENTILE, 99.0f, 1);
+    observer_update(&o, v, 10000);
+    observer_params(&o, &s8, &sc, &zp);
+    cr_assert_float_eq(sc * 127, 9900.01f, 0.05f);
+    observer_free(&o);
+
+    /* MSE: Gaussian values plus one huge outlier; 4-bit min-max would waste the grid on it */
+    QuantSpec s4 = {.bits = 4, .sym = true, .gran = QG_TENSOR};
+    Rng r;
+    rng_seed(&r, 9);
+    for (int i = 0; i < 10000; i++) v[i] = rng_normal(&r);
+    v[17] = 40.0f;
+    observer_init(&o, OBS_MSE, 0, 1);
+    observer_update(&o, v, 10000);
+    observer_params(&o, &s4, &sc, &zp);
+    cr_assert_lt(sc * 7, 40.0f * 0.9f, "mse kept the outlier's range: %.3f", sc * 7);
+    observer_free(&o);
+    free(v);
+}
+
+/* ---- QAT end to end on a tiny model ---- */
+
+static char *g_dir, *g_corpus;
+static void write_corpus(void) {
+    g_dir = test_tmpdir();
+    g_corpus = test_write(g_dir, "corpus.txt", test_corpus(40000, 5));
+}
+
+static char *run_dir(const char *name) {
+    char *p = test_keep(xmalloc(strlen(g_dir) + strlen(name) + 2));
+    sprintf(p, "%s/%s", g_dir, name);
+    return p;
+}
+
+static double json_field(const char *text, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(text, k);
+    return p ? atof(p + strlen(k)) : NAN;
+}
+
+static void tiny(Config *c, const char *out, int iters, const char *extra) {
+    config_defaults(c);
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,\n"
+             "        eval_batches: 8, log_every: 1, threads: 2}\n"
+             "out_dir: %s\n%s",
+             g_corpus, iters, out, extra);
+    config_load_string(c, yaml, "tiny");
+}
+
+Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) {
+    Config f, q;
+    char *fdir = run_dir("float"), *qdir = run_dir("qat");
+    tiny(&f, fdir, 80, "");
+    TrainOptions o = {.quiet = true};
+    train_run(&f, "float", &o);
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "quant: {weight: {bits: 2, granularity: group, group_size: 16}, estimator: lsq,\n"
+             "        activation: {bits: 8, granularity: tensor, observer: minmax}, init_from: %s/checkpoint.h5}\n",
+             fdir);
+    tiny(&q, qdir, 40, extra);
+    config_set(&q, "train.lr", "3e-3", "test");
+    config_set(&q, "train.warmup_iters", "0", "test");
+    train_run(&q, "qat", &o);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", qdir);
+    char *m = test_slurp(path, NULL);
+    double first = json_field(m, "loss");
+    snprintf(path, sizeof path, "%s/summary.json", qdir);
+    double val = json_field(test_slurp(path, NULL), "val_loss");
+    /* 2-bit weights start far above the float model; fine-tuning recovers much of it */
+    cr_assert_lt(val, first - 0.1, "QAT val loss %.3f did not fall below the first QAT loss %.3f", val, first);
+    /* the checkpoint holds scales and the quant config; eval gives the same fake-quant loss */
+    snprintf(path, sizeof path, "%s/checkpoint.h5", qdir);
+    GPT g;
+    Config c2;
+    Vocab v;
+    model_load(path, &g, &c2, &v);
+    cr_assert_eq(c2.quant.w_bits, 2);
+    cr_assert(params_find(&g.params, "blocks.0.mlp.fc.weight_scale"));
+    cr_assert(params_find(&g.params, "blocks.0.attn.qkv.act_scale")->data[0] > 0.0f);
+    cr_assert_eq(g.n_q, 4);
+    Dataset ds;
+    dataset_load(&ds, &v, g_corpus, false, false);
+    dataset_split(&ds, c2.data.val_fraction, c2.model.block_size, "test");
+    Tape t;
+    tape_init(&t, 1 << 20);
+    float again = eval_loss(&g, &t, ds.tokens + ds.n_train, ds.n - ds.n_train, c2.train.eval_batches,
+                            c2.train.batch_size, c2.model.block_size, eval_seed(&c2));
+    cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs training's %.6f", again, val);
+    tape_free(&t);
+    dataset_free(&ds);
+    gpt_free(&g);
+}
+
+/* ---- bad quant configs ---- */
+
+static const char *g_bad_key, *g_bad_val;
+static void set_bad(void *p) {
+    Config *c = p;
+    config_set(c, g_bad_key, g_bad_val, "q.yaml");
+    config_validate(c, "q.yaml");
+    GPTConfig gc = {.vocab_size = 10, .n_layer = 2, .n_head = 2, .n_embd = 48, .block_size = 8};
+    GPT g;
+    gpt_build(&g, &gc, &c->quant, "q.yaml");
+    gpt_free(&g);
+}
+
+static void expect_bad(const char *key, const char *val, const char *want1, const char *want2) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.weight.bits", "4", "test");
+    char msg[512];
+    g_bad_key = key, g_bad_val = val;
+    cr_assert(capture_failure(set_bad, &c, msg, sizeof msg), "%s=%s accepted", key, val);
+    cr_assert(strstr(msg, want1), "'%s' missing from: %s", want1, msg);
+    if (want2) cr_assert(strstr(msg, want2), "'%s' missing from: %s", want2, msg);
+}
+
+Test(quant, bad_quant_configs) {
+    expect_bad("quant.weight.bits", "9", "quant.weight.bits", "[0, 8]");
+    expect_bad("quant.weight.bits", "1", "quant.weight.bits", "2..8");
+    expect_bad("quant.estimator", "magic", "quant.estimator", "ste|clipped|lsq");
+    expect_bad("quant.weight.granularity", "row", "quant.weight.granularity", "tensor|channel|group");
+    expect_bad("quant.layers", "blocks.*.attn.qkv,blocks.7.mlp.fc", "quant.layers: 'blocks.7.mlp.fc' matches no layer",
+               "lm_head");
+    expect_bad("quant.overrides.blocks.0.mlp.fcc.bits", "8", "quant.overrides.blocks.0.mlp.fcc: unknown layer", NULL);
+    expect_bad("quant.overrides.lm_head.act_bits", "8", "quant.overrides.lm_head: the layer is not quantized", NULL);
+    expect_bad("quant.overrides.blocks.0.mlp.fc.color", "8", "unknown override field 'color'", "act_bits");
+    expect_bad("quant.kv.bits", "6", "quant.kv.bits", "0, 4 or 8");
+}
+
+static void bad_group(void *p) {
+    Config *c = p;
+    config_set(c, "quant.weight.granularity", "group", "q.yaml");
+    config_set(c, "quant.weight.group_size", "32", "q.yaml");
+    GPTConfig gc = {.vocab_size = 10, .n_layer = 1, .n_head = 2, .n_embd = 48, .block_size = 8};
+    GPT g;
+    gpt_build(&g, &gc, &c->quant, "q.yaml");
+}
+
+Test(quant, group_must_divide_input) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.weight.bits", "4", "test");
+    char msg[512];
+    cr_assert(capture_failure(bad_group, &c, msg, sizeof msg));
+    cr_assert(strstr(msg, "quant.weight.group_size: 32 does not divide the input dimension 48 of blocks.0.attn.qkv"),
+              "got: %s", msg);
+}
