@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""bench_qat.py: quantization-aware training on the reference benchmark.
+
+Two measurements, each in one run of this program:
+
+  overhead  Step time of QAT (configs/qat-int4-g32.yaml: weight-only int4 g32,
+            LSQ) against FP32 training (configs/tiny-shakespeare.yaml), both
+            for --iters steps on --threads threads, alternating --repeats times;
+            prints median tokens/s of each and the fake-quant overhead
+            (target: under 15%).
+  quality   Fine-tunes the reference FP32 checkpoint (runs/tiny-shakespeare/,
+            from `qat train configs/tiny-shakespeare.yaml`) with every
+            configs/qat-*.yaml, and prints per scheme the validation loss of
+            round-to-nearest before fine-tuning (iter 0) and after the 300 QAT
+            iterations, beside the PyTorch STE figures quoted in the issue.
+
+Run from any directory:
+  bench/bench_qat.py overhead [--iters 40] [--repeats 3] [--threads 2]
+  bench/bench_qat.py quality [--only int4-g32,int2-g32] [--ckpt runs/tiny-shakespeare/checkpoint.h5]
+The last line printed is one JSON object.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QAT = os.path.join(ROOT, "build", "qat")
+
+# PyTorch, plain STE, round-to-nearest weight-only quantizers, same model and
+# fine-tune (figures quoted in the QAT issue): (RTN before, after 300 STE iters)
+PYTORCH = {
+    "int8": (1.634, None), "int4-channel-lsq": (1.664, 1.636), "int4-g32": (1.650, 1.630),
+    "int3-g32": (1.747, 1.649), "int2-g32": (2.604, 1.757), "w8a8": (1.640, None),
+}
+FP32_REF = 1.634
+
+
+def die(msg):
+    print("bench_qat: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def run(args, out):
+    cmd = [QAT, "train"] + args + ["--set", "out_dir=" + out]
+    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        tail = p.stdout.decode(errors="replace").strip().splitlines()
+        die("qat failed: %s: %s" % (" ".join(args), tail[-1] if tail else ""))
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        metrics = [json.loads(l) for l in f if l.strip()]
+    return summary, metrics
+
+
+def overhead(a):
+    common = ["--set", "train.iters=%d" % a.iters, "--set", "train.eval_every=1000000", "--set",
+              "train.eval_batches=1", "--set", "train.threads=%d" % a.threads]
+    fp32, qat = [], []
+    tmp = tempfile.mkdtemp(prefix="bench_qat_")
+    try:
+        for r in range(a.repeats):
+            print("run %d/%d: fp32, then int4 g32 QAT ..." % (r + 1, a.repeats), file=sys.stderr, flush=True)
+            s, _ = run(["configs/tiny-shakespeare.yaml"] + common, os.path.join(tmp, "fp32"))
+            fp32.append(s["tokens_per_s"])
+            # from scratch: the overhead does not depend on the weights
+            s, _ = run(["configs/qat-int4-g32.yaml", "--set", "quant.init_from="] + common, os.path.join(tmp, "qat"))
+            qat.append(s["tokens_per_s"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    f, q = statistics.median(fp32), statistics.median(qat)
+    ov = f / q - 1.0  # extra step time of QAT relative to FP32
+    print("%-28s %12s %14s" % ("training", "tokens/s", "step ms"))
+    print("%-28s %12.0f %14.2f" % ("fp32", f, 4096e3 / f))
+    print("%-28s %12.0f %14.2f" % ("QAT int4 g32 (weight-only)", q, 4096e3 / q))
+    print("fake-quant overhead: %.1f%% of the FP32 step time (target < 15%%)" % (100 * ov))
+    print(json.dumps({"bench": "qat_overhead", "iters": a.iters, "repeats": a.repeats, "threads": a.threads,
+                      "fp32_tokens_per_s": round(f, 1), "qat_int4_g32_tokens_per_s": round(q, 1),
+                      "overhead": round(ov, 4)}))
+
+
+def quality(a):
+    ckpt = os.path.join(ROOT, a.ckpt)
+    if not os.path.isfile(ckpt):
+        die("no FP32 checkpoint at %s: run `build/qat train configs/tiny-shakespeare.yaml` first" % ckpt)
+    schemes = ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]
+    if a.only:
+        schemes = [s for s in schemes if s in a.only.split(",")]
+    rows = []
+    for s in schemes:
+        print("fine-tuning %s ..." % s, file=sys.stderr, flush=True)
+        out = os.path.join(ROOT, "runs", "qat-" + s)
+        summary, metrics = run(["configs/qat-%s.yaml" % s, "--set", "quant.init_from=" + ckpt], out)
+        rtn = next((m["val_loss"] for m in metrics if m.get("iter") == 0), None)
+        rows.append({"scheme": s, "rtn_val_loss": rtn, "qat_val_loss": summary["val_loss"],
+                     "tokens_per_s": summary["tokens_per_s"]})
+    print("%-18s %10s %10s %12s %12s" % ("scheme", "RTN", "QAT", "torch RTN", "torch STE"))
+    for r in rows:
+        t = PYTORCH.get(r["scheme"], (None, None))
+        fmt = lambda v: "%.4f" % v if v is not None else "-"
+        print("%-18s %10s %10s %12s %12s" % (r["scheme"], fmt(r["rtn_val_loss"]), fmt(r["qat_val_loss"]),
+                                             fmt(t[0]), fmt(t[1])))
+    print(json.dumps({"bench": "qat_quality", "rows": rows}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["overhead", "quality"])
+    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--ckpt", default="runs/tiny-shakespeare/checkpoint.h5")
+    a = ap.parse_args()
+    if not os.access(QAT, os.X_OK):
+        die("no qat binary at %s (cmake -S . -B build && cmake --build build)" % QAT)
+    overhead(a) if a.mode == "overhead" else quality(a)
+
+
+if __name__ == "__main__":
+    main()
