@@ -89,24 +89,31 @@ def quality(a):
     ckpt = os.path.join(ROOT, a.ckpt)
     if not os.path.isfile(ckpt):
         die("no FP32 checkpoint at %s: run `build/qat train configs/tiny-shakespeare.yaml` first" % ckpt)
-    schemes = ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]
+    p = subprocess.run([QAT, "eval", ckpt, "--json"], cwd=ROOT, stdout=subprocess.PIPE)
+    if p.returncode != 0:
+        die("qat eval %s failed" % ckpt)
+    fp32 = json.loads(p.stdout)["val_loss"]
+    # (row name, config, extra --set): the LSQ configs, plus plain STE at 3 and 2 bits to compare
+    schemes = [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
+    schemes += [(s + "-ste", s, ["--set", "quant.estimator=ste"]) for s in ["int3-g32", "int2-g32"]]
     if a.only:
-        schemes = [s for s in schemes if s in a.only.split(",")]
+        schemes = [x for x in schemes if x[0] in a.only.split(",")]
     rows = []
-    for s in schemes:
+    for s, cfg, extra in schemes:
         print("fine-tuning %s ..." % s, file=sys.stderr, flush=True)
         out = os.path.join(ROOT, "runs", "qat-" + s)
-        summary, metrics = run(["configs/qat-%s.yaml" % s, "--set", "quant.init_from=" + ckpt], out)
+        summary, metrics = run(["configs/qat-%s.yaml" % cfg, "--set", "quant.init_from=" + ckpt] + extra, out)
         rtn = next((m["val_loss"] for m in metrics if m.get("iter") == 0), None)
         rows.append({"scheme": s, "rtn_val_loss": rtn, "qat_val_loss": summary["val_loss"],
                      "tokens_per_s": summary["tokens_per_s"]})
+    print("FP32 reference model: val_loss %.4f (PyTorch: %.3f)" % (fp32, FP32_REF))
     print("%-18s %10s %10s %12s %12s" % ("scheme", "RTN", "QAT", "torch RTN", "torch STE"))
     for r in rows:
-        t = PYTORCH.get(r["scheme"], (None, None))
+        t = PYTORCH.get(r["scheme"].replace("-ste", ""), (None, None))
         fmt = lambda v: "%.4f" % v if v is not None else "-"
         print("%-18s %10s %10s %12s %12s" % (r["scheme"], fmt(r["rtn_val_loss"]), fmt(r["qat_val_loss"]),
                                              fmt(t[0]), fmt(t[1])))
-    print(json.dumps({"bench": "qat_quality", "rows": rows}))
+    print(json.dumps({"bench": "qat_quality", "fp32_val_loss": fp32, "rows": rows}))
 
 
 def main():

@@ -300,17 +300,9 @@ Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) 
     cr_assert(params_find(&g.params, "blocks.0.mlp.fc.weight_scale"));
     cr_assert(params_find(&g.params, "blocks.0.attn.qkv.act_scale")->data[0] > 0.0f);
     cr_assert_eq(g.n_q, 4);
-    Dataset ds;
-    dataset_load(&ds, &v, g_corpus, false, false);
-    dataset_split(&ds, c2.data.val_fraction, c2.model.block_size, "test");
-    Tape t;
-    tape_init(&t, 1 << 20);
-    float again = eval_loss(&g, &t, ds.tokens + ds.n_train, ds.n - ds.n_train, c2.train.eval_batches,
-                            c2.train.batch_size, c2.model.block_size, eval_seed(&c2));
-    cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs training's %.6f", again, val);
-    tape_free(&t);
-    dataset_free(&ds);
     gpt_free(&g);
+    float again = eval_checkpoint(path, NULL).val_loss;
+    cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs training's %.6f", again, val);
 }
 
 /* ---- bad quant configs ---- */

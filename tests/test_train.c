@@ -81,21 +81,8 @@ Test(train, loss_falls_end_to_end) {
     cr_assert_eq(vals, 6); /* every 20 steps */
     cr_assert(strstr(metrics, "\"lr\":") && strstr(metrics, "\"grad_norm\":") && strstr(metrics, "\"tokens_per_s\":"));
     /* qat eval reproduces the final validation loss */
-    Config c2;
-    Vocab v;
-    GPT g;
-    model_load(path_in(out, "checkpoint.h5"), &g, &c2, &v);
-    Dataset ds;
-    dataset_load(&ds, &v, g_corpus, false, false);
-    dataset_split(&ds, c2.data.val_fraction, c2.model.block_size, "test");
-    Tape t;
-    tape_init(&t, 1 << 20);
-    float again = eval_loss(&g, &t, ds.tokens + ds.n_train, ds.n - ds.n_train, c2.train.eval_batches,
-                            c2.train.batch_size, c2.model.block_size, eval_seed(&c2));
+    float again = eval_checkpoint(path_in(out, "checkpoint.h5"), NULL).val_loss;
     cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs summary %.6f", again, val);
-    tape_free(&t);
-    gpt_free(&g);
-    dataset_free(&ds);
 }
 
 Test(train, checkpoint_round_trip_is_exact) {

@@ -118,40 +118,13 @@ static int cmd_eval(int argc, char **argv) {
             qat_fail("eval: more than one checkpoint given");
     }
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
-    GPT g;
-    Config cfg;
-    Vocab v;
-    model_load(ckpt, &g, &cfg, &v);
-    apply_threads(&cfg);
-    Dataset ds;
-    const int B = cfg.train.batch_size, T = cfg.model.block_size;
-    const int32_t *tok;
-    size_t n;
-    if (data) {
-        dataset_load(&ds, &v, data, false, false);
-        if (ds.n < (size_t)T + 1) qat_fail("%s: %zu tokens, fewer than block_size+1 = %d", data, ds.n, T + 1);
-        tok = ds.tokens;
-        n = ds.n;
-    } else {
-        if (access(cfg.data.path, R_OK) != 0)
-            qat_fail("%s: the training corpus %s (data.path) is not readable; pass --data FILE", ckpt, cfg.data.path);
-        dataset_load(&ds, &v, cfg.data.path, false, false);
-        dataset_split(&ds, cfg.data.val_fraction, T, cfg.data.path);
-        tok = ds.tokens + ds.n_train;
-        n = ds.n - ds.n_train;
-    }
-    Tape t;
-    tape_init(&t, 16u << 20);
-    float loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+    EvalResult r = eval_checkpoint(ckpt, data);
     if (json)
-        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld}\n", loss,
-               cfg.train.eval_batches, B, T, (long)cfg.train.eval_batches * B * T);
+        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld}\n",
+               r.val_loss, r.batches, r.batch_size, r.block_size, (long)r.batches * r.batch_size * r.block_size);
     else
-        printf("val_loss %.4f (%d batches of %d x %d tokens from %s)\n", loss, cfg.train.eval_batches, B, T,
-               data ? data : "the validation split");
-    tape_free(&t);
-    dataset_free(&ds);
-    gpt_free(&g);
+        printf("val_loss %.4f (%d batches of %d x %d tokens from %s)\n", r.val_loss, r.batches, r.batch_size,
+               r.block_size, data ? data : "the validation split");
     return 0;
 }
 

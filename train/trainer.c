@@ -51,6 +51,39 @@ void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_params(path, g, false);
 }
 
+EvalResult eval_checkpoint(const char *path, const char *data) {
+    GPT g;
+    Config cfg;
+    Vocab v;
+    model_load(path, &g, &cfg, &v);
+    apply_threads(&cfg);
+    const int B = cfg.train.batch_size, T = cfg.model.block_size;
+    Dataset ds;
+    const int32_t *tok;
+    size_t n;
+    if (data) {
+        dataset_load(&ds, &v, data, false, false);
+        if (ds.n < (size_t)T + 1) qat_fail("%s: %zu tokens, fewer than block_size+1 = %d", data, ds.n, T + 1);
+        tok = ds.tokens;
+        n = ds.n;
+    } else {
+        if (access(cfg.data.path, R_OK) != 0)
+            qat_fail("%s: the training corpus %s (data.path) is not readable; pass --data FILE", path, cfg.data.path);
+        dataset_load(&ds, &v, cfg.data.path, false, false);
+        dataset_split(&ds, cfg.data.val_fraction, T, cfg.data.path);
+        tok = ds.tokens + ds.n_train;
+        n = ds.n - ds.n_train;
+    }
+    Tape t;
+    tape_init(&t, 16u << 20);
+    EvalResult r = {.val_loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg)),
+                    .batches = cfg.train.eval_batches, .batch_size = B, .block_size = T};
+    tape_free(&t);
+    dataset_free(&ds);
+    gpt_free(&g);
+    return r;
+}
+
 /* The model sections of two configs describe the same network. */
 static void same_model(const Config *a, const Config *b, const char *origin, const char *other) {
     const char *key = a->model.n_layer != b->model.n_layer     ? "model.n_layer"

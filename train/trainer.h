@@ -26,6 +26,15 @@ uint64_t eval_seed(const Config *cfg);
 /* Builds the model a checkpoint describes and loads its weights. */
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
 
+typedef struct EvalResult {
+    float val_loss;
+    int batches, batch_size, block_size;
+} EvalResult;
+/* Loss of a checkpoint over its fixed validation batches: from the validation
+ * split of its training corpus (data = NULL, as during training), or from
+ * windows of all of data. */
+EvalResult eval_checkpoint(const char *path, const char *data);
+
 /* Threads from the config (0 keeps OMP_NUM_THREADS / all cores). */
 void apply_threads(const Config *cfg);
 

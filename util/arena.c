@@ -25,6 +25,15 @@ static ArenaChunk *chunk_new(size_t cap) {
     return c;
 }
 
+static void free_chunks(ArenaChunk *c) {
+    while (c) {
+        ArenaChunk *n = c->next;
+        free(c->mem);
+        free(c);
+        c = n;
+    }
+}
+
 void arena_init(Arena *a, size_t initial_bytes) {
     memset(a, 0, sizeof *a);
     if (initial_bytes < 4096) initial_bytes = 4096;
@@ -59,15 +68,8 @@ void *arena_calloc(Arena *a, size_t bytes) {
 void arena_reset(Arena *a) {
     if (a->head->next) {
         /* Several chunks were needed: replace them by one that fits the peak. */
-        size_t cap = a->peak;
-        ArenaChunk *c = a->head;
-        while (c) {
-            ArenaChunk *n = c->next;
-            free(c->mem);
-            free(c);
-            c = n;
-        }
-        a->head = chunk_new(cap);
+        free_chunks(a->head);
+        a->head = chunk_new(a->peak);
         a->n_chunk_allocs++;
     }
     a->head->used = 0;
@@ -75,12 +77,6 @@ void arena_reset(Arena *a) {
 }
 
 void arena_free(Arena *a) {
-    ArenaChunk *c = a->head;
-    while (c) {
-        ArenaChunk *n = c->next;
-        free(c->mem);
-        free(c);
-        c = n;
-    }
+    free_chunks(a->head);
     memset(a, 0, sizeof *a);
 }
