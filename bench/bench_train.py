@@ -217,12 +217,23 @@ def torch_worker(args):
             print("  torch iter %d/%d loss %.4f %.0f tok/s" % (it + 1, args.iters, l, B * T / dt), file=sys.stderr)
     wall = time.perf_counter() - w0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    val_loss = None
+    if args.eval_batches > 0:
+        # mean loss over --eval-batches random windows of the validation split (qat's protocol;
+        # the windows differ from qat's because the generators differ)
+        val = torch.from_numpy(tokens[n_train:].copy()).unfold(0, T + 1, 1)
+        vgen = torch.Generator().manual_seed(t["seed"] + 1)
+        model.eval()
+        with torch.no_grad():
+            vl = [model(w[:, :T], w[:, 1:]).item()
+                  for w in (val[torch.randint(val.shape[0], (B,), generator=vgen)] for _ in range(args.eval_batches))]
+        val_loss = sum(vl) / len(vl)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     timed = rates[WARMUP_STEPS:] if len(rates) > WARMUP_STEPS else rates
     print(json.dumps({
         "params": n_params, "vocab": V, "tokens_per_s": statistics.median(timed),
         "peak_rss_mib": ru1.ru_maxrss / 1024.0, "loss_first": losses[0], "loss_last": losses[-1],
-        "threads": torch.get_num_threads(), "cpu_per_wall": cpu / wall, "wall_s": wall,
+        "threads": torch.get_num_threads(), "cpu_per_wall": cpu / wall, "wall_s": wall, "val_loss": val_loss,
     }))
 
 
@@ -230,7 +241,8 @@ def run_torch(args, verbose):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--iters", str(args.iters),
-           "--threads", str(args.threads), "--config", args.config] + (["-v"] if verbose else [])
+           "--threads", str(args.threads), "--config", args.config,
+           "--eval-batches", str(args.eval_batches)] + (["-v"] if verbose else [])
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, cwd=ROOT)
     if p.returncode != 0:
         die("the PyTorch worker failed (exit %d)" % p.returncode)
@@ -244,7 +256,8 @@ def run_qat(args, verbose):
     try:
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
         cmd = [args.qat, "train", args.config, "--set", "train.iters=%d" % args.iters, "--set", "out_dir=" + out,
-               "--set", "train.eval_every=100000", "--set", "train.threads=%d" % args.threads]
+               "--set", "train.eval_every=100000", "--set", "train.threads=%d" % args.threads,
+               "--set", "train.eval_batches=%d" % max(args.eval_batches, 1)]
         ru0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         p = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - w0
@@ -275,6 +288,9 @@ def main():
     ap.add_argument("--config", default="configs/tiny-shakespeare.yaml",
                     help="qat config, relative to the project root (default configs/tiny-shakespeare.yaml)")
     ap.add_argument("--qat", default="build/qat", help="qat binary, relative to the project root (default build/qat)")
+    ap.add_argument("--eval-batches", type=int, default=0,
+                    help="validation batches after training on both sides (default 0: speed only); "
+                         "--iters 2000 --eval-batches 50 reproduces the reference benchmark's quality figure")
     ap.add_argument("-v", "--verbose", action="store_true", help="show BLAS info, progress and CPU use")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -320,6 +336,9 @@ def main():
     print("%-16s %12.0f %14.1f %12.4f" % ("qat", q_tps, q_rss, q["loss_first"]))
     print("%-16s %12.0f %14.1f %12.4f" % ("pytorch", t_tps, t_rss, t["loss_first"]))
     print("ratio qat/pytorch: %.2fx   (ln(vocab) = %.4f)" % (ratio, math.log(t["vocab"])))
+    if args.eval_batches > 0:
+        print("validation loss after %d steps (%d batches): qat %.4f, pytorch %.4f" %
+              (args.iters, args.eval_batches, q["val_loss"], t["val_loss"]))
     if args.verbose:
         print("CPU time / wall time: qat %s, pytorch %s" %
               (", ".join("%.2f" % x["cpu_per_wall"] for x in qat_runs),
@@ -329,6 +348,8 @@ def main():
         "qat_tokens_per_s": round(q_tps, 1), "torch_tokens_per_s": round(t_tps, 1), "ratio": round(ratio, 4),
         "qat_peak_rss_mib": round(q_rss, 1), "torch_peak_rss_mib": round(t_rss, 1),
         "qat_loss_first": round(q["loss_first"], 6), "torch_loss_first": round(t["loss_first"], 6),
+        "qat_val_loss": q.get("val_loss") if args.eval_batches > 0 else None,
+        "torch_val_loss": t.get("val_loss") if args.eval_batches > 0 else None,
     }))
 
 
