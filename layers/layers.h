@@ -6,6 +6,7 @@
 #define QAT_LAYERS_H
 
 #include "autograd/autograd.h"
+#include "quant/kernels.h"
 #include "quant/qat.h"
 
 /* Fake-quant state of one quantized Linear. */
@@ -21,6 +22,10 @@ typedef struct QLayer {
     Tensor *a_scale, *a_zp; /* static: calibrated, then frozen or learned */
     Observer obs;
     QMode mode; /* QMODE_CALIBRATE: observe the input and leave it float */
+    /* integer weights for inference (gpt_quant_to_int): used instead of fake
+     * quantization when the tape records no gradients */
+    QMatrix *qm;
+    bool w8a8; /* int8 activations per token: the int8 x int8 kernel */
 } QLayer;
 
 typedef struct Linear {
@@ -82,6 +87,12 @@ void gpt_quant_set_mode(GPT *g, QMode mode);
 /* Static activation scales from the observers; then fake quantization of
  * activations starts (QMODE_QUANT). */
 void gpt_quant_freeze(GPT *g);
+/* Real integer weights for every quantized layer, from the same scales as
+ * fake quantization; from then on no-grad forwards run the integer kernels.
+ * Fails naming the layer for specs the kernels do not cover (they take
+ * symmetric int8 or int4 weights per channel or group, and float or dynamic
+ * per-token int8 activations). */
+void gpt_quant_to_int(GPT *g);
 /* True if some layer has static (observed) activation scales. */
 bool gpt_quant_needs_calibration(const GPT *g);
 /* normal(0, 0.02) for 2-d weights, residual projections scaled by

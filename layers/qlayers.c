@@ -137,18 +137,22 @@ void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin) {
     for (int l = 0; l < g->cfg.n_layer; l++) g->blocks[l].kv_bits = q->kv_bits;
 }
 
+/* The Linear a QLayer belongs to. */
+static Linear *owner(GPT *g, const QLayer *q) {
+    if (g->head.q == q) return &g->head;
+    for (int b = 0; b < g->cfg.n_layer; b++) {
+        Block *bl = &g->blocks[b];
+        Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
+        for (int k = 0; k < 4; k++)
+            if (ls[k]->q == q) return ls[k];
+    }
+    return NULL;
+}
+
 void gpt_quant_init_scales(GPT *g) {
     for (int i = 0; i < g->n_q; i++) {
         QLayer *q = &g->qlayers[i];
-        Linear *l = NULL;
-        /* find the Linear that owns q */
-        if (g->head.q == q) l = &g->head;
-        for (int b = 0; b < g->cfg.n_layer && !l; b++) {
-            Block *bl = &g->blocks[b];
-            Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
-            for (int k = 0; k < 4; k++)
-                if (ls[k]->q == q) l = ls[k];
-        }
+        Linear *l = owner(g, q);
         if (q->w_scale) quant_minmax(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
         if (q->a_scale) {
             q->a_scale->data[0] = 1.0f;
@@ -179,8 +183,31 @@ void gpt_quant_freeze(GPT *g) {
     }
 }
 
+void gpt_quant_to_int(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        Linear *l = owner(g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        if ((q->w.bits != 8 && q->w.bits != 4) || !q->w.sym || q->w.gran == QG_TENSOR)
+            qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric int8 or int4, per channel or group)",
+                     q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric",
+                     q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
+        if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits == 8))
+            qat_fail("%s: no integer kernel for int%d %s activations with int%d weights (kernels: W8A8 per token)",
+                     q->name, q->a_bits, q->a_dynamic ? "per-token" : "static", q->w.bits);
+        int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
+        q->qm = xcalloc(1, sizeof *q->qm);
+        qmatrix_from_float(q->qm, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
+        q->w8a8 = q->a_bits == 8;
+    }
+}
+
 void gpt_quant_free(GPT *g) {
-    for (int i = 0; i < g->n_q; i++) observer_free(&g->qlayers[i].obs);
+    for (int i = 0; i < g->n_q; i++) {
+        observer_free(&g->qlayers[i].obs);
+        if (g->qlayers[i].qm) qmatrix_free(g->qlayers[i].qm);
+        free(g->qlayers[i].qm);
+    }
     free(g->qlayers);
     g->qlayers = NULL;
     g->n_q = 0;

@@ -80,7 +80,7 @@ int32_t kdot_i8_i8(const int8_t *a, const int8_t *b, int n) {
     }
 }
 
-void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group) {
+void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales) {
     if (bits != 8 && bits != 4) qat_fail("qmatrix: %d bits (kernels take 8 or 4)", bits);
     if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
     if (bits == 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int4 needs an even group and column count");
@@ -89,7 +89,10 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
     QuantSpec s = {.bits = bits, .sym = true, .gran = group == cols ? QG_CHANNEL : QG_GROUP, .group = group};
     size_t ns = (size_t)rows * (cols / group);
     m->scales = xmalloc(ns * sizeof(float));
-    quant_minmax(&s, w, rows, cols, m->scales, NULL);
+    if (scales)
+        memcpy(m->scales, scales, ns * sizeof(float));
+    else
+        quant_minmax(&s, w, rows, cols, m->scales, NULL);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
     size_t n = (size_t)rows * cols;
     if (bits == 8) {

@@ -35,8 +35,10 @@ const char *kernel_path_name(KernelPath p);
 /* Forces a path (tests); returns the previous one. */
 KernelPath kernel_force(KernelPath p);
 
-/* Quantizes w [rows, cols] (symmetric, bits 8 or 4, given group) into m. */
-void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group);
+/* Quantizes w [rows, cols] (symmetric, bits 8 or 4, given group) into m with
+ * min-max scales, or with the given scales (rows * cols/group; e.g. learned
+ * by LSQ) when scales is not NULL. */
+void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 void qmatrix_free(QMatrix *m);
 
 /* ---- primitives (the dispatched path) ---- */

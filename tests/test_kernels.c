@@ -73,7 +73,7 @@ Test(kernels, qgemm_matches_dequantized_reference) {
     } cases[] = {{8, 96}, {8, 32}, {4, 32}, {4, 96}};
     for (size_t c = 0; c < 4; c++) {
         QMatrix q;
-        qmatrix_from_float(&q, w, N, K, cases[c].bits, cases[c].group);
+        qmatrix_from_float(&q, w, N, K, cases[c].bits, cases[c].group, NULL);
         /* the reference: dequantized weights through the shared quantizer, in double */
         QuantSpec s = {.bits = cases[c].bits, .sym = true,
                        .gran = cases[c].group == K ? QG_CHANNEL : QG_GROUP, .group = cases[c].group};
@@ -117,7 +117,7 @@ Test(kernels, int4_nibble_order) {
     /* codes -7..7 stored as q+8, even column in the low nibble */
     float w[4] = {-7, 7, 1, 0}; /* per-channel scale 1 */
     QMatrix q;
-    qmatrix_from_float(&q, w, 1, 4, 4, 4);
+    qmatrix_from_float(&q, w, 1, 4, 4, 4, NULL);
     cr_assert_float_eq(q.scales[0], 1.0f, 0);
     cr_assert_eq(q.q4[0], (uint8_t)(1 | 15 << 4));
     cr_assert_eq(q.q4[1], (uint8_t)(9 | 8 << 4));

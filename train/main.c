@@ -16,7 +16,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
-            "  eval CHECKPOINT [--data FILE] [--json]\n"
+            "  eval CHECKPOINT [--data FILE] [--json] [--int]\n"
             "                          validation loss of a checkpoint\n"
             "  sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
             "                          generate text\n"
@@ -39,7 +39,9 @@ static const char *HELP_EVAL =
     "  Mean loss over the fixed, seeded validation batches (train.eval_batches of\n"
     "  train.batch_size windows). Without --data: the validation split of the\n"
     "  training corpus, as during training. With --data FILE: windows of all of FILE.\n"
-    "  --json      print one JSON object: val_loss, batches, batch_size, block_size, tokens\n";
+    "  --json      print one JSON object: val_loss, batches, batch_size, block_size, tokens\n"
+    "  --int       run a QAT checkpoint's quantized layers on real integer weights and the\n"
+    "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n";
 static const char *HELP_SAMPLE =
     "usage: qat sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"
@@ -104,10 +106,12 @@ static int cmd_train(int argc, char **argv) {
 static int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_EVAL, stdout), 0;
     const char *ckpt = NULL, *data = NULL;
-    bool json = false;
+    bool json = false, int_kernels = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--data"))
             data = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--int"))
+            int_kernels = true;
         else if (!strcmp(argv[i], "--json"))
             json = true;
         else if (argv[i][0] == '-')
@@ -118,7 +122,7 @@ static int cmd_eval(int argc, char **argv) {
             qat_fail("eval: more than one checkpoint given");
     }
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
-    EvalResult r = eval_checkpoint(ckpt, data);
+    EvalResult r = eval_checkpoint(ckpt, data, int_kernels);
     if (json)
         printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld}\n",
                r.val_loss, r.batches, r.batch_size, r.block_size, (long)r.batches * r.batch_size * r.block_size);

@@ -51,11 +51,15 @@ void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_params(path, g, false);
 }
 
-EvalResult eval_checkpoint(const char *path, const char *data) {
+EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels) {
     GPT g;
     Config cfg;
     Vocab v;
     model_load(path, &g, &cfg, &v);
+    if (int_kernels) {
+        if (g.n_q == 0) qat_fail("%s: --int needs a quantized (QAT) checkpoint; this one is float", path);
+        gpt_quant_to_int(&g);
+    }
     apply_threads(&cfg);
     const int B = cfg.train.batch_size, T = cfg.model.block_size;
     Dataset ds;

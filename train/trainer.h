@@ -32,8 +32,9 @@ typedef struct EvalResult {
 } EvalResult;
 /* Loss of a checkpoint over its fixed validation batches: from the validation
  * split of its training corpus (data = NULL, as during training), or from
- * windows of all of data. */
-EvalResult eval_checkpoint(const char *path, const char *data);
+ * windows of all of data. With int_kernels, a QAT checkpoint's quantized
+ * layers run on real integer weights and the integer kernels. */
+EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels);
 
 /* Threads from the config (0 keeps OMP_NUM_THREADS / all cores). */
 void apply_threads(const Config *cfg);
