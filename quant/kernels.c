@@ -1,6 +1,6 @@
 /* kernels.c: run-time choice of the SIMD path, QMatrix construction with the
  * shared quantizer, and the matrix products built on the dot primitives. */
-#include "kernels.h"
+#include "kernels_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -8,17 +8,10 @@
 
 #include "util/util.h"
 
-float kdot_q8_f32_avx2(const int8_t *q, const float *x, int n);
-float kdot_q4_f32_avx2(const uint8_t *q4, const float *x, int n);
-int32_t kdot_i8_i8_avx2(const int8_t *a, const int8_t *b, int n);
-float kdot_q8_f32_avx512(const int8_t *q, const float *x, int n);
-float kdot_q4_f32_avx512(const uint8_t *q4, const float *x, int n);
-int32_t kdot_i8_i8_avx512(const int8_t *a, const int8_t *b, int n);
-
 /* CPU features are a property of the process, so the chosen path is too. */
 static int g_path = -1;
 
-static bool cpu_has(KernelPath p) {
+bool kernel_supported(KernelPath p) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (p == KERN_AVX512)
@@ -41,17 +34,17 @@ KernelPath kernel_path(void) {
                        : !strcmp(env, "avx512")                                     ? KERN_AVX512
                                                                                     : (KernelPath)-1;
         if ((int)p < 0) qat_fail("QAT_KERNEL=%s: expected scalar, avx2 or avx512", env);
-        if (!cpu_has(p)) qat_fail("QAT_KERNEL=%s: this CPU does not support that path", env);
+        if (!kernel_supported(p)) qat_fail("QAT_KERNEL=%s: this CPU does not support that path", env);
         g_path = p;
     } else {
-        g_path = cpu_has(KERN_AVX512) ? KERN_AVX512 : cpu_has(KERN_AVX2) ? KERN_AVX2 : KERN_SCALAR;
+        g_path = kernel_supported(KERN_AVX512) ? KERN_AVX512 : kernel_supported(KERN_AVX2) ? KERN_AVX2 : KERN_SCALAR;
     }
     return (KernelPath)g_path;
 }
 
 KernelPath kernel_force(KernelPath p) {
     KernelPath old = kernel_path();
-    if (!cpu_has(p)) qat_fail("kernel path %s is not supported by this CPU", kernel_path_name(p));
+    if (!kernel_supported(p)) qat_fail("kernel path %s is not supported by this CPU", kernel_path_name(p));
     g_path = p;
     return old;
 }

@@ -14,6 +14,7 @@
 #ifndef QAT_KERNELS_H
 #define QAT_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,8 @@ typedef struct QMatrix {
  * value fails with one line naming it). */
 KernelPath kernel_path(void);
 const char *kernel_path_name(KernelPath p);
+/* Whether this CPU can run path p. */
+bool kernel_supported(KernelPath p);
 /* Forces a path (tests); returns the previous one. */
 KernelPath kernel_force(KernelPath p);
 

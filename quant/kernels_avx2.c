@@ -3,7 +3,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#include "kernels.h"
+#include "kernels_impl.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 

@@ -73,13 +73,7 @@ static void check_scheme(const char *name, const char *quant_yaml) {
     const KernelPath paths[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
     for (int p = 0; p < 3; p++) {
         const char *pn = kernel_path_name(paths[p]);
-        bool ok = p == 0;
-#if defined(__x86_64__)
-        __builtin_cpu_init();
-        if (p == 1) ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        if (p == 2) ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
-#endif
-        if (!ok) continue;
+        if (!kernel_supported(paths[p])) continue;
         kernel_force(paths[p]);
         tape_reset(&t);
         Tensor *li = gpt_forward(&g, &t, idx, 2, 16);

@@ -2,6 +2,7 @@
  * reference, on odd lengths with tails that are not multiples of the vector
  * width; integer dot products must agree exactly. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -9,17 +10,6 @@
 #include "testutil.h"
 
 static const KernelPath PATHS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
-
-static bool supported(KernelPath p) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (p == KERN_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
-    if (p == KERN_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    return p == KERN_SCALAR;
-}
 
 static const int LENS[] = {1, 2, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 130, 255, 1000};
 
@@ -38,7 +28,7 @@ Test(kernels, dot_products_match_scalar_on_odd_lengths) {
     for (int i = 0; i < 512; i++) q4[i] = (uint8_t)((1 + rng_below(&r, 15)) | (1 + rng_below(&r, 15)) << 4);
     int tested = 0;
     for (size_t p = 0; p < 3; p++) {
-        if (!supported(PATHS[p])) continue;
+        if (!kernel_supported(PATHS[p])) continue;
         kernel_force(PATHS[p]);
         tested++;
         for (size_t k = 0; k < sizeof LENS / sizeof LENS[0]; k++) {
@@ -80,7 +70,7 @@ Test(kernels, qgemm_matches_dequantized_reference) {
         float *wd = malloc(sizeof(float) * N * K);
         quant_fake(&s, w, N, K, q.scales, NULL, wd);
         for (size_t p = 0; p < 3; p++) {
-            if (!supported(PATHS[p])) continue;
+            if (!kernel_supported(PATHS[p])) continue;
             kernel_force(PATHS[p]);
             qgemm_f32(&q, x, M, y);
             for (int m = 0; m < M; m++)
@@ -122,4 +112,17 @@ Test(kernels, int4_nibble_order) {
     cr_assert_eq(q.q4[0], (uint8_t)(1 | 15 << 4));
     cr_assert_eq(q.q4[1], (uint8_t)(9 | 8 << 4));
     qmatrix_free(&q);
+}
+
+/* QAT_KERNEL picks the path; each Criterion test runs in its own process, so
+ * the choice is made afresh here. */
+Test(kernels, env_selects_path) {
+    setenv("QAT_KERNEL", "scalar", 1);
+    cr_assert_eq(kernel_path(), KERN_SCALAR);
+}
+
+static void redirect(void) { cr_redirect_stderr(); }
+Test(kernels, env_rejects_unknown_path, .exit_code = 2, .init = redirect) {
+    setenv("QAT_KERNEL", "avx9000", 1);
+    kernel_path();
 }
