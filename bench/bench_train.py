@@ -123,52 +123,10 @@ def torch_worker(args):
     train = torch.from_numpy(tokens[:n_train].copy())
     windows = train.unfold(0, T + 1, 1)  # [n_train - T, T + 1], a view
 
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln1 = nn.LayerNorm(C, eps=1e-5)
-            self.qkv = nn.Linear(C, 3 * C)
-            self.proj = nn.Linear(C, C)
-            self.ln2 = nn.LayerNorm(C, eps=1e-5)
-            self.fc = nn.Linear(C, 4 * C)
-            self.fc_out = nn.Linear(4 * C, C)
-
-        def forward(self, x, mask):
-            b, n, _ = x.shape
-            q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, H, hs).permute(2, 0, 3, 1, 4)  # each [b, H, n, hs]
-            att = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-            att = F.softmax(att.masked_fill(mask[:n, :n], float("-inf")), dim=-1)
-            y = torch.matmul(att, v).transpose(1, 2).reshape(b, n, C)
-            x = x + self.proj(y)
-            return x + self.fc_out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte = nn.Embedding(V, C)
-            self.wpe = nn.Embedding(T, C)
-            self.blocks = nn.ModuleList([Block() for _ in range(L)])
-            self.ln_f = nn.LayerNorm(C, eps=1e-5)
-            self.register_buffer("mask", torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1), persistent=False)
-            for name, p in self.named_parameters():
-                if p.dim() >= 2:
-                    std = 0.02 / math.sqrt(2 * L) if name.endswith(("proj.weight", "fc_out.weight")) else 0.02
-                    nn.init.normal_(p, 0.0, std)
-                elif name.endswith("bias"):
-                    nn.init.zeros_(p)
-                else:  # LayerNorm weights
-                    nn.init.ones_(p)
-
-        def forward(self, idx, targets):
-            n = idx.shape[1]
-            x = self.wte(idx) + self.wpe.weight[:n]
-            for blk in self.blocks:
-                x = blk(x, self.mask)
-            logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, no bias
-            return F.cross_entropy(logits.view(-1, V), targets.reshape(-1))
-
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_gpt import GPT
     torch.manual_seed(t["seed"])
-    model = GPT()
+    model = GPT(V, T, C, L, H)
     n_params = sum(p.numel() for p in model.parameters())
     expect = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
     if n_params != expect or (V == 65 and n_params != 818048):
