@@ -37,6 +37,7 @@ typedef struct Tensor {
     bool no_decay;               /* excluded from weight decay even if 2-d */
     bool frozen;                 /* not updated by optimizers */
     bool quant_state;            /* a scale or zero point of fake quantization */
+    float lr_scale;              /* optimizers use lr * lr_scale (1 unless set) */
     const char *name;            /* parameters only */
 } Tensor;
 

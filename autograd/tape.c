@@ -160,6 +160,7 @@ Tensor *params_add(Params *p, const char *name, int ndim, const int *shape) {
         x->numel *= (size_t)shape[d];
     }
     x->requires_grad = true;
+    x->lr_scale = 1.0f;
     x->name = xstrdup(name);
     p->list[p->n++] = x;
     p->numel += x->numel;

@@ -68,13 +68,14 @@ static const QuantOverride *override_of(const QuantConfig *q, const char *name) 
     return NULL;
 }
 
-static Tensor *qparam(Params *p, const char *layer, const char *what, size_t n, bool frozen) {
+static Tensor *qparam(Params *p, const char *layer, const char *what, size_t n, bool frozen, float lr_scale) {
     char name[128];
     snprintf(name, sizeof name, "%s.%s", layer, what);
     Tensor *t = params_add(p, name, 1, (int[]){(int)n});
     t->quant_state = true;
     t->no_decay = true;
     t->frozen = frozen;
+    t->lr_scale = lr_scale;
     return t;
 }
 
@@ -94,16 +95,16 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     ql->est = est_of(q->estimator);
     size_t ns = quant_n_scales(&ql->w, out, in);
     if (ql->est == EST_LSQ) {
-        ql->w_scale = qparam(p, name, "weight_scale", ns, false);
-        if (!ql->w.sym) ql->w_zp = qparam(p, name, "weight_zero_point", ns, true);
+        ql->w_scale = qparam(p, name, "weight_scale", ns, false, q->scale_lr_mult);
+        if (!ql->w.sym) ql->w_zp = qparam(p, name, "weight_zero_point", ns, true, q->scale_lr_mult);
     }
     ql->a_bits = o && o->act_bits >= 0 ? o->act_bits : q->a_bits;
     if (ql->a_bits) {
         ql->a_dynamic = !strcmp(q->a_gran, "token");
         ql->a = (QuantSpec){.bits = ql->a_bits, .sym = q->a_sym, .gran = ql->a_dynamic ? QG_CHANNEL : QG_TENSOR};
         if (!ql->a_dynamic) {
-            ql->a_scale = qparam(p, name, "act_scale", 1, ql->est != EST_LSQ);
-            if (!q->a_sym) ql->a_zp = qparam(p, name, "act_zero_point", 1, !q->a_learn_zp);
+            ql->a_scale = qparam(p, name, "act_scale", 1, ql->est != EST_LSQ, q->scale_lr_mult);
+            if (!q->a_sym) ql->a_zp = qparam(p, name, "act_zero_point", 1, !q->a_learn_zp, q->scale_lr_mult);
             observer_init(&ql->obs, obs_of(q->observer), q->percentile, seed);
         }
     }

@@ -21,7 +21,6 @@ void adamw_step(AdamW *o, Params *p, float lr) {
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     float bc1 = 1.0f - powf(b1, (float)o->step);
     float bc2 = 1.0f - powf(b2, (float)o->step);
-    float step_size = lr / bc1;
     float bc2_sqrt = sqrtf(bc2);
     size_t off = 0;
     for (int t = 0; t < p->n; t++) {
@@ -30,8 +29,10 @@ void adamw_step(AdamW *o, Params *p, float lr) {
             off += x->numel;
             continue;
         }
-        float decay = x->ndim >= 2 && !x->no_decay ? 1.0f - lr * o->weight_decay : 1.0f;
+        float tlr = lr * x->lr_scale;
+        float decay = x->ndim >= 2 && !x->no_decay ? 1.0f - tlr * o->weight_decay : 1.0f;
         float *w = x->data, *g = x->grad, *m = o->m + off, *v = o->v + off;
+        float step_size = tlr / bc1;
         size_t n = x->numel;
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {

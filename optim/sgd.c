@@ -26,7 +26,7 @@ void sgd_step(Sgd *o, Params *p, float lr) {
                 b[i] = o->step == 0 ? gi : o->momentum * b[i] + gi;
                 gi = b[i];
             }
-            w[i] -= lr * gi;
+            w[i] -= lr * x->lr_scale * gi;
         }
         off += x->numel;
     }

@@ -50,6 +50,7 @@ typedef struct QuantConfig {
     char layers[512];      /* comma-separated globs over Linear names */
     char init_from[1024];  /* float checkpoint to fine-tune ("" = from scratch) */
     int calib_batches, freeze_step;
+    float scale_lr_mult;   /* learning rate of learned scales and zero points relative to train.lr */
     QuantOverride ov[QUANT_MAX_OVERRIDES];
     int n_ov;
 } QuantConfig;

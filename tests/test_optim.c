@@ -84,3 +84,15 @@ Test(optim, clip_global_norm) {
     grad_clip_norm(&P, 10.0f);
     cr_assert_float_eq(P.grad[0], before, 0);
 }
+
+Test(optim, adamw_lr_scale_and_frozen) {
+    /* lr_scale multiplies the step and the decay; a frozen tensor is left alone */
+    W->lr_scale = 0.5f;
+    B->frozen = true;
+    AdamW o;
+    adamw_init(&o, &P, 0.9f, 0.99f, 1e-8f, 0.1f);
+    adamw_step(&o, &P, 1e-2f);
+    cr_assert_float_eq(W->data[0], 1.0f * (1.0f - 0.5f * 1e-2f * 0.1f) - 0.5f * 0.01f, 1e-6);
+    cr_assert_eq(B->data[0], 0.5f);
+    adamw_free(&o);
+}

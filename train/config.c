@@ -89,6 +89,9 @@ static const Field FIELDS[] = {
       "blocks.N.mlp.fc, blocks.N.mlp.proj, lm_head (the tied head)"),
     F("quant.init_from", CF_STR, quant.init_from, 0, 0, 0, "", NULL,
       "float checkpoint to fine-tune; empty = quantization-aware training from scratch"),
+    F("quant.scale_lr_mult", CF_FLOAT, quant.scale_lr_mult, 0, 100, 1, "1", NULL,
+      "learning rate of LSQ scales and zero points relative to train.lr (AdamW moves each by about lr per step, "
+      "so small scales may want a smaller rate)"),
     F("quant.calib_batches", CF_INT, quant.calib_batches, 1, 100000, 0, "16", NULL,
       "training batches the activation observers see before training"),
     F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
