@@ -43,7 +43,7 @@ Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Ten
         qat_fail("fake_quant: group size %d does not divide the input dimension %d", s->group, cols);
     size_t ns = quant_n_scales(s, rows, cols);
     if (scale && scale->numel != ns)
-        qat_fail("fake_quant: %zu scales given, %s of %s needs %zu", scale->numel, "spec", tensor_shape_str(x, sx, sizeof sx), ns);
+        qat_fail("fake_quant: %zu scales given, input %s needs %zu", scale->numel, tensor_shape_str(x, sx, sizeof sx), ns);
     if (!scale && est == EST_LSQ) qat_fail("fake_quant: the lsq estimator needs a learned scale tensor");
     float *sc, *z = NULL;
     if (scale) {

@@ -2,7 +2,6 @@
 #include "quantizer.h"
 
 #include <math.h>
-#include <stdio.h>
 
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
     switch (s->gran) {
@@ -10,10 +9,6 @@ size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
     case QG_CHANNEL: return (size_t)rows;
     default: return (size_t)rows * (size_t)(cols / s->group);
     }
-}
-
-size_t quant_group_elems(const QuantSpec *s, int rows, int cols) {
-    return (size_t)rows * cols / quant_n_scales(s, rows, cols);
 }
 
 void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scale, float *zp) {
@@ -57,12 +52,4 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
         float sc = scale[k], z = zp ? zp[k] : 0.0f;
         for (size_t i = k * per; i < (k + 1) * per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
     }
-}
-
-const char *quant_describe(const QuantSpec *s, char *buf, size_t n) {
-    if (s->gran == QG_GROUP)
-        snprintf(buf, n, "int%d g%d %s", s->bits, s->group, s->sym ? "sym" : "asym");
-    else
-        snprintf(buf, n, "int%d per-%s %s", s->bits, s->gran == QG_TENSOR ? "tensor" : "channel", s->sym ? "sym" : "asym");
-    return buf;
 }

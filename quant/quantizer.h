@@ -38,8 +38,6 @@ static inline int quant_qmax(const QuantSpec *s) { return s->sym ? (1 << (s->bit
 
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * cols/group. */
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols);
-/* Elements that share one scale. */
-size_t quant_group_elems(const QuantSpec *s, int rows, int cols);
 /* Index of the scale of element (r, c). */
 static inline size_t quant_scale_index(const QuantSpec *s, int cols, int r, int c) {
     return s->gran == QG_TENSOR ? 0 : s->gran == QG_CHANNEL ? (size_t)r : (size_t)r * (cols / s->group) + c / s->group;
@@ -64,7 +62,5 @@ static inline float quant_dequant(int q, float scale, float zp) { return ((float
 /* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0). */
 void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
                 float *out);
-/* "int4 g32 sym" style description into buf. */
-const char *quant_describe(const QuantSpec *s, char *buf, size_t n);
 
 #endif
