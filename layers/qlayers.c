@@ -200,6 +200,7 @@ void gpt_quant_to_int(GPT *g) {
         q->qm = xcalloc(1, sizeof *q->qm);
         qmatrix_from_float(q->qm, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
         q->w8a8 = q->a_bits == 8;
+        if (q->w8a8) qmatrix_pack_w8a8(q->qm);
     }
 }
 

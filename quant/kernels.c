@@ -2,6 +2,7 @@
  * shared quantizer, and the matrix products built on the dot primitives. */
 #include "kernels_impl.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,27 +50,34 @@ KernelPath kernel_force(KernelPath p) {
     return old;
 }
 
-float kdot_q8_f32(const int8_t *q, const float *x, int n) {
-    switch (kernel_path()) {
-    case KERN_AVX512: return kdot_q8_f32_avx512(q, x, n);
-    case KERN_AVX2: return kdot_q8_f32_avx2(q, x, n);
-    default: return kdot_q8_f32_scalar(q, x, n);
-    }
+typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
+typedef void (*KrowQ4)(const uint8_t *, const float *, int, const float *, int, int, float *);
+typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
+
+static KrowQ8 krow_q8_fn(void) {
+    KernelPath p = kernel_path();
+    return p == KERN_AVX512 ? krows_q8_f32_avx512 : p == KERN_AVX2 ? krows_q8_f32_avx2 : krows_q8_f32_scalar;
+}
+static KrowQ4 krow_q4_fn(void) {
+    KernelPath p = kernel_path();
+    return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
+}
+static KW8A8 kw8a8_fn(void) {
+    KernelPath p = kernel_path();
+    return p == KERN_AVX512 ? kw8a8_panels_avx512 : p == KERN_AVX2 ? kw8a8_panels_avx2 : kw8a8_panels_scalar;
 }
 
-float kdot_q4_f32(const uint8_t *q4, const float *x, int n) {
-    switch (kernel_path()) {
-    case KERN_AVX512: return kdot_q4_f32_avx512(q4, x, n);
-    case KERN_AVX2: return kdot_q4_f32_avx2(q4, x, n);
-    default: return kdot_q4_f32_scalar(q4, x, n);
-    }
+void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
+    krow_q8_fn()(q, scales, group, x, n, nrows, out);
+}
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
+    krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
 }
 
-int32_t kdot_i8_i8(const int8_t *a, const int8_t *b, int n) {
-    switch (kernel_path()) {
-    case KERN_AVX512: return kdot_i8_i8_avx512(a, b, n);
-    case KERN_AVX2: return kdot_i8_i8_avx2(a, b, n);
-    default: return kdot_i8_i8_scalar(a, b, n);
+void kx_split(const float *x, int n, float *x_split) {
+    for (int i = 0; i < n / 2; i++) {
+        x_split[i] = x[2 * i];
+        x_split[n / 2 + i] = x[2 * i + 1];
     }
 }
 
@@ -101,49 +109,129 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
     }
 }
 
+void qmatrix_pack_w8a8(QMatrix *m) {
+    if (m->bits != 8) qat_fail("qmatrix: W8A8 panels need int8 weights, not int%d", m->bits);
+    if (m->cols % 4 || m->group % 4)
+        qat_fail("qmatrix: W8A8 needs columns and group size divisible by 4 (%d columns, group %d)", m->cols, m->group);
+    int K = m->cols, G = m->group, ng = K / G, L = K / 4, P = (m->rows + QPANEL - 1) / QPANEL;
+    m->p8 = xcalloc((size_t)P * L * 64, 1);
+    m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
+    m->psums = xcalloc((size_t)P * ng * QPANEL, sizeof(int32_t));
+    for (int r = 0; r < m->rows; r++) {
+        int p = r / QPANEL, j = r % QPANEL;
+        for (int c = 0; c < K; c++) {
+            int8_t v = m->q8[(size_t)r * K + c];
+            m->p8[(((size_t)p * L + c / 4) * QPANEL + j) * 4 + c % 4] = v;
+            m->psums[((size_t)p * ng + c / G) * QPANEL + j] += v;
+        }
+        for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
+    }
+}
+
+size_t qmatrix_bytes(const QMatrix *m) {
+    size_t n = (size_t)m->rows * m->cols;
+    return (m->bits == 8 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float);
+}
+
+void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
+    int K = m->cols, G = m->group, ng = K / G;
+    for (int r = 0; r < nr; r++) {
+        const float *sc = m->scales + (size_t)(r0 + r) * ng;
+        float *o = out + (size_t)r * K;
+        if (m->bits == 8) {
+            const int8_t *q = m->q8 + (size_t)(r0 + r) * K;
+            for (int k = 0; k < K; k++) o[k] = (float)q[k] * sc[k / G];
+        } else {
+            const uint8_t *q = m->q4 + (size_t)(r0 + r) * K / 2;
+            for (int k = 0; k < K; k += 2) {
+                o[k] = (float)((int)(q[k / 2] & 15) - 8) * sc[k / G];
+                o[k + 1] = (float)((int)(q[k / 2] >> 4) - 8) * sc[(k + 1) / G];
+            }
+        }
+    }
+}
+
 void qmatrix_free(QMatrix *m) {
     free(m->q8);
     free(m->q4);
     free(m->scales);
+    free(m->p8);
+    free(m->pscales);
+    free(m->psums);
     memset(m, 0, sizeof *m);
 }
 
+#define QTILE 64 /* weight rows dequantized per sgemm call when M is large */
+
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
-    int N = w->rows, K = w->cols, G = w->group, ng = K / G;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *sc = w->scales + (size_t)n * ng;
-        for (int m = 0; m < M; m++) {
-            const float *xm = x + (size_t)m * K;
-            float acc = 0.0f;
-            for (int g = 0; g < ng; g++) {
-                float d = w->bits == 8 ? kdot_q8_f32(w->q8 + (size_t)n * K + (size_t)g * G, xm + (size_t)g * G, G)
-                                       : kdot_q4_f32(w->q4 + ((size_t)n * K + (size_t)g * G) / 2, xm + (size_t)g * G, G);
-                acc += sc[g] * d;
-            }
-            y[(size_t)m * N + n] = acc;
+    int N = w->rows, K = w->cols, G = w->group;
+    if (M < 8) {
+        /* few activation rows: stream the weights once, dequantized in registers */
+        float *xsplit = NULL;
+        if (w->bits == 4) {
+            xsplit = xmalloc((size_t)M * K * sizeof(float));
+            for (int m = 0; m < M; m++) kx_split(x + (size_t)m * K, K, xsplit + (size_t)m * K);
         }
+        KrowQ8 f8 = krow_q8_fn();
+        KrowQ4 f4 = krow_q4_fn();
+        int ng = K / G;
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n += 4) {
+            const float *sc = w->scales + (size_t)n * ng;
+            int nr = N - n < 4 ? N - n : 4;
+            float out[4];
+            for (int m = 0; m < M; m++) {
+                if (w->bits == 8) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
+                else f4(w->q4 + (size_t)n * K / 2, sc, G, xsplit + (size_t)m * K, K, nr, out);
+                for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r];
+            }
+        }
+        free(xsplit);
+        return;
     }
+    /* many rows: a block of weight rows dequantized into a per-thread tile
+     * (never the whole matrix) is reused by all M rows through sgemm */
+#pragma omp parallel
+    {
+        float *tile = xmalloc((size_t)QTILE * K * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+        for (int n0 = 0; n0 < N; n0 += QTILE) {
+            int nr = N - n0 < QTILE ? N - n0 : QTILE;
+            qmatrix_dequant_rows(w, n0, nr, tile);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, tile, K, 0.0f, y + n0, N);
+        }
+        free(tile);
+    }
+}
+
+void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) {
+    /* dynamic per-token scales with the shared quantizer, as in training */
+    KernelPath p = kernel_path();
+    void (*f)(const float *, int, int8_t *, float *) = p == KERN_AVX512 ? kquant_row_i8_avx512
+                                                       : p == KERN_AVX2 ? kquant_row_i8_avx2
+                                                                        : kquant_row_i8_scalar;
+#pragma omp parallel for schedule(static) if (M > 16)
+    for (int m = 0; m < M; m++) f(x + (size_t)m * K, K, xq + (size_t)m * K, xs + m);
+}
+
+#define W8A8_MBLOCK 64 /* activation rows per work item: their codes stay in L2 across panels */
+
+void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
+    if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
+    int N = w->rows, K = w->cols, P = (N + QPANEL - 1) / QPANEL, pairs = (P + 1) / 2;
+    int mb = (M + W8A8_MBLOCK - 1) / W8A8_MBLOCK;
+    KW8A8 f = kw8a8_fn();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < mb; b++)
+        for (int c = 0; c < pairs; c++) {
+            int m0 = b * W8A8_MBLOCK, mr = M - m0 < W8A8_MBLOCK ? M - m0 : W8A8_MBLOCK;
+            int np = 2 * c + 1 < P ? 2 : 1;
+            f(w, xq + (size_t)m0 * K, xs + m0, mr, 2 * c, np, y + (size_t)m0 * N);
+        }
 }
 
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
     if (w->bits != 8) qat_fail("qgemm_w8a8: weights have %d bits, not 8", w->bits);
-    int N = w->rows, K = w->cols, G = w->group, ng = K / G;
-    /* dynamic per-token activation scales with the shared quantizer, as in training */
-    QuantSpec s = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
-    quant_minmax(&s, x, M, K, xs, NULL);
-    for (int m = 0; m < M; m++)
-        for (int k = 0; k < K; k++)
-            xq[(size_t)m * K + k] = (int8_t)quant_code(x[(size_t)m * K + k], xs[m], 0.0f, -127, 127);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *sc = w->scales + (size_t)n * ng;
-        const int8_t *wn = w->q8 + (size_t)n * K;
-        for (int m = 0; m < M; m++) {
-            const int8_t *xm = xq + (size_t)m * K;
-            float acc = 0.0f;
-            for (int g = 0; g < ng; g++) acc += sc[g] * (float)kdot_i8_i8(xm + (size_t)g * G, wn + (size_t)g * G, G);
-            y[(size_t)m * N + n] = xs[m] * acc;
-        }
-    }
+    kquant_rows_i8(x, M, w->cols, xq, xs);
+    qgemm_w8a8_codes(w, xq, xs, M, y);
 }

@@ -10,7 +10,10 @@
  *   bits 8: int8 codes, row-major;
  *   bits 4: two codes per byte, row-major; the low nibble holds the even
  *           column, the high nibble the odd one; a code q in [-7,7] is stored
- *           as q + 8. */
+ *           as q + 8.
+ * For W8A8 the int8 codes are also kept in panels (qmatrix_pack_w8a8): 16
+ * rows per panel, and for every 4 consecutive columns one 64-byte line
+ * holding 4 bytes per row, the layout vpdpbusd consumes directly. */
 #ifndef QAT_KERNELS_H
 #define QAT_KERNELS_H
 
@@ -22,11 +25,20 @@
 
 typedef enum { KERN_SCALAR, KERN_AVX2, KERN_AVX512 } KernelPath;
 
+#define QPANEL 16 /* rows per W8A8 panel */
+
 typedef struct QMatrix {
     int rows, cols, bits, group;
     int8_t *q8;     /* bits 8 */
     uint8_t *q4;    /* bits 4 */
     float *scales;  /* rows * (cols / group) */
+    /* W8A8 panels: ceil(rows/16) panels of cols/4 lines of 64 bytes (rows past
+     * the end are zero); pscales and psums [panel][group][16], psums = the sum
+     * of the codes of a row over the group (the AVX-512 path offsets
+     * activations by 128 to make them unsigned and subtracts 128 * psum) */
+    int8_t *p8;
+    float *pscales;
+    int32_t *psums;
 } QMatrix;
 
 /* The path in use (CPUID, or QAT_KERNEL when set; an unknown or unsupported
@@ -42,27 +54,52 @@ KernelPath kernel_force(KernelPath p);
  * min-max scales, or with the given scales (rows * cols/group; e.g. learned
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
+/* Adds the W8A8 panels (int8 only; cols and group multiples of 4). */
+void qmatrix_pack_w8a8(QMatrix *m);
+/* Bytes of the stored codes and scales (what export writes). */
+size_t qmatrix_bytes(const QMatrix *m);
+/* The dequantized weights code * scale of rows [r0, r0+nr) into out [nr, cols]. */
+void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out);
 void qmatrix_free(QMatrix *m);
 
-/* ---- primitives (the dispatched path) ---- */
-/* sum_i q[i] * x[i] for int8 codes */
-float kdot_q8_f32(const int8_t *q, const float *x, int n);
-/* the same for packed int4 codes (n even) */
-float kdot_q4_f32(const uint8_t *q4, const float *x, int n);
-/* sum_i a[i] * b[i], exact int32 (codes in [-127, 127]) */
-int32_t kdot_i8_i8(const int8_t *a, const int8_t *b, int n);
+/* ---- row primitives (the dispatched path) ----
+ * For nrows (1..4) consecutive weight rows, out[r] = the sum over columns of
+ * (code * scale of its group) * x: the dequantized weight is formed exactly
+ * as fake quantization forms it, then multiplied by x. Several rows at once
+ * share the loads of x and keep several memory streams in flight.
+ * int8: x in column order. int4: x split, the even columns' values first then
+ * the odd columns' (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that
+ * packed bytes need no shuffles; n and group even. */
+void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
+void kx_split(const float *x, int n, float *x_split);
 
 /* ---- scalar references (always available) ---- */
-float kdot_q8_f32_scalar(const int8_t *q, const float *x, int n);
-float kdot_q4_f32_scalar(const uint8_t *q4, const float *x, int n);
-int32_t kdot_i8_i8_scalar(const int8_t *a, const int8_t *b, int n);
+void krows_q8_f32_scalar(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
+void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
+                         float *out);
+/* W8A8 on panels [p0, p0+np) for M rows of int8 activation codes xq [M, cols]
+ * with per-row scales xs: y[m, n] = xs[m] * sum_g pscale[n,g] * (int32 dot of
+ * the group), rows past w->rows not stored. Every path does the same float
+ * operations in the same order, so all paths give identical results. */
+/* One activation row to int8 codes with its dynamic symmetric scale (the
+ * shared quantizer's min-max scale and rounding, so every path is exact). */
+void kquant_row_i8_scalar(const float *x, int K, int8_t *xq, float *xs);
+void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 /* ---- matrix products, OpenMP over output rows ---- */
-/* Weight-only: y[M, rows] = x[M, cols] @ W^T, weights dequantized in registers. */
+/* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8 runs the row primitives
+ * (weights streamed once, dequantized in registers); larger M dequantizes
+ * blocks of 64 rows into a per-thread tile and multiplies them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
  * (dynamic per token), products accumulate in int32 per weight group, then
- * scale. xq (M*cols int8) and xs (M floats) are scratch from the caller. */
+ * scale. xq (M*cols int8) and xs (M floats) are scratch from the caller; w
+ * must have been packed with qmatrix_pack_w8a8. */
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs);
+/* The activation side of qgemm_w8a8 alone: codes and per-row scales. */
+void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs);
+/* The int8 part of qgemm_w8a8 alone, on activation codes already made. */
+void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y);
 
 #endif

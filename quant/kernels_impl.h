@@ -5,11 +5,16 @@
 
 #include "kernels.h"
 
-float kdot_q8_f32_avx2(const int8_t *q, const float *x, int n);
-float kdot_q4_f32_avx2(const uint8_t *q4, const float *x, int n);
-int32_t kdot_i8_i8_avx2(const int8_t *a, const int8_t *b, int n);
-float kdot_q8_f32_avx512(const int8_t *q, const float *x, int n);
-float kdot_q4_f32_avx512(const uint8_t *q4, const float *x, int n);
-int32_t kdot_i8_i8_avx512(const int8_t *a, const int8_t *b, int n);
+void krows_q8_f32_avx2(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
+void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
+                       float *out);
+void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
+void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
+void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
+                         float *out);
+void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
+
+void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs);
+void kquant_row_i8_avx512(const float *x, int K, int8_t *xq, float *xs);
 
 #endif

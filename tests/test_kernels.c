@@ -5,65 +5,128 @@
 #include <criterion/redirect.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "quant/kernels.h"
 #include "testutil.h"
 
 static const KernelPath PATHS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
 
-static const int LENS[] = {1, 2, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 130, 255, 1000};
-
-Test(kernels, dot_products_match_scalar_on_odd_lengths) {
+/* Row primitives: every path against the scalar reference, per channel on
+ * odd lengths (masked tails) and grouped. */
+Test(kernels, rows_match_scalar_on_odd_lengths) {
     Rng r;
     rng_seed(&r, 1);
-    int8_t a[1024], b[1024];
+    int8_t a[1024];
     uint8_t q4[512];
-    float x[1024];
+    float x[1024], xs[1024], sc[64];
     for (int i = 0; i < 1024; i++) {
         a[i] = (int8_t)((int)rng_below(&r, 255) - 127); /* full symmetric code range, -127..127 */
-        b[i] = (int8_t)((int)rng_below(&r, 255) - 127);
         x[i] = rng_normal(&r);
     }
-    a[3] = 127, b[3] = 127, a[4] = -127, b[4] = -127; /* the extremes */
+    a[3] = 127, a[4] = -127;
     for (int i = 0; i < 512; i++) q4[i] = (uint8_t)((1 + rng_below(&r, 15)) | (1 + rng_below(&r, 15)) << 4);
+    for (int i = 0; i < 64; i++) sc[i] = 0.01f + 0.1f * rng_uniform(&r);
+    struct {
+        int n, group;
+    } cases[] = {{1, 1}, {2, 2}, {7, 7}, {15, 15}, {16, 16}, {17, 17}, {31, 31}, {33, 33}, {64, 64}, {65, 65},
+                 {100, 100}, {130, 130}, {255, 255}, {1000, 1000}, {96, 32}, {128, 16}, {512, 64}, {192, 96}, {1024, 128}};
     int tested = 0;
     for (size_t p = 0; p < 3; p++) {
         if (!kernel_supported(PATHS[p])) continue;
         kernel_force(PATHS[p]);
         tested++;
-        for (size_t k = 0; k < sizeof LENS / sizeof LENS[0]; k++) {
-            int n = LENS[k];
-            cr_assert_eq(kdot_i8_i8(a, b, n), kdot_i8_i8_scalar(a, b, n), "%s i8 n=%d", kernel_path_name(PATHS[p]), n);
-            float ref = kdot_q8_f32_scalar(a, x, n), got = kdot_q8_f32(a, x, n);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            int n = cases[c].n, G = cases[c].group;
             /* float sums in another order: relative to the sum of |terms| */
             float mag = 0;
-            for (int i = 0; i < n; i++) mag += fabsf(a[i] * x[i]);
-            cr_assert(fabsf(got - ref) <= 1e-5f * mag + 1e-6f, "%s q8 n=%d: %g vs %g", kernel_path_name(PATHS[p]), n, got, ref);
-            int n2 = n & ~1;
-            ref = kdot_q4_f32_scalar(q4, x, n2), got = kdot_q4_f32(q4, x, n2);
-            cr_assert(fabsf(got - ref) <= 1e-5f * 8 * mag + 1e-6f, "%s q4 n=%d: %g vs %g", kernel_path_name(PATHS[p]), n2, got, ref);
+            for (int i = 0; i < n; i++) mag += fabsf(a[i] * sc[i / G] * x[i]);
+            /* nrows 1 and 3: the second and third rows start G and 2G codes in */
+            int nr = 3 * n <= 1024 && 3 * (n / G) <= 64 ? 3 : 1;
+            float ref3[3], got3[3];
+            krows_q8_f32_scalar(a, sc, G, x, n, nr, ref3);
+            krows_q8_f32(a, sc, G, x, n, nr, got3);
+            for (int rr = 1; rr < nr; rr++)
+                cr_assert(fabsf(got3[rr] - ref3[rr]) <= 1e-5f * 3 * mag + 1e-5f, "%s q8 row %d n=%d g=%d",
+                          kernel_path_name(PATHS[p]), rr, n, G);
+            float ref = ref3[0], got = got3[0];
+            cr_assert(fabsf(got - ref) <= 1e-5f * mag + 1e-6f, "%s q8 n=%d g=%d: %g vs %g", kernel_path_name(PATHS[p]), n, G,
+                      got, ref);
+            if (n % 2 || G % 2) continue;
+            kx_split(x, n, xs);
+            krows_q4_f32_scalar(q4, sc, G, xs, n, nr, ref3);
+            krows_q4_f32(q4, sc, G, xs, n, nr, got3);
+            for (int rr = 1; rr < nr; rr++)
+                cr_assert(fabsf(got3[rr] - ref3[rr]) <= 1e-5f * 24 * mag + 1e-5f, "%s q4 row %d n=%d g=%d",
+                          kernel_path_name(PATHS[p]), rr, n, G);
+            ref = ref3[0], got = got3[0];
+            cr_assert(fabsf(got - ref) <= 1e-5f * 8 * mag + 1e-6f, "%s q4 n=%d g=%d: %g vs %g", kernel_path_name(PATHS[p]), n,
+                      G, got, ref);
         }
     }
     cr_assert_geq(tested, 1);
     kernel_force(KERN_SCALAR);
 }
 
+/* W8A8 panels: integer accumulation and the same float epilogue everywhere,
+ * so every path must equal the scalar reference exactly; shapes with row
+ * counts that leave partial panels and activation rows that leave partial
+ * tiles. */
+Test(kernels, w8a8_paths_equal_scalar_exactly) {
+    struct {
+        int N, K, G, M;
+    } cases[] = {{37, 96, 96, 5}, {16, 4, 4, 1}, {50, 132, 44, 9}, {33, 256, 32, 70}, {1, 64, 64, 3}};
+    Rng r;
+    rng_seed(&r, 3);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int N = cases[c].N, K = cases[c].K, M = cases[c].M;
+        float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K);
+        float *ref = malloc(sizeof(float) * M * N), *y = malloc(sizeof(float) * M * N), *xs = malloc(sizeof(float) * M);
+        int8_t *xq = malloc((size_t)M * K);
+        for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
+        for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r);
+        w[0] = 1e3f, w[1] = -1e3f, x[0] = -1e3f; /* codes +-127 against -127 */
+        if (M > 1 && K > 5) { /* a row with scale 1 and ties: rounding half to even in every path */
+            float *t = x + (size_t)(M - 1) * K;
+            t[0] = 127.0f, t[1] = 2.5f, t[2] = -3.5f, t[3] = 0.5f, t[4] = -0.5f, t[5] = 126.5f;
+        }
+        QMatrix q;
+        qmatrix_from_float(&q, w, N, K, 8, cases[c].G, NULL);
+        qmatrix_pack_w8a8(&q);
+        for (int m = 0; m < M; m++) kquant_row_i8_scalar(x + (size_t)m * K, K, xq + (size_t)m * K, xs + m);
+        kw8a8_panels_scalar(&q, xq, xs, M, 0, (N + QPANEL - 1) / QPANEL, ref);
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            kernel_force(PATHS[p]);
+            memset(y, 0, sizeof(float) * M * N);
+            qgemm_w8a8(&q, x, M, y, xq, xs);
+            for (int i = 0; i < M * N; i++)
+                cr_assert(y[i] == ref[i], "%s N=%d K=%d G=%d M=%d: y[%d] %.9g vs %.9g", kernel_path_name(PATHS[p]), N, K,
+                          cases[c].G, M, i, y[i], ref[i]);
+        }
+        qmatrix_free(&q);
+        free(w), free(x), free(ref), free(y), free(xs), free(xq);
+    }
+    kernel_force(KERN_SCALAR);
+}
+
 /* Weight-only and W8A8 products against a float computation from the same codes. */
 Test(kernels, qgemm_matches_dequantized_reference) {
-    int N = 37, K = 96, M = 5;
+    int N = 37, K = 96, M = 20; /* rows 0..4 through the row primitives (M < 8), all 20 through the tiles */
     Rng r;
     rng_seed(&r, 2);
-    float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * M * N);
+    float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * (M + 5) * N);
     for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
     for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r);
     int8_t *xq = malloc((size_t)M * K);
-    float xs[5];
+    float xs[20];
     struct {
         int bits, group;
     } cases[] = {{8, 96}, {8, 32}, {4, 32}, {4, 96}};
     for (size_t c = 0; c < 4; c++) {
         QMatrix q;
         qmatrix_from_float(&q, w, N, K, cases[c].bits, cases[c].group, NULL);
+        if (cases[c].bits == 8) qmatrix_pack_w8a8(&q);
         /* the reference: dequantized weights through the shared quantizer, in double */
         QuantSpec s = {.bits = cases[c].bits, .sym = true,
                        .gran = cases[c].group == K ? QG_CHANNEL : QG_GROUP, .group = cases[c].group};
@@ -72,11 +135,12 @@ Test(kernels, qgemm_matches_dequantized_reference) {
         for (size_t p = 0; p < 3; p++) {
             if (!kernel_supported(PATHS[p])) continue;
             kernel_force(PATHS[p]);
-            qgemm_f32(&q, x, M, y);
-            for (int m = 0; m < M; m++)
+            qgemm_f32(&q, x, 5, y);
+            qgemm_f32(&q, x, M, y + 5 * N);
+            for (int m = 0; m < M + 5; m++)
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
-                    for (int k = 0; k < K; k++) ref += (double)x[m * K + k] * wd[n * K + k];
+                    for (int k = 0; k < K; k++) ref += (double)x[(m < 5 ? m : m - 5) * K + k] * wd[n * K + k];
                     cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s int%d g%d y[%d,%d]", kernel_path_name(PATHS[p]),
                                        cases[c].bits, cases[c].group, m, n);
                 }

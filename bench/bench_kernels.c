@@ -1,0 +1,203 @@
+/* bench_kernels.c: speed of the integer kernels against OpenBLAS, in one run.
+ *
+ *   bench_kernels gemv [--max-mib 256] [--repeats 7]
+ *     M = 1 at weight sizes from KiB to past the last-level cache: GB/s of
+ *     weight bytes streamed by sgemv (fp32), int8 (per channel) and int4
+ *     (g32), scales included, beside the
+ *     machine's copy bandwidth measured by a copy loop in the same run.
+ *   bench_kernels gemm [--repeats 5]
+ *     M = 32..1024, K, N = 512..4096: GFLOP/s of sgemm, weight-only int8 and
+ *     int4 (g32) and W8A8 (per-channel, activation quantization included).
+ *
+ * Threads: OMP_NUM_THREADS (2 on the reference machine). Figures are medians;
+ * the last line is JSON. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/kernels.h"
+#include "util/util.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median seconds per call of fn over `repeats` timed batches; each batch
+ * repeats the call until it has run for at least 50 ms. */
+typedef void (*BenchFn)(void *ctx);
+static double time_median(BenchFn fn, void *ctx, int repeats) {
+    fn(ctx); /* warm up */
+    double t[64];
+    if (repeats > 64) repeats = 64;
+    for (int r = 0; r < repeats; r++) {
+        int calls = 0;
+        double t0 = now_seconds(), el;
+        do {
+            fn(ctx);
+            calls++;
+            el = now_seconds() - t0;
+        } while (el < 0.05);
+        t[r] = el / calls;
+    }
+    qsort(t, (size_t)repeats, sizeof(double), cmp_double);
+    return t[repeats / 2];
+}
+
+typedef struct {
+    int M, N, K;
+    const float *w, *x;
+    float *y;
+    const QMatrix *q;
+    int8_t *xq;
+    float *xs;
+    float *src, *dst;
+    size_t n;
+} Ctx;
+
+static void run_copy(void *p) {
+    Ctx *c = p;
+    float *restrict d = c->dst;
+    const float *restrict s = c->src;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < c->n; i++) d[i] = s[i];
+}
+static void run_sgemv(void *p) {
+    Ctx *c = p;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, c->N, c->K, 1.0f, c->w, c->K, c->x, 1, 0.0f, c->y, 1);
+}
+static void run_sgemm(void *p) {
+    Ctx *c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, c->N, c->K, 1.0f, c->x, c->K, c->w, c->K, 0.0f, c->y, c->N);
+}
+static void run_qgemm(void *p) {
+    Ctx *c = p;
+    qgemm_f32(c->q, c->x, c->M, c->y);
+}
+static void run_w8a8(void *p) {
+    Ctx *c = p;
+    qgemm_w8a8(c->q, c->x, c->M, c->y, c->xq, c->xs);
+}
+
+static float *random_floats(size_t n, uint64_t seed, float std) {
+    float *v = xmalloc(n * sizeof(float));
+    Rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) v[i] = std * rng_normal(&r);
+    return v;
+}
+
+static void bench_gemv(int max_mib, int repeats) {
+    /* the copy loop moves 512 MiB each way: far past any cache */
+    Ctx cc = {.n = (size_t)128 << 20};
+    cc.src = xmalloc(cc.n * sizeof(float));
+    cc.dst = xmalloc(cc.n * sizeof(float));
+    memset(cc.src, 1, cc.n * sizeof(float));
+    memset(cc.dst, 0, cc.n * sizeof(float));
+    double tc = time_median(run_copy, &cc, repeats);
+    double copy_gbs = 2.0 * cc.n * sizeof(float) / tc / 1e9; /* read + write, as STREAM counts */
+    free(cc.src), free(cc.dst);
+    printf("kernel path %s, %d threads; copy bandwidth %.1f GB/s (read + write)\n", kernel_path_name(kernel_path()),
+           omp_get_max_threads(), copy_gbs);
+    printf("%6s %6s %9s | %9s %9s %9s | %7s %7s | %12s\n", "N", "K", "int8 MiB", "fp32 GB/s", "int8 GB/s", "int4 GB/s",
+           "int8 %", "int4 %", "int4/int8 r/s");
+    fflush(stdout);
+    static const int dims[] = {64, 256, 1024, 2048, 4096, 8192, 11585, 16384};
+    char json[8192];
+    size_t jl = 0;
+    int first = 1;
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int N = dims[d], K = dims[d] & ~63;
+        if ((double)N * K / (1 << 20) > max_mib * 1.01) break;
+        Ctx c = {.M = 1, .N = N, .K = K};
+        float *w = random_floats((size_t)N * K, 1, 0.02f), *x = random_floats((size_t)K, 2, 1.0f);
+        c.w = w, c.x = x, c.y = xmalloc((size_t)N * sizeof(float));
+        double t32 = time_median(run_sgemv, &c, repeats);
+        QMatrix q8, q4;
+        qmatrix_from_float(&q8, w, N, K, 8, K, NULL); /* the schemes of the reference QAT models */
+        qmatrix_from_float(&q4, w, N, K, 4, 32, NULL);
+        free(w);
+        c.w = NULL;
+        c.q = &q8;
+        double t8 = time_median(run_qgemm, &c, repeats);
+        c.q = &q4;
+        double t4 = time_median(run_qgemm, &c, repeats);
+        double g32 = (double)N * K * 4 / t32 / 1e9, g8 = qmatrix_bytes(&q8) / t8 / 1e9, g4 = qmatrix_bytes(&q4) / t4 / 1e9;
+        printf("%6d %6d %9.2f | %9.1f %9.1f %9.1f | %6.0f%% %6.0f%% | %12.2f\n", N, K, (double)N * K / (1 << 20), g32, g8,
+               g4, 100 * g8 / copy_gbs, 100 * g4 / copy_gbs, t8 / t4);
+        jl += (size_t)snprintf(json + jl, sizeof json - jl,
+                               "%s{\"N\":%d,\"K\":%d,\"fp32_gbs\":%.2f,\"int8_gbs\":%.2f,\"int4_gbs\":%.2f,\"int4_vs_int8_rows\":%.3f}",
+                               first ? "" : ",", N, K, g32, g8, g4, t8 / t4);
+        first = 0;
+        qmatrix_free(&q8), qmatrix_free(&q4);
+        free(x), free(c.y);
+    }
+    printf("{\"bench\":\"gemv\",\"path\":\"%s\",\"threads\":%d,\"copy_gbs\":%.2f,\"rows\":[%s]}\n",
+           kernel_path_name(kernel_path()), omp_get_max_threads(), copy_gbs, json);
+}
+
+static void bench_gemm(int repeats) {
+    static const int Ms[] = {32, 128, 512, 1024};
+    static const int KN[][2] = {{512, 512}, {1024, 1024}, {4096, 1024}, {1024, 4096}, {4096, 4096}};
+    printf("kernel path %s, %d threads; GFLOP/s (2*M*N*K per second)\n", kernel_path_name(kernel_path()), omp_get_max_threads());
+    printf("%5s %5s %5s | %8s %8s %8s %8s | %9s\n", "M", "K", "N", "sgemm", "w8 f32", "w4 f32", "W8A8", "W8A8/sgemm");
+    char json[8192];
+    size_t jl = 0;
+    int first = 1;
+    for (size_t s = 0; s < sizeof KN / sizeof KN[0]; s++) {
+        int K = KN[s][0], N = KN[s][1];
+        float *w = random_floats((size_t)N * K, 3, 0.02f);
+        QMatrix q8, q4;
+        qmatrix_from_float(&q8, w, N, K, 8, K, NULL);
+        qmatrix_pack_w8a8(&q8);
+        qmatrix_from_float(&q4, w, N, K, 4, 32, NULL);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            int M = Ms[mi];
+            Ctx c = {.M = M, .N = N, .K = K, .w = w};
+            float *x = random_floats((size_t)M * K, 4, 1.0f);
+            c.x = x, c.y = xmalloc((size_t)M * N * sizeof(float));
+            c.xq = xmalloc((size_t)M * K), c.xs = xmalloc((size_t)M * sizeof(float));
+            double flop = 2.0 * M * N * K;
+            double ts = time_median(run_sgemm, &c, repeats);
+            c.q = &q8;
+            double t8 = time_median(run_qgemm, &c, repeats);
+            double ta = time_median(run_w8a8, &c, repeats);
+            c.q = &q4;
+            double t4 = time_median(run_qgemm, &c, repeats);
+            printf("%5d %5d %5d | %8.1f %8.1f %8.1f %8.1f | %9.2fx\n", M, K, N, flop / ts / 1e9, flop / t8 / 1e9,
+                   flop / t4 / 1e9, flop / ta / 1e9, ts / ta);
+            fflush(stdout);
+            jl += (size_t)snprintf(json + jl, sizeof json - jl,
+                                   "%s{\"M\":%d,\"K\":%d,\"N\":%d,\"sgemm\":%.1f,\"w8_f32\":%.1f,\"w4_f32\":%.1f,\"w8a8\":%.1f}",
+                                   first ? "" : ",", M, K, N, flop / ts / 1e9, flop / t8 / 1e9, flop / t4 / 1e9, flop / ta / 1e9);
+            first = 0;
+            free(x), free(c.y), free(c.xq), free(c.xs);
+        }
+        qmatrix_free(&q8), qmatrix_free(&q4);
+        free(w);
+    }
+    printf("{\"bench\":\"gemm\",\"path\":\"%s\",\"threads\":%d,\"unit\":\"GFLOP/s\",\"rows\":[%s]}\n",
+           kernel_path_name(kernel_path()), omp_get_max_threads(), json);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm"))) {
+        fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R]\n");
+        return 2;
+    }
+    int max_mib = 256, repeats = strcmp(argv[1], "gemv") ? 5 : 7;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--max-mib")) max_mib = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--repeats")) repeats = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (repeats < 1) repeats = 1;
+    if (!strcmp(argv[1], "gemv")) bench_gemv(max_mib, repeats);
+    else bench_gemm(repeats);
+    return 0;
+}
