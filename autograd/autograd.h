@@ -168,4 +168,12 @@ void par_zero(float *p, size_t n);
 /* Records a node when grad is on and some input requires grad; returns it or NULL. */
 Node *tape_record(Tape *t, const char *op, backward_fn bw, Tensor *out, int nin, Tensor **in);
 
+/* ---- the forward math of some ops on plain arrays (shared with infer/, so
+ * that inference computes exactly what training computes) ---- */
+/* y = LayerNorm over rows of C; mean and rstd (per row) may be NULL. */
+void layernorm_rows(const float *x, const float *w, const float *b, float eps, int R, int C, float *y, float *mean,
+                    float *rstd);
+/* y = GELU (tanh form) of n values. */
+void gelu_rows(const float *x, size_t n, float *y);
+
 #endif

@@ -52,6 +52,25 @@ static void layernorm_backward(Node *n) {
     }
 }
 
+void layernorm_rows(const float *x, const float *w, const float *b, float eps, int R, int C, float *y, float *mean,
+                    float *rstd) {
+#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (size_t)r * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += xr[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *yr = y + (size_t)r * C;
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * w[c] + b[c];
+        if (mean) mean[r] = m;
+        if (rstd) rstd[r] = s;
+    }
+}
+
 Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
     char sx[64], sw[64];
     int C = x->shape[x->ndim - 1];
@@ -66,23 +85,7 @@ Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
     /* rstd is followed by room for xhat, rebuilt in backward for the weight grad */
     bool grad = t->grad_enabled && (x->requires_grad || w->requires_grad || b->requires_grad);
     float *rstd = arena_alloc(&t->arena, ((size_t)R + (grad ? x->numel : 0)) * sizeof(float));
-    const float *px = x->data, *pw = w->data, *pb = b->data;
-    float *py = y->data;
-#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
-    for (int r = 0; r < R; r++) {
-        const float *xr = px + (size_t)r * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += xr[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + eps);
-        float *yr = py + (size_t)r * C;
-        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * pw[c] + pb[c];
-        mean[r] = m;
-        rstd[r] = s;
-    }
+    layernorm_rows(x->data, w->data, b->data, eps, R, C, y->data, mean, rstd);
     Node *n = tape_record(t, "layernorm", layernorm_backward, y, 3, (Tensor *[]){x, w, b});
     if (n) {
         n->overwrite = true;

@@ -180,17 +180,20 @@ static void gelu_backward(Node *n) {
     }
 }
 
+void gelu_rows(const float *x, size_t n, float *y) {
+#pragma omp parallel if (n > PAR_MIN / 4)
+    {
+        size_t lo, hi;
+        thread_range(n, &lo, &hi);
+        gelu_fwd_kernel(y + lo, x + lo, hi - lo);
+    }
+}
+
 Tensor *op_gelu(Tape *t, Tensor *x) {
     char sa[64];
     if (!tensor_is_contiguous(x)) qat_fail("gelu: input %s is not contiguous", tensor_shape_str(x, sa, sizeof sa));
     Tensor *y = tensor_new(t, x->ndim, x->shape);
-    size_t N = x->numel;
-#pragma omp parallel if (N > PAR_MIN / 4)
-    {
-        size_t lo, hi;
-        thread_range(N, &lo, &hi);
-        gelu_fwd_kernel(y->data + lo, x->data + lo, hi - lo);
-    }
+    gelu_rows(x->data, x->numel, y->data);
     Node *n = tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
     if (n) n->overwrite = true;
     return y;

@@ -12,31 +12,9 @@ void linear_init(Linear *l, Params *p, const char *name, int in, int out) {
     l->b = params_add(p, n, 1, (int[]){out});
 }
 
-/* The integer path of a quantized Linear (inference only). */
-static Tensor *linear_int(Tape *t, const Linear *l, Tensor *x) {
-    const QLayer *q = l->q;
-    int K = q->qm->cols, N = q->qm->rows, M = (int)(x->numel / (size_t)K);
-    int shape[TENSOR_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = N;
-    Tensor *y = tensor_new(t, x->ndim, shape);
-    if (q->w8a8) {
-        int8_t *xq = arena_alloc(&t->arena, (size_t)M * K);
-        float *xs = arena_alloc(&t->arena, (size_t)M * sizeof(float));
-        qgemm_w8a8(q->qm, x->data, M, y->data, xq, xs);
-    } else {
-        qgemm_f32(q->qm, x->data, M, y->data);
-    }
-    if (l->b)
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) y->data[(size_t)m * N + n] += l->b->data[n];
-    return y;
-}
-
 Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) {
     QLayer *q = l->q;
     if (!q) return op_linear(t, x, l->w, l->b);
-    if (q->qm && !t->grad_enabled) return linear_int(t, l, x);
     if (q->a_bits) {
         if (q->a_dynamic)
             x = op_fake_quant(t, x, &q->a, EST_STE, NULL, NULL);

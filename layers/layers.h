@@ -22,10 +22,6 @@ typedef struct QLayer {
     Tensor *a_scale, *a_zp; /* static: calibrated, then frozen or learned */
     Observer obs;
     QMode mode; /* QMODE_CALIBRATE: observe the input and leave it float */
-    /* integer weights for inference (gpt_quant_to_int): used instead of fake
-     * quantization when the tape records no gradients */
-    QMatrix *qm;
-    bool w8a8; /* int8 activations per token: the int8 x int8 kernel */
 } QLayer;
 
 typedef struct Linear {
@@ -87,12 +83,12 @@ void gpt_quant_set_mode(GPT *g, QMode mode);
 /* Static activation scales from the observers; then fake quantization of
  * activations starts (QMODE_QUANT). */
 void gpt_quant_freeze(GPT *g);
-/* Real integer weights for every quantized layer, from the same scales as
- * fake quantization; from then on no-grad forwards run the integer kernels.
- * Fails naming the layer for specs the kernels do not cover (they take
- * symmetric int8 or int4 weights per channel or group, and float or dynamic
- * per-token int8 activations). */
-void gpt_quant_to_int(GPT *g);
+/* Real integer weights of one quantized layer, from the same scales as fake
+ * quantization (packed for W8A8 when its activations are int8). Fails naming
+ * the layer for specs the kernels do not cover (they take symmetric int8 or
+ * int4 weights per channel or group, and float or dynamic per-token int8
+ * activations). */
+void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out);
 /* True if some layer has static (observed) activation scales. */
 bool gpt_quant_needs_calibration(const GPT *g);
 /* normal(0, 0.02) for 2-d weights, residual projections scaled by

@@ -184,31 +184,23 @@ void gpt_quant_freeze(GPT *g) {
     }
 }
 
-void gpt_quant_to_int(GPT *g) {
-    for (int i = 0; i < g->n_q; i++) {
-        QLayer *q = &g->qlayers[i];
-        Linear *l = owner(g, q);
-        int rows = l->w->shape[0], cols = l->w->shape[1];
-        if ((q->w.bits != 8 && q->w.bits != 4) || !q->w.sym || q->w.gran == QG_TENSOR)
-            qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric int8 or int4, per channel or group)",
-                     q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric",
-                     q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
-        if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits == 8))
-            qat_fail("%s: no integer kernel for int%d %s activations with int%d weights (kernels: W8A8 per token)",
-                     q->name, q->a_bits, q->a_dynamic ? "per-token" : "static", q->w.bits);
-        int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
-        q->qm = xcalloc(1, sizeof *q->qm);
-        qmatrix_from_float(q->qm, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
-        q->w8a8 = q->a_bits == 8;
-        if (q->w8a8) qmatrix_pack_w8a8(q->qm);
-    }
+void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
+    const Linear *l = owner(g, q);
+    int rows = l->w->shape[0], cols = l->w->shape[1];
+    if ((q->w.bits != 8 && q->w.bits != 4) || !q->w.sym || q->w.gran == QG_TENSOR)
+        qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric int8 or int4, per channel or group)",
+                 q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
+    if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits == 8))
+        qat_fail("%s: no integer kernel for int%d %s activations with int%d weights (kernels: W8A8 per token)", q->name,
+                 q->a_bits, q->a_dynamic ? "per-token" : "static", q->w.bits);
+    int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
+    qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
+    if (q->a_bits == 8) qmatrix_pack_w8a8(out);
 }
 
 void gpt_quant_free(GPT *g) {
     for (int i = 0; i < g->n_q; i++) {
         observer_free(&g->qlayers[i].obs);
-        if (g->qlayers[i].qm) qmatrix_free(g->qlayers[i].qm);
-        free(g->qlayers[i].qm);
     }
     free(g->qlayers);
     g->qlayers = NULL;

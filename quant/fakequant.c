@@ -86,8 +86,6 @@ Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits) {
         qat_fail("fake_quant_kv: expected a contiguous qkv [B,T,3C], got %s", tensor_shape_str(qkv, sx, sizeof sx));
     int C3 = qkv->shape[2], C = C3 / 3, hs = C / n_head;
     size_t rows = qkv->numel / (size_t)C3;
-    QuantSpec s = {.bits = bits, .sym = true, .gran = QG_TENSOR};
-    int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
     Tensor *y = tensor_new(t, 3, qkv->shape);
     const float *px = qkv->data;
     float *py = y->data;
@@ -96,14 +94,7 @@ Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits) {
         const float *xr = px + r * C3;
         float *yr = py + r * C3;
         memcpy(yr, xr, (size_t)C * sizeof(float)); /* queries stay float */
-        for (int g = n_head; g < 3 * n_head; g++) { /* one scale per token and head, for K then V */
-            const float *xg = xr + g * hs;
-            float amax = 0.0f;
-            for (int j = 0; j < hs; j++) amax = fmaxf(amax, fabsf(xg[j]));
-            float sc;
-            quant_params_from_range(&s, -amax, amax, &sc, NULL);
-            for (int j = 0; j < hs; j++) yr[g * hs + j] = quant_dequant(quant_code(xg[j], sc, 0.0f, qmin, qmax), sc, 0.0f);
-        }
+        quant_fake_groups(xr + C, 2 * n_head, hs, bits, yr + C); /* one scale per token and head, for K then V */
     }
     tape_record(t, "fake_quant_kv", fq_kv_backward, y, 1, (Tensor *[]){qkv});
     return y;

@@ -53,3 +53,17 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
         for (size_t i = k * per; i < (k + 1) * per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
     }
 }
+
+void quant_fake_groups(const float *x, int n_groups, int gsize, int bits, float *out) {
+    QuantSpec s = {.bits = bits, .sym = true, .gran = QG_TENSOR};
+    int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
+    for (int g = 0; g < n_groups; g++) {
+        const float *xg = x + (size_t)g * gsize;
+        float *yg = out + (size_t)g * gsize;
+        float amax = 0.0f;
+        for (int j = 0; j < gsize; j++) amax = fmaxf(amax, fabsf(xg[j]));
+        float sc;
+        quant_params_from_range(&s, -amax, amax, &sc, NULL);
+        for (int j = 0; j < gsize; j++) yg[j] = quant_dequant(quant_code(xg[j], sc, 0.0f, qmin, qmax), sc, 0.0f);
+    }
+}

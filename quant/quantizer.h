@@ -59,6 +59,11 @@ static inline int quant_code(float x, float scale, float zp, int qmin, int qmax)
 }
 static inline float quant_dequant(int q, float scale, float zp) { return ((float)q - zp) * scale; }
 
+/* Symmetric fake quantization of n_groups consecutive groups of gsize values,
+ * each with its own min-max scale (keys and values per token and head); out
+ * may be x. */
+void quant_fake_groups(const float *x, int n_groups, int gsize, int bits, float *out);
+
 /* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0). */
 void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
                 float *out);

@@ -1,8 +1,10 @@
-/* test_agreement.c: the integer model gives what training promised. A small
- * model is fine-tuned under int8 per-channel, int4 g16 (LSQ) and W8A8 fake
- * quantization; its integer weights on the integer kernels (every path this
- * CPU has) must reproduce the fake-quant validation loss within 1e-3 and the
- * logits within 1e-3 of their largest magnitude. */
+/* test_agreement.c: the deployed integer model gives what training promised.
+ * A small model is fine-tuned under int8 per-channel, int4 g16 and g32 (LSQ),
+ * int4 per-channel and W8A8 (with int8 keys and values) fake quantization,
+ * then exported; the exported file on the integer kernels (every path this
+ * CPU has; windows in one forward and token by token over the KV cache) must
+ * reproduce the fake-quant validation loss within 1e-3 and the logits within
+ * 1e-3 of their largest magnitude. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -53,7 +55,15 @@ static void check_scheme(const char *name, const char *quant_yaml) {
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", out);
     float fake = eval_checkpoint(ckpt, NULL, false).val_loss;
 
-    /* logits of one batch both ways */
+    /* the deployable file: export, then everything below runs from it */
+    char model[1200];
+    snprintf(model, sizeof model, "%s/model.h5", out);
+    ExportReport er = export_checkpoint(ckpt, model);
+    cr_assert_gt(er.quant_layers, 0);
+    InferModel m;
+    infer_load(&m, model);
+
+    /* logits of two windows both ways */
     GPT g;
     Config cc;
     Vocab v;
@@ -65,26 +75,38 @@ static void check_scheme(const char *name, const char *quant_yaml) {
     tape_set_grad(&t, false);
     Tensor *lf = gpt_forward(&g, &t, idx, 2, 16);
     size_t n = lf->numel;
-    float *ref = malloc(n * sizeof(float));
-    memcpy(ref, lf->data, n * sizeof(float));
     float mag = 0;
-    for (size_t i = 0; i < n; i++) mag = fmaxf(mag, fabsf(ref[i]));
-    gpt_quant_to_int(&g);
+    for (size_t i = 0; i < n; i++) mag = fmaxf(mag, fabsf(lf->data[i]));
     const KernelPath paths[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
+    InferState s;
+    infer_state_init(&s, &m, 16);
     for (int p = 0; p < 3; p++) {
         const char *pn = kernel_path_name(paths[p]);
         if (!kernel_supported(paths[p])) continue;
         kernel_force(paths[p]);
-        tape_reset(&t);
-        Tensor *li = gpt_forward(&g, &t, idx, 2, 16);
         float worst = 0;
-        for (size_t i = 0; i < n; i++) worst = fmaxf(worst, fabsf(li->data[i] - ref[i]));
+        for (int w = 0; w < 2; w++) {
+            s.pos = 0;
+            /* the first window in one forward (M = 16); the second token by token over the KV cache (M = 1) */
+            const float *li = NULL;
+            for (int k = 0; k < (w ? 16 : 1); k++) {
+                li = infer_forward(&m, &s, idx + 16 * w + (w ? k : 0), w ? 1 : 16);
+                int rows = w ? 1 : 16;
+                for (int r = 0; r < rows; r++)
+                    for (int j = 0; j < v.size; j++) {
+                        size_t at = ((size_t)16 * w + (w ? k : r)) * v.size + j;
+                        worst = fmaxf(worst, fabsf(li[(size_t)r * v.size + j] - lf->data[at]));
+                    }
+            }
+        }
         cr_assert_leq(worst, 1e-3f * mag, "%s %s: logits differ by %g (max |logit| %g)", name, pn, worst, mag);
-        float integer = eval_checkpoint(ckpt, NULL, true).val_loss;
-        cr_assert_float_eq(integer, fake, 1e-3, "%s %s: integer val loss %.6f vs fake-quant %.6f", name, pn, integer, fake);
+        float integer = eval_checkpoint(model, NULL, false).val_loss;
+        cr_assert_float_eq(integer, fake, 1e-3, "%s %s: exported model's val loss %.6f vs fake-quant %.6f", name, pn,
+                           integer, fake);
     }
     kernel_force(KERN_SCALAR);
-    free(ref);
+    infer_state_free(&s);
+    infer_free(&m);
     tape_free(&t);
     gpt_free(&g);
 }
@@ -93,7 +115,10 @@ Test(agreement, int8_per_channel) { check_scheme("int8", "weight: {bits: 8, gran
 Test(agreement, int4_g16_lsq) {
     check_scheme("int4g16", "weight: {bits: 4, granularity: group, group_size: 16}, estimator: lsq");
 }
+Test(agreement, int4_g32_lsq) {
+    check_scheme("int4g32", "weight: {bits: 4, granularity: group, group_size: 32}, estimator: lsq");
+}
 Test(agreement, int4_per_channel) { check_scheme("int4ch", "weight: {bits: 4, granularity: channel}, estimator: ste"); }
 Test(agreement, w8a8_per_token) {
-    check_scheme("w8a8", "weight: {bits: 8, granularity: channel}, activation: {bits: 8, granularity: token}, estimator: ste");
+    check_scheme("w8a8", "weight: {bits: 8, granularity: channel}, activation: {bits: 8, granularity: token}, estimator: ste, kv: {bits: 8}");
 }

@@ -16,10 +16,12 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
-            "  eval CHECKPOINT [--data FILE] [--json] [--int]\n"
-            "                          validation loss of a checkpoint\n"
-            "  sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
-            "                          generate text\n"
+            "  eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
+            "                          validation loss of a checkpoint or an exported model\n"
+            "  sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "                          generate text (KV cache; integer kernels for quantized layers)\n"
+            "  export CHECKPOINT -o MODEL.h5 [--json]\n"
+            "                          a QAT or PTQ checkpoint as a deployable integer model\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
@@ -35,17 +37,27 @@ static const char *HELP_TRAIN =
     "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n"
     "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
 static const char *HELP_EVAL =
-    "usage: qat eval CHECKPOINT [--data FILE] [--json]\n"
+    "usage: qat eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
     "  Mean loss over the fixed, seeded validation batches (train.eval_batches of\n"
     "  train.batch_size windows). Without --data: the validation split of the\n"
     "  training corpus, as during training. With --data FILE: windows of all of FILE.\n"
     "  --json      print one JSON object: val_loss, batches, batch_size, block_size, tokens\n"
     "  --int       run a QAT checkpoint's quantized layers on real integer weights and the\n"
-    "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n";
+    "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n"
+    "  An exported MODEL.h5 (qat export) always runs on the integer kernels.\n";
 static const char *HELP_SAMPLE =
-    "usage: qat sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+    "usage: qat sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"
-    "  keeping the K most likely tokens (default 0 = all), seeded with S (default 1337).\n";
+    "  keeping the K most likely tokens (default 0 = all), seeded with S (default 1337).\n"
+    "  Runs on the inference engine with a KV cache; quantized layers (of a QAT checkpoint\n"
+    "  or an exported model) on the integer kernels.\n";
+static const char *HELP_EXPORT =
+    "usage: qat export CHECKPOINT -o MODEL.h5 [--json]\n"
+    "  Writes a QAT or PTQ checkpoint as a deployable model: quantized weights as int8\n"
+    "  or packed int4 codes with their scales, float tensors as float, config and vocab,\n"
+    "  a CRC-32 per dataset (docs/checkpoint-format.md). Prints the file size against\n"
+    "  the ideal size of the quantized part (bits per weight plus scales).\n"
+    "  --json      print one JSON object with the sizes\n";
 
 static bool wants_help(int argc, char **argv) {
     for (int i = 2; i < argc; i++)
@@ -124,11 +136,13 @@ static int cmd_eval(int argc, char **argv) {
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
     EvalResult r = eval_checkpoint(ckpt, data, int_kernels);
     if (json)
-        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld}\n",
-               r.val_loss, r.batches, r.batch_size, r.block_size, (long)r.batches * r.batch_size * r.block_size);
+        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld,\"kernels\":\"%s\"}\n",
+               r.val_loss, r.batches, r.batch_size, r.block_size, (long)r.batches * r.batch_size * r.block_size,
+               r.integer ? kernel_path_name(kernel_path()) : "float");
     else
-        printf("val_loss %.4f (%d batches of %d x %d tokens from %s)\n", r.val_loss, r.batches, r.batch_size,
-               r.block_size, data ? data : "the validation split");
+        printf("val_loss %.4f (%d batches of %d x %d tokens from %s%s%s)\n", r.val_loss, r.batches, r.batch_size,
+               r.block_size, data ? data : "the validation split", r.integer ? ", integer kernels " : "",
+               r.integer ? kernel_path_name(kernel_path()) : "");
     return 0;
 }
 
@@ -156,13 +170,45 @@ static int cmd_sample(int argc, char **argv) {
             qat_fail("sample: more than one checkpoint given");
     }
     if (!ckpt) qat_fail("sample: missing CHECKPOINT (see qat sample --help)");
-    GPT g;
+    InferModel m;
     Config cfg;
-    Vocab v;
-    model_load(ckpt, &g, &cfg, &v);
+    model_load_infer(ckpt, &m, &cfg);
     apply_threads(&cfg);
-    sample_text(&g, &v, &o, stdout);
-    gpt_free(&g);
+    sample_text(&m, &o, stdout);
+    infer_free(&m);
+    return 0;
+}
+
+static int cmd_export(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_EXPORT, stdout), 0;
+    const char *ckpt = NULL, *out = NULL;
+    bool json = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-o"))
+            out = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--json"))
+            json = true;
+        else if (argv[i][0] == '-')
+            qat_fail("export: unknown option '%s' (see qat export --help)", argv[i]);
+        else if (!ckpt)
+            ckpt = argv[i];
+        else
+            qat_fail("export: more than one checkpoint given");
+    }
+    if (!ckpt) qat_fail("export: missing CHECKPOINT (see qat export --help)");
+    if (!out) qat_fail("export: missing -o MODEL.h5 (see qat export --help)");
+    ExportReport r = export_checkpoint(ckpt, out);
+    /* everything in the file that is not float payload counts against the quantized part */
+    double over = ((double)r.file_bytes - (double)r.float_bytes) / (double)r.quant_ideal_bytes - 1.0;
+    if (json)
+        printf("{\"file_bytes\":%zu,\"float_bytes\":%zu,\"quant_layers\":%d,\"quant_weights\":%zu,"
+               "\"quant_bytes\":%zu,\"quant_ideal_bytes\":%zu,\"quant_overhead\":%.4f}\n",
+               r.file_bytes, r.float_bytes, r.quant_layers, r.quant_weights, r.quant_bytes, r.quant_ideal_bytes, over);
+    else
+        printf("%s: %zu bytes; float tensors %zu bytes; %d quantized layers, %zu weights: codes and scales %zu bytes, "
+               "ideal %zu; file minus float payload is %+.1f%% of ideal\n",
+               out, r.file_bytes, r.float_bytes, r.quant_layers, r.quant_weights, r.quant_bytes, r.quant_ideal_bytes,
+               100.0 * over);
     return 0;
 }
 
@@ -203,6 +249,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
+    if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "config-keys")) return config_print_keys(stdout), 0;
     fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", cmd);
     return QAT_EXIT_BADINPUT;

@@ -1,6 +1,5 @@
-/* sample.c: autoregressive sampling with temperature and top-k. Each new token
- * reruns the float forward over the last block_size tokens (no KV cache here;
- * the integer inference path has one). */
+/* sample.c: autoregressive sampling with temperature and top-k over the
+ * inference engine's KV cache. */
 #include "sample.h"
 
 #include <math.h>
@@ -47,7 +46,8 @@ static int pick(const float *logits, int V, float temp, int top_k, Rng *rng, flo
     return 0;
 }
 
-void sample_text(GPT *g, const Vocab *v, const SampleOptions *o, FILE *out) {
+void sample_text(const InferModel *m, const SampleOptions *o, FILE *out) {
+    const Vocab *v = &m->vocab;
     const char *prompt = o->prompt && *o->prompt ? o->prompt : NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
     int32_t *ctx = xmalloc((plen + (size_t)o->tokens + 1) * sizeof(int32_t));
@@ -63,21 +63,25 @@ void sample_text(GPT *g, const Vocab *v, const SampleOptions *o, FILE *out) {
     }
     Rng rng;
     rng_seed(&rng, o->seed);
-    Tape t;
-    tape_init(&t, 8u << 20);
-    tape_set_grad(&t, false);
-    int V = g->cfg.vocab_size, bs = g->cfg.block_size;
+    int V = m->cfg.vocab_size, bs = m->cfg.block_size;
+    InferState s;
+    infer_state_init(&s, m, bs);
     float *probs = xmalloc((size_t)V * sizeof(float));
+    size_t done = 0; /* tokens of ctx already in the cache */
     for (int k = 0; k < o->tokens; k++) {
-        int Tn = n < (size_t)bs ? (int)n : bs;
-        tape_reset(&t);
-        Tensor *logits = gpt_forward(g, &t, ctx + n - Tn, 1, Tn);
-        int id = pick(logits->data + (size_t)(Tn - 1) * V, V, o->temperature, o->top_k, &rng, probs);
+        if (n - done + (size_t)s.pos > (size_t)bs) { /* full: restart from the newest half */
+            size_t keep = n < (size_t)bs / 2 ? n : (size_t)bs / 2;
+            s.pos = 0;
+            done = n - keep;
+        }
+        const float *lg = infer_forward(m, &s, ctx + done, (int)(n - done));
+        int id = pick(lg + (size_t)(n - done - 1) * V, V, o->temperature, o->top_k, &rng, probs);
+        done = n;
         ctx[n++] = id;
         fputc(v->chars[id], out);
     }
     fputc('\n', out);
     free(probs);
-    tape_free(&t);
+    infer_state_free(&s);
     free(ctx);
 }

@@ -1,11 +1,11 @@
-/* sample.h: text generation from a float checkpoint (qat sample). */
+/* sample.h: text generation (qat sample) on the inference engine with its KV cache. */
 #ifndef QAT_SAMPLE_H
 #define QAT_SAMPLE_H
 
 #include <stdio.h>
 
-#include "layers/layers.h"
 #include "data/data.h"
+#include "infer/infer.h"
 
 typedef struct SampleOptions {
     const char *prompt; /* NULL or "" starts from a newline (or the first vocab entry) */
@@ -15,7 +15,10 @@ typedef struct SampleOptions {
     uint64_t seed;
 } SampleOptions;
 
-/* Writes the prompt and the generated text to out. */
-void sample_text(GPT *g, const Vocab *v, const SampleOptions *o, FILE *out);
+/* Writes the prompt and the generated text to out. The prompt is one
+ * forward; each new token one more over the KV cache. When the context
+ * reaches block_size, the newest half is kept and run again (positions are
+ * learned embeddings, so a cache cannot simply slide). */
+void sample_text(const InferModel *m, const SampleOptions *o, FILE *out);
 
 #endif

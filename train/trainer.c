@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -51,14 +52,66 @@ void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_params(path, g, false);
 }
 
-EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels) {
+void model_load_infer(const char *path, InferModel *m, Config *cfg) {
+    if (infer_is_model_file(path)) {
+        infer_load(m, path);
+        char origin[CONFIG_PATH_MAX + 16];
+        snprintf(origin, sizeof origin, "%s:config", path);
+        config_defaults(cfg);
+        config_load_string(cfg, m->config_yaml, origin);
+        return;
+    }
+    GPT g;
+    Vocab v;
+    model_load(path, &g, cfg, &v);
+    char *yaml = config_to_yaml(cfg);
+    infer_from_gpt(m, &g, &v, yaml);
+    free(yaml);
+    gpt_free(&g);
+}
+
+ExportReport export_checkpoint(const char *ckpt, const char *out) {
+    if (infer_is_model_file(ckpt)) qat_fail("%s: already an exported model; export takes a training (QAT or PTQ) checkpoint", ckpt);
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
+        qat_fail("%s: -o names the checkpoint itself; choose another file", out);
     GPT g;
     Config cfg;
     Vocab v;
-    model_load(path, &g, &cfg, &v);
-    if (int_kernels) {
-        if (g.n_q == 0) qat_fail("%s: --int needs a quantized (QAT) checkpoint; this one is float", path);
-        gpt_quant_to_int(&g);
+    long step = 0;
+    model_load(ckpt, &g, &cfg, &v);
+    ckpt_load_meta(ckpt, &cfg, &v, &step);
+    if (g.n_q == 0)
+        qat_fail("%s: a float checkpoint (no quantized layers): export takes a QAT or PTQ checkpoint", ckpt);
+    char *yaml = config_to_yaml(&cfg);
+    InferModel m;
+    infer_from_gpt(&m, &g, &v, yaml);
+    free(yaml);
+    gpt_free(&g);
+    infer_save(&m, out, ckpt, step);
+    ExportReport r = {.quant_layers = m.n_q, .quant_bytes = infer_quant_bytes(&m),
+                      .quant_ideal_bytes = infer_quant_ideal_bytes(&m), .float_bytes = infer_float_bytes(&m)};
+    FILE *f = xfopen(out, "rb");
+    fseek(f, 0, SEEK_END);
+    r.file_bytes = (size_t)ftell(f);
+    fclose(f);
+    for (int i = 0; i < m.n_q; i++) r.quant_weights += (size_t)m.qm[i].rows * m.qm[i].cols;
+    infer_free(&m);
+    return r;
+}
+
+EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels) {
+    Config cfg;
+    InferModel m;
+    GPT g;
+    Vocab v;
+    bool infer = int_kernels || infer_is_model_file(path);
+    if (infer) {
+        model_load_infer(path, &m, &cfg);
+        if (m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
+        v = m.vocab;
+    } else {
+        model_load(path, &g, &cfg, &v);
     }
     apply_threads(&cfg);
     const int B = cfg.train.batch_size, T = cfg.model.block_size;
@@ -78,13 +131,18 @@ EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels)
         tok = ds.tokens + ds.n_train;
         n = ds.n - ds.n_train;
     }
-    Tape t;
-    tape_init(&t, 16u << 20);
-    EvalResult r = {.val_loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg)),
-                    .batches = cfg.train.eval_batches, .batch_size = B, .block_size = T};
-    tape_free(&t);
+    EvalResult r = {.batches = cfg.train.eval_batches, .batch_size = B, .block_size = T, .integer = infer};
+    if (infer) {
+        r.val_loss = infer_eval_loss(&m, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+        infer_free(&m);
+    } else {
+        Tape t;
+        tape_init(&t, 16u << 20);
+        r.val_loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+        tape_free(&t);
+        gpt_free(&g);
+    }
     dataset_free(&ds);
-    gpt_free(&g);
     return r;
 }
 

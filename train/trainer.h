@@ -4,6 +4,7 @@
 #define QAT_TRAINER_H
 
 #include "data/data.h"
+#include "infer/infer.h"
 #include "layers/layers.h"
 #include "train/config.h"
 
@@ -26,14 +27,29 @@ uint64_t eval_seed(const Config *cfg);
 /* Builds the model a checkpoint describes and loads its weights. */
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
 
+/* The inference model of a deployable file, or of a training checkpoint
+ * (float layers stay float, quantized ones become integer weights), and the
+ * run config stored with it. */
+void model_load_infer(const char *path, InferModel *m, Config *cfg);
+
+typedef struct ExportReport {
+    int quant_layers;
+    size_t quant_weights, quant_bytes, quant_ideal_bytes, float_bytes, file_bytes;
+} ExportReport;
+/* qat export: a QAT or PTQ checkpoint to a deployable file (never over the
+ * checkpoint itself). */
+ExportReport export_checkpoint(const char *ckpt, const char *out);
+
 typedef struct EvalResult {
     float val_loss;
     int batches, batch_size, block_size;
+    bool integer; /* run on the inference engine and the integer kernels */
 } EvalResult;
 /* Loss of a checkpoint over its fixed validation batches: from the validation
  * split of its training corpus (data = NULL, as during training), or from
- * windows of all of data. With int_kernels, a QAT checkpoint's quantized
- * layers run on real integer weights and the integer kernels. */
+ * windows of all of data. A deployable file, or a training checkpoint with
+ * int_kernels, runs on the inference engine (quantized layers on the integer
+ * kernels); otherwise the training forward (fake quantization). */
 EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels);
 
 /* Threads from the config (0 keeps OMP_NUM_THREADS / all cores). */

@@ -24,12 +24,26 @@ void h5_write_u64(hid_t loc, const char *name, size_t n, const uint64_t *data);
 void h5_attr_str(hid_t loc, const char *name, const char *value);
 void h5_attr_i64(hid_t loc, const char *name, int64_t value);
 
+/* An n-d dataset of any native type with a "crc32" attribute: the CRC-32 of
+ * its raw bytes (little-endian, row-major), checked by h5_read_checked. */
+void h5_write_checked(hid_t loc, const char *name, hid_t type, int ndim, const int *shape, const void *data);
+/* Attributes on the object (group or dataset) at path obj under loc. */
+void h5_obj_attr_i64(hid_t loc, const char *obj, const char *name, int64_t value);
+void h5_obj_attr_str(hid_t loc, const char *obj, const char *name, const char *value);
+
 /* Opens for reading or fails: "PATH: not a readable HDF5 file ...". */
 hid_t h5in_open(const char *path);
 void h5in_close(hid_t f);
 bool h5_exists(hid_t loc, const char *name);
 /* Reads a float32 dataset whose shape must equal shape[ndim]. */
 void h5_read_f32(hid_t f, const char *file, const char *name, int ndim, const int *shape, float *out);
+/* Reads a dataset written by h5_write_checked: type class and size, shape
+ * (must equal shape[ndim]) and checksum are verified, each failure one line
+ * naming the file and the tensor. */
+void h5_read_checked(hid_t f, const char *file, const char *name, hid_t type, int ndim, const int *shape, void *out);
+/* Integer or string attribute of the object at path obj (fails naming it). */
+int64_t h5_read_obj_attr_i64(hid_t f, const char *file, const char *obj, const char *name);
+char *h5_read_obj_attr_str(hid_t f, const char *file, const char *obj, const char *name);
 /* Reads a 1-d dataset of up to cap elements; returns the count. */
 size_t h5_read_u8(hid_t f, const char *file, const char *name, uint8_t *out, size_t cap);
 size_t h5_read_u64(hid_t f, const char *file, const char *name, uint64_t *out, size_t cap);

@@ -66,5 +66,7 @@ int qat_get_threads(void);
 
 /* ---- time ---- */
 double now_seconds(void);
+/* CRC-32 (IEEE, as zlib.crc32) of n bytes, continuing from crc (0 to start). */
+uint32_t crc32_update(uint32_t crc, const void *data, size_t n);
 
 #endif

@@ -1,0 +1,160 @@
+/* format.c: deployable model files (format qat-model, version 1; the schema
+ * is in docs/checkpoint-format.md). Every dataset carries the CRC-32 of its
+ * bytes, checked at load. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "train/config.h"
+#include "util/h5io.h"
+
+static const Linear *linear_of(const GPT *g, const QLayer *q) {
+    if (g->head.q == q) return &g->head;
+    for (int b = 0; b < g->cfg.n_layer; b++) {
+        const Block *bl = &g->blocks[b];
+        const Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
+        for (int k = 0; k < 4; k++)
+            if (ls[k]->q == q) return ls[k];
+    }
+    return NULL;
+}
+
+static const char *act_name(bool w8a8) { return w8a8 ? "int8-per-token" : "float"; }
+
+void infer_save(const InferModel *m, const char *path, const char *source, long step) {
+    H5Out o;
+    h5out_open(&o, path);
+    h5_attr_str(o.f, "format", INFER_FORMAT);
+    h5_attr_i64(o.f, "version", INFER_VERSION);
+    h5_attr_str(o.f, "kind", "int");
+    h5_attr_str(o.f, "config", m->config_yaml);
+    h5_attr_str(o.f, "source", source ? source : "");
+    h5_attr_i64(o.f, "step", step);
+    h5_attr_i64(o.f, "kv_bits", m->kv_bits);
+    h5_write_checked(o.f, "vocab", H5T_NATIVE_UINT8, 1, (int[]){m->vocab.size}, m->vocab.chars);
+    char name[256];
+    for (int i = 0; i < m->n_ft; i++) {
+        const InferTensor *t = &m->ft[i];
+        snprintf(name, sizeof name, "float/%s", t->name);
+        h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, t->ndim, t->shape, t->data);
+    }
+    for (int i = 0; i < m->n_q; i++) {
+        const QMatrix *q = &m->qm[i];
+        snprintf(name, sizeof name, "quant/%s/codes", m->qnames[i]);
+        if (q->bits == 8) {
+            h5_write_checked(o.f, name, H5T_NATIVE_INT8, 2, (int[]){q->rows, q->cols}, q->q8);
+        } else {
+            h5_write_checked(o.f, name, H5T_NATIVE_UINT8, 2, (int[]){q->rows, q->cols / 2}, q->q4);
+            h5_obj_attr_str(o.f, name, "packing", "two codes per byte: low nibble = even column, high nibble = odd column, each stored as code + 8");
+        }
+        snprintf(name, sizeof name, "quant/%s/scales", m->qnames[i]);
+        h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 2, (int[]){q->rows, q->cols / q->group}, q->scales);
+        snprintf(name, sizeof name, "quant/%s", m->qnames[i]);
+        h5_obj_attr_i64(o.f, name, "bits", q->bits);
+        h5_obj_attr_i64(o.f, name, "group_size", q->group);
+        h5_obj_attr_i64(o.f, name, "rows", q->rows);
+        h5_obj_attr_i64(o.f, name, "cols", q->cols);
+        h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
+        h5_obj_attr_str(o.f, name, "scheme", "symmetric");
+        h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i]));
+    }
+    h5out_commit(&o);
+}
+
+bool infer_is_model_file(const char *path) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) return false;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return false;
+    bool yes = false;
+    if (H5Aexists(f, "format") > 0) {
+        char *fmt = h5_read_attr_str(f, path, "format");
+        yes = !strcmp(fmt, INFER_FORMAT);
+        free(fmt);
+    }
+    H5Fclose(f);
+    return yes;
+}
+
+void infer_load(InferModel *m, const char *path) {
+    hid_t f = h5in_open(path);
+    char *fmt = h5_read_attr_str(f, path, "format");
+    if (!strcmp(fmt, "qat-checkpoint"))
+        qat_fail("%s: a training checkpoint, not an exported model (make one with qat export %s -o MODEL.h5)", path, path);
+    if (strcmp(fmt, INFER_FORMAT)) qat_fail("%s: format \"%s\" is not %s", path, fmt, INFER_FORMAT);
+    free(fmt);
+    int64_t ver = h5_read_attr_i64(f, path, "version");
+    if (ver != INFER_VERSION)
+        qat_fail("%s: model format version %lld, this qat reads version %d", path, (long long)ver, INFER_VERSION);
+    char *yaml = h5_read_attr_str(f, path, "config");
+    char origin[CONFIG_PATH_MAX + 16];
+    snprintf(origin, sizeof origin, "%s:config", path);
+    Config cfg;
+    config_defaults(&cfg);
+    config_load_string(&cfg, yaml, origin);
+    config_validate(&cfg, origin);
+    uint8_t chars[256];
+    hid_t vd = H5Dopen2(f, "vocab", H5P_DEFAULT);
+    if (vd < 0) qat_fail("%s: tensor vocab is missing", path);
+    hid_t sp = H5Dget_space(vd);
+    hssize_t nv = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    H5Dclose(vd);
+    if (nv < 1 || nv > 256) qat_fail("%s: tensor vocab has %lld entries (1..256 expected)", path, (long long)nv);
+    h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){(int)nv}, chars);
+    Vocab v;
+    vocab_from_chars(&v, chars, (int)nv);
+    if (!strcmp(cfg.model.vocab, "byte")) v.is_byte = true;
+    GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
+                    .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
+    GPT g;
+    gpt_build(&g, &gc, &cfg.quant, origin);
+    char name[256];
+    for (int i = 0; i < g.params.n; i++) {
+        Tensor *t = g.params.list[i];
+        if (!infer_keeps_float(&g, t)) continue;
+        snprintf(name, sizeof name, "float/%s", t->name);
+        h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, t->ndim, t->shape, t->data);
+    }
+    QMatrix *qm = xcalloc((size_t)(g.n_q ? g.n_q : 1), sizeof(QMatrix));
+    for (int i = 0; i < g.n_q; i++) {
+        const QLayer *q = &g.qlayers[i];
+        const Linear *l = linear_of(&g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
+        snprintf(name, sizeof name, "quant/%s", q->name);
+        int64_t bits = h5_read_obj_attr_i64(f, path, name, "bits"), gs = h5_read_obj_attr_i64(f, path, name, "group_size");
+        if (bits != q->w.bits || gs != group)
+            qat_fail("%s: %s holds int%lld weights in groups of %lld, its config says int%d in groups of %d", path, name,
+                     (long long)bits, (long long)gs, q->w.bits, group);
+        char *act = h5_read_obj_attr_str(f, path, name, "activations");
+        bool w8a8 = q->a_bits == 8;
+        if (strcmp(act, act_name(w8a8)))
+            qat_fail("%s: %s has activations \"%s\", its config says \"%s\"", path, name, act, act_name(w8a8));
+        free(act);
+        QMatrix *o = &qm[i];
+        o->rows = rows, o->cols = cols, o->bits = (int)bits, o->group = group;
+        snprintf(name, sizeof name, "quant/%s/codes", q->name);
+        if (bits == 8) {
+            o->q8 = xmalloc((size_t)rows * cols);
+            h5_read_checked(f, path, name, H5T_NATIVE_INT8, 2, (int[]){rows, cols}, o->q8);
+            for (size_t k = 0; k < (size_t)rows * cols; k++)
+                if (o->q8[k] < -127) qat_fail("%s: %s holds code -128, outside the symmetric range", path, name);
+        } else {
+            o->q4 = xmalloc((size_t)rows * cols / 2);
+            h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
+            for (size_t k = 0; k < (size_t)rows * cols / 2; k++)
+                if ((o->q4[k] & 15) == 0 || (o->q4[k] >> 4) == 0)
+                    qat_fail("%s: %s holds nibble 0 (code -8), outside the symmetric range", path, name);
+        }
+        snprintf(name, sizeof name, "quant/%s/scales", q->name);
+        o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));
+        h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, o->scales);
+        if (w8a8) qmatrix_pack_w8a8(o);
+    }
+    h5in_close(f);
+    infer_build(m, &g, &v, yaml, qm);
+    free(yaml);
+    gpt_free(&g);
+}

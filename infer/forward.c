@@ -1,0 +1,126 @@
+/* forward.c: the transformer forward over a KV cache, and the validation
+ * loss on it. LayerNorm and GELU are the training ops' own forward code, the
+ * Linears the integer kernels (or sgemm/sgemv for float ones). */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "infer.h"
+
+static void linear_apply(const InferLinear *l, const float *x, int M, float *y, InferState *s) {
+    if (l->q) {
+        if (l->w8a8) qgemm_w8a8(l->q, x, M, y, s->xq, s->xs);
+        else qgemm_f32(l->q, x, M, y);
+    } else if (M == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, l->out, l->in, 1.0f, l->w, l->in, x, 1, 0.0f, y, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    }
+    if (l->b)
+        for (int m = 0; m < M; m++)
+            for (int o = 0; o < l->out; o++) y[(size_t)m * l->out + o] += l->b[o];
+}
+
+/* Causal attention of n new queries (positions pos..pos+n-1) over the cached
+ * keys and values 0..pos+n-1 of one layer. */
+static void attention(const InferModel *m, InferState *s, const float *kc, const float *vc, int n, int pos) {
+    int C = m->cfg.n_embd, H = m->cfg.n_head, hs = C / H, T = m->cfg.block_size;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) {
+            float *sc = s->scores + (size_t)omp_get_thread_num() * T;
+            const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
+            int last = pos + i;
+            float mx = -INFINITY;
+            for (int j = 0; j <= last; j++) {
+                const float *k = kc + (size_t)j * C + h * hs;
+                float d = 0.0f;
+                for (int c = 0; c < hs; c++) d += q[c] * k[c];
+                sc[j] = d * scale;
+                mx = fmaxf(mx, sc[j]);
+            }
+            float sum = 0.0f;
+            for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
+            float inv = 1.0f / sum;
+            float *o = s->att + (size_t)i * C + h * hs;
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (int j = 0; j <= last; j++) {
+                const float *v = vc + (size_t)j * C + h * hs;
+                float p = sc[j] * inv;
+                for (int c = 0; c < hs; c++) o[c] += p * v[c];
+            }
+        }
+}
+
+const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n) {
+    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size, H = m->cfg.n_head;
+    int pos = s->pos;
+    if (n < 1 || n > s->cap || pos + n > T)
+        qat_fail("infer: %d tokens at position %d do not fit (at most %d per call, block_size %d)", n, pos, s->cap, T);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V) qat_fail("infer: token id %d is outside the vocabulary of %d", tokens[i], V);
+        const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
+        for (int c = 0; c < C; c++) s->x[(size_t)i * C + c] = te[c] + pe[c];
+    }
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const InferBlock *b = &m->blocks[l];
+        float *kc = s->k + (size_t)l * T * C, *vc = s->v + (size_t)l * T * C;
+        layernorm_rows(s->x, b->ln1_w, b->ln1_b, 1e-5f, n, C, s->xn, NULL, NULL);
+        linear_apply(&b->qkv, s->xn, n, s->qkv, s);
+        for (int i = 0; i < n; i++) {
+            float *r = s->qkv + (size_t)i * 3 * C;
+            /* keys and values quantized per token and head as in training */
+            if (m->kv_bits) quant_fake_groups(r + C, 2 * H, C / H, m->kv_bits, r + C);
+            memcpy(kc + (size_t)(pos + i) * C, r + C, (size_t)C * sizeof(float));
+            memcpy(vc + (size_t)(pos + i) * C, r + 2 * C, (size_t)C * sizeof(float));
+        }
+        attention(m, s, kc, vc, n, pos);
+        linear_apply(&b->proj, s->att, n, s->tmp, s);
+        for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
+        layernorm_rows(s->x, b->ln2_w, b->ln2_b, 1e-5f, n, C, s->xn, NULL, NULL);
+        linear_apply(&b->fc, s->xn, n, s->h, s);
+        gelu_rows(s->h, (size_t)n * 4 * C, s->h);
+        linear_apply(&b->fc_proj, s->h, n, s->tmp, s);
+        for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
+    }
+    layernorm_rows(s->x, m->lnf_w, m->lnf_b, 1e-5f, n, C, s->xn, NULL, NULL);
+    linear_apply(&m->head, s->xn, n, s->logits, s);
+    s->pos = pos + n;
+    return s->logits;
+}
+
+float infer_eval_loss(const InferModel *m, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed) {
+    if (T > m->cfg.block_size) qat_fail("infer: windows of %d tokens exceed block_size %d", T, m->cfg.block_size);
+    int V = m->cfg.vocab_size;
+    Rng rng;
+    rng_seed(&rng, seed);
+    Batch bt;
+    batch_alloc(&bt, B, T);
+    InferState s;
+    infer_state_init(&s, m, T);
+    double total = 0.0;
+    for (int i = 0; i < n_batches; i++) {
+        batch_sample(&bt, tokens, n, &rng);
+        double sum = 0.0;
+        for (int b = 0; b < B; b++) {
+            s.pos = 0;
+            const float *lg = infer_forward(m, &s, bt.x + (size_t)b * T, T);
+            for (int t = 0; t < T; t++) {
+                const float *r = lg + (size_t)t * V;
+                float mx = r[0];
+                for (int j = 1; j < V; j++) mx = fmaxf(mx, r[j]);
+                double e = 0.0;
+                for (int j = 0; j < V; j++) e += exp((double)(r[j] - mx));
+                sum += (double)mx + log(e) - r[bt.y[(size_t)b * T + t]];
+            }
+        }
+        total += sum / ((double)B * T);
+    }
+    infer_state_free(&s);
+    batch_free(&bt);
+    return (float)(total / n_batches);
+}

@@ -1,0 +1,99 @@
+/* infer.h: the inference engine that eval, sample, export and the benchmarks
+ * share. A model here is plain arrays: float tensors in one block, and the
+ * quantized Linears as QMatrix integer weights run by the kernels in
+ * quant/kernels.h. A forward takes n new tokens of one sequence at positions
+ * pos..pos+n-1 and appends their keys and values to a KV cache, so prompts
+ * and evaluation windows go through as M = n matrix products and generation
+ * as M = 1 products over the cache.
+ *
+ * Deployable files ("qat-model" HDF5, written by qat export) hold exactly
+ * this: see docs/checkpoint-format.md. */
+#ifndef QAT_INFER_H
+#define QAT_INFER_H
+
+#include <stdio.h>
+
+#include "data/data.h"
+#include "layers/layers.h"
+#include "quant/kernels.h"
+
+#define INFER_FORMAT "qat-model"
+#define INFER_VERSION 1
+
+typedef struct InferLinear {
+    int in, out;
+    const float *w; /* float weights [out, in], when q is NULL */
+    QMatrix *q;     /* integer weights */
+    bool w8a8;      /* int8 activations per token (the W8A8 kernel) */
+    const float *b; /* bias [out] or NULL */
+} InferLinear;
+
+typedef struct InferBlock {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    InferLinear qkv, proj, fc, fc_proj;
+} InferBlock;
+
+typedef struct InferTensor {
+    char name[64];
+    int ndim, shape[2];
+    float *data; /* inside InferModel.fdata */
+} InferTensor;
+
+typedef struct InferModel {
+    GPTConfig cfg;
+    Vocab vocab;
+    char *config_yaml; /* the source run's config, as stored in its checkpoint */
+    int kv_bits;       /* keys and values fake-quantized as in training (0 = off) */
+    float *wte, *wpe, *lnf_w, *lnf_b;
+    InferBlock *blocks;
+    InferLinear head; /* tied to wte unless quantized */
+    float *fdata;     /* every float tensor */
+    InferTensor *ft;
+    int n_ft;
+    QMatrix *qm; /* integer weights of the quantized Linears, named by qnames */
+    char (*qnames)[64];
+    bool *qw8a8;
+    int n_q;
+} InferModel;
+
+/* Activations and the KV cache of one sequence, for forwards of up to cap
+ * tokens. */
+typedef struct InferState {
+    int cap, pos;
+    float *x, *xn, *qkv, *att, *h, *tmp, *logits;
+    float *k, *v; /* [n_layer, block_size, n_embd] */
+    float *scores; /* per thread [block_size] */
+    int8_t *xq;
+    float *xs;
+} InferState;
+
+/* From a loaded (float, QAT or PTQ) GPT: float tensors are copied; quantized
+ * Linears become integer weights with the scales fake quantization uses.
+ * Fails naming the layer for schemes the kernels do not run. */
+void infer_from_gpt(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml);
+/* Loads a deployable file, verifying format, version, config and every
+ * checksum. */
+void infer_load(InferModel *m, const char *path);
+/* Writes a deployable file (to PATH.tmp, then renamed). source names the
+ * checkpoint it came from (an attribute). */
+void infer_save(const InferModel *m, const char *path, const char *source, long step);
+void infer_free(InferModel *m);
+/* Bytes of the integer weights and scales, and of the float tensors. */
+size_t infer_quant_bytes(const InferModel *m);
+size_t infer_float_bytes(const InferModel *m);
+/* The ideal size of the quantized part: bits/8 per weight plus 4 bytes per scale. */
+size_t infer_quant_ideal_bytes(const InferModel *m);
+
+void infer_state_init(InferState *s, const InferModel *m, int cap);
+void infer_state_free(InferState *s);
+/* Runs tokens[0..n) at positions s->pos.. (s->pos + n <= block_size; n <=
+ * cap), appends to the cache and advances s->pos; returns logits [n, V]. */
+const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n);
+
+/* Mean loss over n_batches windows drawn exactly as eval_loss draws them. */
+float infer_eval_loss(const InferModel *m, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed);
+
+/* True when path is a deployable (qat-model) file. */
+bool infer_is_model_file(const char *path);
+
+#endif

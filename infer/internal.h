@@ -1,0 +1,14 @@
+/* internal.h: shared between the files of infer/ only. */
+#ifndef QAT_INFER_INTERNAL_H
+#define QAT_INFER_INTERNAL_H
+
+#include "infer.h"
+
+/* Whether a parameter of g is stored as a float tensor of the inference model
+ * (not a fake-quant scale, not the weight of a quantized Linear). */
+bool infer_keeps_float(const GPT *g, const Tensor *t);
+/* Fills m from g's float tensors and the integer weights qm (one per
+ * g->qlayers entry; m takes ownership of the array). */
+void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml, QMatrix *qm);
+
+#endif

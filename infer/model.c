@@ -1,0 +1,161 @@
+/* model.c: building an InferModel from a GPT, sizes, and per-sequence state. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The quantized Linear whose weight is t (the tied wte is never one: the
+ * embedding still needs it in float). */
+static bool quantized_weight(const GPT *g, const Tensor *t) {
+    if (t == g->wte) return false;
+    for (int b = 0; b < g->cfg.n_layer; b++) {
+        const Block *bl = &g->blocks[b];
+        const Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
+        for (int k = 0; k < 4; k++)
+            if (ls[k]->q && ls[k]->w == t) return true;
+    }
+    return false;
+}
+
+bool infer_keeps_float(const GPT *g, const Tensor *t) { return !t->quant_state && !quantized_weight(g, t); }
+
+static float *float_of(const InferModel *m, const GPT *g, const Tensor *t) {
+    for (int i = 0, k = 0; i < g->params.n; i++) {
+        const Tensor *p = g->params.list[i];
+        if (!infer_keeps_float(g, p)) continue;
+        if (p == t) return m->ft[k].data;
+        k++;
+    }
+    qat_fail("infer: tensor %s is not kept in float", t->name);
+}
+
+static void wire(InferModel *m, const GPT *g, InferLinear *il, const Linear *l) {
+    il->in = l->w->shape[1];
+    il->out = l->w->shape[0];
+    il->b = l->b ? float_of(m, g, l->b) : NULL;
+    if (l->q) {
+        int i = (int)(l->q - g->qlayers);
+        il->q = &m->qm[i];
+        il->w8a8 = m->qw8a8[i];
+        il->w = NULL;
+    } else {
+        il->q = NULL;
+        il->w8a8 = false;
+        il->w = float_of(m, g, l->w);
+    }
+}
+
+void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml, QMatrix *qm) {
+    memset(m, 0, sizeof *m);
+    m->cfg = g->cfg;
+    m->vocab = *v;
+    m->config_yaml = xstrdup(config_yaml);
+    m->kv_bits = g->cfg.n_layer > 0 ? g->blocks[0].kv_bits : 0;
+    size_t total = 0;
+    for (int i = 0; i < g->params.n; i++)
+        if (infer_keeps_float(g, g->params.list[i])) total += g->params.list[i]->numel, m->n_ft++;
+    m->fdata = xmalloc(total * sizeof(float));
+    m->ft = xcalloc((size_t)m->n_ft, sizeof(InferTensor));
+    size_t off = 0;
+    for (int i = 0, k = 0; i < g->params.n; i++) {
+        const Tensor *p = g->params.list[i];
+        if (!infer_keeps_float(g, p)) continue;
+        InferTensor *t = &m->ft[k++];
+        snprintf(t->name, sizeof t->name, "%s", p->name);
+        t->ndim = p->ndim;
+        t->shape[0] = p->shape[0];
+        t->shape[1] = p->ndim > 1 ? p->shape[1] : 1;
+        t->data = m->fdata + off;
+        memcpy(t->data, p->data, p->numel * sizeof(float));
+        off += p->numel;
+    }
+    m->n_q = g->n_q;
+    m->qm = qm;
+    m->qnames = xcalloc((size_t)(g->n_q ? g->n_q : 1), sizeof *m->qnames);
+    m->qw8a8 = xcalloc((size_t)(g->n_q ? g->n_q : 1), sizeof(bool));
+    for (int i = 0; i < g->n_q; i++) {
+        snprintf(m->qnames[i], sizeof m->qnames[i], "%s", g->qlayers[i].name);
+        m->qw8a8[i] = g->qlayers[i].a_bits == 8;
+    }
+    m->wte = float_of(m, g, g->wte);
+    m->wpe = float_of(m, g, g->wpe);
+    m->lnf_w = float_of(m, g, g->ln_f.w);
+    m->lnf_b = float_of(m, g, g->ln_f.b);
+    m->blocks = xcalloc((size_t)(g->cfg.n_layer ? g->cfg.n_layer : 1), sizeof(InferBlock));
+    for (int b = 0; b < g->cfg.n_layer; b++) {
+        const Block *bl = &g->blocks[b];
+        InferBlock *ib = &m->blocks[b];
+        ib->ln1_w = float_of(m, g, bl->ln1.w), ib->ln1_b = float_of(m, g, bl->ln1.b);
+        ib->ln2_w = float_of(m, g, bl->ln2.w), ib->ln2_b = float_of(m, g, bl->ln2.b);
+        wire(m, g, &ib->qkv, &bl->qkv);
+        wire(m, g, &ib->proj, &bl->proj);
+        wire(m, g, &ib->fc, &bl->fc);
+        wire(m, g, &ib->fc_proj, &bl->fc_proj);
+    }
+    wire(m, g, &m->head, &g->head);
+}
+
+void infer_from_gpt(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml) {
+    QMatrix *qm = xcalloc((size_t)(g->n_q ? g->n_q : 1), sizeof(QMatrix));
+    for (int i = 0; i < g->n_q; i++) qlayer_to_qmatrix((GPT *)g, &g->qlayers[i], &qm[i]);
+    infer_build(m, g, v, config_yaml, qm);
+}
+
+void infer_free(InferModel *m) {
+    for (int i = 0; i < m->n_q; i++) qmatrix_free(&m->qm[i]);
+    free(m->qm);
+    free(m->qnames);
+    free(m->qw8a8);
+    free(m->fdata);
+    free(m->ft);
+    free(m->blocks);
+    free(m->config_yaml);
+    memset(m, 0, sizeof *m);
+}
+
+size_t infer_quant_bytes(const InferModel *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_q; i++) n += qmatrix_bytes(&m->qm[i]);
+    return n;
+}
+
+size_t infer_quant_ideal_bytes(const InferModel *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_q; i++) {
+        const QMatrix *q = &m->qm[i];
+        n += (size_t)q->rows * q->cols * q->bits / 8 + (size_t)q->rows * (q->cols / q->group) * sizeof(float);
+    }
+    return n;
+}
+
+size_t infer_float_bytes(const InferModel *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_ft; i++) n += (size_t)m->ft[i].shape[0] * m->ft[i].shape[1] * sizeof(float);
+    return n;
+}
+
+void infer_state_init(InferState *s, const InferModel *m, int cap) {
+    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size, L = m->cfg.n_layer;
+    memset(s, 0, sizeof *s);
+    s->cap = cap;
+    size_t n = (size_t)cap;
+    s->x = xmalloc(n * C * sizeof(float));
+    s->xn = xmalloc(n * C * sizeof(float));
+    s->qkv = xmalloc(n * 3 * C * sizeof(float));
+    s->att = xmalloc(n * C * sizeof(float));
+    s->h = xmalloc(n * 4 * C * sizeof(float));
+    s->tmp = xmalloc(n * C * sizeof(float));
+    s->logits = xmalloc(n * V * sizeof(float));
+    s->k = xmalloc((size_t)L * T * C * sizeof(float));
+    s->v = xmalloc((size_t)L * T * C * sizeof(float));
+    s->scores = xmalloc((size_t)omp_get_max_threads() * T * sizeof(float));
+    s->xq = xmalloc(n * 4 * C);
+    s->xs = xmalloc(n * sizeof(float));
+}
+
+void infer_state_free(InferState *s) {
+    free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->h), free(s->tmp), free(s->logits);
+    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs);
+    memset(s, 0, sizeof *s);
+}
