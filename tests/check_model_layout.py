@@ -1,0 +1,78 @@
+"""check_model_layout.py MODEL.h5 [SOURCE_CHECKPOINT.h5]
+
+Reads an exported qat model with h5py alone (no qat code) and checks the
+layout that docs/checkpoint-format.md documents: root attributes, dataset
+types and shapes, every dataset's crc32 attribute against zlib.crc32 of its
+bytes, int4 nibbles in range. With the source QAT checkpoint, also checks
+that every code equals round-half-even(w * (1/scale)) clamped to the
+symmetric range, from the checkpoint's own weights and learned scales.
+Exits 0 and prints "layout ok" when everything holds."""
+
+import sys
+import zlib
+
+import h5py
+import numpy as np
+
+
+def s(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def main():
+    f = h5py.File(sys.argv[1], "r")
+    src = h5py.File(sys.argv[2], "r") if len(sys.argv) > 2 else None
+    a = f.attrs
+    assert s(a["format"]) == "qat-model", a["format"]
+    assert int(a["version"]) == 1
+    assert s(a["kind"]) == "int"
+    assert "quant:" in s(a["config"]) and "model:" in s(a["config"])
+    datasets = []
+    f.visititems(lambda n, o: datasets.append(n) if isinstance(o, h5py.Dataset) else None)
+    for n in datasets:
+        d = f[n]
+        crc = zlib.crc32(np.ascontiguousarray(d[()]).tobytes()) & 0xFFFFFFFF
+        assert int(d.attrs["crc32"]) == crc, (n, int(d.attrs["crc32"]), crc)
+    assert f["vocab"].dtype == np.uint8 and f["vocab"].ndim == 1
+    for n in ("wte", "wpe", "ln_f.weight", "ln_f.bias"):
+        assert f["float/" + n].dtype == np.float32, n
+    nq = 0
+    for name, g in f["quant"].items():
+        bits, gs, rows, cols = (int(g.attrs[k]) for k in ("bits", "group_size", "rows", "cols"))
+        assert s(g.attrs["scheme"]) == "symmetric"
+        assert s(g.attrs["granularity"]) == ("channel" if gs == cols else "group")
+        assert s(g.attrs["activations"]) in ("float", "int8-per-token")
+        assert cols % gs == 0
+        codes, scales = g["codes"][()], g["scales"][()]
+        assert scales.dtype == np.float32 and scales.shape == (rows, cols // gs), (name, scales.shape)
+        if bits == 8:
+            assert codes.dtype == np.int8 and codes.shape == (rows, cols), (name, codes.dtype, codes.shape)
+            q = codes.astype(np.int32)
+            assert q.min() >= -127
+        else:
+            assert bits == 4
+            assert codes.dtype == np.uint8 and codes.shape == (rows, cols // 2), (name, codes.dtype, codes.shape)
+            lo, hi = (codes & 15).astype(np.int32), (codes >> 4).astype(np.int32)
+            assert lo.min() >= 1 and hi.min() >= 1, name  # code + 8 with codes in [-7, 7]
+            q = np.empty((rows, cols), np.int32)
+            q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column
+        if src is not None:
+            wname = "wte" if name == "lm_head" else name + ".weight"
+            w = src["params/" + wname][()]
+            sc = src["params/" + name + ".weight_scale"][()].reshape(rows, -1) if ("params/" + name + ".weight_scale") in src else None
+            if sc is None:  # min-max scales (STE): the exported ones must be min-max too
+                amax = np.abs(w.reshape(rows, cols // gs, gs)).max(axis=2)
+                sc = (amax / np.float32(2 ** (bits - 1) - 1)).astype(np.float32)
+                assert np.array_equal(sc, scales), name
+            else:
+                assert np.array_equal(sc.astype(np.float32), scales), name
+            inv = np.where(scales > 0, np.float32(1) / scales, np.float32(0)).astype(np.float32)
+            qmax = 2 ** (bits - 1) - 1
+            want = np.clip(np.rint(w.reshape(rows, cols // gs, gs) * inv[:, :, None]), -qmax, qmax).reshape(rows, cols)
+            assert np.array_equal(want.astype(np.int32), q), (name, int((want != q).sum()))
+        nq += 1
+    assert nq > 0
+    print("layout ok: %d datasets, %d quantized layers" % (len(datasets), nq))
+
+
+main()

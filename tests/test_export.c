@@ -1,0 +1,221 @@
+/* test_export.c: qat export and the deployable file. Its layout as an outside
+ * reader sees it (python3-h5py, checksums by zlib), and bad input: a float
+ * checkpoint where a quantized one is needed, an exported model where a
+ * training checkpoint is needed and the reverse, a corrupt dataset, a missing
+ * attribute, another version, a tensor of the wrong shape; each one line,
+ * exit 2, nothing overwritten. */
+#include <criterion/criterion.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "train/trainer.h"
+
+static char *g_dir, *g_float, *g_qat, *g_model;
+
+static char *path_of(const char *dir, const char *name) {
+    char *p = test_keep(xmalloc(strlen(dir) + strlen(name) + 2));
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+static void train(const char *corpus, const char *out, const char *extra, int iters) {
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
+             " eval_batches: 4, threads: 2}\n"
+             "%s"
+             "out_dir: %s\n",
+             corpus, iters, extra, out);
+    Config c;
+    config_defaults(&c);
+    config_load_string(&c, yaml, out);
+    TrainOptions o = {.quiet = true};
+    train_run(&c, out, &o);
+}
+
+static void setup(void) {
+    g_dir = test_keep(test_tmpdir());
+    char *corpus = test_write(g_dir, "corpus.txt", test_corpus(30000, 3));
+    char *fl = path_of(g_dir, "float"), *qa = path_of(g_dir, "qat");
+    train(corpus, fl, "", 40);
+    char q[2048];
+    snprintf(q, sizeof q,
+             "quant: {weight: {bits: 4, granularity: group, group_size: 32}, estimator: lsq, init_from: %s/checkpoint.h5}\n",
+             fl);
+    train(corpus, qa, q, 10);
+    g_float = path_of(fl, "checkpoint.h5");
+    g_qat = path_of(qa, "checkpoint.h5");
+    g_model = path_of(g_dir, "model.h5");
+    ExportReport r = export_checkpoint(g_qat, g_model);
+    cr_assert_eq(r.quant_layers, 8); /* 2 blocks x 4 Linears: the default globs take blocks.* only */
+}
+TestSuite(export, .init = setup);
+
+/* A copy of the exported model to damage. */
+static char *copy_model(const char *name) {
+    size_t n;
+    char *bytes = test_slurp(g_model, &n);
+    char *p = path_of(g_dir, name);
+    FILE *f = fopen(p, "wb");
+    fwrite(bytes, 1, n, f);
+    fclose(f);
+    return p;
+}
+
+static void expect_bad(const char *args, const char *needle) {
+    char err[4096];
+    int rc = test_run_qat(args, err, sizeof err);
+    cr_assert_eq(rc, 2, "qat %s: exit %d (%s)", args, rc, err);
+    cr_assert(strstr(err, needle), "qat %s: message lacks \"%s\": %s", args, needle, err);
+    cr_assert(strchr(err, '\n') == strrchr(err, '\n'), "qat %s: more than one line: %s", args, err);
+}
+
+Test(export, layout_as_h5py_reads_it) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/check_model_layout.py %s %s 2>&1", getenv("QAT_SOURCE_DIR"),
+             g_model, g_qat);
+    FILE *p = popen(cmd, "r");
+    char out[4096] = {0};
+    size_t k = fread(out, 1, sizeof out - 1, p);
+    out[k] = '\0';
+    int st = pclose(p);
+    cr_assert_eq(st, 0, "layout check failed: %s", out);
+    cr_assert(strstr(out, "layout ok"), "%s", out);
+}
+
+Test(export, sizes_are_the_packed_codes_and_scales) {
+    InferModel m;
+    infer_load(&m, g_model);
+    /* int4: half a byte per weight, plus one float per group of 32 */
+    size_t w = 0;
+    for (int i = 0; i < m.n_q; i++) w += (size_t)m.qm[i].rows * m.qm[i].cols;
+    cr_assert_eq(infer_quant_bytes(&m), w / 2 + w / 32 * 4);
+    cr_assert_eq(infer_quant_bytes(&m), infer_quant_ideal_bytes(&m));
+    infer_free(&m);
+}
+
+Test(export, float_checkpoint_is_refused) {
+    char args[2048];
+    snprintf(args, sizeof args, "export %s -o %s/never.h5", g_float, g_dir);
+    expect_bad(args, "float checkpoint");
+    FILE *f = fopen(path_of(g_dir, "never.h5"), "rb");
+    cr_assert_null(f, "a file was written");
+}
+
+Test(export, exported_model_is_not_a_source) {
+    char args[2048];
+    snprintf(args, sizeof args, "export %s -o %s/again.h5", g_model, g_dir);
+    expect_bad(args, "already an exported model");
+}
+
+Test(export, never_over_its_own_checkpoint) {
+    size_t n0, n1;
+    char *before = test_slurp(g_qat, &n0);
+    char args[2048];
+    snprintf(args, sizeof args, "export %s -o %s", g_qat, g_qat);
+    expect_bad(args, "the checkpoint itself");
+    char *after = test_slurp(g_qat, &n1);
+    cr_assert(n0 == n1 && !memcmp(before, after, n0));
+}
+
+static void load_ckpt_as_model(void *path) {
+    InferModel m;
+    infer_load(&m, path);
+}
+Test(export, training_checkpoint_where_a_model_is_needed) {
+    char msg[1024];
+    cr_assert(capture_failure(load_ckpt_as_model, g_qat, msg, sizeof msg));
+    cr_assert(strstr(msg, "training checkpoint, not an exported model"), "%s", msg);
+}
+
+Test(export, corrupt_dataset_fails_its_checksum) {
+    char *bad = copy_model("corrupt.h5");
+    hid_t f = H5Fopen(bad, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "quant/blocks.0.mlp.fc/codes", H5P_DEFAULT);
+    haddr_t off = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    cr_assert_neq(off, HADDR_UNDEF);
+    FILE *fp = fopen(bad, "r+b");
+    fseek(fp, (long)off + 100, SEEK_SET);
+    int c = fgetc(fp);
+    fseek(fp, (long)off + 100, SEEK_SET);
+    fputc(c ^ 0x11, fp);
+    fclose(fp);
+    char args[2048];
+    snprintf(args, sizeof args, "eval %s", bad);
+    expect_bad(args, "quant/blocks.0.mlp.fc/codes fails its checksum");
+}
+
+static char *with_edit(const char *name, void (*edit)(hid_t f)) {
+    char *p = copy_model(name);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    edit(f);
+    H5Fclose(f);
+    return p;
+}
+
+static void drop_bits(hid_t f) {
+    hid_t g = H5Oopen(f, "quant/blocks.1.attn.qkv", H5P_DEFAULT);
+    H5Adelete(g, "bits");
+    H5Oclose(g);
+}
+Test(export, missing_attribute) {
+    char args[2048];
+    snprintf(args, sizeof args, "sample %s --tokens 5", with_edit("noattr.h5", drop_bits));
+    expect_bad(args, "quant/blocks.1.attn.qkv has no attribute bits");
+}
+
+static void version_2(hid_t f) {
+    H5Adelete(f, "version");
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "version", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int64_t v = 2;
+    H5Awrite(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+Test(export, another_version) {
+    char args[2048];
+    snprintf(args, sizeof args, "eval %s", with_edit("v2.h5", version_2));
+    expect_bad(args, "version 2");
+}
+
+static void short_ln(hid_t f) {
+    H5Ldelete(f, "float/blocks.0.ln1.weight", H5P_DEFAULT);
+    hsize_t d = 7;
+    hid_t sp = H5Screate_simple(1, &d, NULL);
+    hid_t ds = H5Dcreate2(f, "float/blocks.0.ln1.weight", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float z[7] = {0};
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, z);
+    H5Dclose(ds);
+    H5Sclose(sp);
+}
+Test(export, tensor_of_another_shape) {
+    char args[2048];
+    snprintf(args, sizeof args, "eval %s", with_edit("shape.h5", short_ln));
+    expect_bad(args, "float/blocks.0.ln1.weight has shape [7]");
+}
+
+Test(export, exported_model_samples_and_matches_checkpoint) {
+    /* same greedy text from the QAT checkpoint (converted in memory) and its export */
+    char a[4096], b[4096], cmd[4096];
+    const char *bin = getenv("QAT_BINARY_DIR");
+    snprintf(cmd, sizeof cmd, "%s/qat sample %s --tokens 40 --temperature 0 --prompt ab", bin, g_qat);
+    FILE *p = popen(cmd, "r");
+    size_t k = fread(a, 1, sizeof a - 1, p);
+    a[k] = '\0';
+    cr_assert_eq(pclose(p), 0);
+    snprintf(cmd, sizeof cmd, "%s/qat sample %s --tokens 40 --temperature 0 --prompt ab", bin, g_model);
+    p = popen(cmd, "r");
+    k = fread(b, 1, sizeof b - 1, p);
+    b[k] = '\0';
+    cr_assert_eq(pclose(p), 0);
+    cr_assert_eq(strlen(a), 2 + 40 + 1, "%s", a);
+    cr_assert_str_eq(a, b);
+}
