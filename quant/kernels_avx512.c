@@ -36,6 +36,7 @@ INLINE_AVX512 void rows_q8(const int8_t *q, const float *scales, int G, const fl
         for (; j + 32 <= end; j += 32) {
             __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);
             for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(q + (size_t)r * n + j) + 1024, _MM_HINT_T0);
                 t[r][0] = _mm512_fmadd_ps(q8_f32(q + (size_t)r * n + j), x0, t[r][0]);
                 t[r][1] = _mm512_fmadd_ps(q8_f32(q + (size_t)r * n + j + 16), x1, t[r][1]);
             }
@@ -78,6 +79,7 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
         for (; j + 16 <= end; j += 16) { /* 16 bytes = 32 codes per row */
             __m512 x0 = _mm512_loadu_ps(xe + j), x1 = _mm512_loadu_ps(xo + j);
             for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(q4 + (size_t)r * h + j) + 512, _MM_HINT_T0);
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q4 + (size_t)r * h + j)));
                 a[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), lut[r]), x0, a[r][0]);
                 a[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), x1, a[r][1]);
