@@ -78,11 +78,10 @@ void infer_load(InferModel *m, const char *path);
  * checkpoint it came from (an attribute). */
 void infer_save(const InferModel *m, const char *path, const char *source, long step);
 void infer_free(InferModel *m);
-/* Bytes of the integer weights and scales, and of the float tensors. */
+/* Bytes of the integer weights and scales (bits/8 per weight plus 4 per
+ * scale: the ideal size, as stored), and of the float tensors. */
 size_t infer_quant_bytes(const InferModel *m);
 size_t infer_float_bytes(const InferModel *m);
-/* The ideal size of the quantized part: bits/8 per weight plus 4 bytes per scale. */
-size_t infer_quant_ideal_bytes(const InferModel *m);
 
 void infer_state_init(InferState *s, const InferModel *m, int cap);
 void infer_state_free(InferState *s);

@@ -120,15 +120,6 @@ size_t infer_quant_bytes(const InferModel *m) {
     return n;
 }
 
-size_t infer_quant_ideal_bytes(const InferModel *m) {
-    size_t n = 0;
-    for (int i = 0; i < m->n_q; i++) {
-        const QMatrix *q = &m->qm[i];
-        n += (size_t)q->rows * q->cols * q->bits / 8 + (size_t)q->rows * (q->cols / q->group) * sizeof(float);
-    }
-    return n;
-}
-
 size_t infer_float_bytes(const InferModel *m) {
     size_t n = 0;
     for (int i = 0; i < m->n_ft; i++) n += (size_t)m->ft[i].shape[0] * m->ft[i].shape[1] * sizeof(float);

@@ -204,7 +204,7 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     }
 }
 
-void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) {
+static void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) {
     /* dynamic per-token scales with the shared quantizer, as in training */
     KernelPath p = kernel_path();
     void (*f)(const float *, int, int8_t *, float *) = p == KERN_AVX512 ? kquant_row_i8_avx512
@@ -216,7 +216,7 @@ void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) {
 
 #define W8A8_MBLOCK 64 /* activation rows per work item: their codes stay in L2 across panels */
 
-void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
+static void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
     if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
     int N = w->rows, K = w->cols, P = (N + QPANEL - 1) / QPANEL, pairs = (P + 1) / 2;
     int mb = (M + W8A8_MBLOCK - 1) / W8A8_MBLOCK;

@@ -97,9 +97,5 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
  * scale. xq (M*cols int8) and xs (M floats) are scratch from the caller; w
  * must have been packed with qmatrix_pack_w8a8. */
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs);
-/* The activation side of qgemm_w8a8 alone: codes and per-row scales. */
-void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs);
-/* The int8 part of qgemm_w8a8 alone, on activation codes already made. */
-void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y);
 
 #endif

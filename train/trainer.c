@@ -90,7 +90,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     gpt_free(&g);
     infer_save(&m, out, ckpt, step);
     ExportReport r = {.quant_layers = m.n_q, .quant_bytes = infer_quant_bytes(&m),
-                      .quant_ideal_bytes = infer_quant_ideal_bytes(&m), .float_bytes = infer_float_bytes(&m)};
+                      .float_bytes = infer_float_bytes(&m)};
     FILE *f = xfopen(out, "rb");
     fseek(f, 0, SEEK_END);
     r.file_bytes = (size_t)ftell(f);

@@ -34,7 +34,7 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg);
 
 typedef struct ExportReport {
     int quant_layers;
-    size_t quant_weights, quant_bytes, quant_ideal_bytes, float_bytes, file_bytes;
+    size_t quant_weights, quant_bytes, float_bytes, file_bytes; /* quant_bytes: codes + scales, the ideal size */
 } ExportReport;
 /* qat export: a QAT or PTQ checkpoint to a deployable file (never over the
  * checkpoint itself). */
