@@ -8,17 +8,6 @@
 #include "train/config.h"
 #include "util/h5io.h"
 
-static const Linear *linear_of(const GPT *g, const QLayer *q) {
-    if (g->head.q == q) return &g->head;
-    for (int b = 0; b < g->cfg.n_layer; b++) {
-        const Block *bl = &g->blocks[b];
-        const Linear *ls[] = {&bl->qkv, &bl->proj, &bl->fc, &bl->fc_proj};
-        for (int k = 0; k < 4; k++)
-            if (ls[k]->q == q) return ls[k];
-    }
-    return NULL;
-}
-
 static const char *act_name(bool w8a8) { return w8a8 ? "int8-per-token" : "float"; }
 
 void infer_save(const InferModel *m, const char *path, const char *source, long step) {
@@ -41,7 +30,7 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
     for (int i = 0; i < m->n_q; i++) {
         const QMatrix *q = &m->qm[i];
         snprintf(name, sizeof name, "quant/%s/codes", m->qnames[i]);
-        if (q->bits == 8) {
+        if (q->bits > 4) {
             h5_write_checked(o.f, name, H5T_NATIVE_INT8, 2, (int[]){q->rows, q->cols}, q->q8);
         } else {
             h5_write_checked(o.f, name, H5T_NATIVE_UINT8, 2, (int[]){q->rows, q->cols / 2}, q->q4);
@@ -120,7 +109,7 @@ void infer_load(InferModel *m, const char *path) {
     QMatrix *qm = xcalloc((size_t)(g.n_q ? g.n_q : 1), sizeof(QMatrix));
     for (int i = 0; i < g.n_q; i++) {
         const QLayer *q = &g.qlayers[i];
-        const Linear *l = linear_of(&g, q);
+        const Linear *l = gpt_qlayer_linear(&g, q);
         int rows = l->w->shape[0], cols = l->w->shape[1];
         int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
         snprintf(name, sizeof name, "quant/%s", q->name);
@@ -136,17 +125,19 @@ void infer_load(InferModel *m, const char *path) {
         QMatrix *o = &qm[i];
         o->rows = rows, o->cols = cols, o->bits = (int)bits, o->group = group;
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
-        if (bits == 8) {
+        int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [-qmax, qmax] */
+        if (bits > 4) {
             o->q8 = xmalloc((size_t)rows * cols);
             h5_read_checked(f, path, name, H5T_NATIVE_INT8, 2, (int[]){rows, cols}, o->q8);
             for (size_t k = 0; k < (size_t)rows * cols; k++)
-                if (o->q8[k] < -127) qat_fail("%s: %s holds code -128, outside the symmetric range", path, name);
+                if (abs(o->q8[k]) > qmax)
+                    qat_fail("%s: %s holds code %d, outside the symmetric int%lld range", path, name, o->q8[k], (long long)bits);
         } else {
             o->q4 = xmalloc((size_t)rows * cols / 2);
             h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
             for (size_t k = 0; k < (size_t)rows * cols / 2; k++)
-                if ((o->q4[k] & 15) == 0 || (o->q4[k] >> 4) == 0)
-                    qat_fail("%s: %s holds nibble 0 (code -8), outside the symmetric range", path, name);
+                if (abs((o->q4[k] & 15) - 8) > qmax || abs((o->q4[k] >> 4) - 8) > qmax)
+                    qat_fail("%s: %s holds a nibble outside the symmetric int%lld range", path, name, (long long)bits);
         }
         snprintf(name, sizeof name, "quant/%s/scales", q->name);
         o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));

@@ -12,20 +12,38 @@ void linear_init(Linear *l, Params *p, const char *name, int in, int out) {
     l->b = params_add(p, n, 1, (int[]){out});
 }
 
+static Tensor *act_quant(Tape *t, QLayer *q, Tensor *x) {
+    if (!q->a_bits) return x;
+    if (q->a_dynamic) return op_fake_quant(t, x, &q->a, EST_STE, NULL, NULL);
+    if (q->mode == QMODE_CALIBRATE) {
+        observer_update(&q->obs, x->data, x->numel);
+        return x;
+    }
+    return op_fake_quant(t, x, &q->a, q->est, q->a_scale, q->a_zp);
+}
+
+static Tensor *weight_quant(Tape *t, QLayer *q, Tensor *w) {
+    return q->est == EST_LSQ ? op_fake_quant(t, w, &q->w, EST_LSQ, q->w_scale, q->w_zp)
+                             : op_fake_quant(t, w, &q->w, q->est, NULL, NULL);
+}
+
 Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) {
     QLayer *q = l->q;
     if (!q) return op_linear(t, x, l->w, l->b);
-    if (q->a_bits) {
-        if (q->a_dynamic)
-            x = op_fake_quant(t, x, &q->a, EST_STE, NULL, NULL);
-        else if (q->mode == QMODE_CALIBRATE)
-            observer_update(&q->obs, x->data, x->numel);
-        else
-            x = op_fake_quant(t, x, &q->a, q->est, q->a_scale, q->a_zp);
+    if (q->mode == QMODE_FLOAT) {
+        if (q->stats) ptq_stats_add(q->stats, x->data, x->numel / (size_t)x->shape[x->ndim - 1]);
+        return op_linear(t, x, l->w, l->b);
     }
-    Tensor *w = q->est == EST_LSQ ? op_fake_quant(t, l->w, &q->w, EST_LSQ, q->w_scale, q->w_zp)
-                                  : op_fake_quant(t, l->w, &q->w, q->est, NULL, NULL);
-    return op_linear(t, x, w, l->b);
+    if (q->outlier) {
+        /* outlier split: y = Q(x * keep) Q(W * keep)^T + (x * mask) W^T + b,
+         * the float features' part exact, as the kernels compute it */
+        int C = (int)q->outlier->numel;
+        Tensor *keep = tensor_new(t, 1, &C);
+        for (int j = 0; j < C; j++) keep->data[j] = 1.0f - q->outlier->data[j];
+        Tensor *xi = act_quant(t, q, op_mul(t, x, keep)), *wi = weight_quant(t, q, op_mul(t, l->w, keep));
+        return op_add(t, op_linear(t, xi, wi, l->b), op_linear(t, op_mul(t, x, q->outlier), l->w, NULL));
+    }
+    return op_linear(t, act_quant(t, q, x), weight_quant(t, q, l->w), l->b);
 }
 
 void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim) {

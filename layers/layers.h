@@ -7,10 +7,14 @@
 
 #include "autograd/autograd.h"
 #include "quant/kernels.h"
+#include "quant/ptq.h"
 #include "quant/qat.h"
 
-/* Fake-quant state of one quantized Linear. */
-typedef enum { QMODE_QUANT, QMODE_CALIBRATE } QMode;
+/* Fake-quant state of one quantized Linear.
+ * QMODE_CALIBRATE: observe the input (static activation scales) and leave it float;
+ * QMODE_FLOAT: a plain float Linear (PTQ: not quantized yet), whose inputs go
+ * into stats when that is set. */
+typedef enum { QMODE_QUANT, QMODE_CALIBRATE, QMODE_FLOAT } QMode;
 typedef struct QLayer {
     char name[64];
     QuantSpec w;
@@ -20,8 +24,10 @@ typedef struct QLayer {
     QuantSpec a;
     bool a_dynamic;         /* per-token scales computed on the fly */
     Tensor *a_scale, *a_zp; /* static: calibrated, then frozen or learned */
+    Tensor *outlier;        /* [in] 1 = input feature kept float (outlier split), or NULL */
     Observer obs;
-    QMode mode; /* QMODE_CALIBRATE: observe the input and leave it float */
+    QMode mode;
+    PtqStats *stats; /* PTQ calibration, in QMODE_FLOAT */
 } QLayer;
 
 typedef struct Linear {
@@ -70,6 +76,8 @@ Tensor *block_forward(Tape *t, const Block *b, Tensor *x, int n_head);
  * blocks.0.attn.qkv.weight_scale, marked quant_state). origin names the config
  * in errors (unknown layer, group size that does not divide, ...). */
 void gpt_build(GPT *g, const GPTConfig *cfg, const QuantConfig *q, const char *origin);
+/* The Linear a quantized layer belongs to. */
+Linear *gpt_qlayer_linear(GPT *g, const QLayer *q);
 /* Fake-quant state for a built (not yet finalized) model; used by gpt_build. */
 void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin);
 void gpt_quant_free(GPT *g);

@@ -108,6 +108,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
             observer_init(&ql->obs, obs_of(q->observer), q->percentile, seed);
         }
     }
+    if (q->outlier_threshold >= 0.0f) ql->outlier = qparam(p, name, "outlier_mask", (size_t)in, true, 0.0f);
     l->q = ql;
 }
 
@@ -138,8 +139,7 @@ void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin) {
     for (int l = 0; l < g->cfg.n_layer; l++) g->blocks[l].kv_bits = q->kv_bits;
 }
 
-/* The Linear a QLayer belongs to. */
-static Linear *owner(GPT *g, const QLayer *q) {
+Linear *gpt_qlayer_linear(GPT *g, const QLayer *q) {
     if (g->head.q == q) return &g->head;
     for (int b = 0; b < g->cfg.n_layer; b++) {
         Block *bl = &g->blocks[b];
@@ -153,7 +153,7 @@ static Linear *owner(GPT *g, const QLayer *q) {
 void gpt_quant_init_scales(GPT *g) {
     for (int i = 0; i < g->n_q; i++) {
         QLayer *q = &g->qlayers[i];
-        Linear *l = owner(g, q);
+        Linear *l = gpt_qlayer_linear(g, q);
         if (q->w_scale) quant_minmax(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
         if (q->a_scale) {
             q->a_scale->data[0] = 1.0f;
@@ -185,12 +185,12 @@ void gpt_quant_freeze(GPT *g) {
 }
 
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
-    const Linear *l = owner(g, q);
+    const Linear *l = gpt_qlayer_linear(g, q);
     int rows = l->w->shape[0], cols = l->w->shape[1];
-    if ((q->w.bits != 8 && q->w.bits != 4) || !q->w.sym || q->w.gran == QG_TENSOR)
-        qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric int8 or int4, per channel or group)",
+    if (!q->w.sym || q->w.gran == QG_TENSOR)
+        qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)",
                  q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
-    if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits == 8))
+    if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits > 4))
         qat_fail("%s: no integer kernel for int%d %s activations with int%d weights (kernels: W8A8 per token)", q->name,
                  q->a_bits, q->a_dynamic ? "per-token" : "static", q->w.bits);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;

@@ -82,9 +82,9 @@ void kx_split(const float *x, int n, float *x_split) {
 }
 
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales) {
-    if (bits != 8 && bits != 4) qat_fail("qmatrix: %d bits (kernels take 8 or 4)", bits);
+    if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
     if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
-    if (bits == 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int4 needs an even group and column count");
+    if (bits <= 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int%d needs an even group and column count", bits);
     memset(m, 0, sizeof *m);
     m->rows = rows, m->cols = cols, m->bits = bits, m->group = group;
     QuantSpec s = {.bits = bits, .sym = true, .gran = group == cols ? QG_CHANNEL : QG_GROUP, .group = group};
@@ -96,7 +96,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
         quant_minmax(&s, w, rows, cols, m->scales, NULL);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
     size_t n = (size_t)rows * cols;
-    if (bits == 8) {
+    if (bits > 4) {
         m->q8 = xmalloc(n);
         for (size_t i = 0; i < n; i++) m->q8[i] = (int8_t)quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax);
     } else {
@@ -110,7 +110,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
 }
 
 void qmatrix_pack_w8a8(QMatrix *m) {
-    if (m->bits != 8) qat_fail("qmatrix: W8A8 panels need int8 weights, not int%d", m->bits);
+    if (m->bits <= 4) qat_fail("qmatrix: W8A8 panels need int8 codes, not packed int%d", m->bits);
     if (m->cols % 4 || m->group % 4)
         qat_fail("qmatrix: W8A8 needs columns and group size divisible by 4 (%d columns, group %d)", m->cols, m->group);
     int K = m->cols, G = m->group, ng = K / G, L = K / 4, P = (m->rows + QPANEL - 1) / QPANEL;
@@ -130,7 +130,7 @@ void qmatrix_pack_w8a8(QMatrix *m) {
 
 size_t qmatrix_bytes(const QMatrix *m) {
     size_t n = (size_t)m->rows * m->cols;
-    return (m->bits == 8 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float);
+    return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float);
 }
 
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
@@ -138,7 +138,7 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
     for (int r = 0; r < nr; r++) {
         const float *sc = m->scales + (size_t)(r0 + r) * ng;
         float *o = out + (size_t)r * K;
-        if (m->bits == 8) {
+        if (m->bits > 4) {
             const int8_t *q = m->q8 + (size_t)(r0 + r) * K;
             for (int k = 0; k < K; k++) o[k] = (float)q[k] * sc[k / G];
         } else {
@@ -168,7 +168,7 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     if (M < 8) {
         /* few activation rows: stream the weights once, dequantized in registers */
         float *xsplit = NULL;
-        if (w->bits == 4) {
+        if (w->bits <= 4) {
             xsplit = xmalloc((size_t)M * K * sizeof(float));
             for (int m = 0; m < M; m++) kx_split(x + (size_t)m * K, K, xsplit + (size_t)m * K);
         }
@@ -181,7 +181,7 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
             int nr = N - n < 4 ? N - n : 4;
             float out[4];
             for (int m = 0; m < M; m++) {
-                if (w->bits == 8) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
+                if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
                 else f4(w->q4 + (size_t)n * K / 2, sc, G, xsplit + (size_t)m * K, K, nr, out);
                 for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r];
             }
@@ -231,7 +231,7 @@ static void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs
 }
 
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
-    if (w->bits != 8) qat_fail("qgemm_w8a8: weights have %d bits, not 8", w->bits);
+    if (w->bits <= 4) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
     kquant_rows_i8(x, M, w->cols, xq, xs);
     qgemm_w8a8_codes(w, xq, xs, M, y);
 }

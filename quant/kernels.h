@@ -7,10 +7,11 @@
  * QMatrix: a [rows, cols] weight matrix (rows = outputs) quantized with the
  * shared quantizer, symmetric, one float scale per group of `group`
  * consecutive columns (group = cols for per-channel):
- *   bits 8: int8 codes, row-major;
- *   bits 4: two codes per byte, row-major; the low nibble holds the even
+ *   bits 5..8: int8 codes, row-major;
+ *   bits 2..4: two codes per byte, row-major; the low nibble holds the even
  *           column, the high nibble the odd one; a code q in [-7,7] is stored
- *           as q + 8.
+ *           as q + 8 (int3 and int2 codes, [-3,3] and [-1,1], use the same
+ *           nibbles: the int4 kernels run them exactly, at int4's size).
  * For W8A8 the int8 codes are also kept in panels (qmatrix_pack_w8a8): 16
  * rows per panel, and for every 4 consecutive columns one 64-byte line
  * holding 4 bytes per row, the layout vpdpbusd consumes directly. */
@@ -50,7 +51,7 @@ bool kernel_supported(KernelPath p);
 /* Forces a path (tests); returns the previous one. */
 KernelPath kernel_force(KernelPath p);
 
-/* Quantizes w [rows, cols] (symmetric, bits 8 or 4, given group) into m with
+/* Quantizes w [rows, cols] (symmetric, bits 2..8, given group) into m with
  * min-max scales, or with the given scales (rows * cols/group; e.g. learned
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);

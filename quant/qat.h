@@ -51,6 +51,7 @@ typedef struct QuantConfig {
     char init_from[1024];  /* float checkpoint to fine-tune ("" = from scratch) */
     int calib_batches, freeze_step;
     float scale_lr_mult;   /* learning rate of learned scales and zero points relative to train.lr */
+    float outlier_threshold; /* >= 0: layers keep input features above it in float (set by qat ptq --method outlier); < 0: off */
     QuantOverride ov[QUANT_MAX_OVERRIDES];
     int n_ov;
 } QuantConfig;

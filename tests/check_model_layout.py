@@ -45,17 +45,17 @@ def main():
         assert cols % gs == 0
         codes, scales = g["codes"][()], g["scales"][()]
         assert scales.dtype == np.float32 and scales.shape == (rows, cols // gs), (name, scales.shape)
-        if bits == 8:
+        assert 2 <= bits <= 8, (name, bits)
+        qmax = 2 ** (bits - 1) - 1
+        if bits > 4:
             assert codes.dtype == np.int8 and codes.shape == (rows, cols), (name, codes.dtype, codes.shape)
             q = codes.astype(np.int32)
-            assert q.min() >= -127
         else:
-            assert bits == 4
             assert codes.dtype == np.uint8 and codes.shape == (rows, cols // 2), (name, codes.dtype, codes.shape)
             lo, hi = (codes & 15).astype(np.int32), (codes >> 4).astype(np.int32)
-            assert lo.min() >= 1 and hi.min() >= 1, name  # code + 8 with codes in [-7, 7]
             q = np.empty((rows, cols), np.int32)
-            q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column
+            q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column, stored as code + 8
+        assert np.abs(q).max() <= qmax, name  # symmetric: -2^(bits-1) never occurs
         if src is not None:
             wname = "wte" if name == "lm_head" else name + ".weight"
             w = src["params/" + wname][()]
@@ -67,7 +67,6 @@ def main():
             else:
                 assert np.array_equal(sc.astype(np.float32), scales), name
             inv = np.where(scales > 0, np.float32(1) / scales, np.float32(0)).astype(np.float32)
-            qmax = 2 ** (bits - 1) - 1
             want = np.clip(np.rint(w.reshape(rows, cols // gs, gs) * inv[:, :, None]), -qmax, qmax).reshape(rows, cols)
             assert np.array_equal(want.astype(np.int32), q), (name, int((want != q).sum()))
         nq += 1

@@ -106,7 +106,7 @@ Test(train, checkpoint_round_trip_is_exact) {
     Vocab v;
     vocab_build_char(&v, (const uint8_t *)"abcdefghijk", 11);
     char *path = path_in(g_dir, "rt.h5");
-    ckpt_save(path, &cfg, &v, &a, &oa, 17, &r);
+    ckpt_save(path, &cfg, &v, &a, &oa, 17, &r, NULL);
     Config c2;
     Vocab v2;
     long step;

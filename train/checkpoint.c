@@ -11,12 +11,13 @@
 #define CKPT_VERSION 1
 
 void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
-               const Rng *rng) {
+               const Rng *rng, const char *ptq_method) {
     H5Out o;
     h5out_open(&o, path);
     h5_attr_str(o.f, "format", CKPT_FORMAT);
     h5_attr_i64(o.f, "version", CKPT_VERSION);
-    h5_attr_str(o.f, "kind", "float");
+    h5_attr_str(o.f, "kind", ptq_method ? "ptq" : g->n_q ? "qat" : "float");
+    if (ptq_method) h5_attr_str(o.f, "ptq_method", ptq_method);
     h5_attr_i64(o.f, "step", step);
     char *yaml = config_to_yaml(cfg);
     h5_attr_str(o.f, "config", yaml);

@@ -1,6 +1,7 @@
 /* checkpoint.h: training checkpoints in HDF5. Layout (format qat-checkpoint,
  * version 1):
- *   attributes on /: format, version, kind ("float"), step, config (YAML text)
+ *   attributes on /: format, version, kind ("float", "qat" or "ptq"), step,
+ *                     config (YAML text); ptq_method (PTQ: what made it)
  *   /vocab            uint8 [V]   token id -> byte
  *   /params/<name>    float32     every parameter by name
  *   /optim/m/<name>, /optim/v/<name>  AdamW moments; attribute optim_step on /
@@ -14,8 +15,10 @@
 #include "optim/optim.h"
 #include "train/config.h"
 
+/* opt and rng may be NULL (no training state: a PTQ checkpoint, which names
+ * its method in ptq_method; NULL otherwise). */
 void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
-               const Rng *rng);
+               const Rng *rng, const char *ptq_method);
 /* Config, vocab and step of a checkpoint; fails when path is not one. */
 void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step);
 /* Loads every parameter of g, checking names and shapes; with skip_quant,

@@ -94,6 +94,9 @@ static const Field FIELDS[] = {
       "so small scales may want a smaller rate)"),
     F("quant.calib_batches", CF_INT, quant.calib_batches, 1, 100000, 0, "16", NULL,
       "training batches the activation observers see before training"),
+    F("quant.outlier_threshold", CF_FLOAT, quant.outlier_threshold, -1, BIG, 0, "-1", NULL,
+      "LLM.int8-style split: input features whose calibration max |x| exceeds this stay float (each layer stores "
+      "its mask, <layer>.outlier_mask); -1 = off. Written by qat ptq --method outlier"),
     F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
       "observers keep updating static activation scales until this step, then they are frozen"),
 };
@@ -352,6 +355,8 @@ void config_validate(const Config *c, const char *origin) {
     if (q->a_learn_zp && (q->a_sym || strcmp(q->estimator, "lsq") || strcmp(q->a_gran, "tensor")))
         qat_fail("%s: quant.activation.learn_zero_point: needs asymmetric per-tensor activations and estimator lsq",
                  origin);
+    if (q->outlier_threshold >= 0.0f && (q->w_bits == 0 || q->a_bits != 8))
+        qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }

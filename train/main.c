@@ -1,4 +1,5 @@
 /* main.c: the qat command line: train, eval, sample, demo. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
 
@@ -22,6 +24,8 @@ static void usage(FILE *f) {
             "                          generate text (KV cache; integer kernels for quantized layers)\n"
             "  export CHECKPOINT -o MODEL.h5 [--json]\n"
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
+            "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] -o OUT.h5\n"
+            "                          post-training quantization of a float checkpoint\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
@@ -58,6 +62,27 @@ static const char *HELP_EXPORT =
     "  a CRC-32 per dataset (docs/checkpoint-format.md). Prints the file size against\n"
     "  the ideal size of the quantized part (bits per weight plus scales).\n"
     "  --json      print one JSON object with the sizes\n";
+
+static const char *HELP_PTQ =
+    "usage: qat ptq CHECKPOINT --method M [options] -o OUT.h5 [--json]\n"
+    "  Quantizes a float checkpoint after training, calibrating on windows of its\n"
+    "  training split, block by block (each block sees the ones before it quantized).\n"
+    "  OUT.h5 is a checkpoint like a QAT one: qat eval, qat export and qat sample take it.\n"
+    "  --method M          rtn (round-to-nearest), gptq, awq, smoothquant (W8A8) or outlier\n"
+    "                      (LLM.int8-style: int8 with outlier input features in float)\n"
+    "  --bits B            weight bits 2..8 (default 4; smoothquant and outlier: 8)\n"
+    "  --group G           inputs per scale: a number, channel or tensor (default 32;\n"
+    "                      smoothquant and outlier: channel)\n"
+    "  --sym | --asym      symmetric codes (default) or asymmetric with zero points\n"
+    "  --act A             activations: none, token (dynamic int8) or tensor (static int8)\n"
+    "                      (default none; smoothquant: tensor; outlier: token)\n"
+    "  --calib-batches N   calibration windows: N x train.batch_size (default 4)\n"
+    "  --seed S            seed of the calibration windows (default 1234)\n"
+    "  --layers GLOBS      Linears to quantize, as quant.layers (default blocks.*)\n"
+    "  gptq: --damp F (default 0.01 of mean diag H), --block N (default 128), --act-order\n"
+    "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20), --no-clip\n"
+    "  smoothquant: --alpha A (default 0.5); outlier: --threshold T (default 6.0)\n"
+    "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
 
 static bool wants_help(int argc, char **argv) {
     for (int i = 2; i < argc; i++)
@@ -211,6 +236,82 @@ static int cmd_export(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_ptq(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_PTQ, stdout), 0;
+    const char *ckpt = NULL, *out = NULL;
+    bool json = false, bits_set = false, group_set = false, act_set = false;
+    PtqOptions o;
+    ptq_options_default(&o);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-o")) out = need_value(argc, argv, &i);
+        else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--method")) snprintf(o.method, sizeof o.method, "%s", need_value(argc, argv, &i));
+        else if (!strcmp(a, "--bits")) o.bits = (int)parse_long(a, need_value(argc, argv, &i), 2, 8), bits_set = true;
+        else if (!strcmp(a, "--group")) {
+            const char *v = need_value(argc, argv, &i);
+            o.group = !strcmp(v, "channel") ? -1 : !strcmp(v, "tensor") ? 0 : (int)parse_long(a, v, -1, 65536);
+            group_set = true;
+        } else if (!strcmp(a, "--sym")) o.sym = true;
+        else if (!strcmp(a, "--asym")) o.sym = false;
+        else if (!strcmp(a, "--act")) {
+            const char *v = need_value(argc, argv, &i);
+            snprintf(o.act, sizeof o.act, "%s", strcmp(v, "none") ? v : "");
+            act_set = true;
+        } else if (!strcmp(a, "--calib-batches")) o.calib_batches = (int)parse_long(a, need_value(argc, argv, &i), 1, 100000);
+        else if (!strcmp(a, "--seed")) o.seed = (uint64_t)parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "--layers")) snprintf(o.layers, sizeof o.layers, "%s", need_value(argc, argv, &i));
+        else if (!strcmp(a, "--damp")) o.damp = parse_float(a, need_value(argc, argv, &i), 0.0f);
+        else if (!strcmp(a, "--block")) o.block = (int)parse_long(a, need_value(argc, argv, &i), 1, 65536);
+        else if (!strcmp(a, "--act-order")) o.act_order = true;
+        else if (!strcmp(a, "--awq-grid")) o.awq_grid = (int)parse_long(a, need_value(argc, argv, &i), 1, 1000);
+        else if (!strcmp(a, "--no-clip")) o.clip = false;
+        else if (!strcmp(a, "--alpha")) o.alpha = parse_float(a, need_value(argc, argv, &i), 0.0f);
+        else if (!strcmp(a, "--threshold")) o.threshold = parse_float(a, need_value(argc, argv, &i), 0.0f);
+        else if (a[0] == '-') qat_fail("ptq: unknown option '%s' (see qat ptq --help)", a);
+        else if (!ckpt) ckpt = a;
+        else qat_fail("ptq: more than one checkpoint given");
+    }
+    if (!ckpt) qat_fail("ptq: missing CHECKPOINT (see qat ptq --help)");
+    if (!out) qat_fail("ptq: missing -o OUT.h5 (see qat ptq --help)");
+    ptq_options_finish(&o, bits_set, group_set, act_set, "ptq");
+    PtqReport *r = xmalloc(sizeof *r);
+    ptq_checkpoint(ckpt, &o, out, r);
+    double e = 0.0, e_rtn = 0.0;
+    for (int k = 0; k < r->n; k++)
+        if (!isnan(r->layers[k].err)) e += r->layers[k].err, e_rtn += r->layers[k].err_rtn;
+    char desc[512];
+    ptq_describe(&o, desc, sizeof desc);
+    if (json) {
+        printf("{\"method\":\"%s\",\"describe\":\"%s\",\"seconds\":%.3f,\"calib_tokens\":%ld,\"err\":%.6g,\"err_rtn\":%.6g,"
+               "\"layers\":[",
+               o.method, desc, r->seconds, r->calib_tokens, e, e_rtn);
+        for (int k = 0; k < r->n; k++) {
+            const PtqLayerReport *l = &r->layers[k];
+            printf("%s{\"name\":\"%s\",\"err\":%.6g,\"err_rtn\":%.6g", k ? "," : "", l->name, isnan(l->err) ? -1.0 : l->err,
+                   isnan(l->err_rtn) ? -1.0 : l->err_rtn);
+            if (!strcmp(o.method, "awq")) printf(",\"awq_alpha\":%.3f", l->awq_alpha);
+            if (!strcmp(o.method, "outlier")) printf(",\"outliers\":%d", l->outliers);
+            printf("}");
+        }
+        printf("]}\n");
+    } else {
+        printf("%s: %s\n%-22s %14s %14s %8s\n", out, desc, "layer", "err (RTN)", "err", "ratio");
+        for (int k = 0; k < r->n; k++) {
+            const PtqLayerReport *l = &r->layers[k];
+            printf("%-22s %14.6g %14.6g %8.3f", l->name, l->err_rtn, l->err, l->err / l->err_rtn);
+            if (!strcmp(o.method, "awq")) printf("  alpha %.2f", l->awq_alpha);
+            if (!strcmp(o.method, "outlier")) printf("  %d float features", l->outliers);
+            printf("\n");
+        }
+        printf("output error (mean squared per calibration token, summed over layers): %.6g vs RTN %.6g (%.3f); "
+               "%ld calibration tokens, %.2f s\n",
+               e, e_rtn, e / e_rtn, r->calib_tokens, r->seconds);
+    }
+    free(r);
+    return 0;
+}
+
 /* The main job of ./quickstart: a small model on a corpus that Debian's
  * fortunes package installs, so it needs nothing outside the machine. */
 static const char *DEMO_CONFIG =
@@ -249,6 +350,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
+    if (!strcmp(cmd, "ptq")) return cmd_ptq(argc, argv);
     if (!strcmp(cmd, "config-keys")) return config_print_keys(stdout), 0;
     fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", cmd);
     return QAT_EXIT_BADINPUT;

@@ -233,6 +233,9 @@ static void fmt_eta(char *buf, size_t n, double s) {
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) {
     const bool resume = opts->resume;
     config_validate(cfg, origin);
+    if (cfg->quant.outlier_threshold >= 0.0f)
+        qat_fail("%s: quant.outlier_threshold: outlier masks come from qat ptq --method outlier; qat train does not "
+                 "calibrate them (set -1)", origin);
     apply_threads(cfg);
     const int B = cfg->train.batch_size, T = cfg->model.block_size;
     if (access(cfg->data.path, R_OK) != 0)
@@ -355,7 +358,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
             if (!isfinite(val))
                 qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
                          done, val, ckpt_path);
-            ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng);
+            ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng, NULL);
         }
         if (log_now) {
             fprintf(metrics, "{\"iter\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f", done, l,

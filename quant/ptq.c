@@ -1,0 +1,280 @@
+/* ptq.c: the per-layer post-training quantization algorithms (see ptq.h). */
+#include "ptq.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+void ptq_stats_init(PtqStats *s, int cols) {
+    memset(s, 0, sizeof *s);
+    s->cols = cols;
+    s->xtx = xcalloc((size_t)cols * cols, sizeof(float));
+    s->absmax = xcalloc((size_t)cols, sizeof(float));
+    s->abssum = xcalloc((size_t)cols, sizeof(double));
+}
+
+void ptq_stats_add(PtqStats *s, const float *x, size_t rows) {
+    int C = s->cols;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, C, (int)rows, 1.0f, x, C, 1.0f, s->xtx, C);
+#pragma omp parallel for schedule(static) if (C >= 256)
+    for (int j = 0; j < C; j++) {
+        float mx = s->absmax[j];
+        double sum = 0.0;
+        for (size_t r = 0; r < rows; r++) {
+            float a = fabsf(x[r * C + j]);
+            mx = fmaxf(mx, a);
+            sum += a;
+        }
+        s->absmax[j] = mx;
+        s->abssum[j] += sum;
+    }
+    s->n += (long)rows;
+}
+
+void ptq_stats_free(PtqStats *s) {
+    free(s->xtx);
+    free(s->absmax);
+    free(s->abssum);
+    memset(s, 0, sizeof *s);
+}
+
+void ptq_hessian(const PtqStats *s, float *H) {
+    int C = s->cols;
+    float f = s->n > 0 ? 2.0f / (float)s->n : 0.0f;
+    for (int i = 0; i < C; i++)
+        for (int j = i; j < C; j++) H[(size_t)i * C + j] = H[(size_t)j * C + i] = f * s->xtx[(size_t)i * C + j];
+}
+
+double ptq_output_error(const float *w, const float *wq, int rows, int cols, const float *H) {
+    size_t n = (size_t)rows * cols;
+    float *d = xmalloc(n * sizeof(float)), *dh = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) d[i] = w[i] - wq[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0f, d, cols, H, cols, 0.0f, dh, cols);
+    double e = 0.0;
+    for (size_t i = 0; i < n; i++) e += (double)d[i] * dh[i];
+    free(d);
+    free(dh);
+    return e / 2.0;
+}
+
+void ptq_rtn(const QuantSpec *s, const float *w, int rows, int cols, float *scale, float *zp, float *wq) {
+    quant_minmax(s, w, rows, cols, scale, s->sym ? NULL : zp);
+    if (wq) quant_fake(s, w, rows, cols, scale, s->sym ? NULL : zp, wq);
+}
+
+typedef struct DiagCol {
+    float d;
+    int c;
+} DiagCol;
+/* Columns by decreasing diag(H), ties in column order. */
+static int by_diag_desc(const void *a, const void *b) {
+    const DiagCol *x = a, *y = b;
+    if (x->d != y->d) return x->d > y->d ? -1 : 1;
+    return x->c - y->c;
+}
+
+void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0, const GptqOptions *o, float *scale,
+              float *zp, const char *name) {
+    int qmin = quant_qmin(s), qmax = quant_qmax(s), B = o->block > 0 ? o->block : 128;
+    size_t C = (size_t)cols, R = (size_t)rows;
+    float *H = xmalloc(C * C * sizeof(float)), *Wt = xmalloc(C * R * sizeof(float));
+    memcpy(H, H0, C * C * sizeof(float));
+    /* work on W^T so that a column (and every update of one) is contiguous */
+    for (size_t r = 0; r < R; r++)
+        for (size_t c = 0; c < C; c++) Wt[c * R + r] = w[r * C + c];
+    /* inputs that were always zero: their weights cannot matter; make H invertible */
+    for (size_t c = 0; c < C; c++)
+        if (H[c * C + c] == 0.0f) {
+            H[c * C + c] = 1.0f;
+            memset(Wt + c * R, 0, R * sizeof(float));
+        }
+    bool lazy = s->gran == QG_GROUP && !o->act_order;
+    if (!lazy) {
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++) w[r * C + c] = Wt[c * R + r];
+        quant_minmax(s, w, rows, cols, scale, s->sym ? NULL : zp);
+    }
+    int *perm = xmalloc(C * sizeof(int));
+    for (int c = 0; c < cols; c++) perm[c] = c;
+    if (o->act_order) {
+        DiagCol *diag = xmalloc(C * sizeof(DiagCol));
+        for (size_t c = 0; c < C; c++) diag[c] = (DiagCol){H[c * C + c], (int)c};
+        qsort(diag, C, sizeof(DiagCol), by_diag_desc);
+        for (size_t c = 0; c < C; c++) perm[c] = diag[c].c;
+        float *Hp = xmalloc(C * C * sizeof(float)), *Wp = xmalloc(C * R * sizeof(float));
+        for (size_t i = 0; i < C; i++) {
+            for (size_t j = 0; j < C; j++) Hp[i * C + j] = H[(size_t)perm[i] * C + perm[j]];
+            memcpy(Wp + i * R, Wt + (size_t)perm[i] * R, R * sizeof(float));
+        }
+        free(H), free(Wt), free(diag);
+        H = Hp, Wt = Wp;
+    }
+    double mean_diag = 0.0;
+    for (size_t c = 0; c < C; c++) mean_diag += H[c * C + c];
+    float damp = o->damp * (float)(mean_diag / (double)C);
+    for (size_t c = 0; c < C; c++) H[c * C + c] += damp;
+    /* U: upper Cholesky factor of H^-1 (H^-1 = U^T U) */
+    lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', cols, H, cols);
+    if (info == 0) info = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', cols, H, cols);
+    if (info == 0) {
+        for (size_t i = 0; i < C; i++)
+            for (size_t j = i + 1; j < C; j++) H[i * C + j] = H[j * C + i];
+        info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', cols, H, cols);
+    }
+    if (info != 0)
+        qat_fail("%s: GPTQ: the calibration Hessian is not positive definite (LAPACK info %d); raise --damp or "
+                 "--calib-batches", name, (int)info);
+    const float *U = H;
+    size_t ng = s->gran == QG_GROUP ? C / (size_t)s->group : 1;
+    float *err = xmalloc((size_t)B * R * sizeof(float));
+    for (int i1 = 0; i1 < cols; i1 += B) {
+        int i2 = i1 + B < cols ? i1 + B : cols;
+        for (int i = i1; i < i2; i++) {
+            float *wi = Wt + (size_t)i * R;
+            int c = perm[i];
+            if (lazy && c % s->group == 0) /* this group's scales from its columns as updated so far */
+                for (size_t r = 0; r < R; r++) {
+                    float lo = wi[r], hi = wi[r];
+                    for (int k = 1; k < s->group; k++) {
+                        float v = Wt[(size_t)(i + k) * R + r];
+                        lo = fminf(lo, v), hi = fmaxf(hi, v);
+                    }
+                    size_t si = r * ng + (size_t)c / s->group;
+                    quant_params_from_range(s, lo, hi, &scale[si], s->sym ? NULL : &zp[si]);
+                }
+            float d = U[(size_t)i * C + i];
+            float *e = err + (size_t)(i - i1) * R;
+            for (size_t r = 0; r < R; r++) {
+                size_t si = quant_scale_index(s, cols, (int)r, c);
+                float sc = scale[si], z = s->sym ? 0.0f : zp[si];
+                float q = quant_dequant(quant_code(wi[r], sc, z, qmin, qmax), sc, z);
+                e[r] = (wi[r] - q) / d;
+                wi[r] = q;
+            }
+            for (int j = i + 1; j < i2; j++) {
+                float u = U[(size_t)i * C + j];
+                float *wj = Wt + (size_t)j * R;
+                for (size_t r = 0; r < R; r++) wj[r] -= u * e[r];
+            }
+        }
+        if (i2 < cols) /* lazy batch update of every later column */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols - i2, rows, i2 - i1, -1.0f, U + (size_t)i1 * C + i2,
+                        cols, err, rows, 1.0f, Wt + (size_t)i2 * R, rows);
+    }
+    for (size_t i = 0; i < C; i++)
+        for (size_t r = 0; r < R; r++) w[r * C + (size_t)perm[i]] = Wt[i * R + r];
+    free(err), free(perm), free(H), free(Wt);
+}
+
+float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, const double *abssum, long n,
+                     const float *grid, int n_grid, float *s_out) {
+    size_t N = (size_t)rows * cols;
+    size_t ns = quant_n_scales(s, rows, cols);
+    float *sc = xmalloc((size_t)cols * sizeof(float)), *ws = xmalloc(N * sizeof(float)), *wq = xmalloc(N * sizeof(float));
+    float *scale = xmalloc(ns * sizeof(float)), *zp = xmalloc(ns * sizeof(float));
+    double best = INFINITY;
+    float best_a = 0.0f;
+    for (int k = 0; k < n_grid; k++) {
+        float a = grid[k], mx = 0.0f, mn = INFINITY;
+        for (int j = 0; j < cols; j++) {
+            float m = (float)(abssum[j] / (double)(n > 0 ? n : 1));
+            sc[j] = fmaxf(powf(m, a), 1e-4f);
+            mx = fmaxf(mx, sc[j]), mn = fminf(mn, sc[j]);
+        }
+        float norm = sqrtf(mx * mn);
+        for (int j = 0; j < cols; j++) sc[j] /= norm;
+        memcpy(ws, w, N * sizeof(float));
+        ptq_scale_cols(ws, rows, cols, sc);
+        ptq_rtn(s, ws, rows, cols, scale, zp, wq);
+        for (size_t i = 0; i < N; i++) wq[i] /= sc[i % (size_t)cols];
+        double e = ptq_output_error(w, wq, rows, cols, H);
+        if (e < best) {
+            best = e, best_a = a;
+            memcpy(s_out, sc, (size_t)cols * sizeof(float));
+        }
+    }
+    free(sc), free(ws), free(wq), free(scale), free(zp);
+    return best_a;
+}
+
+#define CLIP_STEPS 11 /* ratios 1, 0.95, ..., 0.5 */
+
+/* d^T Hb d for a run of n weights whose Hessian block starts at Hb (stride ld). */
+static double quad(const float *d, int n, const float *Hb, size_t ld) {
+    double e = 0.0;
+    for (int k = 0; k < n; k++) {
+        double row = 0.0;
+        for (int l = 0; l < n; l++) row += (double)Hb[(size_t)k * ld + l] * d[l];
+        e += d[k] * row;
+    }
+    return e;
+}
+
+void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp) {
+    int qmin = quant_qmin(s), qmax = quant_qmax(s);
+    if (s->gran == QG_TENSOR) { /* one range for the whole matrix */
+        size_t N = (size_t)rows * cols;
+        float lo = w[0], hi = w[0];
+        for (size_t i = 1; i < N; i++) lo = fminf(lo, w[i]), hi = fmaxf(hi, w[i]);
+        float *wq = xmalloc(N * sizeof(float));
+        double best = INFINITY;
+        for (int k = 0; k < CLIP_STEPS; k++) {
+            float r = 1.0f - 0.05f * (float)k, sc, z = 0.0f;
+            quant_params_from_range(s, r * lo, r * hi, &sc, s->sym ? NULL : &z);
+            quant_fake(s, w, rows, cols, &sc, s->sym ? NULL : &z, wq);
+            double e = ptq_output_error(w, wq, rows, cols, H);
+            if (e < best) best = e, scale[0] = sc, zp ? (void)(zp[0] = z) : (void)0;
+        }
+        free(wq);
+        return;
+    }
+    int G = s->gran == QG_CHANNEL ? cols : s->group, ng = cols / G;
+#pragma omp parallel
+    {
+        float *d = xmalloc((size_t)G * sizeof(float));
+#pragma omp for schedule(dynamic, 4)
+        for (int r = 0; r < rows; r++)
+            for (int g = 0; g < ng; g++) {
+                const float *wg = w + (size_t)r * cols + (size_t)g * G;
+                float lo = wg[0], hi = wg[0];
+                for (int k = 1; k < G; k++) lo = fminf(lo, wg[k]), hi = fmaxf(hi, wg[k]);
+                double best = INFINITY;
+                size_t si = (size_t)r * ng + g;
+                for (int k = 0; k < CLIP_STEPS; k++) {
+                    float ratio = 1.0f - 0.05f * (float)k, sc, z = 0.0f;
+                    quant_params_from_range(s, ratio * lo, ratio * hi, &sc, s->sym ? NULL : &z);
+                    for (int j = 0; j < G; j++) d[j] = wg[j] - quant_dequant(quant_code(wg[j], sc, z, qmin, qmax), sc, z);
+                    double e = quad(d, G, H + (size_t)g * G * cols + (size_t)g * G, (size_t)cols);
+                    if (e < best) {
+                        best = e;
+                        scale[si] = sc;
+                        if (!s->sym) zp[si] = z;
+                    }
+                }
+            }
+        free(d);
+    }
+}
+
+void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, float alpha, float *s_out) {
+    for (int j = 0; j < cols; j++) {
+        float wm = 0.0f;
+        for (int r = 0; r < rows; r++) wm = fmaxf(wm, fabsf(w[(size_t)r * cols + j]));
+        float sj = powf(fmaxf(absmax[j], 1e-5f), alpha) / powf(fmaxf(wm, 1e-5f), 1.0f - alpha);
+        s_out[j] = fmaxf(sj, 1e-5f);
+    }
+}
+
+void ptq_scale_cols(float *w, int rows, int cols, const float *s) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) w[(size_t)r * cols + j] *= s[j];
+}
+
+void ptq_hessian_unscale(float *H, int cols, const float *s) {
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++) H[(size_t)i * cols + j] /= s[i] * s[j];
+}

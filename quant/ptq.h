@@ -1,0 +1,78 @@
+/* ptq.h: post-training quantization of one Linear at a time, on plain arrays:
+ * calibration statistics of a layer's inputs, round-to-nearest, GPTQ, the
+ * AWQ scale and clipping searches, and SmoothQuant's migration scales. Every
+ * method produces weights and scales in the shared quantizer's terms (codes
+ * = clamp(rint(w * (1/scale)) + zp)), so fake quantization, export and the
+ * integer kernels reproduce them exactly. train/ptq.c runs these over a
+ * whole model. */
+#ifndef QAT_PTQ_H
+#define QAT_PTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "quant/quantizer.h"
+
+/* What calibration gathers about the inputs x [n, cols] of one Linear. */
+typedef struct PtqStats {
+    int cols;
+    long n;         /* rows (tokens) seen */
+    float *xtx;     /* [cols, cols] sum of x^T x (upper triangle while accumulating) */
+    float *absmax;  /* [cols] max |x| per input feature */
+    double *abssum; /* [cols] sum of |x| per input feature */
+} PtqStats;
+
+void ptq_stats_init(PtqStats *s, int cols);
+void ptq_stats_add(PtqStats *s, const float *x, size_t rows);
+void ptq_stats_free(PtqStats *s);
+/* H = 2/n X^T X, full symmetric [cols, cols] (GPTQ's Hessian of the layer's
+ * squared output error). */
+void ptq_hessian(const PtqStats *s, float *H);
+
+/* Mean squared output error per token, ||X (W - Wq)^T||^2 / n, from
+ * H = 2/n X^T X: the sum over rows of d^T H d / 2 with d = w - wq. */
+double ptq_output_error(const float *w, const float *wq, int rows, int cols, const float *H);
+
+/* Round-to-nearest: min-max scales (and zero points when asymmetric) of w
+ * [rows, cols] under s; wq = dequant(quant(w)) (may be NULL). */
+void ptq_rtn(const QuantSpec *s, const float *w, int rows, int cols, float *scale, float *zp, float *wq);
+
+typedef struct GptqOptions {
+    float damp;     /* added to the diagonal: damp x mean(diag H) (default 0.01) */
+    int block;      /* columns per lazy batch update (default 128) */
+    bool act_order; /* columns in order of decreasing diag H */
+} GptqOptions;
+/* GPTQ (Frantar et al. 2022) of w [rows, cols] against H (not modified):
+ * columns are quantized one at a time and each one's error is spread over the
+ * columns not yet quantized through the upper Cholesky factor of H^-1, in
+ * blocks with lazy updates. Scales: per tensor or channel from the original
+ * weights; per group from the updated weights as each group starts (with
+ * act_order, from the original weights, so groups stay contiguous columns as
+ * the export format wants). On return w holds the dequantized weights. Fails
+ * naming `name` if H is not positive definite even after dampening. */
+void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H, const GptqOptions *o, float *scale,
+              float *zp, const char *name);
+
+/* AWQ (Lin et al. 2023) scale search: for each exponent a in grid, input
+ * channel scales s_j = mean|x_j|^a (normalised so max*min = 1); the layer is
+ * quantized as Q(W diag(s)) diag(s)^-1 and the exponent with the least output
+ * error (ptq_output_error with H) wins. Writes the scales of the winner to
+ * s_out and returns its exponent. Exponent 0 gives s = 1 (round-to-nearest). */
+float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, const double *abssum, long n,
+                     const float *grid, int n_grid, float *s_out);
+/* AWQ clipping search: for each row and weight group, the range shrunk by
+ * ratio r in 1, 0.95, ..., 0.5 whose quantized group has the least output
+ * error (d^T H_gg d over the group's block of H). Writes scales (and zero
+ * points) like ptq_rtn. */
+void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp);
+
+/* SmoothQuant (Xiao et al. 2023) migration scales s_j = max|x_j|^alpha /
+ * max_r |w_rj|^(1-alpha); the layer becomes (x / s) (W diag(s))^T. */
+void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, float alpha, float *s_out);
+
+/* w[:, j] *= s[j] (the layer's side of moving a scale from its input). */
+void ptq_scale_cols(float *w, int rows, int cols, const float *s);
+/* H <- diag(1/s) H diag(1/s): the Hessian of the inputs x / s. */
+void ptq_hessian_unscale(float *H, int cols, const float *s);
+
+#endif

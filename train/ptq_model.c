@@ -1,0 +1,387 @@
+/* ptq_model.c: qat ptq: block-by-block calibration of a float GPT, the
+ * per-method treatment of each block's Linears (see ptq_model.h), and the
+ * checkpoint it writes. */
+#define _DEFAULT_SOURCE /* realpath */
+#include "ptq_model.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/checkpoint.h"
+
+static const char *METHODS[] = {"rtn", "gptq", "awq", "smoothquant", "outlier"};
+
+void ptq_options_default(PtqOptions *o) {
+    memset(o, 0, sizeof *o);
+    snprintf(o->method, sizeof o->method, "rtn");
+    o->bits = 4;
+    o->group = 32;
+    o->sym = true;
+    o->calib_batches = 4;
+    o->seed = 1234;
+    o->damp = 0.01f;
+    o->block = 128;
+    o->clip = true;
+    o->awq_grid = 20;
+    o->alpha = 0.5f;
+    o->threshold = 6.0f;
+    snprintf(o->layers, sizeof o->layers, "blocks.*");
+}
+
+void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_set, const char *origin) {
+    bool known = false;
+    for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++) known |= !strcmp(o->method, METHODS[i]);
+    if (!known) qat_fail("%s: method: '%s' is not one of rtn, gptq, awq, smoothquant, outlier", origin, o->method);
+    bool w8a8 = !strcmp(o->method, "smoothquant") || !strcmp(o->method, "outlier");
+    if (w8a8) {
+        if (!bits_set) o->bits = 8;
+        if (!group_set) o->group = -1;
+        if (!act_set) snprintf(o->act, sizeof o->act, "%s", !strcmp(o->method, "smoothquant") ? "tensor" : "token");
+        if (!o->act[0]) qat_fail("%s: %s: quantizes activations; --act must be token or tensor", origin, o->method);
+    }
+    if (o->bits < 2 || o->bits > 8) qat_fail("%s: bits: expected 2..8, got %d", origin, o->bits);
+    if (o->group < -1) qat_fail("%s: group: expected a group size > 0, -1 (per channel) or 0 (per tensor), got %d", origin, o->group);
+    if (o->act[0] && strcmp(o->act, "token") && strcmp(o->act, "tensor"))
+        qat_fail("%s: act: expected token or tensor, got '%s'", origin, o->act);
+    if (o->calib_batches < 1) qat_fail("%s: calib-batches: expected >= 1, got %d", origin, o->calib_batches);
+    if (!(o->damp > 0.0f && o->damp <= 1.0f)) qat_fail("%s: damp: expected (0, 1], got %g", origin, o->damp);
+    if (o->block < 1) qat_fail("%s: block: expected >= 1, got %d", origin, o->block);
+    if (o->awq_grid < 1 || o->awq_grid > 1000) qat_fail("%s: awq-grid: expected 1..1000, got %d", origin, o->awq_grid);
+    if (!(o->alpha >= 0.0f && o->alpha <= 1.0f)) qat_fail("%s: alpha: expected [0, 1], got %g", origin, o->alpha);
+    if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
+}
+
+void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
+    char g[24];
+    if (o->group > 0) snprintf(g, sizeof g, "g%d", o->group);
+    else snprintf(g, sizeof g, "%s", o->group < 0 ? "channel" : "tensor");
+    int k = snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
+    if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
+    if (!strcmp(o->method, "gptq") && k < (int)n)
+        k += snprintf(buf + k, n - (size_t)k, ", damp %g, block %d%s", o->damp, o->block, o->act_order ? ", act_order" : "");
+    if (!strcmp(o->method, "awq") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", grid %d%s", o->awq_grid, o->clip ? ", clip" : "");
+    if (!strcmp(o->method, "smoothquant") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", alpha %g", o->alpha);
+    if (!strcmp(o->method, "outlier") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", threshold %g", o->threshold);
+    if (k < (int)n) snprintf(buf + k, n - (size_t)k, "; %d calibration batches, seed %llu", o->calib_batches, (unsigned long long)o->seed);
+}
+
+void ptq_quant_config(const PtqOptions *o, QuantConfig *q) {
+    q->w_bits = o->bits;
+    snprintf(q->w_gran, sizeof q->w_gran, "%s", o->group > 0 ? "group" : o->group < 0 ? "channel" : "tensor");
+    if (o->group > 0) q->w_group = o->group;
+    q->w_sym = o->sym;
+    q->a_bits = o->act[0] ? 8 : 0;
+    if (o->act[0]) snprintf(q->a_gran, sizeof q->a_gran, "%s", o->act);
+    q->a_sym = true;
+    q->a_learn_zp = false;
+    q->kv_bits = 0;
+    snprintf(q->estimator, sizeof q->estimator, "lsq"); /* = scales are parameters, stored and used as they are */
+    snprintf(q->layers, sizeof q->layers, "%s", o->layers);
+    q->init_from[0] = '\0';
+    q->n_ov = 0;
+    q->freeze_step = 0;
+    q->calib_batches = o->calib_batches;
+    q->outlier_threshold = !strcmp(o->method, "outlier") ? o->threshold : -1.0f;
+}
+
+int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int T, uint64_t seed) {
+    if (n_train < (size_t)T + 1) qat_fail("ptq: the training split has %zu tokens, fewer than block_size+1 = %d", n_train, T + 1);
+    Rng rng;
+    rng_seed(&rng, seed);
+    int32_t *w = xmalloc((size_t)n_seq * T * sizeof(int32_t));
+    for (int s = 0; s < n_seq; s++) {
+        size_t start = rng_below(&rng, (uint32_t)(n_train - (size_t)T));
+        memcpy(w + (size_t)s * T, train + start, (size_t)T * sizeof(int32_t));
+    }
+    return w;
+}
+
+#define PTQ_CHUNK 8 /* sequences per block forward: bounds the tape's memory */
+
+/* Runs block b over the calibration activations X [n_seq, T, C]; the
+ * quantized layers observe, quantize or stay float as their modes say. Y (or
+ * NULL) receives the block's outputs. */
+static void run_block(GPT *g, Tape *t, int b, const float *X, float *Y, int n_seq, int T) {
+    int C = g->cfg.n_embd;
+    size_t per = (size_t)T * C;
+    for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
+        int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;
+        tape_reset(t);
+        Tensor *x = tensor_from(t, 3, (int[]){ns, T, C}, X + s0 * per);
+        Tensor *y = block_forward(t, &g->blocks[b], x, g->cfg.n_head);
+        if (Y) memcpy(Y + s0 * per, y->data, (size_t)ns * per * sizeof(float));
+    }
+    tape_reset(t);
+}
+
+/* The quantized layer's static activation scale, from the calibration
+ * maximum of its (rescaled by 1/s_in when folded) inputs. */
+static void set_act_scale(QLayer *q, const PtqStats *st, const float *s_in) {
+    if (!q->a_scale) return;
+    float amax = 0.0f;
+    for (int j = 0; j < st->cols; j++) amax = fmaxf(amax, st->absmax[j] / (s_in ? s_in[j] : 1.0f));
+    quant_params_from_range(&q->a, -amax, amax, &q->a_scale->data[0], NULL);
+}
+
+static float *hessian_of(const PtqStats *st) {
+    float *H = xmalloc((size_t)st->cols * st->cols * sizeof(float));
+    ptq_hessian(st, H);
+    return H;
+}
+
+/* Round-to-nearest output error of w under the layer's spec. */
+static double rtn_error(const QLayer *q, const float *w, int rows, int cols, const float *H) {
+    size_t ns = quant_n_scales(&q->w, rows, cols);
+    float *sc = xmalloc(ns * sizeof(float)), *zp = xmalloc(ns * sizeof(float));
+    float *wq = xmalloc((size_t)rows * cols * sizeof(float));
+    ptq_rtn(&q->w, w, rows, cols, sc, zp, wq);
+    double e = ptq_output_error(w, wq, rows, cols, H);
+    free(sc), free(zp), free(wq);
+    return e;
+}
+
+/* The layer's current scales applied to its weights: the output error. */
+static double scaled_error(const QLayer *q, const float *w, int rows, int cols, const float *H) {
+    float *wq = xmalloc((size_t)rows * cols * sizeof(float));
+    quant_fake(&q->w, w, rows, cols, q->w_scale->data, q->w_zp ? q->w_zp->data : NULL, wq);
+    double e = ptq_output_error(w, wq, rows, cols, H);
+    free(wq);
+    return e;
+}
+
+static float *zp_of(QLayer *q) { return q->w_zp ? q->w_zp->data : NULL; }
+
+/* Divides a LayerNorm's affine parameters by s: its outputs become x / s. */
+static void fold_into_layernorm(LayerNorm *ln, const float *s, int C) {
+    for (int j = 0; j < C; j++) ln->w->data[j] /= s[j], ln->b->data[j] /= s[j];
+}
+
+/* Divides the value rows of qkv by s: the attention output (a convex
+ * combination of values) becomes out / s. */
+static void fold_into_values(Linear *qkv, const float *s, int C) {
+    for (int j = 0; j < C; j++) {
+        float *row = qkv->w->data + (size_t)(2 * C + j) * C;
+        for (int k = 0; k < C; k++) row[k] /= s[j];
+        qkv->b->data[2 * C + j] /= s[j];
+    }
+}
+
+/* Outlier split: input features above the threshold stay float. */
+static int set_outliers(QLayer *q, const PtqStats *st, float threshold) {
+    int n = 0;
+    for (int j = 0; j < st->cols; j++) n += (q->outlier->data[j] = st->absmax[j] > threshold ? 1.0f : 0.0f) > 0.0f;
+    return n;
+}
+
+typedef struct BlockLayers {
+    Linear *l[4];
+    QLayer *q[4];
+    PtqStats st[4];
+    float *H[4];
+    float *s_in[4]; /* input scales folded into the previous op, or NULL */
+} BlockLayers;
+
+static void gptq_layer(QLayer *q, Linear *l, const PtqOptions *o, const float *H, PtqLayerReport *rep) {
+    int rows = l->w->shape[0], cols = l->w->shape[1];
+    size_t n = (size_t)rows * cols;
+    float *w0 = xmalloc(n * sizeof(float));
+    memcpy(w0, l->w->data, n * sizeof(float));
+    rep->err_rtn = rtn_error(q, w0, rows, cols, H);
+    GptqOptions go = {.damp = o->damp, .block = o->block, .act_order = o->act_order};
+    ptq_gptq(&q->w, l->w->data, rows, cols, H, &go, q->w_scale->data, zp_of(q), q->name);
+    rep->err = ptq_output_error(w0, l->w->data, rows, cols, H);
+    free(w0);
+}
+
+/* awq, smoothquant, rtn, outlier: one calibration pass per block, then the
+ * block's scales are searched and folded, then each layer quantized. */
+static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, PtqLayerReport *rep[4]) {
+    int C = g->cfg.n_embd;
+    Block *blk = &g->blocks[b];
+    bool awq = !strcmp(o->method, "awq"), smooth = !strcmp(o->method, "smoothquant");
+    for (int k = 0; k < 4; k++)
+        if (bl->q[k]) rep[k]->err_rtn = rtn_error(bl->q[k], bl->l[k]->w->data, bl->l[k]->w->shape[0], bl->l[k]->w->shape[1], bl->H[k]);
+    if (awq || smooth) {
+        float grid[1001];
+        for (int i = 0; i <= o->awq_grid; i++) grid[i] = (float)i / (float)o->awq_grid;
+        /* qkv <- ln1, attn.proj <- the value rows of qkv, mlp.fc <- ln2; mlp.proj
+         * follows GELU, which no scale passes through, so it keeps s = 1 */
+        for (int k = 0; k < 3; k++) {
+            QLayer *q = bl->q[k];
+            if (!q || (smooth && k == 1)) continue; /* SmoothQuant smooths the LayerNorm-fed layers */
+            Linear *l = bl->l[k];
+            int rows = l->w->shape[0], cols = l->w->shape[1];
+            float *s = bl->s_in[k] = xmalloc((size_t)cols * sizeof(float));
+            if (awq)
+                rep[k]->awq_alpha = ptq_awq_search(&q->w, l->w->data, rows, cols, bl->H[k], bl->st[k].abssum, bl->st[k].n, grid,
+                                                   o->awq_grid + 1, s);
+            else
+                ptq_smooth_scales(bl->st[k].absmax, l->w->data, rows, cols, o->alpha, s);
+            ptq_scale_cols(l->w->data, rows, cols, s);
+            ptq_hessian_unscale(bl->H[k], cols, s);
+            if (k == 0) fold_into_layernorm(&blk->ln1, s, C);
+            else if (k == 1) fold_into_values(&blk->qkv, s, C);
+            else fold_into_layernorm(&blk->ln2, s, C);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        QLayer *q = bl->q[k];
+        if (!q) continue;
+        Linear *l = bl->l[k];
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        if (q->outlier) {
+            rep[k]->outliers = set_outliers(q, &bl->st[k], o->threshold);
+            /* the integer part sees the other features only */
+            float *wm = xmalloc((size_t)rows * cols * sizeof(float));
+            for (size_t i = 0; i < (size_t)rows * cols; i++) wm[i] = q->outlier->data[i % (size_t)cols] > 0.0f ? 0.0f : l->w->data[i];
+            ptq_rtn(&q->w, wm, rows, cols, q->w_scale->data, zp_of(q), NULL);
+            free(wm);
+        } else if (awq && o->clip) {
+            ptq_clip_search(&q->w, l->w->data, rows, cols, bl->H[k], q->w_scale->data, zp_of(q));
+        } else {
+            ptq_rtn(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), NULL);
+        }
+        rep[k]->err = q->outlier ? rep[k]->err_rtn : scaled_error(q, l->w->data, rows, cols, bl->H[k]);
+        if (q->outlier) { /* the error of the split: float columns are exact */
+            float *wq = xmalloc((size_t)rows * cols * sizeof(float));
+            quant_fake(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), wq);
+            for (size_t i = 0; i < (size_t)rows * cols; i++)
+                if (q->outlier->data[i % (size_t)cols] > 0.0f) wq[i] = l->w->data[i];
+            rep[k]->err = ptq_output_error(l->w->data, wq, rows, cols, bl->H[k]);
+            free(wq);
+        }
+    }
+}
+
+void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int T, PtqReport *r) {
+    double t0 = now_seconds();
+    memset(r, 0, sizeof *r);
+    int C = g->cfg.n_embd, L = g->cfg.n_layer;
+    if (g->head.q && strcmp(o->method, "rtn"))
+        qat_fail("ptq: lm_head is tied to the token embedding; %s would change the embedding too (quantize it with rtn, "
+                 "or leave it out of --layers)", o->method);
+    size_t per = (size_t)T * C;
+    float *X = xmalloc((size_t)n_seq * per * sizeof(float)), *Y = xmalloc((size_t)n_seq * per * sizeof(float));
+    for (int s = 0; s < n_seq; s++)
+        for (int t = 0; t < T; t++) {
+            const float *te = g->wte->data + (size_t)calib[(size_t)s * T + t] * C, *pe = g->wpe->data + (size_t)t * C;
+            float *x = X + (size_t)s * per + (size_t)t * C;
+            for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
+        }
+    r->calib_tokens = (long)n_seq * T;
+    gpt_quant_set_mode(g, QMODE_FLOAT);
+    Tape t;
+    tape_init(&t, 64u << 20);
+    tape_set_grad(&t, false);
+    bool sequential = !strcmp(o->method, "gptq");
+    for (int b = 0; b < L; b++) {
+        Block *blk = &g->blocks[b];
+        BlockLayers bl = {.l = {&blk->qkv, &blk->proj, &blk->fc, &blk->fc_proj}};
+        PtqLayerReport *rep[4] = {0};
+        for (int k = 0; k < 4; k++) {
+            bl.q[k] = bl.l[k]->q;
+            if (!bl.q[k]) continue;
+            rep[k] = &r->layers[r->n++];
+            snprintf(rep[k]->name, sizeof rep[k]->name, "%s", bl.q[k]->name);
+        }
+        /* GPTQ: each layer calibrated with the ones before it quantized; the
+         * others: the whole block at once */
+        for (int k = 0; k < 4; k++) {
+            if (!bl.q[k] || (!sequential && k > 0)) continue;
+            for (int j = k; j < (sequential ? k + 1 : 4); j++)
+                if (bl.q[j]) {
+                    ptq_stats_init(&bl.st[j], bl.l[j]->w->shape[1]);
+                    bl.q[j]->stats = &bl.st[j];
+                }
+            run_block(g, &t, b, X, NULL, n_seq, T);
+            for (int j = k; j < (sequential ? k + 1 : 4); j++)
+                if (bl.q[j]) {
+                    bl.q[j]->stats = NULL;
+                    bl.H[j] = hessian_of(&bl.st[j]);
+                }
+            if (sequential) {
+                gptq_layer(bl.q[k], bl.l[k], o, bl.H[k], rep[k]);
+                set_act_scale(bl.q[k], &bl.st[k], NULL);
+                bl.q[k]->mode = QMODE_QUANT;
+            }
+        }
+        if (!sequential) {
+            block_method(g, b, &bl, o, rep);
+            for (int k = 0; k < 4; k++)
+                if (bl.q[k]) {
+                    set_act_scale(bl.q[k], &bl.st[k], bl.s_in[k]);
+                    bl.q[k]->mode = QMODE_QUANT;
+                }
+        }
+        for (int k = 0; k < 4; k++) {
+            if (bl.q[k]) ptq_stats_free(&bl.st[k]);
+            free(bl.H[k]);
+            free(bl.s_in[k]);
+        }
+        run_block(g, &t, b, X, Y, n_seq, T); /* the next block's inputs, through this one quantized */
+        float *tmp = X;
+        X = Y, Y = tmp;
+    }
+    if (g->head.q) { /* rtn (checked above): scales from the weights alone */
+        QLayer *q = g->head.q;
+        ptq_rtn(&q->w, g->head.w->data, g->head.w->shape[0], C, q->w_scale->data, zp_of(q), NULL);
+        if (q->a_scale) {
+            PtqStats st;
+            ptq_stats_init(&st, C);
+            q->stats = &st;
+            for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
+                int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;
+                tape_reset(&t);
+                Tensor *x = tensor_from(&t, 3, (int[]){ns, T, C}, X + s0 * per);
+                linear_forward(&t, &g->head, layernorm_forward(&t, &g->ln_f, x));
+            }
+            q->stats = NULL;
+            set_act_scale(q, &st, NULL);
+            ptq_stats_free(&st);
+        }
+        PtqLayerReport *rep = &r->layers[r->n++];
+        snprintf(rep->name, sizeof rep->name, "%s", q->name);
+        rep->err = rep->err_rtn = NAN; /* no calibration Hessian for the head */
+    }
+    gpt_quant_set_mode(g, QMODE_QUANT);
+    tape_free(&t);
+    free(X), free(Y);
+    r->seconds = now_seconds() - t0;
+}
+
+void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqReport *r) {
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
+        qat_fail("%s: -o names the source checkpoint itself; choose another file", out);
+    Config cfg;
+    Vocab v;
+    long step = 0;
+    ckpt_load_meta(ckpt, &cfg, &v, &step);
+    if (cfg.quant.w_bits)
+        qat_fail("%s: already quantized (int%d); ptq takes a float checkpoint", ckpt, cfg.quant.w_bits);
+    Config qc = cfg;
+    ptq_quant_config(o, &qc.quant);
+    GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
+                    .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
+    GPT g;
+    gpt_build(&g, &gc, &qc.quant, "ptq");
+    ckpt_load_params(ckpt, &g, true);
+    if (access(cfg.data.path, R_OK) != 0)
+        qat_fail("%s: the training corpus %s (data.path) is not readable; calibration draws from it", ckpt, cfg.data.path);
+    Dataset ds;
+    dataset_load(&ds, &v, cfg.data.path, false, false);
+    dataset_split(&ds, cfg.data.val_fraction, cfg.model.block_size, cfg.data.path);
+    int n_seq = o->calib_batches * cfg.train.batch_size, T = cfg.model.block_size;
+    int32_t *calib = ptq_calib_windows(ds.tokens, ds.n_train, n_seq, T, o->seed);
+    ptq_model(&g, o, calib, n_seq, T, r);
+    char desc[512];
+    ptq_describe(o, desc, sizeof desc);
+    ckpt_save(out, &qc, &v, &g, NULL, step, NULL, desc);
+    free(calib);
+    dataset_free(&ds);
+    gpt_free(&g);
+}

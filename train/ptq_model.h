@@ -1,0 +1,69 @@
+/* ptq_model.h: post-training quantization of a whole GPT (qat ptq). The
+ * model is calibrated block by block: each block sees the outputs of the
+ * blocks before it as already quantized, and (GPTQ) each Linear inside a block
+ * sees the Linears before it already quantized. The per-layer algorithms are
+ * in quant/ptq.h. The result is a checkpoint like a QAT one: float shadow
+ * weights plus stored scales (and activation scales, outlier masks) that fake
+ * quantization, qat eval and qat export take as they are. */
+#ifndef QAT_PTQ_MODEL_H
+#define QAT_PTQ_MODEL_H
+
+#include "data/data.h"
+#include "layers/layers.h"
+#include "train/config.h"
+
+typedef struct PtqOptions {
+    char method[16];   /* rtn | gptq | awq | smoothquant | outlier */
+    int bits;          /* weight bits, 2..8 */
+    int group;         /* > 0: inputs per group; -1: per channel; 0: per tensor */
+    bool sym;
+    char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
+    int calib_batches; /* windows of train.batch_size x block_size from the training split */
+    uint64_t seed;     /* of the calibration windows */
+    float damp;        /* gptq: dampening, fraction of mean diag(H) */
+    int block;         /* gptq: columns per lazy batch */
+    bool act_order;    /* gptq */
+    bool clip;         /* awq: clipping search after the scale search */
+    int awq_grid;      /* awq: exponents 0, 1/n, ..., 1 (n + 1 of them) */
+    float alpha;       /* smoothquant: migration strength */
+    float threshold;   /* outlier: calibration |x| above which an input feature stays float */
+    char layers[512];  /* globs over Linear names, as quant.layers */
+} PtqOptions;
+
+/* Defaults: rtn, int4, group 32, symmetric, float activations, 4 calibration
+ * batches, seed 1234, damp 0.01, block 128, no act_order, clip on, 20 grid
+ * steps, alpha 0.5, threshold 6, layers blocks.*. Per method (when not set
+ * explicitly): smoothquant is int8 per channel with static per-tensor int8
+ * activations; outlier is int8 per channel with per-token int8 activations. */
+void ptq_options_default(PtqOptions *o);
+/* Validates o (origin names it in errors) and fills the method defaults. */
+void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_set, const char *origin);
+
+typedef struct PtqLayerReport {
+    char name[64];
+    double err_rtn, err; /* mean squared output error per calibration token: RTN, and this method */
+    float awq_alpha;     /* awq: the chosen exponent */
+    int outliers;        /* outlier: input features kept float */
+} PtqLayerReport;
+
+typedef struct PtqReport {
+    double seconds; /* calibration and quantization */
+    int n;
+    PtqLayerReport layers[1024];
+    long calib_tokens;
+} PtqReport;
+
+/* The quant section a PTQ model carries: estimator lsq (scales are stored
+ * and used as they are), the weight and activation specs of o. */
+void ptq_quant_config(const PtqOptions *o, QuantConfig *q);
+/* Quantizes g in place. g was built with ptq_quant_config's section and holds
+ * the float weights; calib holds n_seq windows of T tokens. */
+void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int T, PtqReport *r);
+/* n_seq calibration windows of T tokens from the training split, seeded. */
+int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int T, uint64_t seed);
+/* qat ptq: a float checkpoint to a PTQ checkpoint at out (never over ckpt). */
+void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqReport *r);
+/* One line describing o ("gptq int4 g32 sym, act_order"), for checkpoints and tables. */
+void ptq_describe(const PtqOptions *o, char *buf, size_t n);
+
+#endif
