@@ -1,6 +1,7 @@
 /* format.c: deployable model files (format qat-model, version 1; the schema
  * is in docs/checkpoint-format.md). Every dataset carries the CRC-32 of its
  * bytes, checked at load. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,7 +9,9 @@
 #include "train/config.h"
 #include "util/h5io.h"
 
-static const char *act_name(bool w8a8) { return w8a8 ? "int8-per-token" : "float"; }
+static const char *act_name(bool w8a8, bool act_static) {
+    return !w8a8 ? "float" : act_static ? "int8-per-tensor" : "int8-per-token";
+}
 
 void infer_save(const InferModel *m, const char *path, const char *source, long step) {
     H5Out o;
@@ -45,7 +48,18 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
         h5_obj_attr_i64(o.f, name, "cols", q->cols);
         h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
         h5_obj_attr_str(o.f, name, "scheme", "symmetric");
-        h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i]));
+        h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i], q->act_static));
+        h5_obj_attr_i64(o.f, name, "float_columns", q->n_float);
+        if (q->act_static) {
+            snprintf(name, sizeof name, "quant/%s/act_scale", m->qnames[i]);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 1, (int[]){1}, &q->act_scale);
+        }
+        if (q->n_float) {
+            snprintf(name, sizeof name, "quant/%s/float_cols", m->qnames[i]);
+            h5_write_checked(o.f, name, H5T_NATIVE_INT32, 1, (int[]){q->n_float}, q->float_cols);
+            snprintf(name, sizeof name, "quant/%s/float_weight", m->qnames[i]);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 2, (int[]){q->rows, q->n_float}, q->float_w);
+        }
     }
     h5out_commit(&o);
 }
@@ -118,10 +132,14 @@ void infer_load(InferModel *m, const char *path) {
             qat_fail("%s: %s holds int%lld weights in groups of %lld, its config says int%d in groups of %d", path, name,
                      (long long)bits, (long long)gs, q->w.bits, group);
         char *act = h5_read_obj_attr_str(f, path, name, "activations");
-        bool w8a8 = q->a_bits == 8;
-        if (strcmp(act, act_name(w8a8)))
-            qat_fail("%s: %s has activations \"%s\", its config says \"%s\"", path, name, act, act_name(w8a8));
+        bool w8a8 = q->a_bits == 8, act_static = w8a8 && !q->a_dynamic;
+        if (strcmp(act, act_name(w8a8, act_static)))
+            qat_fail("%s: %s has activations \"%s\", its config says \"%s\"", path, name, act, act_name(w8a8, act_static));
         free(act);
+        int64_t n_float = h5_read_obj_attr_i64(f, path, name, "float_columns");
+        if (n_float < 0 || n_float > cols || (n_float && !q->outlier))
+            qat_fail("%s: %s has %lld float columns; its config has %s", path, name, (long long)n_float,
+                     q->outlier ? "an outlier split" : "no outlier split (quant.outlier_threshold)");
         QMatrix *o = &qm[i];
         o->rows = rows, o->cols = cols, o->bits = (int)bits, o->group = group;
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
@@ -142,6 +160,29 @@ void infer_load(InferModel *m, const char *path) {
         snprintf(name, sizeof name, "quant/%s/scales", q->name);
         o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));
         h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, o->scales);
+        if (n_float) {
+            int32_t *fc = xmalloc((size_t)n_float * sizeof(int32_t));
+            float *fw = xmalloc((size_t)rows * n_float * sizeof(float)), *wfull = xcalloc((size_t)rows * cols, sizeof(float));
+            snprintf(name, sizeof name, "quant/%s/float_cols", q->name);
+            h5_read_checked(f, path, name, H5T_NATIVE_INT32, 1, (int[]){(int)n_float}, fc);
+            snprintf(name, sizeof name, "quant/%s/float_weight", q->name);
+            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, (int)n_float}, fw);
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < n_float; k++) {
+                    if (fc[k] < 0 || fc[k] >= cols || (k && fc[k] <= fc[k - 1]))
+                        qat_fail("%s: %s/float_cols: column %d out of order or range", path, q->name, fc[k]);
+                    wfull[(size_t)r * cols + fc[k]] = fw[(size_t)r * n_float + k];
+                }
+            qmatrix_set_float_cols(o, wfull, fc, (int)n_float);
+            free(fc), free(fw), free(wfull);
+        }
+        if (act_static) {
+            snprintf(name, sizeof name, "quant/%s/act_scale", q->name);
+            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){1}, &o->act_scale);
+            if (!(o->act_scale >= 0.0f) || isinf(o->act_scale))
+                qat_fail("%s: %s/act_scale is %g, not a finite scale", path, q->name, o->act_scale);
+            o->act_static = true;
+        }
         if (w8a8) qmatrix_pack_w8a8(o);
     }
     h5in_close(f);

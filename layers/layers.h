@@ -92,10 +92,11 @@ void gpt_quant_set_mode(GPT *g, QMode mode);
  * activations starts (QMODE_QUANT). */
 void gpt_quant_freeze(GPT *g);
 /* Real integer weights of one quantized layer, from the same scales as fake
- * quantization (packed for W8A8 when its activations are int8). Fails naming
- * the layer for specs the kernels do not cover (they take symmetric int8 or
- * int4 weights per channel or group, and float or dynamic per-token int8
- * activations). */
+ * quantization (packed for W8A8 when its activations are int8, with the
+ * static activation scale and the float columns of an outlier split). Fails
+ * naming the layer for specs the kernels do not cover (they take symmetric
+ * int2..int8 weights per channel or group, and float, dynamic per-token or
+ * static per-tensor symmetric int8 activations with int5..int8 weights). */
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out);
 /* True if some layer has static (observed) activation scales. */
 bool gpt_quant_needs_calibration(const GPT *g);

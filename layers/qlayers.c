@@ -190,12 +190,27 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     if (!q->w.sym || q->w.gran == QG_TENSOR)
         qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)",
                  q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
-    if (q->a_bits && !(q->a_bits == 8 && q->a_dynamic && q->a.sym && q->w.bits > 4))
-        qat_fail("%s: no integer kernel for int%d %s activations with int%d weights (kernels: W8A8 per token)", q->name,
-                 q->a_bits, q->a_dynamic ? "per-token" : "static", q->w.bits);
+    if (q->a_bits && !(q->a_bits == 8 && q->a.sym && q->w.bits > 4 && (q->a_dynamic || q->a_scale)))
+        qat_fail("%s: no integer kernel for int%d %s%s activations with int%d weights (kernels: int8 symmetric, per "
+                 "token or static per tensor, with int5..int8 weights)",
+                 q->name, q->a_bits, q->a.sym ? "" : "asymmetric ", q->a_dynamic ? "per-token" : "static", q->w.bits);
+    if (q->outlier && q->a_bits != 8)
+        qat_fail("%s: the outlier split runs on the W8A8 kernel; it needs int8 activations", q->name);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
-    if (q->a_bits == 8) qmatrix_pack_w8a8(out);
+    if (q->outlier) {
+        int32_t *fc = xmalloc((size_t)cols * sizeof(int32_t));
+        int n = 0;
+        for (int j = 0; j < cols; j++)
+            if (q->outlier->data[j] > 0.0f) fc[n++] = j;
+        qmatrix_set_float_cols(out, l->w->data, fc, n);
+        free(fc);
+    }
+    if (q->a_bits == 8) {
+        qmatrix_pack_w8a8(out);
+        out->act_static = !q->a_dynamic;
+        out->act_scale = q->a_dynamic ? 0.0f : q->a_scale->data[0];
+    }
 }
 
 void gpt_quant_free(GPT *g) {

@@ -128,6 +128,24 @@ void qmatrix_pack_w8a8(QMatrix *m) {
     }
 }
 
+void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int n) {
+    m->n_float = n;
+    m->float_cols = xmalloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    m->float_w = xmalloc((size_t)m->rows * (n ? n : 1) * sizeof(float));
+    for (int k = 0; k < n; k++) {
+        if (cols[k] < 0 || cols[k] >= m->cols || (k && cols[k] <= cols[k - 1]))
+            qat_fail("qmatrix: float column %d out of order or range (%d columns)", cols[k], m->cols);
+        m->float_cols[k] = cols[k];
+    }
+    for (int r = 0; r < m->rows; r++)
+        for (int k = 0; k < n; k++) {
+            size_t i = (size_t)r * m->cols + cols[k];
+            m->float_w[(size_t)r * n + k] = w[i];
+            if (m->bits > 4) m->q8[i] = 0;
+            else m->q4[i / 2] = (uint8_t)(i % 2 ? (m->q4[i / 2] & 15) | 8 << 4 : (m->q4[i / 2] & 0xF0) | 8);
+        }
+}
+
 size_t qmatrix_bytes(const QMatrix *m) {
     size_t n = (size_t)m->rows * m->cols;
     return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float);
@@ -158,6 +176,8 @@ void qmatrix_free(QMatrix *m) {
     free(m->p8);
     free(m->pscales);
     free(m->psums);
+    free(m->float_cols);
+    free(m->float_w);
     memset(m, 0, sizeof *m);
 }
 
@@ -230,8 +250,46 @@ static void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs
         }
 }
 
+/* Activation codes when the scale is static or must skip float columns:
+ * the shared quantizer's scalar code, as fake quantization computes it. */
+static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8_t *xq, float *xs) {
+    int K = w->cols;
+#pragma omp parallel for schedule(static) if (M > 16)
+    for (int m = 0; m < M; m++) {
+        const float *xm = x + (size_t)m * K;
+        float sc = w->act_scale;
+        if (!w->act_static) { /* dynamic: the max over the integer columns only */
+            float amax = 0.0f;
+            for (int k = 0, f = 0; k < K; k++) {
+                if (f < w->n_float && w->float_cols[f] == k) {
+                    f++;
+                    continue;
+                }
+                amax = fmaxf(amax, fabsf(xm[k]));
+            }
+            QuantSpec s8 = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
+            quant_params_from_range(&s8, -amax, amax, &sc, NULL);
+        }
+        for (int k = 0; k < K; k++) xq[(size_t)m * K + k] = (int8_t)quant_code(xm[k], sc, 0.0f, -127, 127);
+        xs[m] = sc;
+    }
+}
+
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
     if (w->bits <= 4) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
-    kquant_rows_i8(x, M, w->cols, xq, xs);
+    if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, M, xq, xs);
+    else kquant_rows_i8(x, M, w->cols, xq, xs);
     qgemm_w8a8_codes(w, xq, xs, M, y);
+    if (!w->n_float) return;
+    int N = w->rows, K = w->cols, nf = w->n_float;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *wf = w->float_w + (size_t)n * nf;
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * K;
+            float acc = 0.0f;
+            for (int k = 0; k < nf; k++) acc += xm[w->float_cols[k]] * wf[k];
+            y[(size_t)m * N + n] += acc;
+        }
+    }
 }

@@ -40,6 +40,17 @@ typedef struct QMatrix {
     int8_t *p8;
     float *pscales;
     int32_t *psums;
+    /* W8A8 activations: with act_static, act_scale is one static
+     * (calibrated) symmetric scale for every token; otherwise each token gets
+     * its own dynamic scale */
+    bool act_static;
+    float act_scale;
+    /* outlier split (LLM.int8 style): these input columns stay float; their
+     * codes are 0, activations get their int8 scale from the other columns,
+     * and y gains x[:, float_cols] @ float_w^T */
+    int n_float;
+    int32_t *float_cols; /* [n_float], increasing */
+    float *float_w;      /* [rows, n_float] */
 } QMatrix;
 
 /* The path in use (CPUID, or QAT_KERNEL when set; an unknown or unsupported
@@ -57,7 +68,12 @@ KernelPath kernel_force(KernelPath p);
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 /* Adds the W8A8 panels (int8 only; cols and group multiples of 4). */
 void qmatrix_pack_w8a8(QMatrix *m);
-/* Bytes of the stored codes and scales (what export writes). */
+/* Makes columns cols[0..n) of m float (outlier split): their codes become 0
+ * and w's values there are kept as float_w. w is the float [rows, cols]
+ * matrix m was quantized from (with those columns zeroed). */
+void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int n);
+/* Bytes of the stored codes and scales (what export writes; float columns of
+ * an outlier split not included). */
 size_t qmatrix_bytes(const QMatrix *m);
 /* The dequantized weights code * scale of rows [r0, r0+nr) into out [nr, cols]. */
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out);
@@ -94,9 +110,10 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
  * blocks of 64 rows into a per-thread tile and multiplies them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
- * (dynamic per token), products accumulate in int32 per weight group, then
- * scale. xq (M*cols int8) and xs (M floats) are scratch from the caller; w
- * must have been packed with qmatrix_pack_w8a8. */
+ * (dynamic per token), or with w->act_scale when that is set, products
+ * accumulate in int32 per weight group, then scale; float columns of an
+ * outlier split are added in float. xq (M*cols int8) and xs (M floats) are
+ * scratch from the caller; w must have been packed with qmatrix_pack_w8a8. */
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs);
 
 #endif

@@ -9,9 +9,12 @@
 
 #include "util/util.h"
 
-void ptq_stats_init(PtqStats *s, int cols) {
+void ptq_stats_init(PtqStats *s, int cols, int sample_cap, int sample_stride) {
     memset(s, 0, sizeof *s);
     s->cols = cols;
+    s->sample_cap = sample_cap;
+    s->sample_stride = sample_stride > 0 ? sample_stride : 1;
+    if (sample_cap) s->sample = xmalloc((size_t)sample_cap * cols * sizeof(float));
     s->xtx = xcalloc((size_t)cols * cols, sizeof(float));
     s->absmax = xcalloc((size_t)cols, sizeof(float));
     s->abssum = xcalloc((size_t)cols, sizeof(double));
@@ -32,6 +35,9 @@ void ptq_stats_add(PtqStats *s, const float *x, size_t rows) {
         s->absmax[j] = mx;
         s->abssum[j] += sum;
     }
+    for (size_t r = 0; r < rows && s->n_sample < s->sample_cap; r++)
+        if ((s->n + (long)r) % s->sample_stride == 0)
+            memcpy(s->sample + (size_t)s->n_sample++ * C, x + r * C, (size_t)C * sizeof(float));
     s->n += (long)rows;
 }
 
@@ -39,6 +45,7 @@ void ptq_stats_free(PtqStats *s) {
     free(s->xtx);
     free(s->absmax);
     free(s->abssum);
+    free(s->sample);
     memset(s, 0, sizeof *s);
 }
 
@@ -267,6 +274,47 @@ void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, 
         float sj = powf(fmaxf(absmax[j], 1e-5f), alpha) / powf(fmaxf(wm, 1e-5f), 1.0f - alpha);
         s_out[j] = fmaxf(sj, 1e-5f);
     }
+}
+
+float ptq_smooth_search(const QuantSpec *ws, const QuantSpec *a, bool a_static, const float *absmax, const float *w,
+                        int rows, int cols, const float *x, int n, const float *grid, int n_grid, float *s_out) {
+    size_t N = (size_t)rows * cols, X = (size_t)n * cols, Y = (size_t)n * rows;
+    float *sc = xmalloc((size_t)cols * sizeof(float)), *wq = xmalloc(N * sizeof(float)), *xq = xmalloc(X * sizeof(float));
+    float *ref = xmalloc(Y * sizeof(float)), *y = xmalloc(Y * sizeof(float));
+    float *scales = xmalloc(quant_n_scales(ws, rows, cols) * sizeof(float)), *zp = xmalloc(quant_n_scales(ws, rows, cols) * sizeof(float));
+    float *xs = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols, w, cols, 0.0f, ref, rows);
+    double best = INFINITY;
+    float best_a = grid[0];
+    for (int k = -1; k < n_grid; k++) { /* k = -1: no smoothing (s = 1), so the search never loses to plain RTN */
+        if (k < 0)
+            for (int j = 0; j < cols; j++) sc[j] = 1.0f;
+        else
+            ptq_smooth_scales(absmax, w, rows, cols, grid[k], sc);
+        memcpy(wq, w, N * sizeof(float));
+        ptq_scale_cols(wq, rows, cols, sc);
+        ptq_rtn(ws, wq, rows, cols, scales, zp, wq);
+        for (size_t i = 0; i < X; i++) xq[i] = x[i] / sc[i % (size_t)cols];
+        if (a_static) {
+            float amax = 0.0f, as;
+            for (int j = 0; j < cols; j++) amax = fmaxf(amax, absmax[j] / sc[j]);
+            quant_params_from_range(a, -amax, amax, &as, NULL);
+            quant_fake(&(QuantSpec){.bits = a->bits, .sym = true, .gran = QG_TENSOR}, xq, n, cols, &as, NULL, xq);
+        } else {
+            QuantSpec tok = {.bits = a->bits, .sym = true, .gran = QG_CHANNEL};
+            quant_minmax(&tok, xq, n, cols, xs, NULL);
+            quant_fake(&tok, xq, n, cols, xs, NULL, xq);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, xq, cols, wq, cols, 0.0f, y, rows);
+        double e = 0.0;
+        for (size_t i = 0; i < Y; i++) e += (double)(y[i] - ref[i]) * (y[i] - ref[i]);
+        if (e < best) {
+            best = e, best_a = k < 0 ? -1.0f : grid[k];
+            memcpy(s_out, sc, (size_t)cols * sizeof(float));
+        }
+    }
+    free(sc), free(wq), free(xq), free(ref), free(y), free(scales), free(zp), free(xs);
+    return best_a;
 }
 
 void ptq_scale_cols(float *w, int rows, int cols, const float *s) {

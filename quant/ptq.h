@@ -20,9 +20,12 @@ typedef struct PtqStats {
     float *xtx;     /* [cols, cols] sum of x^T x (upper triangle while accumulating) */
     float *absmax;  /* [cols] max |x| per input feature */
     double *abssum; /* [cols] sum of |x| per input feature */
+    float *sample;  /* up to sample_cap rows of x, every sample_stride-th row seen */
+    int n_sample, sample_cap, sample_stride;
 } PtqStats;
 
-void ptq_stats_init(PtqStats *s, int cols);
+/* sample_cap 0: no rows kept. */
+void ptq_stats_init(PtqStats *s, int cols, int sample_cap, int sample_stride);
 void ptq_stats_add(PtqStats *s, const float *x, size_t rows);
 void ptq_stats_free(PtqStats *s);
 /* H = 2/n X^T X, full symmetric [cols, cols] (GPTQ's Hessian of the layer's
@@ -69,6 +72,15 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
 /* SmoothQuant (Xiao et al. 2023) migration scales s_j = max|x_j|^alpha /
  * max_r |w_rj|^(1-alpha); the layer becomes (x / s) (W diag(s))^T. */
 void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, float alpha, float *s_out);
+
+/* SmoothQuant with the exponent searched per layer: each alpha in grid is
+ * tried on the sampled inputs x [n, cols]: the output of
+ * Q_act(x / s) Q_w(W diag(s))^T against x W^T, activations quantized by a
+ * (a static per-tensor scale from absmax / s when static, else per token).
+ * No smoothing (s = 1) is a candidate too. Writes the winner's scales and
+ * returns its alpha (-1 for no smoothing). */
+float ptq_smooth_search(const QuantSpec *ws, const QuantSpec *a, bool a_static, const float *absmax, const float *w,
+                        int rows, int cols, const float *x, int n, const float *grid, int n_grid, float *s_out);
 
 /* w[:, j] *= s[j] (the layer's side of moving a scale from its input). */
 void ptq_scale_cols(float *w, int rows, int cols, const float *s);

@@ -81,7 +81,8 @@ static const char *HELP_PTQ =
     "  --layers GLOBS      Linears to quantize, as quant.layers (default blocks.*)\n"
     "  gptq: --damp F (default 0.01 of mean diag H), --block N (default 128), --act-order\n"
     "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20), --no-clip\n"
-    "  smoothquant: --alpha A (default 0.5); outlier: --threshold T (default 6.0)\n"
+    "  smoothquant: --alpha A|auto (default 0.5; auto: searched per layer on calibration outputs)\n"
+    "  outlier: --threshold T (default 6.0)\n"
     "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
 
 static bool wants_help(int argc, char **argv) {
@@ -266,7 +267,10 @@ static int cmd_ptq(int argc, char **argv) {
         else if (!strcmp(a, "--act-order")) o.act_order = true;
         else if (!strcmp(a, "--awq-grid")) o.awq_grid = (int)parse_long(a, need_value(argc, argv, &i), 1, 1000);
         else if (!strcmp(a, "--no-clip")) o.clip = false;
-        else if (!strcmp(a, "--alpha")) o.alpha = parse_float(a, need_value(argc, argv, &i), 0.0f);
+        else if (!strcmp(a, "--alpha")) {
+            const char *v = need_value(argc, argv, &i);
+            o.alpha = !strcmp(v, "auto") ? -1.0f : parse_float(a, v, 0.0f);
+        }
         else if (!strcmp(a, "--threshold")) o.threshold = parse_float(a, need_value(argc, argv, &i), 0.0f);
         else if (a[0] == '-') qat_fail("ptq: unknown option '%s' (see qat ptq --help)", a);
         else if (!ckpt) ckpt = a;
@@ -290,7 +294,7 @@ static int cmd_ptq(int argc, char **argv) {
             const PtqLayerReport *l = &r->layers[k];
             printf("%s{\"name\":\"%s\",\"err\":%.6g,\"err_rtn\":%.6g", k ? "," : "", l->name, isnan(l->err) ? -1.0 : l->err,
                    isnan(l->err_rtn) ? -1.0 : l->err_rtn);
-            if (!strcmp(o.method, "awq")) printf(",\"awq_alpha\":%.3f", l->awq_alpha);
+            if (!strcmp(o.method, "awq") || !strcmp(o.method, "smoothquant")) printf(",\"alpha\":%.3f", l->awq_alpha);
             if (!strcmp(o.method, "outlier")) printf(",\"outliers\":%d", l->outliers);
             printf("}");
         }
@@ -300,7 +304,7 @@ static int cmd_ptq(int argc, char **argv) {
         for (int k = 0; k < r->n; k++) {
             const PtqLayerReport *l = &r->layers[k];
             printf("%-22s %14.6g %14.6g %8.3f", l->name, l->err_rtn, l->err, l->err / l->err_rtn);
-            if (!strcmp(o.method, "awq")) printf("  alpha %.2f", l->awq_alpha);
+            if (!strcmp(o.method, "awq") || !strcmp(o.method, "smoothquant")) printf("  alpha %.2f", l->awq_alpha);
             if (!strcmp(o.method, "outlier")) printf("  %d float features", l->outliers);
             printf("\n");
         }

@@ -51,7 +51,8 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (!(o->damp > 0.0f && o->damp <= 1.0f)) qat_fail("%s: damp: expected (0, 1], got %g", origin, o->damp);
     if (o->block < 1) qat_fail("%s: block: expected >= 1, got %d", origin, o->block);
     if (o->awq_grid < 1 || o->awq_grid > 1000) qat_fail("%s: awq-grid: expected 1..1000, got %d", origin, o->awq_grid);
-    if (!(o->alpha >= 0.0f && o->alpha <= 1.0f)) qat_fail("%s: alpha: expected [0, 1], got %g", origin, o->alpha);
+    if (!(o->alpha >= 0.0f && o->alpha <= 1.0f) && o->alpha != -1.0f)
+        qat_fail("%s: alpha: expected [0, 1] or auto, got %g", origin, o->alpha);
     if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
 }
 
@@ -64,7 +65,8 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     if (!strcmp(o->method, "gptq") && k < (int)n)
         k += snprintf(buf + k, n - (size_t)k, ", damp %g, block %d%s", o->damp, o->block, o->act_order ? ", act_order" : "");
     if (!strcmp(o->method, "awq") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", grid %d%s", o->awq_grid, o->clip ? ", clip" : "");
-    if (!strcmp(o->method, "smoothquant") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", alpha %g", o->alpha);
+    if (!strcmp(o->method, "smoothquant") && k < (int)n) k += o->alpha < 0.0f ? snprintf(buf + k, n - (size_t)k, ", alpha searched per layer")
+                                                                      : snprintf(buf + k, n - (size_t)k, ", alpha %g", o->alpha);
     if (!strcmp(o->method, "outlier") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", threshold %g", o->threshold);
     if (k < (int)n) snprintf(buf + k, n - (size_t)k, "; %d calibration batches, seed %llu", o->calib_batches, (unsigned long long)o->seed);
 }
@@ -100,6 +102,7 @@ int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int 
     return w;
 }
 
+#define PTQ_SAMPLE 4096 /* calibration rows kept for searches on real outputs */
 #define PTQ_CHUNK 8 /* sequences per block forward: bounds the tape's memory */
 
 /* Runs block b over the calibration activations X [n_seq, T, C]; the
@@ -208,19 +211,24 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
     if (awq || smooth) {
         float grid[1001];
         for (int i = 0; i <= o->awq_grid; i++) grid[i] = (float)i / (float)o->awq_grid;
+        float sgrid[21];
+        for (int i = 0; i <= 20; i++) sgrid[i] = (float)i / 20.0f;
         /* qkv <- ln1, attn.proj <- the value rows of qkv, mlp.fc <- ln2; mlp.proj
          * follows GELU, which no scale passes through, so it keeps s = 1 */
         for (int k = 0; k < 3; k++) {
             QLayer *q = bl->q[k];
-            if (!q || (smooth && k == 1)) continue; /* SmoothQuant smooths the LayerNorm-fed layers */
+            if (!q) continue;
             Linear *l = bl->l[k];
             int rows = l->w->shape[0], cols = l->w->shape[1];
             float *s = bl->s_in[k] = xmalloc((size_t)cols * sizeof(float));
             if (awq)
                 rep[k]->awq_alpha = ptq_awq_search(&q->w, l->w->data, rows, cols, bl->H[k], bl->st[k].abssum, bl->st[k].n, grid,
                                                    o->awq_grid + 1, s);
+            else if (o->alpha >= 0.0f)
+                ptq_smooth_scales(bl->st[k].absmax, l->w->data, rows, cols, rep[k]->awq_alpha = o->alpha, s);
             else
-                ptq_smooth_scales(bl->st[k].absmax, l->w->data, rows, cols, o->alpha, s);
+                rep[k]->awq_alpha = ptq_smooth_search(&q->w, &q->a, !q->a_dynamic, bl->st[k].absmax, l->w->data, rows, cols,
+                                                      bl->st[k].sample, bl->st[k].n_sample, sgrid, 21, s);
             ptq_scale_cols(l->w->data, rows, cols, s);
             ptq_hessian_unscale(bl->H[k], cols, s);
             if (k == 0) fold_into_layernorm(&blk->ln1, s, C);
@@ -278,6 +286,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     tape_init(&t, 64u << 20);
     tape_set_grad(&t, false);
     bool sequential = !strcmp(o->method, "gptq");
+    bool want_sample = !strcmp(o->method, "smoothquant") && o->alpha < 0.0f;
     for (int b = 0; b < L; b++) {
         Block *blk = &g->blocks[b];
         BlockLayers bl = {.l = {&blk->qkv, &blk->proj, &blk->fc, &blk->fc_proj}};
@@ -290,23 +299,27 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         }
         /* GPTQ: each layer calibrated with the ones before it quantized; the
          * others: the whole block at once */
-        for (int k = 0; k < 4; k++) {
-            if (!bl.q[k] || (!sequential && k > 0)) continue;
-            for (int j = k; j < (sequential ? k + 1 : 4); j++)
+        for (int stage = 0; stage < (sequential ? 4 : 1); stage++) {
+            int j0 = sequential ? stage : 0, j1 = sequential ? stage + 1 : 4;
+            bool any = false;
+            for (int j = j0; j < j1; j++) any |= bl.q[j] != NULL;
+            if (!any) continue;
+            for (int j = j0; j < j1; j++)
                 if (bl.q[j]) {
-                    ptq_stats_init(&bl.st[j], bl.l[j]->w->shape[1]);
+                    ptq_stats_init(&bl.st[j], bl.l[j]->w->shape[1], want_sample ? PTQ_SAMPLE : 0,
+                                   (n_seq * T + PTQ_SAMPLE - 1) / PTQ_SAMPLE);
                     bl.q[j]->stats = &bl.st[j];
                 }
             run_block(g, &t, b, X, NULL, n_seq, T);
-            for (int j = k; j < (sequential ? k + 1 : 4); j++)
+            for (int j = j0; j < j1; j++)
                 if (bl.q[j]) {
                     bl.q[j]->stats = NULL;
                     bl.H[j] = hessian_of(&bl.st[j]);
                 }
             if (sequential) {
-                gptq_layer(bl.q[k], bl.l[k], o, bl.H[k], rep[k]);
-                set_act_scale(bl.q[k], &bl.st[k], NULL);
-                bl.q[k]->mode = QMODE_QUANT;
+                gptq_layer(bl.q[stage], bl.l[stage], o, bl.H[stage], rep[stage]);
+                set_act_scale(bl.q[stage], &bl.st[stage], NULL);
+                bl.q[stage]->mode = QMODE_QUANT;
             }
         }
         if (!sequential) {
@@ -331,7 +344,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         ptq_rtn(&q->w, g->head.w->data, g->head.w->shape[0], C, q->w_scale->data, zp_of(q), NULL);
         if (q->a_scale) {
             PtqStats st;
-            ptq_stats_init(&st, C);
+            ptq_stats_init(&st, C, 0, 1);
             q->stats = &st;
             for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
                 int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;

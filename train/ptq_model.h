@@ -25,7 +25,7 @@ typedef struct PtqOptions {
     bool act_order;    /* gptq */
     bool clip;         /* awq: clipping search after the scale search */
     int awq_grid;      /* awq: exponents 0, 1/n, ..., 1 (n + 1 of them) */
-    float alpha;       /* smoothquant: migration strength */
+    float alpha;       /* smoothquant: migration strength; < 0: searched per layer over 0, 0.05, ..., 1 */
     float threshold;   /* outlier: calibration |x| above which an input feature stays float */
     char layers[512];  /* globs over Linear names, as quant.layers */
 } PtqOptions;
@@ -42,7 +42,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
 typedef struct PtqLayerReport {
     char name[64];
     double err_rtn, err; /* mean squared output error per calibration token: RTN, and this method */
-    float awq_alpha;     /* awq: the chosen exponent */
+    float awq_alpha;     /* awq: the chosen exponent; smoothquant: the migration strength */
     int outliers;        /* outlier: input features kept float */
 } PtqLayerReport;
 
