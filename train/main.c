@@ -80,7 +80,7 @@ static const char *HELP_PTQ =
     "  --seed S            seed of the calibration windows (default 1234)\n"
     "  --layers GLOBS      Linears to quantize, as quant.layers (default blocks.*)\n"
     "  gptq: --damp F (default 0.01 of mean diag H), --block N (default 128), --act-order\n"
-    "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20), --no-clip\n"
+    "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20; 0: exponent 0 only), --no-clip\n"
     "  smoothquant: --alpha A|auto (default 0.5; auto: searched per layer on calibration outputs)\n"
     "  outlier: --threshold T (default 6.0)\n"
     "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
@@ -265,7 +265,7 @@ static int cmd_ptq(int argc, char **argv) {
         else if (!strcmp(a, "--damp")) o.damp = parse_float(a, need_value(argc, argv, &i), 0.0f);
         else if (!strcmp(a, "--block")) o.block = (int)parse_long(a, need_value(argc, argv, &i), 1, 65536);
         else if (!strcmp(a, "--act-order")) o.act_order = true;
-        else if (!strcmp(a, "--awq-grid")) o.awq_grid = (int)parse_long(a, need_value(argc, argv, &i), 1, 1000);
+        else if (!strcmp(a, "--awq-grid")) o.awq_grid = (int)parse_long(a, need_value(argc, argv, &i), 0, 1000);
         else if (!strcmp(a, "--no-clip")) o.clip = false;
         else if (!strcmp(a, "--alpha")) {
             const char *v = need_value(argc, argv, &i);

@@ -50,7 +50,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (o->calib_batches < 1) qat_fail("%s: calib-batches: expected >= 1, got %d", origin, o->calib_batches);
     if (!(o->damp > 0.0f && o->damp <= 1.0f)) qat_fail("%s: damp: expected (0, 1], got %g", origin, o->damp);
     if (o->block < 1) qat_fail("%s: block: expected >= 1, got %d", origin, o->block);
-    if (o->awq_grid < 1 || o->awq_grid > 1000) qat_fail("%s: awq-grid: expected 1..1000, got %d", origin, o->awq_grid);
+    if (o->awq_grid < 0 || o->awq_grid > 1000) qat_fail("%s: awq-grid: expected 0..1000, got %d", origin, o->awq_grid);
     if (!(o->alpha >= 0.0f && o->alpha <= 1.0f) && o->alpha != -1.0f)
         qat_fail("%s: alpha: expected [0, 1] or auto, got %g", origin, o->alpha);
     if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
@@ -210,7 +210,7 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
         if (bl->q[k]) rep[k]->err_rtn = rtn_error(bl->q[k], bl->l[k]->w->data, bl->l[k]->w->shape[0], bl->l[k]->w->shape[1], bl->H[k]);
     if (awq || smooth) {
         float grid[1001];
-        for (int i = 0; i <= o->awq_grid; i++) grid[i] = (float)i / (float)o->awq_grid;
+        for (int i = 0; i <= o->awq_grid; i++) grid[i] = o->awq_grid ? (float)i / (float)o->awq_grid : 0.0f;
         float sgrid[21];
         for (int i = 0; i <= 20; i++) sgrid[i] = (float)i / 20.0f;
         /* qkv <- ln1, attn.proj <- the value rows of qkv, mlp.fc <- ln2; mlp.proj

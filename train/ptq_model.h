@@ -24,7 +24,7 @@ typedef struct PtqOptions {
     int block;         /* gptq: columns per lazy batch */
     bool act_order;    /* gptq */
     bool clip;         /* awq: clipping search after the scale search */
-    int awq_grid;      /* awq: exponents 0, 1/n, ..., 1 (n + 1 of them) */
+    int awq_grid;      /* awq: exponents 0, 1/n, ..., 1 (n + 1 of them); 0: exponent 0 only (= RTN scales) */
     float alpha;       /* smoothquant: migration strength; < 0: searched per layer over 0, 0.05, ..., 1 */
     float threshold;   /* outlier: calibration |x| above which an input feature stays float */
     char layers[512];  /* globs over Linear names, as quant.layers */

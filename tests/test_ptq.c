@@ -1,0 +1,457 @@
+/* test_ptq.c: post-training quantization. The per-layer algorithms against
+ * round-to-nearest on plain arrays (GPTQ lowers the output error on
+ * correlated inputs and equals RTN for an identity Hessian; AWQ exponent 0 is
+ * RTN); whole-model properties (folding AWQ/SmoothQuant scales leaves the
+ * float function unchanged; the outlier split with threshold 0 is the float
+ * model; static-activation and outlier W8A8 models agree between fake
+ * quantization and every kernel path); and qat ptq from the command line,
+ * with its bad input. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/infer.h"
+#include "quant/ptq.h"
+#include "testutil.h"
+#include "train/ptq_model.h"
+#include "train/trainer.h"
+
+/* ---------- the algorithms on one layer ---------- */
+
+/* Inputs with strongly correlated features of varied size: z @ M with M =
+ * I + a dense random mix, features scaled 0.2..2. */
+static float *correlated_inputs(int n, int cols, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *M = xmalloc((size_t)cols * cols * sizeof(float)), *x = xcalloc((size_t)n * cols, sizeof(float));
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++) M[i * cols + j] = (i == j) + 0.6f * rng_normal(&r) / sqrtf((float)cols) * 4.0f;
+    float *z = xmalloc((size_t)cols * sizeof(float));
+    for (int s = 0; s < n; s++) {
+        for (int i = 0; i < cols; i++) z[i] = rng_normal(&r);
+        for (int j = 0; j < cols; j++) {
+            float acc = 0.0f;
+            for (int i = 0; i < cols; i++) acc += z[i] * M[i * cols + j];
+            x[(size_t)s * cols + j] = acc * (0.2f + 1.8f * (float)j / (float)cols);
+        }
+    }
+    free(M), free(z);
+    return x;
+}
+
+static float *random_weights(int rows, int cols, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *w = xmalloc((size_t)rows * cols * sizeof(float));
+    for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = 0.05f * rng_normal(&r);
+    return w;
+}
+
+Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
+    int rows = 48, cols = 128, n = 2048;
+    float *x = correlated_inputs(n, cols, 1), *w = random_weights(rows, cols, 2);
+    PtqStats st;
+    ptq_stats_init(&st, cols, 0, 1);
+    ptq_stats_add(&st, x, (size_t)n / 2); /* in two parts, as calibration chunks arrive */
+    ptq_stats_add(&st, x + (size_t)n / 2 * cols, (size_t)n / 2);
+    float *H = xmalloc((size_t)cols * cols * sizeof(float));
+    ptq_hessian(&st, H);
+    QuantSpec specs[] = {{.bits = 4, .sym = true, .gran = QG_GROUP, .group = 32},
+                         {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32},
+                         {.bits = 4, .sym = true, .gran = QG_CHANNEL},
+                         {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 32}};
+    for (int k = 0; k < 4; k++) {
+        for (int act_order = 0; act_order < 2; act_order++) {
+            const QuantSpec *s = &specs[k];
+            size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
+            float *sc = xmalloc(ns * sizeof(float)), *zp = xcalloc(ns, sizeof(float)), *wr = xmalloc(N * sizeof(float));
+            ptq_rtn(s, w, rows, cols, sc, zp, wr);
+            double e_rtn = ptq_output_error(w, wr, rows, cols, H);
+            float *wg = xmalloc(N * sizeof(float)), *back = xmalloc(N * sizeof(float));
+            memcpy(wg, w, N * sizeof(float));
+            GptqOptions o = {.damp = 0.01f, .block = 32, .act_order = act_order};
+            ptq_gptq(s, wg, rows, cols, H, &o, sc, zp, "test");
+            double e = ptq_output_error(w, wg, rows, cols, H);
+            cr_assert(e < 0.8 * e_rtn, "spec %d act_order %d: GPTQ error %g not 20%% below RTN %g", k, act_order, e, e_rtn);
+            /* the result is on the quantizer's grid with the returned scales */
+            quant_fake(s, wg, rows, cols, sc, s->sym ? NULL : zp, back);
+            cr_assert(memcmp(back, wg, N * sizeof(float)) == 0, "spec %d: GPTQ weights are not codes * scales", k);
+            free(sc), free(zp), free(wr), free(wg), free(back);
+        }
+    }
+    ptq_stats_free(&st);
+    free(x), free(w), free(H);
+}
+
+Test(ptq_alg, stats_match_direct_sums) {
+    int cols = 24, n = 300;
+    float *x = correlated_inputs(n, cols, 5);
+    PtqStats st;
+    ptq_stats_init(&st, cols, 50, 7);
+    for (int r = 0; r < n; r += 100) ptq_stats_add(&st, x + (size_t)r * cols, 100);
+    float *H = xmalloc((size_t)cols * cols * sizeof(float));
+    ptq_hessian(&st, H);
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++) {
+            double want = 0.0;
+            for (int s = 0; s < n; s++) want += (double)x[s * cols + i] * x[s * cols + j];
+            want *= 2.0 / n;
+            cr_assert(fabs(H[i * cols + j] - want) <= 1e-4 * (1.0 + fabs(want)), "H[%d,%d] %g vs %g", i, j, H[i * cols + j], want);
+        }
+    cr_assert_eq(st.n_sample, 43); /* rows 0, 7, ..., 294 */
+    cr_assert(memcmp(st.sample + 2 * cols, x + 14 * cols, (size_t)cols * sizeof(float)) == 0);
+    ptq_stats_free(&st);
+    free(x), free(H);
+}
+
+Test(ptq_alg, gptq_with_identity_hessian_is_rtn) {
+    int rows = 20, cols = 64;
+    float *w = random_weights(rows, cols, 3), *H = xcalloc((size_t)cols * cols, sizeof(float));
+    for (int i = 0; i < cols; i++) H[i * cols + i] = 1.0f;
+    QuantSpec specs[] = {{.bits = 4, .sym = true, .gran = QG_GROUP, .group = 16},
+                         {.bits = 4, .sym = true, .gran = QG_CHANNEL},
+                         {.bits = 3, .sym = true, .gran = QG_TENSOR},
+                         {.bits = 2, .sym = false, .gran = QG_GROUP, .group = 32},
+                         {.bits = 8, .sym = true, .gran = QG_CHANNEL}};
+    for (int k = 0; k < 5; k++)
+        for (int act_order = 0; act_order < 2; act_order++) {
+            const QuantSpec *s = &specs[k];
+            size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
+            float *sr = xmalloc(ns * sizeof(float)), *zr = xcalloc(ns, sizeof(float)), *wr = xmalloc(N * sizeof(float));
+            float *sg = xmalloc(ns * sizeof(float)), *zg = xcalloc(ns, sizeof(float)), *wg = xmalloc(N * sizeof(float));
+            ptq_rtn(s, w, rows, cols, sr, zr, wr);
+            memcpy(wg, w, N * sizeof(float));
+            GptqOptions o = {.damp = 0.01f, .block = 16, .act_order = act_order};
+            ptq_gptq(s, wg, rows, cols, H, &o, sg, zg, "test");
+            cr_assert(memcmp(wr, wg, N * sizeof(float)) == 0, "spec %d act_order %d: GPTQ(H = I) differs from RTN", k, act_order);
+            cr_assert(memcmp(sr, sg, ns * sizeof(float)) == 0, "spec %d: scales differ", k);
+            free(sr), free(zr), free(wr), free(sg), free(zg), free(wg);
+        }
+    free(w), free(H);
+}
+
+Test(ptq_alg, awq_exponent_zero_is_rtn_and_clip_never_loses) {
+    int rows = 32, cols = 64, n = 512;
+    float *x = correlated_inputs(n, cols, 4), *w = random_weights(rows, cols, 6);
+    PtqStats st;
+    ptq_stats_init(&st, cols, 0, 1);
+    ptq_stats_add(&st, x, (size_t)n);
+    float *H = xmalloc((size_t)cols * cols * sizeof(float)), *s = xmalloc((size_t)cols * sizeof(float));
+    ptq_hessian(&st, H);
+    QuantSpec q = {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 16};
+    float zero = 0.0f;
+    cr_assert_eq(ptq_awq_search(&q, w, rows, cols, H, st.abssum, st.n, &zero, 1, s), 0.0f);
+    for (int j = 0; j < cols; j++) cr_assert_eq(s[j], 1.0f, "exponent 0 gives scale %g at %d", s[j], j);
+    /* the search over the full grid is at least as good as exponent 0 (RTN) */
+    float grid[21];
+    for (int i = 0; i <= 20; i++) grid[i] = (float)i / 20.0f;
+    ptq_awq_search(&q, w, rows, cols, H, st.abssum, st.n, grid, 21, s);
+    size_t ns = quant_n_scales(&q, rows, cols), N = (size_t)rows * cols;
+    float *sc = xmalloc(ns * sizeof(float)), *wq = xmalloc(N * sizeof(float)), *ws = xmalloc(N * sizeof(float));
+    ptq_rtn(&q, w, rows, cols, sc, NULL, wq);
+    double e_rtn = ptq_output_error(w, wq, rows, cols, H);
+    memcpy(ws, w, N * sizeof(float));
+    ptq_scale_cols(ws, rows, cols, s);
+    ptq_rtn(&q, ws, rows, cols, sc, NULL, wq);
+    for (size_t i = 0; i < N; i++) wq[i] /= s[i % cols];
+    double e_awq = ptq_output_error(w, wq, rows, cols, H);
+    cr_assert(e_awq <= e_rtn, "AWQ %g > RTN %g", e_awq, e_rtn);
+    /* clipping: per group, the searched range never has more error than min-max */
+    ptq_clip_search(&q, w, rows, cols, H, sc, NULL);
+    quant_fake(&q, w, rows, cols, sc, NULL, wq);
+    double e_clip = ptq_output_error(w, wq, rows, cols, H);
+    cr_assert(e_clip <= e_rtn * (1.0 + 1e-6), "clip %g > RTN %g", e_clip, e_rtn);
+    ptq_stats_free(&st);
+    free(x), free(w), free(H), free(s), free(sc), free(wq), free(ws);
+}
+
+/* ---------- whole models ---------- */
+
+#define NSEQ 24
+#define T 16
+
+static void model_config(GPTConfig *gc) { *gc = (GPTConfig){.vocab_size = 29, .n_layer = 2, .n_head = 2, .n_embd = 32, .block_size = T}; }
+
+/* A random GPT with non-trivial LayerNorms (folding must respect them). */
+static void float_model(GPT *g) {
+    GPTConfig gc;
+    model_config(&gc);
+    Config c;
+    config_defaults(&c);
+    gpt_build(g, &gc, &c.quant, "test");
+    Rng r;
+    rng_seed(&r, 11);
+    gpt_init_weights(g, &r);
+    for (int i = 0; i < g->params.n; i++) {
+        Tensor *p = g->params.list[i];
+        bool ln = strstr(p->name, "ln") != NULL;
+        bool bias = strstr(p->name, "bias") != NULL;
+        if (ln || bias)
+            for (size_t k = 0; k < p->numel; k++) p->data[k] = (ln && !bias ? 1.0f : 0.0f) + 0.3f * rng_normal(&r);
+    }
+    /* a few loud input features, as real LayerNorm outputs have */
+    for (int b = 0; b < 2; b++) g->blocks[b].ln1.w->data[3] = 8.0f, g->blocks[b].ln2.w->data[7] = -6.0f;
+}
+
+static void ptq_model_of(const GPT *f, const PtqOptions *o, GPT *g, const int32_t *calib) {
+    GPTConfig gc;
+    model_config(&gc);
+    Config c;
+    config_defaults(&c);
+    ptq_quant_config(o, &c.quant);
+    gpt_build(g, &gc, &c.quant, "test");
+    for (int i = 0; i < f->params.n; i++) {
+        Tensor *p = f->params.list[i], *q = params_find(&g->params, p->name);
+        cr_assert(q, "%s missing", p->name);
+        memcpy(q->data, p->data, p->numel * sizeof(float));
+    }
+    PtqReport *r = xmalloc(sizeof *r);
+    ptq_model(g, o, calib, NSEQ, T, r);
+    free(r);
+}
+
+static int32_t *tokens(uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    int32_t *t = xmalloc(NSEQ * T * sizeof(int32_t));
+    for (int i = 0; i < NSEQ * T; i++) t[i] = (int32_t)rng_below(&r, 29);
+    return t;
+}
+
+/* logits of 4 sequences into out [4*T*V] */
+static void logits(GPT *g, const int32_t *idx, float *out) {
+    Tape t;
+    tape_init(&t, 8u << 20);
+    tape_set_grad(&t, false);
+    Tensor *y = gpt_forward(g, &t, idx, 4, T);
+    memcpy(out, y->data, y->numel * sizeof(float));
+    tape_free(&t);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n, double *amax) {
+    double d = 0.0, m = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), m = fmax(m, fabs((double)a[i]));
+    if (amax) *amax = m;
+    return d;
+}
+
+#define NL (4 * T * 29)
+
+Test(ptq_model, folding_leaves_the_float_model_unchanged) {
+    GPT f;
+    float_model(&f);
+    int32_t *calib = tokens(1), *eval = tokens(2);
+    float *ref = xmalloc(NL * sizeof(float)), *got = xmalloc(NL * sizeof(float));
+    logits(&f, eval, ref);
+    const char *methods[] = {"awq", "smoothquant", "smoothquant"};
+    for (int k = 0; k < 3; k++) {
+        PtqOptions o;
+        ptq_options_default(&o);
+        snprintf(o.method, sizeof o.method, "%s", methods[k]);
+        if (k == 2) o.alpha = -1.0f; /* searched */
+        ptq_options_finish(&o, false, false, false, "test");
+        GPT g;
+        ptq_model_of(&f, &o, &g, calib);
+        gpt_quant_set_mode(&g, QMODE_FLOAT); /* the folded model, weights not quantized */
+        logits(&g, eval, got);
+        double amax, d = max_abs_diff(ref, got, NL, &amax);
+        cr_assert(d <= 1e-5, "%s: folded float model differs by %g (max |logit| %g)", methods[k], d, amax);
+        /* and the scales did move something */
+        cr_assert(memcmp(f.blocks[0].ln1.w->data, g.blocks[0].ln1.w->data, 32 * sizeof(float)) != 0, "%s folded nothing", methods[k]);
+        gpt_free(&g);
+    }
+    gpt_free(&f);
+    free(calib), free(eval), free(ref), free(got);
+}
+
+Test(ptq_model, awq_exponent_zero_without_clipping_is_rtn) {
+    GPT f;
+    float_model(&f);
+    int32_t *calib = tokens(1), *eval = tokens(2);
+    float *a = xmalloc(NL * sizeof(float)), *b = xmalloc(NL * sizeof(float));
+    PtqOptions o;
+    ptq_options_default(&o);
+    ptq_options_finish(&o, false, false, false, "test");
+    GPT g;
+    ptq_model_of(&f, &o, &g, calib);
+    logits(&g, eval, a);
+    gpt_free(&g);
+    snprintf(o.method, sizeof o.method, "awq");
+    o.awq_grid = 0;
+    o.clip = false;
+    ptq_model_of(&f, &o, &g, calib);
+    logits(&g, eval, b);
+    cr_assert(memcmp(a, b, NL * sizeof(float)) == 0, "AWQ with exponent 0 and no clipping differs from RTN");
+    gpt_free(&g);
+    gpt_free(&f);
+    free(calib), free(eval), free(a), free(b);
+}
+
+/* Fake-quant logits of g against the integer kernels (every path here), one
+ * window per sequence; returns the worst difference over max |logit|. */
+static double kernels_vs_fake(GPT *g, const int32_t *eval, const float *fake) {
+    Vocab v;
+    vocab_build_byte(&v);
+    v.size = 29;
+    InferModel m;
+    infer_from_gpt(&m, g, &v, "");
+    InferState s;
+    infer_state_init(&s, &m, T);
+    double worst = 0.0;
+    for (int p = KERN_SCALAR; p <= KERN_AVX512; p++) {
+        if (!kernel_supported((KernelPath)p)) continue;
+        KernelPath old = kernel_force((KernelPath)p);
+        for (int b = 0; b < 4; b++) {
+            s.pos = 0;
+            const float *y = infer_forward(&m, &s, eval + b * T, T);
+            double amax, d = max_abs_diff(fake + (size_t)b * T * 29, y, (size_t)T * 29, &amax);
+            worst = fmax(worst, d / amax);
+        }
+        kernel_force(old);
+    }
+    infer_state_free(&s);
+    infer_free(&m);
+    return worst;
+}
+
+Test(ptq_model, outlier_split_with_threshold_zero_is_the_float_model) {
+    GPT f;
+    float_model(&f);
+    int32_t *calib = tokens(1), *eval = tokens(2);
+    float *ref = xmalloc(NL * sizeof(float)), *got = xmalloc(NL * sizeof(float));
+    logits(&f, eval, ref);
+    PtqOptions o;
+    ptq_options_default(&o);
+    snprintf(o.method, sizeof o.method, "outlier");
+    o.threshold = 0.0f;
+    ptq_options_finish(&o, false, false, false, "test");
+    GPT g;
+    ptq_model_of(&f, &o, &g, calib);
+    logits(&g, eval, got); /* fake quantization, every feature float */
+    double amax, d = max_abs_diff(ref, got, NL, &amax);
+    cr_assert(d <= 1e-5, "fake quant with threshold 0 differs from float by %g", d);
+    double k = kernels_vs_fake(&g, eval, ref);
+    cr_assert(k <= 1e-5, "kernels with threshold 0 differ from float by %g of max |logit|", k);
+    gpt_free(&g);
+    gpt_free(&f);
+    free(calib), free(eval), free(ref), free(got);
+}
+
+Test(ptq_model, static_and_outlier_w8a8_agree_on_every_kernel_path) {
+    GPT f;
+    float_model(&f);
+    int32_t *calib = tokens(1), *eval = tokens(2);
+    float *fake = xmalloc(NL * sizeof(float));
+    const char *methods[] = {"smoothquant", "outlier", "rtn"};
+    for (int k = 0; k < 3; k++) {
+        PtqOptions o;
+        ptq_options_default(&o);
+        snprintf(o.method, sizeof o.method, "%s", methods[k]);
+        o.threshold = 2.0f; /* some features float, most not */
+        if (k == 2) o.bits = 8, o.group = 16, snprintf(o.act, sizeof o.act, "tensor");
+        ptq_options_finish(&o, k == 2, k == 2, k == 2, "test");
+        GPT g;
+        ptq_model_of(&f, &o, &g, calib);
+        if (k == 1) {
+            int n = 0;
+            for (int j = 0; j < 32; j++) n += g.blocks[0].qkv.q->outlier->data[j] > 0.0f;
+            cr_assert(n > 0 && n < 32, "threshold 2 keeps %d of 32 features float", n);
+        }
+        logits(&g, eval, fake);
+        double d = kernels_vs_fake(&g, eval, fake);
+        cr_assert(d <= 1e-3, "%s: kernels differ from fake quantization by %g of max |logit|", methods[k], d);
+        gpt_free(&g);
+    }
+    gpt_free(&f);
+    free(calib), free(eval), free(fake);
+}
+
+/* ---------- qat ptq on a trained model ---------- */
+
+static char *g_dir, *g_ckpt, *g_corpus;
+
+static void train_small(void) {
+    g_dir = test_tmpdir();
+    g_corpus = test_write(g_dir, "corpus.txt", test_corpus(30000, 3));
+    Config c;
+    config_defaults(&c);
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: 60, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
+             " eval_batches: 8, threads: 2}\n"
+             "out_dir: %s/float\n",
+             g_corpus, g_dir);
+    config_load_string(&c, yaml, "float");
+    TrainOptions o = {.quiet = true};
+    train_run(&c, "float", &o);
+    g_ckpt = test_keep(xmalloc(strlen(g_dir) + 32));
+    sprintf(g_ckpt, "%s/float/checkpoint.h5", g_dir);
+}
+TestSuite(ptq_cli, .init = train_small);
+
+static float loss_of(const char *path, bool int_kernels) { return eval_checkpoint(path, NULL, int_kernels).val_loss; }
+
+Test(ptq_cli, every_method_evaluates_exports_and_agrees) {
+    const char *args[] = {"--method rtn --bits 4 --group 16", "--method gptq --bits 4 --group 16 --calib-batches 2",
+                          "--method gptq --bits 3 --group channel --act-order", "--method awq --bits 4 --group 16",
+                          "--method smoothquant", "--method outlier --threshold 2"};
+    float float_loss = loss_of(g_ckpt, false);
+    for (int k = 0; k < 6; k++) {
+        char cmd[4096], err[512], out[1024], model[1100];
+        snprintf(out, sizeof out, "%s/ptq%d.h5", g_dir, k);
+        snprintf(model, sizeof model, "%s/ptq%d.model.h5", g_dir, k);
+        snprintf(cmd, sizeof cmd, "ptq %s %s -o %s --json > /dev/null", g_ckpt, args[k], out);
+        cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s: %s", args[k], err);
+        float fake = loss_of(out, false), integer = loss_of(out, true);
+        cr_assert(fabsf(fake - integer) <= 1e-3f, "%s: fake quant %g vs integer kernels %g", args[k], fake, integer);
+        cr_assert(fake < float_loss + 0.5f && fake > float_loss - 0.05f, "%s: loss %g far from float %g", args[k], fake, float_loss);
+        snprintf(cmd, sizeof cmd, "export %s -o %s > /dev/null", out, model);
+        cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s: export: %s", args[k], err);
+        cr_assert(fabsf(loss_of(model, false) - integer) <= 1e-6f, "%s: exported model's loss differs", args[k]);
+    }
+}
+
+Test(ptq_cli, bad_input_fails_with_one_line) {
+    char cmd[4096], err[1024], out[1024];
+    snprintf(out, sizeof out, "%s/bad.h5", g_dir);
+    struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--method gpt", "method: 'gpt' is not one of"},
+        {"--method gptq --bits 9", "--bits: expected an integer in [2, 8]"},
+        {"--method gptq --group -2", "group: expected"},
+        {"--method awq --alpha 2", "alpha: expected"},
+        {"--method smoothquant --act none", "--act must be token or tensor"},
+        {"--method gptq --layers lm_head", "lm_head is tied"},
+        {"--method rtn --layers blocks.9.*", "matches no layer"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        snprintf(cmd, sizeof cmd, "ptq %s %s -o %s", g_ckpt, cases[k].args, out);
+        cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2, "%s: exit status", cases[k].args);
+        cr_assert(strstr(err, cases[k].want), "%s: got '%s'", cases[k].args, err);
+        cr_assert(strchr(err, '\n') == strrchr(err, '\n'), "%s: more than one line: %s", cases[k].args, err);
+    }
+    /* a PTQ checkpoint is not a float one */
+    snprintf(cmd, sizeof cmd, "ptq %s --method rtn -o %s > /dev/null", g_ckpt, out);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    char out2[1100];
+    snprintf(out2, sizeof out2, "%s.again.h5", out);
+    snprintf(cmd, sizeof cmd, "ptq %s --method rtn -o %s", out, out2);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "already quantized"), "got '%s'", err);
+    /* -o the source itself: refused, source unchanged */
+    size_t n0, n1;
+    char *before = test_slurp(g_ckpt, &n0);
+    snprintf(cmd, sizeof cmd, "ptq %s --method rtn -o %s", g_ckpt, g_ckpt);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    char *after = test_slurp(g_ckpt, &n1);
+    cr_assert(n0 == n1 && memcmp(before, after, n0) == 0, "the source checkpoint changed");
+    free(before), free(after);
+    /* missing checkpoint */
+    snprintf(cmd, sizeof cmd, "ptq %s/none.h5 --method rtn -o %s", g_dir, out);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "none.h5"), "got '%s'", err);
+}
