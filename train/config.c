@@ -61,6 +61,20 @@ static const Field FIELDS[] = {
       "threads for OpenMP and OpenBLAS; 0 = OMP_NUM_THREADS or all cores"),
     F("out_dir", CF_STR, out_dir, 0, 0, 0, "runs/default", NULL,
       "run directory: metrics.jsonl, checkpoint.h5, summary.json"),
+    /* compare before quant: config_to_yaml writes quant overrides after the table */
+    F("compare.out_dir", CF_STR, compare.out_dir, 0, 0, 0, "runs/compare", NULL,
+      "qat compare: where compare.md, compare.csv, compare.json, compare.png and the PTQ checkpoints go"),
+    F("compare.float_checkpoint", CF_STR, compare.float_checkpoint, 0, 0, 0, "", NULL,
+      "qat compare: the float model; empty = out_dir/checkpoint.h5, trained from this config when missing"),
+    F("compare.ptq", CF_STR, compare.ptq, 0, 0, 0, "", NULL,
+      "qat compare: PTQ rows separated by ';', each a method and qat ptq options, e.g. \"gptq --bits 4 --group 32\""),
+    F("compare.qat", CF_STR, compare.qat, 0, 0, 0, "", NULL,
+      "qat compare: comma-separated QAT config files (their quant.init_from must be the float model); each run is "
+      "reused when its checkpoint is complete"),
+    F("compare.gen_tokens", CF_INT, compare.gen_tokens, 1, 1000000, 0, "256", NULL,
+      "qat compare: tokens generated (greedy, KV cache) to measure each model's generation speed"),
+    F("compare.retrain_qat", CF_BOOL, compare.retrain_qat, 0, 0, 0, "false", NULL,
+      "qat compare: train the QAT configs again even when their checkpoints exist"),
     F("quant.weight.bits", CF_INT, quant.w_bits, 0, 8, 0, "0", NULL,
       "weight bits, 2..8; 0 = no quantization (FP32 training)"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
@@ -175,7 +189,7 @@ void config_set(Config *c, const char *key, const char *value, const char *origi
     }
     char *p = (char *)c + f->off;
     char *end = NULL;
-    if (!*value && f->type == CF_STR && !strcmp(key, "quant.init_from")) { /* empty is meaningful here */
+    if (!*value && f->type == CF_STR && !f->def[0]) { /* empty is meaningful where it is the default */
         *p = '\0';
         return;
     }
@@ -382,7 +396,7 @@ char *config_to_yaml(const Config *c) {
             section[0] = '\0';
         }
         const char *p = (const char *)c + f->off;
-        if (cap - k < 2 * CONFIG_PATH_MAX) out = xrealloc(out, cap *= 2);
+        while (cap - k < f->size + 256) out = xrealloc(out, cap *= 2);
         switch (f->type) {
         case CF_INT: k += (size_t)snprintf(out + k, cap - k, "%s%s: %d\n", indent, name, *(const int *)p); break;
         case CF_FLOAT: k += (size_t)snprintf(out + k, cap - k, "%s%s: %.9g\n", indent, name, *(const float *)p); break;

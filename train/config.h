@@ -32,11 +32,22 @@ typedef struct TrainConfig {
     int eval_every, eval_batches, log_every, threads;
 } TrainConfig;
 
+/* qat compare: the QAT-versus-PTQ table of this config's float model. */
+typedef struct CompareConfig {
+    char out_dir[CONFIG_PATH_MAX];
+    char float_checkpoint[CONFIG_PATH_MAX]; /* "" = out_dir/checkpoint.h5 of this config (trained if missing) */
+    char ptq[4096];                         /* "method [qat ptq options]; ..." */
+    char qat[4096];                         /* comma-separated QAT config files */
+    int gen_tokens;
+    bool retrain_qat;
+} CompareConfig;
+
 typedef struct Config {
     ModelConfig model;
     DataConfig data;
     TrainConfig train;
     char out_dir[CONFIG_PATH_MAX];
+    CompareConfig compare;
     QuantConfig quant;
 } Config;
 

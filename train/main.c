@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "train/checkpoint.h"
+#include "train/compare.h"
 #include "train/config.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
@@ -26,6 +27,8 @@ static void usage(FILE *f) {
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
             "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] -o OUT.h5\n"
             "                          post-training quantization of a float checkpoint\n"
+            "  compare CONFIG.yaml [--set section.key=value ...]\n"
+            "                          QAT versus PTQ on one float model: compare.md/csv/json/png\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
@@ -85,6 +88,16 @@ static const char *HELP_PTQ =
     "  outlier: --threshold T (default 6.0)\n"
     "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
 
+static const char *HELP_COMPARE =
+    "usage: qat compare CONFIG.yaml [--set section.key=value ...]\n"
+    "  CONFIG describes the float model (trained into out_dir when its checkpoint is\n"
+    "  missing, or compare.float_checkpoint) and a compare section: compare.ptq lists\n"
+    "  PTQ runs (\"gptq --bits 4 --group 32; awq --bits 3 --group 32; ...\", options as\n"
+    "  in qat ptq), compare.qat lists QAT config files (trained unless their checkpoint\n"
+    "  is complete). Every model is exported and evaluated on the same validation batches\n"
+    "  through the integer kernels; generation speed is greedy with the KV cache.\n"
+    "  Writes compare.md, compare.csv, compare.json and compare.png to compare.out_dir.\n";
+
 static bool wants_help(int argc, char **argv) {
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
@@ -94,20 +107,6 @@ static bool wants_help(int argc, char **argv) {
 static const char *need_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) qat_fail("%s: missing value", argv[*i]);
     return argv[++*i];
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) qat_fail("%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
-    return v;
-}
-
-static float parse_float(const char *opt, const char *s, float lo) {
-    char *end;
-    float v = strtof(s, &end);
-    if (end == s || *end || !(v >= lo)) qat_fail("%s: expected a number >= %g, got '%s'", opt, lo, s);
-    return v;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -133,7 +132,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(argv[i], "--resume"))
             opts.resume = true;
         else if (!strcmp(argv[i], "--stop-after"))
-            opts.stop_after = parse_long(argv[i], need_value(argc, argv, &i), 1, 1000000000L);
+            opts.stop_after = util_parse_long(argv[i], need_value(argc, argv, &i), 1, 1000000000L);
         else
             qat_fail("train: unknown option '%s' (see qat train --help)", argv[i]);
     }
@@ -181,13 +180,13 @@ static int cmd_sample(int argc, char **argv) {
         if (!strcmp(a, "--prompt"))
             o.prompt = need_value(argc, argv, &i);
         else if (!strcmp(a, "--tokens"))
-            o.tokens = (int)parse_long(a, need_value(argc, argv, &i), 0, 1000000);
+            o.tokens = (int)util_parse_long(a, need_value(argc, argv, &i), 0, 1000000);
         else if (!strcmp(a, "--temperature"))
-            o.temperature = parse_float(a, need_value(argc, argv, &i), 0.0f);
+            o.temperature = util_parse_float(a, need_value(argc, argv, &i), 0.0f);
         else if (!strcmp(a, "--top-k"))
-            o.top_k = (int)parse_long(a, need_value(argc, argv, &i), 0, 1 << 20);
+            o.top_k = (int)util_parse_long(a, need_value(argc, argv, &i), 0, 1 << 20);
         else if (!strcmp(a, "--seed"))
-            o.seed = (uint64_t)parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
+            o.seed = (uint64_t)util_parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
         else if (a[0] == '-')
             qat_fail("sample: unknown option '%s' (see qat sample --help)", a);
         else if (!ckpt)
@@ -240,45 +239,24 @@ static int cmd_export(int argc, char **argv) {
 static int cmd_ptq(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_PTQ, stdout), 0;
     const char *ckpt = NULL, *out = NULL;
-    bool json = false, bits_set = false, group_set = false, act_set = false;
-    PtqOptions o;
-    ptq_options_default(&o);
+    bool json = false;
+    char **rest = xmalloc((size_t)argc * sizeof(char *)); /* the method options, for ptq_options_parse */
+    int n_rest = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-o")) out = need_value(argc, argv, &i);
         else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--method")) snprintf(o.method, sizeof o.method, "%s", need_value(argc, argv, &i));
-        else if (!strcmp(a, "--bits")) o.bits = (int)parse_long(a, need_value(argc, argv, &i), 2, 8), bits_set = true;
-        else if (!strcmp(a, "--group")) {
-            const char *v = need_value(argc, argv, &i);
-            o.group = !strcmp(v, "channel") ? -1 : !strcmp(v, "tensor") ? 0 : (int)parse_long(a, v, -1, 65536);
-            group_set = true;
-        } else if (!strcmp(a, "--sym")) o.sym = true;
-        else if (!strcmp(a, "--asym")) o.sym = false;
-        else if (!strcmp(a, "--act")) {
-            const char *v = need_value(argc, argv, &i);
-            snprintf(o.act, sizeof o.act, "%s", strcmp(v, "none") ? v : "");
-            act_set = true;
-        } else if (!strcmp(a, "--calib-batches")) o.calib_batches = (int)parse_long(a, need_value(argc, argv, &i), 1, 100000);
-        else if (!strcmp(a, "--seed")) o.seed = (uint64_t)parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
-        else if (!strcmp(a, "--layers")) snprintf(o.layers, sizeof o.layers, "%s", need_value(argc, argv, &i));
-        else if (!strcmp(a, "--damp")) o.damp = parse_float(a, need_value(argc, argv, &i), 0.0f);
-        else if (!strcmp(a, "--block")) o.block = (int)parse_long(a, need_value(argc, argv, &i), 1, 65536);
-        else if (!strcmp(a, "--act-order")) o.act_order = true;
-        else if (!strcmp(a, "--awq-grid")) o.awq_grid = (int)parse_long(a, need_value(argc, argv, &i), 0, 1000);
-        else if (!strcmp(a, "--no-clip")) o.clip = false;
-        else if (!strcmp(a, "--alpha")) {
-            const char *v = need_value(argc, argv, &i);
-            o.alpha = !strcmp(v, "auto") ? -1.0f : parse_float(a, v, 0.0f);
-        }
-        else if (!strcmp(a, "--threshold")) o.threshold = parse_float(a, need_value(argc, argv, &i), 0.0f);
-        else if (a[0] == '-') qat_fail("ptq: unknown option '%s' (see qat ptq --help)", a);
-        else if (!ckpt) ckpt = a;
-        else qat_fail("ptq: more than one checkpoint given");
+        else if (a[0] != '-' && (strncmp(argv[i - 1], "--", 2) || ptq_option_is_flag(argv[i - 1]))) {
+            /* a word that is not the value of a --option */
+            if (ckpt) qat_fail("ptq: more than one checkpoint given ('%s' and '%s')", ckpt, a);
+            ckpt = a;
+        } else rest[n_rest++] = argv[i];
     }
+    PtqOptions o;
+    ptq_options_parse(&o, n_rest, rest, "ptq");
+    free(rest);
     if (!ckpt) qat_fail("ptq: missing CHECKPOINT (see qat ptq --help)");
     if (!out) qat_fail("ptq: missing -o OUT.h5 (see qat ptq --help)");
-    ptq_options_finish(&o, bits_set, group_set, act_set, "ptq");
     PtqReport *r = xmalloc(sizeof *r);
     ptq_checkpoint(ckpt, &o, out, r);
     double e = 0.0, e_rtn = 0.0;
@@ -313,6 +291,28 @@ static int cmd_ptq(int argc, char **argv) {
                e, e_rtn, e / e_rtn, r->calib_tokens, r->seconds);
     }
     free(r);
+    return 0;
+}
+
+static int cmd_compare(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_COMPARE, stdout), 0;
+    const char *path = NULL;
+    Config cfg;
+    config_defaults(&cfg);
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] != '-') {
+            if (path) qat_fail("compare: more than one config file ('%s' and '%s')", path, argv[i]);
+            path = argv[i];
+        } else if (!strcmp(argv[i], "--set")) {
+            i++;
+        } else {
+            qat_fail("compare: unknown option '%s' (see qat compare --help)", argv[i]);
+        }
+    if (!path) qat_fail("compare: missing CONFIG.yaml (see qat compare --help)");
+    config_load_file(&cfg, path);
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--set")) config_set_arg(&cfg, need_value(argc, argv, &i));
+    compare_run(&cfg, path);
     return 0;
 }
 
@@ -355,6 +355,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "ptq")) return cmd_ptq(argc, argv);
+    if (!strcmp(cmd, "compare")) return cmd_compare(argc, argv);
     if (!strcmp(cmd, "config-keys")) return config_print_keys(stdout), 0;
     fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", cmd);
     return QAT_EXIT_BADINPUT;

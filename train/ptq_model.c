@@ -56,6 +56,50 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
 }
 
+bool ptq_option_is_flag(const char *a) {
+    return !strcmp(a, "--sym") || !strcmp(a, "--asym") || !strcmp(a, "--act-order") || !strcmp(a, "--no-clip") ||
+           !strcmp(a, "--json");
+}
+
+void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin) {
+    ptq_options_default(o);
+    bool bits_set = false, group_set = false, act_set = false;
+    char opt[128];
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (i == 0 && a[0] != '-') { /* "gptq --bits 4": the method as the first word */
+            snprintf(o->method, sizeof o->method, "%s", a);
+            continue;
+        }
+        if (!ptq_option_is_flag(a) && a[0] == '-' && i + 1 >= argc) qat_fail("%s: %s: missing value", origin, a);
+        const char *v = ptq_option_is_flag(a) ? NULL : argv[i + 1];
+        snprintf(opt, sizeof opt, "%s: %s", origin, a);
+        if (!strcmp(a, "--method")) snprintf(o->method, sizeof o->method, "%s", v);
+        else if (!strcmp(a, "--bits")) o->bits = (int)util_parse_long(opt, v, 2, 8), bits_set = true;
+        else if (!strcmp(a, "--group")) {
+            o->group = !strcmp(v, "channel") ? -1 : !strcmp(v, "tensor") ? 0 : (int)util_parse_long(opt, v, -1000000, 65536);
+            group_set = true;
+        } else if (!strcmp(a, "--sym")) o->sym = true;
+        else if (!strcmp(a, "--asym")) o->sym = false;
+        else if (!strcmp(a, "--act")) {
+            snprintf(o->act, sizeof o->act, "%s", strcmp(v, "none") ? v : "");
+            act_set = true;
+        } else if (!strcmp(a, "--calib-batches")) o->calib_batches = (int)util_parse_long(opt, v, 1, 100000);
+        else if (!strcmp(a, "--seed")) o->seed = (uint64_t)util_parse_long(opt, v, 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "--layers")) snprintf(o->layers, sizeof o->layers, "%s", v);
+        else if (!strcmp(a, "--damp")) o->damp = util_parse_float(opt, v, 0.0f);
+        else if (!strcmp(a, "--block")) o->block = (int)util_parse_long(opt, v, 1, 65536);
+        else if (!strcmp(a, "--act-order")) o->act_order = true;
+        else if (!strcmp(a, "--awq-grid")) o->awq_grid = (int)util_parse_long(opt, v, 0, 1000);
+        else if (!strcmp(a, "--no-clip")) o->clip = false;
+        else if (!strcmp(a, "--alpha")) o->alpha = !strcmp(v, "auto") ? -1.0f : util_parse_float(opt, v, 0.0f);
+        else if (!strcmp(a, "--threshold")) o->threshold = util_parse_float(opt, v, 0.0f);
+        else qat_fail("%s: unknown option '%s' (see qat ptq --help)", origin, a);
+        if (v) i++;
+    }
+    ptq_options_finish(o, bits_set, group_set, act_set, origin);
+}
+
 void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     char g[24];
     if (o->group > 0) snprintf(g, sizeof g, "g%d", o->group);

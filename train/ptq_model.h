@@ -38,6 +38,11 @@ typedef struct PtqOptions {
 void ptq_options_default(PtqOptions *o);
 /* Validates o (origin names it in errors) and fills the method defaults. */
 void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_set, const char *origin);
+/* Defaults, then the options of qat ptq (--method M, or M alone as the first
+ * word; --bits, --group, ...; see qat ptq --help), then ptq_options_finish. */
+void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin);
+/* True for the options of ptq_options_parse that take no value. */
+bool ptq_option_is_flag(const char *opt);
 
 typedef struct PtqLayerReport {
     char name[64];

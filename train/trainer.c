@@ -175,17 +175,6 @@ static void calibrate(GPT *g, Tape *t, const Config *cfg, const Dataset *ds) {
     batch_free(&b);
 }
 
-static void mkdir_p(const char *dir) {
-    char buf[CONFIG_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("out_dir: cannot create %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("out_dir: cannot create %s: %s", buf, strerror(errno));
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -282,7 +271,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         ckpt_load_params(ckpt_path, &g, false);
         ckpt_load_train_state(ckpt_path, &g, &opt, &rng);
     }
-    mkdir_p(cfg->out_dir);
+    xmkdir_p(cfg->out_dir, "out_dir");
     if (resume)
         metrics_truncate(metrics_path, start);
     else

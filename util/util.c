@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,4 +127,30 @@ double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+long util_parse_long(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) qat_fail("%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+float util_parse_float(const char *opt, const char *s, float lo) {
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end || !(v >= lo)) qat_fail("%s: expected a number >= %g, got '%s'", opt, lo, s);
+    return v;
+}
+
+void xmkdir_p(const char *dir, const char *what) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("%s: cannot create %s: %s", what, buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) qat_fail("%s: cannot create %s: %s", what, buf, strerror(errno));
 }

@@ -27,6 +27,8 @@ char *xstrdup(const char *s);
 FILE *xfopen(const char *path, const char *mode);
 /* Reads a whole file; *len gets its size. The buffer is NUL-terminated. */
 char *xread_file(const char *path, size_t *len);
+/* mkdir -p; what names the setting in errors. */
+void xmkdir_p(const char *dir, const char *what);
 /* Writes to path.tmp, flushes, fsyncs and renames, so path is whole or untouched. */
 void xwrite_file_atomic(const char *path, const void *data, size_t len);
 
@@ -63,6 +65,10 @@ uint32_t rng_below(Rng *r, uint32_t n); /* uniform in [0,n) */
  * BLAS calls made inside our own parallel regions run on one thread. */
 void qat_set_threads(int n);
 int qat_get_threads(void);
+
+/* ---- command-line numbers: the whole string, within range, else one line naming opt ---- */
+long util_parse_long(const char *opt, const char *s, long lo, long hi);
+float util_parse_float(const char *opt, const char *s, float lo);
 
 /* ---- time ---- */
 double now_seconds(void);

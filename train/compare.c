@@ -1,0 +1,359 @@
+/* compare.c: qat compare (see compare.h): the float row, one row per PTQ
+ * entry (quantized in memory, saved, exported) and per QAT config (trained or
+ * reused), each evaluated on the inference engine and the integer kernels,
+ * then the table in three formats and the plot. */
+#define _DEFAULT_SOURCE /* realpath */
+#include "compare.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "infer/infer.h"
+#include "train/checkpoint.h"
+#include "train/ptq_model.h"
+#include "train/sample.h"
+#include "train/trainer.h"
+
+/* What every row is measured on: the float model's validation batches. */
+typedef struct Bench {
+    const int32_t *val;
+    size_t n_val;
+    int B, T, batches;
+    uint64_t seed;
+    int gen_tokens;
+} Bench;
+
+static size_t file_size(const char *path) {
+    FILE *f = xfopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* wall_s of a run's summary.json, or -1. */
+static double summary_wall(const char *out_dir) {
+    char path[CONFIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/summary.json", out_dir);
+    if (access(path, R_OK) != 0) return -1.0;
+    char *s = xread_file(path, NULL);
+    const char *k = strstr(s, "\"wall_s\":");
+    double w = k ? strtod(k + 9, NULL) : -1.0;
+    free(s);
+    return w;
+}
+
+/* Loss, perplexity, generation speed and bits per weight of m. */
+static void measure(const InferModel *m, const Bench *b, double float_loss, CompareRow *r) {
+    r->val_loss = infer_eval_loss(m, b->val, b->n_val, b->batches, b->B, b->T, b->seed);
+    r->ppl = exp(r->val_loss);
+    r->delta = isnan(float_loss) ? 0.0 : r->val_loss - float_loss;
+    FILE *null = xfopen("/dev/null", "w");
+    SampleOptions so = {.tokens = b->gen_tokens, .temperature = 0.0f, .seed = 1};
+    double t0 = now_seconds();
+    sample_text(m, &so, null);
+    r->gen_tokens_per_s = b->gen_tokens / (now_seconds() - t0);
+    fclose(null);
+    double bits = 0.0, weights = 0.0;
+    for (int i = 0; i < m->n_q; i++) {
+        const QMatrix *q = &m->qm[i];
+        double n = (double)q->rows * q->cols;
+        weights += n;
+        bits += q->bits * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float;
+    }
+    r->bits_per_weight = m->n_q ? bits / weights : 32.0;
+}
+
+/* Export m to path (the deployable file), measure, fill r. */
+static void export_and_measure(const InferModel *m, const char *path, const char *source, long step, const Bench *b,
+                               double float_loss, CompareRow *r) {
+    infer_save(m, path, source, step);
+    r->bytes = file_size(path);
+    measure(m, b, float_loss, r);
+}
+
+static void slug_of(const char *s, char *out, size_t n) {
+    size_t k = 0;
+    for (; *s && k + 1 < n; s++) {
+        char c = *s;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.';
+        if (ok) out[k++] = c;
+        else if (k && out[k - 1] != '-') out[k++] = '-';
+    }
+    while (k && out[k - 1] == '-') k--;
+    out[k] = '\0';
+}
+
+static int group_of(const QuantConfig *q) {
+    return !strcmp(q->w_gran, "group") ? q->w_group : !strcmp(q->w_gran, "channel") ? -1 : 0;
+}
+
+static void ptq_row(const char *entry, int k, const char *float_ckpt, const Config *fcfg, const Vocab *v,
+                    const Dataset *ds, const Bench *b, double float_loss, const char *out_dir, CompareRow *r) {
+    char origin[64], buf[1024], *argv[128];
+    snprintf(origin, sizeof origin, "compare.ptq entry %d", k + 1);
+    snprintf(buf, sizeof buf, "%s", entry);
+    int argc = 0;
+    for (char *t = strtok(buf, " \t\n"); t && argc < 128; t = strtok(NULL, " \t\n")) argv[argc++] = t;
+    PtqOptions o;
+    ptq_options_parse(&o, argc, argv, origin);
+    Config qc = *fcfg;
+    ptq_quant_config(&o, &qc.quant);
+    GPTConfig gc = {.vocab_size = v->size, .n_layer = fcfg->model.n_layer, .n_head = fcfg->model.n_head,
+                    .n_embd = fcfg->model.n_embd, .block_size = fcfg->model.block_size};
+    GPT g;
+    gpt_build(&g, &gc, &qc.quant, origin);
+    ckpt_load_params(float_ckpt, &g, true);
+    int n_seq = o.calib_batches * b->B;
+    int32_t *calib = ptq_calib_windows(ds->tokens, ds->n_train, n_seq, b->T, o.seed);
+    PtqReport *rep = xmalloc(sizeof *rep);
+    ptq_model(&g, &o, calib, n_seq, b->T, rep);
+    r->seconds = rep->seconds;
+    free(rep);
+    free(calib);
+    /* rows that differ in more than bits and group get their own method name (and plot line) */
+    bool plain_w8a8 = o.act[0] && strcmp(o.method, "smoothquant") && strcmp(o.method, "outlier");
+    snprintf(r->method, sizeof r->method, "%s%s%s%s%s", o.method, o.act_order ? "-act-order" : "",
+             !strcmp(o.method, "smoothquant") && o.alpha < 0.0f ? "-auto" : "", plain_w8a8 ? "-a8-" : "",
+             plain_w8a8 ? o.act : "");
+    r->w_bits = o.bits;
+    r->a_bits = o.act[0] ? 8 : 32;
+    r->group = o.group;
+    ptq_describe(&o, r->what, sizeof r->what);
+    char slug[200], path[CONFIG_PATH_MAX + 256];
+    slug_of(entry, slug, sizeof slug);
+    snprintf(path, sizeof path, "%s/ptq/%s.h5", out_dir, slug);
+    ckpt_save(path, &qc, v, &g, NULL, 0, NULL, r->what);
+    char *yaml = config_to_yaml(&qc);
+    InferModel m;
+    infer_from_gpt(&m, &g, v, yaml);
+    free(yaml);
+    gpt_free(&g);
+    snprintf(path, sizeof path, "%s/models/%s.h5", out_dir, slug);
+    export_and_measure(&m, path, float_ckpt, 0, b, float_loss, r);
+    infer_free(&m);
+}
+
+static void qat_row(const char *cfg_path, const char *float_ckpt, const Config *fcfg, bool retrain, const Bench *b,
+                    double float_loss, const char *out_dir, CompareRow *r) {
+    Config qc;
+    config_defaults(&qc);
+    config_load_file(&qc, cfg_path);
+    config_validate(&qc, cfg_path);
+    if (!qc.quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
+    const ModelConfig *a = &qc.model, *f = &fcfg->model;
+    if (a->n_layer != f->n_layer || a->n_head != f->n_head || a->n_embd != f->n_embd || a->block_size != f->block_size ||
+        strcmp(a->vocab, f->vocab))
+        qat_fail("%s: model: differs from the compared float model's model section", cfg_path);
+    char p1[PATH_MAX], p2[PATH_MAX];
+    if (!qc.quant.init_from[0] || !realpath(qc.quant.init_from, p1) || !realpath(float_ckpt, p2) || strcmp(p1, p2))
+        qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qc.quant.init_from, float_ckpt);
+    char ckpt[CONFIG_PATH_MAX + 32];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", qc.out_dir);
+    long step = -1;
+    if (access(ckpt, R_OK) == 0) {
+        Config saved;
+        Vocab sv;
+        ckpt_load_meta(ckpt, &saved, &sv, &step);
+    }
+    double wall = summary_wall(qc.out_dir);
+    if (retrain || step != qc.train.iters || wall < 0.0) {
+        printf("compare: training %s\n", cfg_path);
+        fflush(stdout);
+        TrainOptions to = {.quiet = true};
+        double t0 = now_seconds();
+        train_run(&qc, cfg_path, &to);
+        wall = now_seconds() - t0;
+    } else {
+        printf("compare: reusing %s (%ld steps; set compare.retrain_qat to train again)\n", ckpt, step);
+    }
+    GPT g;
+    Config lc;
+    Vocab v;
+    model_load(ckpt, &g, &lc, &v);
+    snprintf(r->method, sizeof r->method, "qat-%s", qc.quant.estimator);
+    r->w_bits = qc.quant.w_bits;
+    r->a_bits = qc.quant.a_bits ? qc.quant.a_bits : 32;
+    r->group = group_of(&qc.quant);
+    r->seconds = wall;
+    snprintf(r->what, sizeof r->what, "%s (%d steps from the float model)", cfg_path, qc.train.iters);
+    char *yaml = config_to_yaml(&lc);
+    InferModel m;
+    infer_from_gpt(&m, &g, &v, yaml);
+    free(yaml);
+    gpt_free(&g);
+    char slug[200], path[CONFIG_PATH_MAX + 256];
+    slug_of(cfg_path, slug, sizeof slug);
+    snprintf(path, sizeof path, "%s/models/%s.h5", out_dir, slug);
+    export_and_measure(&m, path, ckpt, step, b, float_loss, r);
+    infer_free(&m);
+}
+
+static const char *group_str(int g, char *buf, size_t n) {
+    if (g > 0) snprintf(buf, n, "%d", g);
+    else snprintf(buf, n, "%s", g < 0 ? "channel" : "tensor");
+    return buf;
+}
+
+static void write_outputs(const char *dir, const CompareRow *rows, int n, const char *title) {
+    char path[CONFIG_PATH_MAX + 64], g[16];
+    size_t cap = 1 << 16, k = 0;
+    char *s = xmalloc(cap);
+    /* json */
+    k += (size_t)snprintf(s + k, cap - k, "[\n");
+    for (int i = 0; i < n; i++) {
+        const CompareRow *r = &rows[i];
+        k += (size_t)snprintf(s + k, cap - k,
+                              "  {\"method\": \"%s\", \"w_bits\": %d, \"a_bits\": %d, \"group\": %d, \"val_loss\": %.6f, "
+                              "\"ppl\": %.4f, \"delta\": %.6f, \"bytes\": %zu, \"bits_per_weight\": %.4f, "
+                              "\"gen_tokens_per_s\": %.1f, \"seconds\": %.2f}%s\n",
+                              r->method, r->w_bits, r->a_bits, r->group, r->val_loss, r->ppl, r->delta, r->bytes,
+                              r->bits_per_weight, r->gen_tokens_per_s, r->seconds, i + 1 < n ? "," : "");
+    }
+    k += (size_t)snprintf(s + k, cap - k, "]\n");
+    snprintf(path, sizeof path, "%s/compare.json", dir);
+    xwrite_file_atomic(path, s, k);
+    /* csv */
+    k = 0;
+    k += (size_t)snprintf(s + k, cap - k, "method,w_bits,a_bits,group,val_loss,ppl,delta,bytes,bits_per_weight,gen_tokens_per_s,seconds\n");
+    for (int i = 0; i < n; i++) {
+        const CompareRow *r = &rows[i];
+        k += (size_t)snprintf(s + k, cap - k, "%s,%d,%d,%d,%.6f,%.4f,%.6f,%zu,%.4f,%.1f,%.2f\n", r->method, r->w_bits,
+                              r->a_bits, r->group, r->val_loss, r->ppl, r->delta, r->bytes, r->bits_per_weight,
+                              r->gen_tokens_per_s, r->seconds);
+    }
+    snprintf(path, sizeof path, "%s/compare.csv", dir);
+    xwrite_file_atomic(path, s, k);
+    /* markdown */
+    k = 0;
+    k += (size_t)snprintf(s + k, cap - k,
+                          "# %s\n\n| method | W bits | A bits | group | val loss | ppl | delta vs float | bytes | bits/weight "
+                          "| gen tok/s | time (s) | how |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                          title);
+    for (int i = 0; i < n; i++) {
+        const CompareRow *r = &rows[i];
+        char a[8];
+        snprintf(a, sizeof a, "%d", r->a_bits);
+        k += (size_t)snprintf(s + k, cap - k, "| %s | %d | %s | %s | %.4f | %.3f | %+.4f | %zu | %.2f | %.0f | %.1f | %s |\n",
+                              r->method, r->w_bits, r->a_bits == 32 ? "float" : a, group_str(r->group, g, sizeof g),
+                              r->val_loss, r->ppl, r->delta, r->bytes, r->bits_per_weight, r->gen_tokens_per_s,
+                              r->seconds, r->what);
+        if (k + 1024 > cap) s = xrealloc(s, cap *= 2);
+    }
+    snprintf(path, sizeof path, "%s/compare.md", dir);
+    xwrite_file_atomic(path, s, k);
+    fwrite(s, 1, k, stdout);
+    free(s);
+    snprintf(path, sizeof path, "%s/compare.png", dir);
+    compare_plot(path, rows, n, title);
+}
+
+void compare_run(const Config *cfg, const char *origin) {
+    config_validate(cfg, origin);
+    if (cfg->quant.w_bits)
+        qat_fail("%s: quant.weight.bits: qat compare takes the config of the float model (bits 0); QAT runs go in compare.qat",
+                 origin);
+    apply_threads(cfg);
+    const char *dir = cfg->compare.out_dir;
+    char float_ckpt[CONFIG_PATH_MAX + 32], sub[CONFIG_PATH_MAX + 32];
+    double float_seconds = -1.0;
+    if (cfg->compare.float_checkpoint[0]) {
+        snprintf(float_ckpt, sizeof float_ckpt, "%s", cfg->compare.float_checkpoint);
+        if (access(float_ckpt, R_OK) != 0) qat_fail("%s: compare.float_checkpoint: %s is not readable", origin, float_ckpt);
+    } else {
+        snprintf(float_ckpt, sizeof float_ckpt, "%s/checkpoint.h5", cfg->out_dir);
+        float_seconds = summary_wall(cfg->out_dir);
+        if (access(float_ckpt, R_OK) != 0) {
+            printf("compare: training the float model into %s\n", cfg->out_dir);
+            fflush(stdout);
+            TrainOptions to = {.quiet = true};
+            double t0 = now_seconds();
+            train_run(cfg, origin, &to);
+            float_seconds = now_seconds() - t0;
+        }
+    }
+    xmkdir_p(dir, "compare.out_dir");
+    snprintf(sub, sizeof sub, "%s/ptq", dir);
+    xmkdir_p(sub, "compare.out_dir");
+    snprintf(sub, sizeof sub, "%s/models", dir);
+    xmkdir_p(sub, "compare.out_dir");
+
+    Config fcfg;
+    Vocab v;
+    long fstep;
+    ckpt_load_meta(float_ckpt, &fcfg, &v, &fstep);
+    if (fcfg.quant.w_bits) qat_fail("%s: compare.float_checkpoint: %s is quantized, not a float model", origin, float_ckpt);
+    if (access(fcfg.data.path, R_OK) != 0)
+        qat_fail("%s: the training corpus %s (data.path) is not readable; calibration and evaluation need it", float_ckpt,
+                 fcfg.data.path);
+    Dataset ds;
+    dataset_load(&ds, &v, fcfg.data.path, false, false);
+    dataset_split(&ds, fcfg.data.val_fraction, fcfg.model.block_size, fcfg.data.path);
+    Bench b = {.val = ds.tokens + ds.n_train, .n_val = ds.n - ds.n_train, .B = fcfg.train.batch_size,
+               .T = fcfg.model.block_size, .batches = fcfg.train.eval_batches, .seed = eval_seed(&fcfg),
+               .gen_tokens = cfg->compare.gen_tokens};
+
+    int cap = 8, n = 0;
+    CompareRow *rows = xcalloc((size_t)cap, sizeof *rows);
+    /* float */
+    {
+        GPT g;
+        Config lc;
+        Vocab lv;
+        model_load(float_ckpt, &g, &lc, &lv);
+        InferModel m;
+        infer_from_gpt(&m, &g, &lv, "");
+        gpt_free(&g);
+        CompareRow *r = &rows[n++];
+        snprintf(r->method, sizeof r->method, "float");
+        r->w_bits = r->a_bits = 32;
+        r->bytes = file_size(float_ckpt);
+        r->seconds = float_seconds;
+        snprintf(r->what, sizeof r->what, "%s (%ld steps)", float_ckpt, fstep);
+        measure(&m, &b, NAN, r);
+        r->bytes = infer_float_bytes(&m);
+        infer_free(&m);
+        printf("compare: float: val loss %.4f\n", r->val_loss);
+        fflush(stdout);
+    }
+    double float_loss = rows[0].val_loss;
+    /* PTQ entries */
+    char *list = xstrdup(cfg->compare.ptq), *save = NULL;
+    int k = 0;
+    for (char *e = strtok_r(list, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+        while (*e == ' ' || *e == '\n' || *e == '\t') e++;
+        if (!*e) continue;
+        if (n == cap) rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+        memset(&rows[n], 0, sizeof rows[n]);
+        ptq_row(e, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &rows[n]);
+        printf("compare: %s: val loss %.4f (%+.4f), %.1f s\n", rows[n].what, rows[n].val_loss, rows[n].delta, rows[n].seconds);
+        fflush(stdout);
+        n++;
+    }
+    free(list);
+    /* QAT configs */
+    list = xstrdup(cfg->compare.qat);
+    for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+        while (*e == ' ' || *e == '\n' || *e == '\t') e++;
+        char *end = e + strlen(e);
+        while (end > e && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t')) *--end = '\0';
+        if (!*e) continue;
+        if (n == cap) rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+        memset(&rows[n], 0, sizeof rows[n]);
+        qat_row(e, float_ckpt, &fcfg, cfg->compare.retrain_qat, &b, float_loss, dir, &rows[n]);
+        printf("compare: %s: val loss %.4f (%+.4f)\n", rows[n].what, rows[n].val_loss, rows[n].delta);
+        fflush(stdout);
+        n++;
+    }
+    free(list);
+    char title[CONFIG_PATH_MAX + 64];
+    snprintf(title, sizeof title, "QAT versus PTQ: %s", origin);
+    write_outputs(dir, rows, n, title);
+    printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
+    free(rows);
+    dataset_free(&ds);
+}

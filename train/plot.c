@@ -1,0 +1,167 @@
+/* plot.c: the comparison's PNG (cairo): validation loss against bits per
+ * weight, one line per method through its rows in order of bits, the float
+ * model as a dashed horizontal line. */
+#include <cairo.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/compare.h"
+
+#define PI 3.14159265358979323846
+#define W 960
+#define H 600
+#define ML 80  /* margins: left, right (legend), top, bottom */
+#define MR 250
+#define MT 50
+#define MB 60
+
+static const double PALETTE[][3] = {{0.12, 0.47, 0.71}, {1.00, 0.50, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16},
+                                    {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29}, {0.89, 0.47, 0.76}, {0.50, 0.50, 0.50},
+                                    {0.74, 0.74, 0.13}, {0.09, 0.75, 0.81}};
+
+/* A line is a method at one activation width (W8A8 rows are their own line). */
+static void line_name(const CompareRow *r, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s", r->method, r->a_bits < 32 ? " (int8 act)" : "");
+}
+
+static double nice_step(double range) {
+    double raw = range / 6.0, mag = pow(10.0, floor(log10(raw))), f = raw / mag;
+    return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * mag;
+}
+
+void compare_plot(const char *path, const CompareRow *rows, int n, const char *title) {
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY, float_loss = NAN;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(rows[i].method, "float")) {
+            float_loss = rows[i].val_loss;
+            y0 = fmin(y0, float_loss), y1 = fmax(y1, float_loss);
+            continue;
+        }
+        x0 = fmin(x0, rows[i].bits_per_weight), x1 = fmax(x1, rows[i].bits_per_weight);
+        y0 = fmin(y0, rows[i].val_loss), y1 = fmax(y1, rows[i].val_loss);
+    }
+    if (!isfinite(x0)) x0 = 2.0, x1 = 9.0;
+    if (!isfinite(y0)) y0 = 0.0, y1 = 1.0;
+    double xpad = fmax(0.25, 0.05 * (x1 - x0)), ypad = fmax(1e-3, 0.06 * (y1 - y0));
+    x0 -= xpad, x1 += xpad, y0 -= ypad, y1 += ypad;
+    double pw = W - ML - MR, ph = H - MT - MB;
+#define PX(x) (ML + ((x) - x0) / (x1 - x0) * pw)
+#define PY(y) (MT + ph - ((y) - y0) / (y1 - y0) * ph)
+
+    cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, W, H);
+    cairo_t *cr = cairo_create(sf);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    char buf[256];
+    /* grid and tick labels */
+    cairo_set_font_size(cr, 12);
+    cairo_set_line_width(cr, 1);
+    double xs = nice_step(x1 - x0), ys = nice_step(y1 - y0);
+    for (double x = ceil(x0 / xs) * xs; x <= x1; x += xs) {
+        cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+        cairo_move_to(cr, PX(x), MT);
+        cairo_line_to(cr, PX(x), MT + ph);
+        cairo_stroke(cr);
+        cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+        snprintf(buf, sizeof buf, "%g", x);
+        cairo_move_to(cr, PX(x) - 8, MT + ph + 18);
+        cairo_show_text(cr, buf);
+    }
+    for (double y = ceil(y0 / ys) * ys; y <= y1; y += ys) {
+        cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+        cairo_move_to(cr, ML, PY(y));
+        cairo_line_to(cr, ML + pw, PY(y));
+        cairo_stroke(cr);
+        cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+        snprintf(buf, sizeof buf, "%.3g", y);
+        cairo_move_to(cr, ML - 50, PY(y) + 4);
+        cairo_show_text(cr, buf);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_rectangle(cr, ML, MT, pw, ph);
+    cairo_stroke(cr);
+    cairo_set_font_size(cr, 14);
+    cairo_move_to(cr, ML + pw / 2 - 140, H - 15);
+    cairo_show_text(cr, "bits per weight (codes + fp32 scales)");
+    cairo_save(cr);
+    cairo_move_to(cr, 20, MT + ph / 2 + 50);
+    cairo_rotate(cr, -PI / 2);
+    cairo_show_text(cr, "validation loss");
+    cairo_restore(cr);
+    cairo_set_font_size(cr, 15);
+    cairo_move_to(cr, ML, 30);
+    cairo_show_text(cr, title);
+    /* float reference */
+    int legend = 0;
+    cairo_set_font_size(cr, 12);
+    if (!isnan(float_loss)) {
+        double dash[] = {6, 4};
+        cairo_set_dash(cr, dash, 2, 0);
+        cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+        cairo_move_to(cr, ML, PY(float_loss));
+        cairo_line_to(cr, ML + pw, PY(float_loss));
+        cairo_stroke(cr);
+        cairo_move_to(cr, W - MR + 20, MT + 20);
+        cairo_line_to(cr, W - MR + 50, MT + 20);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        snprintf(buf, sizeof buf, "float (%.4f)", float_loss);
+        cairo_move_to(cr, W - MR + 58, MT + 24);
+        cairo_show_text(cr, buf);
+        legend++;
+    }
+    /* one line per method, points in order of bits */
+    bool *done = xcalloc((size_t)n, sizeof(bool));
+    int *idx = xmalloc((size_t)n * sizeof(int));
+    int color = 0;
+    for (int i = 0; i < n; i++) {
+        if (done[i] || !strcmp(rows[i].method, "float")) continue;
+        char name[64], other[64];
+        line_name(&rows[i], name, sizeof name);
+        int m = 0;
+        for (int j = i; j < n; j++) {
+            line_name(&rows[j], other, sizeof other);
+            if (!done[j] && !strcmp(name, other)) idx[m++] = j, done[j] = true;
+        }
+        for (int a = 1; a < m; a++) /* insertion sort by bits */
+            for (int c = a; c > 0 && rows[idx[c]].bits_per_weight < rows[idx[c - 1]].bits_per_weight; c--) {
+                int t = idx[c];
+                idx[c] = idx[c - 1], idx[c - 1] = t;
+            }
+        const double *rgb = PALETTE[color++ % (int)(sizeof PALETTE / sizeof *PALETTE)];
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_set_line_width(cr, 2);
+        for (int a = 0; a < m; a++) {
+            const CompareRow *r = &rows[idx[a]];
+            if (a == 0) cairo_move_to(cr, PX(r->bits_per_weight), PY(r->val_loss));
+            else cairo_line_to(cr, PX(r->bits_per_weight), PY(r->val_loss));
+        }
+        cairo_stroke(cr);
+        for (int a = 0; a < m; a++) {
+            const CompareRow *r = &rows[idx[a]];
+            cairo_arc(cr, PX(r->bits_per_weight), PY(r->val_loss), 4, 0, 2 * PI);
+            cairo_fill(cr);
+        }
+        double ly = MT + 20 + 22 * legend++;
+        cairo_move_to(cr, W - MR + 20, ly);
+        cairo_line_to(cr, W - MR + 50, ly);
+        cairo_stroke(cr);
+        cairo_arc(cr, W - MR + 35, ly, 4, 0, 2 * PI);
+        cairo_fill(cr);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_move_to(cr, W - MR + 58, ly + 4);
+        cairo_show_text(cr, name);
+    }
+    free(done), free(idx);
+    cairo_destroy(cr);
+    /* to a temporary file, then renamed: a plot is whole or absent */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    cairo_status_t st = cairo_surface_write_to_png(sf, tmp);
+    cairo_surface_destroy(sf);
+    if (st != CAIRO_STATUS_SUCCESS) qat_fail("%s: cannot write the plot: %s", tmp, cairo_status_to_string(st));
+    if (rename(tmp, path) != 0) qat_fail("%s: cannot rename %s into place", path, tmp);
+}
