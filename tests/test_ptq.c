@@ -455,3 +455,86 @@ Test(ptq_cli, bad_input_fails_with_one_line) {
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
     cr_assert(strstr(err, "none.h5"), "got '%s'", err);
 }
+
+/* ---------- qat compare ---------- */
+
+static char *compare_config(const char *name, const char *ptq, const char *qat_init) {
+    char qat_yaml[2048], path[1024], yaml[4096];
+    snprintf(qat_yaml, sizeof qat_yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: 10, lr: 1e-3, min_lr: 1e-3, warmup_iters: 0, eval_every: 1000,"
+             " eval_batches: 8, threads: 2}\n"
+             "quant: {weight: {bits: 4, granularity: group, group_size: 16}, estimator: lsq, init_from: %s}\n"
+             "out_dir: %s/%s-qat\n",
+             g_corpus, qat_init, g_dir, name);
+    snprintf(path, sizeof path, "%s-qat.yaml", name);
+    char *qat_path = test_write(g_dir, path, qat_yaml);
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, eval_batches: 8, threads: 2}\n"
+             "compare: {out_dir: %s/%s, float_checkpoint: %s, gen_tokens: 32,\n"
+             "          ptq: \"%s\", qat: %s}\n",
+             g_corpus, g_dir, name, g_ckpt, ptq, qat_path);
+    snprintf(path, sizeof path, "%s.yaml", name);
+    return test_write(g_dir, path, yaml);
+}
+
+Test(ptq_cli, compare_writes_the_table_and_plot) {
+    char *cfg = compare_config("cmp", "rtn --bits 4 --group 16; gptq --bits 4 --group 16 --calib-batches 2", g_ckpt);
+    char cmd[4096], err[1024], path[1024];
+    snprintf(cmd, sizeof cmd, "compare %s", cfg);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    snprintf(path, sizeof path, "%s/cmp/compare.json", g_dir);
+    char *json = test_slurp(path, NULL);
+    int rows = 0;
+    for (const char *p = json; (p = strstr(p, "\"method\"")); p++) rows++;
+    cr_assert_eq(rows, 4, "float + 2 PTQ + 1 QAT rows, got %d:\n%s", rows, json);
+    const char *keys[] = {"method", "w_bits", "a_bits", "group", "val_loss", "ppl", "delta", "bytes", "bits_per_weight",
+                          "gen_tokens_per_s", "seconds"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        char q[64];
+        snprintf(q, sizeof q, "\"%s\":", keys[k]);
+        int n = 0;
+        for (const char *p = json; (p = strstr(p, q)); p++) n++;
+        cr_assert_eq(n, 4, "key %s in %d rows", keys[k], n);
+    }
+    cr_assert(strstr(json, "\"method\": \"gptq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
+    cr_assert(strstr(json, "\"method\": \"qat-lsq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
+    /* the gptq row's loss is that of the model it exported, on the integer kernels */
+    const char *g = strstr(json, "\"method\": \"gptq\"");
+    float row_loss = strtof(strstr(g, "\"val_loss\": ") + 12, NULL);
+    snprintf(path, sizeof path, "%s/cmp/models/gptq-bits-4-group-16-calib-batches-2.h5", g_dir);
+    float file_loss = loss_of(path, false);
+    cr_assert(fabsf(row_loss - file_loss) <= 1e-5f, "row %g vs exported file %g", row_loss, file_loss);
+    size_t n;
+    snprintf(path, sizeof path, "%s/cmp/compare.png", g_dir);
+    char *png = test_slurp(path, &n);
+    cr_assert(n > 1000 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "compare.png is not a PNG");
+    snprintf(path, sizeof path, "%s/cmp/compare.csv", g_dir);
+    char *csv = test_slurp(path, NULL);
+    const char *header = "method,w_bits,a_bits,group,val_loss,ppl,delta,bytes,bits_per_weight,gen_tokens_per_s,seconds\n";
+    cr_assert(!strncmp(csv, header, strlen(header)), "%s", csv);
+    snprintf(path, sizeof path, "%s/cmp/compare.md", g_dir);
+    char *md = test_slurp(path, NULL);
+    int lines = 0;
+    for (const char *p = md; (p = strstr(p, "\n| ")); p++) lines++;
+    cr_assert_eq(lines, 5, "header + 4 rows in compare.md:\n%s", md);
+    free(json), free(png), free(csv), free(md);
+}
+
+Test(ptq_cli, compare_bad_input_fails_with_one_line) {
+    char cmd[4096], err[1024];
+    char *cfg = compare_config("bad1", "rtn --bits 4; gptx --bits 4", g_ckpt);
+    snprintf(cmd, sizeof cmd, "compare %s", cfg);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2, "%s", err);
+    cr_assert(strstr(err, "compare.ptq entry 2: method: 'gptx'"), "got '%s'", err);
+    char other[1024];
+    snprintf(other, sizeof other, "%s/corpus.txt", g_dir); /* any other file */
+    cfg = compare_config("bad2", "rtn --bits 4 --group 16", other);
+    snprintf(cmd, sizeof cmd, "compare %s", cfg);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2, "%s", err);
+    cr_assert(strstr(err, "is not the compared float model"), "got '%s'", err);
+    cr_assert(strchr(err, '\n') == strrchr(err, '\n'), "more than one line: %s", err);
+}

@@ -37,7 +37,7 @@ static size_t file_size(const char *path) {
 
 /* wall_s of a run's summary.json, or -1. */
 static double summary_wall(const char *out_dir) {
-    char path[CONFIG_PATH_MAX + 32];
+    char path[CONFIG_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/summary.json", out_dir);
     if (access(path, R_OK) != 0) return -1.0;
     char *s = xread_file(path, NULL);
@@ -264,6 +264,12 @@ void compare_run(const Config *cfg, const char *origin) {
     if (cfg->compare.float_checkpoint[0]) {
         snprintf(float_ckpt, sizeof float_ckpt, "%s", cfg->compare.float_checkpoint);
         if (access(float_ckpt, R_OK) != 0) qat_fail("%s: compare.float_checkpoint: %s is not readable", origin, float_ckpt);
+        char run_dir[CONFIG_PATH_MAX + 32];
+        snprintf(run_dir, sizeof run_dir, "%s", float_ckpt);
+        char *slash = strrchr(run_dir, '/');
+        if (slash) *slash = '\0';
+        else snprintf(run_dir, sizeof run_dir, ".");
+        float_seconds = summary_wall(run_dir); /* the training run's, when it is beside the checkpoint */
     } else {
         snprintf(float_ckpt, sizeof float_ckpt, "%s/checkpoint.h5", cfg->out_dir);
         float_seconds = summary_wall(cfg->out_dir);
