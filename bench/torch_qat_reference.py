@@ -9,7 +9,11 @@ validation loss, fine-tunes 300 iterations at a constant lr of 1e-4 on qat's
 training windows, and reports the loss again.
 
 Run: bench/torch_qat_reference.py [--ckpt runs/tiny-shakespeare/checkpoint.h5]
-     [--only int4-g32,...] [--iters 300] [--threads 2]
+     [--only int4-g32,...] [--iters 300] [--threads 2] [--compare compare.json]
+With --compare (qat compare's compare.json), each scheme's PyTorch RTN loss is
+printed beside qat's RTN row for the same bits and group (qat ptq --method rtn,
+run on the integer kernels), with the largest difference; --iters 0 skips the
+fine-tuning.
 The FP32 line doubles as a check of qat's forward pass (same weights, same
 windows). The last line printed is one JSON object.
 """
@@ -53,6 +57,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compare", default="", help="qat compare's compare.json: check its RTN rows against PyTorch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     path = os.path.join(ROOT, a.ckpt)
@@ -79,6 +84,15 @@ def main():
         model = GPT(len(chars), T, m["n_embd"], m["n_layer"], m["n_head"])
         load_qat_checkpoint(model, f)
         return model
+
+    qat_rows = json.load(open(a.compare)) if a.compare else []
+
+    def qat_rtn(bits, group, a8):
+        want_group = group if group else -1
+        for r in qat_rows:
+            if r["method"] == ("rtn-a8-token" if a8 else "rtn") and r["w_bits"] == bits and r["group"] == want_group:
+                return r["val_loss"]
+        return None
 
     fp32 = evaluate(fresh())
     print("FP32 (qat's checkpoint in PyTorch, qat's windows): %.4f" % fp32, flush=True)
@@ -109,10 +123,20 @@ def main():
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-        ste = evaluate(model)
-        rows.append({"scheme": name, "rtn_val_loss": round(rtn, 6), "ste_val_loss": round(ste, 6)})
-        print("%-14s RTN %.4f  STE after %d iters %.4f" % (name, rtn, a.iters, ste), flush=True)
-    print(json.dumps({"bench": "torch_qat_reference", "fp32_val_loss": round(fp32, 6), "iters": a.iters, "rows": rows}))
+        ste = evaluate(model) if a.iters else rtn
+        row = {"scheme": name, "rtn_val_loss": round(rtn, 6), "ste_val_loss": round(ste, 6)}
+        q = qat_rtn(bits, group, a8)
+        if q is not None:
+            row["qat_rtn_val_loss"], row["rtn_diff"] = q, round(q - rtn, 6)
+        rows.append(row)
+        print("%-14s RTN %.4f  STE after %d iters %.4f%s" % (name, rtn, a.iters, ste,
+              "" if q is None else "  qat ptq rtn %.4f (diff %+.6f)" % (q, q - rtn)), flush=True)
+    out = {"bench": "torch_qat_reference", "fp32_val_loss": round(fp32, 6), "iters": a.iters, "rows": rows}
+    diffs = [abs(r["rtn_diff"]) for r in rows if "rtn_diff" in r]
+    if diffs:
+        out["rtn_max_abs_diff"] = max(diffs)
+        print("qat ptq rtn vs PyTorch RTN: %d rows, largest |difference| %.6f" % (len(diffs), max(diffs)))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,17 +24,19 @@ void ptq_stats_init(PtqStats *s, int cols, int sample_cap, int sample_stride) {
 void ptq_stats_add(PtqStats *s, const float *x, size_t rows) {
     int C = s->cols;
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, C, (int)rows, 1.0f, x, C, 1.0f, s->xtx, C);
-#pragma omp parallel for schedule(static) if (C >= 256)
-    for (int j = 0; j < C; j++) {
-        float mx = s->absmax[j];
-        double sum = 0.0;
+    /* row by row (x is row-major), each thread over its own columns */
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int j0 = (int)((long)C * id / nt), j1 = (int)((long)C * (id + 1) / nt);
         for (size_t r = 0; r < rows; r++) {
-            float a = fabsf(x[r * C + j]);
-            mx = fmaxf(mx, a);
-            sum += a;
+            const float *xr = x + r * C;
+            for (int j = j0; j < j1; j++) {
+                float a = fabsf(xr[j]);
+                s->absmax[j] = fmaxf(s->absmax[j], a);
+                s->abssum[j] += a;
+            }
         }
-        s->absmax[j] = mx;
-        s->abssum[j] += sum;
     }
     for (size_t r = 0; r < rows && s->n_sample < s->sample_cap; r++)
         if ((s->n + (long)r) % s->sample_stride == 0)

@@ -149,18 +149,65 @@ int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int 
 #define PTQ_SAMPLE 4096 /* calibration rows kept for searches on real outputs */
 #define PTQ_CHUNK 8 /* sequences per block forward: bounds the tape's memory */
 
-/* Runs block b over the calibration activations X [n_seq, T, C]; the
- * quantized layers observe, quantize or stay float as their modes say. Y (or
- * NULL) receives the block's outputs. */
-static void run_block(GPT *g, Tape *t, int b, const float *X, float *Y, int n_seq, int T) {
-    int C = g->cfg.n_embd;
+/* One pass of block b over the calibration activations, in chunks of
+ * sequences. X [n_seq, T, C] holds the block's inputs; A (attention outputs,
+ * the input of attn.proj) and X1 (the residual after attention) are kept
+ * between the passes of GPTQ's layer-by-layer order so no pass recomputes
+ * more than it must:
+ *   PASS_ALL   inputs of all four Linears from X (stats[k] where set)
+ *   PASS_QKV   ln1(X)                          -> stats[0]
+ *   PASS_PROJ  A = attention(qkv(ln1(X)))      -> stats[1], A stored
+ *   PASS_FC    X1 = X + proj(A); ln2(X1)       -> stats[2], X1 stored
+ *   PASS_MLP   gelu(fc(ln2(X1)))               -> stats[3]
+ *   PASS_OUT   Y = X1 + mlp(X1)  (from_x1) or the whole block from X
+ * Linears in QMODE_QUANT run fake-quantized, so every input seen comes through
+ * the layers already quantized. */
+typedef enum { PASS_ALL, PASS_QKV, PASS_PROJ, PASS_FC, PASS_MLP, PASS_OUT } Pass;
+
+typedef struct BlockBufs {
+    float *X, *A, *X1, *Y; /* [n_seq, T, C] each */
+} BlockBufs;
+
+static void add_stats(PtqStats *st, const Tensor *x) {
+    if (st) ptq_stats_add(st, x->data, x->numel / (size_t)x->shape[x->ndim - 1]);
+}
+
+static void block_pass(GPT *g, Tape *t, int b, BlockBufs *bb, Pass pass, bool from_x1, PtqStats *stats[4], int n_seq,
+                       int T) {
+    int C = g->cfg.n_embd, H = g->cfg.n_head;
+    Block *bl = &g->blocks[b];
     size_t per = (size_t)T * C;
     for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
         int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;
+        size_t off = s0 * per, bytes = (size_t)ns * per * sizeof(float);
+        int shape[3] = {ns, T, C};
         tape_reset(t);
-        Tensor *x = tensor_from(t, 3, (int[]){ns, T, C}, X + s0 * per);
-        Tensor *y = block_forward(t, &g->blocks[b], x, g->cfg.n_head);
-        if (Y) memcpy(Y + s0 * per, y->data, (size_t)ns * per * sizeof(float));
+        Tensor *x = tensor_from(t, 3, shape, bb->X + off), *x1 = NULL, *att = NULL;
+        if (pass == PASS_FC) att = tensor_from(t, 3, shape, bb->A + off);
+        if (pass == PASS_MLP || (pass == PASS_OUT && from_x1)) x1 = tensor_from(t, 3, shape, bb->X1 + off);
+        if (pass == PASS_ALL || pass == PASS_QKV || pass == PASS_PROJ || (pass == PASS_OUT && !from_x1)) {
+            Tensor *h = layernorm_forward(t, &bl->ln1, x);
+            add_stats(stats[0], h);
+            if (pass == PASS_QKV) continue;
+            Tensor *qkv = linear_forward(t, &bl->qkv, h);
+            if (bl->kv_bits) qkv = op_fake_quant_kv(t, qkv, H, bl->kv_bits);
+            att = op_attention(t, qkv, H);
+            add_stats(stats[1], att);
+            if (pass == PASS_PROJ) {
+                memcpy(bb->A + off, att->data, bytes);
+                continue;
+            }
+        }
+        if (!x1) x1 = op_add(t, x, linear_forward(t, &bl->proj, att));
+        if (pass == PASS_FC) memcpy(bb->X1 + off, x1->data, bytes);
+        Tensor *h2 = layernorm_forward(t, &bl->ln2, x1);
+        add_stats(stats[2], h2);
+        if (pass == PASS_FC) continue;
+        Tensor *m = op_gelu(t, linear_forward(t, &bl->fc, h2));
+        add_stats(stats[3], m);
+        if (pass != PASS_OUT) continue;
+        Tensor *y = op_add(t, x1, linear_forward(t, &bl->fc_proj, m));
+        memcpy(bb->Y + off, y->data, bytes);
     }
     tape_reset(t);
 }
@@ -317,11 +364,15 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         qat_fail("ptq: lm_head is tied to the token embedding; %s would change the embedding too (quantize it with rtn, "
                  "or leave it out of --layers)", o->method);
     size_t per = (size_t)T * C;
-    float *X = xmalloc((size_t)n_seq * per * sizeof(float)), *Y = xmalloc((size_t)n_seq * per * sizeof(float));
+    BlockBufs bb;
+    bb.X = xmalloc((size_t)n_seq * per * sizeof(float));
+    bb.Y = xmalloc((size_t)n_seq * per * sizeof(float));
+    bb.A = xmalloc((size_t)n_seq * per * sizeof(float));
+    bb.X1 = xmalloc((size_t)n_seq * per * sizeof(float));
     for (int s = 0; s < n_seq; s++)
         for (int t = 0; t < T; t++) {
             const float *te = g->wte->data + (size_t)calib[(size_t)s * T + t] * C, *pe = g->wpe->data + (size_t)t * C;
-            float *x = X + (size_t)s * per + (size_t)t * C;
+            float *x = bb.X + (size_t)s * per + (size_t)t * C;
             for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
         }
     r->calib_tokens = (long)n_seq * T;
@@ -343,24 +394,24 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         }
         /* GPTQ: each layer calibrated with the ones before it quantized; the
          * others: the whole block at once */
+        static const Pass stage_pass[4] = {PASS_QKV, PASS_PROJ, PASS_FC, PASS_MLP};
         for (int stage = 0; stage < (sequential ? 4 : 1); stage++) {
             int j0 = sequential ? stage : 0, j1 = sequential ? stage + 1 : 4;
-            bool any = false;
-            for (int j = j0; j < j1; j++) any |= bl.q[j] != NULL;
-            if (!any) continue;
+            PtqStats *sp[4] = {0};
             for (int j = j0; j < j1; j++)
                 if (bl.q[j]) {
                     ptq_stats_init(&bl.st[j], bl.l[j]->w->shape[1], want_sample ? PTQ_SAMPLE : 0,
                                    (n_seq * T + PTQ_SAMPLE - 1) / PTQ_SAMPLE);
-                    bl.q[j]->stats = &bl.st[j];
+                    sp[j] = &bl.st[j];
                 }
-            run_block(g, &t, b, X, NULL, n_seq, T);
+            /* GPTQ's later passes need A and X1 even when their layer is not quantized */
+            bool any = false;
+            for (int j = j0; j < j1; j++) any |= bl.q[j] != NULL;
+            if (any || (sequential && stage >= 1 && stage <= 2))
+                block_pass(g, &t, b, &bb, sequential ? stage_pass[stage] : PASS_ALL, false, sp, n_seq, T);
             for (int j = j0; j < j1; j++)
-                if (bl.q[j]) {
-                    bl.q[j]->stats = NULL;
-                    bl.H[j] = hessian_of(&bl.st[j]);
-                }
-            if (sequential) {
+                if (bl.q[j]) bl.H[j] = hessian_of(&bl.st[j]);
+            if (sequential && bl.q[stage]) {
                 gptq_layer(bl.q[stage], bl.l[stage], o, bl.H[stage], rep[stage]);
                 set_act_scale(bl.q[stage], &bl.st[stage], NULL);
                 bl.q[stage]->mode = QMODE_QUANT;
@@ -379,9 +430,10 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
             free(bl.H[k]);
             free(bl.s_in[k]);
         }
-        run_block(g, &t, b, X, Y, n_seq, T); /* the next block's inputs, through this one quantized */
-        float *tmp = X;
-        X = Y, Y = tmp;
+        /* the next block's inputs, through this one quantized */
+        block_pass(g, &t, b, &bb, PASS_OUT, sequential, (PtqStats *[4]){0}, n_seq, T);
+        float *tmp = bb.X;
+        bb.X = bb.Y, bb.Y = tmp;
     }
     if (g->head.q) { /* rtn (checked above): scales from the weights alone */
         QLayer *q = g->head.q;
@@ -393,7 +445,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
             for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
                 int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;
                 tape_reset(&t);
-                Tensor *x = tensor_from(&t, 3, (int[]){ns, T, C}, X + s0 * per);
+                Tensor *x = tensor_from(&t, 3, (int[]){ns, T, C}, bb.X + s0 * per);
                 linear_forward(&t, &g->head, layernorm_forward(&t, &g->ln_f, x));
             }
             q->stats = NULL;
@@ -406,7 +458,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     }
     gpt_quant_set_mode(g, QMODE_QUANT);
     tape_free(&t);
-    free(X), free(Y);
+    free(bb.X), free(bb.Y), free(bb.A), free(bb.X1);
     r->seconds = now_seconds() - t0;
 }
 
