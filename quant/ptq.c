@@ -213,17 +213,6 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
 
 #define CLIP_STEPS 11 /* ratios 1, 0.95, ..., 0.5 */
 
-/* d^T Hb d for a run of n weights whose Hessian block starts at Hb (stride ld). */
-static double quad(const float *d, int n, const float *Hb, size_t ld) {
-    double e = 0.0;
-    for (int k = 0; k < n; k++) {
-        double row = 0.0;
-        for (int l = 0; l < n; l++) row += (double)Hb[(size_t)k * ld + l] * d[l];
-        e += d[k] * row;
-    }
-    return e;
-}
-
 void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp) {
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->gran == QG_TENSOR) { /* one range for the whole matrix */
@@ -242,32 +231,46 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
         free(wq);
         return;
     }
+    /* per ratio: all rows' errors at once, d^T H_gg d through one sgemm per group */
     int G = s->gran == QG_CHANNEL ? cols : s->group, ng = cols / G;
-#pragma omp parallel
-    {
-        float *d = xmalloc((size_t)G * sizeof(float));
-#pragma omp for schedule(dynamic, 4)
-        for (int r = 0; r < rows; r++)
-            for (int g = 0; g < ng; g++) {
-                const float *wg = w + (size_t)r * cols + (size_t)g * G;
-                float lo = wg[0], hi = wg[0];
-                for (int k = 1; k < G; k++) lo = fminf(lo, wg[k]), hi = fmaxf(hi, wg[k]);
-                double best = INFINITY;
-                size_t si = (size_t)r * ng + g;
-                for (int k = 0; k < CLIP_STEPS; k++) {
-                    float ratio = 1.0f - 0.05f * (float)k, sc, z = 0.0f;
-                    quant_params_from_range(s, ratio * lo, ratio * hi, &sc, s->sym ? NULL : &z);
-                    for (int j = 0; j < G; j++) d[j] = wg[j] - quant_dequant(quant_code(wg[j], sc, z, qmin, qmax), sc, z);
-                    double e = quad(d, G, H + (size_t)g * G * cols + (size_t)g * G, (size_t)cols);
-                    if (e < best) {
-                        best = e;
-                        scale[si] = sc;
-                        if (!s->sym) zp[si] = z;
-                    }
-                }
-            }
-        free(d);
+    size_t N = (size_t)rows * cols;
+    float *lo = xmalloc((size_t)rows * ng * sizeof(float)), *hi = xmalloc((size_t)rows * ng * sizeof(float));
+    double *best = xmalloc((size_t)rows * ng * sizeof(double));
+    float *d = xmalloc(N * sizeof(float)), *e = xmalloc(N * sizeof(float));
+    for (size_t i = 0; i < (size_t)rows * ng; i++) {
+        const float *wg = w + i * G;
+        lo[i] = hi[i] = wg[0];
+        for (int k = 1; k < G; k++) lo[i] = fminf(lo[i], wg[k]), hi[i] = fmaxf(hi[i], wg[k]);
+        best[i] = INFINITY;
     }
+    for (int k = 0; k < CLIP_STEPS; k++) {
+        float ratio = 1.0f - 0.05f * (float)k;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < (size_t)rows * ng; i++) {
+            float sc, z = 0.0f;
+            quant_params_from_range(s, ratio * lo[i], ratio * hi[i], &sc, s->sym ? NULL : &z);
+            for (int j = 0; j < G; j++) {
+                size_t x = i * G + (size_t)j;
+                d[x] = w[x] - quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z);
+            }
+        }
+        for (int g = 0; g < ng; g++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, G, G, 1.0f, d + (size_t)g * G, cols,
+                        H + (size_t)g * G * cols + (size_t)g * G, cols, 0.0f, e + (size_t)g * G, cols);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < (size_t)rows * ng; i++) {
+            double err = 0.0;
+            for (int j = 0; j < G; j++) err += (double)d[i * G + j] * e[i * G + j];
+            if (err < best[i]) {
+                best[i] = err;
+                float sc, z = 0.0f;
+                quant_params_from_range(s, ratio * lo[i], ratio * hi[i], &sc, s->sym ? NULL : &z);
+                scale[i] = sc;
+                if (!s->sym) zp[i] = z;
+            }
+        }
+    }
+    free(lo), free(hi), free(best), free(d), free(e);
 }
 
 void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, float alpha, float *s_out) {
