@@ -41,7 +41,14 @@ def main():
         bits, gs, rows, cols = (int(g.attrs[k]) for k in ("bits", "group_size", "rows", "cols"))
         assert s(g.attrs["scheme"]) == "symmetric"
         assert s(g.attrs["granularity"]) == ("channel" if gs == cols else "group")
-        assert s(g.attrs["activations"]) in ("float", "int8-per-token")
+        act = s(g.attrs["activations"])
+        assert act in ("float", "int8-per-token", "int8-per-tensor"), act
+        nf = int(g.attrs["float_columns"])
+        assert ("act_scale" in g) == (act == "int8-per-tensor"), name
+        if nf:
+            fc, fw = g["float_cols"][()], g["float_weight"][()]
+            assert fc.dtype == np.int32 and fc.shape == (nf,) and np.all(np.diff(fc) > 0), name
+            assert fw.dtype == np.float32 and fw.shape == (rows, nf), name
         assert cols % gs == 0
         codes, scales = g["codes"][()], g["scales"][()]
         assert scales.dtype == np.float32 and scales.shape == (rows, cols // gs), (name, scales.shape)
@@ -68,6 +75,11 @@ def main():
                 assert np.array_equal(sc.astype(np.float32), scales), name
             inv = np.where(scales > 0, np.float32(1) / scales, np.float32(0)).astype(np.float32)
             want = np.clip(np.rint(w.reshape(rows, cols // gs, gs) * inv[:, :, None]), -qmax, qmax).reshape(rows, cols)
+            if nf:  # outlier split: those columns are float, their codes 0
+                want[:, fc] = 0
+                assert np.array_equal(fw, w[:, fc]), name
+            if act == "int8-per-tensor":
+                assert np.array_equal(g["act_scale"][()], src["params/" + name + ".act_scale"][()]), name
             assert np.array_equal(want.astype(np.int32), q), (name, int((want != q).sum()))
         nq += 1
     assert nq > 0

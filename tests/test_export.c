@@ -76,16 +76,8 @@ static void expect_bad(const char *args, const char *needle) {
 }
 
 Test(export, layout_as_h5py_reads_it) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/check_model_layout.py %s %s 2>&1", getenv("QAT_SOURCE_DIR"),
-             g_model, g_qat);
-    FILE *p = popen(cmd, "r");
-    char out[4096] = {0};
-    size_t k = fread(out, 1, sizeof out - 1, p);
-    out[k] = '\0';
-    int st = pclose(p);
-    cr_assert_eq(st, 0, "layout check failed: %s", out);
-    cr_assert(strstr(out, "layout ok"), "%s", out);
+    char out[4096];
+    cr_assert(test_check_layout(g_model, g_qat, out, sizeof out), "layout check failed: %s", out);
 }
 
 Test(export, sizes_are_the_packed_codes_and_scales) {

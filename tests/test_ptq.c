@@ -411,6 +411,8 @@ Test(ptq_cli, every_method_evaluates_exports_and_agrees) {
         snprintf(cmd, sizeof cmd, "export %s -o %s > /dev/null", out, model);
         cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s: export: %s", args[k], err);
         cr_assert(fabsf(loss_of(model, false) - integer) <= 1e-6f, "%s: exported model's loss differs", args[k]);
+        char layout[4096];
+        cr_assert(test_check_layout(model, out, layout, sizeof layout), "%s: layout: %s", args[k], layout);
     }
 }
 

@@ -171,6 +171,17 @@ int test_run_qat(const char *args, char *err, size_t n) {
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+bool test_check_layout(const char *model, const char *source, char *out, size_t n) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/check_model_layout.py %s %s 2>&1", getenv("QAT_SOURCE_DIR"),
+             model, source);
+    FILE *p = popen(cmd, "r");
+    size_t k = p ? fread(out, 1, n - 1, p) : 0;
+    out[k] = '\0';
+    int st = p ? pclose(p) : -1;
+    return st == 0 && strstr(out, "layout ok") != NULL;
+}
+
 char *test_slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

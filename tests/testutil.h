@@ -47,6 +47,9 @@ char *test_corpus(size_t n, uint64_t seed);
 /* Runs the qat binary with args via the shell; returns its exit status and
  * puts its stderr in err. */
 int test_run_qat(const char *args, char *err, size_t n);
+/* tests/check_model_layout.py (python3-h5py) on an exported model and the
+ * checkpoint it came from; true when it reports the layout ok (its output in out). */
+bool test_check_layout(const char *model, const char *source, char *out, size_t n);
 /* Bytes of a file (malloc'd), for before/after comparisons. */
 char *test_slurp(const char *path, size_t *n);
 #endif

@@ -239,7 +239,8 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
         char a[8];
         snprintf(a, sizeof a, "%d", r->a_bits);
         k += (size_t)snprintf(s + k, cap - k, "| %s | %d | %s | %s | %.4f | %.3f | %+.4f | %zu | %.2f | %.0f | %.1f | %s |\n",
-                              r->method, r->w_bits, r->a_bits == 32 ? "float" : a, group_str(r->group, g, sizeof g),
+                              r->method, r->w_bits, r->a_bits == 32 ? "float" : a,
+                              r->w_bits == 32 ? "-" : group_str(r->group, g, sizeof g),
                               r->val_loss, r->ppl, r->delta, r->bytes, r->bits_per_weight, r->gen_tokens_per_s,
                               r->seconds, r->what);
         if (k + 1024 > cap) s = xrealloc(s, cap *= 2);
