@@ -20,19 +20,7 @@ static void make_float_model(void) {
     g_corpus = test_write(g_dir, "corpus.txt", test_corpus(40000, 8));
     g_float = test_keep(xmalloc(strlen(g_dir) + 32));
     sprintf(g_float, "%s/float", g_dir);
-    Config c;
-    config_defaults(&c);
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 8, iters: 60, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
-             " eval_batches: 8, threads: 2}\n"
-             "out_dir: %s\n",
-             g_corpus, g_float);
-    config_load_string(&c, yaml, "float");
-    TrainOptions o = {.quiet = true};
-    train_run(&c, "float", &o);
+    test_train_tiny(g_corpus, g_float, 60, 8, "");
 }
 TestSuite(agreement, .init = make_float_model);
 

@@ -21,33 +21,16 @@ static char *path_of(const char *dir, const char *name) {
     return p;
 }
 
-static void train(const char *corpus, const char *out, const char *extra, int iters) {
-    char yaml[4096];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
-             " eval_batches: 4, threads: 2}\n"
-             "%s"
-             "out_dir: %s\n",
-             corpus, iters, extra, out);
-    Config c;
-    config_defaults(&c);
-    config_load_string(&c, yaml, out);
-    TrainOptions o = {.quiet = true};
-    train_run(&c, out, &o);
-}
-
 static void setup(void) {
     g_dir = test_keep(test_tmpdir());
     char *corpus = test_write(g_dir, "corpus.txt", test_corpus(30000, 3));
     char *fl = path_of(g_dir, "float"), *qa = path_of(g_dir, "qat");
-    train(corpus, fl, "", 40);
+    test_train_tiny(corpus, fl, 40, 4, "");
     char q[2048];
     snprintf(q, sizeof q,
              "quant: {weight: {bits: 4, granularity: group, group_size: 32}, estimator: lsq, init_from: %s/checkpoint.h5}\n",
              fl);
-    train(corpus, qa, q, 10);
+    test_train_tiny(corpus, qa, 10, 4, q);
     g_float = path_of(fl, "checkpoint.h5");
     g_qat = path_of(qa, "checkpoint.h5");
     g_model = path_of(g_dir, "model.h5");

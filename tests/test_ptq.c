@@ -374,19 +374,9 @@ static char *g_dir, *g_ckpt, *g_corpus;
 static void train_small(void) {
     g_dir = test_tmpdir();
     g_corpus = test_write(g_dir, "corpus.txt", test_corpus(30000, 3));
-    Config c;
-    config_defaults(&c);
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 8, iters: 60, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
-             " eval_batches: 8, threads: 2}\n"
-             "out_dir: %s/float\n",
-             g_corpus, g_dir);
-    config_load_string(&c, yaml, "float");
-    TrainOptions o = {.quiet = true};
-    train_run(&c, "float", &o);
+    char *out = test_keep(xmalloc(strlen(g_dir) + 32));
+    sprintf(out, "%s/float", g_dir);
+    test_train_tiny(g_corpus, out, 60, 8, "");
     g_ckpt = test_keep(xmalloc(strlen(g_dir) + 32));
     sprintf(g_ckpt, "%s/float/checkpoint.h5", g_dir);
 }

@@ -1,6 +1,8 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
 #include "testutil.h"
 
+#include "train/trainer.h"
+
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -169,6 +171,23 @@ int test_run_qat(const char *args, char *err, size_t n) {
     }
     int st = p ? pclose(p) : -1;
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void test_train_tiny(const char *corpus, const char *out_dir, int iters, int eval_batches, const char *extra) {
+    char yaml[8192];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
+             " eval_batches: %d, threads: 2}\n"
+             "%s"
+             "out_dir: %s\n",
+             corpus, iters, eval_batches, extra, out_dir);
+    Config c;
+    config_defaults(&c);
+    config_load_string(&c, yaml, out_dir);
+    TrainOptions o = {.quiet = true};
+    train_run(&c, out_dir, &o);
 }
 
 bool test_check_layout(const char *model, const char *source, char *out, size_t n) {

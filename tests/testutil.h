@@ -50,6 +50,10 @@ int test_run_qat(const char *args, char *err, size_t n);
 /* tests/check_model_layout.py (python3-h5py) on an exported model and the
  * checkpoint it came from; true when it reports the layout ok (its output in out). */
 bool test_check_layout(const char *model, const char *source, char *out, size_t n);
+/* Trains the suite's tiny GPT (2 layers, 2 heads, width 32, context 16,
+ * batch 8, lr 1e-2 to 1e-3) on corpus for iters steps into out_dir, quietly;
+ * extra is more YAML (a quant section, say) or "". */
+void test_train_tiny(const char *corpus, const char *out_dir, int iters, int eval_batches, const char *extra);
 /* Bytes of a file (malloc'd), for before/after comparisons. */
 char *test_slurp(const char *path, size_t *n);
 #endif
