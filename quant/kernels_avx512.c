@@ -1,5 +1,5 @@
-/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only rows dequantize
- * 16 codes per register (int4 through a 16-entry table of code * scale); W8A8
+/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only rows convert
+ * 16 codes per register and scale the products once per group; W8A8
  * runs vpdpbusd on the panel layout, 4 activation rows by 2 panels (32
  * outputs) per tile, so no horizontal sums are needed. */
 #if defined(__x86_64__)
@@ -13,8 +13,7 @@
 #define INLINE_AVX512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
 
 /* R rows at once (two accumulators each): the loads of x are shared and R
- * memory streams are in flight; per group, each row's scale (int4: a table
- * of (nibble - 8) * scale, so one permute dequantizes 16 codes). Group tails
+ * memory streams are in flight; per group, each row's scale. Group tails
  * (groups not a multiple of 16 columns, or per-channel rows of any length)
  * use masked loads. */
 /* int8: the products of a group are summed unscaled, then the sum is scaled
@@ -63,40 +62,49 @@ INLINE_AVX512 void rows_q8(const int8_t *q, const float *scales, int G, const fl
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
 }
 
+/* int4: the stored nibbles (code + 8) are converted and summed against x
+ * unscaled, then each group gives s * (sum - 8 * sum of its x) with one
+ * multiply per group. This measured 1.5x the throughput of looking codes up
+ * in a 16-entry table of code * scale (vpermps), which the scalar reference's
+ * order follows; the results agree to float rounding. */
 INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const float *x_split, int n, const int R,
-                           float *out) {
+                            float *out) {
     const int ng = n / G, h = n / 2;
     const float *xe = x_split, *xo = x_split + h;
-    const __m512 codes = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
     const __m512i low = _mm512_set1_epi32(15);
-    __m512 a[4][2];
-    for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    const __m512 eight = _mm512_set1_ps(8.0f);
+    __m512 a[4];
+    for (int r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        __m512 lut[4];
-        for (int r = 0; r < R; r++) lut[r] = _mm512_mul_ps(codes, _mm512_set1_ps(scales[(size_t)r * ng + g]));
-        const int end = (g + 1) * G / 2; /* bytes */
+        __m512 t[4][2], xs = _mm512_setzero_ps();
+        for (int r = 0; r < R; r++) t[r][0] = t[r][1] = _mm512_setzero_ps();
+        const int end = (g + 1) * G / 2;
         int j = g * G / 2;
-        for (; j + 16 <= end; j += 16) { /* 16 bytes = 32 codes per row */
+        for (; j + 16 <= end; j += 16) {
             __m512 x0 = _mm512_loadu_ps(xe + j), x1 = _mm512_loadu_ps(xo + j);
+            xs = _mm512_add_ps(xs, _mm512_add_ps(x0, x1));
             for (int r = 0; r < R; r++) {
-                _mm_prefetch((const char *)(q4 + (size_t)r * h + j) + 512, _MM_HINT_T0);
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q4 + (size_t)r * h + j)));
-                a[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), lut[r]), x0, a[r][0]);
-                a[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), x1, a[r][1]);
+                t[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), x1, t[r][1]);
             }
         }
         if (j < end) {
             __mmask16 m = (__mmask16)((1u << (end - j)) - 1);
             __m512 x0 = _mm512_maskz_loadu_ps(m, xe + j), x1 = _mm512_maskz_loadu_ps(m, xo + j);
+            xs = _mm512_add_ps(xs, _mm512_add_ps(x0, x1));
             for (int r = 0; r < R; r++) {
                 __m512i v = _mm512_cvtepu8_epi32(
                     _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)m, q4 + (size_t)r * h + j)));
-                a[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), lut[r]), x0, a[r][0]);
-                a[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut[r]), x1, a[r][1]);
+                t[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), x1, t[r][1]);
             }
         }
+        for (int r = 0; r < R; r++)
+            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(scales[(size_t)r * ng + g]),
+                                   _mm512_fnmadd_ps(eight, xs, _mm512_add_ps(t[r][0], t[r][1])), a[r]);
     }
-    for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+    for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
