@@ -81,9 +81,12 @@ void qmatrix_free(QMatrix *m);
 
 /* ---- row primitives (the dispatched path) ----
  * For nrows (1..4) consecutive weight rows, out[r] = the sum over columns of
- * (code * scale of its group) * x: the dequantized weight is formed exactly
- * as fake quantization forms it, then multiplied by x. Several rows at once
- * share the loads of x and keep several memory streams in flight.
+ * (code * scale of its group) * x, the weights fake quantization uses. The
+ * scalar reference forms each dequantized weight, then multiplies; the SIMD
+ * paths sum code * x per group and scale the sum once (int4 on AVX-512: the
+ * stored code + 8, minus 8 times the group's sum of x), which agrees to float
+ * rounding. Several rows at once share the loads of x and keep several
+ * memory streams in flight.
  * int8: x in column order. int4: x split, the even columns' values first then
  * the odd columns' (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that
  * packed bytes need no shuffles; n and group even. */
