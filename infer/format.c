@@ -136,7 +136,8 @@ void infer_load(InferModel *m, const char *path) {
         if (strcmp(act, act_name(w8a8, act_static)))
             qat_fail("%s: %s has activations \"%s\", its config says \"%s\"", path, name, act, act_name(w8a8, act_static));
         free(act);
-        int64_t n_float = h5_read_obj_attr_i64(f, path, name, "float_columns");
+        /* absent in files written before outlier splits existed: none */
+        int64_t n_float = h5_obj_attr_exists(f, name, "float_columns") ? h5_read_obj_attr_i64(f, path, name, "float_columns") : 0;
         if (n_float < 0 || n_float > cols || (n_float && !q->outlier))
             qat_fail("%s: %s has %lld float columns; its config has %s", path, name, (long long)n_float,
                      q->outlier ? "an outlier split" : "no outlier split (quant.outlier_threshold)");

@@ -43,7 +43,7 @@ def main():
         assert s(g.attrs["granularity"]) == ("channel" if gs == cols else "group")
         act = s(g.attrs["activations"])
         assert act in ("float", "int8-per-token", "int8-per-tensor"), act
-        nf = int(g.attrs["float_columns"])
+        nf = int(g.attrs.get("float_columns", 0))
         assert ("act_scale" in g) == (act == "int8-per-tensor"), name
         if nf:
             fc, fw = g["float_cols"][()], g["float_weight"][()]

@@ -242,6 +242,15 @@ int64_t h5_read_obj_attr_i64(hid_t f, const char *file, const char *obj, const c
     return v;
 }
 
+bool h5_obj_attr_exists(hid_t f, const char *obj, const char *name) {
+    if (!h5_exists(f, obj)) return false;
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    if (o < 0) return false;
+    bool e = H5Aexists(o, name) > 0;
+    H5Oclose(o);
+    return e;
+}
+
 char *h5_read_obj_attr_str(hid_t f, const char *file, const char *obj, const char *name) {
     if (!h5_exists(f, obj)) qat_fail("%s: %s is missing", file, obj);
     hid_t o = H5Oopen(f, obj, H5P_DEFAULT);

@@ -43,6 +43,7 @@ void h5_read_f32(hid_t f, const char *file, const char *name, int ndim, const in
 void h5_read_checked(hid_t f, const char *file, const char *name, hid_t type, int ndim, const int *shape, void *out);
 /* Integer or string attribute of the object at path obj (fails naming it). */
 int64_t h5_read_obj_attr_i64(hid_t f, const char *file, const char *obj, const char *name);
+bool h5_obj_attr_exists(hid_t f, const char *obj, const char *name);
 char *h5_read_obj_attr_str(hid_t f, const char *file, const char *obj, const char *name);
 /* Reads a 1-d dataset of up to cap elements; returns the count. */
 size_t h5_read_u8(hid_t f, const char *file, const char *name, uint8_t *out, size_t cap);
