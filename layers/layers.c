@@ -30,10 +30,7 @@ static Tensor *weight_quant(Tape *t, QLayer *q, Tensor *w) {
 Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x) {
     QLayer *q = l->q;
     if (!q) return op_linear(t, x, l->w, l->b);
-    if (q->mode == QMODE_FLOAT) {
-        if (q->stats) ptq_stats_add(q->stats, x->data, x->numel / (size_t)x->shape[x->ndim - 1]);
-        return op_linear(t, x, l->w, l->b);
-    }
+    if (q->mode == QMODE_FLOAT) return op_linear(t, x, l->w, l->b);
     if (q->outlier) {
         /* outlier split: y = Q(x * keep) Q(W * keep)^T + (x * mask) W^T + b,
          * the float features' part exact, as the kernels compute it */

@@ -7,13 +7,11 @@
 
 #include "autograd/autograd.h"
 #include "quant/kernels.h"
-#include "quant/ptq.h"
 #include "quant/qat.h"
 
 /* Fake-quant state of one quantized Linear.
  * QMODE_CALIBRATE: observe the input (static activation scales) and leave it float;
- * QMODE_FLOAT: a plain float Linear (PTQ: not quantized yet), whose inputs go
- * into stats when that is set. */
+ * QMODE_FLOAT: a plain float Linear (PTQ: not quantized yet). */
 typedef enum { QMODE_QUANT, QMODE_CALIBRATE, QMODE_FLOAT } QMode;
 typedef struct QLayer {
     char name[64];
@@ -27,7 +25,6 @@ typedef struct QLayer {
     Tensor *outlier;        /* [in] 1 = input feature kept float (outlier split), or NULL */
     Observer obs;
     QMode mode;
-    PtqStats *stats; /* PTQ calibration, in QMODE_FLOAT */
 } QLayer;
 
 typedef struct Linear {

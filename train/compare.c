@@ -318,7 +318,6 @@ void compare_run(const Config *cfg, const char *origin) {
         CompareRow *r = &rows[n++];
         snprintf(r->method, sizeof r->method, "float");
         r->w_bits = r->a_bits = 32;
-        r->bytes = file_size(float_ckpt);
         r->seconds = float_seconds;
         snprintf(r->what, sizeof r->what, "%s (%ld steps)", float_ckpt, fstep);
         measure(&m, &b, NAN, r);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "quant/ptq.h"
 #include "train/checkpoint.h"
 
 static const char *METHODS[] = {"rtn", "gptq", "awq", "smoothquant", "outlier"};
@@ -267,7 +268,11 @@ static void fold_into_values(Linear *qkv, const float *s, int C) {
 /* Outlier split: input features above the threshold stay float. */
 static int set_outliers(QLayer *q, const PtqStats *st, float threshold) {
     int n = 0;
-    for (int j = 0; j < st->cols; j++) n += (q->outlier->data[j] = st->absmax[j] > threshold ? 1.0f : 0.0f) > 0.0f;
+    for (int j = 0; j < st->cols; j++) {
+        bool out = st->absmax[j] > threshold;
+        q->outlier->data[j] = out ? 1.0f : 0.0f;
+        n += out;
+    }
     return n;
 }
 
@@ -344,14 +349,15 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
         } else {
             ptq_rtn(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), NULL);
         }
-        rep[k]->err = q->outlier ? rep[k]->err_rtn : scaled_error(q, l->w->data, rows, cols, bl->H[k]);
-        if (q->outlier) { /* the error of the split: float columns are exact */
+        if (q->outlier) { /* the error of the split: the float columns are exact */
             float *wq = xmalloc((size_t)rows * cols * sizeof(float));
             quant_fake(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), wq);
             for (size_t i = 0; i < (size_t)rows * cols; i++)
                 if (q->outlier->data[i % (size_t)cols] > 0.0f) wq[i] = l->w->data[i];
             rep[k]->err = ptq_output_error(l->w->data, wq, rows, cols, bl->H[k]);
             free(wq);
+        } else {
+            rep[k]->err = scaled_error(q, l->w->data, rows, cols, bl->H[k]);
         }
     }
 }
@@ -441,14 +447,12 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         if (q->a_scale) {
             PtqStats st;
             ptq_stats_init(&st, C, 0, 1);
-            q->stats = &st;
             for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
                 int ns = n_seq - s0 < PTQ_CHUNK ? n_seq - s0 : PTQ_CHUNK;
                 tape_reset(&t);
                 Tensor *x = tensor_from(&t, 3, (int[]){ns, T, C}, bb.X + s0 * per);
-                linear_forward(&t, &g->head, layernorm_forward(&t, &g->ln_f, x));
+                add_stats(&st, layernorm_forward(&t, &g->ln_f, x));
             }
-            q->stats = NULL;
             set_act_scale(q, &st, NULL);
             ptq_stats_free(&st);
         }
