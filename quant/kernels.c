@@ -51,16 +51,22 @@ KernelPath kernel_force(KernelPath p) {
 }
 
 typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
-typedef void (*KrowQ4)(const uint8_t *, const float *, int, const float *, int, int, float *);
+typedef void (*KrowQ4)(const uint8_t *, const float *, int, const KQ4Act *, int, int, float *);
 typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
 
 static KrowQ8 krow_q8_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q8_f32_avx512 : p == KERN_AVX2 ? krows_q8_f32_avx2 : krows_q8_f32_scalar;
 }
+static void krows_q4_split_scalar(const uint8_t *q4, const float *sc, int G, const KQ4Act *x, int n, int nr, float *out) {
+    krows_q4_f32_scalar(q4, sc, G, x->x_split, n, nr, out);
+}
+static void krows_q4_split_avx2(const uint8_t *q4, const float *sc, int G, const KQ4Act *x, int n, int nr, float *out) {
+    krows_q4_f32_avx2(q4, sc, G, x->x_split, n, nr, out);
+}
 static KrowQ4 krow_q4_fn(void) {
     KernelPath p = kernel_path();
-    return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
+    return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_split_avx2 : krows_q4_split_scalar;
 }
 static KW8A8 kw8a8_fn(void) {
     KernelPath p = kernel_path();
@@ -70,8 +76,29 @@ static KW8A8 kw8a8_fn(void) {
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
     krow_q8_fn()(q, scales, group, x, n, nrows, out);
 }
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
-    krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows, float *out) {
+    krow_q4_fn()(q4, scales, group, x, n, nrows, out);
+}
+
+size_t kq4_act_bytes(int n) {
+    size_t split = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES;
+}
+
+void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
+    /* 64-byte aligned, so that every plane is one aligned line */
+    char *p = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+    a->n = n;
+    a->x_split = (float *)p;
+    kx_split(x, n, a->x_split);
+    a->planes = NULL;
+    a->fscale = 1.0f;
+#if defined(__x86_64__)
+    if (kernel_path() == KERN_AVX512) {
+        int8_t *planes = (int8_t *)(p + (((size_t)n * sizeof(float) + 63) & ~(size_t)63));
+        if (kq4_planes_avx512(x, n, planes, &a->fscale)) a->planes = planes;
+    }
+#endif
 }
 
 void kx_split(const float *x, int n, float *x_split) {
@@ -187,10 +214,12 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols, G = w->group;
     if (M < 8) {
         /* few activation rows: stream the weights once, dequantized in registers */
-        float *xsplit = NULL;
+        KQ4Act act[8];
+        char *abuf = NULL;
         if (w->bits <= 4) {
-            xsplit = xmalloc((size_t)M * K * sizeof(float));
-            for (int m = 0; m < M; m++) kx_split(x + (size_t)m * K, K, xsplit + (size_t)m * K);
+            size_t ab = kq4_act_bytes(K);
+            abuf = xmalloc((size_t)M * ab);
+            for (int m = 0; m < M; m++) kq4_act_prepare(x + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
         }
         KrowQ8 f8 = krow_q8_fn();
         KrowQ4 f4 = krow_q4_fn();
@@ -202,11 +231,11 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
             float out[4];
             for (int m = 0; m < M; m++) {
                 if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
-                else f4(w->q4 + (size_t)n * K / 2, sc, G, xsplit + (size_t)m * K, K, nr, out);
+                else f4(w->q4 + (size_t)n * K / 2, sc, G, &act[m], K, nr, out);
                 for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r];
             }
         }
-        free(xsplit);
+        free(abuf);
         return;
     }
     /* many rows: a block of weight rows dequantized into a per-thread tile

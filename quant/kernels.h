@@ -87,11 +87,36 @@ void qmatrix_free(QMatrix *m);
  * stored code + 8, minus 8 times the group's sum of x), which agrees to float
  * rounding. Several rows at once share the loads of x and keep several
  * memory streams in flight.
- * int8: x in column order. int4: x split, the even columns' values first then
- * the odd columns' (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that
- * packed bytes need no shuffles; n and group even. */
+ * int8: x in column order. int4: x prepared once per activation row
+ * (kq4_act_prepare); n and group even. */
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
+
+/* An activation row prepared for the int4 row primitives.
+ * x_split: the even columns' values first, then the odd columns'
+ *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed bytes
+ *   need no shuffles (scalar and AVX2 paths, and AVX-512 for groups below).
+ * planes (AVX-512 only, else NULL): x as fscale * m, fscale a power of two
+ *   fitted to max |x| so that every m is an integer of 24 bits, i.e. x to
+ *   float precision relative to its largest element. Each m is split into
+ *   three signed bytes (m = d0 + 256 d1 + 65536 d2), and vpdpbusd multiplies
+ *   them against the unsigned nibbles (code + 8) 64 at a time: 6 integer dot
+ *   products per 128 weights instead of 16 float conversions and FMAs per 128
+ *   weights. Per 128 columns, 448 bytes: d2, d1, d0 for the even columns then
+ *   the odd ones (64 bytes each), and the 16 int32 lanes' 8 * sum of m that
+ *   undoes the + 8. Used when group is 8, 16, 32, 64, a multiple of 128 or
+ *   the whole row; otherwise, or when x is not finite, x_split is used. */
+typedef struct KQ4Act {
+    int n;
+    float *x_split;
+    int8_t *planes;
+    float fscale;
+} KQ4Act;
+#define KQ4_CHUNK_BYTES 448 /* planes per 128 columns */
+/* Scratch bytes kq4_act_prepare needs for a row of n values. */
+size_t kq4_act_bytes(int n);
+/* Fills a from x [n] (n even) with its arrays in buf (kq4_act_bytes(n)). */
+void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
 
 /* ---- scalar references (always available) ---- */

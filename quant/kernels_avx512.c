@@ -1,5 +1,6 @@
-/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only rows convert
- * 16 codes per register and scale the products once per group; W8A8
+/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only int8 rows
+ * convert 16 codes per register and scale the products once per group; int4
+ * rows take integer dot products against the activations' byte planes; W8A8
  * runs vpdpbusd on the panel layout, 4 activation rows by 2 panels (32
  * outputs) per tile, so no horizontal sums are needed. */
 #if defined(__x86_64__)
@@ -107,6 +108,148 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
+/* int4 against the byte planes of KQ4Act (see kernels.h). Per 128 columns
+ * and row: the 64 packed bytes give the even columns' nibbles (low) and the
+ * odd ones' (high) as unsigned bytes; each int32 lane of vpdpbusd then covers
+ * 8 consecutive columns, in the same group for every supported group size.
+ * The three digit planes accumulate as ((S2 << 8) + S1 << 8) + S0 in int32:
+ * a lane's digit sums are at most 8 * 15 * 128, so the total stays below
+ * 2^30 and the + 8 correction below 2^29, and the lane's exact integer sum
+ * is converted to float once, then scaled by its group's scale. */
+INLINE_AVX512 __m512 q4x24_chunk(const uint8_t *q, __mmask64 mk, const __m512i *pl, __m512i corr) {
+    const __m512i low = _mm512_set1_epi8(15);
+    __m512i v = _mm512_maskz_loadu_epi8(mk, q);
+    __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, pl[0]);
+    acc = _mm512_dpbusd_epi32(acc, wh, pl[1]);
+    acc = _mm512_slli_epi32(acc, 8);
+    acc = _mm512_dpbusd_epi32(acc, wl, pl[2]);
+    acc = _mm512_dpbusd_epi32(acc, wh, pl[3]);
+    acc = _mm512_slli_epi32(acc, 8);
+    acc = _mm512_dpbusd_epi32(acc, wl, pl[4]);
+    acc = _mm512_dpbusd_epi32(acc, wh, pl[5]);
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr));
+}
+
+#ifndef Q4_PREFETCH
+#define Q4_PREFETCH 1024 /* bytes ahead in each row's stream */
+#endif
+
+/* MODE 0: one scale per row (applied at the end); 1: groups of 8..64
+ * columns, lane l takes the chunk's group 8l / G (vpermps); 2: groups of a
+ * multiple of 128 columns, one scale per chunk. */
+INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, const KQ4Act *x, int n, const int R,
+                                const int MODE, float *out) {
+    const int ng = n / G, h = n / 2, nc = (h + 63) / 64, gpc = MODE == 1 ? 128 / G : 0;
+    /* lane l -> group 8l / G (G a power of two: a shift, no division per call) */
+    const __m512i gidx = MODE == 1 ? _mm512_srl_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                      _mm_cvtsi32_si128(__builtin_ctz((unsigned)G) - 3))
+                                   : _mm512_setzero_si512();
+    __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    for (int c = 0; c < nc; c++) {
+        const int8_t *pc = x->planes + (size_t)c * KQ4_CHUNK_BYTES;
+        __m512i pl[6];
+        for (int i = 0; i < 6; i++) pl[i] = _mm512_load_si512(pc + 64 * i);
+        const __m512i corr = _mm512_load_si512(pc + 384);
+        const int left = h - 64 * c;
+        const __mmask64 mk = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+        const uint8_t *qc = q4 + 64 * (size_t)c;
+        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (MODE == 1) {
+            int g0 = c * gpc;
+            __mmask16 ms = g0 + 16 <= ng ? (__mmask16)0xffff : (__mmask16)((1u << (ng - g0)) - 1);
+            for (int r = 0; r < R; r++) {
+                const float *sr = scales + (size_t)r * ng + g0;
+                /* the scale rows are short streams the hardware prefetcher misses */
+                _mm_prefetch((const char *)sr + Q4_PREFETCH / 4, _MM_HINT_T0);
+                s[r] = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(ms, sr));
+            }
+        } else if (MODE == 2) {
+            int g = c * 128 / G;
+            for (int r = 0; r < R; r++) s[r] = _mm512_set1_ps(scales[(size_t)r * ng + g]);
+        }
+#define Q4X24_ROW(r, fr)                                                                   \
+        if (R > r) {                                                                       \
+            _mm_prefetch((const char *)(qc + (size_t)r * h) + Q4_PREFETCH, _MM_HINT_T0);   \
+            __m512 v = q4x24_chunk(qc + (size_t)r * h, mk, pl, corr);                      \
+            fr = MODE == 0 ? _mm512_add_ps(fr, v) : _mm512_fmadd_ps(v, s[r], fr);          \
+        }
+        Q4X24_ROW(0, f0)
+        Q4X24_ROW(1, f1)
+        Q4X24_ROW(2, f2)
+        Q4X24_ROW(3, f3)
+#undef Q4X24_ROW
+    }
+    __m512 f[4] = {f0, f1, f2, f3};
+    for (int r = 0; r < R; r++) out[r] = x->fscale * (MODE == 0 ? scales[r] : 1.0f) * _mm512_reduce_add_ps(f[r]);
+}
+
+AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int G, const KQ4Act *x, int n, int R,
+                                    const int MODE, float *out) {
+    switch (R) {
+    case 4: rows_q4_x24(q4, scales, G, x, n, 4, MODE, out); break;
+    case 3: rows_q4_x24(q4, scales, G, x, n, 3, MODE, out); break;
+    case 2: rows_q4_x24(q4, scales, G, x, n, 2, MODE, out); break;
+    default: rows_q4_x24(q4, scales, G, x, n, 1, MODE, out); break;
+    }
+}
+
+/* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
+#define Q4X24_MAX 8355711.0f
+
+AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale) {
+    __m512 amax = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= n; k += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+    float mx = _mm512_reduce_max_ps(amax);
+    for (; k < n; k++) mx = fmaxf(mx, fabsf(x[k]));
+    if (!isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false; /* NaN/Inf (max_ps drops NaN: checked below) */
+    int e = 0;
+    if (mx > 0.0f) {
+        int k2;
+        float fr = frexpf(mx, &k2); /* mx = fr * 2^k2, fr in [0.5, 1) */
+        e = k2 - 23;
+        if (fr * 8388608.0f > Q4X24_MAX) e++;
+    }
+    *fscale = ldexpf(1.0f, e);
+    const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const int nc = (n + 127) / 128;
+    __mmask16 nan = 0;
+    for (int c = 0; c < nc; c++) {
+        int8_t *pc = planes + (size_t)c * KQ4_CHUNK_BYTES;
+        int32_t *corr = (int32_t *)(pc + 384);
+        for (int s = 0; s < 4; s++) { /* 32 columns: 16 bytes of each plane */
+            int col = 128 * c + 32 * s, left = n - col;
+            __mmask16 ma = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+            __mmask16 mb = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+            __m512 xa = _mm512_maskz_loadu_ps(ma, x + col), xb = _mm512_maskz_loadu_ps(mb, x + col + 16);
+            nan |= _mm512_cmp_ps_mask(xa, xa, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(xb, xb, _CMP_UNORD_Q);
+            __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(xa, inv)), b = _mm512_cvtps_epi32(_mm512_mul_ps(xb, inv));
+            __m512i half[2] = {_mm512_permutex2var_epi32(a, ev, b), _mm512_permutex2var_epi32(a, od, b)};
+            for (int o = 0; o < 2; o++) {
+                __m512i m = half[o];
+                __m512i d0 = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
+                __m512i m1 = _mm512_srai_epi32(_mm512_sub_epi32(m, d0), 8);
+                __m512i d1 = _mm512_srai_epi32(_mm512_slli_epi32(m1, 24), 24);
+                __m512i d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, d1), 8);
+                _mm_store_si128((__m128i *)(pc + 64 * (0 + o) + 16 * s), _mm512_cvtepi32_epi8(d2));
+                _mm_store_si128((__m128i *)(pc + 64 * (2 + o) + 16 * s), _mm512_cvtepi32_epi8(d1));
+                _mm_store_si128((__m128i *)(pc + 64 * (4 + o) + 16 * s), _mm512_cvtepi32_epi8(d0));
+            }
+            /* lane 4s + j covers bytes 4j..4j+3 of this block: 4 even and 4 odd
+             * columns, one 128-bit lane of the sum */
+            __m512i t = _mm512_add_epi32(half[0], half[1]);
+            t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_CDAB));
+            t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
+            t = _mm512_slli_epi32(_mm512_maskz_compress_epi32(0x1111, t), 3);
+            _mm_storeu_si128((__m128i *)(corr + 4 * s), _mm512_castsi512_si128(t));
+        }
+    }
+    return nan == 0;
+}
+
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
                                 float *out) {
     switch (nrows) {
@@ -117,13 +260,21 @@ AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group,
     }
 }
 
-AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
+AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows,
                                 float *out) {
+    int ng = n / group;
+    if (x->planes) {
+        if (ng == 1) return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 0, out);
+        if (group < 128 && 128 % group == 0 && group % 8 == 0)
+            return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 1, out);
+        if (group % 128 == 0) return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 2, out);
+    }
+    const float *xs = x->x_split;
     switch (nrows) {
-    case 4: rows_q4(q4, scales, group, x_split, n, 4, out); break;
-    case 3: rows_q4(q4, scales, group, x_split, n, 3, out); break;
-    case 2: rows_q4(q4, scales, group, x_split, n, 2, out); break;
-    default: rows_q4(q4, scales, group, x_split, n, 1, out); break;
+    case 4: rows_q4(q4, scales, group, xs, n, 4, out); break;
+    case 3: rows_q4(q4, scales, group, xs, n, 3, out); break;
+    case 2: rows_q4(q4, scales, group, xs, n, 2, out); break;
+    default: rows_q4(q4, scales, group, xs, n, 1, out); break;
     }
 }
 
