@@ -93,10 +93,11 @@ void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
     kx_split(x, n, a->x_split);
     a->planes = NULL;
     a->fscale = 1.0f;
+    a->msum = 0;
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
         int8_t *planes = (int8_t *)(p + (((size_t)n * sizeof(float) + 63) & ~(size_t)63));
-        if (kq4_planes_avx512(x, n, planes, &a->fscale)) a->planes = planes;
+        if (kq4_planes_avx512(x, n, planes, &a->fscale, &a->msum)) a->planes = planes;
     }
 #endif
 }

@@ -110,6 +110,7 @@ typedef struct KQ4Act {
     float *x_split;
     int8_t *planes;
     float fscale;
+    int64_t msum; /* sum of m over the row */
 } KQ4Act;
 #define KQ4_CHUNK_BYTES 448 /* planes per 128 columns */
 /* Scratch bytes kq4_act_prepare needs for a row of n values. */

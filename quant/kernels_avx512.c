@@ -161,7 +161,7 @@ INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, co
             for (int r = 0; r < R; r++) {
                 const float *sr = scales + (size_t)r * ng + g0;
                 /* the scale rows are short streams the hardware prefetcher misses */
-                _mm_prefetch((const char *)sr + Q4_PREFETCH / 4, _MM_HINT_T0);
+                if (g0 % 16 == 0) _mm_prefetch((const char *)sr + Q4_PREFETCH / 4, _MM_HINT_T0);
                 s[r] = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(ms, sr));
             }
         } else if (MODE == 2) {
@@ -184,6 +184,39 @@ INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, co
     for (int r = 0; r < R; r++) out[r] = x->fscale * (MODE == 0 ? scales[r] : 1.0f) * _mm512_reduce_add_ps(f[r]);
 }
 
+/* One scale per row: the three planes' integer sums run over the whole row
+ * in separate int32 lanes (a lane gains at most 8 * 15 * 128 per chunk, so
+ * rows up to a million columns cannot overflow), and the exact total
+ * 65536 S2 + 256 S1 + S0 - 8 sum(m) is formed in int64 and rounded once:
+ * 10 vector operations per 128 weights. */
+INLINE_AVX512 void rows_q4_x24_row(const uint8_t *q4, const float *scales, const KQ4Act *x, int n, const int R,
+                                    float *out) {
+    const int h = n / 2, nc = (h + 63) / 64;
+    const __m512i low = _mm512_set1_epi8(15);
+    __m512i acc[4][3];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
+    for (int c = 0; c < nc; c++) {
+        const int8_t *pc = x->planes + (size_t)c * KQ4_CHUNK_BYTES;
+        __m512i pl[6];
+        for (int i = 0; i < 6; i++) pl[i] = _mm512_load_si512(pc + 64 * i);
+        const int left = h - 64 * c;
+        const __mmask64 mk = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+        for (int r = 0; r < R; r++) {
+            const uint8_t *q = q4 + (size_t)r * h + 64 * (size_t)c;
+            _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+            __m512i v = _mm512_maskz_loadu_epi8(mk, q);
+            __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            for (int j = 0; j < 3; j++)
+                acc[r][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][j], wl, pl[2 * j]), wh, pl[2 * j + 1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        int64_t t = 65536 * (int64_t)_mm512_reduce_add_epi32(acc[r][0]) + 256 * (int64_t)_mm512_reduce_add_epi32(acc[r][1]) +
+                    (int64_t)_mm512_reduce_add_epi32(acc[r][2]) - 8 * x->msum;
+        out[r] = (float)((double)x->fscale * scales[r] * (double)t);
+    }
+}
+
 AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int G, const KQ4Act *x, int n, int R,
                                     const int MODE, float *out) {
     switch (R) {
@@ -197,7 +230,7 @@ AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int 
 /* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
 #define Q4X24_MAX 8355711.0f
 
-AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale) {
+AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale, int64_t *msum_out) {
     __m512 amax = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= n; k += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
@@ -217,6 +250,7 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const int nc = (n + 127) / 128;
     __mmask16 nan = 0;
+    int64_t msum = 0;
     for (int c = 0; c < nc; c++) {
         int8_t *pc = planes + (size_t)c * KQ4_CHUNK_BYTES;
         int32_t *corr = (int32_t *)(pc + 384);
@@ -245,8 +279,10 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
             t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
             t = _mm512_slli_epi32(_mm512_maskz_compress_epi32(0x1111, t), 3);
             _mm_storeu_si128((__m128i *)(corr + 4 * s), _mm512_castsi512_si128(t));
+            msum += _mm512_reduce_add_epi32(_mm512_add_epi32(half[0], half[1]));
         }
     }
+    *msum_out = msum;
     return nan == 0;
 }
 
@@ -264,6 +300,15 @@ AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int grou
                                 float *out) {
     int ng = n / group;
     if (x->planes) {
+        if (ng == 1 && n < (1 << 20)) {
+            switch (nrows) {
+            case 4: rows_q4_x24_row(q4, scales, x, n, 4, out); break;
+            case 3: rows_q4_x24_row(q4, scales, x, n, 3, out); break;
+            case 2: rows_q4_x24_row(q4, scales, x, n, 2, out); break;
+            default: rows_q4_x24_row(q4, scales, x, n, 1, out); break;
+            }
+            return;
+        }
         if (ng == 1) return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 0, out);
         if (group < 128 && 128 % group == 0 && group % 8 == 0)
             return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 1, out);

@@ -12,9 +12,10 @@ void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int 
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows,
                          float *out);
-/* The byte planes of KQ4Act for x [n] into planes (ceil(n/128) chunks);
- * false (nothing usable) when x is not finite or too small to scale. */
-bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale);
+/* The byte planes of KQ4Act for x [n] into planes (ceil(n/128) chunks), with
+ * fscale and the sum of m; false (nothing usable) when x is not finite or
+ * too small to scale. */
+bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale, int64_t *msum);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs);
