@@ -181,7 +181,11 @@ static void gelu_backward(Node *n) {
 }
 
 void gelu_rows(const float *x, size_t n, float *y) {
-#pragma omp parallel if (n > PAR_MIN / 4)
+    if (n <= PAR_MIN / 4) { /* no team for small n (inference runs it inside its own region) */
+        gelu_fwd_kernel(y, x, n);
+        return;
+    }
+#pragma omp parallel
     {
         size_t lo, hi;
         thread_range(n, &lo, &hi);

@@ -24,38 +24,124 @@ static void linear_apply(const InferLinear *l, const float *x, int M, float *y, 
             for (int o = 0; o < l->out; o++) y[(size_t)m * l->out + o] += l->b[o];
 }
 
-/* Causal attention of n new queries (positions pos..pos+n-1) over the cached
- * keys and values 0..pos+n-1 of one layer. */
-static void attention(const InferModel *m, InferState *s, const float *kc, const float *vc, int n, int pos) {
-    int C = m->cfg.n_embd, H = m->cfg.n_head, hs = C / H, T = m->cfg.block_size;
+/* Causal attention of query i (position pos + i) of head h over the cached
+ * keys and values 0..pos+i of one layer; sc is this thread's score row. */
+static void attend_head(const InferModel *m, InferState *s, const float *kc, const float *vc, int i, int h, int pos,
+                        float *sc) {
+    int C = m->cfg.n_embd, H = m->cfg.n_head, hs = C / H;
     float scale = 1.0f / sqrtf((float)hs);
+    const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
+    int last = pos + i;
+    /* scores = K q and out = V^T p as sgemv over the cached rows (OpenBLAS
+     * runs them on this thread inside a parallel region): a scalar
+     * dot-product loop does not vectorise and was the largest part of a
+     * generated token after the weights */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, hs, scale, kc + h * hs, C, q, 1, 0.0f, sc, 1);
+    float mx = -INFINITY;
+    for (int j = 0; j <= last; j++) mx = fmaxf(mx, sc[j]);
+    float sum = 0.0f;
+    for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
+    float *o = s->att + (size_t)i * C + h * hs;
+    cblas_sgemv(CblasRowMajor, CblasTrans, last + 1, hs, 1.0f / sum, vc + h * hs, C, sc, 1, 0.0f, o, 1);
+}
+
+/* Appends head h's key and value of new token i to layer l's cache,
+ * quantized per token and head as in training when the model says so. */
+static void kv_append_head(const InferModel *m, const InferState *s, float *kc, float *vc, int i, int h, int pos) {
+    int C = m->cfg.n_embd, hs = C / m->cfg.n_head;
+    const float *r = s->qkv + (size_t)i * 3 * C;
+    float *kd = kc + (size_t)(pos + i) * C + h * hs, *vd = vc + (size_t)(pos + i) * C + h * hs;
+    if (m->kv_bits) {
+        quant_fake_groups(r + C + h * hs, 1, hs, m->kv_bits, kd);
+        quant_fake_groups(r + 2 * C + h * hs, 1, hs, m->kv_bits, vd);
+    } else {
+        memcpy(kd, r + C + h * hs, (size_t)hs * sizeof(float));
+        memcpy(vd, r + 2 * C + h * hs, (size_t)hs * sizeof(float));
+    }
+}
+
+static void attention(const InferModel *m, InferState *s, float *kc, float *vc, int n, int pos) {
+    int H = m->cfg.n_head, T = m->cfg.block_size;
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) kv_append_head(m, s, kc, vc, i, h, pos);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++)
-        for (int h = 0; h < H; h++) {
-            float *sc = s->scores + (size_t)omp_get_thread_num() * T;
-            const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
-            int last = pos + i;
-            /* scores = K q and out = V^T p as sgemv over the cached rows (OpenBLAS
-             * runs them on this thread inside the parallel loop): a scalar
-             * dot-product loop does not vectorise and was the largest part of a
-             * generated token after the weights */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, hs, scale, kc + h * hs, C, q, 1, 0.0f, sc, 1);
-            float mx = -INFINITY;
-            for (int j = 0; j <= last; j++) mx = fmaxf(mx, sc[j]);
-            float sum = 0.0f;
-            for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
-            float *o = s->att + (size_t)i * C + h * hs;
-            cblas_sgemv(CblasRowMajor, CblasTrans, last + 1, hs, 1.0f / sum, vc + h * hs, C, sc, 1, 0.0f, o, 1);
+        for (int h = 0; h < H; h++) attend_head(m, s, kc, vc, i, h, pos, s->scores + (size_t)omp_get_thread_num() * T);
+}
+
+/* ---- one token: the whole forward in one parallel region ----
+ * A token's steps take microseconds, and on the reference machine a barrier
+ * costs about 1.6 us and a fork-join 3 us, so forking a team per step (and
+ * sharing each step's small serial work behind barriers) cost as much as the
+ * int4 weights. Here every thread keeps its own copy of the residual stream
+ * and of the normalised row (the same code on the same values, so the copies
+ * are equal), and the threads meet once per product: 5 barriers a layer. */
+
+static void gelu_epi(float *y, int n) { gelu_rows(y, (size_t)n, y); }
+
+static float *team_slot(const InferState *s, int t) { return (float *)(s->team + (size_t)t * s->team_stride); }
+
+/* y = epi(x W^T + b), this thread's share of the outputs, then a barrier. */
+static void linear_team(const InferLinear *l, const float *x, float *y, KEpilogue epi, void *scratch) {
+    if (l->q) {
+        qgemv_team(l->q, l->w8a8, x, l->b, epi, y, scratch);
+        return;
+    }
+    int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    int lo = (int)((long)l->out * t / nt), hi = (int)((long)l->out * (t + 1) / nt);
+    if (hi > lo) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, l->in, 1.0f, l->w + (size_t)lo * l->in, l->in, x, 1, 0.0f, y + lo, 1);
+        if (l->b)
+            for (int o = lo; o < hi; o++) y[o] += l->b[o];
+        if (epi) epi(y + lo, hi - lo);
+    }
+#pragma omp barrier
+}
+
+static void forward_token(const InferModel *m, InferState *s, int32_t token) {
+    int C = m->cfg.n_embd, T = m->cfg.block_size, H = m->cfg.n_head, pos = s->pos;
+#pragma omp parallel num_threads(s->team_n)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *x = team_slot(s, t), *xn = x + C, *sc = s->scores + (size_t)t * T;
+        void *scratch = xn + C;
+        const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
+        for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            const InferBlock *b = &m->blocks[l];
+            float *kc = s->k + (size_t)l * T * C, *vc = s->v + (size_t)l * T * C;
+            layernorm_rows(x, b->ln1_w, b->ln1_b, 1e-5f, 1, C, xn, NULL, NULL);
+            linear_team(&b->qkv, xn, s->qkv, NULL, scratch);
+            for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {
+                kv_append_head(m, s, kc, vc, 0, h, pos);
+                attend_head(m, s, kc, vc, 0, h, pos, sc);
+            }
+#pragma omp barrier
+            linear_team(&b->proj, s->att, s->tmp, NULL, scratch);
+            for (int c = 0; c < C; c++) x[c] += s->tmp[c];
+            layernorm_rows(x, b->ln2_w, b->ln2_b, 1e-5f, 1, C, xn, NULL, NULL);
+            linear_team(&b->fc, xn, s->h, gelu_epi, scratch);
+            linear_team(&b->fc_proj, s->h, s->tmp, NULL, scratch);
+            for (int c = 0; c < C; c++) x[c] += s->tmp[c];
         }
+        layernorm_rows(x, m->lnf_w, m->lnf_b, 1e-5f, 1, C, xn, NULL, NULL);
+        linear_team(&m->head, xn, s->logits, NULL, scratch);
+    }
+    s->pos = pos + 1;
 }
 
 const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n) {
-    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size, H = m->cfg.n_head;
+    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size;
     int pos = s->pos;
     if (n < 1 || n > s->cap || pos + n > T)
         qat_fail("infer: %d tokens at position %d do not fit (at most %d per call, block_size %d)", n, pos, s->cap, T);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V) qat_fail("infer: token id %d is outside the vocabulary of %d", tokens[i], V);
+    if (n == 1) {
+        forward_token(m, s, tokens[0]);
+        return s->logits;
+    }
+    for (int i = 0; i < n; i++) {
         const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
         for (int c = 0; c < C; c++) s->x[(size_t)i * C + c] = te[c] + pe[c];
     }
@@ -64,13 +150,6 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
         float *kc = s->k + (size_t)l * T * C, *vc = s->v + (size_t)l * T * C;
         layernorm_rows(s->x, b->ln1_w, b->ln1_b, 1e-5f, n, C, s->xn, NULL, NULL);
         linear_apply(&b->qkv, s->xn, n, s->qkv, s);
-        for (int i = 0; i < n; i++) {
-            float *r = s->qkv + (size_t)i * 3 * C;
-            /* keys and values quantized per token and head as in training */
-            if (m->kv_bits) quant_fake_groups(r + C, 2 * H, C / H, m->kv_bits, r + C);
-            memcpy(kc + (size_t)(pos + i) * C, r + C, (size_t)C * sizeof(float));
-            memcpy(vc + (size_t)(pos + i) * C, r + 2 * C, (size_t)C * sizeof(float));
-        }
         attention(m, s, kc, vc, n, pos);
         linear_apply(&b->proj, s->att, n, s->tmp, s);
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];

@@ -65,6 +65,11 @@ typedef struct InferState {
     float *scores; /* per thread [block_size] */
     int8_t *xq;
     float *xs;
+    /* one-token forward: per thread, its copy of the residual row, the
+     * normalised row and the kernels' scratch (team_stride bytes each) */
+    int team_n;
+    size_t team_stride;
+    char *team;
 } InferState;
 
 /* From a loaded (float, QAT or PTQ) GPT: float tensors are copied; quantized

@@ -143,10 +143,13 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
     s->scores = xmalloc((size_t)omp_get_max_threads() * T * sizeof(float));
     s->xq = xmalloc(n * 4 * C);
     s->xs = xmalloc(n * sizeof(float));
+    s->team_n = omp_get_max_threads();
+    s->team_stride = ((2 * (size_t)C * sizeof(float) + qgemv_team_scratch_bytes(4 * C)) + 63) & ~(size_t)63;
+    s->team = xmalloc((size_t)s->team_n * s->team_stride);
 }
 
 void infer_state_free(InferState *s) {
     free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->h), free(s->tmp), free(s->logits);
-    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs);
+    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs), free(s->team);
     memset(s, 0, sizeof *s);
 }

@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,8 +212,40 @@ void qmatrix_free(QMatrix *m) {
 
 #define QTILE 64 /* weight rows dequantized per sgemm call when M is large */
 
+/* This thread's contiguous share [lo, hi) of n items (inside a team). */
+static void team_range(int n, int *lo, int *hi) {
+    int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    *lo = (int)((long)n * t / nt);
+    *hi = (int)((long)n * (t + 1) / nt);
+}
+
+/* Output rows of y [M, rows] = epi(x @ W^T + bias) for M < 8, each thread of
+ * the team its contiguous share of 4-row blocks, then a barrier (called
+ * inside a parallel region). */
+static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act, int M, const float *bias, KEpilogue epi,
+                            float *y) {
+    int N = w->rows, K = w->cols, G = w->group, ng = K / G, b0, b1;
+    KrowQ8 f8 = krow_q8_fn();
+    KrowQ4 f4 = krow_q4_fn();
+    team_range((N + 3) / 4, &b0, &b1);
+    int lo = 4 * b0, hi = 4 * b1 < N ? 4 * b1 : N;
+    for (int n = lo; n < hi; n += 4) {
+        const float *sc = w->scales + (size_t)n * ng;
+        int nr = N - n < 4 ? N - n : 4;
+        float out[4];
+        for (int m = 0; m < M; m++) {
+            if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
+            else f4(w->q4 + (size_t)n * K / 2, sc, G, &act[m], K, nr, out);
+            for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);
+        }
+    }
+    if (epi && hi > lo)
+        for (int m = 0; m < M; m++) epi(y + (size_t)m * N + lo, hi - lo);
+#pragma omp barrier
+}
+
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
-    int N = w->rows, K = w->cols, G = w->group;
+    int N = w->rows, K = w->cols;
     if (M < 8) {
         /* few activation rows: stream the weights once, dequantized in registers */
         KQ4Act act[8];
@@ -222,20 +255,8 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
             abuf = xmalloc((size_t)M * ab);
             for (int m = 0; m < M; m++) kq4_act_prepare(x + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
         }
-        KrowQ8 f8 = krow_q8_fn();
-        KrowQ4 f4 = krow_q4_fn();
-        int ng = K / G;
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n += 4) {
-            const float *sc = w->scales + (size_t)n * ng;
-            int nr = N - n < 4 ? N - n : 4;
-            float out[4];
-            for (int m = 0; m < M; m++) {
-                if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
-                else f4(w->q4 + (size_t)n * K / 2, sc, G, &act[m], K, nr, out);
-                for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r];
-            }
-        }
+#pragma omp parallel
+        qgemm_rows_team(w, x, act, M, NULL, NULL, y);
         free(abuf);
         return;
     }
@@ -266,18 +287,33 @@ static void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) 
 
 #define W8A8_MBLOCK 64 /* activation rows per work item: their codes stay in L2 across panels */
 
-static void qgemm_w8a8_codes(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
-    if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
+/* The integer products on the panels, shared out over the team (orphaned). */
+static void qgemm_w8a8_codes_for(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
     int N = w->rows, K = w->cols, P = (N + QPANEL - 1) / QPANEL, pairs = (P + 1) / 2;
     int mb = (M + W8A8_MBLOCK - 1) / W8A8_MBLOCK;
     KW8A8 f = kw8a8_fn();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < mb; b++)
         for (int c = 0; c < pairs; c++) {
             int m0 = b * W8A8_MBLOCK, mr = M - m0 < W8A8_MBLOCK ? M - m0 : W8A8_MBLOCK;
             int np = 2 * c + 1 < P ? 2 : 1;
             f(w, xq + (size_t)m0 * K, xs + m0, mr, 2 * c, np, y + (size_t)m0 * N);
         }
+}
+
+/* y += x[:, float_cols] @ float_w^T (outlier split), over the team (orphaned). */
+static void qgemm_w8a8_float_for(const QMatrix *w, const float *x, int M, float *y) {
+    int N = w->rows, K = w->cols, nf = w->n_float;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *wf = w->float_w + (size_t)n * nf;
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * K;
+            float acc = 0.0f;
+            for (int k = 0; k < nf; k++) acc += xm[w->float_cols[k]] * wf[k];
+            y[(size_t)m * N + n] += acc;
+        }
+    }
 }
 
 /* Activation codes when the scale is static or must skip float columns:
@@ -307,19 +343,56 @@ static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8
 
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
     if (w->bits <= 4) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
+    if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
     if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, M, xq, xs);
     else kquant_rows_i8(x, M, w->cols, xq, xs);
-    qgemm_w8a8_codes(w, xq, xs, M, y);
-    if (!w->n_float) return;
-    int N = w->rows, K = w->cols, nf = w->n_float;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *wf = w->float_w + (size_t)n * nf;
-        for (int m = 0; m < M; m++) {
-            const float *xm = x + (size_t)m * K;
-            float acc = 0.0f;
-            for (int k = 0; k < nf; k++) acc += xm[w->float_cols[k]] * wf[k];
-            y[(size_t)m * N + n] += acc;
-        }
+#pragma omp parallel
+    {
+        qgemm_w8a8_codes_for(w, xq, xs, M, y);
+        if (w->n_float) qgemm_w8a8_float_for(w, x, M, y);
     }
+}
+
+/* W8A8 for one row inside a team: each thread its contiguous share of panel
+ * pairs, then the float columns, bias and epilogue of the rows those hold. */
+static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, const float *xs, const float *bias,
+                          KEpilogue epi, float *y) {
+    int N = w->rows, P = (N + QPANEL - 1) / QPANEL, c0, c1, nf = w->n_float;
+    KW8A8 f = kw8a8_fn();
+    team_range((P + 1) / 2, &c0, &c1);
+    for (int c = c0; c < c1; c++) f(w, xq, xs, 1, 2 * c, 2 * c + 1 < P ? 2 : 1, y);
+    int lo = 2 * QPANEL * c0 < N ? 2 * QPANEL * c0 : N, hi = 2 * QPANEL * c1 < N ? 2 * QPANEL * c1 : N;
+    for (int n = lo; n < hi; n++) {
+        if (nf) {
+            const float *wf = w->float_w + (size_t)n * nf;
+            float acc = 0.0f;
+            for (int k = 0; k < nf; k++) acc += x[w->float_cols[k]] * wf[k];
+            y[n] += acc;
+        }
+        if (bias) y[n] += bias[n];
+    }
+    if (epi && hi > lo) epi(y + lo, hi - lo);
+#pragma omp barrier
+}
+
+_Static_assert(sizeof(KQ4Act) <= 64, "KQ4Act must fit before its arrays in the scratch");
+
+size_t qgemv_team_scratch_bytes(int cols) {
+    size_t q4 = 64 + kq4_act_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + 64;
+    return q4 > w8 ? q4 : w8;
+}
+
+void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, KEpilogue epi, float *y, void *scratch) {
+    if (w8a8) {
+        if (w->bits <= 4 || !w->p8) qat_fail("qgemv_team: W8A8 needs packed int8 weights");
+        int8_t *xq = scratch;
+        float *xs = (float *)((char *)scratch + (((size_t)w->cols + 63) & ~(size_t)63));
+        if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, 1, xq, xs);
+        else kquant_rows_i8(x, 1, w->cols, xq, xs);
+        w8a8_row_team(w, x, xq, xs, bias, epi, y);
+        return;
+    }
+    KQ4Act *act = scratch;
+    if (w->bits <= 4) kq4_act_prepare(x, w->cols, (char *)scratch + 64, act);
+    qgemm_rows_team(w, x, act, 1, bias, epi, y);
 }

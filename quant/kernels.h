@@ -145,4 +145,17 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
  * scratch from the caller; w must have been packed with qmatrix_pack_w8a8. */
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs);
 
+/* ---- one activation row inside a parallel region ----
+ * y [rows] = epi(x [cols] @ W^T + bias) (bias, epi may be NULL; epi runs in
+ * place on blocks of finished outputs, e.g. GELU). Every thread of the team
+ * calls it with the same weights and equal x: each prepares its own copy of
+ * the activation in its private scratch (qgemv_team_scratch_bytes(cols)),
+ * cheaper than sharing one behind a barrier, computes a contiguous share of
+ * the outputs and meets the others at one barrier. A generated token thus
+ * runs in one parallel region with one barrier per product, where forking a
+ * team per step cost as much as the int4 weights' own time. */
+typedef void (*KEpilogue)(float *y, int n);
+size_t qgemv_team_scratch_bytes(int cols);
+void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, KEpilogue epi, float *y, void *scratch);
+
 #endif
