@@ -3,8 +3,8 @@
  *   bench_kernels gemv [--max-mib 256] [--repeats 7]
  *     M = 1 at weight sizes from KiB to past the last-level cache: GB/s of
  *     weight bytes streamed by sgemv (fp32), int8 (per channel) and int4
- *     (g32), scales included, beside the
- *     machine's copy bandwidth measured by a copy loop in the same run.
+ *     (g32 and per channel), scales included, beside the machine's copy
+ *     bandwidth, measured by a copy loop in alternating rounds with them.
  *   bench_kernels gemm [--repeats 5]
  *     M = 32..1024, K, N = 512..4096: GFLOP/s of sgemm, weight-only int8 and
  *     int4 (g32) and W8A8 (per-channel, activation quantization included).
@@ -89,53 +89,86 @@ static float *random_floats(size_t n, uint64_t seed, float std) {
     return v;
 }
 
+/* Seconds per call of one batch that runs for at least 50 ms. */
+static double time_batch(BenchFn fn, void *ctx) {
+    int calls = 0;
+    double t0 = now_seconds(), el;
+    do {
+        fn(ctx);
+        calls++;
+        el = now_seconds() - t0;
+    } while (el < 0.05);
+    return el / calls;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v[n / 2];
+}
+
+enum { GV_COPY, GV_F32, GV_I8, GV_I4, GV_I4C, GV_N };
+
 static void bench_gemv(int max_mib, int repeats) {
-    /* the copy loop moves 512 MiB each way: far past any cache */
+    /* the copy loop moves 512 MiB each way: far past any cache. It runs in
+     * every round beside the kernels, so each shape's percentages are taken
+     * against the bandwidth of the same minutes (on a shared machine it
+     * drifts by a factor of 2 within a session). */
     Ctx cc = {.n = (size_t)128 << 20};
     cc.src = xmalloc(cc.n * sizeof(float));
     cc.dst = xmalloc(cc.n * sizeof(float));
     memset(cc.src, 1, cc.n * sizeof(float));
     memset(cc.dst, 0, cc.n * sizeof(float));
-    double tc = time_median(run_copy, &cc, repeats);
-    double copy_gbs = 2.0 * cc.n * sizeof(float) / tc / 1e9; /* read + write, as STREAM counts */
-    free(cc.src), free(cc.dst);
-    printf("kernel path %s, %d threads; copy bandwidth %.1f GB/s (read + write)\n", kernel_path_name(kernel_path()),
-           omp_get_max_threads(), copy_gbs);
-    printf("%6s %6s %9s | %9s %9s %9s | %7s %7s | %12s\n", "N", "K", "int8 MiB", "fp32 GB/s", "int8 GB/s", "int4 GB/s",
-           "int8 %", "int4 %", "int4/int8 r/s");
+    run_copy(&cc);
+    if (repeats > 64) repeats = 64;
+    printf("kernel path %s, %d threads; GB/s of weight bytes (codes and scales) per second; copy = the copy loop's read +"
+           " write GB/s in the same rounds; medians of %d rounds\n",
+           kernel_path_name(kernel_path()), omp_get_max_threads(), repeats);
+    printf("%6s %6s %9s | %6s | %6s %6s %6s %7s | %6s %6s %7s | %9s %9s\n", "N", "K", "int8 MiB", "copy", "fp32", "int8",
+           "int4", "int4 ch", "int8 %", "int4 %", "int4ch %", "int4/int8", "ch/int8");
+    printf("%6s %6s %9s | %6s | %6s %6s %6s %7s | %6s %6s %7s | %9s %9s\n", "", "", "", "", "", "", "g32", "", "", "", "",
+           "rows/s", "rows/s");
     fflush(stdout);
     static const int dims[] = {64, 256, 1024, 2048, 4096, 8192, 11585, 16384};
-    char json[8192];
+    char json[16384];
     size_t jl = 0;
     int first = 1;
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         int N = dims[d], K = dims[d] & ~63;
         if ((double)N * K / (1 << 20) > max_mib * 1.01) break;
-        Ctx c = {.M = 1, .N = N, .K = K};
         float *w = random_floats((size_t)N * K, 1, 0.02f), *x = random_floats((size_t)K, 2, 1.0f);
-        c.w = w, c.x = x, c.y = xmalloc((size_t)N * sizeof(float));
-        double t32 = time_median(run_sgemv, &c, repeats);
-        QMatrix q8, q4;
+        QMatrix q8, q4, q4c;
         qmatrix_from_float(&q8, w, N, K, 8, K, NULL); /* the schemes of the reference QAT models */
         qmatrix_from_float(&q4, w, N, K, 4, 32, NULL);
-        free(w);
-        c.w = NULL;
-        c.q = &q8;
-        double t8 = time_median(run_qgemm, &c, repeats);
-        c.q = &q4;
-        double t4 = time_median(run_qgemm, &c, repeats);
-        double g32 = (double)N * K * 4 / t32 / 1e9, g8 = qmatrix_bytes(&q8) / t8 / 1e9, g4 = qmatrix_bytes(&q4) / t4 / 1e9;
-        printf("%6d %6d %9.2f | %9.1f %9.1f %9.1f | %6.0f%% %6.0f%% | %12.2f\n", N, K, (double)N * K / (1 << 20), g32, g8,
-               g4, 100 * g8 / copy_gbs, 100 * g4 / copy_gbs, t8 / t4);
+        qmatrix_from_float(&q4c, w, N, K, 4, K, NULL);
+        Ctx c[GV_N] = {[GV_COPY] = cc};
+        const QMatrix *qs[GV_N] = {[GV_I8] = &q8, [GV_I4] = &q4, [GV_I4C] = &q4c};
+        float *y = xmalloc((size_t)N * sizeof(float));
+        for (int k = GV_F32; k < GV_N; k++) c[k] = (Ctx){.M = 1, .N = N, .K = K, .w = w, .x = x, .y = y, .q = qs[k]};
+        BenchFn fns[GV_N] = {run_copy, run_sgemv, run_qgemm, run_qgemm, run_qgemm};
+        double t[GV_N][64], med[GV_N];
+        for (int k = 0; k < GV_N; k++) fns[k](&c[k]); /* warm up */
+        for (int r = 0; r < repeats; r++)
+            for (int k = 0; k < GV_N; k++) t[k][r] = time_batch(fns[k], &c[k]);
+        for (int k = 0; k < GV_N; k++) med[k] = median(t[k], repeats);
+        double copy = 2.0 * cc.n * sizeof(float) / med[GV_COPY] / 1e9; /* read + write, as STREAM counts */
+        double g32 = (double)N * K * 4 / med[GV_F32] / 1e9, g8 = qmatrix_bytes(&q8) / med[GV_I8] / 1e9,
+               g4 = qmatrix_bytes(&q4) / med[GV_I4] / 1e9, g4c = qmatrix_bytes(&q4c) / med[GV_I4C] / 1e9;
+        printf("%6d %6d %9.2f | %6.1f | %6.1f %6.1f %6.1f %7.1f | %5.0f%% %5.0f%% %6.0f%% | %9.2f %9.2f\n", N, K,
+               (double)N * K / (1 << 20), copy, g32, g8, g4, g4c, 100 * g8 / copy, 100 * g4 / copy, 100 * g4c / copy,
+               med[GV_I8] / med[GV_I4], med[GV_I8] / med[GV_I4C]);
+        fflush(stdout);
         jl += (size_t)snprintf(json + jl, sizeof json - jl,
-                               "%s{\"N\":%d,\"K\":%d,\"fp32_gbs\":%.2f,\"int8_gbs\":%.2f,\"int4_gbs\":%.2f,\"int4_vs_int8_rows\":%.3f}",
-                               first ? "" : ",", N, K, g32, g8, g4, t8 / t4);
+                               "%s{\"N\":%d,\"K\":%d,\"copy_gbs\":%.2f,\"fp32_gbs\":%.2f,\"int8_gbs\":%.2f,\"int4_gbs\":%.2f,"
+                               "\"int4_channel_gbs\":%.2f,\"int4_vs_int8_rows\":%.3f,\"int4_channel_vs_int8_rows\":%.3f}",
+                               first ? "" : ",", N, K, copy, g32, g8, g4, g4c, med[GV_I8] / med[GV_I4],
+                               med[GV_I8] / med[GV_I4C]);
         first = 0;
-        qmatrix_free(&q8), qmatrix_free(&q4);
-        free(x), free(c.y);
+        qmatrix_free(&q8), qmatrix_free(&q4), qmatrix_free(&q4c);
+        free(w), free(x), free(y);
     }
-    printf("{\"bench\":\"gemv\",\"path\":\"%s\",\"threads\":%d,\"copy_gbs\":%.2f,\"rows\":[%s]}\n",
-           kernel_path_name(kernel_path()), omp_get_max_threads(), copy_gbs, json);
+    free(cc.src), free(cc.dst);
+    printf("{\"bench\":\"gemv\",\"path\":\"%s\",\"threads\":%d,\"rows\":[%s]}\n", kernel_path_name(kernel_path()),
+           omp_get_max_threads(), json);
 }
 
 static void bench_gemm(int repeats) {
