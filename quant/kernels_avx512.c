@@ -231,12 +231,22 @@ AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int 
 #define Q4X24_MAX 8355711.0f
 
 AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale, int64_t *msum_out) {
+    /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
+     * fake quantization does); max_ps alone would drop a NaN */
     __m512 amax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     int k = 0;
-    for (; k + 16 <= n; k += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+    for (; k + 16 <= n; k += 16) {
+        __m512 v = _mm512_loadu_ps(x + k);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+    }
     float mx = _mm512_reduce_max_ps(amax);
-    for (; k < n; k++) mx = fmaxf(mx, fabsf(x[k]));
-    if (!isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false; /* NaN/Inf (max_ps drops NaN: checked below) */
+    for (; k < n; k++) {
+        if (isnan(x[k])) bad = 1;
+        mx = fmaxf(mx, fabsf(x[k]));
+    }
+    if (bad || !isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false;
     int e = 0;
     if (mx > 0.0f) {
         int k2;
@@ -249,7 +259,6 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     const int nc = (n + 127) / 128;
-    __mmask16 nan = 0;
     int64_t msum = 0;
     for (int c = 0; c < nc; c++) {
         int8_t *pc = planes + (size_t)c * KQ4_CHUNK_BYTES;
@@ -259,7 +268,6 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
             __mmask16 ma = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
             __mmask16 mb = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
             __m512 xa = _mm512_maskz_loadu_ps(ma, x + col), xb = _mm512_maskz_loadu_ps(mb, x + col + 16);
-            nan |= _mm512_cmp_ps_mask(xa, xa, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(xb, xb, _CMP_UNORD_Q);
             __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(xa, inv)), b = _mm512_cvtps_epi32(_mm512_mul_ps(xb, inv));
             __m512i half[2] = {_mm512_permutex2var_epi32(a, ev, b), _mm512_permutex2var_epi32(a, od, b)};
             for (int o = 0; o < 2; o++) {
@@ -283,7 +291,7 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
         }
     }
     *msum_out = msum;
-    return nan == 0;
+    return true;
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
