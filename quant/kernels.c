@@ -211,6 +211,11 @@ void qmatrix_free(QMatrix *m) {
 }
 
 #define QTILE 64 /* weight rows dequantized per sgemm call when M is large */
+/* Activation floats up to which every M takes the row primitives: they
+ * reread the activations (from L2) for each 4 weight rows, and measured
+ * 1.5-2x faster than dequantized tiles through sgemm while those fit in L2
+ * (M = 16..256, K = 512..4096: 160-220 against 26-130 GFLOP/s). */
+#define QROWS_MAX_ACT (1 << 18)
 
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
 static void team_range(int n, int *lo, int *hi) {
@@ -246,9 +251,9 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act,
 
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols;
-    if (M < 8) {
+    if (M < 8 || (size_t)M * K <= QROWS_MAX_ACT) {
         /* few activation rows: stream the weights once, dequantized in registers */
-        KQ4Act act[8];
+        KQ4Act *act = xmalloc((size_t)(M ? M : 1) * sizeof(KQ4Act));
         char *abuf = NULL;
         if (w->bits <= 4) {
             size_t ab = kq4_act_bytes(K);
@@ -258,6 +263,7 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
 #pragma omp parallel
         qgemm_rows_team(w, x, act, M, NULL, NULL, y);
         free(abuf);
+        free(act);
         return;
     }
     /* many rows: a block of weight rows dequantized into a per-thread tile

@@ -134,9 +134,11 @@ void kquant_row_i8_scalar(const float *x, int K, int8_t *xq, float *xs);
 void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 /* ---- matrix products, OpenMP over output rows ---- */
-/* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8 runs the row primitives
- * (weights streamed once, dequantized in registers); larger M dequantizes
- * blocks of 64 rows into a per-thread tile and multiplies them with sgemm. */
+/* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8, or activations of up to
+ * 2^18 floats (1 MiB, so they stay in L2), run the row primitives (weights
+ * streamed once, dequantized in registers, every activation row passing each
+ * 4 weight rows); larger inputs dequantize blocks of 64 rows into a
+ * per-thread tile and multiply them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
  * (dynamic per token), or with w->act_scale when that is set, products
