@@ -8,6 +8,10 @@
  *   bench_kernels gemm [--repeats 5]
  *     M = 32..1024, K, N = 512..4096: GFLOP/s of sgemm, weight-only int8 and
  *     int4 (g32) and W8A8 (per-channel, activation quantization included).
+ *   bench_kernels train-gemm [--repeats 5]
+ *     the linear layers' sgemm products of one training step of the
+ *     reference model (configs/tiny-shakespeare.yaml), forward and backward:
+ *     the tokens/s ceiling of any trainer on this BLAS.
  *
  * Threads: OMP_NUM_THREADS (2 on the reference machine). Figures are medians;
  * the last line is JSON. */
@@ -215,9 +219,52 @@ static void bench_gemm(int repeats) {
            kernel_path_name(kernel_path()), omp_get_max_threads(), json);
 }
 
+/* The linear layers' products of one training step of a GPT (forward
+ * x W^T, backward dY W and dY^T X), timed on OpenBLAS at the threads in use:
+ * the step's time if nothing but these products ran, so the most tokens/s
+ * any implementation on this BLAS can reach. */
+static void bench_train_gemm(int repeats, int L, int C, int V, int BT) {
+    int shapes[5][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}, {V, C}}; /* {out, in}: qkv, proj, fc, fc_proj, head */
+    double total = 0, flops = 0;
+    printf("training-step products on OpenBLAS sgemm: %d layers, width %d, vocab %d, %d tokens per step, %d threads\n", L,
+           C, V, BT, omp_get_max_threads());
+    printf("%6s %6s | %8s %8s %8s | %9s\n", "out", "in", "fwd", "dX", "dW", "ms/step");
+    for (int s = 0; s < 5; s++) {
+        int N = shapes[s][0], K = shapes[s][1], times = s < 4 ? L : 1;
+        float *x = random_floats((size_t)BT * K, 5, 1.0f), *w = random_floats((size_t)N * K, 6, 0.02f);
+        float *dy = random_floats((size_t)BT * N, 7, 1.0f), *o = xmalloc((size_t)BT * (N > K ? N : K) * sizeof(float));
+        float *dw = xmalloc((size_t)N * K * sizeof(float));
+        Ctx f = {.M = BT, .N = N, .K = K, .x = x, .w = w, .y = o};
+        double tf = time_median(run_sgemm, &f, repeats), tx = 0, tw = 0;
+        /* dX [BT,K] = dY [BT,N] W [N,K]; dW [N,K] += dY^T X */
+        double t[64];
+        for (int r = 0; r < repeats && r < 64; r++) {
+            double t0 = now_seconds();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, K, N, 1.0f, dy, N, w, K, 0.0f, o, K);
+            t[r] = now_seconds() - t0;
+        }
+        tx = median(t, repeats < 64 ? repeats : 64);
+        for (int r = 0; r < repeats && r < 64; r++) {
+            double t0 = now_seconds();
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, BT, 1.0f, dy, N, x, K, 1.0f, dw, K);
+            t[r] = now_seconds() - t0;
+        }
+        tw = median(t, repeats < 64 ? repeats : 64);
+        double fl = 2.0 * BT * N * K;
+        printf("%6d %6d | %8.0f %8.0f %8.0f | %9.2f  (x%d)\n", N, K, fl / tf / 1e9, fl / tx / 1e9, fl / tw / 1e9,
+               (tf + tx + tw) * 1e3 * times, times);
+        total += (tf + tx + tw) * times, flops += 3 * fl * times;
+        free(x), free(w), free(dy), free(o), free(dw);
+    }
+    printf("products alone: %.1f ms per step at %.0f GFLOP/s = at most %.0f tokens/s\n", total * 1e3, flops / total / 1e9,
+           BT / total);
+    printf("{\"bench\":\"train_gemm\",\"threads\":%d,\"ms_per_step\":%.2f,\"gflops\":%.1f,\"max_tokens_per_s\":%.0f}\n",
+           omp_get_max_threads(), total * 1e3, flops / total / 1e9, BT / total);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm"))) {
-        fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R]\n");
+    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "train-gemm"))) {
+        fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R] | train-gemm [--repeats R]\n");
         return 2;
     }
     int max_mib = 256, repeats = strcmp(argv[1], "gemv") ? 5 : 7;
@@ -231,6 +278,7 @@ int main(int argc, char **argv) {
     }
     if (repeats < 1) repeats = 1;
     if (!strcmp(argv[1], "gemv")) bench_gemv(max_mib, repeats);
-    else bench_gemm(repeats);
+    else if (!strcmp(argv[1], "gemm")) bench_gemm(repeats);
+    else bench_train_gemm(repeats, 4, 128, 65, 32 * 128); /* configs/tiny-shakespeare.yaml */
     return 0;
 }
