@@ -175,5 +175,9 @@ void layernorm_rows(const float *x, const float *w, const float *b, float eps, i
                     float *rstd);
 /* y = GELU (tanh form) of n values. */
 void gelu_rows(const float *x, size_t n, float *y);
+/* r[0..n) <- exp(r[j] - max r), returning their sum: the softmax numerator
+ * that training attention and the inference engine share (fast_expf, so the
+ * loop vectorises; libm's expf was a call per element). */
+float softmax_exp(float *r, int n);
 
 #endif

@@ -11,8 +11,23 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "fastmath.h"
 
 #define ATT_RB 32
+
+QAT_CLONES float softmax_exp(float *r, int n) {
+    float mx = r[0];
+    for (int j = 1; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+    for (int j = 0; j < n; j++) r[j] = fast_expf(r[j] - mx);
+    /* eight running sums, so the adds are not one serial chain */
+    float a[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] += r[j + k];
+    float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; j < n; j++) s += r[j];
+    return s;
+}
 
 static void attention_backward(Node *n) {
     Tensor *qkv = n->in[0], *out = n->out;
@@ -94,14 +109,7 @@ Tensor *op_attention(Tape *t, Tensor *qkv, int n_head) {
                         pr, T);
             for (int i = r0; i < r1; i++) {
                 float *r = p + (size_t)i * T;
-                float mx = r[0];
-                for (int j = 1; j <= i; j++) mx = r[j] > mx ? r[j] : mx;
-                float s = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    r[j] = expf(r[j] - mx);
-                    s += r[j];
-                }
-                float inv = 1.0f / s;
+                float inv = 1.0f / softmax_exp(r, i + 1);
                 for (int j = 0; j <= i; j++) r[j] *= inv;
                 for (int j = i + 1; j < r1; j++) r[j] = 0.0f;
             }

@@ -37,10 +37,7 @@ static void attend_head(const InferModel *m, InferState *s, const float *kc, con
      * dot-product loop does not vectorise and was the largest part of a
      * generated token after the weights */
     cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, hs, scale, kc + h * hs, C, q, 1, 0.0f, sc, 1);
-    float mx = -INFINITY;
-    for (int j = 0; j <= last; j++) mx = fmaxf(mx, sc[j]);
-    float sum = 0.0f;
-    for (int j = 0; j <= last; j++) sum += (sc[j] = expf(sc[j] - mx));
+    float sum = softmax_exp(sc, last + 1);
     float *o = s->att + (size_t)i * C + h * hs;
     cblas_sgemv(CblasRowMajor, CblasTrans, last + 1, hs, 1.0f / sum, vc + h * hs, C, sc, 1, 0.0f, o, 1);
 }

@@ -278,7 +278,7 @@ Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) 
              "quant: {weight: {bits: 2, granularity: group, group_size: 16}, estimator: lsq,\n"
              "        activation: {bits: 8, granularity: tensor, observer: minmax}, init_from: %s/checkpoint.h5}\n",
              fdir);
-    tiny(&q, qdir, 40, extra);
+    tiny(&q, qdir, 80, extra);
     config_set(&q, "train.lr", "3e-3", "test");
     config_set(&q, "train.warmup_iters", "0", "test");
     train_run(&q, "qat", &o);
