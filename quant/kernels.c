@@ -81,9 +81,11 @@ void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KQ4Ac
     krow_q4_fn()(q4, scales, group, x, n, nrows, out);
 }
 
+static size_t kq4_nat_stride(int n) { return ((size_t)n + 63) & ~(size_t)63; }
+
 size_t kq4_act_bytes(int n) {
     size_t split = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
-    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES;
+    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES + 3 * kq4_nat_stride(n);
 }
 
 void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
@@ -92,13 +94,15 @@ void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
     a->n = n;
     a->x_split = (float *)p;
     kx_split(x, n, a->x_split);
-    a->planes = NULL;
+    a->planes = a->nat = NULL;
     a->fscale = 1.0f;
     a->msum = 0;
+    a->nat_stride = (int)kq4_nat_stride(n);
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
         int8_t *planes = (int8_t *)(p + (((size_t)n * sizeof(float) + 63) & ~(size_t)63));
-        if (kq4_planes_avx512(x, n, planes, &a->fscale, &a->msum)) a->planes = planes;
+        int8_t *nat = planes + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES;
+        if (kq4_planes_avx512(x, n, planes, nat, a->nat_stride, &a->fscale, &a->msum)) a->planes = planes, a->nat = nat;
     }
 #endif
 }
@@ -135,6 +139,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
             int hi = quant_code(w[i + 1], m->scales[(i + 1) / group], 0.0f, qmin, qmax) + 8;
             m->q4[i / 2] = (uint8_t)(lo | hi << 4);
         }
+        qmatrix_pack_q4(m);
     }
 }
 
@@ -157,6 +162,25 @@ void qmatrix_pack_w8a8(QMatrix *m) {
     }
 }
 
+void qmatrix_pack_q4(QMatrix *m) {
+    free(m->p4), free(m->p4scales);
+    m->p4 = NULL, m->p4scales = NULL;
+    if (m->bits > 4 || m->group % 8 || m->cols % 8) return;
+    int K = m->cols, G = m->group, ng = K / G, L = K / 8, P = (m->rows + QPANEL - 1) / QPANEL;
+    m->p4 = xcalloc((size_t)P * L * 64, 1);
+    m->p4scales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
+    for (int r = 0; r < m->rows; r++) {
+        int p = r / QPANEL, j = r % QPANEL;
+        const uint8_t *q = m->q4 + (size_t)r * K / 2;
+        for (int c = 0; c < K; c++) {
+            int nib = c % 2 ? q[c / 2] >> 4 : q[c / 2] & 15, l = c / 8, b = c % 8;
+            uint8_t *dst = m->p4 + ((size_t)p * L + l) * 64 + 4 * j + b % 4;
+            *dst |= (uint8_t)(b < 4 ? nib : nib << 4);
+        }
+        for (int g = 0; g < ng; g++) m->p4scales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
+    }
+}
+
 void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int n) {
     m->n_float = n;
     m->float_cols = xmalloc((size_t)(n ? n : 1) * sizeof(int32_t));
@@ -173,6 +197,7 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
             if (m->bits > 4) m->q8[i] = 0;
             else m->q4[i / 2] = (uint8_t)(i % 2 ? (m->q4[i / 2] & 15) | 8 << 4 : (m->q4[i / 2] & 0xF0) | 8);
         }
+    if (m->bits <= 4) qmatrix_pack_q4(m);
 }
 
 size_t qmatrix_bytes(const QMatrix *m) {
@@ -207,6 +232,8 @@ void qmatrix_free(QMatrix *m) {
     free(m->psums);
     free(m->float_cols);
     free(m->float_w);
+    free(m->p4);
+    free(m->p4scales);
     memset(m, 0, sizeof *m);
 }
 
@@ -232,6 +259,26 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act,
     int N = w->rows, K = w->cols, G = w->group, ng = K / G, b0, b1;
     KrowQ8 f8 = krow_q8_fn();
     KrowQ4 f4 = krow_q4_fn();
+#if defined(__x86_64__)
+    bool panels = w->p4 && kernel_path() == KERN_AVX512;
+    for (int m = 0; m < M && panels; m++) panels = act[m].planes != NULL;
+    if (panels) { /* 16-row panels: each thread its share of them */
+        int P = (N + QPANEL - 1) / QPANEL, p0, p1;
+        team_range(P, &p0, &p1);
+        int lo = p0 * QPANEL < N ? p0 * QPANEL : N, hi = p1 * QPANEL < N ? p1 * QPANEL : N;
+        for (int p = p0; p < p1; p++)
+            for (int m = 0; m < M; m++) {
+                float *ym = y + (size_t)m * N;
+                kq4_panels_avx512(w, &act[m], p, 1, ym);
+                if (bias)
+                    for (int r = p * QPANEL; r < (p + 1) * QPANEL && r < N; r++) ym[r] += bias[r];
+            }
+        if (epi && hi > lo)
+            for (int m = 0; m < M; m++) epi(y + (size_t)m * N + lo, hi - lo);
+#pragma omp barrier
+        return;
+    }
+#endif
     team_range((N + 3) / 4, &b0, &b1);
     int lo = 4 * b0, hi = 4 * b1 < N ? 4 * b1 : N;
     for (int n = lo; n < hi; n += 4) {

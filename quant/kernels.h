@@ -40,6 +40,14 @@ typedef struct QMatrix {
     int8_t *p8;
     float *pscales;
     int32_t *psums;
+    /* int4 panels for the AVX-512 path (qmatrix_pack_q4; groups a multiple
+     * of 8 columns): ceil(rows/16) panels of cols/8 lines of 64 bytes; line l
+     * holds 4 bytes per row, byte b with the nibbles (code + 8) of columns
+     * 8l + b (low) and 8l + 4 + b (high), so that vpdpbusd gives each row
+     * its own int32 lane. p4scales [panel][group][16]. Rows past the end are
+     * zero. */
+    uint8_t *p4;
+    float *p4scales;
     /* W8A8 activations: with act_static, act_scale is one static
      * (calibrated) symmetric scale for every token; otherwise each token gets
      * its own dynamic scale */
@@ -68,6 +76,9 @@ KernelPath kernel_force(KernelPath p);
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 /* Adds the W8A8 panels (int8 only; cols and group multiples of 4). */
 void qmatrix_pack_w8a8(QMatrix *m);
+/* Adds (or rebuilds) the int4 panels (bits <= 4, group a multiple of 8;
+ * otherwise nothing). qmatrix_from_float and qmatrix_set_float_cols call it. */
+void qmatrix_pack_q4(QMatrix *m);
 /* Makes columns cols[0..n) of m float (outlier split): their codes become 0
  * and w's values there are kept as float_w. w is the float [rows, cols]
  * matrix m was quantized from (with those columns zeroed). */
@@ -111,6 +122,10 @@ typedef struct KQ4Act {
     int8_t *planes;
     float fscale;
     int64_t msum; /* sum of m over the row */
+    /* the same digits in column order for the int4 panels: d2, d1, d0 planes
+     * of nat_stride bytes each (built with planes) */
+    int8_t *nat;
+    int nat_stride;
 } KQ4Act;
 #define KQ4_CHUNK_BYTES 448 /* planes per 128 columns */
 /* Scratch bytes kq4_act_prepare needs for a row of n values. */

@@ -11,6 +11,13 @@
 #include "kernels_impl.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* 4 bytes of activation codes, as the int32 vpdpbusd broadcasts */
+static inline int32_t load4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 #define INLINE_AVX512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
 
 /* R rows at once (two accumulators each): the loads of x are shared and R
@@ -230,7 +237,16 @@ AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int 
 /* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
 #define Q4X24_MAX 8355711.0f
 
-AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fscale, int64_t *msum_out) {
+/* The three signed byte digits of m (m = d0 + 256 d1 + 65536 d2). */
+INLINE_AVX512 void digits3(__m512i m, __m512i *d2, __m512i *d1, __m512i *d0) {
+    *d0 = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
+    __m512i m1 = _mm512_srai_epi32(_mm512_sub_epi32(m, *d0), 8);
+    *d1 = _mm512_srai_epi32(_mm512_slli_epi32(m1, 24), 24);
+    *d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, *d1), 8);
+}
+
+AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale,
+                              int64_t *msum_out) {
     /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
      * fake quantization does); max_ps alone would drop a NaN */
     __m512 amax = _mm512_setzero_ps();
@@ -270,15 +286,21 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
             __m512 xa = _mm512_maskz_loadu_ps(ma, x + col), xb = _mm512_maskz_loadu_ps(mb, x + col + 16);
             __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(xa, inv)), b = _mm512_cvtps_epi32(_mm512_mul_ps(xb, inv));
             __m512i half[2] = {_mm512_permutex2var_epi32(a, ev, b), _mm512_permutex2var_epi32(a, od, b)};
+            __m512i d2, d1, d0;
             for (int o = 0; o < 2; o++) {
-                __m512i m = half[o];
-                __m512i d0 = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
-                __m512i m1 = _mm512_srai_epi32(_mm512_sub_epi32(m, d0), 8);
-                __m512i d1 = _mm512_srai_epi32(_mm512_slli_epi32(m1, 24), 24);
-                __m512i d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, d1), 8);
+                digits3(half[o], &d2, &d1, &d0);
                 _mm_store_si128((__m128i *)(pc + 64 * (0 + o) + 16 * s), _mm512_cvtepi32_epi8(d2));
                 _mm_store_si128((__m128i *)(pc + 64 * (2 + o) + 16 * s), _mm512_cvtepi32_epi8(d1));
                 _mm_store_si128((__m128i *)(pc + 64 * (4 + o) + 16 * s), _mm512_cvtepi32_epi8(d0));
+            }
+            /* column order, for the panels (the planes' strides are multiples
+             * of 64, so whole 32-column blocks fit) */
+            for (int o = 0; o < 2 && col < n; o++) {
+                digits3(o ? b : a, &d2, &d1, &d0);
+                size_t at = (size_t)col + 16 * o;
+                _mm_storeu_si128((__m128i *)(nat + at), _mm512_cvtepi32_epi8(d2));
+                _mm_storeu_si128((__m128i *)(nat + nat_stride + at), _mm512_cvtepi32_epi8(d1));
+                _mm_storeu_si128((__m128i *)(nat + 2 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(d0));
             }
             /* lane 4s + j covers bytes 4j..4j+3 of this block: 4 even and 4 odd
              * columns, one 128-bit lane of the sum */
@@ -292,6 +314,53 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, float *fsca
     }
     *msum_out = msum;
     return true;
+}
+
+/* int4 panels: 16 rows per int32 lane set, so a group's sums need no
+ * horizontal work. Per line (8 columns, 128 weights): the nibbles split
+ * into two byte vectors, and each of the three digit planes takes two
+ * vpdpbusd against 4 broadcast activation digits, into three accumulators
+ * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
+ * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
+ * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
+AVX512 void kq4_panels_avx512(const QMatrix *w, const KQ4Act *x, int p0, int np, float *y) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
+    const __m512i low = _mm512_set1_epi8(15);
+    const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
+    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
+    for (int p = p0; p < p0 + np; p++) {
+        const uint8_t *lp = w->p4 + (size_t)p * L * 64;
+        const float *ps = w->p4scales + (size_t)p * ng * QPANEL;
+        __m512 f = _mm512_setzero_ps();
+        for (int g = 0; g < ng; g++) {
+            __m512i s2 = _mm512_setzero_si512(), s1 = s2, s0 = s2;
+            int64_t corr = 0;
+            for (int l = g * lpg; l < (g + 1) * lpg; l++) {
+                const uint8_t *q = lp + (size_t)l * 64;
+                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                __m512i v = _mm512_load_si512(q);
+                __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                int c = 8 * l;
+                s2 = _mm512_dpbusd_epi32(s2, wl, _mm512_set1_epi32(load4(n2 + c)));
+                s2 = _mm512_dpbusd_epi32(s2, wh, _mm512_set1_epi32(load4(n2 + c + 4)));
+                s1 = _mm512_dpbusd_epi32(s1, wl, _mm512_set1_epi32(load4(n1 + c)));
+                s1 = _mm512_dpbusd_epi32(s1, wh, _mm512_set1_epi32(load4(n1 + c + 4)));
+                s0 = _mm512_dpbusd_epi32(s0, wl, _mm512_set1_epi32(load4(n0 + c)));
+                s0 = _mm512_dpbusd_epi32(s0, wh, _mm512_set1_epi32(load4(n0 + c + 4)));
+                /* 8 * sum(m) of these 8 columns: lane l % 16 of chunk l / 16's correction */
+                int32_t cl;
+                memcpy(&cl, x->planes + (size_t)(l / 16) * KQ4_CHUNK_BYTES + 384 + 4 * (l % 16), 4);
+                corr += cl;
+            }
+            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(s0), _mm512_set1_ps((float)corr));
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), c256, t);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), c65536, t);
+            f = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps + (size_t)g * QPANEL), f);
+        }
+        int r0 = p * QPANEL;
+        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
+        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f));
+    }
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
@@ -350,12 +419,6 @@ AVX512 void kquant_row_i8_avx512(const float *x, int K, int8_t *xq, float *xs) {
     for (; k < K; k++) xq[k] = (int8_t)quant_code(x[k], *xs, 0.0f, -127, 127);
 }
 
-/* 4 bytes of activation codes, as the int32 vpdpbusd broadcasts */
-static inline int32_t load4(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* One tile: activation rows m0..m0+MR-1 by panels p..p+NR-1. Activations are
  * made unsigned by flipping the sign bit (x + 128); 128 * psum undoes it. */

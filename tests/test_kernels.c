@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@ Test(kernels, rows_match_scalar_on_odd_lengths) {
     int8_t a[1024];
     uint8_t q4[512];
     float x[1024], xs[1024], sc[64];
-    static char abuf[8192];
+    static char abuf[16384];
     cr_assert_leq(kq4_act_bytes(1024), sizeof abuf);
     for (int i = 0; i < 1024; i++) {
         a[i] = (int8_t)((int)rng_below(&r, 255) - 127); /* full symmetric code range, -127..127 */
@@ -84,7 +85,7 @@ Test(kernels, int4_planes_match_double_reference) {
     enum { NMAX = 2048 };
     static uint8_t q4[4 * NMAX / 2];
     static float x[NMAX], sc[4 * NMAX / 8];
-    static char abuf[16384];
+    static char abuf[32768];
     cr_assert_leq(kq4_act_bytes(NMAX), sizeof abuf);
     Rng r;
     rng_seed(&r, 11);
@@ -175,12 +176,16 @@ Test(kernels, w8a8_paths_equal_scalar_exactly) {
 
 /* Weight-only and W8A8 products against a float computation from the same codes. */
 Test(kernels, qgemm_matches_dequantized_reference) {
-    int N = 37, K = 96, M = 20; /* rows 0..4 through the row primitives (M < 8), all 20 through the tiles */
+    /* 5 and 20 activation rows go through the row primitives (or int4
+     * panels), MT = 2752 rows (activations past 2^18 floats) through the
+     * dequantized tiles; every 43rd of those is checked */
+    int N = 37, K = 96, M = 20, MT = 2752;
     Rng r;
     rng_seed(&r, 2);
-    float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * (M + 5) * N);
+    float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * (M + 5) * N);
+    float *yt = malloc(sizeof(float) * MT * N);
     for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
-    for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r);
+    for (int i = 0; i < MT * K; i++) x[i] = rng_normal(&r);
     int8_t *xq = malloc((size_t)M * K);
     float xs[20];
     struct {
@@ -207,6 +212,14 @@ Test(kernels, qgemm_matches_dequantized_reference) {
                     cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s int%d g%d y[%d,%d]", kernel_path_name(PATHS[p]),
                                        cases[c].bits, cases[c].group, m, n);
                 }
+            qgemm_f32(&q, x, MT, yt);
+            for (int m = 0; m < MT; m += 43)
+                for (int n = 0; n < N; n++) {
+                    double ref = 0;
+                    for (int k = 0; k < K; k++) ref += (double)x[m * K + k] * wd[n * K + k];
+                    cr_assert_float_eq(yt[m * N + n], ref, 1e-4, "%s int%d g%d tiles y[%d,%d]", kernel_path_name(PATHS[p]),
+                                       cases[c].bits, cases[c].group, m, n);
+                }
             if (cases[c].bits == 8) {
                 qgemm_w8a8(&q, x, M, y, xq, xs);
                 for (int m = 0; m < M; m++) {
@@ -227,7 +240,84 @@ Test(kernels, qgemm_matches_dequantized_reference) {
         qmatrix_free(&q);
     }
     kernel_force(KERN_SCALAR);
-    free(w), free(x), free(y), free(xq);
+    free(w), free(x), free(y), free(xq), free(yt);
+}
+
+static void relu_epi(float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+/* The AVX-512 int4 panels (16 rows per lane set) for every group size they
+ * take, N not a multiple of 16, 1 and 3 activation rows: against a double
+ * sum at the float-level bound of the plane test. Then the one-row team
+ * product (every thread its share, bias and epilogue) on every path and
+ * scheme equals qgemm_f32 plus the bias and epilogue exactly. */
+Test(kernels, int4_panels_and_team_product) {
+    enum { N = 37, K = 256, M = 3 };
+    static float w[N * K], x[M * K], y[M * N], yr[N], bias[N];
+    Rng r;
+    rng_seed(&r, 5);
+    for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
+    for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r) * (i % 61 == 3 ? 30.0f : 1.0f);
+    for (int i = 0; i < N; i++) bias[i] = rng_normal(&r);
+    static const int groups[] = {8, 16, 32, 64, 128, K};
+    if (kernel_supported(KERN_AVX512)) {
+        KernelPath old = kernel_force(KERN_AVX512);
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+            int G = groups[gi], ng = K / G;
+            QMatrix q;
+            qmatrix_from_float(&q, w, N, K, 4, G, NULL);
+            cr_assert_not_null(q.p4, "g%d: no panels", G);
+            qgemm_f32(&q, x, M, y);
+            for (int m = 0; m < M; m++) {
+                float xmax = 0;
+                for (int k = 0; k < K; k++) xmax = fmaxf(xmax, fabsf(x[m * K + k]));
+                for (int n = 0; n < N; n++) {
+                    double ref = 0, mag = 0, wsum = 0;
+                    for (int k = 0; k < K; k++) {
+                        int code = (k % 2 ? q.q4[(n * K + k) / 2] >> 4 : q.q4[(n * K + k) / 2] & 15) - 8;
+                        double wv = (double)code * q.scales[n * ng + k / G];
+                        ref += wv * x[m * K + k], mag += fabs(wv * x[m * K + k]), wsum += fabs(wv);
+                    }
+                    double tol = 1e-6 * mag + ldexp(xmax * wsum, -22);
+                    cr_assert(fabs(y[m * N + n] - ref) <= tol, "g%d y[%d,%d] = %.9g, double %.9g (tol %.3g)", G, m, n,
+                              y[m * N + n], ref, tol);
+                }
+            }
+            qmatrix_free(&q);
+        }
+        kernel_force(old);
+    }
+    static const int schemes[][2] = {{4, 32}, {4, K}, {8, K}, {8, 32}, {-8, K}}; /* -8: W8A8 */
+    for (size_t p = 0; p < 3; p++) {
+        if (!kernel_supported(PATHS[p])) continue;
+        KernelPath old = kernel_force(PATHS[p]);
+        for (size_t si = 0; si < sizeof schemes / sizeof schemes[0]; si++) {
+            bool w8a8 = schemes[si][0] < 0;
+            QMatrix q;
+            qmatrix_from_float(&q, w, N, K, w8a8 ? 8 : schemes[si][0], schemes[si][1], NULL);
+            int8_t xq[K];
+            float xs;
+            if (w8a8) {
+                qmatrix_pack_w8a8(&q);
+                qgemm_w8a8(&q, x, 1, yr, xq, &xs);
+            } else {
+                qgemm_f32(&q, x, 1, yr);
+            }
+            for (int n = 0; n < N; n++) yr[n] += bias[n];
+            relu_epi(yr, N);
+            size_t sb = qgemv_team_scratch_bytes(K);
+            char *scratch = malloc(4 * sb);
+#pragma omp parallel num_threads(3)
+            qgemv_team(&q, w8a8, x, bias, relu_epi, y, scratch + (size_t)omp_get_thread_num() * sb);
+            for (int n = 0; n < N; n++)
+                cr_assert_eq(y[n], yr[n], "%s scheme %zu y[%d]: team %.9g, qgemm %.9g", kernel_path_name(PATHS[p]), si, n,
+                             y[n], yr[n]);
+            free(scratch);
+            qmatrix_free(&q);
+        }
+        kernel_force(old);
+    }
 }
 
 Test(kernels, int4_nibble_order) {
