@@ -238,6 +238,8 @@ void qmatrix_free(QMatrix *m) {
 }
 
 #define QTILE 64 /* weight rows dequantized per sgemm call when M is large */
+#define QPANEL_RUN 8 /* int4 panels per pass of the activation rows */
+
 /* Activation floats up to which every M takes the row primitives: they
  * reread the activations (from L2) for each 4 weight rows, and measured
  * 1.5-2x faster than dequantized tiles through sgemm while those fit in L2
@@ -266,13 +268,17 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act,
         int P = (N + QPANEL - 1) / QPANEL, p0, p1;
         team_range(P, &p0, &p1);
         int lo = p0 * QPANEL < N ? p0 * QPANEL : N, hi = p1 * QPANEL < N ? p1 * QPANEL : N;
-        for (int p = p0; p < p1; p++)
+        /* QPANEL_RUN panels stay in L1/L2 while every activation row passes */
+        for (int pb = p0; pb < p1; pb += QPANEL_RUN) {
+            int np = p1 - pb < QPANEL_RUN ? p1 - pb : QPANEL_RUN;
+            int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
             for (int m = 0; m < M; m++) {
                 float *ym = y + (size_t)m * N;
-                kq4_panels_avx512(w, &act[m], p, 1, ym);
+                kq4_panels_avx512(w, &act[m], pb, np, ym);
                 if (bias)
-                    for (int r = p * QPANEL; r < (p + 1) * QPANEL && r < N; r++) ym[r] += bias[r];
+                    for (int r = r0; r < r1; r++) ym[r] += bias[r];
             }
+        }
         if (epi && hi > lo)
             for (int m = 0; m < M; m++) epi(y + (size_t)m * N + lo, hi - lo);
 #pragma omp barrier

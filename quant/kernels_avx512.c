@@ -323,44 +323,67 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat
  * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
  * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
  * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
-AVX512 void kq4_panels_avx512(const QMatrix *w, const KQ4Act *x, int p0, int np, float *y) {
+/* NP (1 or 2) panels from panel p: the activation digits are broadcast once
+ * for both. */
+INLINE_AVX512 void q4_panels(const QMatrix *w, const KQ4Act *x, int p, const int NP, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
     const __m512i low = _mm512_set1_epi8(15);
     const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
     const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    for (int p = p0; p < p0 + np; p++) {
-        const uint8_t *lp = w->p4 + (size_t)p * L * 64;
-        const float *ps = w->p4scales + (size_t)p * ng * QPANEL;
-        __m512 f = _mm512_setzero_ps();
-        for (int g = 0; g < ng; g++) {
-            __m512i s2 = _mm512_setzero_si512(), s1 = s2, s0 = s2;
-            int64_t corr = 0;
-            for (int l = g * lpg; l < (g + 1) * lpg; l++) {
-                const uint8_t *q = lp + (size_t)l * 64;
+    const uint8_t *lp[2] = {w->p4 + (size_t)p * L * 64, w->p4 + (size_t)(p + NP - 1) * L * 64};
+    const float *ps[2] = {w->p4scales + (size_t)p * ng * QPANEL, w->p4scales + (size_t)(p + NP - 1) * ng * QPANEL};
+    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int g = 0; g < ng; g++) {
+        __m512i acc[2][3];
+        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
+        int64_t corr = 0;
+        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
+            int c = 8 * l;
+            __m512i d[6] = {_mm512_set1_epi32(load4(n2 + c)), _mm512_set1_epi32(load4(n2 + c + 4)),
+                            _mm512_set1_epi32(load4(n1 + c)), _mm512_set1_epi32(load4(n1 + c + 4)),
+                            _mm512_set1_epi32(load4(n0 + c)), _mm512_set1_epi32(load4(n0 + c + 4))};
+            for (int i = 0; i < NP; i++) {
+                const uint8_t *q = lp[i] + (size_t)l * 64;
                 _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                 __m512i v = _mm512_load_si512(q);
                 __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                int c = 8 * l;
-                s2 = _mm512_dpbusd_epi32(s2, wl, _mm512_set1_epi32(load4(n2 + c)));
-                s2 = _mm512_dpbusd_epi32(s2, wh, _mm512_set1_epi32(load4(n2 + c + 4)));
-                s1 = _mm512_dpbusd_epi32(s1, wl, _mm512_set1_epi32(load4(n1 + c)));
-                s1 = _mm512_dpbusd_epi32(s1, wh, _mm512_set1_epi32(load4(n1 + c + 4)));
-                s0 = _mm512_dpbusd_epi32(s0, wl, _mm512_set1_epi32(load4(n0 + c)));
-                s0 = _mm512_dpbusd_epi32(s0, wh, _mm512_set1_epi32(load4(n0 + c + 4)));
-                /* 8 * sum(m) of these 8 columns: lane l % 16 of chunk l / 16's correction */
-                int32_t cl;
-                memcpy(&cl, x->planes + (size_t)(l / 16) * KQ4_CHUNK_BYTES + 384 + 4 * (l % 16), 4);
-                corr += cl;
+                for (int j = 0; j < 3; j++)
+                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
             }
-            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(s0), _mm512_set1_ps((float)corr));
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), c256, t);
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), c65536, t);
-            f = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps + (size_t)g * QPANEL), f);
+            /* 8 * sum(m) of these 8 columns: lane l % 16 of chunk l / 16's correction */
+            int32_t cl;
+            memcpy(&cl, x->planes + (size_t)(l / 16) * KQ4_CHUNK_BYTES + 384 + 4 * (l % 16), 4);
+            corr += cl;
         }
-        int r0 = p * QPANEL;
-        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
-        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f));
+        const __m512 vc = _mm512_set1_ps((float)corr);
+        for (int i = 0; i < NP; i++) {
+            /* the scales are a second stream per panel, too short for the
+             * hardware prefetcher to pick up */
+            _mm_prefetch((const char *)(ps[i] + (size_t)g * QPANEL) + Q4_PREFETCH / 2, _MM_HINT_T0);
+            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[i][2]), vc);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, t);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), c65536, t);
+            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), f[i]);
+        }
     }
+    for (int i = 0; i < NP; i++) {
+        int r0 = (p + i) * QPANEL;
+        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
+        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f[i]));
+    }
+}
+
+/* int4 panels: 16 rows per int32 lane set, so a group's sums need no
+ * horizontal work. Per line (8 columns, 128 weights): the nibbles split
+ * into two byte vectors, and each of the three digit planes takes two
+ * vpdpbusd against 4 broadcast activation digits, into three accumulators
+ * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
+ * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
+ * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
+AVX512 void kq4_panels_avx512(const QMatrix *w, const KQ4Act *x, int p0, int np, float *y) {
+    int p = p0;
+    for (; p + 2 <= p0 + np; p += 2) q4_panels(w, x, p, 2, y);
+    if (p < p0 + np) q4_panels(w, x, p, 1, y);
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
