@@ -52,17 +52,17 @@ KernelPath kernel_force(KernelPath p) {
 }
 
 typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
-typedef void (*KrowQ4)(const uint8_t *, const float *, int, const KQ4Act *, int, int, float *);
+typedef void (*KrowQ4)(const uint8_t *, const float *, int, const KAct *, int, int, float *);
 typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
 
 static KrowQ8 krow_q8_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q8_f32_avx512 : p == KERN_AVX2 ? krows_q8_f32_avx2 : krows_q8_f32_scalar;
 }
-static void krows_q4_split_scalar(const uint8_t *q4, const float *sc, int G, const KQ4Act *x, int n, int nr, float *out) {
+static void krows_q4_split_scalar(const uint8_t *q4, const float *sc, int G, const KAct *x, int n, int nr, float *out) {
     krows_q4_f32_scalar(q4, sc, G, x->x_split, n, nr, out);
 }
-static void krows_q4_split_avx2(const uint8_t *q4, const float *sc, int G, const KQ4Act *x, int n, int nr, float *out) {
+static void krows_q4_split_avx2(const uint8_t *q4, const float *sc, int G, const KAct *x, int n, int nr, float *out) {
     krows_q4_f32_avx2(q4, sc, G, x->x_split, n, nr, out);
 }
 static KrowQ4 krow_q4_fn(void) {
@@ -77,18 +77,21 @@ static KW8A8 kw8a8_fn(void) {
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
     krow_q8_fn()(q, scales, group, x, n, nrows, out);
 }
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows, float *out) {
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows, float *out) {
     krow_q4_fn()(q4, scales, group, x, n, nrows, out);
 }
 
+/* Whether products with w use a prepared activation (KAct). */
+static bool kact_needed(const QMatrix *w) { return w->bits <= 4 || (w->p8 && kernel_path() == KERN_AVX512); }
+
 static size_t kq4_nat_stride(int n) { return ((size_t)n + 63) & ~(size_t)63; }
 
-size_t kq4_act_bytes(int n) {
+size_t kact_bytes(int n) {
     size_t split = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
-    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES + 3 * kq4_nat_stride(n);
+    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES + 6 * kq4_nat_stride(n);
 }
 
-void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
+void kact_prepare(const float *x, int n, void *buf, KAct *a) {
     /* 64-byte aligned, so that every plane is one aligned line */
     char *p = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
     a->n = n;
@@ -102,7 +105,7 @@ void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a) {
     if (kernel_path() == KERN_AVX512) {
         int8_t *planes = (int8_t *)(p + (((size_t)n * sizeof(float) + 63) & ~(size_t)63));
         int8_t *nat = planes + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES;
-        if (kq4_planes_avx512(x, n, planes, nat, a->nat_stride, &a->fscale, &a->msum)) a->planes = planes, a->nat = nat;
+        if (kact_planes_avx512(x, n, planes, nat, a->nat_stride, &a->fscale, &a->msum)) a->planes = planes, a->nat = nat;
     }
 #endif
 }
@@ -132,6 +135,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
     if (bits > 4) {
         m->q8 = xmalloc(n);
         for (size_t i = 0; i < n; i++) m->q8[i] = (int8_t)quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax);
+        if (cols % 4 == 0 && group % 4 == 0) qmatrix_pack_w8a8(m);
     } else {
         m->q4 = xmalloc(n / 2);
         for (size_t i = 0; i < n; i += 2) {
@@ -148,6 +152,7 @@ void qmatrix_pack_w8a8(QMatrix *m) {
     if (m->cols % 4 || m->group % 4)
         qat_fail("qmatrix: W8A8 needs columns and group size divisible by 4 (%d columns, group %d)", m->cols, m->group);
     int K = m->cols, G = m->group, ng = K / G, L = K / 4, P = (m->rows + QPANEL - 1) / QPANEL;
+    free(m->p8), free(m->pscales), free(m->psums);
     m->p8 = xcalloc((size_t)P * L * 64, 1);
     m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
     m->psums = xcalloc((size_t)P * ng * QPANEL, sizeof(int32_t));
@@ -198,6 +203,7 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
             else m->q4[i / 2] = (uint8_t)(i % 2 ? (m->q4[i / 2] & 15) | 8 << 4 : (m->q4[i / 2] & 0xF0) | 8);
         }
     if (m->bits <= 4) qmatrix_pack_q4(m);
+    else if (m->p8) qmatrix_pack_w8a8(m);
 }
 
 size_t qmatrix_bytes(const QMatrix *m) {
@@ -256,13 +262,14 @@ static void team_range(int n, int *lo, int *hi) {
 /* Output rows of y [M, rows] = epi(x @ W^T + bias) for M < 8, each thread of
  * the team its contiguous share of 4-row blocks, then a barrier (called
  * inside a parallel region). */
-static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act, int M, const float *bias, KEpilogue epi,
+static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, int M, const float *bias, KEpilogue epi,
                             float *y) {
     int N = w->rows, K = w->cols, G = w->group, ng = K / G, b0, b1;
     KrowQ8 f8 = krow_q8_fn();
     KrowQ4 f4 = krow_q4_fn();
 #if defined(__x86_64__)
-    bool panels = w->p4 && kernel_path() == KERN_AVX512;
+    /* (int8: a lane's digit sums reach 127 * 255 * group, so groups up to 65536) */
+    bool panels = (w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536) && kernel_path() == KERN_AVX512;
     for (int m = 0; m < M && panels; m++) panels = act[m].planes != NULL;
     if (panels) { /* 16-row panels: each thread its share of them */
         int P = (N + QPANEL - 1) / QPANEL, p0, p1;
@@ -274,7 +281,8 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KQ4Act *act,
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
             for (int m = 0; m < M; m++) {
                 float *ym = y + (size_t)m * N;
-                kq4_panels_avx512(w, &act[m], pb, np, ym);
+                if (w->bits <= 4) kq4_panels_avx512(w, &act[m], pb, np, ym);
+                else kq8_panels_avx512(w, &act[m], pb, np, ym);
                 if (bias)
                     for (int r = r0; r < r1; r++) ym[r] += bias[r];
             }
@@ -306,12 +314,12 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols;
     if (M < 8 || (size_t)M * K <= QROWS_MAX_ACT) {
         /* few activation rows: stream the weights once, dequantized in registers */
-        KQ4Act *act = xmalloc((size_t)(M ? M : 1) * sizeof(KQ4Act));
+        KAct *act = xmalloc((size_t)(M ? M : 1) * sizeof(KAct));
         char *abuf = NULL;
-        if (w->bits <= 4) {
-            size_t ab = kq4_act_bytes(K);
+        if (kact_needed(w)) {
+            size_t ab = kact_bytes(K);
             abuf = xmalloc((size_t)M * ab);
-            for (int m = 0; m < M; m++) kq4_act_prepare(x + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
+            for (int m = 0; m < M; m++) kact_prepare(x + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
         }
 #pragma omp parallel
         qgemm_rows_team(w, x, act, M, NULL, NULL, y);
@@ -434,10 +442,10 @@ static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, co
 #pragma omp barrier
 }
 
-_Static_assert(sizeof(KQ4Act) <= 64, "KQ4Act must fit before its arrays in the scratch");
+_Static_assert(sizeof(KAct) <= 64, "KAct must fit before its arrays in the scratch");
 
 size_t qgemv_team_scratch_bytes(int cols) {
-    size_t q4 = 64 + kq4_act_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + 64;
+    size_t q4 = 64 + kact_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + 64;
     return q4 > w8 ? q4 : w8;
 }
 
@@ -451,7 +459,7 @@ void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, 
         w8a8_row_team(w, x, xq, xs, bias, epi, y);
         return;
     }
-    KQ4Act *act = scratch;
-    if (w->bits <= 4) kq4_act_prepare(x, w->cols, (char *)scratch + 64, act);
+    KAct *act = scratch;
+    if (kact_needed(w)) kact_prepare(x, w->cols, (char *)scratch + 64, act);
     qgemm_rows_team(w, x, act, 1, bias, epi, y);
 }

@@ -74,7 +74,10 @@ KernelPath kernel_force(KernelPath p);
  * min-max scales, or with the given scales (rows * cols/group; e.g. learned
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
-/* Adds the W8A8 panels (int8 only; cols and group multiples of 4). */
+/* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
+ * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
+ * the activations' unsigned digit planes. qmatrix_from_float and
+ * qmatrix_set_float_cols call it when the shape allows. */
 void qmatrix_pack_w8a8(QMatrix *m);
 /* Adds (or rebuilds) the int4 panels (bits <= 4, group a multiple of 8;
  * otherwise nothing). qmatrix_from_float and qmatrix_set_float_cols call it. */
@@ -99,10 +102,10 @@ void qmatrix_free(QMatrix *m);
  * rounding. Several rows at once share the loads of x and keep several
  * memory streams in flight.
  * int8: x in column order. int4: x prepared once per activation row
- * (kq4_act_prepare); n and group even. */
+ * (kact_prepare); n and group even. */
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 
-/* An activation row prepared for the int4 row primitives.
+/* An activation row prepared once per product for the weight-only kernels.
  * x_split: the even columns' values first, then the odd columns'
  *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed bytes
  *   need no shuffles (scalar and AVX2 paths, and AVX-512 for groups below).
@@ -116,23 +119,25 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  *   the odd ones (64 bytes each), and the 16 int32 lanes' 8 * sum of m that
  *   undoes the + 8. Used when group is 8, 16, 32, 64, a multiple of 128 or
  *   the whole row; otherwise, or when x is not finite, x_split is used. */
-typedef struct KQ4Act {
+typedef struct KAct {
     int n;
     float *x_split;
     int8_t *planes;
     float fscale;
     int64_t msum; /* sum of m over the row */
     /* the same digits in column order for the int4 panels: d2, d1, d0 planes
-     * of nat_stride bytes each (built with planes) */
+     * of nat_stride bytes each, then for the int8 panels the unsigned digits
+     * u2, u1, u0 of m + 2^23 (vpdpbusd's unsigned operand; the weights are
+     * the signed one): 6 planes in all (built with planes) */
     int8_t *nat;
     int nat_stride;
-} KQ4Act;
+} KAct;
 #define KQ4_CHUNK_BYTES 448 /* planes per 128 columns */
-/* Scratch bytes kq4_act_prepare needs for a row of n values. */
-size_t kq4_act_bytes(int n);
-/* Fills a from x [n] (n even) with its arrays in buf (kq4_act_bytes(n)). */
-void kq4_act_prepare(const float *x, int n, void *buf, KQ4Act *a);
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows, float *out);
+/* Scratch bytes kact_prepare needs for a row of n values. */
+size_t kact_bytes(int n);
+/* Fills a from x [n] (n even) with its arrays in buf (kact_bytes(n)). */
+void kact_prepare(const float *x, int n, void *buf, KAct *a);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
 
 /* ---- scalar references (always available) ---- */

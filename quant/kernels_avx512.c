@@ -115,7 +115,7 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
-/* int4 against the byte planes of KQ4Act (see kernels.h). Per 128 columns
+/* int4 against the byte planes of KAct (see kernels.h). Per 128 columns
  * and row: the 64 packed bytes give the even columns' nibbles (low) and the
  * odd ones' (high) as unsigned bytes; each int32 lane of vpdpbusd then covers
  * 8 consecutive columns, in the same group for every supported group size.
@@ -145,7 +145,7 @@ INLINE_AVX512 __m512 q4x24_chunk(const uint8_t *q, __mmask64 mk, const __m512i *
 /* MODE 0: one scale per row (applied at the end); 1: groups of 8..64
  * columns, lane l takes the chunk's group 8l / G (vpermps); 2: groups of a
  * multiple of 128 columns, one scale per chunk. */
-INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, const KQ4Act *x, int n, const int R,
+INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, const KAct *x, int n, const int R,
                                 const int MODE, float *out) {
     const int ng = n / G, h = n / 2, nc = (h + 63) / 64, gpc = MODE == 1 ? 128 / G : 0;
     /* lane l -> group 8l / G (G a power of two: a shift, no division per call) */
@@ -196,7 +196,7 @@ INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, co
  * rows up to a million columns cannot overflow), and the exact total
  * 65536 S2 + 256 S1 + S0 - 8 sum(m) is formed in int64 and rounded once:
  * 10 vector operations per 128 weights. */
-INLINE_AVX512 void rows_q4_x24_row(const uint8_t *q4, const float *scales, const KQ4Act *x, int n, const int R,
+INLINE_AVX512 void rows_q4_x24_row(const uint8_t *q4, const float *scales, const KAct *x, int n, const int R,
                                     float *out) {
     const int h = n / 2, nc = (h + 63) / 64;
     const __m512i low = _mm512_set1_epi8(15);
@@ -224,7 +224,7 @@ INLINE_AVX512 void rows_q4_x24_row(const uint8_t *q4, const float *scales, const
     }
 }
 
-AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int G, const KQ4Act *x, int n, int R,
+AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int G, const KAct *x, int n, int R,
                                     const int MODE, float *out) {
     switch (R) {
     case 4: rows_q4_x24(q4, scales, G, x, n, 4, MODE, out); break;
@@ -245,7 +245,7 @@ INLINE_AVX512 void digits3(__m512i m, __m512i *d2, __m512i *d1, __m512i *d0) {
     *d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, *d1), 8);
 }
 
-AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale,
+AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale,
                               int64_t *msum_out) {
     /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
      * fake quantization does); max_ps alone would drop a NaN */
@@ -295,12 +295,21 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat
             }
             /* column order, for the panels (the planes' strides are multiples
              * of 64, so whole 32-column blocks fit) */
+            const __m512i off = _mm512_set1_epi32(1 << 23), byte = _mm512_set1_epi32(255);
             for (int o = 0; o < 2 && col < n; o++) {
-                digits3(o ? b : a, &d2, &d1, &d0);
+                __m512i m = o ? b : a;
+                digits3(m, &d2, &d1, &d0);
                 size_t at = (size_t)col + 16 * o;
                 _mm_storeu_si128((__m128i *)(nat + at), _mm512_cvtepi32_epi8(d2));
                 _mm_storeu_si128((__m128i *)(nat + nat_stride + at), _mm512_cvtepi32_epi8(d1));
                 _mm_storeu_si128((__m128i *)(nat + 2 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(d0));
+                /* unsigned base-256 digits of m + 2^23 (in [0, 2^24) since
+                 * |m| < 2^23); padding columns give 2^23 and meet zero codes */
+                __m512i u = _mm512_add_epi32(m, off);
+                _mm_storeu_si128((__m128i *)(nat + 3 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
+                _mm_storeu_si128((__m128i *)(nat + 4 * (size_t)nat_stride + at),
+                                 _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
+                _mm_storeu_si128((__m128i *)(nat + 5 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
             }
             /* lane 4s + j covers bytes 4j..4j+3 of this block: 4 even and 4 odd
              * columns, one 128-bit lane of the sum */
@@ -325,7 +334,7 @@ AVX512 bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat
  * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
 /* NP (1 or 2) panels from panel p: the activation digits are broadcast once
  * for both. */
-INLINE_AVX512 void q4_panels(const QMatrix *w, const KQ4Act *x, int p, const int NP, float *y) {
+INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
     const __m512i low = _mm512_set1_epi8(15);
     const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
@@ -380,10 +389,60 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KQ4Act *x, int p, const int
  * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
  * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
  * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
-AVX512 void kq4_panels_avx512(const QMatrix *w, const KQ4Act *x, int p0, int np, float *y) {
+AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
     int p = p0;
     for (; p + 2 <= p0 + np; p += 2) q4_panels(w, x, p, 2, y);
     if (p < p0 + np) q4_panels(w, x, p, 1, y);
+}
+
+/* int8 weight-only on the W8A8 panels: per line (4 columns, 64 weights)
+ * three vpdpbusd of the 16 rows' signed codes against the broadcast
+ * unsigned digits of m + 2^23, summed apart over the group; the offset
+ * comes off the top digit's sum exactly (S2 - 128 * the group's code sum),
+ * then 65536 S2 + 256 S1 + S0 in float times the rows' scales. NP panels
+ * share the broadcasts. */
+INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L = K / 4;
+    const int8_t *u2 = x->nat + 3 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
+    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
+    const int8_t *lp[2];
+    __m512 f[2];
+    for (int i = 0; i < NP; i++) lp[i] = w->p8 + (size_t)(p + i) * L * 64, f[i] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m512i acc[2][3];
+        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
+        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
+            int c = 4 * l;
+            __m512i d[3] = {_mm512_set1_epi32(load4(u2 + c)), _mm512_set1_epi32(load4(u1 + c)),
+                            _mm512_set1_epi32(load4(u0 + c))};
+            for (int i = 0; i < NP; i++) {
+                const int8_t *q = lp[i] + (size_t)l * 64;
+                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                __m512i v = _mm512_load_si512(q);
+                for (int j = 0; j < 3; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], d[j], v);
+            }
+        }
+        for (int i = 0; i < NP; i++) {
+            size_t o = ((size_t)(p + i) * ng + g) * QPANEL;
+            _mm_prefetch((const char *)(w->pscales + o) + Q4_PREFETCH / 4, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w->psums + o) + Q4_PREFETCH / 4, _MM_HINT_T0);
+            __m512i top = _mm512_sub_epi32(acc[i][0], _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7));
+            __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, _mm512_cvtepi32_ps(acc[i][2]));
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(top), c65536, t);
+            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(w->pscales + o), f[i]);
+        }
+    }
+    for (int i = 0; i < NP; i++) {
+        int r0 = (p + i) * QPANEL;
+        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
+        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f[i]));
+    }
+}
+
+AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
+    int p = p0;
+    for (; p + 2 <= p0 + np; p += 2) q8_panels(w, x, p, 2, y);
+    if (p < p0 + np) q8_panels(w, x, p, 1, y);
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
@@ -396,7 +455,7 @@ AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group,
     }
 }
 
-AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows,
+AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows,
                                 float *out) {
     int ng = n / group;
     if (x->planes) {

@@ -10,15 +10,17 @@ void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, const 
                        float *out);
 void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
-void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KQ4Act *x, int n, int nrows,
+void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows,
                          float *out);
-/* The byte planes of KQ4Act for x [n] into planes (ceil(n/128) chunks), with
+/* The byte planes of KAct for x [n] into planes (ceil(n/128) chunks), with
  * fscale and the sum of m; false (nothing usable) when x is not finite or
  * too small to scale. */
-bool kq4_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale, int64_t *msum);
+bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale, int64_t *msum);
 /* int4 panels [p0, p0+np) against one prepared activation row: y[r] for the
  * panels' rows (rows past w->rows not stored). */
-void kq4_panels_avx512(const QMatrix *w, const KQ4Act *x, int p0, int np, float *y);
+void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
+/* The same for int8 weights on the W8A8 panels (qmatrix_pack_w8a8). */
+void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs);

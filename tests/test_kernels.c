@@ -22,7 +22,7 @@ Test(kernels, rows_match_scalar_on_odd_lengths) {
     uint8_t q4[512];
     float x[1024], xs[1024], sc[64];
     static char abuf[16384];
-    cr_assert_leq(kq4_act_bytes(1024), sizeof abuf);
+    cr_assert_leq(kact_bytes(1024), sizeof abuf);
     for (int i = 0; i < 1024; i++) {
         a[i] = (int8_t)((int)rng_below(&r, 255) - 127); /* full symmetric code range, -127..127 */
         x[i] = rng_normal(&r);
@@ -56,8 +56,8 @@ Test(kernels, rows_match_scalar_on_odd_lengths) {
             cr_assert(fabsf(got - ref) <= 1e-5f * mag + 1e-6f, "%s q8 n=%d g=%d: %g vs %g", kernel_path_name(PATHS[p]), n, G,
                       got, ref);
             if (n % 2 || G % 2) continue;
-            KQ4Act act;
-            kq4_act_prepare(x, n, abuf, &act);
+            KAct act;
+            kact_prepare(x, n, abuf, &act);
             kx_split(x, n, xs);
             krows_q4_f32_scalar(q4, sc, G, xs, n, nr, ref3);
             krows_q4_f32(q4, sc, G, &act, n, nr, got3);
@@ -86,7 +86,7 @@ Test(kernels, int4_planes_match_double_reference) {
     static uint8_t q4[4 * NMAX / 2];
     static float x[NMAX], sc[4 * NMAX / 8];
     static char abuf[32768];
-    cr_assert_leq(kq4_act_bytes(NMAX), sizeof abuf);
+    cr_assert_leq(kact_bytes(NMAX), sizeof abuf);
     Rng r;
     rng_seed(&r, 11);
     for (size_t i = 0; i < sizeof q4; i++) q4[i] = (uint8_t)((1 + rng_below(&r, 15)) | (1 + rng_below(&r, 15)) << 4);
@@ -99,8 +99,8 @@ Test(kernels, int4_planes_match_double_reference) {
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             int n = cases[c].n, G = cases[c].group, ng = n / G;
             for (int i = 0; i < n; i++) x[i] = rng_normal(&r) * (wide && i % 97 == 5 ? 1e4f : 1.0f);
-            KQ4Act act;
-            kq4_act_prepare(x, n, abuf, &act);
+            KAct act;
+            kact_prepare(x, n, abuf, &act);
             cr_assert_not_null(act.planes, "n=%d: planes not built", n);
             float got[4];
             krows_q4_f32(q4, sc, G, &act, n, 4, got);
@@ -120,13 +120,13 @@ Test(kernels, int4_planes_match_double_reference) {
             }
         }
     x[7] = NAN;
-    KQ4Act act;
-    kq4_act_prepare(x, 96, abuf, &act);
+    KAct act;
+    kact_prepare(x, 96, abuf, &act);
     float got;
     krows_q4_f32(q4, sc, 32, &act, 96, 1, &got);
     cr_assert(isnan(got), "NaN in x gave %g", got);
     x[7] = INFINITY;
-    kq4_act_prepare(x, 96, abuf, &act);
+    kact_prepare(x, 96, abuf, &act);
     krows_q4_f32(q4, sc, 32, &act, 96, 1, &got);
     cr_assert(!isfinite(got), "Inf in x gave %g", got);
     kernel_force(old);
@@ -247,12 +247,12 @@ static void relu_epi(float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
-/* The AVX-512 int4 panels (16 rows per lane set) for every group size they
- * take, N not a multiple of 16, 1 and 3 activation rows: against a double
+/* The AVX-512 int4 and int8 panels (16 rows per lane set) for every group
+ * size they take, N not a multiple of 16, 1 and 3 activation rows: against a double
  * sum at the float-level bound of the plane test. Then the one-row team
  * product (every thread its share, bias and epilogue) on every path and
  * scheme equals qgemm_f32 plus the bias and epilogue exactly. */
-Test(kernels, int4_panels_and_team_product) {
+Test(kernels, panels_and_team_product) {
     enum { N = 37, K = 256, M = 3 };
     static float w[N * K], x[M * K], y[M * N], yr[N], bias[N];
     Rng r;
@@ -263,11 +263,11 @@ Test(kernels, int4_panels_and_team_product) {
     static const int groups[] = {8, 16, 32, 64, 128, K};
     if (kernel_supported(KERN_AVX512)) {
         KernelPath old = kernel_force(KERN_AVX512);
-        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
-            int G = groups[gi], ng = K / G;
+        for (size_t gi = 0; gi < 2 * sizeof groups / sizeof groups[0]; gi++) {
+            int G = groups[gi % 6], ng = K / G, bits = gi < 6 ? 4 : 8;
             QMatrix q;
-            qmatrix_from_float(&q, w, N, K, 4, G, NULL);
-            cr_assert_not_null(q.p4, "g%d: no panels", G);
+            qmatrix_from_float(&q, w, N, K, bits, G, NULL);
+            cr_assert(bits == 4 ? q.p4 != NULL : q.p8 != NULL, "int%d g%d: no panels", bits, G);
             qgemm_f32(&q, x, M, y);
             for (int m = 0; m < M; m++) {
                 float xmax = 0;
@@ -275,13 +275,14 @@ Test(kernels, int4_panels_and_team_product) {
                 for (int n = 0; n < N; n++) {
                     double ref = 0, mag = 0, wsum = 0;
                     for (int k = 0; k < K; k++) {
-                        int code = (k % 2 ? q.q4[(n * K + k) / 2] >> 4 : q.q4[(n * K + k) / 2] & 15) - 8;
+                        int code = bits == 8 ? q.q8[n * K + k]
+                                             : (k % 2 ? q.q4[(n * K + k) / 2] >> 4 : q.q4[(n * K + k) / 2] & 15) - 8;
                         double wv = (double)code * q.scales[n * ng + k / G];
                         ref += wv * x[m * K + k], mag += fabs(wv * x[m * K + k]), wsum += fabs(wv);
                     }
                     double tol = 1e-6 * mag + ldexp(xmax * wsum, -22);
-                    cr_assert(fabs(y[m * N + n] - ref) <= tol, "g%d y[%d,%d] = %.9g, double %.9g (tol %.3g)", G, m, n,
-                              y[m * N + n], ref, tol);
+                    cr_assert(fabs(y[m * N + n] - ref) <= tol, "int%d g%d y[%d,%d] = %.9g, double %.9g (tol %.3g)", bits, G,
+                              m, n, y[m * N + n], ref, tol);
                 }
             }
             qmatrix_free(&q);
