@@ -29,23 +29,26 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Median seconds per call of fn over `repeats` timed batches; each batch
- * repeats the call until it has run for at least 50 ms. */
 typedef void (*BenchFn)(void *ctx);
+
+/* Seconds per call of one batch that runs for at least 50 ms. */
+static double time_batch(BenchFn fn, void *ctx) {
+    int calls = 0;
+    double t0 = now_seconds(), el;
+    do {
+        fn(ctx);
+        calls++;
+        el = now_seconds() - t0;
+    } while (el < 0.05);
+    return el / calls;
+}
+
+/* Median seconds per call of fn over `repeats` timed batches. */
 static double time_median(BenchFn fn, void *ctx, int repeats) {
     fn(ctx); /* warm up */
     double t[64];
     if (repeats > 64) repeats = 64;
-    for (int r = 0; r < repeats; r++) {
-        int calls = 0;
-        double t0 = now_seconds(), el;
-        do {
-            fn(ctx);
-            calls++;
-            el = now_seconds() - t0;
-        } while (el < 0.05);
-        t[r] = el / calls;
-    }
+    for (int r = 0; r < repeats; r++) t[r] = time_batch(fn, ctx);
     qsort(t, (size_t)repeats, sizeof(double), cmp_double);
     return t[repeats / 2];
 }
@@ -91,18 +94,6 @@ static float *random_floats(size_t n, uint64_t seed, float std) {
     rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) v[i] = std * rng_normal(&r);
     return v;
-}
-
-/* Seconds per call of one batch that runs for at least 50 ms. */
-static double time_batch(BenchFn fn, void *ctx) {
-    int calls = 0;
-    double t0 = now_seconds(), el;
-    do {
-        fn(ctx);
-        calls++;
-        el = now_seconds() - t0;
-    } while (el < 0.05);
-    return el / calls;
 }
 
 static double median(double *v, int n) {

@@ -332,6 +332,15 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *na
  * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
  * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
  * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
+/* y rows of NP panels from p: fscale * f (rows past n not stored). */
+INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, float fscale, float *y) {
+    for (int i = 0; i < NP; i++) {
+        int r0 = (p + i) * QPANEL;
+        __mmask16 mask = r0 + QPANEL <= n ? (__mmask16)0xffff : (__mmask16)((1u << (n - r0)) - 1);
+        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(fscale), f[i]));
+    }
+}
+
 /* NP (1 or 2) panels from panel p: the activation digits are broadcast once
  * for both. */
 INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
@@ -375,11 +384,7 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int N
             f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), f[i]);
         }
     }
-    for (int i = 0; i < NP; i++) {
-        int r0 = (p + i) * QPANEL;
-        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
-        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f[i]));
-    }
+    store_panels(f, NP, p, N, x->fscale, y);
 }
 
 /* int4 panels: 16 rows per int32 lane set, so a group's sums need no
@@ -432,11 +437,7 @@ INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int N
             f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(w->pscales + o), f[i]);
         }
     }
-    for (int i = 0; i < NP; i++) {
-        int r0 = (p + i) * QPANEL;
-        __mmask16 mask = r0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - r0)) - 1);
-        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(x->fscale), f[i]));
-    }
+    store_panels(f, NP, p, N, x->fscale, y);
 }
 
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
