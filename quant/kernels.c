@@ -52,22 +52,16 @@ KernelPath kernel_force(KernelPath p) {
 }
 
 typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
-typedef void (*KrowQ4)(const uint8_t *, const float *, int, const KAct *, int, int, float *);
+typedef void (*KrowQ4)(const uint8_t *, const float *, int, const float *, int, int, float *);
 typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
 
 static KrowQ8 krow_q8_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q8_f32_avx512 : p == KERN_AVX2 ? krows_q8_f32_avx2 : krows_q8_f32_scalar;
 }
-static void krows_q4_split_scalar(const uint8_t *q4, const float *sc, int G, const KAct *x, int n, int nr, float *out) {
-    krows_q4_f32_scalar(q4, sc, G, x->x_split, n, nr, out);
-}
-static void krows_q4_split_avx2(const uint8_t *q4, const float *sc, int G, const KAct *x, int n, int nr, float *out) {
-    krows_q4_f32_avx2(q4, sc, G, x->x_split, n, nr, out);
-}
 static KrowQ4 krow_q4_fn(void) {
     KernelPath p = kernel_path();
-    return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_split_avx2 : krows_q4_split_scalar;
+    return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
 }
 static KW8A8 kw8a8_fn(void) {
     KernelPath p = kernel_path();
@@ -77,35 +71,34 @@ static KW8A8 kw8a8_fn(void) {
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
     krow_q8_fn()(q, scales, group, x, n, nrows, out);
 }
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows, float *out) {
-    krow_q4_fn()(q4, scales, group, x, n, nrows, out);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
+    krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
 }
 
 /* Whether products with w use a prepared activation (KAct). */
 static bool kact_needed(const QMatrix *w) { return w->bits <= 4 || (w->p8 && kernel_path() == KERN_AVX512); }
 
-static size_t kq4_nat_stride(int n) { return ((size_t)n + 63) & ~(size_t)63; }
+static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
 size_t kact_bytes(int n) {
-    size_t split = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
-    return 64 + split + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES + 6 * kq4_nat_stride(n);
+    return 64 + round64((size_t)n * sizeof(float)) + 6 * round64((size_t)n) + round64((size_t)(n + 7) / 8 * sizeof(int32_t));
 }
 
 void kact_prepare(const float *x, int n, void *buf, KAct *a) {
-    /* 64-byte aligned, so that every plane is one aligned line */
+    /* 64-byte aligned, so that the planes start on cache lines */
     char *p = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
     a->n = n;
     a->x_split = (float *)p;
     kx_split(x, n, a->x_split);
-    a->planes = a->nat = NULL;
+    a->nat = NULL;
+    a->corr8 = NULL;
     a->fscale = 1.0f;
-    a->msum = 0;
-    a->nat_stride = (int)kq4_nat_stride(n);
+    a->nat_stride = (int)round64((size_t)n);
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
-        int8_t *planes = (int8_t *)(p + (((size_t)n * sizeof(float) + 63) & ~(size_t)63));
-        int8_t *nat = planes + (size_t)((n + 127) / 128) * KQ4_CHUNK_BYTES;
-        if (kact_planes_avx512(x, n, planes, nat, a->nat_stride, &a->fscale, &a->msum)) a->planes = planes, a->nat = nat;
+        int8_t *nat = (int8_t *)(p + round64((size_t)n * sizeof(float)));
+        int32_t *corr8 = (int32_t *)(nat + 6 * (size_t)a->nat_stride);
+        if (kact_planes_avx512(x, n, nat, a->nat_stride, corr8, &a->fscale)) a->nat = nat, a->corr8 = corr8;
     }
 #endif
 }
@@ -270,7 +263,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
 #if defined(__x86_64__)
     /* (int8: a lane's digit sums reach 127 * 255 * group, so groups up to 65536) */
     bool panels = (w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536) && kernel_path() == KERN_AVX512;
-    for (int m = 0; m < M && panels; m++) panels = act[m].planes != NULL;
+    for (int m = 0; m < M && panels; m++) panels = act[m].nat != NULL;
     if (panels) { /* 16-row panels: each thread its share of them */
         int P = (N + QPANEL - 1) / QPANEL, p0, p1;
         team_range(P, &p0, &p1);
@@ -301,7 +294,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         float out[4];
         for (int m = 0; m < M; m++) {
             if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
-            else f4(w->q4 + (size_t)n * K / 2, sc, G, &act[m], K, nr, out);
+            else f4(w->q4 + (size_t)n * K / 2, sc, G, act[m].x_split, K, nr, out);
             for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);
         }
     }

@@ -101,43 +101,36 @@ void qmatrix_free(QMatrix *m);
  * stored code + 8, minus 8 times the group's sum of x), which agrees to float
  * rounding. Several rows at once share the loads of x and keep several
  * memory streams in flight.
- * int8: x in column order. int4: x prepared once per activation row
- * (kact_prepare); n and group even. */
+ * int8: x in column order. int4: x split, the even columns' values first then
+ * the odd columns' (kx_split, or KAct.x_split); n and group even. */
 void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 
 /* An activation row prepared once per product for the weight-only kernels.
  * x_split: the even columns' values first, then the odd columns'
- *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed bytes
- *   need no shuffles (scalar and AVX2 paths, and AVX-512 for groups below).
- * planes (AVX-512 only, else NULL): x as fscale * m, fscale a power of two
+ *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed int4
+ *   bytes need no shuffles (the int4 row primitives).
+ * nat (AVX-512 only, else NULL): x as fscale * m, fscale a power of two
  *   fitted to max |x| so that every m is an integer of 24 bits, i.e. x to
- *   float precision relative to its largest element. Each m is split into
- *   three signed bytes (m = d0 + 256 d1 + 65536 d2), and vpdpbusd multiplies
- *   them against the unsigned nibbles (code + 8) 64 at a time: 6 integer dot
- *   products per 128 weights instead of 16 float conversions and FMAs per 128
- *   weights. Per 128 columns, 448 bytes: d2, d1, d0 for the even columns then
- *   the odd ones (64 bytes each), and the 16 int32 lanes' 8 * sum of m that
- *   undoes the + 8. Used when group is 8, 16, 32, 64, a multiple of 128 or
- *   the whole row; otherwise, or when x is not finite, x_split is used. */
+ *   float precision relative to its largest element, in byte planes of
+ *   nat_stride bytes in column order: the signed digits d2, d1, d0 of m
+ *   (m = d0 + 256 d1 + 65536 d2; against the int4 panels' unsigned
+ *   nibbles), then the unsigned digits u2, u1, u0 of m + 2^23 (against the
+ *   int8 panels' signed codes). corr8[l] = 8 * the sum of m over columns
+ *   8l..8l+7, which undoes the nibbles' + 8. NULL when x is not finite: the
+ *   products then take the float row primitives. */
 typedef struct KAct {
     int n;
     float *x_split;
-    int8_t *planes;
-    float fscale;
-    int64_t msum; /* sum of m over the row */
-    /* the same digits in column order for the int4 panels: d2, d1, d0 planes
-     * of nat_stride bytes each, then for the int8 panels the unsigned digits
-     * u2, u1, u0 of m + 2^23 (vpdpbusd's unsigned operand; the weights are
-     * the signed one): 6 planes in all (built with planes) */
     int8_t *nat;
     int nat_stride;
+    int32_t *corr8;
+    float fscale;
 } KAct;
-#define KQ4_CHUNK_BYTES 448 /* planes per 128 columns */
 /* Scratch bytes kact_prepare needs for a row of n values. */
 size_t kact_bytes(int n);
 /* Fills a from x [n] (n even) with its arrays in buf (kact_bytes(n)). */
 void kact_prepare(const float *x, int n, void *buf, KAct *a);
-void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows, float *out);
+void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
 
 /* ---- scalar references (always available) ---- */

@@ -1,6 +1,7 @@
-/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only int8 rows
- * convert 16 codes per register and scale the products once per group; int4
- * rows take integer dot products against the activations' byte planes; W8A8
+/* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only rows convert
+ * 16 codes per register and scale the products once per group; the int4 and
+ * int8 panels take integer dot products against the activations' byte
+ * planes (KAct); W8A8
  * runs vpdpbusd on the panel layout, 4 activation rows by 2 panels (32
  * outputs) per tile, so no horizontal sums are needed. */
 #if defined(__x86_64__)
@@ -115,124 +116,9 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
-/* int4 against the byte planes of KAct (see kernels.h). Per 128 columns
- * and row: the 64 packed bytes give the even columns' nibbles (low) and the
- * odd ones' (high) as unsigned bytes; each int32 lane of vpdpbusd then covers
- * 8 consecutive columns, in the same group for every supported group size.
- * The three digit planes accumulate as ((S2 << 8) + S1 << 8) + S0 in int32:
- * a lane's digit sums are at most 8 * 15 * 128, so the total stays below
- * 2^30 and the + 8 correction below 2^29, and the lane's exact integer sum
- * is converted to float once, then scaled by its group's scale. */
-INLINE_AVX512 __m512 q4x24_chunk(const uint8_t *q, __mmask64 mk, const __m512i *pl, __m512i corr) {
-    const __m512i low = _mm512_set1_epi8(15);
-    __m512i v = _mm512_maskz_loadu_epi8(mk, q);
-    __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, pl[0]);
-    acc = _mm512_dpbusd_epi32(acc, wh, pl[1]);
-    acc = _mm512_slli_epi32(acc, 8);
-    acc = _mm512_dpbusd_epi32(acc, wl, pl[2]);
-    acc = _mm512_dpbusd_epi32(acc, wh, pl[3]);
-    acc = _mm512_slli_epi32(acc, 8);
-    acc = _mm512_dpbusd_epi32(acc, wl, pl[4]);
-    acc = _mm512_dpbusd_epi32(acc, wh, pl[5]);
-    return _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr));
-}
-
 #ifndef Q4_PREFETCH
-#define Q4_PREFETCH 1024 /* bytes ahead in each row's stream */
+#define Q4_PREFETCH 1024 /* bytes ahead in each panel's stream */
 #endif
-
-/* MODE 0: one scale per row (applied at the end); 1: groups of 8..64
- * columns, lane l takes the chunk's group 8l / G (vpermps); 2: groups of a
- * multiple of 128 columns, one scale per chunk. */
-INLINE_AVX512 void rows_q4_x24(const uint8_t *q4, const float *scales, int G, const KAct *x, int n, const int R,
-                                const int MODE, float *out) {
-    const int ng = n / G, h = n / 2, nc = (h + 63) / 64, gpc = MODE == 1 ? 128 / G : 0;
-    /* lane l -> group 8l / G (G a power of two: a shift, no division per call) */
-    const __m512i gidx = MODE == 1 ? _mm512_srl_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                      _mm_cvtsi32_si128(__builtin_ctz((unsigned)G) - 3))
-                                   : _mm512_setzero_si512();
-    __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
-    for (int c = 0; c < nc; c++) {
-        const int8_t *pc = x->planes + (size_t)c * KQ4_CHUNK_BYTES;
-        __m512i pl[6];
-        for (int i = 0; i < 6; i++) pl[i] = _mm512_load_si512(pc + 64 * i);
-        const __m512i corr = _mm512_load_si512(pc + 384);
-        const int left = h - 64 * c;
-        const __mmask64 mk = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
-        const uint8_t *qc = q4 + 64 * (size_t)c;
-        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        if (MODE == 1) {
-            int g0 = c * gpc;
-            __mmask16 ms = g0 + 16 <= ng ? (__mmask16)0xffff : (__mmask16)((1u << (ng - g0)) - 1);
-            for (int r = 0; r < R; r++) {
-                const float *sr = scales + (size_t)r * ng + g0;
-                /* the scale rows are short streams the hardware prefetcher misses */
-                if (g0 % 16 == 0) _mm_prefetch((const char *)sr + Q4_PREFETCH / 4, _MM_HINT_T0);
-                s[r] = _mm512_permutexvar_ps(gidx, _mm512_maskz_loadu_ps(ms, sr));
-            }
-        } else if (MODE == 2) {
-            int g = c * 128 / G;
-            for (int r = 0; r < R; r++) s[r] = _mm512_set1_ps(scales[(size_t)r * ng + g]);
-        }
-#define Q4X24_ROW(r, fr)                                                                   \
-        if (R > r) {                                                                       \
-            _mm_prefetch((const char *)(qc + (size_t)r * h) + Q4_PREFETCH, _MM_HINT_T0);   \
-            __m512 v = q4x24_chunk(qc + (size_t)r * h, mk, pl, corr);                      \
-            fr = MODE == 0 ? _mm512_add_ps(fr, v) : _mm512_fmadd_ps(v, s[r], fr);          \
-        }
-        Q4X24_ROW(0, f0)
-        Q4X24_ROW(1, f1)
-        Q4X24_ROW(2, f2)
-        Q4X24_ROW(3, f3)
-#undef Q4X24_ROW
-    }
-    __m512 f[4] = {f0, f1, f2, f3};
-    for (int r = 0; r < R; r++) out[r] = x->fscale * (MODE == 0 ? scales[r] : 1.0f) * _mm512_reduce_add_ps(f[r]);
-}
-
-/* One scale per row: the three planes' integer sums run over the whole row
- * in separate int32 lanes (a lane gains at most 8 * 15 * 128 per chunk, so
- * rows up to a million columns cannot overflow), and the exact total
- * 65536 S2 + 256 S1 + S0 - 8 sum(m) is formed in int64 and rounded once:
- * 10 vector operations per 128 weights. */
-INLINE_AVX512 void rows_q4_x24_row(const uint8_t *q4, const float *scales, const KAct *x, int n, const int R,
-                                    float *out) {
-    const int h = n / 2, nc = (h + 63) / 64;
-    const __m512i low = _mm512_set1_epi8(15);
-    __m512i acc[4][3];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
-    for (int c = 0; c < nc; c++) {
-        const int8_t *pc = x->planes + (size_t)c * KQ4_CHUNK_BYTES;
-        __m512i pl[6];
-        for (int i = 0; i < 6; i++) pl[i] = _mm512_load_si512(pc + 64 * i);
-        const int left = h - 64 * c;
-        const __mmask64 mk = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
-        for (int r = 0; r < R; r++) {
-            const uint8_t *q = q4 + (size_t)r * h + 64 * (size_t)c;
-            _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
-            __m512i v = _mm512_maskz_loadu_epi8(mk, q);
-            __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-            for (int j = 0; j < 3; j++)
-                acc[r][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][j], wl, pl[2 * j]), wh, pl[2 * j + 1]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        int64_t t = 65536 * (int64_t)_mm512_reduce_add_epi32(acc[r][0]) + 256 * (int64_t)_mm512_reduce_add_epi32(acc[r][1]) +
-                    (int64_t)_mm512_reduce_add_epi32(acc[r][2]) - 8 * x->msum;
-        out[r] = (float)((double)x->fscale * scales[r] * (double)t);
-    }
-}
-
-AVX512 static void rows_q4_x24_mode(const uint8_t *q4, const float *scales, int G, const KAct *x, int n, int R,
-                                    const int MODE, float *out) {
-    switch (R) {
-    case 4: rows_q4_x24(q4, scales, G, x, n, 4, MODE, out); break;
-    case 3: rows_q4_x24(q4, scales, G, x, n, 3, MODE, out); break;
-    case 2: rows_q4_x24(q4, scales, G, x, n, 2, MODE, out); break;
-    default: rows_q4_x24(q4, scales, G, x, n, 1, MODE, out); break;
-    }
-}
 
 /* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
 #define Q4X24_MAX 8355711.0f
@@ -245,8 +131,7 @@ INLINE_AVX512 void digits3(__m512i m, __m512i *d2, __m512i *d1, __m512i *d0) {
     *d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, *d1), 8);
 }
 
-AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale,
-                              int64_t *msum_out) {
+AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_stride, int32_t *corr8, float *fscale) {
     /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
      * fake quantization does); max_ps alone would drop a NaN */
     __m512 amax = _mm512_setzero_ps();
@@ -272,66 +157,35 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *na
     }
     *fscale = ldexpf(1.0f, e);
     const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-    const int nc = (n + 127) / 128;
-    int64_t msum = 0;
-    for (int c = 0; c < nc; c++) {
-        int8_t *pc = planes + (size_t)c * KQ4_CHUNK_BYTES;
-        int32_t *corr = (int32_t *)(pc + 384);
-        for (int s = 0; s < 4; s++) { /* 32 columns: 16 bytes of each plane */
-            int col = 128 * c + 32 * s, left = n - col;
-            __mmask16 ma = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-            __mmask16 mb = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-            __m512 xa = _mm512_maskz_loadu_ps(ma, x + col), xb = _mm512_maskz_loadu_ps(mb, x + col + 16);
-            __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(xa, inv)), b = _mm512_cvtps_epi32(_mm512_mul_ps(xb, inv));
-            __m512i half[2] = {_mm512_permutex2var_epi32(a, ev, b), _mm512_permutex2var_epi32(a, od, b)};
-            __m512i d2, d1, d0;
-            for (int o = 0; o < 2; o++) {
-                digits3(half[o], &d2, &d1, &d0);
-                _mm_store_si128((__m128i *)(pc + 64 * (0 + o) + 16 * s), _mm512_cvtepi32_epi8(d2));
-                _mm_store_si128((__m128i *)(pc + 64 * (2 + o) + 16 * s), _mm512_cvtepi32_epi8(d1));
-                _mm_store_si128((__m128i *)(pc + 64 * (4 + o) + 16 * s), _mm512_cvtepi32_epi8(d0));
-            }
-            /* column order, for the panels (the planes' strides are multiples
-             * of 64, so whole 32-column blocks fit) */
-            const __m512i off = _mm512_set1_epi32(1 << 23), byte = _mm512_set1_epi32(255);
-            for (int o = 0; o < 2 && col < n; o++) {
-                __m512i m = o ? b : a;
-                digits3(m, &d2, &d1, &d0);
-                size_t at = (size_t)col + 16 * o;
-                _mm_storeu_si128((__m128i *)(nat + at), _mm512_cvtepi32_epi8(d2));
-                _mm_storeu_si128((__m128i *)(nat + nat_stride + at), _mm512_cvtepi32_epi8(d1));
-                _mm_storeu_si128((__m128i *)(nat + 2 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(d0));
-                /* unsigned base-256 digits of m + 2^23 (in [0, 2^24) since
-                 * |m| < 2^23); padding columns give 2^23 and meet zero codes */
-                __m512i u = _mm512_add_epi32(m, off);
-                _mm_storeu_si128((__m128i *)(nat + 3 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
-                _mm_storeu_si128((__m128i *)(nat + 4 * (size_t)nat_stride + at),
-                                 _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
-                _mm_storeu_si128((__m128i *)(nat + 5 * (size_t)nat_stride + at), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
-            }
-            /* lane 4s + j covers bytes 4j..4j+3 of this block: 4 even and 4 odd
-             * columns, one 128-bit lane of the sum */
-            __m512i t = _mm512_add_epi32(half[0], half[1]);
-            t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_CDAB));
-            t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
-            t = _mm512_slli_epi32(_mm512_maskz_compress_epi32(0x1111, t), 3);
-            _mm_storeu_si128((__m128i *)(corr + 4 * s), _mm512_castsi512_si128(t));
-            msum += _mm512_reduce_add_epi32(_mm512_add_epi32(half[0], half[1]));
+    const __m512i off = _mm512_set1_epi32(1 << 23), byte = _mm512_set1_epi32(255);
+    int8_t *pl[6];
+    for (int j = 0; j < 6; j++) pl[j] = nat + (size_t)j * nat_stride;
+    for (int col = 0; col < n; col += 16) { /* the planes' strides are multiples of 64: whole blocks fit */
+        __mmask16 mk = n - col >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - col)) - 1);
+        __m512i m = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + col), inv)), d2, d1, d0;
+        digits3(m, &d2, &d1, &d0);
+        _mm_storeu_si128((__m128i *)(pl[0] + col), _mm512_cvtepi32_epi8(d2));
+        _mm_storeu_si128((__m128i *)(pl[1] + col), _mm512_cvtepi32_epi8(d1));
+        _mm_storeu_si128((__m128i *)(pl[2] + col), _mm512_cvtepi32_epi8(d0));
+        /* unsigned base-256 digits of m + 2^23 (in [0, 2^24) since |m| < 2^23);
+         * padding columns give 2^23 and meet no weights */
+        __m512i u = _mm512_add_epi32(m, off);
+        _mm_storeu_si128((__m128i *)(pl[3] + col), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
+        _mm_storeu_si128((__m128i *)(pl[4] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
+        _mm_storeu_si128((__m128i *)(pl[5] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
+        /* 8 * the sum of m over each 8 columns (|.| < 2^29): undoes the int4
+         * nibbles' + 8 */
+        int32_t t[16];
+        _mm512_storeu_si512(t, m);
+        for (int h = 0; h < 2 && col + 8 * h < n; h++) {
+            int32_t s8 = 0;
+            for (int i = 0; i < 8; i++) s8 += t[8 * h + i];
+            corr8[col / 8 + h] = 8 * s8;
         }
     }
-    *msum_out = msum;
     return true;
 }
 
-/* int4 panels: 16 rows per int32 lane set, so a group's sums need no
- * horizontal work. Per line (8 columns, 128 weights): the nibbles split
- * into two byte vectors, and each of the three digit planes takes two
- * vpdpbusd against 4 broadcast activation digits, into three accumulators
- * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
- * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
- * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
 /* y rows of NP panels from p: fscale * f (rows past n not stored). */
 INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, float fscale, float *y) {
     for (int i = 0; i < NP; i++) {
@@ -368,10 +222,7 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int N
                 for (int j = 0; j < 3; j++)
                     acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
             }
-            /* 8 * sum(m) of these 8 columns: lane l % 16 of chunk l / 16's correction */
-            int32_t cl;
-            memcpy(&cl, x->planes + (size_t)(l / 16) * KQ4_CHUNK_BYTES + 384 + 4 * (l % 16), 4);
-            corr += cl;
+            corr += x->corr8[l];
         }
         const __m512 vc = _mm512_set1_ps((float)corr);
         for (int i = 0; i < NP; i++) {
@@ -456,30 +307,13 @@ AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group,
     }
 }
 
-AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows,
+AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                                 float *out) {
-    int ng = n / group;
-    if (x->planes) {
-        if (ng == 1 && n < (1 << 20)) {
-            switch (nrows) {
-            case 4: rows_q4_x24_row(q4, scales, x, n, 4, out); break;
-            case 3: rows_q4_x24_row(q4, scales, x, n, 3, out); break;
-            case 2: rows_q4_x24_row(q4, scales, x, n, 2, out); break;
-            default: rows_q4_x24_row(q4, scales, x, n, 1, out); break;
-            }
-            return;
-        }
-        if (ng == 1) return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 0, out);
-        if (group < 128 && 128 % group == 0 && group % 8 == 0)
-            return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 1, out);
-        if (group % 128 == 0) return rows_q4_x24_mode(q4, scales, group, x, n, nrows, 2, out);
-    }
-    const float *xs = x->x_split;
     switch (nrows) {
-    case 4: rows_q4(q4, scales, group, xs, n, 4, out); break;
-    case 3: rows_q4(q4, scales, group, xs, n, 3, out); break;
-    case 2: rows_q4(q4, scales, group, xs, n, 2, out); break;
-    default: rows_q4(q4, scales, group, xs, n, 1, out); break;
+    case 4: rows_q4(q4, scales, group, x_split, n, 4, out); break;
+    case 3: rows_q4(q4, scales, group, x_split, n, 3, out); break;
+    case 2: rows_q4(q4, scales, group, x_split, n, 2, out); break;
+    default: rows_q4(q4, scales, group, x_split, n, 1, out); break;
     }
 }
 

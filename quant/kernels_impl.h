@@ -10,12 +10,11 @@ void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, const 
                        float *out);
 void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
-void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const KAct *x, int n, int nrows,
+void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                          float *out);
-/* The byte planes of KAct for x [n] into planes (ceil(n/128) chunks), with
- * fscale and the sum of m; false (nothing usable) when x is not finite or
- * too small to scale. */
-bool kact_planes_avx512(const float *x, int n, int8_t *planes, int8_t *nat, int nat_stride, float *fscale, int64_t *msum);
+/* The digit planes and corr8 of KAct for x [n], and fscale; false (nothing
+ * usable) when x is not finite or too small to scale. */
+bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_stride, int32_t *corr8, float *fscale);
 /* int4 panels [p0, p0+np) against one prepared activation row: y[r] for the
  * panels' rows (rows past w->rows not stored). */
 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
