@@ -57,6 +57,40 @@ void colsum_add(float *acc, const float *src, const float *mul, size_t R, size_t
     }
 }
 
+/* This thread's contiguous share of [0,n), so each runs a whole vector kernel. */
+static void thread_range(size_t n, size_t *lo, size_t *hi) {
+    size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+    *lo = n * id / nt;
+    *hi = n * (id + 1) / nt;
+}
+
+enum { BC_ADD, BC_MUL, BC_MUL_ACC };
+
+QAT_CLONES static void bcast_kernel(float *y, const float *x, const float *b, size_t n, int op) {
+    if (op == BC_ADD)
+        for (size_t k = 0; k < n; k++) y[k] = x[k] + b[k];
+    else if (op == BC_MUL)
+        for (size_t k = 0; k < n; k++) y[k] = x[k] * b[k];
+    else
+        for (size_t k = 0; k < n; k++) y[k] += x[k] * b[k];
+}
+
+/* y[i] = x[i] + b[i % inner], x[i] * b[i % inner], or y[i] += x[i] * b[i % inner]
+ * over N elements, walked in row segments: a 64-bit modulo per element cost
+ * several times the memory traffic of the residual adds. */
+static void bcast_apply(float *y, const float *x, const float *b, size_t N, size_t inner, int op) {
+#pragma omp parallel if (N > PAR_MIN)
+    {
+        size_t lo, hi;
+        thread_range(N, &lo, &hi);
+        for (size_t i = lo; i < hi;) {
+            size_t j = i % inner, len = inner - j < hi - i ? inner - j : hi - i;
+            bcast_kernel(y + i, x + i, b + j, len, op);
+            i += len;
+        }
+    }
+}
+
 static void add_backward(Node *n) {
     Tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     size_t N = y->numel, inner = b->numel;
@@ -90,8 +124,7 @@ Tensor *op_add(Tape *t, Tensor *a, Tensor *b) {
     size_t N = a->numel;
     const float *pa = a->data, *pb = b->data;
     float *py = y->data;
-#pragma omp parallel for schedule(static) if (N > PAR_MIN)
-    for (size_t i = 0; i < N; i++) py[i] = pa[i] + pb[i % inner];
+    bcast_apply(py, pa, pb, N, inner, BC_ADD);
     Node *n = tape_record(t, "add", add_backward, y, 2, (Tensor *[]){a, b});
     if (n) n->overwrite = true;
     return y;
@@ -101,10 +134,7 @@ static void mul_backward(Node *n) {
     Tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     size_t N = y->numel, inner = b->numel;
     if (a->requires_grad) {
-        float *ga = a->grad;
-        const float *gy = y->grad, *pb = b->data;
-#pragma omp parallel for schedule(static) if (N > PAR_MIN)
-        for (size_t i = 0; i < N; i++) ga[i] += gy[i] * pb[i % inner];
+        bcast_apply(a->grad, y->grad, b->data, N, inner, BC_MUL_ACC);
     }
     if (b->requires_grad) colsum_add(b->grad, y->grad, a->data, N / inner, inner);
 }
@@ -115,8 +145,7 @@ Tensor *op_mul(Tape *t, Tensor *a, Tensor *b) {
     size_t N = a->numel;
     const float *pa = a->data, *pb = b->data;
     float *py = y->data;
-#pragma omp parallel for schedule(static) if (N > PAR_MIN)
-    for (size_t i = 0; i < N; i++) py[i] = pa[i] * pb[i % inner];
+    bcast_apply(py, pa, pb, N, inner, BC_MUL);
     tape_record(t, "mul", mul_backward, y, 2, (Tensor *[]){a, b});
     return y;
 }
@@ -161,12 +190,6 @@ QAT_CLONES static void gelu_bwd_kernel(float *gx, const float *x, const float *g
         for (size_t i = 0; i < n; i++) gx[i] += gelu_grad(x[i]) * gy[i];
 }
 
-/* This thread's contiguous share of [0,n), so each runs a whole vector kernel. */
-static void thread_range(size_t n, size_t *lo, size_t *hi) {
-    size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
-    *lo = n * id / nt;
-    *hi = n * (id + 1) / nt;
-}
 
 static void gelu_backward(Node *n) {
     Tensor *x = n->in[0], *y = n->out;
