@@ -148,10 +148,12 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
 
 /* ---- matrix products, OpenMP over output rows ---- */
 /* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8, or activations of up to
- * 2^18 floats (1 MiB, so they stay in L2), run the row primitives (weights
- * streamed once, dequantized in registers, every activation row passing each
- * 4 weight rows); larger inputs dequantize blocks of 64 rows into a
- * per-thread tile and multiply them with sgemm. */
+ * 2^18 floats (1 MiB, so they stay in L2), stream the weights once: on
+ * AVX-512 through the 16-row panels against each row's KAct planes (int8
+ * and int4 with groups of a multiple of 8, finite x), otherwise through the
+ * row primitives (dequantized in registers), every activation row passing
+ * each block of weight rows; larger inputs dequantize blocks of 64 rows into
+ * a per-thread tile and multiply them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
  * (dynamic per token), or with w->act_scale when that is set, products
