@@ -245,6 +245,12 @@ void qmatrix_free(QMatrix *m) {
  * (M = 16..256, K = 512..4096: 160-220 against 26-130 GFLOP/s). */
 #define QROWS_MAX_ACT (1 << 18)
 
+/* Whether products with w take the AVX-512 panels (int8: a lane's digit
+ * sums reach 127 * 255 * group, so groups up to 65536). */
+static bool qgemm_panels(const QMatrix *w) {
+    return kernel_path() == KERN_AVX512 && (w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536);
+}
+
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
 static void team_range(int n, int *lo, int *hi) {
     int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -261,8 +267,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
     KrowQ8 f8 = krow_q8_fn();
     KrowQ4 f4 = krow_q4_fn();
 #if defined(__x86_64__)
-    /* (int8: a lane's digit sums reach 127 * 255 * group, so groups up to 65536) */
-    bool panels = (w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536) && kernel_path() == KERN_AVX512;
+    bool panels = qgemm_panels(w);
     for (int m = 0; m < M && panels; m++) panels = act[m].nat != NULL;
     if (panels) { /* 16-row panels: each thread its share of them */
         int P = (N + QPANEL - 1) / QPANEL, p0, p1;
@@ -305,17 +310,28 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
 
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols;
-    if (M < 8 || (size_t)M * K <= QROWS_MAX_ACT) {
-        /* few activation rows: stream the weights once, dequantized in registers */
-        KAct *act = xmalloc((size_t)(M ? M : 1) * sizeof(KAct));
+    /* for K >= 1024 the AVX-512 panels beat dequantized tiles through sgemm
+     * at any M (M = 128..1024: int4 240-330 GFLOP/s, int8 170-190, tiles
+     * 100-150; at K = 512 the tiles were as fast), so large inputs go through
+     * them in blocks of rows whose activations fit L2 (the weights are
+     * streamed once per block) */
+    bool panels = qgemm_panels(w) && K >= 1024;
+    if (M < 8 || (size_t)M * K <= QROWS_MAX_ACT || panels) {
+        int mb = (size_t)M * K <= QROWS_MAX_ACT ? M : (int)(QROWS_MAX_ACT / (size_t)K);
+        if (mb < 8) mb = 8;
+        if (mb > M) mb = M;
+        KAct *act = xmalloc((size_t)(mb ? mb : 1) * sizeof(KAct));
         char *abuf = NULL;
-        if (kact_needed(w)) {
-            size_t ab = kact_bytes(K);
-            abuf = xmalloc((size_t)M * ab);
-            for (int m = 0; m < M; m++) kact_prepare(x + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
-        }
+        size_t ab = kact_bytes(K);
+        if (kact_needed(w)) abuf = xmalloc((size_t)mb * ab);
+        for (int m0 = 0; m0 < M; m0 += mb) {
+            int mr = M - m0 < mb ? M - m0 : mb;
+            const float *xb = x + (size_t)m0 * K;
+            if (abuf)
+                for (int m = 0; m < mr; m++) kact_prepare(xb + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
 #pragma omp parallel
-        qgemm_rows_team(w, x, act, M, NULL, NULL, y);
+            qgemm_rows_team(w, xb, act, mr, NULL, NULL, y + (size_t)m0 * N);
+        }
         free(abuf);
         free(act);
         return;

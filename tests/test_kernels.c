@@ -113,9 +113,10 @@ Test(kernels, w8a8_paths_equal_scalar_exactly) {
 
 /* Weight-only and W8A8 products against a float computation from the same codes. */
 Test(kernels, qgemm_matches_dequantized_reference) {
-    /* 5 and 20 activation rows go through the row primitives (or int4
+    /* 5 and 20 activation rows go through the row primitives (or the
      * panels), MT = 2752 rows (activations past 2^18 floats) through the
-     * dequantized tiles; every 43rd of those is checked */
+     * dequantized tiles (scalar, AVX2) or the panels in two blocks of rows
+     * (AVX-512); every 43rd of those is checked */
     int N = 37, K = 96, M = 20, MT = 2752;
     Rng r;
     rng_seed(&r, 2);
@@ -236,6 +237,29 @@ Test(kernels, panels_and_team_product) {
             for (int n = 0; n < N; n++) cr_assert(!isfinite(y[n]), "int%d g%d: Inf in x gave y[%d] = %g", bits, G, n, y[n]);
             qmatrix_free(&q);
         }
+        kernel_force(old);
+    }
+    if (kernel_supported(KERN_AVX512)) {
+        /* past 2^18 activation floats with K >= 1024 the panels run in blocks
+         * of rows: each row's outputs equal its own one-row product exactly */
+        KernelPath old = kernel_force(KERN_AVX512);
+        enum { KB = 1024, MB = 264 };
+        float *wb = malloc(sizeof(float) * N * KB), *xbig = malloc(sizeof(float) * MB * KB), *yb = malloc(sizeof(float) * MB * N);
+        for (int i = 0; i < N * KB; i++) wb[i] = 0.1f * rng_normal(&r);
+        for (int i = 0; i < MB * KB; i++) xbig[i] = rng_normal(&r);
+        for (int bits = 4; bits <= 8; bits += 4) {
+            QMatrix q;
+            qmatrix_from_float(&q, wb, N, KB, bits, bits == 4 ? 32 : KB, NULL);
+            qgemm_f32(&q, xbig, MB, yb);
+            for (int m = 0; m < MB; m += 37) {
+                float y1[N];
+                qgemm_f32(&q, xbig + (size_t)m * KB, 1, y1);
+                for (int n = 0; n < N; n++)
+                    cr_assert_eq(yb[m * N + n], y1[n], "int%d blocked row %d out %d: %.9g vs %.9g", bits, m, n, yb[m * N + n], y1[n]);
+            }
+            qmatrix_free(&q);
+        }
+        free(wb), free(xbig), free(yb);
         kernel_force(old);
     }
     static const int schemes[][2] = {{4, 32}, {4, K}, {8, K}, {8, 32}, {-8, K}}; /* -8: W8A8 */
