@@ -161,8 +161,10 @@ void infer_load(InferModel *m, const char *path) {
         snprintf(name, sizeof name, "quant/%s/scales", q->name);
         o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));
         h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, o->scales);
-        if (bits <= 4) qmatrix_pack_q4(o);
-        else if (cols % 4 == 0 && group % 4 == 0) qmatrix_pack_w8a8(o);
+        if (kernel_supported(KERN_AVX512)) { /* the panels of the AVX-512 weight-only products */
+            if (bits <= 4) qmatrix_pack_q4(o);
+            else if (cols % 4 == 0 && group % 4 == 0) qmatrix_pack_w8a8(o);
+        }
         if (n_float) {
             int32_t *fc = xmalloc((size_t)n_float * sizeof(int32_t));
             float *fw = xmalloc((size_t)rows * n_float * sizeof(float)), *wfull = xcalloc((size_t)rows * cols, sizeof(float));

@@ -128,7 +128,8 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
     if (bits > 4) {
         m->q8 = xmalloc(n);
         for (size_t i = 0; i < n; i++) m->q8[i] = (int8_t)quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax);
-        if (cols % 4 == 0 && group % 4 == 0) qmatrix_pack_w8a8(m);
+        /* the panels serve the AVX-512 weight-only products (and W8A8) */
+        if (cols % 4 == 0 && group % 4 == 0 && kernel_supported(KERN_AVX512)) qmatrix_pack_w8a8(m);
     } else {
         m->q4 = xmalloc(n / 2);
         for (size_t i = 0; i < n; i += 2) {
@@ -136,7 +137,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
             int hi = quant_code(w[i + 1], m->scales[(i + 1) / group], 0.0f, qmin, qmax) + 8;
             m->q4[i / 2] = (uint8_t)(lo | hi << 4);
         }
-        qmatrix_pack_q4(m);
+        if (kernel_supported(KERN_AVX512)) qmatrix_pack_q4(m);
     }
 }
 
@@ -195,8 +196,8 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
             if (m->bits > 4) m->q8[i] = 0;
             else m->q4[i / 2] = (uint8_t)(i % 2 ? (m->q4[i / 2] & 15) | 8 << 4 : (m->q4[i / 2] & 0xF0) | 8);
         }
-    if (m->bits <= 4) qmatrix_pack_q4(m);
-    else if (m->p8) qmatrix_pack_w8a8(m);
+    if (m->p4) qmatrix_pack_q4(m);
+    if (m->p8) qmatrix_pack_w8a8(m);
 }
 
 size_t qmatrix_bytes(const QMatrix *m) {

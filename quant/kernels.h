@@ -76,11 +76,13 @@ KernelPath kernel_force(KernelPath p);
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
- * the activations' unsigned digit planes. qmatrix_from_float and
- * qmatrix_set_float_cols call it when the shape allows. */
+ * the activations' unsigned digit planes. qmatrix_from_float calls it on
+ * CPUs with AVX-512 when the shape allows, and qmatrix_set_float_cols
+ * rebuilds existing panels. */
 void qmatrix_pack_w8a8(QMatrix *m);
 /* Adds (or rebuilds) the int4 panels (bits <= 4, group a multiple of 8;
- * otherwise nothing). qmatrix_from_float and qmatrix_set_float_cols call it. */
+ * otherwise nothing). qmatrix_from_float calls it on CPUs with AVX-512, and
+ * qmatrix_set_float_cols rebuilds existing panels. */
 void qmatrix_pack_q4(QMatrix *m);
 /* Makes columns cols[0..n) of m float (outlier split): their codes become 0
  * and w's values there are kept as float_w. w is the float [rows, cols]
