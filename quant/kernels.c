@@ -87,7 +87,6 @@ size_t kact_bytes(int n) {
 void kact_prepare(const float *x, int n, void *buf, KAct *a) {
     /* 64-byte aligned, so that the planes start on cache lines */
     char *p = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
-    a->n = n;
     a->x_split = (float *)p;
     kx_split(x, n, a->x_split);
     a->nat = NULL;

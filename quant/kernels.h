@@ -121,7 +121,6 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  *   8l..8l+7, which undoes the nibbles' + 8. NULL when x is not finite: the
  *   products then take the float row primitives. */
 typedef struct KAct {
-    int n;
     float *x_split;
     int8_t *nat;
     int nat_stride;

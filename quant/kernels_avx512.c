@@ -121,7 +121,7 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
 #endif
 
 /* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
-#define Q4X24_MAX 8355711.0f
+#define KACT_M_MAX 8355711.0f
 
 /* The three signed byte digits of m (m = d0 + 256 d1 + 65536 d2). */
 INLINE_AVX512 void digits3(__m512i m, __m512i *d2, __m512i *d1, __m512i *d0) {
@@ -153,7 +153,7 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_strid
         int k2;
         float fr = frexpf(mx, &k2); /* mx = fr * 2^k2, fr in [0.5, 1) */
         e = k2 - 23;
-        if (fr * 8388608.0f > Q4X24_MAX) e++;
+        if (fr * 8388608.0f > KACT_M_MAX) e++;
     }
     *fscale = ldexpf(1.0f, e);
     const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
