@@ -74,6 +74,8 @@ typedef struct TapeProfile {
 
 typedef struct Tape {
     Arena arena;
+    float *ws;         /* the matrix products' packing workspace (tape_workspace) */
+    size_t ws_floats;
     Node *nodes;
     int n, cap;
     bool grad_enabled;

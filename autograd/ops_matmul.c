@@ -1,5 +1,6 @@
 /* ops_matmul.c: matmul / batched matmul on strided views, and the fused
- * linear layer op (x @ w^T + b), all on cblas_sgemm. */
+ * linear layer op (x @ w^T + b), on gemm_run (batches of products inside a
+ * parallel loop: OpenBLAS, one thread each). */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -22,10 +23,16 @@ static Mat mat_t(Mat m) {
     return r;
 }
 
-/* C (+)= A @ B; C may itself be stored transposed, then C^T = B^T A^T. */
-static void gemm(Mat c, Mat a, Mat b, float beta) {
+/* C (+)= A @ B; C may itself be stored transposed, then C^T = B^T A^T.
+ * With a tape, on gemm_run and the tape's workspace; without, OpenBLAS. */
+static void gemm(Tape *t, Mat c, Mat a, Mat b, float beta) {
     if (c.trans) {
-        gemm(mat_t(c), mat_t(b), mat_t(a), beta);
+        gemm(t, mat_t(c), mat_t(b), mat_t(a), beta);
+        return;
+    }
+    if (t) {
+        tape_gemm(t, &(Gemm){.ta = a.trans, .tb = b.trans, .M = c.rows, .N = c.cols, .K = a.cols, .alpha = 1.0f,
+                             .beta = beta, .A = a.p, .lda = a.ld, .B = b.p, .ldb = b.ld, .C = c.p, .ldc = c.ld});
         return;
     }
     cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans, c.rows, c.cols,
@@ -71,9 +78,9 @@ static void matmul_check(const Tensor *a, const Tensor *b) {
 
 /* out[bi] (+)= A[bi] @ B[bi] over the batch; parallel over the batch with
  * single-threaded sgemm inside (OpenBLAS runs serially inside our regions). */
-static void batched(Mat c0, size_t cs, Mat a0, size_t as, Mat b0, size_t bs, int nb, float beta) {
+static void batched(Tape *t, Mat c0, size_t cs, Mat a0, size_t as, Mat b0, size_t bs, int nb, float beta) {
     if (nb == 1) {
-        gemm(c0, a0, b0, beta);
+        gemm(t, c0, a0, b0, beta);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -82,7 +89,7 @@ static void batched(Mat c0, size_t cs, Mat a0, size_t as, Mat b0, size_t bs, int
         c.p += (size_t)i * cs;
         a.p += (size_t)i * as;
         b.p += (size_t)i * bs;
-        gemm(c, a, b, beta);
+        gemm(NULL, c, a, b, beta);
     }
 }
 
@@ -97,13 +104,13 @@ static void matmul_backward(Node *n) {
         Mat da = mat_of(a, a->grad, "matmul", "a");
         Mat bt = mat_t(mat_of(b, b->data, "matmul", "b"));
         if (a->ndim == 3 || nb == 1)
-            batched(da, bstride_of(a), dc, cs, bt, bstride_of(b), nb, beta);
+            batched(n->tape, da, bstride_of(a), dc, cs, bt, bstride_of(b), nb, beta);
         else
             for (int i = 0; i < nb; i++) {
                 Mat dci = dc, bti = bt;
                 dci.p += (size_t)i * cs;
                 bti.p += (size_t)i * bstride_of(b);
-                gemm(da, dci, bti, i ? 1.0f : beta);
+                gemm(n->tape, da, dci, bti, i ? 1.0f : beta);
             }
     }
     if (b->requires_grad) { /* dB = A^T @ dC */
@@ -111,13 +118,13 @@ static void matmul_backward(Node *n) {
         Mat db = mat_of(b, b->grad, "matmul", "b");
         Mat at = mat_t(mat_of(a, a->data, "matmul", "a"));
         if (b->ndim == 3 || nb == 1)
-            batched(db, bstride_of(b), at, bstride_of(a), dc, cs, nb, beta);
+            batched(n->tape, db, bstride_of(b), at, bstride_of(a), dc, cs, nb, beta);
         else
             for (int i = 0; i < nb; i++) {
                 Mat dci = dc, ati = at;
                 dci.p += (size_t)i * cs;
                 ati.p += (size_t)i * bstride_of(a);
-                gemm(db, ati, dci, i ? 1.0f : beta);
+                gemm(n->tape, db, ati, dci, i ? 1.0f : beta);
             }
     }
 }
@@ -129,7 +136,7 @@ Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b) {
     Tensor *c = nb > 1 || a->ndim == 3 || b->ndim == 3 ? tensor_new(t, 3, (int[]){nb, M, N})
                                                       : tensor_new(t, 2, (int[]){M, N});
     Mat ma = mat_of(a, a->data, "matmul", "a"), mb = mat_of(b, b->data, "matmul", "b");
-    batched(mat_of(c, c->data, "matmul", "out"), c->ndim == 3 ? (size_t)c->stride[0] : 0, ma, bstride_of(a), mb,
+    batched(t, mat_of(c, c->data, "matmul", "out"), c->ndim == 3 ? (size_t)c->stride[0] : 0, ma, bstride_of(a), mb,
             bstride_of(b), nb, 0.0f);
     Node *n = tape_record(t, "matmul", matmul_backward, c, 2, (Tensor *[]){a, b});
     if (n) n->overwrite = true;
@@ -143,11 +150,12 @@ static void linear_backward(Node *n) {
     int N = w->shape[0], K = w->shape[1];
     int R = (int)(x->numel / (size_t)K);
     if (x->requires_grad) /* dx [R,K] (+)= dy [R,N] @ w [N,K] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, N, 1.0f, y->grad, N, w->data, K,
-                    grad_take_fresh(x) ? 0.0f : 1.0f, x->grad, K);
+        tape_gemm(n->tape, &(Gemm){.M = R, .N = K, .K = N, .alpha = 1.0f, .beta = grad_take_fresh(x) ? 0.0f : 1.0f,
+                                   .A = y->grad, .lda = N, .B = w->data, .ldb = K, .C = x->grad, .ldc = K});
     if (w->requires_grad) /* dw [N,K] (+)= dy^T [N,R] @ x [R,K] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, R, 1.0f, y->grad, N, x->data, K,
-                    grad_take_fresh(w) ? 0.0f : 1.0f, w->grad, K);
+        tape_gemm(n->tape, &(Gemm){.ta = true, .M = N, .N = K, .K = R, .alpha = 1.0f,
+                                   .beta = grad_take_fresh(w) ? 0.0f : 1.0f, .A = y->grad, .lda = N, .B = x->data,
+                                   .ldb = K, .C = w->grad, .ldc = K});
     if (bias && bias->requires_grad) {
         if (grad_take_fresh(bias)) par_zero(bias->grad, bias->numel);
         colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
@@ -172,13 +180,8 @@ Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {
     shape[x->ndim - 1] = N;
     Tensor *y = tensor_new(t, x->ndim, shape);
     int R = (int)(x->numel / (size_t)K);
-    float beta = 0.0f;
-    if (bias) {
-#pragma omp parallel for schedule(static) if ((size_t)R * N > 65536)
-        for (int r = 0; r < R; r++) memcpy(y->data + (size_t)r * N, bias->data, (size_t)N * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, N, K, 1.0f, x->data, K, w->data, K, beta, y->data, N);
+    tape_gemm(t, &(Gemm){.tb = true, .M = R, .N = N, .K = K, .alpha = 1.0f, .A = x->data, .lda = K, .B = w->data,
+                         .ldb = K, .C = y->data, .ldc = N, .bias = bias ? bias->data : NULL});
     Node *n = tape_record(t, "linear", linear_backward, y, 3, (Tensor *[]){x, w, bias});
     if (n) n->overwrite = true;
     return y;

@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "autograd.h"
+#include "internal.h"
 
 void tape_init(Tape *t, size_t arena_bytes) {
     memset(t, 0, sizeof *t);
@@ -40,7 +41,24 @@ void tape_profile_print(const Tape *t, FILE *f, double steps) {
     fprintf(f, "%-14s %21.2f\n", "total", 1e3 * total / steps);
 }
 
+float *tape_workspace(Tape *t, size_t n) {
+    if (n > t->ws_floats) {
+        free(t->ws);
+        size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+        t->ws = aligned_alloc(64, bytes);
+        if (!t->ws) qat_fail("out of memory (%zu bytes for the matrix product workspace)", bytes);
+        t->ws_floats = n;
+    }
+    return t->ws;
+}
+
+void tape_gemm(Tape *t, const Gemm *g) {
+    size_t n = gemm_ws_floats(g);
+    gemm_run(g, n ? tape_workspace(t, n) : NULL);
+}
+
 void tape_free(Tape *t) {
+    free(t->ws);
     free(t->prof);
     arena_free(&t->arena);
     free(t->nodes);

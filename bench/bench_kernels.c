@@ -9,9 +9,10 @@
  *     M = 32..1024, K, N = 512..4096: GFLOP/s of sgemm, weight-only int8 and
  *     int4 (g32) and W8A8 (per-channel, activation quantization included).
  *   bench_kernels train-gemm [--repeats 5]
- *     the linear layers' sgemm products of one training step of the
- *     reference model (configs/tiny-shakespeare.yaml), forward and backward:
- *     the tokens/s ceiling of any trainer on this BLAS.
+ *     the linear layers' products of one training step of the reference
+ *     model (configs/tiny-shakespeare.yaml), forward and backward, on
+ *     OpenBLAS and on qat's own blocked kernel (autograd/gemm.c) side by
+ *     side: the tokens/s ceiling of any trainer on each.
  *
  * Threads: OMP_NUM_THREADS (2 on the reference machine). Figures are medians;
  * the last line is JSON. */
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/gemm.h"
 #include "quant/kernels.h"
 #include "util/util.h"
 
@@ -211,46 +213,70 @@ static void bench_gemm(int repeats) {
 }
 
 /* The linear layers' products of one training step of a GPT (forward
- * x W^T, backward dY W and dY^T X), timed on OpenBLAS at the threads in use:
- * the step's time if nothing but these products ran, so the most tokens/s
- * any implementation on this BLAS can reach. */
+ * x W^T + b, backward dY W and dY^T X), timed on OpenBLAS and on qat's
+ * blocked kernel (autograd/gemm.c) in alternating rounds, at the threads in
+ * use: the step's time if nothing but these products ran, so the most
+ * tokens/s any trainer on either can reach. */
+static double time_gemm(const Gemm *g, float *ws, bool kernel) {
+    gemm_use_kernel(kernel);
+    int calls = 0;
+    double t0 = now_seconds(), el;
+    do {
+        gemm_run(g, ws);
+        calls++;
+        el = now_seconds() - t0;
+    } while (el < 0.02);
+    gemm_use_kernel(true);
+    return el / calls;
+}
+
 static void bench_train_gemm(int repeats, int L, int C, int V, int BT) {
     int shapes[5][2] = {{3 * C, C}, {C, C}, {4 * C, C}, {C, 4 * C}, {V, C}}; /* {out, in}: qkv, proj, fc, fc_proj, head */
-    double total = 0, flops = 0;
-    printf("training-step products on OpenBLAS sgemm: %d layers, width %d, vocab %d, %d tokens per step, %d threads\n", L,
-           C, V, BT, omp_get_max_threads());
-    printf("%6s %6s | %8s %8s %8s | %9s\n", "out", "in", "fwd", "dX", "dW", "ms/step");
+    double total[2] = {0, 0}, flops = 0;
+    bool have = gemm_kernel_available();
+    printf("training-step products: %d layers, width %d, vocab %d, %d tokens per step, %d threads\n", L, C, V, BT,
+           omp_get_max_threads());
+    printf("GFLOP/s, OpenBLAS | qat kernel%s\n", have ? "" : " (not available on this CPU: OpenBLAS again)");
+    printf("%6s %6s | %13s %13s %13s | %17s\n", "out", "in", "fwd", "dX", "dW", "ms/step");
     for (int s = 0; s < 5; s++) {
         int N = shapes[s][0], K = shapes[s][1], times = s < 4 ? L : 1;
         float *x = random_floats((size_t)BT * K, 5, 1.0f), *w = random_floats((size_t)N * K, 6, 0.02f);
+        float *bias = random_floats((size_t)N, 8, 0.02f);
         float *dy = random_floats((size_t)BT * N, 7, 1.0f), *o = xmalloc((size_t)BT * (N > K ? N : K) * sizeof(float));
-        float *dw = xmalloc((size_t)N * K * sizeof(float));
-        Ctx f = {.M = BT, .N = N, .K = K, .x = x, .w = w, .y = o};
-        double tf = time_median(run_sgemm, &f, repeats), tx = 0, tw = 0;
-        /* dX [BT,K] = dY [BT,N] W [N,K]; dW [N,K] += dY^T X */
-        double t[64];
-        for (int r = 0; r < repeats && r < 64; r++) {
-            double t0 = now_seconds();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, K, N, 1.0f, dy, N, w, K, 0.0f, o, K);
-            t[r] = now_seconds() - t0;
+        float *dw = random_floats((size_t)N * K, 9, 0.02f);
+        Gemm g[3] = {
+            {.tb = true, .M = BT, .N = N, .K = K, .alpha = 1, .A = x, .lda = K, .B = w, .ldb = K, .C = o, .ldc = N, .bias = bias},
+            {.M = BT, .N = K, .K = N, .alpha = 1, .A = dy, .lda = N, .B = w, .ldb = K, .C = o, .ldc = K},
+            {.ta = true, .M = N, .N = K, .K = BT, .alpha = 1, .beta = 1, .A = dy, .lda = N, .B = x, .ldb = K, .C = dw, .ldc = K}};
+        printf("%6d %6d |", N, K);
+        double fl = 2.0 * BT * N * K, ms[2] = {0, 0};
+        for (int j = 0; j < 3; j++) {
+            size_t nws = gemm_ws_floats(&g[j]);
+            float *ws = nws ? aligned_alloc(64, (nws * sizeof(float) + 63) / 64 * 64) : NULL;
+            double t[2][64];
+            int reps = repeats < 64 ? repeats : 64;
+            time_gemm(&g[j], ws, false), time_gemm(&g[j], ws, have); /* warm up */
+            for (int r = 0; r < reps; r++) {
+                t[0][r] = time_gemm(&g[j], ws, false);
+                t[1][r] = time_gemm(&g[j], ws, have);
+            }
+            double tb = median(t[0], reps), tk = median(t[1], reps);
+            printf(" %6.0f %6.0f", fl / tb / 1e9, fl / tk / 1e9);
+            ms[0] += tb * 1e3 * times, ms[1] += tk * 1e3 * times;
+            free(ws);
         }
-        tx = median(t, repeats < 64 ? repeats : 64);
-        for (int r = 0; r < repeats && r < 64; r++) {
-            double t0 = now_seconds();
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, BT, 1.0f, dy, N, x, K, 1.0f, dw, K);
-            t[r] = now_seconds() - t0;
-        }
-        tw = median(t, repeats < 64 ? repeats : 64);
-        double fl = 2.0 * BT * N * K;
-        printf("%6d %6d | %8.0f %8.0f %8.0f | %9.2f  (x%d)\n", N, K, fl / tf / 1e9, fl / tx / 1e9, fl / tw / 1e9,
-               (tf + tx + tw) * 1e3 * times, times);
-        total += (tf + tx + tw) * times, flops += 3 * fl * times;
-        free(x), free(w), free(dy), free(o), free(dw);
+        printf(" | %8.2f %8.2f  (x%d)\n", ms[0], ms[1], times);
+        total[0] += ms[0], total[1] += ms[1], flops += 3 * fl * times;
+        free(x), free(w), free(bias), free(dy), free(o), free(dw);
     }
-    printf("products alone: %.1f ms per step at %.0f GFLOP/s = at most %.0f tokens/s\n", total * 1e3, flops / total / 1e9,
-           BT / total);
-    printf("{\"bench\":\"train_gemm\",\"threads\":%d,\"ms_per_step\":%.2f,\"gflops\":%.1f,\"max_tokens_per_s\":%.0f}\n",
-           omp_get_max_threads(), total * 1e3, flops / total / 1e9, BT / total);
+    printf("products alone: OpenBLAS %.1f ms per step at %.0f GFLOP/s (at most %.0f tokens/s), "
+           "qat kernel %.1f ms at %.0f GFLOP/s (at most %.0f tokens/s): %.2fx\n",
+           total[0], flops / total[0] / 1e6, BT / total[0] * 1e3, total[1], flops / total[1] / 1e6,
+           BT / total[1] * 1e3, total[0] / total[1]);
+    printf("{\"bench\":\"train_gemm\",\"threads\":%d,\"blas_ms_per_step\":%.2f,\"kernel_ms_per_step\":%.2f,"
+           "\"blas_gflops\":%.1f,\"kernel_gflops\":%.1f,\"speedup\":%.3f}\n",
+           omp_get_max_threads(), total[0], total[1], flops / total[0] / 1e6, flops / total[1] / 1e6,
+           total[0] / total[1]);
 }
 
 int main(int argc, char **argv) {

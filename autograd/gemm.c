@@ -1,0 +1,201 @@
+/* gemm.c: dispatch of the float product (own kernel or OpenBLAS), the
+ * reference triple loop, and the blocked driver: B packed slab by slab into
+ * GEMM_NR-wide panels shared by the threads, A read in place (only the last,
+ * partial row block is copied, zero-padded), threads split over row blocks
+ * or over panels, whichever divides more evenly. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm_impl.h"
+#include "util/util.h"
+
+static int g_kernel = -1; /* -1: not decided yet */
+
+bool gemm_kernel_available(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+void gemm_use_kernel(bool on) { g_kernel = on && gemm_kernel_available(); }
+
+static bool kernel_on(void) {
+    if (g_kernel < 0) {
+        const char *env = getenv("QAT_GEMM");
+        g_kernel = gemm_kernel_available() && !(env && !strcmp(env, "blas"));
+    }
+    return g_kernel;
+}
+
+/* Products below this many multiply-adds stay on OpenBLAS: packing and the
+ * fork are not worth it there. */
+#define GEMM_MIN_FMAS (1u << 15)
+
+static bool use_kernel(const Gemm *g) {
+    return kernel_on() && g->K > 0 && g->M > 0 && g->N > 0 && (double)g->M * g->N * g->K >= GEMM_MIN_FMAS;
+}
+
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+static int threads_for(const Gemm *g) {
+    if (omp_in_parallel()) return 1;
+    int nt = omp_get_max_threads();
+    if ((double)g->M * g->N * g->K < (1u << 18)) nt = 1; /* a fork costs more than it saves */
+    return nt;
+}
+
+size_t gemm_kernel_ws_floats(const Gemm *g) {
+    int kc = g->K < GEMM_KC ? g->K : GEMM_KC;
+    /* the shared slab, then one zero-padded edge block of A per thread */
+    return (size_t)kc * round_up(g->N, GEMM_NR) + (size_t)threads_for(g) * GEMM_MR * kc;
+}
+
+size_t gemm_ws_floats(const Gemm *g) { return use_kernel(g) ? gemm_kernel_ws_floats(g) : 0; }
+
+static void gemm_blas(const Gemm *g) {
+    float beta = g->beta;
+    if (g->bias) {
+        for (int i = 0; i < g->M; i++) {
+            float *c = g->C + (size_t)i * g->ldc;
+            for (int j = 0; j < g->N; j++) c[j] = (beta != 0.0f ? beta * c[j] : 0.0f) + g->bias[j];
+        }
+        beta = 1.0f;
+    }
+    if (g->K == 0) {
+        if (!g->bias)
+            for (int i = 0; i < g->M; i++)
+                for (int j = 0; j < g->N; j++) {
+                    float *c = g->C + (size_t)i * g->ldc + j;
+                    *c = beta != 0.0f ? beta * *c : 0.0f;
+                }
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, g->M, g->N, g->K,
+                g->alpha, g->A, g->lda, g->B, g->ldb, beta, g->C, g->ldc);
+}
+
+void gemm_ref(const Gemm *g) {
+    for (int i = 0; i < g->M; i++)
+        for (int j = 0; j < g->N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < g->K; k++) {
+                float a = g->ta ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
+                float b = g->tb ? g->B[(size_t)j * g->ldb + k] : g->B[(size_t)k * g->ldb + j];
+                s += (double)a * b;
+            }
+            float *c = g->C + (size_t)i * g->ldc + j;
+            double v = g->alpha * s + (g->bias ? g->bias[j] : 0.0);
+            if (g->beta != 0.0f) v += (double)g->beta * *c;
+            *c = (float)v;
+        }
+}
+
+/* Panel p of the slab [pc, pc+kc): kc rows of GEMM_NR columns, zero past N. */
+static void pack_panel(const Gemm *g, int pc, int kc, int p, float *dst) {
+    int j0 = p * GEMM_NR, nr = g->N - j0 < GEMM_NR ? g->N - j0 : GEMM_NR;
+    if (g->tb) { /* B(k, j) = B[j*ldb + k]: walk each stored row, scatter */
+        if (nr < GEMM_NR) memset(dst, 0, (size_t)kc * GEMM_NR * sizeof(float));
+        for (int j = 0; j < nr; j++) {
+            const float *src = g->B + (size_t)(j0 + j) * g->ldb + pc;
+            for (int k = 0; k < kc; k++) dst[(size_t)k * GEMM_NR + j] = src[k];
+        }
+    } else {
+        for (int k = 0; k < kc; k++) {
+            const float *src = g->B + (size_t)(pc + k) * g->ldb + j0;
+            float *d = dst + (size_t)k * GEMM_NR;
+            memcpy(d, src, (size_t)nr * sizeof(float));
+            for (int j = nr; j < GEMM_NR; j++) d[j] = 0.0f;
+        }
+    }
+}
+
+/* Rows [i0, i0+mr) of the slab, k-major (GEMM_MR floats per k), zero-padded. */
+static void pack_edge(const Gemm *g, int i0, int mr, int pc, int kc, float *dst) {
+    for (int k = 0; k < kc; k++)
+        for (int i = 0; i < GEMM_MR; i++)
+            dst[(size_t)k * GEMM_MR + i] =
+                i >= mr ? 0.0f : g->ta ? g->A[(size_t)(pc + k) * g->lda + i0 + i] : g->A[(size_t)(i0 + i) * g->lda + pc + k];
+}
+
+/* Share t of n items split into nt near-equal runs. */
+static void share(int n, int nt, int t, int *lo, int *hi) {
+    *lo = (int)((long)n * t / nt);
+    *hi = (int)((long)n * (t + 1) / nt);
+}
+
+#if defined(__x86_64__)
+static void gemm_blocked(const Gemm *g, float *ws) {
+    int nt = threads_for(g);
+    int mb = (g->M + GEMM_MR - 1) / GEMM_MR, nb = (g->N + GEMM_NR - 1) / GEMM_NR;
+    /* split rows or panels: the larger share over the even share, less is better */
+    bool split_m = (double)((mb + nt - 1) / nt) / mb <= (double)((nb + nt - 1) / nt) / nb;
+    int kcmax = g->K < GEMM_KC ? g->K : GEMM_KC;
+    float *slab = ws;
+    size_t slab_floats = (size_t)kcmax * nb * GEMM_NR;
+    ptrdiff_t rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        int b0 = 0, b1 = mb, p0 = 0, p1 = nb, q0, q1;
+        if (split_m) share(mb, tn, t, &b0, &b1);
+        else share(nb, tn, t, &p0, &p1);
+        share(nb, tn, t, &q0, &q1); /* panels this thread packs */
+        float *edge = slab + slab_floats + (size_t)t * GEMM_MR * kcmax;
+        for (int pc = 0; pc < g->K; pc += GEMM_KC) {
+            int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
+            bool first = pc == 0;
+            float beta = first ? g->beta : 1.0f;
+            const float *bias = first ? g->bias : NULL;
+            for (int p = q0; p < q1; p++) pack_panel(g, pc, kc, p, slab + (size_t)p * kc * GEMM_NR);
+            /* the last row block, if partial and ours, once per slab */
+            int mr_last = g->M - (mb - 1) * GEMM_MR;
+            if (mr_last < GEMM_MR && b1 == mb) pack_edge(g, (mb - 1) * GEMM_MR, mr_last, pc, kc, edge);
+#pragma omp barrier
+            for (int ib = b0; ib < b1; ib += GEMM_MC / GEMM_MR) {
+                int ie = ib + GEMM_MC / GEMM_MR < b1 ? ib + GEMM_MC / GEMM_MR : b1;
+                for (int p = p0; p < p1; p++) {
+                    int j0 = p * GEMM_NR, nr = g->N - j0 < GEMM_NR ? g->N - j0 : GEMM_NR;
+                    const float *bp = slab + (size_t)p * kc * GEMM_NR;
+                    for (int b = ib; b < ie; b++) {
+                        int i0 = b * GEMM_MR, mr = g->M - i0 < GEMM_MR ? g->M - i0 : GEMM_MR;
+                        float *c = g->C + (size_t)i0 * g->ldc + j0;
+                        if (mr == GEMM_MR)
+                            gemm_tile_avx512(kc, g->A + (size_t)i0 * rs + (size_t)pc * cs, rs, cs, bp, c, g->ldc, mr,
+                                             nr, g->alpha, beta, bias ? bias + j0 : NULL);
+                        else
+                            gemm_tile_avx512(kc, edge, 1, GEMM_MR, bp, c, g->ldc, mr, nr, g->alpha, beta,
+                                             bias ? bias + j0 : NULL);
+                    }
+                }
+            }
+#pragma omp barrier /* before the next slab overwrites this one */
+        }
+    }
+}
+#endif
+
+void gemm_run(const Gemm *g, float *ws) {
+#if defined(__x86_64__)
+    if (use_kernel(g)) {
+        gemm_blocked(g, ws);
+        return;
+    }
+#else
+    (void)ws;
+#endif
+    gemm_blas(g);
+}
+
+void gemm_run_kernel(const Gemm *g, float *ws) {
+    if (!gemm_kernel_available() || g->K <= 0) qat_fail("gemm_run_kernel: no AVX-512 on this CPU, or K = %d", g->K);
+#if defined(__x86_64__)
+    if (g->M > 0 && g->N > 0) gemm_blocked(g, ws);
+#else
+    (void)ws;
+#endif
+}
