@@ -1,8 +1,10 @@
 /* gemm.c: dispatch of the float product (own kernel or OpenBLAS), the
- * reference triple loop, and the blocked driver: B packed slab by slab into
- * GEMM_NR-wide panels shared by the threads, A read in place (only the last,
- * partial row block is copied, zero-padded), threads split over row blocks
- * or over panels, whichever divides more evenly. */
+ * reference triple loop, and the blocked driver. A is read in place (only
+ * the last, partial row block is copied, zero-padded); so is B when its rows
+ * are B's rows (no transpose). A transposed B is packed slab by slab into
+ * GEMM_NR-wide panels the threads share. Threads split over row blocks or
+ * over panels, whichever divides more evenly; without packing they never
+ * wait for each other. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -51,8 +53,9 @@ static int threads_for(const Gemm *g) {
 
 size_t gemm_kernel_ws_floats(const Gemm *g) {
     int kc = g->K < GEMM_KC ? g->K : GEMM_KC;
-    /* the shared slab, then one zero-padded edge block of A per thread */
-    return (size_t)kc * round_up(g->N, GEMM_NR) + (size_t)threads_for(g) * GEMM_MR * kc;
+    /* the shared slab (transposed B only), then per thread a zero-padded
+     * edge block of A and the last, partial panel of B (B in place) */
+    return (g->tb ? (size_t)kc * round_up(g->N, GEMM_NR) : 0) + (size_t)threads_for(g) * (GEMM_MR + GEMM_NR) * kc;
 }
 
 size_t gemm_ws_floats(const Gemm *g) { return use_kernel(g) ? gemm_kernel_ws_floats(g) : 0; }
@@ -106,9 +109,8 @@ static void pack_panel(const Gemm *g, int pc, int kc, int p, float *dst) {
         }
     } else {
         for (int k = 0; k < kc; k++) {
-            const float *src = g->B + (size_t)(pc + k) * g->ldb + j0;
             float *d = dst + (size_t)k * GEMM_NR;
-            memcpy(d, src, (size_t)nr * sizeof(float));
+            memcpy(d, g->B + (size_t)(pc + k) * g->ldb + j0, (size_t)nr * sizeof(float));
             for (int j = nr; j < GEMM_NR; j++) d[j] = 0.0f;
         }
     }
@@ -136,7 +138,7 @@ static void gemm_blocked(const Gemm *g, float *ws) {
     bool split_m = (double)((mb + nt - 1) / nt) / mb <= (double)((nb + nt - 1) / nt) / nb;
     int kcmax = g->K < GEMM_KC ? g->K : GEMM_KC;
     float *slab = ws;
-    size_t slab_floats = (size_t)kcmax * nb * GEMM_NR;
+    size_t slab_floats = g->tb ? (size_t)kcmax * nb * GEMM_NR : 0;
     ptrdiff_t rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
 #pragma omp parallel num_threads(nt)
     {
@@ -145,35 +147,45 @@ static void gemm_blocked(const Gemm *g, float *ws) {
         if (split_m) share(mb, tn, t, &b0, &b1);
         else share(nb, tn, t, &p0, &p1);
         share(nb, tn, t, &q0, &q1); /* panels this thread packs */
-        float *edge = slab + slab_floats + (size_t)t * GEMM_MR * kcmax;
+        float *edge = slab + slab_floats + (size_t)t * (GEMM_MR + GEMM_NR) * kcmax, *bedge = edge + GEMM_MR * kcmax;
+        bool own_edge = !g->tb && g->N % GEMM_NR && p1 == nb; /* B in place ends in a partial panel of ours */
         for (int pc = 0; pc < g->K; pc += GEMM_KC) {
             int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
             bool first = pc == 0;
             float beta = first ? g->beta : 1.0f;
             const float *bias = first ? g->bias : NULL;
-            for (int p = q0; p < q1; p++) pack_panel(g, pc, kc, p, slab + (size_t)p * kc * GEMM_NR);
+            if (g->tb)
+                for (int p = q0; p < q1; p++) pack_panel(g, pc, kc, p, slab + (size_t)p * kc * GEMM_NR);
             /* the last row block, if partial and ours, once per slab */
             int mr_last = g->M - (mb - 1) * GEMM_MR;
             if (mr_last < GEMM_MR && b1 == mb) pack_edge(g, (mb - 1) * GEMM_MR, mr_last, pc, kc, edge);
+            if (own_edge) pack_panel(g, pc, kc, nb - 1, bedge);
+            if (g->tb) {
 #pragma omp barrier
+            }
             for (int ib = b0; ib < b1; ib += GEMM_MC / GEMM_MR) {
                 int ie = ib + GEMM_MC / GEMM_MR < b1 ? ib + GEMM_MC / GEMM_MR : b1;
                 for (int p = p0; p < p1; p++) {
                     int j0 = p * GEMM_NR, nr = g->N - j0 < GEMM_NR ? g->N - j0 : GEMM_NR;
-                    const float *bp = slab + (size_t)p * kc * GEMM_NR;
+                    const float *bp = g->tb ? slab + (size_t)p * kc * GEMM_NR
+                                      : nr < GEMM_NR ? bedge
+                                                     : g->B + (size_t)pc * g->ldb + j0;
+                    ptrdiff_t bs = g->tb || nr < GEMM_NR ? GEMM_NR : g->ldb;
                     for (int b = ib; b < ie; b++) {
                         int i0 = b * GEMM_MR, mr = g->M - i0 < GEMM_MR ? g->M - i0 : GEMM_MR;
                         float *c = g->C + (size_t)i0 * g->ldc + j0;
                         if (mr == GEMM_MR)
-                            gemm_tile_avx512(kc, g->A + (size_t)i0 * rs + (size_t)pc * cs, rs, cs, bp, c, g->ldc, mr,
+                            gemm_tile_avx512(kc, g->A + (size_t)i0 * rs + (size_t)pc * cs, rs, cs, bp, bs, c, g->ldc, mr,
                                              nr, g->alpha, beta, bias ? bias + j0 : NULL);
                         else
-                            gemm_tile_avx512(kc, edge, 1, GEMM_MR, bp, c, g->ldc, mr, nr, g->alpha, beta,
+                            gemm_tile_avx512(kc, edge, 1, GEMM_MR, bp, bs, c, g->ldc, mr, nr, g->alpha, beta,
                                              bias ? bias + j0 : NULL);
                     }
                 }
             }
+            if (g->tb) {
 #pragma omp barrier /* before the next slab overwrites this one */
+            }
         }
     }
 }

@@ -14,8 +14,9 @@
 
 /* C[mr x nr] = alpha * A[mr x kc] B + beta * C (+ bias[nr]) for mr <= GEMM_MR,
  * nr <= GEMM_NR; A(i, k) = a[i*rs + k*cs] for all GEMM_MR rows (rs or cs is
- * 1), bp the packed panel: kc rows of GEMM_NR floats, 64-byte aligned. */
-void gemm_tile_avx512(int kc, const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *bp, float *c, int ldc,
-                      int mr, int nr, float alpha, float beta, const float *bias);
+ * 1), B(k, j) = bp[k*bs + j] for all GEMM_NR columns (a packed panel,
+ * bs = GEMM_NR, or B in place, bs = ldb). */
+void gemm_tile_avx512(int kc, const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *bp, ptrdiff_t bs, float *c,
+                      int ldc, int mr, int nr, float alpha, float beta, const float *bias);
 
 #endif
