@@ -1,73 +1,111 @@
 /* ops_norm.c: row-wise normalisations over the last dim: LayerNorm and
  * softmax (optionally causal). */
 #include <math.h>
+#include <omp.h>
 
 #include "autograd.h"
+#include "fastmath.h"
 #include "internal.h"
 
 #define PAR_ROWS 64 /* rows below which a loop stays on one thread */
+
+/* Rows [r0, r1). The reductions are declared simd so they vectorise (a
+ * float sum is otherwise kept in source order, one add at a time). */
+QAT_CLONES static void ln_fwd_rows(const float *x, const float *w, const float *b, float eps, int r0, int r1, int C,
+                                   float *y, float *mean, float *rstd) {
+    for (int r = r0; r < r1; r++) {
+        const float *xr = x + (size_t)r * C;
+        float m = 0.0f, v = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int c = 0; c < C; c++) m += xr[c];
+        m /= (float)C;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *yr = y + (size_t)r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * w[c] + b[c];
+        if (mean) mean[r] = m;
+        if (rstd) rstd[r] = s;
+    }
+}
+
+/* Rows [r0, r1): gx (set or accumulated; NULL to skip) and this thread's
+ * partial sums of the weight grad (dy * xhat) and the bias grad (dy) over
+ * its rows, so x and dy are read once. */
+QAT_CLONES static void ln_bwd_rows(const float *x, const float *gy, const float *w, const float *mean,
+                                   const float *rstd, int r0, int r1, int C, float *gx, bool set, float *dw,
+                                   float *db) {
+    for (int r = r0; r < r1; r++) {
+        const float *xr = x + (size_t)r * C, *gr = gy + (size_t)r * C;
+        float m = mean[r], s = rstd[r];
+        /* dx = rstd * (g*w - mean(g*w) - xhat * mean(g*w*xhat)) */
+        float a = 0.0f, bsum = 0.0f;
+#pragma omp simd reduction(+ : a, bsum)
+        for (int c = 0; c < C; c++) {
+            float xh = (xr[c] - m) * s;
+            float gw = gr[c] * w[c];
+            a += gw;
+            bsum += gw * xh;
+            dw[c] += gr[c] * xh;
+            db[c] += gr[c];
+        }
+        a /= (float)C;
+        bsum /= (float)C;
+        if (!gx) continue;
+        float *gxr = gx + (size_t)r * C;
+        if (set) /* separate loops: a select inside one stops vectorisation */
+#pragma omp simd
+            for (int c = 0; c < C; c++) gxr[c] = s * (gr[c] * w[c] - a - (xr[c] - m) * s * bsum);
+        else
+#pragma omp simd
+            for (int c = 0; c < C; c++) gxr[c] += s * (gr[c] * w[c] - a - (xr[c] - m) * s * bsum);
+    }
+}
 
 static void layernorm_backward(Node *n) {
     Tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
     int C = x->shape[x->ndim - 1];
     int R = (int)(x->numel / (size_t)C);
+    int nt = n->i[0]; /* threads the forward made room for */
     const float *mean = n->saved, *rstd = n->saved2;
-    const float *px = x->data, *gy = y->grad, *pw = w->data;
-    if (x->requires_grad) {
-        float *gx = x->grad;
-        bool set = grad_take_fresh(x);
-#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
-        for (int r = 0; r < R; r++) {
-            const float *xr = px + (size_t)r * C, *gr = gy + (size_t)r * C;
-            float m = mean[r], s = rstd[r];
-            /* dx = rstd * (g*w - mean(g*w) - xhat * mean(g*w*xhat)) */
-            float a = 0.0f, bsum = 0.0f;
-            for (int c = 0; c < C; c++) {
-                float xh = (xr[c] - m) * s;
-                float gw = gr[c] * pw[c];
-                a += gw;
-                bsum += gw * xh;
-            }
-            a /= (float)C;
-            bsum /= (float)C;
-            float *gxr = gx + (size_t)r * C;
-            if (set) /* separate loops: a select inside one stops vectorisation */
-                for (int c = 0; c < C; c++) gxr[c] = s * (gr[c] * pw[c] - a - (xr[c] - m) * s * bsum);
-            else
-                for (int c = 0; c < C; c++) gxr[c] += s * (gr[c] * pw[c] - a - (xr[c] - m) * s * bsum);
-        }
+    float *part = n->saved2 + R; /* per thread: dw [C], db [C] */
+    float *gx = x->requires_grad ? x->grad : NULL;
+    bool set = x->requires_grad && grad_take_fresh(x);
+    for (size_t i = 0; i < (size_t)nt * 2 * C; i++) part[i] = 0.0f;
+    int used = 1;
+#pragma omp parallel num_threads(nt) if (R > PAR_ROWS)
+    {
+        int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        int r0 = (int)((long)R * t / tn), r1 = (int)((long)R * (t + 1) / tn);
+        ln_bwd_rows(x->data, y->grad, w->data, mean, rstd, r0, r1, C, gx, set, part + (size_t)t * 2 * C,
+                    part + (size_t)t * 2 * C + C);
+        if (t == 0) used = tn;
     }
-    /* dw = sum over rows of dy * xhat, db = sum of dy; xhat is rebuilt into scratch */
-    if (b->requires_grad) {
-        if (grad_take_fresh(b)) par_zero(b->grad, b->numel);
-        colsum_add(b->grad, gy, NULL, (size_t)R, (size_t)C);
-    }
+    /* the threads' partial sums, added in thread order */
     if (w->requires_grad) {
         if (grad_take_fresh(w)) par_zero(w->grad, w->numel);
-        float *xhat = n->saved2 + R; /* scratch allocated with the node */
-#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++) xhat[(size_t)r * C + c] = (px[(size_t)r * C + c] - mean[r]) * rstd[r];
-        colsum_add(w->grad, gy, xhat, (size_t)R, (size_t)C);
+        for (int t = 0; t < used; t++)
+            for (int c = 0; c < C; c++) w->grad[c] += part[(size_t)t * 2 * C + c];
+    }
+    if (b->requires_grad) {
+        if (grad_take_fresh(b)) par_zero(b->grad, b->numel);
+        for (int t = 0; t < used; t++)
+            for (int c = 0; c < C; c++) b->grad[c] += part[(size_t)t * 2 * C + C + c];
     }
 }
 
 void layernorm_rows(const float *x, const float *w, const float *b, float eps, int R, int C, float *y, float *mean,
                     float *rstd) {
-#pragma omp parallel for schedule(static) if (R > PAR_ROWS)
-    for (int r = 0; r < R; r++) {
-        const float *xr = x + (size_t)r * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += xr[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + eps);
-        float *yr = y + (size_t)r * C;
-        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * w[c] + b[c];
-        if (mean) mean[r] = m;
-        if (rstd) rstd[r] = s;
+    if (R <= PAR_ROWS) { /* also the path inside the inference team's regions */
+        ln_fwd_rows(x, w, b, eps, 0, R, C, y, mean, rstd);
+        return;
+    }
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), tn = omp_get_num_threads();
+        ln_fwd_rows(x, w, b, eps, (int)((long)R * t / tn), (int)((long)R * (t + 1) / tn), C, y, mean, rstd);
     }
 }
 
@@ -82,15 +120,17 @@ Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps) {
     int R = (int)(x->numel / (size_t)C);
     Tensor *y = tensor_new(t, x->ndim, x->shape);
     float *mean = arena_alloc(&t->arena, (size_t)R * sizeof(float));
-    /* rstd is followed by room for xhat, rebuilt in backward for the weight grad */
+    /* rstd is followed by room for each thread's partial weight and bias grads */
     bool grad = t->grad_enabled && (x->requires_grad || w->requires_grad || b->requires_grad);
-    float *rstd = arena_alloc(&t->arena, ((size_t)R + (grad ? x->numel : 0)) * sizeof(float));
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    float *rstd = arena_alloc(&t->arena, ((size_t)R + (grad ? (size_t)nt * 2 * C : 0)) * sizeof(float));
     layernorm_rows(x->data, w->data, b->data, eps, R, C, y->data, mean, rstd);
     Node *n = tape_record(t, "layernorm", layernorm_backward, y, 3, (Tensor *[]){x, w, b});
     if (n) {
         n->overwrite = true;
         n->saved = mean;
         n->saved2 = rstd;
+        n->i[0] = nt;
     }
     return y;
 }
