@@ -117,6 +117,12 @@ Test(grad, layernorm) {
     GcInput s[] = {{"x", 3, {2, 3, 11}, true, -2.0f, 2.0f}, {"w", 1, {11}, true, 0.5f, 1.5f}, {"b", 1, {11}, true}};
     check(f_layernorm, NULL, 3, s);
 }
+/* more rows than the one-thread cutoff: threads sum their rows' weight and
+ * bias grads apart, then add them */
+Test(grad, layernorm_threads) {
+    GcInput s[] = {{"x", 2, {70, 20}, true, -2.0f, 2.0f}, {"w", 1, {20}, true, 0.5f, 1.5f}, {"b", 1, {20}, true}};
+    check(f_layernorm, NULL, 3, s);
+}
 static Tensor *f_softmax(Tape *t, Tensor **in, void *c) { return op_softmax(t, in[0], c != NULL); }
 Test(grad, softmax) {
     GcInput s[] = {{"x", 2, {5, 9}, true, -2.0f, 2.0f}};
