@@ -22,9 +22,12 @@ Both first-step losses should be close to ln(vocab) (4.17 for 65 characters).
 
 Run (from any directory; needs Debian's python3 with torch 1.13 and numpy):
   /usr/bin/python3 bench/bench_train.py [--iters 50] [--threads 2] [--repeats 1]
-                   [--config configs/tiny-shakespeare.yaml] [--qat build/qat] [-v]
-With --repeats R > 1 the two sides run R times alternately and the median of
-the per-run medians is reported. -v also shows torch's BLAS build settings, the
+                   [--config configs/tiny-shakespeare.yaml] [--qat build/qat]
+                   [--torch-blas-core SkylakeX] [-v]
+--torch-blas-core SkylakeX gives the PyTorch side OpenBLAS's AVX-512 kernels
+where its CPU detection falls back to AVX2 (the peer at its best on this
+machine). With --repeats R > 1 the two sides run R times alternately and the
+median of the per-run medians is reported. -v also shows torch's BLAS build settings, the
 BLAS libraries it loaded, and CPU time / wall time of each side.
 """
 
@@ -111,6 +114,7 @@ def torch_worker(args):
         print("  torch: %s, %d intra-op threads, %d inter-op threads" %
               (torch.__version__, torch.get_num_threads(), torch.get_num_interop_threads()), file=sys.stderr)
 
+    blas_core = openblas_core()
     raw = np.fromfile(corpus_path(cfg), dtype=np.uint8)
     if m["vocab"] == "byte":
         V, tokens = 256, raw.astype(np.int64)
@@ -192,12 +196,30 @@ def torch_worker(args):
         "params": n_params, "vocab": V, "tokens_per_s": statistics.median(timed),
         "peak_rss_mib": ru1.ru_maxrss / 1024.0, "loss_first": losses[0], "loss_last": losses[-1],
         "threads": torch.get_num_threads(), "cpu_per_wall": cpu / wall, "wall_s": wall, "val_loss": val_loss,
+        "blas_core": blas_core,
     }))
+
+
+def openblas_core():
+    """The kernel family the OpenBLAS loaded in this process picked (e.g. Haswell, SkylakeX), or None."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "libopenblas" in line}
+        for lib in libs:
+            fn = ctypes.CDLL(lib).openblas_get_corename
+            fn.restype = ctypes.c_char_p
+            return fn().decode()
+    except (OSError, AttributeError):
+        pass
+    return None
 
 
 def run_torch(args, verbose):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
+    if args.torch_blas_core:
+        env["OPENBLAS_CORETYPE"] = args.torch_blas_core
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--iters", str(args.iters),
            "--threads", str(args.threads), "--config", args.config,
            "--eval-batches", str(args.eval_batches)] + (["-v"] if verbose else [])
@@ -249,6 +271,11 @@ def main():
     ap.add_argument("--eval-batches", type=int, default=0,
                     help="validation batches after training on both sides (default 0: speed only); "
                          "--iters 2000 --eval-batches 50 reproduces the reference benchmark's quality figure")
+    ap.add_argument("--torch-blas-core", default=None, metavar="NAME",
+                    help="OPENBLAS_CORETYPE for the PyTorch side only (e.g. SkylakeX): Debian's OpenBLAS 0.3.21 "
+                         "falls back to its AVX2 (Haswell) kernels on CPUs it does not know, such as AMD Zen 5; "
+                         "this gives PyTorch its AVX-512 kernels instead (qat's products do not use OpenBLAS "
+                         "on AVX-512 machines)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show BLAS info, progress and CPU use")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -294,6 +321,8 @@ def main():
     print("%-16s %12.0f %14.1f %12.4f" % ("qat", q_tps, q_rss, q["loss_first"]))
     print("%-16s %12.0f %14.1f %12.4f" % ("pytorch", t_tps, t_rss, t["loss_first"]))
     print("ratio qat/pytorch: %.2fx   (ln(vocab) = %.4f)" % (ratio, math.log(t["vocab"])))
+    print("PyTorch's OpenBLAS kernels: %s%s" % (t.get("blas_core"),
+          " (OPENBLAS_CORETYPE=%s)" % args.torch_blas_core if args.torch_blas_core else ""))
     if args.eval_batches > 0:
         print("validation loss after %d steps (%d batches): qat %.4f, pytorch %.4f" %
               (args.iters, args.eval_batches, q["val_loss"], t["val_loss"]))
@@ -308,6 +337,7 @@ def main():
         "qat_loss_first": round(q["loss_first"], 6), "torch_loss_first": round(t["loss_first"], 6),
         "qat_val_loss": q.get("val_loss") if args.eval_batches > 0 else None,
         "torch_val_loss": t.get("val_loss") if args.eval_batches > 0 else None,
+        "torch_blas_core": t.get("blas_core"),
     }))
 
 
