@@ -60,7 +60,27 @@ size_t gemm_kernel_ws_floats(const Gemm *g) {
 
 size_t gemm_ws_floats(const Gemm *g) { return use_kernel(g) ? gemm_kernel_ws_floats(g) : 0; }
 
+/* asum[i] += sum over k in [k0, k0+kc) of A(i, k), for rows [i0, i1) */
+static void asum_add(const Gemm *g, int i0, int i1, int k0, int kc) {
+    if (g->ta) { /* rows of A are columns of the stored matrix: add stored rows */
+        for (int k = k0; k < k0 + kc; k++) {
+            const float *a = g->A + (size_t)k * g->lda;
+#pragma omp simd
+            for (int i = i0; i < i1; i++) g->asum[i] += a[i];
+        }
+    } else {
+        for (int i = i0; i < i1; i++) {
+            const float *a = g->A + (size_t)i * g->lda + k0;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int k = 0; k < kc; k++) s += a[k];
+            g->asum[i] += s;
+        }
+    }
+}
+
 static void gemm_blas(const Gemm *g) {
+    if (g->asum) asum_add(g, 0, g->M, 0, g->K);
     float beta = g->beta;
     if (g->bias) {
         for (int i = 0; i < g->M; i++) {
@@ -95,6 +115,12 @@ void gemm_ref(const Gemm *g) {
             double v = g->alpha * s + (g->bias ? g->bias[j] : 0.0);
             if (g->beta != 0.0f) v += (double)g->beta * *c;
             *c = (float)v;
+        }
+    if (g->asum)
+        for (int i = 0; i < g->M; i++) {
+            double s = 0.0;
+            for (int k = 0; k < g->K; k++) s += g->ta ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
+            g->asum[i] += (float)s;
         }
 }
 
@@ -181,6 +207,12 @@ static void gemm_blocked(const Gemm *g, float *ws) {
                             gemm_tile_avx512(kc, edge, 1, GEMM_MR, bp, bs, c, g->ldc, mr, nr, g->alpha, beta,
                                              bias ? bias + j0 : NULL);
                     }
+                }
+                /* the block's row sums while its slab of A is in cache, by
+                 * the thread that has the first panel */
+                if (g->asum && p0 == 0 && p1 > 0) {
+                    int i1 = ie * GEMM_MR < g->M ? ie * GEMM_MR : g->M;
+                    asum_add(g, ib * GEMM_MR, i1, pc, kc);
                 }
             }
             if (g->tb) {

@@ -14,7 +14,9 @@
 #include <stddef.h>
 
 /* One product. A is M x K (stored K x M when ta), B is K x N (stored N x K
- * when tb); bias [N] or NULL is added to every row of C. */
+ * when tb); bias [N] or NULL is added to every row of C. asum [M] or NULL
+ * gets the row sums of A added (asum[i] += sum_k A(i, k)): a linear layer's
+ * bias grad alongside dW = dY^T X, while dY is in cache. */
 typedef struct {
     bool ta, tb;
     int M, N, K;
@@ -22,6 +24,7 @@ typedef struct {
     const float *A, *B, *bias;
     int lda, ldb, ldc;
     float *C;
+    float *asum;
 } Gemm;
 
 /* Workspace floats gemm_run needs for g (0 when it will use OpenBLAS). */

@@ -149,17 +149,17 @@ static void linear_backward(Node *n) {
     Tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
     int N = w->shape[0], K = w->shape[1];
     int R = (int)(x->numel / (size_t)K);
+    bool db = bias && bias->requires_grad;
+    if (db && grad_take_fresh(bias)) par_zero(bias->grad, bias->numel);
     if (x->requires_grad) /* dx [R,K] (+)= dy [R,N] @ w [N,K] */
         tape_gemm(n->tape, &(Gemm){.M = R, .N = K, .K = N, .alpha = 1.0f, .beta = grad_take_fresh(x) ? 0.0f : 1.0f,
                                    .A = y->grad, .lda = N, .B = w->data, .ldb = K, .C = x->grad, .ldc = K});
-    if (w->requires_grad) /* dw [N,K] (+)= dy^T [N,R] @ x [R,K] */
+    if (w->requires_grad) /* dw [N,K] (+)= dy^T [N,R] @ x [R,K]; db += the rows of dy^T summed */
         tape_gemm(n->tape, &(Gemm){.ta = true, .M = N, .N = K, .K = R, .alpha = 1.0f,
                                    .beta = grad_take_fresh(w) ? 0.0f : 1.0f, .A = y->grad, .lda = N, .B = x->data,
-                                   .ldb = K, .C = w->grad, .ldc = K});
-    if (bias && bias->requires_grad) {
-        if (grad_take_fresh(bias)) par_zero(bias->grad, bias->numel);
+                                   .ldb = K, .C = w->grad, .ldc = K, .asum = db ? bias->grad : NULL});
+    else if (db)
         colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
-    }
 }
 
 Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {

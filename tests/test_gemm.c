@@ -1,6 +1,7 @@
 /* test_gemm.c: the blocked float product (autograd/gemm.c) against the
  * double-precision triple loop on every layout, edge and slab count; the
- * same bits from any thread count; nothing written outside C; and the
+ * same bits from any thread count; nothing written outside C; the row
+ * sums of A (a linear layer's bias grad); and the
  * linear op's gradients on shapes large enough to take the kernel.
  *
  * Bound: a float sum of K products differs from the exact one by at most
@@ -44,11 +45,25 @@ static double check_one(Gemm g, bool kernel, uint64_t *s) {
     memcpy(c1, c0, csz * sizeof(float));
     memcpy(c2, c0, csz * sizeof(float));
     float *ws = kernel ? ws_alloc(gemm_kernel_ws_floats(&g)) : ws_for(&g);
+    float *s0 = NULL, *s1 = NULL, *s2 = NULL; /* row sums of A, from random starting values */
+    if (g.asum) {
+        s0 = randv((size_t)g.M, s), s1 = malloc((size_t)g.M * sizeof(float)), s2 = malloc((size_t)g.M * sizeof(float));
+        memcpy(s1, s0, (size_t)g.M * sizeof(float));
+        memcpy(s2, s0, (size_t)g.M * sizeof(float));
+    }
     g.C = c1;
+    g.asum = s1;
     if (kernel) gemm_run_kernel(&g, ws);
     else gemm_run(&g, ws);
     g.C = c2;
+    g.asum = s2;
     gemm_ref(&g);
+    for (int i = 0; s0 && i < g.M; i++) {
+        double mag = fabs(s0[i]);
+        for (int k = 0; k < g.K; k++) mag += fabs(g.ta ? g.A[(size_t)k * g.lda + i] : g.A[(size_t)i * g.lda + k]);
+        cr_assert_leq(fabs((double)s1[i] - s2[i]), ldexp(mag, -16), "row sum %d of A: %g, expected %g", i, s1[i], s2[i]);
+    }
+    free(s0), free(s1), free(s2);
     double worst = 0.0;
     for (int i = 0; i < g.M; i++)
         for (int j = 0; j < g.ldc; j++) {
@@ -108,9 +123,11 @@ Test(gemm, blocked_matches_reference) {
                 g.alpha = v % 5 == 0 ? 0.37f : 1.0f;
                 g.beta = (float[]){0.0f, 1.0f, -0.5f}[v % 3];
                 if (v % 4 == 1) g.bias = randv((size_t)g.N, &s);
+                float dummy;
+                if (v % 3 == 2) g.asum = &dummy; /* check_one gives it real arrays */
                 double w = check_one(g, true, &s);
-                cr_assert_leq(w, 1.0, "M %d N %d K %d ta %d tb %d alpha %g beta %g bias %d: error %.3g of the bound", g.M,
-                              g.N, g.K, ta, tb, g.alpha, g.beta, g.bias != NULL, w);
+                cr_assert_leq(w, 1.0, "M %d N %d K %d ta %d tb %d alpha %g beta %g bias %d asum %d: error %.3g of the bound",
+                              g.M, g.N, g.K, ta, tb, g.alpha, g.beta, g.bias != NULL, g.asum != NULL, w);
                 if (w > worst) worst = w;
                 release(&g);
             }
@@ -128,16 +145,18 @@ Test(gemm, same_bits_on_any_thread_count) {
         Gemm g = make(v & 1, v >> 1, 301, 77, 300, 1, &s);
         g.bias = randv(77, &s);
         size_t csz = (size_t)g.M * g.ldc;
-        float *c[3];
+        float *c[3], *sums = calloc(4 * (size_t)g.M, sizeof(float));
         for (int r = 0; r < 3; r++) c[r] = calloc(csz, sizeof(float));
         omp_set_num_threads(1);
         float *ws = ws_for(&g);
         g.C = c[0];
+        g.asum = sums;
         gemm_run(&g, ws);
         free(ws);
         omp_set_num_threads(2);
         ws = ws_for(&g);
         g.C = c[1];
+        g.asum = sums + g.M;
         gemm_run(&g, ws);
         free(ws);
         float *part = calloc(2 * csz, sizeof(float));
@@ -145,6 +164,7 @@ Test(gemm, same_bits_on_any_thread_count) {
         {
             Gemm h = g;
             h.C = part + (size_t)omp_get_thread_num() * csz;
+            h.asum = sums + (size_t)(2 + omp_get_thread_num()) * g.M;
             float *w = ws_for(&h);
             gemm_run(&h, w);
             free(w);
@@ -152,8 +172,10 @@ Test(gemm, same_bits_on_any_thread_count) {
         cr_assert(!memcmp(c[0], c[1], csz * sizeof(float)), "1 and 2 threads differ (ta %d tb %d)", v & 1, v >> 1);
         cr_assert(!memcmp(c[0], part, csz * sizeof(float)) && !memcmp(c[0], part + csz, csz * sizeof(float)),
                   "inside a parallel region the product differs (ta %d tb %d)", v & 1, v >> 1);
+        for (int r = 1; r < 4; r++)
+            cr_assert(!memcmp(sums, sums + (size_t)r * g.M, (size_t)g.M * sizeof(float)), "row sums differ (run %d)", r);
         for (int r = 0; r < 3; r++) free(c[r]);
-        free(part);
+        free(part), free(sums);
         release(&g);
     }
 }
