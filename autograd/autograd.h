@@ -49,7 +49,7 @@ struct Node {
     const char *op;
     backward_fn backward;
     Tensor *out;
-    Tensor *in[3];
+    Tensor *in[5];
     int nin;
     float f[4];
     int i[4];
@@ -134,6 +134,9 @@ void params_free(Params *p);
 Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b);
 /* x [...,K] contiguous, w [N,K] (PyTorch layout), bias [N] or NULL -> [...,N] */
 Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias);
+/* gelu(x w1^T + b1) w2^T + b2 in one op (GELU fused into the products); the
+ * same values as op_linear, op_gelu, op_linear. Biases may be NULL. */
+Tensor *op_mlp(Tape *t, Tensor *x, Tensor *w1, Tensor *b1, Tensor *w2, Tensor *b2);
 /* b's shape equals a's or a suffix of it (bias-style broadcast over leading dims). */
 Tensor *op_add(Tape *t, Tensor *a, Tensor *b);
 Tensor *op_mul(Tape *t, Tensor *a, Tensor *b);

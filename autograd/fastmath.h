@@ -1,4 +1,4 @@
-/* fastmath.h: branch-free exp and tanh written in plain arithmetic so that
+/* fastmath.h: branch-free exp, tanh and GELU written in plain arithmetic so that
  * loops calling them vectorise (libm's scalar calls would not), and the
  * target_clones attribute that compiles a hot loop for AVX-512, AVX2 and
  * baseline x86-64 and picks one at load time from CPUID.
@@ -44,6 +44,23 @@ static inline float fast_tanhf(float x) {
     float e = fast_expf(-2.0f * a);
     float t = (1.0f - e) / (1.0f + e);
     return x < 0.0f ? -t : t;
+}
+
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and its
+ * derivative; shared by the GELU op and the fused MLP's product epilogues so
+ * both give the same bits */
+#define GELU_C 0.7978845608028654f
+static inline float fast_gelu(float v) { return 0.5f * v * (1.0f + fast_tanhf(GELU_C * (v + 0.044715f * v * v * v))); }
+static inline float gelu_grad_th(float v, float th) {
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
+}
+static inline float fast_gelu_grad(float v) { return gelu_grad_th(v, fast_tanhf(GELU_C * (v + 0.044715f * v * v * v))); }
+/* both from one tanh */
+static inline void fast_gelu_both(float v, float *g, float *dg) {
+    float th = fast_tanhf(GELU_C * (v + 0.044715f * v * v * v));
+    *g = 0.5f * v * (1.0f + th);
+    *dg = gelu_grad_th(v, th);
 }
 
 #endif

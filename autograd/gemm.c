@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "gemm_impl.h"
 #include "util/util.h"
 
@@ -79,6 +80,19 @@ static void asum_add(const Gemm *g, int i0, int i1, int k0, int kc) {
     }
 }
 
+/* The epilogue on rows [i0, i0+mr), columns [j0, j0+nr) of the finished C. */
+QAT_CLONES static void epilogue(const Gemm *g, int i0, int mr, int j0, int nr) {
+    for (int i = i0; i < i0 + mr; i++) {
+        float *c = g->C + (size_t)i * g->ldc + j0, *x = g->aux + (size_t)i * g->ldc + j0;
+        if (g->epi == GEMM_EPI_GELU)
+            for (int j = 0; j < nr; j++) x[j] = fast_gelu(c[j]);
+        else if (g->epi == GEMM_EPI_GELU_D)
+            for (int j = 0; j < nr; j++) fast_gelu_both(c[j], &x[j], &c[j]);
+        else
+            for (int j = 0; j < nr; j++) c[j] *= x[j];
+    }
+}
+
 static void gemm_blas(const Gemm *g) {
     if (g->asum) asum_add(g, 0, g->M, 0, g->K);
     float beta = g->beta;
@@ -96,10 +110,12 @@ static void gemm_blas(const Gemm *g) {
                     float *c = g->C + (size_t)i * g->ldc + j;
                     *c = beta != 0.0f ? beta * *c : 0.0f;
                 }
+        if (g->epi != GEMM_EPI_NONE) epilogue(g, 0, g->M, 0, g->N);
         return;
     }
     cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, g->M, g->N, g->K,
                 g->alpha, g->A, g->lda, g->B, g->ldb, beta, g->C, g->ldc);
+    if (g->epi != GEMM_EPI_NONE) epilogue(g, 0, g->M, 0, g->N);
 }
 
 void gemm_ref(const Gemm *g) {
@@ -116,6 +132,7 @@ void gemm_ref(const Gemm *g) {
             if (g->beta != 0.0f) v += (double)g->beta * *c;
             *c = (float)v;
         }
+    if (g->epi != GEMM_EPI_NONE) epilogue(g, 0, g->M, 0, g->N);
     if (g->asum)
         for (int i = 0; i < g->M; i++) {
             double s = 0.0;
@@ -207,6 +224,12 @@ static void gemm_blocked(const Gemm *g, float *ws) {
                             gemm_tile_avx512(kc, edge, 1, GEMM_MR, bp, bs, c, g->ldc, mr, nr, g->alpha, beta,
                                              bias ? bias + j0 : NULL);
                     }
+                }
+                /* the epilogue on the finished block, while it is in L2 */
+                if (g->epi != GEMM_EPI_NONE && pc + kc == g->K && p1 > p0) {
+                    int i0 = ib * GEMM_MR, i1 = ie * GEMM_MR < g->M ? ie * GEMM_MR : g->M;
+                    int j0 = p0 * GEMM_NR, j1 = p1 * GEMM_NR < g->N ? p1 * GEMM_NR : g->N;
+                    epilogue(g, i0, i1 - i0, j0, j1 - j0);
                 }
                 /* the block's row sums while its slab of A is in cache, by
                  * the thread that has the first panel */

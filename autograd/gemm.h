@@ -16,7 +16,16 @@
 /* One product. A is M x K (stored K x M when ta), B is K x N (stored N x K
  * when tb); bias [N] or NULL is added to every row of C. asum [M] or NULL
  * gets the row sums of A added (asum[i] += sum_k A(i, k)): a linear layer's
- * bias grad alongside dW = dY^T X, while dY is in cache. */
+ * bias grad alongside dW = dY^T X, while dY is in cache. epi fuses a GELU
+ * (or its grad) into the product, applied to each tile while it is in L1. */
+/* What happens to each finished element of C (after alpha, beta and bias). */
+typedef enum {
+    GEMM_EPI_NONE,
+    GEMM_EPI_GELU,   /* aux[i*ldc + j] = gelu(C(i, j)); C keeps the pre-activation */
+    GEMM_EPI_GELU_D, /* aux = gelu(C) and C = gelu'(C): all a backward through the GELU needs */
+    GEMM_EPI_MUL     /* C(i, j) *= aux[i*ldc + j] (e.g. times the saved gelu') */
+} GemmEpi;
+
 typedef struct {
     bool ta, tb;
     int M, N, K;
@@ -25,6 +34,8 @@ typedef struct {
     int lda, ldb, ldc;
     float *C;
     float *asum;
+    GemmEpi epi;
+    float *aux; /* [M x ldc] for the epilogue */
 } Gemm;
 
 /* Workspace floats gemm_run needs for g (0 when it will use OpenBLAS). */

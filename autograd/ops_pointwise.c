@@ -166,28 +166,17 @@ Tensor *op_scale(Tape *t, Tensor *a, float s) {
     return y;
 }
 
-/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-#define GELU_C 0.7978845608028654f
-
+/* GELU (fast_gelu, tanh form) */
 QAT_CLONES static void gelu_fwd_kernel(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + fast_tanhf(GELU_C * (v + 0.044715f * v * v * v)));
-    }
-}
-
-static inline float gelu_grad(float v) {
-    float th = fast_tanhf(GELU_C * (v + 0.044715f * v * v * v));
-    float sech2 = 1.0f - th * th;
-    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_C * (1.0f + 3.0f * 0.044715f * v * v);
+    for (size_t i = 0; i < n; i++) y[i] = fast_gelu(x[i]);
 }
 
 /* Two loops rather than a select inside one: the select stops vectorisation. */
 QAT_CLONES static void gelu_bwd_kernel(float *gx, const float *x, const float *gy, size_t n, bool set) {
     if (set)
-        for (size_t i = 0; i < n; i++) gx[i] = gelu_grad(x[i]) * gy[i];
+        for (size_t i = 0; i < n; i++) gx[i] = fast_gelu_grad(x[i]) * gy[i];
     else
-        for (size_t i = 0; i < n; i++) gx[i] += gelu_grad(x[i]) * gy[i];
+        for (size_t i = 0; i < n; i++) gx[i] += fast_gelu_grad(x[i]) * gy[i];
 }
 
 

@@ -59,7 +59,11 @@ Tensor *attention_forward(Tape *t, const Block *b, Tensor *x, int n_head) {
     return linear_forward(t, &b->proj, op_attention(t, qkv, n_head));
 }
 
+static bool is_float(const Linear *l) { return !l->q || l->q->mode == QMODE_FLOAT; }
+
 Tensor *mlp_forward(Tape *t, const Block *b, Tensor *x) {
+    if (is_float(&b->fc) && is_float(&b->fc_proj)) /* nothing to quantize between: the fused op */
+        return op_mlp(t, x, b->fc.w, b->fc.b, b->fc_proj.w, b->fc_proj.b);
     return linear_forward(t, &b->fc_proj, op_gelu(t, linear_forward(t, &b->fc, x)));
 }
 

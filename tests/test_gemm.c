@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/fastmath.h"
 #include "autograd/gemm.h"
 #include "testutil.h"
 
@@ -207,4 +208,83 @@ Test(gemm, linear_gradients_on_the_kernel) {
     cr_assert(r.checked > 0);
     cr_assert_leq(r.worst, 1.0, "worst ratio %.3g, max abs err %.3g over %zu elements", r.worst, r.max_abs_err,
                   r.checked);
+}
+
+/* Each epilogue is its function applied to the finished product, exactly:
+ * the same C with and without it, on the kernel, on one and several slabs. */
+Test(gemm, epilogues_apply_to_the_finished_product) {
+    if (!gemm_kernel_available()) cr_skip_test("no AVX-512 on this CPU");
+    uint64_t s = 23;
+    const int Ks[] = {40, 300};
+    for (int ki = 0; ki < 2; ki++)
+        for (int v = 0; v < 4; v++) {
+            Gemm g = make(v & 1, v >> 1, 101, 70, Ks[ki], 2, &s);
+            g.bias = randv(70, &s);
+            size_t csz = (size_t)g.M * g.ldc;
+            float *c0 = calloc(csz, sizeof(float)), *c1 = calloc(csz, sizeof(float)), *aux = calloc(csz, sizeof(float));
+            float *mul = randv(csz, &s);
+            float *ws = ws_alloc(gemm_kernel_ws_floats(&g));
+            g.C = c0;
+            gemm_run_kernel(&g, ws);
+            for (int e = GEMM_EPI_GELU; e <= GEMM_EPI_MUL; e++) {
+                Gemm h = g;
+                h.C = c1;
+                h.epi = (GemmEpi)e;
+                h.aux = e == GEMM_EPI_MUL ? mul : aux;
+                gemm_run_kernel(&h, ws);
+                for (int i = 0; i < g.M; i++)
+                    for (int j = 0; j < g.N; j++) {
+                        size_t o = (size_t)i * g.ldc + j;
+                        float want_c = c0[o], want_aux = 0.0f;
+                        if (e == GEMM_EPI_GELU) want_aux = fast_gelu(c0[o]);
+                        if (e == GEMM_EPI_GELU_D) fast_gelu_both(c0[o], &want_aux, &want_c);
+                        if (e == GEMM_EPI_MUL) want_c = c0[o] * mul[o];
+                        cr_assert(c1[o] == want_c, "epilogue %d K %d: C(%d,%d) = %.9g, expected %.9g", e, g.K, i, j,
+                                  c1[o], want_c);
+                        if (e != GEMM_EPI_MUL)
+                            cr_assert(aux[o] == want_aux, "epilogue %d K %d: aux(%d,%d) = %.9g, expected %.9g", e,
+                                      g.K, i, j, aux[o], want_aux);
+                    }
+            }
+            free(c0), free(c1), free(aux), free(mul), free(ws);
+            release(&g);
+        }
+}
+
+/* op_mlp against op_linear, op_gelu, op_linear: the same output and the
+ * same grads for every input, bit for bit (same products, same GELU). */
+Test(gemm, mlp_equals_linear_gelu_linear) {
+    Params p;
+    params_init(&p);
+    Tensor *x = params_add(&p, "x", 3, (int[]){2, 64, 48}), *w1 = params_add(&p, "w1", 2, (int[]){96, 48});
+    Tensor *b1 = params_add(&p, "b1", 1, (int[]){96}), *w2 = params_add(&p, "w2", 2, (int[]){40, 96});
+    Tensor *b2 = params_add(&p, "b2", 1, (int[]){40});
+    params_finalize(&p);
+    uint64_t s = 31;
+    for (size_t i = 0; i < p.numel; i++) p.data[i] = urand(&s);
+    size_t ny = 2 * 64 * 40;
+    float *seed = randv(ny, &s), *y0 = malloc(ny * sizeof(float)), *g0 = malloc(p.numel * sizeof(float));
+    Tape t;
+    tape_init(&t, 1 << 20);
+    for (int fused = 0; fused < 2; fused++) {
+        tape_reset(&t);
+        params_zero_grad(&p);
+        Tensor *y = fused ? op_mlp(&t, x, w1, b1, w2, b2)
+                          : op_linear(&t, op_gelu(&t, op_linear(&t, x, w1, b1)), w2, b2);
+        tape_backward_seed(&t, y, seed);
+        if (!fused) {
+            memcpy(y0, y->data, ny * sizeof(float));
+            memcpy(g0, p.grad, p.numel * sizeof(float));
+            continue;
+        }
+        cr_assert(!memcmp(y0, y->data, ny * sizeof(float)), "fused MLP output differs");
+        for (int k = 0; k < p.n; k++) {
+            Tensor *q = p.list[k];
+            cr_assert(!memcmp(g0 + (q->data - p.data), q->grad, q->numel * sizeof(float)), "grad of %s differs",
+                      q->name);
+        }
+    }
+    tape_free(&t);
+    params_free(&p);
+    free(seed), free(y0), free(g0);
 }

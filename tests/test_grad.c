@@ -69,6 +69,20 @@ Test(grad, linear_no_bias) {
     check(f_linear_nobias, NULL, 2, s);
 }
 
+/* ---- the fused MLP (GELU in the products' epilogues) ---- */
+static Tensor *f_mlp(Tape *t, Tensor **in, void *c) { (void)c; return op_mlp(t, in[0], in[1], in[2], in[3], in[4]); }
+Test(grad, mlp_fused) {
+    GcInput s[] = {{"x", 3, {2, 3, 7}, true}, {"w1", 2, {12, 7}, true}, {"b1", 1, {12}, true},
+                   {"w2", 2, {5, 12}, true}, {"b2", 1, {5}, true}};
+    check(f_mlp, NULL, 5, s);
+}
+/* every product of this one is large enough for the blocked kernel */
+Test(grad, mlp_fused_on_the_kernel) {
+    GcInput s[] = {{"x", 3, {2, 20, 24}, true}, {"w1", 2, {40, 24}, true}, {"b1", 1, {40}, true},
+                   {"w2", 2, {30, 40}, true}, {"b2", 1, {30}, true}};
+    check(f_mlp, NULL, 5, s);
+}
+
 /* ---- pointwise ---- */
 static Tensor *f_add(Tape *t, Tensor **in, void *c) { (void)c; return op_add(t, in[0], in[1]); }
 static Tensor *f_mul(Tape *t, Tensor **in, void *c) { (void)c; return op_mul(t, in[0], in[1]); }
