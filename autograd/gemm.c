@@ -62,7 +62,7 @@ size_t gemm_kernel_ws_floats(const Gemm *g) {
 size_t gemm_ws_floats(const Gemm *g) { return use_kernel(g) ? gemm_kernel_ws_floats(g) : 0; }
 
 /* asum[i] += sum over k in [k0, k0+kc) of A(i, k), for rows [i0, i1) */
-static void asum_add(const Gemm *g, int i0, int i1, int k0, int kc) {
+QAT_CLONES static void asum_add(const Gemm *g, int i0, int i1, int k0, int kc) {
     if (g->ta) { /* rows of A are columns of the stored matrix: add stored rows */
         for (int k = k0; k < k0 + kc; k++) {
             const float *a = g->A + (size_t)k * g->lda;
