@@ -178,9 +178,23 @@ Test(grad, attention_blocked_path_hs32) {
     check(f_attention, &nh, 1, s);
 }
 
-/* The blocked path's output against attention written out in double. */
-Test(grad, attention_blocked_path_matches_reference) {
-    enum { B = 2, T = 45, NH = 2, HS = 32, C = NH * HS };
+/* T a multiple of 16 and of the 4-row blocks, as in the reference model
+ * (T = 128): no partial vectors or blocks anywhere */
+Test(grad, attention_blocked_path_whole_blocks_hs16) {
+    int nh = 2;
+    GcInput s[] = {{"qkv", 3, {2, 32, 3 * 32}, true}};
+    check(f_attention, &nh, 1, s);
+}
+Test(grad, attention_blocked_path_whole_blocks_hs32) {
+    int nh = 1;
+    GcInput s[] = {{"qkv", 3, {1, 48, 3 * 32}, true}};
+    check(f_attention, &nh, 1, s);
+}
+
+/* The blocked path's output against attention written out in double, at a
+ * T with row tails and at one of whole blocks. */
+static void attention_against_reference(int T) {
+    enum { B = 2, NH = 2, HS = 32, C = NH * HS };
     Tape t;
     tape_init(&t, 1u << 20);
     Tensor *qkv = tensor_new(&t, 3, (int[]){B, T, 3 * C});
@@ -205,10 +219,15 @@ Test(grad, attention_blocked_path_matches_reference) {
                     double ref = 0;
                     for (int j = 0; j <= i; j++) ref += sc[j] / sum * qkv->data[((size_t)b * T + j) * 3 * C + 2 * C + h * HS + e];
                     float got = o->data[((size_t)b * T + i) * C + h * HS + e];
-                    cr_assert(fabs(got - ref) <= 1e-5 * (1 + fabs(ref)), "b%d h%d row %d dim %d: %.8g vs %.8g", b, h, i, e, got, ref);
+                    cr_assert(fabs(got - ref) <= 1e-5 * (1 + fabs(ref)), "T %d b%d h%d row %d dim %d: %.8g vs %.8g", T, b,
+                              h, i, e, got, ref);
                 }
             }
     tape_free(&t);
+}
+Test(grad, attention_blocked_path_matches_reference) {
+    attention_against_reference(45);
+    attention_against_reference(64);
 }
 
 /* ---- index ops ---- */
