@@ -36,6 +36,11 @@ Test(grad, matmul_transposed_views) {
     GcInput s[] = {{"a", 2, {13, 7}, true}, {"b", 2, {5, 13}, true}};
     check(f_matmul_tt, NULL, 2, s);
 }
+/* large enough for the blocked kernel (autograd/gemm.c), transposed views included */
+Test(grad, matmul_transposed_views_on_the_kernel) {
+    GcInput s[] = {{"a", 2, {36, 40}, true}, {"b", 2, {30, 36}, true}};
+    check(f_matmul_tt, NULL, 2, s);
+}
 Test(grad, matmul_batched) {
     GcInput s[] = {{"a", 3, {3, 5, 7}, true}, {"b", 3, {3, 7, 4}, true}};
     check(f_matmul, NULL, 2, s);
