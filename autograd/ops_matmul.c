@@ -145,21 +145,33 @@ Tensor *op_matmul(Tape *t, Tensor *a, Tensor *b) {
 
 /* ---- linear: x [R,K] @ w[N,K]^T + bias ---- */
 
-static void linear_backward(Node *n) {
-    Tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+/* A linear layer's parameter grads from its output grad dy [R,N] and input
+ * x [R,K]: dw (+)= dy^T x, and the bias grad, summed inside that product
+ * while dy is in cache (or alone when w is frozen). */
+static void linear_param_grads(Tape *t, const float *dy, const float *x, int R, Tensor *w, Tensor *bias) {
     int N = w->shape[0], K = w->shape[1];
-    int R = (int)(x->numel / (size_t)K);
     bool db = bias && bias->requires_grad;
     if (db && grad_take_fresh(bias)) par_zero(bias->grad, bias->numel);
-    if (x->requires_grad) /* dx [R,K] (+)= dy [R,N] @ w [N,K] */
-        tape_gemm(n->tape, &(Gemm){.M = R, .N = K, .K = N, .alpha = 1.0f, .beta = grad_take_fresh(x) ? 0.0f : 1.0f,
-                                   .A = y->grad, .lda = N, .B = w->data, .ldb = K, .C = x->grad, .ldc = K});
-    if (w->requires_grad) /* dw [N,K] (+)= dy^T [N,R] @ x [R,K]; db += the rows of dy^T summed */
-        tape_gemm(n->tape, &(Gemm){.ta = true, .M = N, .N = K, .K = R, .alpha = 1.0f,
-                                   .beta = grad_take_fresh(w) ? 0.0f : 1.0f, .A = y->grad, .lda = N, .B = x->data,
-                                   .ldb = K, .C = w->grad, .ldc = K, .asum = db ? bias->grad : NULL});
+    if (w->requires_grad)
+        tape_gemm(t, &(Gemm){.ta = true, .M = N, .N = K, .K = R, .alpha = 1.0f,
+                             .beta = grad_take_fresh(w) ? 0.0f : 1.0f, .A = dy, .lda = N, .B = x, .ldb = K,
+                             .C = w->grad, .ldc = K, .asum = db ? bias->grad : NULL});
     else if (db)
-        colsum_add(bias->grad, y->grad, NULL, (size_t)R, (size_t)N);
+        colsum_add(bias->grad, dy, NULL, (size_t)R, (size_t)N);
+}
+
+/* x->grad (+)= dy [R,N] @ w [N,K] */
+static void linear_input_grad(Tape *t, const float *dy, int R, const Tensor *w, Tensor *x) {
+    int N = w->shape[0], K = w->shape[1];
+    tape_gemm(t, &(Gemm){.M = R, .N = K, .K = N, .alpha = 1.0f, .beta = grad_take_fresh(x) ? 0.0f : 1.0f, .A = dy,
+                         .lda = N, .B = w->data, .ldb = K, .C = x->grad, .ldc = K});
+}
+
+static void linear_backward(Node *n) {
+    Tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+    int R = (int)(x->numel / (size_t)w->shape[1]);
+    if (x->requires_grad) linear_input_grad(n->tape, y->grad, R, w, x);
+    linear_param_grads(n->tape, y->grad, x->data, R, w, bias);
 }
 
 Tensor *op_linear(Tape *t, Tensor *x, Tensor *w, Tensor *bias) {
@@ -199,29 +211,14 @@ static void mlp_backward(Node *n) {
     int R = (int)(x->numel / (size_t)K);
     const float *dg = n->saved, *a = n->saved2; /* gelu'(h), gelu(h) */
     Tape *t = n->tape;
-    bool db1 = b1 && b1->requires_grad, db2 = b2 && b2->requires_grad;
-    if (db2 && grad_take_fresh(b2)) par_zero(b2->grad, b2->numel);
-    if (w2->requires_grad) /* dW2 (+)= dy^T a; db2 += rows of dy^T */
-        tape_gemm(t, &(Gemm){.ta = true, .M = N, .N = H, .K = R, .alpha = 1.0f,
-                             .beta = grad_take_fresh(w2) ? 0.0f : 1.0f, .A = y->grad, .lda = N, .B = a, .ldb = H,
-                             .C = w2->grad, .ldc = H, .asum = db2 ? b2->grad : NULL});
-    else if (db2)
-        colsum_add(b2->grad, y->grad, NULL, (size_t)R, (size_t)N);
-    if (!x->requires_grad && !w1->requires_grad && !db1) return;
+    linear_param_grads(t, y->grad, a, R, w2, b2);
+    if (!x->requires_grad && !w1->requires_grad && !(b1 && b1->requires_grad)) return;
     /* dh = (dy W2) * gelu'(h) */
     float *dh = arena_alloc(&t->arena, (size_t)R * H * sizeof(float));
     tape_gemm(t, &(Gemm){.M = R, .N = H, .K = N, .alpha = 1.0f, .A = y->grad, .lda = N, .B = w2->data, .ldb = H,
                          .C = dh, .ldc = H, .epi = GEMM_EPI_MUL, .aux = (float *)dg});
-    if (db1 && grad_take_fresh(b1)) par_zero(b1->grad, b1->numel);
-    if (x->requires_grad) /* dx (+)= dh W1 */
-        tape_gemm(t, &(Gemm){.M = R, .N = K, .K = H, .alpha = 1.0f, .beta = grad_take_fresh(x) ? 0.0f : 1.0f,
-                             .A = dh, .lda = H, .B = w1->data, .ldb = K, .C = x->grad, .ldc = K});
-    if (w1->requires_grad) /* dW1 (+)= dh^T x; db1 += rows of dh^T */
-        tape_gemm(t, &(Gemm){.ta = true, .M = H, .N = K, .K = R, .alpha = 1.0f,
-                             .beta = grad_take_fresh(w1) ? 0.0f : 1.0f, .A = dh, .lda = H, .B = x->data, .ldb = K,
-                             .C = w1->grad, .ldc = K, .asum = db1 ? b1->grad : NULL});
-    else if (db1)
-        colsum_add(b1->grad, dh, NULL, (size_t)R, (size_t)H);
+    if (x->requires_grad) linear_input_grad(t, dh, R, w1, x);
+    linear_param_grads(t, dh, x->data, R, w1, b1);
 }
 
 Tensor *op_mlp(Tape *t, Tensor *x, Tensor *w1, Tensor *b1, Tensor *w2, Tensor *b2) {
