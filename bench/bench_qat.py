@@ -61,7 +61,7 @@ def run(args, out):
 
 def overhead(a):
     common = ["--set", "train.iters=%d" % a.iters, "--set", "train.eval_every=1000000", "--set",
-              "train.eval_batches=1", "--set", "train.threads=%d" % a.threads]
+              "train.eval=random", "--set", "train.eval_batches=1", "--set", "train.threads=%d" % a.threads]
     fp32, qat = [], []
     tmp = tempfile.mkdtemp(prefix="bench_qat_")
     try:

@@ -180,16 +180,10 @@ def torch_worker(args):
     wall = time.perf_counter() - w0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     val_loss = None
-    if args.eval_batches > 0:
-        # mean loss over --eval-batches random windows of the validation split (qat's protocol;
-        # the windows differ from qat's because the generators differ)
-        val = torch.from_numpy(tokens[n_train:].copy()).unfold(0, T + 1, 1)
-        vgen = torch.Generator().manual_seed(t["seed"] + 1)
-        model.eval()
-        with torch.no_grad():
-            vl = [model(w[:, :T], w[:, 1:]).item()
-                  for w in (val[torch.randint(val.shape[0], (B,), generator=vgen)] for _ in range(args.eval_batches))]
-        val_loss = sum(vl) / len(vl)
+    if args.eval == "full":
+        # qat's default protocol: the whole validation split, consecutive windows, every token scored once
+        from torch_gpt import full_split_loss
+        val_loss, _ = full_split_loss(model, torch.from_numpy(tokens[n_train:].copy()), T, B)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     timed = rates[WARMUP_STEPS:] if len(rates) > WARMUP_STEPS else rates
     print(json.dumps({
@@ -222,7 +216,7 @@ def run_torch(args, verbose):
         env["OPENBLAS_CORETYPE"] = args.torch_blas_core
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--iters", str(args.iters),
            "--threads", str(args.threads), "--config", args.config,
-           "--eval-batches", str(args.eval_batches)] + (["-v"] if verbose else [])
+           "--eval", args.eval] + (["-v"] if verbose else [])
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, cwd=ROOT)
     if p.returncode != 0:
         die("the PyTorch worker failed (exit %d)" % p.returncode)
@@ -237,7 +231,7 @@ def run_qat(args, verbose):
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
         cmd = [args.qat, "train", args.config, "--set", "train.iters=%d" % args.iters, "--set", "out_dir=" + out,
                "--set", "train.eval_every=100000", "--set", "train.threads=%d" % args.threads,
-               "--set", "train.eval_batches=%d" % max(args.eval_batches, 1)]
+               "--set", "train.eval=full"]
         ru0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         p = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - w0
@@ -268,9 +262,10 @@ def main():
     ap.add_argument("--config", default="configs/tiny-shakespeare.yaml",
                     help="qat config, relative to the project root (default configs/tiny-shakespeare.yaml)")
     ap.add_argument("--qat", default="build/qat", help="qat binary, relative to the project root (default build/qat)")
-    ap.add_argument("--eval-batches", type=int, default=0,
-                    help="validation batches after training on both sides (default 0: speed only); "
-                         "--iters 2000 --eval-batches 50 reproduces the reference benchmark's quality figure")
+    ap.add_argument("--eval", choices=["none", "full"], default="none",
+                    help="full: score both models on the whole validation split after training, as qat's "
+                         "train.eval full does (default none: speed only); --iters 2000 --eval full gives the "
+                         "reference benchmark's quality figure on both sides")
     ap.add_argument("--torch-blas-core", default=None, metavar="NAME",
                     help="OPENBLAS_CORETYPE for the PyTorch side only (e.g. SkylakeX): Debian's OpenBLAS 0.3.21 "
                          "falls back to its AVX2 (Haswell) kernels on CPUs it does not know, such as AMD Zen 5; "
@@ -323,9 +318,9 @@ def main():
     print("ratio qat/pytorch: %.2fx   (ln(vocab) = %.4f)" % (ratio, math.log(t["vocab"])))
     print("PyTorch's OpenBLAS kernels: %s%s" % (t.get("blas_core"),
           " (OPENBLAS_CORETYPE=%s)" % args.torch_blas_core if args.torch_blas_core else ""))
-    if args.eval_batches > 0:
-        print("validation loss after %d steps (%d batches): qat %.4f, pytorch %.4f" %
-              (args.iters, args.eval_batches, q["val_loss"], t["val_loss"]))
+    if args.eval == "full":
+        print("validation loss after %d steps, whole validation split: qat %.4f, pytorch %.4f" %
+              (args.iters, q["val_loss"], t["val_loss"]))
     if args.verbose:
         print("CPU time / wall time: qat %s, pytorch %s" %
               (", ".join("%.2f" % x["cpu_per_wall"] for x in qat_runs),
@@ -335,8 +330,8 @@ def main():
         "qat_tokens_per_s": round(q_tps, 1), "torch_tokens_per_s": round(t_tps, 1), "ratio": round(ratio, 4),
         "qat_peak_rss_mib": round(q_rss, 1), "torch_peak_rss_mib": round(t_rss, 1),
         "qat_loss_first": round(q["loss_first"], 6), "torch_loss_first": round(t["loss_first"], 6),
-        "qat_val_loss": q.get("val_loss") if args.eval_batches > 0 else None,
-        "torch_val_loss": t.get("val_loss") if args.eval_batches > 0 else None,
+        "qat_val_loss": q.get("val_loss") if args.eval == "full" else None,
+        "torch_val_loss": t.get("val_loss") if args.eval == "full" else None,
         "torch_blas_core": t.get("blas_core"),
     }))
 

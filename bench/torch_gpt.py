@@ -117,3 +117,29 @@ def qat_eval_seed(seed):
 
 def qat_train_seed(seed):
     return seed ^ 0x5DEECE66D
+
+
+def full_split_loss(model, tokens, T, B):
+    """qat's default validation loss (train.eval: full): the whole of tokens (a
+    1-d LongTensor) as consecutive non-overlapping windows of T, the last one
+    shorter, so every token but the first is predicted exactly once; the mean
+    over all those tokens. Returns (loss, tokens scored)."""
+    n = len(tokens) - 1
+    whole, rest = n // T, n % T
+    total, scored = 0.0, 0
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, whole, B):
+            k = min(B, whole - i)
+            w = tokens[i * T:(i + k) * T + 1]
+            x = w[:-1].view(k, T)
+            y = w[1:].view(k, T)
+            total += model(x, y).item() * k * T
+            scored += k * T
+        if rest:
+            w = tokens[whole * T:]
+            total += model(w[:-1].view(1, rest), w[1:].view(1, rest)).item() * rest
+            scored += rest
+    model.train(was)
+    return total / scored, scored

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """torch_qat_reference.py: a PyTorch reference for qat's QAT and RTN figures,
 like for like: it imports qat's FP32 checkpoint (h5py), evaluates on exactly
-qat's validation windows (a reproduction of qat's seeded sampler), then for each
+qat's validation windows (the whole split as consecutive windows, or for a
+train.eval random config a reproduction of qat's seeded sampler), then for each
 scheme applies plain round-to-nearest fake quantization with a straight-through
 estimator (PyTorch code, independent of qat's quantizer but the same rule:
 symmetric, scale = max|w| / (2^(b-1)-1), round half to even), reports the RTN
@@ -31,7 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_gpt import GPT, QatRng, load_qat_checkpoint, qat_eval_seed, qat_train_seed  # noqa: E402
+from torch_gpt import GPT, QatRng, full_split_loss, load_qat_checkpoint, qat_eval_seed, qat_train_seed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name: (weight bits, group size or 0 for per-channel, int8 per-token activations)
@@ -76,9 +77,11 @@ def main():
     train, val = tokens[:n_train], tokens[n_train:]
 
     def evaluate(model):
-        rng = QatRng(qat_eval_seed(t["seed"]))
-        with torch.no_grad():
-            return sum(model(*rng.batch(val, B, T)).item() for _ in range(t["eval_batches"])) / t["eval_batches"]
+        if t.get("eval", "full") == "random":
+            rng = QatRng(qat_eval_seed(t["seed"]))
+            with torch.no_grad():
+                return sum(model(*rng.batch(val, B, T)).item() for _ in range(t["eval_batches"])) / t["eval_batches"]
+        return full_split_loss(model, val, T, B)[0]
 
     def fresh():
         model = GPT(len(chars), T, m["n_embd"], m["n_layer"], m["n_head"])

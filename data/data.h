@@ -48,4 +48,27 @@ void batch_free(Batch *b);
 /* B random windows of T+1 tokens from tokens[0..n). */
 void batch_sample(Batch *b, const int32_t *tokens, size_t n, Rng *rng);
 
+/* The windows a validation loss is taken over. Window i predicts tokens
+ * start[i]+1 .. start[i]+len[i] from the len[i] tokens before each.
+ *  full:   consecutive non-overlapping windows of T over the whole split, the
+ *          last one shorter when the split does not divide, so every token
+ *          but the first is scored exactly once; no seed involved.
+ *  random: n_batches x B windows of T at random starts, drawn from a
+ *          generator seeded with seed exactly as batch_sample draws them. */
+typedef struct EvalWindows {
+    int n;         /* windows */
+    size_t *start; /* first input token of each */
+    int *len;      /* positions scored in each (T, or fewer for the last full-split window) */
+    long tokens;   /* positions scored in all */
+} EvalWindows;
+
+void eval_windows_full(EvalWindows *w, size_t n_tokens, int T);
+void eval_windows_random(EvalWindows *w, size_t n_tokens, int T, int n_batches, int B, uint64_t seed);
+void eval_windows_free(EvalWindows *w);
+/* Windows first..first+count-1 of w that share window first's length, at
+ * most max of them: how many (a batch of equal-length rows). */
+int eval_windows_run(const EvalWindows *w, int first, int max);
+/* Fills x and y ([count, len]) with the inputs and targets of windows first.. */
+void eval_windows_fill(const EvalWindows *w, const int32_t *tokens, int first, int count, int32_t *x, int32_t *y);
+
 #endif

@@ -162,34 +162,30 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
     return s->logits;
 }
 
-float infer_eval_loss(const InferModel *m, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed) {
-    if (T > m->cfg.block_size) qat_fail("infer: windows of %d tokens exceed block_size %d", T, m->cfg.block_size);
-    int V = m->cfg.vocab_size;
-    Rng rng;
-    rng_seed(&rng, seed);
-    Batch bt;
-    batch_alloc(&bt, B, T);
+double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w) {
+    int V = m->cfg.vocab_size, cap = 1;
+    for (int i = 0; i < w->n; i++) cap = w->len[i] > cap ? w->len[i] : cap;
+    if (cap > m->cfg.block_size) qat_fail("infer: windows of %d tokens exceed block_size %d", cap, m->cfg.block_size);
+    int32_t *x = xmalloc((size_t)cap * sizeof(int32_t)), *y = xmalloc((size_t)cap * sizeof(int32_t));
     InferState s;
-    infer_state_init(&s, m, T);
-    double total = 0.0;
-    for (int i = 0; i < n_batches; i++) {
-        batch_sample(&bt, tokens, n, &rng);
-        double sum = 0.0;
-        for (int b = 0; b < B; b++) {
-            s.pos = 0;
-            const float *lg = infer_forward(m, &s, bt.x + (size_t)b * T, T);
-            for (int t = 0; t < T; t++) {
-                const float *r = lg + (size_t)t * V;
-                float mx = r[0];
-                for (int j = 1; j < V; j++) mx = fmaxf(mx, r[j]);
-                double e = 0.0;
-                for (int j = 0; j < V; j++) e += exp((double)(r[j] - mx));
-                sum += (double)mx + log(e) - r[bt.y[(size_t)b * T + t]];
-            }
+    infer_state_init(&s, m, cap);
+    double sum = 0.0;
+    for (int i = 0; i < w->n; i++) {
+        int L = w->len[i];
+        eval_windows_fill(w, tokens, i, 1, x, y);
+        s.pos = 0;
+        const float *lg = infer_forward(m, &s, x, L);
+        for (int t = 0; t < L; t++) {
+            const float *r = lg + (size_t)t * V;
+            float mx = r[0];
+            for (int j = 1; j < V; j++) mx = fmaxf(mx, r[j]);
+            double e = 0.0;
+            for (int j = 0; j < V; j++) e += exp((double)(r[j] - mx));
+            sum += (double)mx + log(e) - r[y[t]];
         }
-        total += sum / ((double)B * T);
     }
     infer_state_free(&s);
-    batch_free(&bt);
-    return (float)(total / n_batches);
+    free(x);
+    free(y);
+    return w->tokens ? sum / (double)w->tokens : NAN;
 }

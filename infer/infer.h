@@ -94,8 +94,8 @@ void infer_state_free(InferState *s);
  * cap), appends to the cache and advances s->pos; returns logits [n, V]. */
 const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n);
 
-/* Mean loss over n_batches windows drawn exactly as eval_loss draws them. */
-float infer_eval_loss(const InferModel *m, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed);
+/* Mean next-token loss over windows w of tokens, as eval_loss takes it. */
+double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w);
 
 /* True when path is a deployable (qat-model) file. */
 bool infer_is_model_file(const char *path);

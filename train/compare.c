@@ -21,9 +21,8 @@
 /* What every row is measured on: the float model's validation batches. */
 typedef struct Bench {
     const int32_t *val;
-    size_t n_val;
-    int B, T, batches;
-    uint64_t seed;
+    EvalWindows w;
+    int B, T;
     int gen_tokens;
 } Bench;
 
@@ -49,7 +48,7 @@ static double summary_wall(const char *out_dir) {
 
 /* Loss, perplexity, generation speed and bits per weight of m. */
 static void measure(const InferModel *m, const Bench *b, double float_loss, CompareRow *r) {
-    r->val_loss = infer_eval_loss(m, b->val, b->n_val, b->batches, b->B, b->T, b->seed);
+    r->val_loss = infer_eval_loss(m, b->val, &b->w);
     r->ppl = exp(r->val_loss);
     r->delta = isnan(float_loss) ? 0.0 : r->val_loss - float_loss;
     FILE *null = xfopen("/dev/null", "w");
@@ -300,9 +299,11 @@ void compare_run(const Config *cfg, const char *origin) {
     Dataset ds;
     dataset_load(&ds, &v, fcfg.data.path, false, false);
     dataset_split(&ds, fcfg.data.val_fraction, fcfg.model.block_size, fcfg.data.path);
-    Bench b = {.val = ds.tokens + ds.n_train, .n_val = ds.n - ds.n_train, .B = fcfg.train.batch_size,
-               .T = fcfg.model.block_size, .batches = fcfg.train.eval_batches, .seed = eval_seed(&fcfg),
+    Bench b = {.val = ds.tokens + ds.n_train, .B = fcfg.train.batch_size, .T = fcfg.model.block_size,
                .gen_tokens = cfg->compare.gen_tokens};
+    eval_windows_of(&fcfg, ds.n - ds.n_train, &b.w);
+    printf("compare: every row scored on %ld validation tokens (%s: %d windows of up to %d)\n", b.w.tokens,
+           fcfg.train.eval, b.w.n, b.T);
 
     int cap = 8, n = 0;
     CompareRow *rows = xcalloc((size_t)cap, sizeof *rows);
@@ -361,5 +362,6 @@ void compare_run(const Config *cfg, const char *origin) {
     write_outputs(dir, rows, n, title);
     printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
     free(rows);
+    eval_windows_free(&b.w);
     dataset_free(&ds);
 }

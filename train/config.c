@@ -54,8 +54,12 @@ static const Field FIELDS[] = {
     F("train.seed", CF_INT, train.seed, 0, 2147483647, 0, "1337", NULL, "seed of initialisation and batch sampling"),
     F("train.eval_every", CF_INT, train.eval_every, 1, 1e9, 0, "250", NULL,
       "validation loss and checkpoint every this many steps (and at the end)"),
+    F("train.eval", CF_ENUM, train.eval, 0, 0, 0, "full", "full|random",
+      "validation loss over: full = the whole validation split as consecutive non-overlapping windows of "
+      "block_size (every token scored once, no seed); random = train.eval_batches x batch_size windows at "
+      "seeded random starts"),
     F("train.eval_batches", CF_INT, train.eval_batches, 1, 1e6, 0, "50", NULL,
-      "batches in the fixed, seeded validation set"),
+      "train.eval random: batches of random validation windows (seeded by train.seed)"),
     F("train.log_every", CF_INT, train.log_every, 1, 1e9, 0, "10", NULL, "a metrics.jsonl line every this many steps"),
     F("train.threads", CF_INT, train.threads, 0, 4096, 0, "0", NULL,
       "threads for OpenMP and OpenBLAS; 0 = OMP_NUM_THREADS or all cores"),

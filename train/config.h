@@ -30,6 +30,7 @@ typedef struct TrainConfig {
     float weight_decay, beta1, beta2, eps, grad_clip;
     int seed;
     int eval_every, eval_batches, log_every, threads;
+    char eval[8]; /* full | random: the validation windows (see EvalWindows) */
 } TrainConfig;
 
 /* qat compare: the QAT-versus-PTQ table of this config's float model. */

@@ -45,10 +45,12 @@ static const char *HELP_TRAIN =
     "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
 static const char *HELP_EVAL =
     "usage: qat eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
-    "  Mean loss over the fixed, seeded validation batches (train.eval_batches of\n"
-    "  train.batch_size windows). Without --data: the validation split of the\n"
-    "  training corpus, as during training. With --data FILE: windows of all of FILE.\n"
-    "  --json      print one JSON object: val_loss, batches, batch_size, block_size, tokens\n"
+    "  Mean next-token loss over the validation windows of the run's train.eval:\n"
+    "  full (the default) scores the whole split as consecutive non-overlapping windows\n"
+    "  of block_size, every token once; random takes train.eval_batches x batch_size\n"
+    "  windows at seeded random starts. Without --data: the validation split of the\n"
+    "  training corpus, as during training. With --data FILE: all of FILE.\n"
+    "  --json      print one JSON object: val_loss, eval, windows, block_size, tokens, kernels\n"
     "  --int       run a QAT checkpoint's quantized layers on real integer weights and the\n"
     "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n"
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels.\n";
@@ -161,12 +163,12 @@ static int cmd_eval(int argc, char **argv) {
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
     EvalResult r = eval_checkpoint(ckpt, data, int_kernels);
     if (json)
-        printf("{\"val_loss\":%.6f,\"batches\":%d,\"batch_size\":%d,\"block_size\":%d,\"tokens\":%ld,\"kernels\":\"%s\"}\n",
-               r.val_loss, r.batches, r.batch_size, r.block_size, (long)r.batches * r.batch_size * r.block_size,
+        printf("{\"val_loss\":%.6f,\"eval\":\"%s\",\"windows\":%d,\"block_size\":%d,\"tokens\":%ld,\"kernels\":\"%s\"}\n",
+               r.val_loss, r.mode, r.windows, r.block_size, r.tokens,
                r.integer ? kernel_path_name(kernel_path()) : "float");
     else
-        printf("val_loss %.4f (%d batches of %d x %d tokens from %s%s%s)\n", r.val_loss, r.batches, r.batch_size,
-               r.block_size, data ? data : "the validation split", r.integer ? ", integer kernels " : "",
+        printf("val_loss %.4f (%ld tokens scored in %d %s windows of up to %d from %s%s%s)\n", r.val_loss, r.tokens,
+               r.windows, r.mode, r.block_size, data ? data : "the validation split", r.integer ? ", integer kernels " : "",
                r.integer ? kernel_path_name(kernel_path()) : "");
     return 0;
 }
@@ -322,7 +324,7 @@ static const char *DEMO_CONFIG =
     "model: {n_layer: 2, n_head: 4, n_embd: 96, block_size: 64, vocab: char}\n"
     "data: {path: /usr/share/games/fortunes/songs-poems, val_fraction: 0.1}\n"
     "train: {batch_size: 32, iters: 600, lr: 2e-3, min_lr: 2e-4, warmup_iters: 50, eval_every: 200,\n"
-    "        eval_batches: 20, log_every: 50, seed: 1337}\n"
+    "        log_every: 50, seed: 1337}\n"
     "out_dir: runs/demo\n";
 
 static int cmd_demo(int argc, char **argv) {

@@ -22,22 +22,31 @@ void apply_threads(const Config *cfg) {
 
 uint64_t eval_seed(const Config *cfg) { return (uint64_t)cfg->train.seed * 2654435761u + 97; }
 
-float eval_loss(GPT *g, Tape *t, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed) {
-    Rng rng;
-    rng_seed(&rng, seed);
-    Batch b;
-    batch_alloc(&b, B, T);
+void eval_windows_of(const Config *cfg, size_t n, EvalWindows *w) {
+    if (!strcmp(cfg->train.eval, "random"))
+        eval_windows_random(w, n, cfg->model.block_size, cfg->train.eval_batches, cfg->train.batch_size, eval_seed(cfg));
+    else
+        eval_windows_full(w, n, cfg->model.block_size);
+}
+
+double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B) {
+    int cap = 1;
+    for (int i = 0; i < w->n; i++) cap = w->len[i] > cap ? w->len[i] : cap;
+    int32_t *x = xmalloc((size_t)B * cap * sizeof(int32_t)), *y = xmalloc((size_t)B * cap * sizeof(int32_t));
     bool old = tape_set_grad(t, false);
     double sum = 0.0;
-    for (int i = 0; i < n_batches; i++) {
-        batch_sample(&b, tokens, n, &rng);
+    for (int i = 0; i < w->n;) {
+        int k = eval_windows_run(w, i, B), L = w->len[i];
+        eval_windows_fill(w, tokens, i, k, x, y);
         tape_reset(t);
-        sum += gpt_loss(g, t, b.x, b.y, B, T)->data[0];
+        sum += (double)gpt_loss(g, t, x, y, k, L)->data[0] * ((double)k * L);
+        i += k;
     }
     tape_reset(t);
     tape_set_grad(t, old);
-    batch_free(&b);
-    return (float)(sum / n_batches);
+    free(x);
+    free(y);
+    return w->tokens ? sum / (double)w->tokens : NAN;
 }
 
 static GPTConfig gpt_config_of(const Config *c, int vocab_size) {
@@ -131,17 +140,21 @@ EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels)
         tok = ds.tokens + ds.n_train;
         n = ds.n - ds.n_train;
     }
-    EvalResult r = {.batches = cfg.train.eval_batches, .batch_size = B, .block_size = T, .integer = infer};
+    EvalWindows w;
+    eval_windows_of(&cfg, n, &w);
+    EvalResult r = {.windows = w.n, .tokens = w.tokens, .block_size = T, .integer = infer};
+    snprintf(r.mode, sizeof r.mode, "%s", cfg.train.eval);
     if (infer) {
-        r.val_loss = infer_eval_loss(&m, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+        r.val_loss = infer_eval_loss(&m, tok, &w);
         infer_free(&m);
     } else {
         Tape t;
         tape_init(&t, 16u << 20);
-        r.val_loss = eval_loss(&g, &t, tok, n, cfg.train.eval_batches, B, T, eval_seed(&cfg));
+        r.val_loss = eval_loss(&g, &t, tok, &w, B);
         tape_free(&t);
         gpt_free(&g);
     }
+    eval_windows_free(&w);
     dataset_free(&ds);
     return r;
 }
@@ -302,19 +315,21 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     bool tty = isatty(STDOUT_FILENO);
     double t0 = now_seconds(), last_draw = 0.0;
     float val = NAN;
-    uint64_t vseed = eval_seed(cfg);
     const int32_t *val_tok = ds.tokens + ds.n_train;
     size_t n_val = ds.n - ds.n_train;
+    EvalWindows vw;
+    eval_windows_of(cfg, n_val, &vw);
 
     FILE *out = opts->quiet ? NULL : stdout;
-    if (out) fprintf(out, "qat train: %zu parameters, vocab %d, %zu train / %zu val tokens, %d threads%s\n", g.params.numel,
-           vocab.size, ds.n_train, n_val, qat_get_threads(), resume ? ", resumed" : "");
+    if (out) fprintf(out, "qat train: %zu parameters, vocab %d, %zu train / %zu val tokens (%s: %d windows, %ld scored), "
+                     "%d threads%s\n", g.params.numel, vocab.size, ds.n_train, n_val, cfg->train.eval, vw.n, vw.tokens,
+                     qat_get_threads(), resume ? ", resumed" : "");
     if (out && resume) fprintf(out, "resuming from %s at iter %ld\n", ckpt_path, start);
     if (out) fflush(out);
 
     if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
         /* the fine-tune's starting point: the float model under round-to-nearest */
-        float v0 = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+        float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B);
         fprintf(metrics, "{\"iter\":0,\"val_loss\":%.6f}\n", v0);
         if (out) fprintf(out, "iter 0 (round-to-nearest start) val_loss %.4f\n", v0);
     }
@@ -343,7 +358,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         bool eval_now = done % cfg->train.eval_every == 0 || done == iters || done == end;
         bool log_now = done % cfg->train.log_every == 0 || eval_now || it == start;
         if (eval_now) {
-            val = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+            val = (float)eval_loss(&g, &tape, val_tok, &vw, B);
             if (!isfinite(val))
                 qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
                          done, val, ckpt_path);
@@ -385,7 +400,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         median = n_tps % 2 ? tps[n_tps / 2] : 0.5 * (tps[n_tps / 2 - 1] + tps[n_tps / 2]);
     }
     if (start >= iters) { /* nothing left to run: report the checkpoint's model */
-        val = eval_loss(&g, &tape, val_tok, n_val, cfg->train.eval_batches, B, T, vseed);
+        val = (float)eval_loss(&g, &tape, val_tok, &vw, B);
     }
     char summary[1024];
     int len = snprintf(summary, sizeof summary,
@@ -396,6 +411,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     if (out) fprintf(out, "done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
            peak_rss_mib(), cfg->out_dir);
     free(tps);
+    eval_windows_free(&vw);
     batch_free(&batch);
     tape_free(&tape);
     adamw_free(&opt);

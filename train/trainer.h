@@ -17,12 +17,12 @@ typedef struct TrainOptions {
 /* Trains as configured. */
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts);
 
-/* Mean loss over n_batches windows from tokens[0..n), drawn from a generator
- * seeded with seed, so the same call always sees the same batches. */
-float eval_loss(GPT *g, Tape *t, const int32_t *tokens, size_t n, int n_batches, int B, int T, uint64_t seed);
+/* The validation windows of a run with this config over n tokens
+ * (train.eval: the whole split, or seeded random windows). */
+void eval_windows_of(const Config *cfg, size_t n, EvalWindows *w);
 
-/* Seed of the fixed validation set for a run with this config. */
-uint64_t eval_seed(const Config *cfg);
+/* Mean next-token loss over windows w of tokens, B windows per forward. */
+double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B);
 
 /* Builds the model a checkpoint describes and loads its weights. */
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
@@ -41,13 +41,15 @@ typedef struct ExportReport {
 ExportReport export_checkpoint(const char *ckpt, const char *out);
 
 typedef struct EvalResult {
-    float val_loss;
-    int batches, batch_size, block_size;
-    bool integer; /* run on the inference engine and the integer kernels */
+    double val_loss;
+    char mode[8];      /* full | random (train.eval) */
+    int windows, block_size;
+    long tokens;       /* positions scored */
+    bool integer;      /* run on the inference engine and the integer kernels */
 } EvalResult;
-/* Loss of a checkpoint over its fixed validation batches: from the validation
- * split of its training corpus (data = NULL, as during training), or from
- * windows of all of data. A deployable file, or a training checkpoint with
+/* Loss of a checkpoint over its validation windows (train.eval): from the
+ * validation split of its training corpus (data = NULL, as during training),
+ * or from all of data. A deployable file, or a training checkpoint with
  * int_kernels, runs on the inference engine (quantized layers on the integer
  * kernels); otherwise the training forward (fake quantization). */
 EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels);
