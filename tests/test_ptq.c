@@ -482,16 +482,33 @@ Test(ptq_cli, compare_writes_the_table_and_plot) {
     char *json = test_slurp(path, NULL);
     int rows = 0;
     for (const char *p = json; (p = strstr(p, "\"method\"")); p++) rows++;
-    cr_assert_eq(rows, 4, "float + 2 PTQ + 1 QAT rows, got %d:\n%s", rows, json);
-    const char *keys[] = {"method", "w_bits", "a_bits", "group", "val_loss", "ppl", "delta", "bytes", "bits_per_weight",
-                          "gen_tokens_per_s", "seconds"};
+    cr_assert_eq(rows, 5, "float + 2 PTQ + float+ft + 1 QAT rows, got %d:\n%s", rows, json);
+    const char *keys[] = {"method", "w_bits", "a_bits", "group", "val_loss", "ppl", "delta", "delta_ft", "bytes",
+                          "bits_per_weight", "gen_tokens_per_s", "seconds"};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
         char q[64];
         snprintf(q, sizeof q, "\"%s\":", keys[k]);
         int n = 0;
         for (const char *p = json; (p = strstr(p, q)); p++) n++;
-        cr_assert_eq(n, 4, "key %s in %d rows", keys[k], n);
+        cr_assert_eq(n, 5, "key %s in %d rows", keys[k], n);
     }
+    /* float+ft: the float model fine-tuned in float with the QAT row's schedule, as qat train does it */
+    const char *ft = strstr(json, "\"method\": \"float+ft\", \"w_bits\": 32, \"a_bits\": 32");
+    cr_assert(ft, "no float+ft row:\n%s", json);
+    cr_assert(strstr(ft, "\"delta_ft\": null"), "float+ft has no baseline of its own");
+    double ft_loss = strtod(strstr(ft, "\"val_loss\": ") + 12, NULL);
+    snprintf(cmd, sizeof cmd, "train %s/cmp-qat.yaml --set quant.weight.bits=0 --set out_dir=%s/cmp-ft-check", g_dir,
+             g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    snprintf(path, sizeof path, "%s/cmp-ft-check/summary.json", g_dir);
+    char *sum = test_slurp(path, NULL);
+    double trained = strtod(strstr(sum, "\"val_loss\":") + 11, NULL);
+    cr_assert(fabs(trained - ft_loss) < 2e-5, "float+ft row %.6f vs the same fine-tune by qat train %.6f", ft_loss, trained);
+    /* the QAT row is measured against it */
+    const char *qr = strstr(json, "\"method\": \"qat-lsq\"");
+    double q_loss = strtod(strstr(qr, "\"val_loss\": ") + 12, NULL), q_dft = strtod(strstr(qr, "\"delta_ft\": ") + 12, NULL);
+    cr_assert(fabs(q_dft - (q_loss - ft_loss)) < 2e-6, "delta_ft %.6f, loss %.6f, float+ft %.6f", q_dft, q_loss, ft_loss);
+    free(sum);
     cr_assert(strstr(json, "\"method\": \"gptq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
     cr_assert(strstr(json, "\"method\": \"qat-lsq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
     /* the gptq row's loss is that of the model it exported, on the integer kernels */
@@ -506,13 +523,14 @@ Test(ptq_cli, compare_writes_the_table_and_plot) {
     cr_assert(n > 1000 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "compare.png is not a PNG");
     snprintf(path, sizeof path, "%s/cmp/compare.csv", g_dir);
     char *csv = test_slurp(path, NULL);
-    const char *header = "method,w_bits,a_bits,group,val_loss,ppl,delta,bytes,bits_per_weight,gen_tokens_per_s,seconds\n";
+    const char *header =
+        "method,w_bits,a_bits,group,val_loss,ppl,delta,delta_ft,bytes,bits_per_weight,gen_tokens_per_s,seconds\n";
     cr_assert(!strncmp(csv, header, strlen(header)), "%s", csv);
     snprintf(path, sizeof path, "%s/cmp/compare.md", g_dir);
     char *md = test_slurp(path, NULL);
     int lines = 0;
     for (const char *p = md; (p = strstr(p, "\n| ")); p++) lines++;
-    cr_assert_eq(lines, 5, "header + 4 rows in compare.md:\n%s", md);
+    cr_assert_eq(lines, 6, "header + 5 rows in compare.md:\n%s", md);
     free(json), free(png), free(csv), free(md);
 }
 

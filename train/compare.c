@@ -51,6 +51,8 @@ static void measure(const InferModel *m, const Bench *b, double float_loss, Comp
     r->val_loss = infer_eval_loss(m, b->val, &b->w);
     r->ppl = exp(r->val_loss);
     r->delta = isnan(float_loss) ? 0.0 : r->val_loss - float_loss;
+    r->delta_ft = NAN;
+    r->baseline = -1;
     FILE *null = xfopen("/dev/null", "w");
     SampleOptions so = {.tokens = b->gen_tokens, .temperature = 0.0f, .seed = 1};
     double t0 = now_seconds();
@@ -137,49 +139,105 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     infer_free(&m);
 }
 
-static void qat_row(const char *cfg_path, const char *float_ckpt, const Config *fcfg, bool retrain, const Bench *b,
-                    double float_loss, const char *out_dir, CompareRow *r) {
-    Config qc;
-    config_defaults(&qc);
-    config_load_file(&qc, cfg_path);
-    config_validate(&qc, cfg_path);
-    if (!qc.quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
-    const ModelConfig *a = &qc.model, *f = &fcfg->model;
-    if (a->n_layer != f->n_layer || a->n_head != f->n_head || a->n_embd != f->n_embd || a->block_size != f->block_size ||
-        strcmp(a->vocab, f->vocab))
-        qat_fail("%s: model: differs from the compared float model's model section", cfg_path);
-    char p1[PATH_MAX], p2[PATH_MAX];
-    if (!qc.quant.init_from[0] || !realpath(qc.quant.init_from, p1) || !realpath(float_ckpt, p2) || strcmp(p1, p2))
-        qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qc.quant.init_from, float_ckpt);
-    char ckpt[CONFIG_PATH_MAX + 32];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", qc.out_dir);
+/* Trains rc into rc->out_dir unless a complete run is there (its checkpoint
+ * at rc->train.iters and its summary); returns the checkpoint's path in ckpt
+ * and the run's wall time. */
+static double train_or_reuse(const Config *rc, const char *origin, bool retrain, char *ckpt, size_t n) {
+    snprintf(ckpt, n, "%s/checkpoint.h5", rc->out_dir);
     long step = -1;
     if (access(ckpt, R_OK) == 0) {
         Config saved;
         Vocab sv;
         ckpt_load_meta(ckpt, &saved, &sv, &step);
     }
-    double wall = summary_wall(qc.out_dir);
-    if (retrain || step != qc.train.iters || wall < 0.0) {
-        printf("compare: training %s\n", cfg_path);
+    double wall = summary_wall(rc->out_dir);
+    if (retrain || step != rc->train.iters || wall < 0.0) {
+        printf("compare: training %s into %s\n", origin, rc->out_dir);
         fflush(stdout);
         TrainOptions to = {.quiet = true};
         double t0 = now_seconds();
-        train_run(&qc, cfg_path, &to);
+        train_run(rc, origin, &to);
         wall = now_seconds() - t0;
     } else {
         printf("compare: reusing %s (%ld steps; set compare.retrain_qat to train again)\n", ckpt, step);
     }
+    return wall;
+}
+
+/* Loads a QAT or PTQ config named in compare.qat and checks it fine-tunes the compared float model. */
+static void qat_config_load(Config *qc, const char *cfg_path, const char *float_ckpt, const Config *fcfg) {
+    config_defaults(qc);
+    config_load_file(qc, cfg_path);
+    config_validate(qc, cfg_path);
+    if (!qc->quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
+    const ModelConfig *a = &qc->model, *f = &fcfg->model;
+    if (a->n_layer != f->n_layer || a->n_head != f->n_head || a->n_embd != f->n_embd || a->block_size != f->block_size ||
+        strcmp(a->vocab, f->vocab))
+        qat_fail("%s: model: differs from the compared float model's model section", cfg_path);
+    char p1[PATH_MAX], p2[PATH_MAX];
+    if (!qc->quant.init_from[0] || !realpath(qc->quant.init_from, p1) || !realpath(float_ckpt, p2) || strcmp(p1, p2))
+        qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qc->quant.init_from, float_ckpt);
+}
+
+/* FNV-1a of a string: names the run directory of a resolved config. */
+static uint32_t text_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The float+ft run of a QAT config: the same model, data, schedule and seed,
+ * no quantization, from the same float model; its run directory under
+ * out_dir is named by a hash of that resolved config, so a changed schedule
+ * never reuses another's run. */
+static void float_ft_config(const Config *qc, const char *float_ckpt, const char *out_dir, Config *fc) {
+    *fc = *qc;
+    Config d;
+    config_defaults(&d);
+    fc->quant = d.quant;
+    xsnprintf(fc->quant.init_from, sizeof fc->quant.init_from, "compare: the float model's path", "%s", float_ckpt);
+    fc->out_dir[0] = '\0';
+    char *yaml = config_to_yaml(fc);
+    xsnprintf(fc->out_dir, sizeof fc->out_dir, "compare.out_dir", "%s/float-ft-%08x", out_dir, text_hash(yaml));
+    free(yaml);
+}
+
+static void float_ft_row(const Config *fc, bool retrain, const Bench *b, double float_loss, CompareRow *r) {
+    char ckpt[CONFIG_PATH_MAX + 32];
+    double wall = train_or_reuse(fc, "the float+ft baseline", retrain, ckpt, sizeof ckpt);
     GPT g;
     Config lc;
     Vocab v;
     model_load(ckpt, &g, &lc, &v);
-    snprintf(r->method, sizeof r->method, "qat-%s", qc.quant.estimator);
-    r->w_bits = qc.quant.w_bits;
-    r->a_bits = qc.quant.a_bits ? qc.quant.a_bits : 32;
-    r->group = group_of(&qc.quant);
+    InferModel m;
+    infer_from_gpt(&m, &g, &v, "");
+    gpt_free(&g);
+    snprintf(r->method, sizeof r->method, "float+ft");
+    r->w_bits = r->a_bits = 32;
     r->seconds = wall;
-    snprintf(r->what, sizeof r->what, "%s (%d steps from the float model)", cfg_path, qc.train.iters);
+    snprintf(r->what, sizeof r->what, "the float model fine-tuned in float for %d steps (lr %g to %g, warmup %d) as the "
+             "QAT rows are (%s)", fc->train.iters, fc->train.lr, fc->train.min_lr, fc->train.warmup_iters, fc->out_dir);
+    measure(&m, b, float_loss, r);
+    r->bytes = infer_float_bytes(&m);
+    infer_free(&m);
+}
+
+static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const Bench *b, double float_loss,
+                    const char *out_dir, CompareRow *r) {
+    char ckpt[CONFIG_PATH_MAX + 32];
+    double wall = train_or_reuse(qc, cfg_path, retrain, ckpt, sizeof ckpt);
+    GPT g;
+    Config lc;
+    Vocab v;
+    long step = 0;
+    model_load(ckpt, &g, &lc, &v);
+    ckpt_load_meta(ckpt, &lc, &v, &step);
+    snprintf(r->method, sizeof r->method, "qat-%s", qc->quant.estimator);
+    r->w_bits = qc->quant.w_bits;
+    r->a_bits = qc->quant.a_bits ? qc->quant.a_bits : 32;
+    r->group = group_of(&qc->quant);
+    r->seconds = wall;
+    snprintf(r->what, sizeof r->what, "%s (%d steps from the float model)", cfg_path, qc->train.iters);
     char *yaml = config_to_yaml(&lc);
     InferModel m;
     infer_from_gpt(&m, &g, &v, yaml);
@@ -202,47 +260,56 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
     char path[CONFIG_PATH_MAX + 64], g[16];
     size_t cap = 1 << 16, k = 0;
     char *s = xmalloc(cap);
+    char dft[32];
     /* json */
     k += (size_t)snprintf(s + k, cap - k, "[\n");
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
+        if (isnan(r->delta_ft)) snprintf(dft, sizeof dft, "null");
+        else snprintf(dft, sizeof dft, "%.6f", r->delta_ft);
         k += (size_t)snprintf(s + k, cap - k,
                               "  {\"method\": \"%s\", \"w_bits\": %d, \"a_bits\": %d, \"group\": %d, \"val_loss\": %.6f, "
-                              "\"ppl\": %.4f, \"delta\": %.6f, \"bytes\": %zu, \"bits_per_weight\": %.4f, "
+                              "\"ppl\": %.4f, \"delta\": %.6f, \"delta_ft\": %s, \"bytes\": %zu, \"bits_per_weight\": %.4f, "
                               "\"gen_tokens_per_s\": %.1f, \"seconds\": %.2f}%s\n",
-                              r->method, r->w_bits, r->a_bits, r->group, r->val_loss, r->ppl, r->delta, r->bytes,
+                              r->method, r->w_bits, r->a_bits, r->group, r->val_loss, r->ppl, r->delta, dft, r->bytes,
                               r->bits_per_weight, r->gen_tokens_per_s, r->seconds, i + 1 < n ? "," : "");
+        if (k + 2048 > cap) s = xrealloc(s, cap *= 2);
     }
     k += (size_t)snprintf(s + k, cap - k, "]\n");
     snprintf(path, sizeof path, "%s/compare.json", dir);
     xwrite_file_atomic(path, s, k);
     /* csv */
     k = 0;
-    k += (size_t)snprintf(s + k, cap - k, "method,w_bits,a_bits,group,val_loss,ppl,delta,bytes,bits_per_weight,gen_tokens_per_s,seconds\n");
+    k += (size_t)snprintf(s + k, cap - k, "method,w_bits,a_bits,group,val_loss,ppl,delta,delta_ft,bytes,bits_per_weight,gen_tokens_per_s,seconds\n");
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
-        k += (size_t)snprintf(s + k, cap - k, "%s,%d,%d,%d,%.6f,%.4f,%.6f,%zu,%.4f,%.1f,%.2f\n", r->method, r->w_bits,
-                              r->a_bits, r->group, r->val_loss, r->ppl, r->delta, r->bytes, r->bits_per_weight,
+        if (isnan(r->delta_ft)) dft[0] = '\0';
+        else snprintf(dft, sizeof dft, "%.6f", r->delta_ft);
+        k += (size_t)snprintf(s + k, cap - k, "%s,%d,%d,%d,%.6f,%.4f,%.6f,%s,%zu,%.4f,%.1f,%.2f\n", r->method, r->w_bits,
+                              r->a_bits, r->group, r->val_loss, r->ppl, r->delta, dft, r->bytes, r->bits_per_weight,
                               r->gen_tokens_per_s, r->seconds);
+        if (k + 2048 > cap) s = xrealloc(s, cap *= 2);
     }
     snprintf(path, sizeof path, "%s/compare.csv", dir);
     xwrite_file_atomic(path, s, k);
     /* markdown */
     k = 0;
     k += (size_t)snprintf(s + k, cap - k,
-                          "# %s\n\n| method | W bits | A bits | group | val loss | ppl | delta vs float | bytes | bits/weight "
-                          "| gen tok/s | time (s) | how |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                          "# %s\n\n| method | W bits | A bits | group | val loss | ppl | vs float | vs float+ft | bytes | "
+                          "bits/weight | gen tok/s | time (s) | how |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                           title);
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
         char a[8];
         snprintf(a, sizeof a, "%d", r->a_bits);
-        k += (size_t)snprintf(s + k, cap - k, "| %s | %d | %s | %s | %.4f | %.3f | %+.4f | %zu | %.2f | %.0f | %.1f | %s |\n",
+        if (isnan(r->delta_ft)) snprintf(dft, sizeof dft, "-");
+        else snprintf(dft, sizeof dft, "%+.4f", r->delta_ft);
+        k += (size_t)snprintf(s + k, cap - k, "| %s | %d | %s | %s | %.4f | %.3f | %+.4f | %s | %zu | %.2f | %.0f | %.1f | %s |\n",
                               r->method, r->w_bits, r->a_bits == 32 ? "float" : a,
                               r->w_bits == 32 ? "-" : group_str(r->group, g, sizeof g),
-                              r->val_loss, r->ppl, r->delta, r->bytes, r->bits_per_weight, r->gen_tokens_per_s,
+                              r->val_loss, r->ppl, r->delta, dft, r->bytes, r->bits_per_weight, r->gen_tokens_per_s,
                               r->seconds, r->what);
-        if (k + 1024 > cap) s = xrealloc(s, cap *= 2);
+        if (k + 2048 > cap) s = xrealloc(s, cap *= 2);
     }
     snprintf(path, sizeof path, "%s/compare.md", dir);
     xwrite_file_atomic(path, s, k);
@@ -307,6 +374,8 @@ void compare_run(const Config *cfg, const char *origin) {
 
     int cap = 8, n = 0;
     CompareRow *rows = xcalloc((size_t)cap, sizeof *rows);
+    typedef char RunDir[CONFIG_PATH_MAX + 32];
+    RunDir *ft_dirs = xcalloc((size_t)cap, sizeof *ft_dirs); /* float+ft rows: their run directory */
     /* float */
     {
         GPT g;
@@ -334,29 +403,56 @@ void compare_run(const Config *cfg, const char *origin) {
     for (char *e = strtok_r(list, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         if (!*e) continue;
-        if (n == cap) rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+        if (n == cap) {
+            rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+            ft_dirs = xrealloc(ft_dirs, (size_t)cap * sizeof *ft_dirs);
+        }
         memset(&rows[n], 0, sizeof rows[n]);
+        ft_dirs[n][0] = '\0';
         ptq_row(e, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &rows[n]);
         printf("compare: %s: val loss %.4f (%+.4f), %.1f s\n", rows[n].what, rows[n].val_loss, rows[n].delta, rows[n].seconds);
         fflush(stdout);
         n++;
     }
     free(list);
-    /* QAT configs */
+    /* QAT configs, each after the float+ft row of its schedule (one per distinct schedule) */
     list = xstrdup(cfg->compare.qat);
     for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         char *end = e + strlen(e);
         while (end > e && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t')) *--end = '\0';
         if (!*e) continue;
-        if (n == cap) rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+        Config qc, fc;
+        qat_config_load(&qc, e, float_ckpt, &fcfg);
+        float_ft_config(&qc, float_ckpt, dir, &fc);
+        int base = -1;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(rows[i].method, "float+ft") && !strcmp(ft_dirs[i], fc.out_dir)) base = i;
+        if (n + 2 > cap) {
+            rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
+            ft_dirs = xrealloc(ft_dirs, (size_t)cap * sizeof *ft_dirs);
+        }
+        if (base < 0) {
+            memset(&rows[n], 0, sizeof rows[n]);
+            float_ft_row(&fc, cfg->compare.retrain_qat, &b, float_loss, &rows[n]);
+            snprintf(ft_dirs[n], sizeof ft_dirs[n], "%s", fc.out_dir);
+            printf("compare: float+ft (%d steps): val loss %.4f (%+.4f)\n", fc.train.iters, rows[n].val_loss,
+                   rows[n].delta);
+            fflush(stdout);
+            base = n++;
+        }
         memset(&rows[n], 0, sizeof rows[n]);
-        qat_row(e, float_ckpt, &fcfg, cfg->compare.retrain_qat, &b, float_loss, dir, &rows[n]);
-        printf("compare: %s: val loss %.4f (%+.4f)\n", rows[n].what, rows[n].val_loss, rows[n].delta);
+        ft_dirs[n][0] = '\0';
+        qat_row(&qc, e, cfg->compare.retrain_qat, &b, float_loss, dir, &rows[n]);
+        rows[n].baseline = base;
+        rows[n].delta_ft = rows[n].val_loss - rows[base].val_loss;
+        printf("compare: %s: val loss %.4f (%+.4f against float, %+.4f against float+ft)\n", rows[n].what,
+               rows[n].val_loss, rows[n].delta, rows[n].delta_ft);
         fflush(stdout);
         n++;
     }
     free(list);
+    free(ft_dirs);
     char title[CONFIG_PATH_MAX + 64];
     snprintf(title, sizeof title, "QAT versus PTQ: %s", origin);
     write_outputs(dir, rows, n, title);

@@ -9,10 +9,13 @@
 #include "train/config.h"
 
 typedef struct CompareRow {
-    char method[64];         /* float, rtn, gptq, awq, smoothquant, outlier, qat-<estimator> (variants suffixed) */
+    char method[64];         /* float, float+ft, rtn, gptq, awq, smoothquant, outlier, qat-<estimator> (variants suffixed) */
     int w_bits, a_bits;      /* 32 = float */
     int group;               /* inputs per scale; 0 per tensor, -1 per channel */
-    double val_loss, ppl, delta; /* delta: val_loss - the float model's */
+    double val_loss, ppl;
+    double delta;            /* val_loss - the float model's */
+    double delta_ft;         /* fine-tuned rows (QAT): val_loss - the float+ft row of the same schedule; else NAN */
+    int baseline;            /* fine-tuned rows: index of that float+ft row; else -1 */
     size_t bytes;            /* the deployable file (qat export) */
     double bits_per_weight;  /* quantized Linears: code bits + 32-bit scales (+ float columns) per weight */
     double gen_tokens_per_s; /* greedy generation with the KV cache */
@@ -20,7 +23,11 @@ typedef struct CompareRow {
     char what[1400];          /* how it was made (qat ptq options or the QAT config file) */
 } CompareRow;
 
-/* Runs the comparison the config's compare section describes. */
+/* Runs the comparison the config's compare section describes. Beside the
+ * float model, each distinct fine-tuning schedule of the QAT rows gets a
+ * float+ft row: the float model fine-tuned in float with that schedule and
+ * data, so that the QAT rows are measured against what the same steps do
+ * without quantization. */
 void compare_run(const Config *cfg, const char *origin);
 
 /* PNG of validation loss against bits per weight, one line per method (float

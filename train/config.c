@@ -106,7 +106,8 @@ static const Field FIELDS[] = {
       "comma-separated globs over the Linear layers to quantize: blocks.N.attn.qkv, blocks.N.attn.proj, "
       "blocks.N.mlp.fc, blocks.N.mlp.proj, lm_head (the tied head)"),
     F("quant.init_from", CF_STR, quant.init_from, 0, 0, 0, "", NULL,
-      "float checkpoint to fine-tune; empty = quantization-aware training from scratch"),
+      "float checkpoint to fine-tune (under quantization, or in float with quant.weight.bits 0: the float+ft "
+      "baseline); empty = train from scratch"),
     F("quant.scale_lr_mult", CF_FLOAT, quant.scale_lr_mult, 0, 100, 1, "1", NULL,
       "learning rate of LSQ scales and zero points relative to train.lr (AdamW moves each by about lr per step, "
       "so small scales may want a smaller rate)"),
@@ -368,7 +369,7 @@ void config_validate(const Config *c, const char *origin) {
     if (q->a_bits == 1) qat_fail("%s: quant.activation.bits: expected 0 (off) or 2..8, got 1", origin);
     if (q->kv_bits != 0 && q->kv_bits != 4 && q->kv_bits != 8)
         qat_fail("%s: quant.kv.bits: expected 0, 4 or 8, got %d", origin, q->kv_bits);
-    if (q->w_bits == 0 && (q->a_bits || q->kv_bits || q->n_ov || q->init_from[0]))
+    if (q->w_bits == 0 && (q->a_bits || q->kv_bits || q->n_ov))
         qat_fail("%s: quant.weight.bits: quantization settings given but quant.weight.bits is 0 (set 2..8)", origin);
     if (q->a_learn_zp && (q->a_sym || strcmp(q->estimator, "lsq") || strcmp(q->a_gran, "tensor")))
         qat_fail("%s: quant.activation.learn_zero_point: needs asymmetric per-tensor activations and estimator lsq",

@@ -32,16 +32,15 @@ static double nice_step(double range) {
     return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * mag;
 }
 
+/* Float rows (float, float+ft) are reference lines, not points. */
+static bool is_reference(const CompareRow *r) { return r->w_bits >= 32 && r->a_bits >= 32; }
+
 void compare_plot(const char *path, const CompareRow *rows, int n, const char *title) {
-    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY, float_loss = NAN;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int i = 0; i < n; i++) {
-        if (!strcmp(rows[i].method, "float")) {
-            float_loss = rows[i].val_loss;
-            y0 = fmin(y0, float_loss), y1 = fmax(y1, float_loss);
-            continue;
-        }
-        x0 = fmin(x0, rows[i].bits_per_weight), x1 = fmax(x1, rows[i].bits_per_weight);
         y0 = fmin(y0, rows[i].val_loss), y1 = fmax(y1, rows[i].val_loss);
+        if (is_reference(&rows[i])) continue;
+        x0 = fmin(x0, rows[i].bits_per_weight), x1 = fmax(x1, rows[i].bits_per_weight);
     }
     if (!isfinite(x0)) x0 = 2.0, x1 = 9.0;
     if (!isfinite(y0)) y0 = 0.0, y1 = 1.0;
@@ -95,31 +94,34 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
     cairo_set_font_size(cr, 15);
     cairo_move_to(cr, ML, 30);
     cairo_show_text(cr, title);
-    /* float reference */
+    /* float references: dashed (float) and dotted (float+ft, one per schedule) */
     int legend = 0;
     cairo_set_font_size(cr, 12);
-    if (!isnan(float_loss)) {
-        double dash[] = {6, 4};
-        cairo_set_dash(cr, dash, 2, 0);
-        cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-        cairo_move_to(cr, ML, PY(float_loss));
-        cairo_line_to(cr, ML + pw, PY(float_loss));
+    for (int i = 0; i < n; i++) {
+        if (!is_reference(&rows[i])) continue;
+        bool ft = strcmp(rows[i].method, "float") != 0;
+        double dash[] = {6, 4}, dot[] = {2, 3};
+        cairo_set_dash(cr, ft ? dot : dash, 2, 0);
+        cairo_set_source_rgb(cr, ft ? 0.1 : 0.3, ft ? 0.1 : 0.3, ft ? 0.1 : 0.3);
+        cairo_set_line_width(cr, ft ? 1.5 : 1.0);
+        double ly = MT + 20 + 22 * legend++;
+        cairo_move_to(cr, ML, PY(rows[i].val_loss));
+        cairo_line_to(cr, ML + pw, PY(rows[i].val_loss));
         cairo_stroke(cr);
-        cairo_move_to(cr, W - MR + 20, MT + 20);
-        cairo_line_to(cr, W - MR + 50, MT + 20);
+        cairo_move_to(cr, W - MR + 20, ly);
+        cairo_line_to(cr, W - MR + 50, ly);
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
-        snprintf(buf, sizeof buf, "float (%.4f)", float_loss);
-        cairo_move_to(cr, W - MR + 58, MT + 24);
+        snprintf(buf, sizeof buf, "%s (%.4f)", rows[i].method, rows[i].val_loss);
+        cairo_move_to(cr, W - MR + 58, ly + 4);
         cairo_show_text(cr, buf);
-        legend++;
     }
     /* one line per method, points in order of bits */
     bool *done = xcalloc((size_t)n, sizeof(bool));
     int *idx = xmalloc((size_t)n * sizeof(int));
     int color = 0;
     for (int i = 0; i < n; i++) {
-        if (done[i] || !strcmp(rows[i].method, "float")) continue;
+        if (done[i] || is_reference(&rows[i])) continue;
         char name[64], other[64];
         line_name(&rows[i], name, sizeof name);
         int m = 0;

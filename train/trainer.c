@@ -328,10 +328,10 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     if (out) fflush(out);
 
     if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
-        /* the fine-tune's starting point: the float model under round-to-nearest */
+        /* the fine-tune's starting point: the float model (under round-to-nearest when quantized) */
         float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B);
         fprintf(metrics, "{\"iter\":0,\"val_loss\":%.6f}\n", v0);
-        if (out) fprintf(out, "iter 0 (round-to-nearest start) val_loss %.4f\n", v0);
+        if (out) fprintf(out, "iter 0 (%s) val_loss %.4f\n", g.n_q ? "round-to-nearest start" : "the float model", v0);
     }
     for (long it = start; it < end; it++) {
         if (calibrating && it == cfg->quant.freeze_step) {

@@ -70,6 +70,14 @@ char *xstrdup(const char *s) {
     return d;
 }
 
+void xsnprintf(char *dst, size_t n, const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= n) qat_fail("%s: longer than %zu characters", what, n - 1);
+}
+
 FILE *xfopen(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) qat_fail("%s: cannot open: %s", path, strerror(errno));

@@ -24,6 +24,9 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* snprintf into dst[n] that fails naming what when the result does not fit
+ * (paths built from config values, which would otherwise be cut silently). */
+void xsnprintf(char *dst, size_t n, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 FILE *xfopen(const char *path, const char *mode);
 /* Reads a whole file; *len gets its size. The buffer is NUL-terminated. */
 char *xread_file(const char *path, size_t *len);
