@@ -152,6 +152,10 @@ Tensor *op_attention(Tape *t, Tensor *qkv, int n_head);
 Tensor *op_embedding(Tape *t, Tensor *weight, const int32_t *idx, int ndim, const int *shape);
 /* logits [..., V], targets one per row in [0,V) -> scalar mean loss */
 Tensor *op_cross_entropy(Tape *t, Tensor *logits, const int32_t *targets);
+/* Knowledge distillation: T^2 * mean over rows of KL(softmax(teacher/T) ||
+ * softmax(logits/T)), the T^2 keeping the gradient's size independent of T
+ * (Hinton et al.). teacher (same shape, no gradient) is read only here. */
+Tensor *op_kl_distill(Tape *t, Tensor *logits, const Tensor *teacher, float temperature);
 Tensor *op_sum(Tape *t, Tensor *x);
 Tensor *op_mean(Tape *t, Tensor *x);
 /* views: share data and grad with x */

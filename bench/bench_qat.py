@@ -8,6 +8,11 @@ Two measurements, each in one run of this program:
             for --iters steps on --threads threads, alternating --repeats times;
             prints median tokens/s of each and the fake-quant overhead
             (target: under 15%).
+  seeds     Trains the FP32 reference (configs/tiny-shakespeare.yaml) with
+            each seed of --seeds (1337 reuses runs/tiny-shakespeare when it is
+            complete) and prints the full-split validation loss of each, their
+            mean and standard deviation: the seed spread that differences
+            between quantized models must beat.
   quality   Fine-tunes the reference FP32 checkpoint (runs/tiny-shakespeare/,
             from `qat train configs/tiny-shakespeare.yaml`) with every
             configs/qat-*.yaml, and prints per scheme the validation loss of
@@ -16,6 +21,7 @@ Two measurements, each in one run of this program:
 
 Run from any directory:
   bench/bench_qat.py overhead [--iters 40] [--repeats 3] [--threads 2]
+  bench/bench_qat.py seeds [--seeds 1337,1,2]
   bench/bench_qat.py quality [--only int4-g32,int2-g32] [--ckpt runs/tiny-shakespeare/checkpoint.h5]
 The last line printed is one JSON object.
 """
@@ -116,9 +122,32 @@ def quality(a):
     print(json.dumps({"bench": "qat_quality", "fp32_val_loss": fp32, "rows": rows}))
 
 
+def seeds(a):
+    losses = []
+    for sd in [int(x) for x in a.seeds.split(",")]:
+        out = os.path.join(ROOT, "runs", "tiny-shakespeare" if sd == 1337 else "tiny-shakespeare-seed%d" % sd)
+        done = os.path.isfile(os.path.join(out, "summary.json")) and os.path.isfile(os.path.join(out, "checkpoint.h5"))
+        if not done:
+            print("training the FP32 model with seed %d into %s ..." % (sd, out), file=sys.stderr, flush=True)
+            run(["configs/tiny-shakespeare.yaml", "--set", "train.seed=%d" % sd], out)
+        p = subprocess.run([QAT, "eval", os.path.join(out, "checkpoint.h5"), "--json"], cwd=ROOT, stdout=subprocess.PIPE)
+        if p.returncode != 0:
+            die("qat eval of %s failed" % out)
+        r = json.loads(p.stdout)
+        losses.append(r["val_loss"])
+        print("seed %-6d val_loss %.4f (%d tokens, %s)" % (sd, r["val_loss"], r["tokens"], r["eval"]), flush=True)
+    mean = statistics.mean(losses)
+    sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+    print("FP32 over %d seeds: mean %.4f, standard deviation %.4f, range %.4f" %
+          (len(losses), mean, sd, max(losses) - min(losses)))
+    print(json.dumps({"bench": "fp32_seeds", "seeds": a.seeds, "val_losses": losses, "mean": round(mean, 6),
+                      "std": round(sd, 6)}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["overhead", "quality"])
+    ap.add_argument("mode", choices=["overhead", "quality", "seeds"])
+    ap.add_argument("--seeds", default="1337,1,2")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -127,7 +156,7 @@ def main():
     a = ap.parse_args()
     if not os.access(QAT, os.X_OK):
         die("no qat binary at %s (cmake -S . -B build && cmake --build build)" % QAT)
-    overhead(a) if a.mode == "overhead" else quality(a)
+    {"overhead": overhead, "quality": quality, "seeds": seeds}[a.mode](a)
 
 
 if __name__ == "__main__":

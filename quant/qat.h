@@ -52,6 +52,8 @@ typedef struct QuantConfig {
     int calib_batches, freeze_step;
     float scale_lr_mult;   /* learning rate of learned scales and zero points relative to train.lr */
     float outlier_threshold; /* >= 0: layers keep input features above it in float (set by qat ptq --method outlier); < 0: off */
+    float distill_weight;  /* > 0: loss = (1-w) CE + w T^2 KL(teacher || student), teacher = the init_from model */
+    float distill_temperature;
     QuantOverride ov[QUANT_MAX_OVERRIDES];
     int n_ov;
 } QuantConfig;

@@ -254,6 +254,47 @@ Test(grad, cross_entropy) {
     check(f_xent, NULL, 1, s);
 }
 
+/* distillation: in[1] is the teacher, no gradient; both temperatures, odd V */
+static Tensor *f_kl(Tape *t, Tensor **in, void *c) { return op_kl_distill(t, in[0], in[1], *(float *)c); }
+Test(grad, kl_distill) {
+    for (int k = 0; k < 2; k++) {
+        float temp = k ? 2.5f : 1.0f;
+        GcInput s[] = {{"logits", 3, {3, 5, 11}, true, -4.0f, 4.0f}, {"teacher", 3, {3, 5, 11}, false, -4.0f, 4.0f}};
+        check(f_kl, &temp, 2, s);
+    }
+}
+
+/* the value: T^2 * mean KL(p_t || p_s), against a double-precision sum */
+Test(grad, kl_distill_value) {
+    Tape t;
+    tape_init(&t, 1 << 20);
+    const int R = 6, V = 13;
+    Tensor *zs = tensor_new(&t, 2, (int[]){R, V}), *zt = tensor_new(&t, 2, (int[]){R, V});
+    Rng r;
+    rng_seed(&r, 4);
+    for (int i = 0; i < R * V; i++) zs->data[i] = 3.0f * rng_normal(&r), zt->data[i] = 3.0f * rng_normal(&r);
+    zt->data[5] = -200.0f; /* a teacher probability that underflows to 0 contributes 0, not NaN */
+    for (int k = 0; k < 2; k++) {
+        double T = k ? 3.0 : 1.0, ref = 0.0;
+        for (int i = 0; i < R; i++) {
+            double ms = -1e30, mt = -1e30, ss = 0, st = 0;
+            for (int c = 0; c < V; c++) ms = fmax(ms, zs->data[i * V + c] / T), mt = fmax(mt, zt->data[i * V + c] / T);
+            for (int c = 0; c < V; c++) ss += exp(zs->data[i * V + c] / T - ms), st += exp(zt->data[i * V + c] / T - mt);
+            for (int c = 0; c < V; c++) {
+                double lp = zt->data[i * V + c] / T - mt - log(st), lq = zs->data[i * V + c] / T - ms - log(ss);
+                ref += exp(lp) * (lp - lq);
+            }
+        }
+        ref = ref / R * T * T;
+        Tensor *y = op_kl_distill(&t, zs, zt, (float)T);
+        cr_assert(fabs(y->data[0] - ref) < 1e-5 * fmax(1.0, ref), "T %g: %.7f vs %.7f", T, y->data[0], ref);
+    }
+    /* identical distributions: exactly no divergence */
+    Tensor *y = op_kl_distill(&t, zt, zt, 2.0f);
+    cr_assert(fabsf(y->data[0]) < 1e-6f, "KL(p || p) = %g", y->data[0]);
+    tape_free(&t);
+}
+
 /* ---- views and reductions ---- */
 static Tensor *f_view_chain(Tape *t, Tensor **in, void *c) {
     (void)c; /* reshape -> transpose -> contiguous -> mul by a second input */

@@ -116,6 +116,11 @@ static const Field FIELDS[] = {
     F("quant.outlier_threshold", CF_FLOAT, quant.outlier_threshold, -1, BIG, 0, "-1", NULL,
       "LLM.int8-style split: input features whose calibration max |x| exceeds this stay float (each layer stores "
       "its mask, <layer>.outlier_mask); -1 = off. Written by qat ptq --method outlier"),
+    F("quant.distill.weight", CF_FLOAT, quant.distill_weight, 0, 1, 0, "0", NULL,
+      "knowledge distillation: loss = (1 - weight) * cross-entropy + weight * T^2 * KL(teacher || student) over "
+      "the vocabulary, the teacher being the float model of quant.init_from (run without gradients each step); 0 = off"),
+    F("quant.distill.temperature", CF_FLOAT, quant.distill_temperature, 0, 100, 1, "1", NULL,
+      "distillation temperature T: both distributions are softmax(logits / T)"),
     F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
       "observers keep updating static activation scales until this step, then they are frozen"),
 };
@@ -376,6 +381,8 @@ void config_validate(const Config *c, const char *origin) {
                  origin);
     if (q->outlier_threshold >= 0.0f && (q->w_bits == 0 || q->a_bits != 8))
         qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
+    if (q->distill_weight > 0.0f && !q->init_from[0])
+        qat_fail("%s: quant.distill.weight: distillation needs a teacher: set quant.init_from to the float model", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }

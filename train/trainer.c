@@ -277,6 +277,16 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     gpt_init_weights(&g, &init_rng);
     if (!resume && cfg->quant.init_from[0]) ckpt_load_params(cfg->quant.init_from, &g, true);
     gpt_quant_init_scales(&g);
+    /* distillation's teacher: the float model fine-tuning starts from, never trained */
+    const float dw = cfg->quant.distill_weight;
+    GPT teacher;
+    Tape ttape;
+    if (dw > 0.0f) {
+        gpt_build(&teacher, &gc, NULL, origin);
+        ckpt_load_params(cfg->quant.init_from, &teacher, true);
+        tape_init(&ttape, 16u << 20);
+        tape_set_grad(&ttape, false);
+    }
     rng_seed(&rng, (uint64_t)cfg->train.seed ^ 0x5DEECE66Dull);
     AdamW opt;
     adamw_init(&opt, &g.params, cfg->train.beta1, cfg->train.beta2, cfg->train.eps, cfg->train.weight_decay);
@@ -342,7 +352,20 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         batch_sample(&batch, ds.tokens, ds.n_train, &rng);
         tape_reset(&tape);
         params_zero_grad(&g.params);
-        Tensor *loss = gpt_loss(&g, &tape, batch.x, batch.y, B, T);
+        Tensor *loss;
+        float ce = NAN, kl = NAN;
+        if (dw > 0.0f) {
+            /* the teacher's logits live in its own tape until the next step's reset */
+            tape_reset(&ttape);
+            Tensor *zt = gpt_forward(&teacher, &ttape, batch.x, B, T);
+            Tensor *zs = gpt_forward(&g, &tape, batch.x, B, T);
+            Tensor *lce = op_cross_entropy(&tape, zs, batch.y);
+            Tensor *lkl = op_kl_distill(&tape, zs, zt, cfg->quant.distill_temperature);
+            ce = lce->data[0], kl = lkl->data[0];
+            loss = op_add(&tape, op_scale(&tape, lce, 1.0f - dw), op_scale(&tape, lkl, dw));
+        } else {
+            loss = gpt_loss(&g, &tape, batch.x, batch.y, B, T);
+        }
         tape_backward(&tape, loss);
         float l = loss->data[0];
         float norm = grad_clip_norm(&g.params, cfg->train.grad_clip);
@@ -367,6 +390,7 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
         if (log_now) {
             fprintf(metrics, "{\"iter\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f", done, l,
                     lr, norm, rate);
+            if (dw > 0.0f) fprintf(metrics, ",\"ce\":%.6f,\"kl\":%.6f", ce, kl);
             if (eval_now) fprintf(metrics, ",\"val_loss\":%.6f", val);
             fprintf(metrics, "}\n");
             fflush(metrics);
@@ -415,6 +439,10 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) 
     batch_free(&batch);
     tape_free(&tape);
     adamw_free(&opt);
+    if (dw > 0.0f) {
+        tape_free(&ttape);
+        gpt_free(&teacher);
+    }
     gpt_free(&g);
     dataset_free(&ds);
 }
