@@ -360,3 +360,75 @@ Test(quant, group_must_divide_input) {
     cr_assert(strstr(msg, "quant.weight.group_size: 32 does not divide the input dimension 48 of blocks.0.attn.qkv"),
               "got: %s", msg);
 }
+
+/* ---- distillation ---- */
+
+/* params of a checkpoint, whole */
+static float *ckpt_params(const char *path, size_t *n) {
+    GPT g;
+    Config c;
+    Vocab v;
+    model_load(path, &g, &c, &v);
+    float *p = xmalloc(g.params.numel * sizeof(float));
+    memcpy(p, g.params.data, g.params.numel * sizeof(float));
+    *n = g.params.numel;
+    gpt_free(&g);
+    return p;
+}
+
+Test(quant, distillation_mixes_kl_with_cross_entropy, .init = write_corpus) {
+    Config f, q;
+    char *fdir = run_dir("dfloat");
+    tiny(&f, fdir, 60, "");
+    TrainOptions o = {.quiet = true};
+    train_run(&f, "float", &o);
+    const char *dirs[3] = {run_dir("d-plain"), run_dir("d-w0"), run_dir("d-w05")};
+    const char *distill[3] = {"", ", distill: {weight: 0}", ", distill: {weight: 0.5, temperature: 2}"};
+    for (int k = 0; k < 3; k++) {
+        char extra[2048];
+        snprintf(extra, sizeof extra,
+                 "quant: {weight: {bits: 3, granularity: group, group_size: 16}, estimator: lsq,"
+                 " init_from: %s/checkpoint.h5%s}\n", fdir, distill[k]);
+        tiny(&q, dirs[k], 20, extra);
+        config_set(&q, "train.lr", "3e-3", "test");
+        train_run(&q, "qat", &o);
+    }
+    /* weight 0 is plain QAT, bit for bit */
+    char path[4096];
+    size_t n0, n1, n2;
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dirs[0]);
+    float *p0 = ckpt_params(path, &n0);
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dirs[1]);
+    float *p1 = ckpt_params(path, &n1);
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dirs[2]);
+    float *p2 = ckpt_params(path, &n2);
+    cr_assert(n0 == n1 && !memcmp(p0, p1, n0 * sizeof(float)), "distill.weight 0 changed the weights");
+    cr_assert(n0 == n2 && memcmp(p0, p2, n0 * sizeof(float)), "distill.weight 0.5 trained the same weights as plain QAT");
+    /* every logged step: loss = 0.5 ce + 0.5 kl, the KL positive (3-bit student, float teacher) */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[2]);
+    char *m = test_slurp(path, NULL);
+    int lines = 0;
+    for (char *l = strstr(m, "\"loss\":"); l; l = strstr(l + 1, "\"loss\":")) {
+        double loss = json_field(l, "loss"), ce = json_field(l, "ce"), kl = json_field(l, "kl");
+        cr_assert(isfinite(ce) && kl > 0.0, "line %d: ce %g kl %g", lines, ce, kl);
+        cr_assert(fabs(loss - (0.5 * ce + 0.5 * kl)) < 1e-5, "line %d: loss %.6f, ce %.6f, kl %.6f", lines, loss, ce, kl);
+        lines++;
+    }
+    cr_assert_eq(lines, 20);
+    free(p0), free(p1), free(p2), free(m);
+}
+
+static void distill_without_teacher(void *p) {
+    Config *c = p;
+    config_set(c, "quant.distill.weight", "0.5", "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+Test(quant, distillation_needs_a_teacher) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.weight.bits", "4", "test");
+    char msg[512];
+    cr_assert(capture_failure(distill_without_teacher, &c, msg, sizeof msg));
+    cr_assert(strstr(msg, "quant.distill.weight") && strstr(msg, "quant.init_from"), "got: %s", msg);
+}
