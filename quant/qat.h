@@ -54,6 +54,10 @@ typedef struct QuantConfig {
     float outlier_threshold; /* >= 0: layers keep input features above it in float (set by qat ptq --method outlier); < 0: off */
     float distill_weight;  /* > 0: loss = (1-w) CE + w T^2 KL(teacher || student), teacher = the init_from model */
     float distill_temperature;
+    float budget_bpw;         /* > 0: choose per-layer bits and groups within this many bits per weight (train/mixed.h) */
+    char budget_bits[64];     /* candidate bits, "2,3,4,8" */
+    char budget_groups[64];   /* candidate groups, "32,64,128,channel" */
+    int budget_calib_batches; /* training batches the sensitivities are measured on */
     QuantOverride ov[QUANT_MAX_OVERRIDES];
     int n_ov;
 } QuantConfig;

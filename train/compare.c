@@ -16,6 +16,7 @@
 #include "train/checkpoint.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
+#include "train/mixed.h"
 #include "train/trainer.h"
 
 /* What every row is measured on: the float model's validation batches. */
@@ -94,7 +95,8 @@ static int group_of(const QuantConfig *q) {
 }
 
 static void ptq_row(const char *entry, int k, const char *float_ckpt, const Config *fcfg, const Vocab *v,
-                    const Dataset *ds, const Bench *b, double float_loss, const char *out_dir, CompareRow *r) {
+                    const Dataset *ds, const Bench *b, double float_loss, const char *out_dir, MixedTable *sens,
+                    CompareRow *r) {
     char origin[64], buf[1024], *argv[128];
     snprintf(origin, sizeof origin, "compare.ptq entry %d", k + 1);
     snprintf(buf, sizeof buf, "%s", entry);
@@ -104,6 +106,7 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     ptq_options_parse(&o, argc, argv, origin);
     Config qc = *fcfg;
     ptq_quant_config(&o, &qc.quant);
+    if (o.budget > 0.0f) ptq_budget_config(float_ckpt, fcfg, &o, &qc.quant, sens, false);
     GPTConfig gc = {.vocab_size = v->size, .n_layer = fcfg->model.n_layer, .n_head = fcfg->model.n_head,
                     .n_embd = fcfg->model.n_embd, .block_size = fcfg->model.block_size};
     GPT g;
@@ -118,12 +121,12 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     free(calib);
     /* rows that differ in more than bits and group get their own method name (and plot line) */
     bool plain_w8a8 = o.act[0] && strcmp(o.method, "smoothquant") && strcmp(o.method, "outlier");
-    snprintf(r->method, sizeof r->method, "%s%s%s%s%s", o.method, o.act_order ? "-act-order" : "",
+    snprintf(r->method, sizeof r->method, "%s%s%s%s%s%s", o.method, o.act_order ? "-act-order" : "",
              !strcmp(o.method, "smoothquant") && o.alpha < 0.0f ? "-auto" : "", plain_w8a8 ? "-a8-" : "",
-             plain_w8a8 ? o.act : "");
-    r->w_bits = o.bits;
+             plain_w8a8 ? o.act : "", o.budget > 0.0f ? "+mixed" : "");
+    r->w_bits = o.budget > 0.0f ? 0 : o.bits; /* 0: mixed, bits per layer */
     r->a_bits = o.act[0] ? 8 : 32;
-    r->group = o.group;
+    r->group = o.budget > 0.0f ? 0 : o.group;
     ptq_describe(&o, r->what, sizeof r->what);
     char slug[200], path[CONFIG_PATH_MAX + 256];
     slug_of(entry, slug, sizeof slug);
@@ -139,19 +142,32 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     infer_free(&m);
 }
 
-/* Trains rc into rc->out_dir unless a complete run is there (its checkpoint
- * at rc->train.iters and its summary); returns the checkpoint's path in ckpt
+/* The checkpoint's run was made from this resolved config (the thread
+ * count aside, which changes no result that a comparison reports). */
+static bool same_run(const Config *saved, const Config *rc) {
+    Config a = *saved, b = *rc;
+    a.train.threads = b.train.threads = 0;
+    char *ya = config_to_yaml(&a), *yb = config_to_yaml(&b);
+    bool same = !strcmp(ya, yb);
+    free(ya), free(yb);
+    return same;
+}
+
+/* Trains rc into rc->out_dir unless a complete run of the same resolved
+ * config is there (its checkpoint at rc->train.iters and its summary); returns the checkpoint's path in ckpt
  * and the run's wall time. */
 static double train_or_reuse(const Config *rc, const char *origin, bool retrain, char *ckpt, size_t n) {
     snprintf(ckpt, n, "%s/checkpoint.h5", rc->out_dir);
     long step = -1;
+    bool same = false;
     if (access(ckpt, R_OK) == 0) {
         Config saved;
         Vocab sv;
         ckpt_load_meta(ckpt, &saved, &sv, &step);
+        same = same_run(&saved, rc);
     }
     double wall = summary_wall(rc->out_dir);
-    if (retrain || step != rc->train.iters || wall < 0.0) {
+    if (retrain || step != rc->train.iters || wall < 0.0 || !same) {
         printf("compare: training %s into %s\n", origin, rc->out_dir);
         fflush(stdout);
         TrainOptions to = {.quiet = true};
@@ -232,12 +248,15 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     long step = 0;
     model_load(ckpt, &g, &lc, &v);
     ckpt_load_meta(ckpt, &lc, &v, &step);
-    snprintf(r->method, sizeof r->method, "qat-%s", qc->quant.estimator);
-    r->w_bits = qc->quant.w_bits;
+    bool mixed = qc->quant.n_ov > 0;
+    snprintf(r->method, sizeof r->method, "%s", mixed ? "qat+mixed" : "qat-");
+    if (!mixed) snprintf(r->method + 4, sizeof r->method - 4, "%s", qc->quant.estimator);
+    r->w_bits = mixed ? 0 : qc->quant.w_bits;
     r->a_bits = qc->quant.a_bits ? qc->quant.a_bits : 32;
-    r->group = group_of(&qc->quant);
+    r->group = mixed ? 0 : group_of(&qc->quant);
     r->seconds = wall;
-    snprintf(r->what, sizeof r->what, "%s (%d steps from the float model)", cfg_path, qc->train.iters);
+    snprintf(r->what, sizeof r->what, "%s (%d steps from the float model%s%s%s)", cfg_path, qc->train.iters,
+             mixed ? "; per-layer formats in " : "", mixed ? qc->out_dir : "", mixed ? "/config.yaml" : "");
     char *yaml = config_to_yaml(&lc);
     InferModel m;
     infer_from_gpt(&m, &g, &v, yaml);
@@ -319,6 +338,52 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
     compare_plot(path, rows, n, title);
 }
 
+/* The table being built; each float+ft row remembers its run directory. */
+typedef char RunDir[CONFIG_PATH_MAX + 32];
+typedef struct Rows {
+    CompareRow *r;
+    RunDir *ft;
+    int n, cap;
+} Rows;
+
+static CompareRow *rows_push(Rows *R) {
+    if (R->n == R->cap) {
+        R->cap = R->cap ? 2 * R->cap : 16;
+        R->r = xrealloc(R->r, (size_t)R->cap * sizeof *R->r);
+        R->ft = xrealloc(R->ft, (size_t)R->cap * sizeof *R->ft);
+    }
+    memset(&R->r[R->n], 0, sizeof R->r[R->n]);
+    R->ft[R->n][0] = '\0';
+    R->r[R->n].delta_ft = NAN;
+    R->r[R->n].baseline = -1;
+    return &R->r[R->n++];
+}
+
+/* A QAT row, after the float+ft row of its schedule (one per distinct schedule). */
+static void qat_rows(Rows *R, const Config *qc, const char *label, const char *float_ckpt, bool retrain, const Bench *b,
+                     double float_loss, const char *dir) {
+    Config fc;
+    float_ft_config(qc, float_ckpt, dir, &fc);
+    int base = -1;
+    for (int i = 0; i < R->n; i++)
+        if (!strcmp(R->r[i].method, "float+ft") && !strcmp(R->ft[i], fc.out_dir)) base = i;
+    if (base < 0) {
+        CompareRow *f = rows_push(R);
+        float_ft_row(&fc, retrain, b, float_loss, f);
+        snprintf(R->ft[R->n - 1], sizeof R->ft[0], "%s", fc.out_dir);
+        printf("compare: float+ft (%d steps): val loss %.4f (%+.4f)\n", fc.train.iters, f->val_loss, f->delta);
+        fflush(stdout);
+        base = R->n - 1;
+    }
+    CompareRow *r = rows_push(R);
+    qat_row(qc, label, retrain, b, float_loss, dir, r);
+    r->baseline = base;
+    r->delta_ft = r->val_loss - R->r[base].val_loss;
+    printf("compare: %s: val loss %.4f (%+.4f against float, %+.4f against float+ft)\n", r->what, r->val_loss, r->delta,
+           r->delta_ft);
+    fflush(stdout);
+}
+
 void compare_run(const Config *cfg, const char *origin) {
     config_validate(cfg, origin);
     if (cfg->quant.w_bits)
@@ -372,10 +437,7 @@ void compare_run(const Config *cfg, const char *origin) {
     printf("compare: every row scored on %ld validation tokens (%s: %d windows of up to %d)\n", b.w.tokens,
            fcfg.train.eval, b.w.n, b.T);
 
-    int cap = 8, n = 0;
-    CompareRow *rows = xcalloc((size_t)cap, sizeof *rows);
-    typedef char RunDir[CONFIG_PATH_MAX + 32];
-    RunDir *ft_dirs = xcalloc((size_t)cap, sizeof *ft_dirs); /* float+ft rows: their run directory */
+    Rows R = {0};
     /* float */
     {
         GPT g;
@@ -385,7 +447,7 @@ void compare_run(const Config *cfg, const char *origin) {
         InferModel m;
         infer_from_gpt(&m, &g, &lv, "");
         gpt_free(&g);
-        CompareRow *r = &rows[n++];
+        CompareRow *r = rows_push(&R);
         snprintf(r->method, sizeof r->method, "float");
         r->w_bits = r->a_bits = 32;
         r->seconds = float_seconds;
@@ -396,63 +458,65 @@ void compare_run(const Config *cfg, const char *origin) {
         printf("compare: float: val loss %.4f\n", r->val_loss);
         fflush(stdout);
     }
-    double float_loss = rows[0].val_loss;
+    double float_loss = R.r[0].val_loss;
+    MixedTable sens = {0}; /* the budget rows' sensitivities, measured once */
     /* PTQ entries */
     char *list = xstrdup(cfg->compare.ptq), *save = NULL;
     int k = 0;
     for (char *e = strtok_r(list, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         if (!*e) continue;
-        if (n == cap) {
-            rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
-            ft_dirs = xrealloc(ft_dirs, (size_t)cap * sizeof *ft_dirs);
-        }
-        memset(&rows[n], 0, sizeof rows[n]);
-        ft_dirs[n][0] = '\0';
-        ptq_row(e, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &rows[n]);
-        printf("compare: %s: val loss %.4f (%+.4f), %.1f s\n", rows[n].what, rows[n].val_loss, rows[n].delta, rows[n].seconds);
+        CompareRow *r = rows_push(&R);
+        ptq_row(e, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &sens, r);
+        printf("compare: %s: val loss %.4f (%+.4f), %.1f s\n", r->what, r->val_loss, r->delta, r->seconds);
         fflush(stdout);
-        n++;
     }
     free(list);
-    /* QAT configs, each after the float+ft row of its schedule (one per distinct schedule) */
+    /* QAT configs */
     list = xstrdup(cfg->compare.qat);
     for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         char *end = e + strlen(e);
         while (end > e && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t')) *--end = '\0';
         if (!*e) continue;
-        Config qc, fc;
+        Config qc;
         qat_config_load(&qc, e, float_ckpt, &fcfg);
-        float_ft_config(&qc, float_ckpt, dir, &fc);
-        int base = -1;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(rows[i].method, "float+ft") && !strcmp(ft_dirs[i], fc.out_dir)) base = i;
-        if (n + 2 > cap) {
-            rows = xrealloc(rows, (size_t)(cap *= 2) * sizeof *rows);
-            ft_dirs = xrealloc(ft_dirs, (size_t)cap * sizeof *ft_dirs);
-        }
-        if (base < 0) {
-            memset(&rows[n], 0, sizeof rows[n]);
-            float_ft_row(&fc, cfg->compare.retrain_qat, &b, float_loss, &rows[n]);
-            snprintf(ft_dirs[n], sizeof ft_dirs[n], "%s", fc.out_dir);
-            printf("compare: float+ft (%d steps): val loss %.4f (%+.4f)\n", fc.train.iters, rows[n].val_loss,
-                   rows[n].delta);
-            fflush(stdout);
-            base = n++;
-        }
-        memset(&rows[n], 0, sizeof rows[n]);
-        ft_dirs[n][0] = '\0';
-        qat_row(&qc, e, cfg->compare.retrain_qat, &b, float_loss, dir, &rows[n]);
-        rows[n].baseline = base;
-        rows[n].delta_ft = rows[n].val_loss - rows[base].val_loss;
-        printf("compare: %s: val loss %.4f (%+.4f against float, %+.4f against float+ft)\n", rows[n].what,
-               rows[n].val_loss, rows[n].delta, rows[n].delta_ft);
-        fflush(stdout);
-        n++;
+        if (qc.quant.budget_bpw > 0.0f) mixed_resolve(&qc, e, false, false, &sens);
+        qat_rows(&R, &qc, e, float_ckpt, cfg->compare.retrain_qat, &b, float_loss, dir);
     }
     free(list);
-    free(ft_dirs);
+    /* mixed precision within each budget */
+    list = xstrdup(cfg->compare.budget);
+    for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+        float bpw = util_parse_float("compare.budget", e, 0.0f);
+        char *plist = xstrdup(cfg->compare.budget_ptq), *psave = NULL;
+        for (char *p = strtok_r(plist, ";", &psave); p; p = strtok_r(NULL, ";", &psave)) {
+            while (*p == ' ' || *p == '\n' || *p == '\t') p++;
+            if (!*p) continue;
+            char entry[1200];
+            xsnprintf(entry, sizeof entry, "compare.budget_ptq", "%s --budget %g", p, bpw);
+            CompareRow *r = rows_push(&R);
+            ptq_row(entry, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &sens, r);
+            printf("compare: %s: val loss %.4f (%+.4f), %.2f bits per weight\n", r->what, r->val_loss, r->delta,
+                   r->bits_per_weight);
+            fflush(stdout);
+        }
+        free(plist);
+        if (cfg->compare.budget_qat[0]) {
+            Config qc;
+            qat_config_load(&qc, cfg->compare.budget_qat, float_ckpt, &fcfg);
+            qc.quant.budget_bpw = bpw;
+            /* its own run directory per budget; the plan (as overrides) is in its config.yaml */
+            xsnprintf(qc.out_dir, sizeof qc.out_dir, "compare.out_dir", "%s/qat-mixed-%g", dir, bpw);
+            mixed_resolve(&qc, cfg->compare.budget_qat, false, false, &sens);
+            qat_rows(&R, &qc, cfg->compare.budget_qat, float_ckpt, cfg->compare.retrain_qat, &b, float_loss, dir);
+        }
+    }
+    free(list);
+    mixed_table_free(&sens);
+    CompareRow *rows = R.r;
+    int n = R.n;
+    free(R.ft);
     char title[CONFIG_PATH_MAX + 64];
     snprintf(title, sizeof title, "QAT versus PTQ: %s", origin);
     write_outputs(dir, rows, n, title);

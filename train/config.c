@@ -79,6 +79,14 @@ static const Field FIELDS[] = {
       "qat compare: tokens generated (greedy, KV cache) to measure each model's generation speed"),
     F("compare.retrain_qat", CF_BOOL, compare.retrain_qat, 0, 0, 0, "false", NULL,
       "qat compare: train the QAT configs again even when their checkpoints exist"),
+    F("compare.budget", CF_STR, compare.budget, 0, 0, 0, "", NULL,
+      "qat compare: comma-separated bits-per-weight budgets (also --budget); for each, mixed-precision rows "
+      "(METHOD+mixed) of compare.budget_ptq and compare.budget_qat, one sensitivity measurement shared by all"),
+    F("compare.budget_ptq", CF_STR, compare.budget_ptq, 0, 0, 0, "rtn; gptq; awq", NULL,
+      "qat compare: PTQ entries (as in compare.ptq) run with --budget B for each budget"),
+    F("compare.budget_qat", CF_STR, compare.budget_qat, 0, 0, 0, "", NULL,
+      "qat compare: a QAT config run with quant.budget.bpw B for each budget (its schedule, estimator and "
+      "distillation; the bits come from the plan); empty = no QAT mixed rows"),
     F("quant.weight.bits", CF_INT, quant.w_bits, 0, 8, 0, "0", NULL,
       "weight bits, 2..8; 0 = no quantization (FP32 training)"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
@@ -121,6 +129,17 @@ static const Field FIELDS[] = {
       "the vocabulary, the teacher being the float model of quant.init_from (run without gradients each step); 0 = off"),
     F("quant.distill.temperature", CF_FLOAT, quant.distill_temperature, 0, 100, 1, "1", NULL,
       "distillation temperature T: both distributions are softmax(logits / T)"),
+    F("quant.budget.bpw", CF_FLOAT, quant.budget_bpw, 0, 64, 0, "0", NULL,
+      "budgeted mixed precision: per-layer bits and groups chosen from the candidates below so that the quantized "
+      "layers' bits per weight (codes plus fp32 scales) are at most this, by measured sensitivity (the training-split "
+      "loss increase when one layer alone is rounded to nearest at each candidate), solved as a knapsack; the choice is "
+      "written as quant.overrides into out_dir/config.yaml and the checkpoint; needs quant.init_from; 0 = off"),
+    F("quant.budget.bits", CF_STR, quant.budget_bits, 0, 0, 0, "2,3,4,8", NULL,
+      "quant.budget.bpw: the candidate weight bits (2..8), comma-separated"),
+    F("quant.budget.groups", CF_STR, quant.budget_groups, 0, 0, 0, "32,64,128,channel", NULL,
+      "quant.budget.bpw: the candidate granularities, comma-separated group sizes or channel"),
+    F("quant.budget.calib_batches", CF_INT, quant.budget_calib_batches, 1, 100000, 0, "4", NULL,
+      "quant.budget.bpw: training batches of random windows the sensitivities are measured on"),
     F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
       "observers keep updating static activation scales until this step, then they are frozen"),
 };
@@ -383,6 +402,9 @@ void config_validate(const Config *c, const char *origin) {
         qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
     if (q->distill_weight > 0.0f && !q->init_from[0])
         qat_fail("%s: quant.distill.weight: distillation needs a teacher: set quant.init_from to the float model", origin);
+    if (q->budget_bpw > 0.0f && (!q->init_from[0] || !q->w_bits))
+        qat_fail("%s: quant.budget.bpw: the sensitivities are measured on the float model: set quant.init_from and "
+                 "quant.weight.bits", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }

@@ -41,6 +41,9 @@ typedef struct CompareConfig {
     char qat[4096];                         /* comma-separated QAT config files */
     int gen_tokens;
     bool retrain_qat;
+    char budget[256];                       /* "3.0,2.5": mixed-precision rows within these bits per weight */
+    char budget_ptq[1024];                  /* PTQ entries run with --budget B, "rtn; gptq; awq" */
+    char budget_qat[CONFIG_PATH_MAX];       /* a QAT config run with quant.budget.bpw B ("" = none) */
 } CompareConfig;
 
 typedef struct Config {

@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
             "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] -o OUT.h5\n"
             "                          post-training quantization of a float checkpoint\n"
-            "  compare CONFIG.yaml [--set section.key=value ...]\n"
+            "  compare CONFIG.yaml [--set section.key=value ...] [--budget BPW,...]\n"
             "                          QAT versus PTQ on one float model: compare.md/csv/json/png\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
@@ -88,16 +88,28 @@ static const char *HELP_PTQ =
     "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20; 0: exponent 0 only), --no-clip\n"
     "  smoothquant: --alpha A|auto (default 0.5; auto: searched per layer on calibration outputs)\n"
     "  outlier: --threshold T (default 6.0)\n"
+    "  --budget BPW        mixed precision (rtn, gptq, awq): per-layer bits and groups chosen so the\n"
+    "                      quantized layers hold at most BPW bits per weight (codes + fp32 scales), by\n"
+    "                      measured sensitivity (training-split loss increase of each layer alone\n"
+    "                      rounded to nearest at each candidate), as a knapsack; --bits/--group ignored\n"
+    "  --budget-bits LIST  its candidate bits (default 2,3,4,8)\n"
+    "  --budget-groups LIST  its candidate groups (default 32,64,128,channel)\n"
+    "  --budget-calib-batches N  batches the sensitivities are measured on (default 4)\n"
     "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
 
 static const char *HELP_COMPARE =
-    "usage: qat compare CONFIG.yaml [--set section.key=value ...]\n"
+    "usage: qat compare CONFIG.yaml [--set section.key=value ...] [--budget BPW,...]\n"
     "  CONFIG describes the float model (trained into out_dir when its checkpoint is\n"
     "  missing, or compare.float_checkpoint) and a compare section: compare.ptq lists\n"
     "  PTQ runs (\"gptq --bits 4 --group 32; awq --bits 3 --group 32; ...\", options as\n"
     "  in qat ptq), compare.qat lists QAT config files (trained unless their checkpoint\n"
     "  is complete). Every model is exported and evaluated on the same validation batches\n"
     "  through the integer kernels; generation speed is greedy with the KV cache.\n"
+    "  Each distinct fine-tuning schedule of the QAT rows gets a float+ft row (the float\n"
+    "  model fine-tuned in float with it), and each QAT row's delta_ft is measured against it.\n"
+    "  --budget LIST  bits-per-weight budgets, e.g. 3.0,2.5 (compare.budget): for each, the\n"
+    "                 compare.budget_ptq methods and the compare.budget_qat config with per-layer\n"
+    "                 bits and groups chosen by sensitivity within the budget (rows METHOD+mixed)\n"
     "  Writes compare.md, compare.csv, compare.json and compare.png to compare.out_dir.\n";
 
 static bool wants_help(int argc, char **argv) {
@@ -305,7 +317,7 @@ static int cmd_compare(int argc, char **argv) {
         if (argv[i][0] != '-') {
             if (path) qat_fail("compare: more than one config file ('%s' and '%s')", path, argv[i]);
             path = argv[i];
-        } else if (!strcmp(argv[i], "--set")) {
+        } else if (!strcmp(argv[i], "--set") || !strcmp(argv[i], "--budget")) {
             i++;
         } else {
             qat_fail("compare: unknown option '%s' (see qat compare --help)", argv[i]);
@@ -314,6 +326,7 @@ static int cmd_compare(int argc, char **argv) {
     config_load_file(&cfg, path);
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--set")) config_set_arg(&cfg, need_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--budget")) config_set(&cfg, "compare.budget", need_value(argc, argv, &i), "--budget");
     compare_run(&cfg, path);
     return 0;
 }

@@ -31,6 +31,9 @@ void ptq_options_default(PtqOptions *o) {
     o->alpha = 0.5f;
     o->threshold = 6.0f;
     snprintf(o->layers, sizeof o->layers, "blocks.*");
+    snprintf(o->budget_bits, sizeof o->budget_bits, "2,3,4,8");
+    snprintf(o->budget_groups, sizeof o->budget_groups, "32,64,128,channel");
+    o->budget_calib_batches = 4;
 }
 
 void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_set, const char *origin) {
@@ -55,6 +58,8 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (!(o->alpha >= 0.0f && o->alpha <= 1.0f) && o->alpha != -1.0f)
         qat_fail("%s: alpha: expected [0, 1] or auto, got %g", origin, o->alpha);
     if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
+    if (o->budget > 0.0f && (w8a8 || o->act[0]))
+        qat_fail("%s: budget: mixed precision is for weight-only methods (rtn, gptq, awq)", origin);
 }
 
 bool ptq_option_is_flag(const char *a) {
@@ -95,6 +100,10 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--no-clip")) o->clip = false;
         else if (!strcmp(a, "--alpha")) o->alpha = !strcmp(v, "auto") ? -1.0f : util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--threshold")) o->threshold = util_parse_float(opt, v, 0.0f);
+        else if (!strcmp(a, "--budget")) o->budget = util_parse_float(opt, v, 0.0f);
+        else if (!strcmp(a, "--budget-bits")) xsnprintf(o->budget_bits, sizeof o->budget_bits, opt, "%s", v);
+        else if (!strcmp(a, "--budget-groups")) xsnprintf(o->budget_groups, sizeof o->budget_groups, opt, "%s", v);
+        else if (!strcmp(a, "--budget-calib-batches")) o->budget_calib_batches = (int)util_parse_long(opt, v, 1, 100000);
         else qat_fail("%s: unknown option '%s' (see qat ptq --help)", origin, a);
         if (v) i++;
     }
@@ -113,6 +122,9 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     if (!strcmp(o->method, "smoothquant") && k < (int)n) k += o->alpha < 0.0f ? snprintf(buf + k, n - (size_t)k, ", alpha searched per layer")
                                                                       : snprintf(buf + k, n - (size_t)k, ", alpha %g", o->alpha);
     if (!strcmp(o->method, "outlier") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", threshold %g", o->threshold);
+    if (o->budget > 0.0f && k < (int)n)
+        k += snprintf(buf + k, n - (size_t)k, ", mixed precision within %g bits per weight (bits %s, groups %s)", o->budget,
+                      o->budget_bits, o->budget_groups);
     if (k < (int)n) snprintf(buf + k, n - (size_t)k, "; %d calibration batches, seed %llu", o->calib_batches, (unsigned long long)o->seed);
 }
 
@@ -478,6 +490,7 @@ void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqR
         qat_fail("%s: already quantized (int%d); ptq takes a float checkpoint", ckpt, cfg.quant.w_bits);
     Config qc = cfg;
     ptq_quant_config(o, &qc.quant);
+    if (o->budget > 0.0f) ptq_budget_config(ckpt, &cfg, o, &qc.quant, NULL, false);
     GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
                     .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
     GPT g;
@@ -497,4 +510,22 @@ void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqR
     free(calib);
     dataset_free(&ds);
     gpt_free(&g);
+}
+
+void ptq_budget_config(const char *ckpt, const Config *fcfg, const PtqOptions *o, QuantConfig *q, MixedTable *cache,
+                       bool quiet) {
+    Config mc = *fcfg;
+    mc.quant.w_sym = o->sym;
+    snprintf(mc.quant.layers, sizeof mc.quant.layers, "%s", o->layers);
+    snprintf(mc.quant.budget_bits, sizeof mc.quant.budget_bits, "%s", o->budget_bits);
+    snprintf(mc.quant.budget_groups, sizeof mc.quant.budget_groups, "%s", o->budget_groups);
+    mc.quant.budget_calib_batches = o->budget_calib_batches;
+    MixedTable own = {0};
+    const MixedTable *t = mixed_table_for(ckpt, &mc, "ptq --budget", quiet, cache, &own);
+    MixedPlan p;
+    mixed_solve(t, o->budget, "ptq --budget", &p);
+    mixed_apply(t, &p, q);
+    if (!quiet) mixed_print(t, &p, stdout);
+    mixed_plan_free(&p);
+    mixed_table_free(&own);
 }

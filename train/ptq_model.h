@@ -11,6 +11,7 @@
 #include "data/data.h"
 #include "layers/layers.h"
 #include "train/config.h"
+#include "train/mixed.h"
 
 typedef struct PtqOptions {
     char method[16];   /* rtn | gptq | awq | smoothquant | outlier */
@@ -28,6 +29,9 @@ typedef struct PtqOptions {
     float alpha;       /* smoothquant: migration strength; < 0: searched per layer over 0, 0.05, ..., 1 */
     float threshold;   /* outlier: calibration |x| above which an input feature stays float */
     char layers[512];  /* globs over Linear names, as quant.layers */
+    float budget;      /* > 0: mixed precision within this many bits per weight (train/mixed.h); bits/group ignored */
+    char budget_bits[64], budget_groups[64]; /* its candidates, as quant.budget.bits/groups */
+    int budget_calib_batches;
 } PtqOptions;
 
 /* Defaults: rtn, int4, group 32, symmetric, float activations, 4 calibration
@@ -68,6 +72,14 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
 int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int T, uint64_t seed);
 /* qat ptq: a float checkpoint to a PTQ checkpoint at out (never over ckpt). */
 void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqReport *r);
+
+/* With o->budget: adds to q (ptq_quant_config's section) the per-layer
+ * overrides of the least-sensitive mix within o->budget bits per weight of
+ * the float checkpoint ckpt (config fcfg). cache (NULL, or zeroed before the
+ * first call) keeps the measured sensitivities between calls with the same
+ * candidates, as qat compare makes them. */
+void ptq_budget_config(const char *ckpt, const Config *fcfg, const PtqOptions *o, QuantConfig *q, MixedTable *cache,
+                       bool quiet);
 /* One line describing o ("gptq int4 g32 sym, act_order"), for checkpoints and tables. */
 void ptq_describe(const PtqOptions *o, char *buf, size_t n);
 

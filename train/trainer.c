@@ -15,6 +15,7 @@
 
 #include "optim/optim.h"
 #include "train/checkpoint.h"
+#include "train/mixed.h"
 
 void apply_threads(const Config *cfg) {
     if (cfg->train.threads > 0) qat_set_threads(cfg->train.threads);
@@ -232,7 +233,20 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
+static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts);
+
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) {
+    if (cfg->quant.budget_bpw > 0.0f) { /* mixed precision: plan the per-layer formats first */
+        config_validate(cfg, origin);
+        Config rc = *cfg;
+        mixed_resolve(&rc, origin, opts->resume, opts->quiet, NULL);
+        train_resolved(&rc, origin, opts);
+        return;
+    }
+    train_resolved(cfg, origin, opts);
+}
+
+static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts) {
     const bool resume = opts->resume;
     config_validate(cfg, origin);
     if (cfg->quant.outlier_threshold >= 0.0f)
