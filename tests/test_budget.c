@@ -75,3 +75,157 @@ Test(budget, coarse_units_stay_within_budget) {
     cr_assert_leq(c, budget);
     cr_assert_gt(c, 0.97 * budget, "a feasible solution with this much room uses it: %g of %g", c, budget);
 }
+
+/* ---- over a model ---- */
+
+#include "train/checkpoint.h"
+#include "train/mixed.h"
+#include "train/trainer.h"
+
+static char *g_dir, *g_corpus, *g_ckpt;
+
+static void tiny(Config *c, const char *out, int iters, const char *extra) {
+    config_defaults(c);
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
+             " log_every: 1, threads: 2}\n"
+             "out_dir: %s\n%s",
+             g_corpus, iters, out, extra);
+    config_load_string(c, yaml, "tiny");
+}
+
+static void float_model(void) {
+    g_dir = test_tmpdir();
+    g_corpus = test_write(g_dir, "corpus.txt", test_corpus(30000, 3));
+    char *out = test_keep(xmalloc(strlen(g_dir) + 16));
+    sprintf(out, "%s/float", g_dir);
+    Config c;
+    tiny(&c, out, 60, "");
+    TrainOptions o = {.quiet = true};
+    train_run(&c, "float", &o);
+    g_ckpt = test_keep(xmalloc(strlen(out) + 16));
+    sprintf(g_ckpt, "%s/checkpoint.h5", out);
+}
+
+/* loss on the training windows of the table with only `layer` quantized, built from a config as a user would */
+static double loss_one_layer(const Config *base, const char *layer, int bits, int group) {
+    Config c = *base;
+    QuantConfig *q = &c.quant;
+    q->w_bits = bits;
+    snprintf(q->w_gran, sizeof q->w_gran, "%s", group > 0 ? "group" : "channel");
+    if (group > 0) q->w_group = group;
+    snprintf(q->estimator, sizeof q->estimator, "ste");
+    snprintf(q->layers, sizeof q->layers, "%s", layer);
+    q->budget_bpw = 0;
+    q->init_from[0] = '\0';
+    Config fc;
+    Vocab v;
+    ckpt_load_meta(g_ckpt, &fc, &v, NULL);
+    GPTConfig gc = {.vocab_size = v.size, .n_layer = 1, .n_head = 2, .n_embd = 32, .block_size = 16};
+    GPT g;
+    gpt_build(&g, &gc, q, "test");
+    ckpt_load_params(g_ckpt, &g, true);
+    Dataset ds;
+    dataset_load(&ds, &v, c.data.path, false, false);
+    dataset_split(&ds, c.data.val_fraction, 16, "test");
+    EvalWindows w;
+    eval_windows_random(&w, ds.n_train, 16, c.quant.budget_calib_batches, c.train.batch_size,
+                        (uint64_t)c.train.seed * 31u + 7);
+    Tape t;
+    tape_init(&t, 1 << 20);
+    double l = eval_loss(&g, &t, ds.tokens, &w, c.train.batch_size);
+    tape_free(&t);
+    eval_windows_free(&w);
+    dataset_free(&ds);
+    gpt_free(&g);
+    return l;
+}
+
+Test(budget, sensitivities_are_single_layer_losses, .init = float_model) {
+    Config c;
+    tiny(&c, "unused", 10, "quant: {weight: {bits: 4}, budget: {bits: \"2,4\", groups: \"16,channel\", calib_batches: 2}}\n");
+    MixedTable t;
+    mixed_measure(g_ckpt, &c, "test", true, &t);
+    cr_assert_eq(t.n, 4, "the block's four Linears");
+    cr_assert_eq(t.k, 4);
+    for (int i = 0; i < t.n; i++)
+        for (int k = 0; k < t.k; k++) {
+            double want = loss_one_layer(&c, t.layer[i], t.cand[k].bits, t.cand[k].group) - t.base_loss;
+            double got = t.sens[i * t.k + k];
+            cr_assert(fabs(got - want) < 1e-5, "%s int%d g%d: table %.6f, by hand %.6f", t.layer[i], t.cand[k].bits,
+                      t.cand[k].group, got, want);
+            /* size: codes plus one fp32 scale per row or group */
+            int rows = !strcmp(t.layer[i] + 9, "attn.qkv") ? 96 : !strcmp(t.layer[i] + 9, "mlp.fc") ? 128 : 32;
+            int cols = !strcmp(t.layer[i] + 9, "mlp.proj") ? 128 : 32;
+            double scales = t.cand[k].group > 0 ? rows * (cols / t.cand[k].group) : rows;
+            cr_assert_eq(t.cost[i * t.k + k], rows * cols * t.cand[k].bits + 32.0 * scales, "%s", t.layer[i]);
+        }
+    /* 2 bits hurt more than 4 at the same granularity, for every layer */
+    for (int i = 0; i < t.n; i++) cr_assert_gt(t.sens[i * t.k + 0], t.sens[i * t.k + 2], "%s", t.layer[i]);
+    /* a budget between the extremes: within it, and no worse than the uniform choice of that size */
+    MixedPlan p;
+    mixed_solve(&t, 3.0, "test", &p);
+    cr_assert_leq(p.bpw, 3.0);
+    double uni = 0.0; /* int2 g16: 2 + 32/16 = 4 bits: over budget; int2 channel fits */
+    for (int i = 0; i < t.n; i++) uni += t.sens[i * t.k + 1];
+    cr_assert_leq(p.sens, uni + 1e-12, "the plan %.5f is worse than uniform int2 per channel %.5f", p.sens, uni);
+    mixed_plan_free(&p);
+    mixed_table_free(&t);
+}
+
+Test(budget, qat_train_resolves_the_plan_into_overrides, .init = float_model) {
+    char out[1024], extra[2048];
+    snprintf(out, sizeof out, "%s/mixed", g_dir);
+    snprintf(extra, sizeof extra,
+             "quant: {weight: {bits: 4}, estimator: lsq, init_from: %s,\n"
+             "        budget: {bpw: 3.5, bits: \"2,3,4\", groups: \"16,32,channel\", calib_batches: 2}}\n", g_ckpt);
+    Config c;
+    tiny(&c, out, 5, extra);
+    TrainOptions o = {.quiet = true};
+    train_run(&c, "mixed", &o);
+    /* the resolved config: budget off, one override per layer; the trained model is within the budget */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.yaml", out);
+    Config r;
+    config_defaults(&r);
+    config_load_file(&r, path);
+    cr_assert_eq(r.quant.budget_bpw, 0.0f);
+    cr_assert_eq(r.quant.n_ov, 4);
+    snprintf(path, sizeof path, "%s/checkpoint.h5", out);
+    GPT g;
+    Config lc;
+    Vocab v;
+    model_load(path, &g, &lc, &v);
+    double bits = 0, weights = 0;
+    for (int i = 0; i < g.n_q; i++) {
+        const QLayer *q = &g.qlayers[i];
+        const Linear *l = gpt_qlayer_linear(&g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        bits += (double)rows * cols * q->w.bits + 32.0 * quant_n_scales(&q->w, rows, cols);
+        weights += (double)rows * cols;
+        cr_assert_eq(q->w.bits, r.quant.ov[i].bits, "%s", q->name);
+    }
+    cr_assert_leq(bits / weights, 3.5, "%.4f bits per weight", bits / weights);
+    cr_assert_gt(bits / weights, 3.0, "%.4f bits per weight leaves most of the budget unused", bits / weights);
+    gpt_free(&g);
+}
+
+Test(budget, ptq_budget_on_the_command_line, .init = float_model) {
+    char cmd[4096], err[1024], out[1100];
+    snprintf(out, sizeof out, "%s/gptq-mixed.h5", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "ptq %s --method gptq --budget 3.0 --budget-bits 2,3,4 --budget-groups 16,channel --calib-batches 2 -o %s",
+             g_ckpt, out);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    Config c;
+    Vocab v;
+    ckpt_load_meta(out, &c, &v, NULL);
+    cr_assert_eq(c.quant.n_ov, 4, "one override per layer");
+    /* below every mix of the candidates: one line naming the option */
+    snprintf(cmd, sizeof cmd, "ptq %s --method rtn --budget 1.5 --budget-bits 2 -o %s/x.h5", g_ckpt, g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "budget") && strstr(err, "smallest mix"), "got '%s'", err);
+}
