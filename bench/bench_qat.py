@@ -17,7 +17,9 @@ Two measurements, each in one run of this program:
             from `qat train configs/tiny-shakespeare.yaml`) with every
             configs/qat-*.yaml, and prints per scheme the validation loss of
             round-to-nearest before fine-tuning (iter 0) and after the 300 QAT
-            iterations, beside the PyTorch STE figures quoted in the issue.
+            iterations, and against float+ft: the same fine-tuning in float
+            (so the effect of the extra steps is not credited to QAT). The
+            -kd rows distil from the float model (quant.distill).
 
 Run from any directory:
   bench/bench_qat.py overhead [--iters 40] [--repeats 3] [--threads 2]
@@ -38,13 +40,6 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QAT = os.path.join(ROOT, "build", "qat")
 
-# PyTorch, plain STE, round-to-nearest weight-only quantizers, same model and
-# fine-tune (figures quoted in the QAT issue): (RTN before, after 300 STE iters)
-PYTORCH = {
-    "int8": (1.634, None), "int4-channel-lsq": (1.664, 1.636), "int4-g32": (1.650, 1.630),
-    "int3-g32": (1.747, 1.649), "int2-g32": (2.604, 1.757), "w8a8": (1.640, None),
-}
-FP32_REF = 1.634
 
 
 def die(msg):
@@ -99,27 +94,35 @@ def quality(a):
     if p.returncode != 0:
         die("qat eval %s failed" % ckpt)
     fp32 = json.loads(p.stdout)["val_loss"]
-    # (row name, config, extra --set): the LSQ configs, plus plain STE at 3 and 2 bits to compare
-    schemes = [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
+    # (row name, config, extra --set): the float+ft baseline (the same schedule in float), the LSQ configs,
+    # plain STE at 3 and 2 bits, and distillation from the float model at 4, 3 and 2 bits
+    schemes = [("float+ft", "int8", ["--set", "quant.weight.bits=0"])]
+    schemes += [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
     schemes += [(s + "-ste", s, ["--set", "quant.estimator=ste"]) for s in ["int3-g32", "int2-g32"]]
+    schemes += [(s + "-kd", s, ["--set", "quant.distill.weight=%g" % a.distill_weight,
+                                "--set", "quant.distill.temperature=%g" % a.distill_temperature])
+                for s in ["int4-g32", "int3-g32", "int2-g32"]]
     if a.only:
         schemes = [x for x in schemes if x[0] in a.only.split(",")]
     rows = []
     for s, cfg, extra in schemes:
         print("fine-tuning %s ..." % s, file=sys.stderr, flush=True)
-        out = os.path.join(ROOT, "runs", "qat-" + s)
+        out = os.path.join(ROOT, "runs", "qat-" + s.replace("+", "-"))
         summary, metrics = run(["configs/qat-%s.yaml" % cfg, "--set", "quant.init_from=" + ckpt] + extra, out)
         rtn = next((m["val_loss"] for m in metrics if m.get("iter") == 0), None)
         rows.append({"scheme": s, "rtn_val_loss": rtn, "qat_val_loss": summary["val_loss"],
                      "tokens_per_s": summary["tokens_per_s"]})
-    print("FP32 reference model: val_loss %.4f (PyTorch: %.3f)" % (fp32, FP32_REF))
-    print("%-18s %10s %10s %12s %12s" % ("scheme", "RTN", "QAT", "torch RTN", "torch STE"))
+    ft = next((r["qat_val_loss"] for r in rows if r["scheme"] == "float+ft"), None)
     for r in rows:
-        t = PYTORCH.get(r["scheme"].replace("-ste", ""), (None, None))
-        fmt = lambda v: "%.4f" % v if v is not None else "-"
-        print("%-18s %10s %10s %12s %12s" % (r["scheme"], fmt(r["rtn_val_loss"]), fmt(r["qat_val_loss"]),
-                                             fmt(t[0]), fmt(t[1])))
-    print(json.dumps({"bench": "qat_quality", "fp32_val_loss": fp32, "rows": rows}))
+        r["vs_float_ft"] = None if ft is None else round(r["qat_val_loss"] - ft, 6)
+    print("FP32 reference model: val_loss %.4f on the whole validation split; float+ft (the same %s steps in float): %s"
+          % (fp32, "fine-tuning", "%.4f" % ft if ft is not None else "-"))
+    print("%-20s %10s %10s %12s" % ("scheme", "RTN", "QAT", "vs float+ft"))
+    fmt = lambda v, f="%.4f": f % v if v is not None else "-"
+    for r in rows:
+        print("%-20s %10s %10s %12s" % (r["scheme"], fmt(r["rtn_val_loss"]), fmt(r["qat_val_loss"]),
+                                        fmt(r["vs_float_ft"], "%+.4f")))
+    print(json.dumps({"bench": "qat_quality", "fp32_val_loss": fp32, "float_ft_val_loss": ft, "rows": rows}))
 
 
 def seeds(a):
@@ -153,6 +156,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="")
     ap.add_argument("--ckpt", default="runs/tiny-shakespeare/checkpoint.h5")
+    ap.add_argument("--distill-weight", type=float, default=0.5)
+    ap.add_argument("--distill-temperature", type=float, default=1.0)
     a = ap.parse_args()
     if not os.access(QAT, os.X_OK):
         die("no qat binary at %s (cmake -S . -B build && cmake --build build)" % QAT)
