@@ -38,6 +38,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CKPT = "runs/tiny-shakespeare/checkpoint.h5"
 QAT = os.path.join(ROOT, "build", "qat")
 
 
@@ -53,9 +54,9 @@ def run(args, out):
     if p.returncode != 0:
         tail = p.stdout.decode(errors="replace").strip().splitlines()
         die("qat failed: %s: %s" % (" ".join(args), tail[-1] if tail else ""))
-    with open(os.path.join(out, "summary.json")) as f:
+    with open(os.path.join(ROOT, out, "summary.json")) as f:
         summary = json.load(f)
-    with open(os.path.join(out, "metrics.jsonl")) as f:
+    with open(os.path.join(ROOT, out, "metrics.jsonl")) as f:
         metrics = [json.loads(l) for l in f if l.strip()]
     return summary, metrics
 
@@ -99,16 +100,19 @@ def quality(a):
     schemes = [("float+ft", "int8", ["--set", "quant.weight.bits=0"])]
     schemes += [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
     schemes += [(s + "-ste", s, ["--set", "quant.estimator=ste"]) for s in ["int3-g32", "int2-g32"]]
-    schemes += [(s + "-kd", s, ["--set", "quant.distill.weight=%g" % a.distill_weight,
-                                "--set", "quant.distill.temperature=%g" % a.distill_temperature])
-                for s in ["int4-g32", "int3-g32", "int2-g32"]]
+    schemes += [(s + "-kd", s + "-kd", []) for s in ["int4-g32", "int3-g32", "int2-g32"]]
     if a.only:
         schemes = [x for x in schemes if x[0] in a.only.split(",")]
     rows = []
     for s, cfg, extra in schemes:
         print("fine-tuning %s ..." % s, file=sys.stderr, flush=True)
         out = os.path.join(ROOT, "runs", "qat-" + s.replace("+", "-"))
-        summary, metrics = run(["configs/qat-%s.yaml" % cfg, "--set", "quant.init_from=" + ckpt] + extra, out)
+        if not extra:  # the config's own out_dir, as the config names it (relative to the project root)
+            out = "runs/qat-" + cfg
+        # the configs' own init_from unless another checkpoint is asked for, so that qat compare, which
+        # runs the same configs into the same out_dirs, reuses these runs
+        init = [] if a.ckpt == DEFAULT_CKPT else ["--set", "quant.init_from=" + ckpt]
+        summary, metrics = run(["configs/qat-%s.yaml" % cfg] + init + extra, out)
         rtn = next((m["val_loss"] for m in metrics if m.get("iter") == 0), None)
         rows.append({"scheme": s, "rtn_val_loss": rtn, "qat_val_loss": summary["val_loss"],
                      "tokens_per_s": summary["tokens_per_s"]})
@@ -155,9 +159,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="")
-    ap.add_argument("--ckpt", default="runs/tiny-shakespeare/checkpoint.h5")
-    ap.add_argument("--distill-weight", type=float, default=0.5)
-    ap.add_argument("--distill-temperature", type=float, default=1.0)
+    ap.add_argument("--ckpt", default=DEFAULT_CKPT)
     a = ap.parse_args()
     if not os.access(QAT, os.X_OK):
         die("no qat binary at %s (cmake -S . -B build && cmake --build build)" % QAT)

@@ -518,7 +518,8 @@ void compare_run(const Config *cfg, const char *origin) {
     int n = R.n;
     free(R.ft);
     char title[CONFIG_PATH_MAX + 64];
-    snprintf(title, sizeof title, "QAT versus PTQ: %s", origin);
+    snprintf(title, sizeof title, "QAT versus PTQ: %s (%ld validation tokens, %s)", origin, b.w.tokens,
+             !strcmp(fcfg.train.eval, "random") ? "random windows" : "the whole split");
     write_outputs(dir, rows, n, title);
     printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
     free(rows);
