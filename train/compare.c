@@ -218,9 +218,9 @@ static void float_ft_config(const Config *qc, const char *float_ckpt, const char
     free(yaml);
 }
 
-static void float_ft_row(const Config *fc, bool retrain, const Bench *b, double float_loss, CompareRow *r) {
-    char ckpt[CONFIG_PATH_MAX + 32];
-    double wall = train_or_reuse(fc, "the float+ft baseline", retrain, ckpt, sizeof ckpt);
+/* A float row (float, float+ft): the checkpoint on the inference engine's float path. */
+static void float_row(const char *ckpt, const char *method, double seconds, const Bench *b, double float_loss,
+                      CompareRow *r) {
     GPT g;
     Config lc;
     Vocab v;
@@ -228,14 +228,20 @@ static void float_ft_row(const Config *fc, bool retrain, const Bench *b, double 
     InferModel m;
     infer_from_gpt(&m, &g, &v, "");
     gpt_free(&g);
-    snprintf(r->method, sizeof r->method, "float+ft");
+    snprintf(r->method, sizeof r->method, "%s", method);
     r->w_bits = r->a_bits = 32;
-    r->seconds = wall;
-    snprintf(r->what, sizeof r->what, "the float model fine-tuned in float for %d steps (lr %g to %g, warmup %d) as the "
-             "QAT rows are (%s)", fc->train.iters, fc->train.lr, fc->train.min_lr, fc->train.warmup_iters, fc->out_dir);
+    r->seconds = seconds;
     measure(&m, b, float_loss, r);
     r->bytes = infer_float_bytes(&m);
     infer_free(&m);
+}
+
+static void float_ft_row(const Config *fc, bool retrain, const Bench *b, double float_loss, CompareRow *r) {
+    char ckpt[CONFIG_PATH_MAX + 32];
+    double wall = train_or_reuse(fc, "the float+ft baseline", retrain, ckpt, sizeof ckpt);
+    float_row(ckpt, "float+ft", wall, b, float_loss, r);
+    snprintf(r->what, sizeof r->what, "the float model fine-tuned in float for %d steps (lr %g to %g, warmup %d) as the "
+             "QAT rows are (%s)", fc->train.iters, fc->train.lr, fc->train.min_lr, fc->train.warmup_iters, fc->out_dir);
 }
 
 static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const Bench *b, double float_loss,
@@ -438,23 +444,10 @@ void compare_run(const Config *cfg, const char *origin) {
            fcfg.train.eval, b.w.n, b.T);
 
     Rows R = {0};
-    /* float */
     {
-        GPT g;
-        Config lc;
-        Vocab lv;
-        model_load(float_ckpt, &g, &lc, &lv);
-        InferModel m;
-        infer_from_gpt(&m, &g, &lv, "");
-        gpt_free(&g);
         CompareRow *r = rows_push(&R);
-        snprintf(r->method, sizeof r->method, "float");
-        r->w_bits = r->a_bits = 32;
-        r->seconds = float_seconds;
+        float_row(float_ckpt, "float", float_seconds, &b, NAN, r);
         snprintf(r->what, sizeof r->what, "%s (%ld steps)", float_ckpt, fstep);
-        measure(&m, &b, NAN, r);
-        r->bytes = infer_float_bytes(&m);
-        infer_free(&m);
         printf("compare: float: val loss %.4f\n", r->val_loss);
         fflush(stdout);
     }
