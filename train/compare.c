@@ -254,9 +254,9 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     long step = 0;
     model_load(ckpt, &g, &lc, &v);
     ckpt_load_meta(ckpt, &lc, &v, &step);
-    bool mixed = qc->quant.n_ov > 0;
-    snprintf(r->method, sizeof r->method, "%s", mixed ? "qat+mixed" : "qat-");
-    if (!mixed) snprintf(r->method + 4, sizeof r->method - 4, "%s", qc->quant.estimator);
+    bool mixed = qc->quant.n_ov > 0, kd = qc->quant.distill_weight > 0.0f;
+    if (mixed) snprintf(r->method, sizeof r->method, "qat+mixed%s", kd ? "+kd" : "");
+    else snprintf(r->method, sizeof r->method, "qat-%s%s", qc->quant.estimator, kd ? "+kd" : "");
     r->w_bits = mixed ? 0 : qc->quant.w_bits;
     r->a_bits = qc->quant.a_bits ? qc->quant.a_bits : 32;
     r->group = mixed ? 0 : group_of(&qc->quant);

@@ -44,6 +44,12 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
     }
     if (!isfinite(x0)) x0 = 2.0, x1 = 9.0;
     if (!isfinite(y0)) y0 = 0.0, y1 = 1.0;
+    /* losses far above the float model (RTN at 2 bits, say) would squash the rest: the range
+     * stops at 0.25 above the best float row, and rows beyond it are marked at the top edge */
+    double ref = INFINITY;
+    for (int i = 0; i < n; i++)
+        if (is_reference(&rows[i])) ref = fmin(ref, rows[i].val_loss);
+    if (isfinite(ref) && y1 > ref + 0.25) y1 = ref + 0.25;
     double xpad = fmax(0.25, 0.05 * (x1 - x0)), ypad = fmax(1e-3, 0.06 * (y1 - y0));
     x0 -= xpad, x1 += xpad, y0 -= ypad, y1 += ypad;
     double pw = W - ML - MR, ph = H - MT - MB;
@@ -117,6 +123,8 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_show_text(cr, buf);
     }
     /* one line per method, points in order of bits */
+    char names[32][64]; /* uniform lines' names, in colour order */
+    int n_names = 0;
     bool *done = xcalloc((size_t)n, sizeof(bool));
     int *idx = xmalloc((size_t)n * sizeof(int));
     int color = 0;
@@ -134,9 +142,26 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
                 int t = idx[c];
                 idx[c] = idx[c - 1], idx[c - 1] = t;
             }
-        const double *rgb = PALETTE[color++ % (int)(sizeof PALETTE / sizeof *PALETTE)];
+        /* a "+mixed" line takes the colour of its method's uniform line and is dashed, so that
+         * each method's mixed-precision points read against its own uniform ones */
+        char base[64];
+        snprintf(base, sizeof base, "%s", name);
+        char *plus = strstr(base, "+mixed");
+        bool mixed = plus != NULL;
+        if (plus) memmove(plus, plus + 6, strlen(plus + 6) + 1);
+        int ci = -1;
+        for (int c = 0; c < n_names; c++)
+            if (!strcmp(names[c], base)) ci = c;
+        if (ci < 0 && n_names < (int)(sizeof names / sizeof *names)) {
+            snprintf(names[n_names], sizeof names[0], "%s", base);
+            ci = n_names++;
+            color++;
+        }
+        const double *rgb = PALETTE[(ci < 0 ? color : ci) % (int)(sizeof PALETTE / sizeof *PALETTE)];
+        double dash[] = {7, 4};
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
         cairo_set_line_width(cr, 2);
+        cairo_set_dash(cr, dash, mixed ? 2 : 0, 0);
         for (int a = 0; a < m; a++) {
             const CompareRow *r = &rows[idx[a]];
             if (a == 0) cairo_move_to(cr, PX(r->bits_per_weight), PY(r->val_loss));
@@ -145,13 +170,26 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_stroke(cr);
         for (int a = 0; a < m; a++) {
             const CompareRow *r = &rows[idx[a]];
-            cairo_arc(cr, PX(r->bits_per_weight), PY(r->val_loss), 4, 0, 2 * PI);
+            if (r->val_loss > y1) { /* above the plotted range: a triangle at the top edge with its value */
+                double x = PX(r->bits_per_weight);
+                cairo_move_to(cr, x, MT + 2);
+                cairo_line_to(cr, x - 5, MT + 10);
+                cairo_line_to(cr, x + 5, MT + 10);
+                cairo_close_path(cr);
+                cairo_fill(cr);
+                snprintf(buf, sizeof buf, "%.2f", r->val_loss);
+                cairo_move_to(cr, x + 6, MT + 12 + 11 * (a % 3));
+                cairo_show_text(cr, buf);
+                continue;
+            }
+            cairo_arc(cr, PX(r->bits_per_weight), PY(r->val_loss), mixed ? 5 : 4, 0, 2 * PI);
             cairo_fill(cr);
         }
         double ly = MT + 20 + 22 * legend++;
         cairo_move_to(cr, W - MR + 20, ly);
         cairo_line_to(cr, W - MR + 50, ly);
         cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
         cairo_arc(cr, W - MR + 35, ly, 4, 0, 2 * PI);
         cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);

@@ -114,7 +114,8 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     char g[24];
     if (o->group > 0) snprintf(g, sizeof g, "g%d", o->group);
     else snprintf(g, sizeof g, "%s", o->group < 0 ? "channel" : "tensor");
-    int k = snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
+    int k = o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
+                             : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
     if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
     if (!strcmp(o->method, "gptq") && k < (int)n)
         k += snprintf(buf + k, n - (size_t)k, ", damp %g, block %d%s", o->damp, o->block, o->act_order ? ", act_order" : "");
