@@ -329,9 +329,12 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
         snprintf(a, sizeof a, "%d", r->a_bits);
         if (isnan(r->delta_ft)) snprintf(dft, sizeof dft, "-");
         else snprintf(dft, sizeof dft, "%+.4f", r->delta_ft);
-        k += (size_t)snprintf(s + k, cap - k, "| %s | %d | %s | %s | %.4f | %.3f | %+.4f | %s | %zu | %.2f | %.0f | %.1f | %s |\n",
-                              r->method, r->w_bits, r->a_bits == 32 ? "float" : a,
-                              r->w_bits == 32 ? "-" : group_str(r->group, g, sizeof g),
+        char wb[8];
+        if (r->w_bits) snprintf(wb, sizeof wb, "%d", r->w_bits);
+        else snprintf(wb, sizeof wb, "mixed");
+        k += (size_t)snprintf(s + k, cap - k, "| %s | %s | %s | %s | %.4f | %.3f | %+.4f | %s | %zu | %.2f | %.0f | %.1f | %s |\n",
+                              r->method, wb, r->a_bits == 32 ? "float" : a,
+                              r->w_bits == 32 || !r->w_bits ? "-" : group_str(r->group, g, sizeof g),
                               r->val_loss, r->ppl, r->delta, dft, r->bytes, r->bits_per_weight, r->gen_tokens_per_s,
                               r->seconds, r->what);
         if (k + 2048 > cap) s = xrealloc(s, cap *= 2);

@@ -124,6 +124,7 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
     }
     /* one line per method, points in order of bits */
     char names[32][64]; /* uniform lines' names, in colour order */
+    bool clipped = false;
     int n_names = 0;
     bool *done = xcalloc((size_t)n, sizeof(bool));
     int *idx = xmalloc((size_t)n * sizeof(int));
@@ -152,6 +153,11 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         int ci = -1;
         for (int c = 0; c < n_names; c++)
             if (!strcmp(names[c], base)) ci = c;
+        /* qat+mixed(+kd): the uniform QAT line of the same kind (qat-lsq+kd, say) */
+        bool kd = strstr(base, "+kd") != NULL;
+        for (int c = 0; c < n_names && ci < 0 && mixed && !strncmp(base, "qat", 3); c++)
+            if (!strncmp(names[c], "qat", 3) && (strstr(names[c], "+kd") != NULL) == kd && !strstr(names[c], "act)"))
+                ci = c;
         if (ci < 0 && n_names < (int)(sizeof names / sizeof *names)) {
             snprintf(names[n_names], sizeof names[0], "%s", base);
             ci = n_names++;
@@ -162,24 +168,26 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
         cairo_set_line_width(cr, 2);
         cairo_set_dash(cr, dash, mixed ? 2 : 0, 0);
+        cairo_save(cr); /* lines stop at the frame */
+        cairo_rectangle(cr, ML, MT, pw, ph);
+        cairo_clip(cr);
         for (int a = 0; a < m; a++) {
             const CompareRow *r = &rows[idx[a]];
             if (a == 0) cairo_move_to(cr, PX(r->bits_per_weight), PY(r->val_loss));
             else cairo_line_to(cr, PX(r->bits_per_weight), PY(r->val_loss));
         }
         cairo_stroke(cr);
+        cairo_restore(cr);
         for (int a = 0; a < m; a++) {
             const CompareRow *r = &rows[idx[a]];
-            if (r->val_loss > y1) { /* above the plotted range: a triangle at the top edge with its value */
+            if (r->val_loss > y1) { /* above the plotted range: a triangle at the top edge */
                 double x = PX(r->bits_per_weight);
                 cairo_move_to(cr, x, MT + 2);
                 cairo_line_to(cr, x - 5, MT + 10);
                 cairo_line_to(cr, x + 5, MT + 10);
                 cairo_close_path(cr);
                 cairo_fill(cr);
-                snprintf(buf, sizeof buf, "%.2f", r->val_loss);
-                cairo_move_to(cr, x + 6, MT + 12 + 11 * (a % 3));
-                cairo_show_text(cr, buf);
+                clipped = true;
                 continue;
             }
             cairo_arc(cr, PX(r->bits_per_weight), PY(r->val_loss), mixed ? 5 : 4, 0, 2 * PI);
@@ -195,6 +203,13 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_set_source_rgb(cr, 0, 0, 0);
         cairo_move_to(cr, W - MR + 58, ly + 4);
         cairo_show_text(cr, name);
+    }
+    if (clipped) {
+        snprintf(buf, sizeof buf, "triangles at the top: loss above %.2f (compare.md has every value)", y1);
+        cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+        cairo_move_to(cr, W - MR + 20, MT + 20 + 22 * legend + 10);
+        cairo_set_font_size(cr, 10);
+        cairo_show_text(cr, buf);
     }
     free(done), free(idx);
     cairo_destroy(cr);
