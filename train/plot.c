@@ -205,7 +205,7 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_show_text(cr, name);
     }
     if (clipped) {
-        snprintf(buf, sizeof buf, "triangles at the top: loss above %.2f (compare.md has every value)", y1);
+        snprintf(buf, sizeof buf, "triangles at the top: loss above %.2f", y1);
         cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
         cairo_move_to(cr, W - MR + 20, MT + 20 + 22 * legend + 10);
         cairo_set_font_size(cr, 10);
