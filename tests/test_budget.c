@@ -85,16 +85,7 @@ Test(budget, coarse_units_stay_within_budget) {
 static char *g_dir, *g_corpus, *g_ckpt;
 
 static void tiny(Config *c, const char *out, int iters, const char *extra) {
-    config_defaults(c);
-    char yaml[4096];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
-             " log_every: 1, threads: 2}\n"
-             "out_dir: %s\n%s",
-             g_corpus, iters, out, extra);
-    config_load_string(c, yaml, "tiny");
+    test_tiny_config(c, g_corpus, out, iters, extra);
 }
 
 static void float_model(void) {

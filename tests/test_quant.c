@@ -255,16 +255,7 @@ static double json_field(const char *text, const char *key) {
 }
 
 static void tiny(Config *c, const char *out, int iters, const char *extra) {
-    config_defaults(c);
-    char yaml[4096];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,\n"
-             "        eval_batches: 8, log_every: 1, threads: 2}\n"
-             "out_dir: %s\n%s",
-             g_corpus, iters, out, extra);
-    config_load_string(c, yaml, "tiny");
+    test_tiny_config(c, g_corpus, out, iters, extra);
 }
 
 Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) {

@@ -214,3 +214,16 @@ char *test_slurp(const char *path, size_t *n) {
     if (n) *n = got;
     return test_keep(b);
 }
+
+void test_tiny_config(Config *c, const char *corpus, const char *out, int iters, const char *extra) {
+    config_defaults(c);
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 8, iters: %d, lr: 1e-2, min_lr: 1e-3, warmup_iters: 5, eval_every: 1000,"
+             " log_every: 1, threads: 2}\n"
+             "out_dir: %s\n%s",
+             corpus, iters, out, extra);
+    config_load_string(c, yaml, "tiny");
+}

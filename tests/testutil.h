@@ -54,6 +54,11 @@ bool test_check_layout(const char *model, const char *source, char *out, size_t 
  * batch 8, lr 1e-2 to 1e-3) on corpus for iters steps into out_dir, quietly;
  * extra is more YAML (a quant section, say) or "". */
 void test_train_tiny(const char *corpus, const char *out_dir, int iters, int eval_batches, const char *extra);
+struct Config;
+/* The suite's 1-layer config (2 heads, width 32, context 16, batch 8, lr 1e-2
+ * to 1e-3) on corpus for iters steps into out, plus extra YAML (a quant
+ * section, say) or "". */
+void test_tiny_config(struct Config *c, const char *corpus, const char *out, int iters, const char *extra);
 /* Bytes of a file (malloc'd), for before/after comparisons. */
 char *test_slurp(const char *path, size_t *n);
 #endif
