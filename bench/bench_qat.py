@@ -49,7 +49,8 @@ def die(msg):
 
 
 def run(args, out):
-    cmd = [QAT, "train"] + args + ["--set", "out_dir=" + out]
+    # bench_qat decides what to rerun, so an earlier run in out is replaced
+    cmd = [QAT, "train"] + args + ["--set", "out_dir=" + out, "--overwrite"]
     p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if p.returncode != 0:
         tail = p.stdout.decode(errors="replace").strip().splitlines()

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "train/config.h"
@@ -11,6 +12,11 @@
 
 static const char *act_name(bool w8a8, bool act_static) {
     return !w8a8 ? "float" : act_static ? "int8-per-tensor" : "int8-per-token";
+}
+
+static void require_finite(const char *path, const char *name, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", path, name, x[i], i);
 }
 
 void infer_save(const InferModel *m, const char *path, const char *source, long step) {
@@ -65,7 +71,10 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
 }
 
 bool infer_is_model_file(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_quiet();
+    /* a FIFO would block HDF5's probe; the loader then says what path is */
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return false;
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) return false;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -98,16 +107,15 @@ void infer_load(InferModel *m, const char *path) {
     config_load_string(&cfg, yaml, origin);
     config_validate(&cfg, origin);
     uint8_t chars[256];
-    hid_t vd = H5Dopen2(f, "vocab", H5P_DEFAULT);
-    if (vd < 0) qat_fail("%s: tensor vocab is missing", path);
-    hid_t sp = H5Dget_space(vd);
-    hssize_t nv = H5Sget_simple_extent_npoints(sp);
-    H5Sclose(sp);
-    H5Dclose(vd);
-    if (nv < 1 || nv > 256) qat_fail("%s: tensor vocab has %lld entries (1..256 expected)", path, (long long)nv);
-    h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){(int)nv}, chars);
+    int nv = (int)h5_read_len(f, path, "vocab", sizeof chars);
+    h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){nv}, chars);
+    for (int i = 1; i < nv; i++)
+        if (chars[i] <= chars[i - 1]) qat_fail("%s: vocab is not a sorted set of distinct bytes (entry %d)", path, i);
+    int64_t kv = h5_read_attr_i64(f, path, "kv_bits");
+    if (kv != cfg.quant.kv_bits)
+        qat_fail("%s: kv_bits %lld, its config says quant.kv.bits %d", path, (long long)kv, cfg.quant.kv_bits);
     Vocab v;
-    vocab_from_chars(&v, chars, (int)nv);
+    vocab_from_chars(&v, chars, nv);
     if (!strcmp(cfg.model.vocab, "byte")) v.is_byte = true;
     GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
                     .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
@@ -119,6 +127,7 @@ void infer_load(InferModel *m, const char *path) {
         if (!infer_keeps_float(&g, t)) continue;
         snprintf(name, sizeof name, "float/%s", t->name);
         h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, t->ndim, t->shape, t->data);
+        require_finite(path, name, t->data, t->numel);
     }
     QMatrix *qm = xcalloc((size_t)(g.n_q ? g.n_q : 1), sizeof(QMatrix));
     for (int i = 0; i < g.n_q; i++) {
@@ -131,6 +140,15 @@ void infer_load(InferModel *m, const char *path) {
         if (bits != q->w.bits || gs != group)
             qat_fail("%s: %s holds int%lld weights in groups of %lld, its config says int%d in groups of %d", path, name,
                      (long long)bits, (long long)gs, q->w.bits, group);
+        int64_t ar = h5_read_obj_attr_i64(f, path, name, "rows"), ac = h5_read_obj_attr_i64(f, path, name, "cols");
+        if (ar != rows || ac != cols)
+            qat_fail("%s: %s is %lldx%lld, the model's layer is %dx%d", path, name, (long long)ar, (long long)ac, rows, cols);
+        char *gran = h5_read_obj_attr_str(f, path, name, "granularity"), *scheme = h5_read_obj_attr_str(f, path, name, "scheme");
+        if (strcmp(gran, group == cols ? "channel" : "group"))
+            qat_fail("%s: %s has granularity \"%s\", its group size %d of %d columns means \"%s\"", path, name, gran, group,
+                     cols, group == cols ? "channel" : "group");
+        if (strcmp(scheme, "symmetric")) qat_fail("%s: %s has scheme \"%s\"; this format stores symmetric codes", path, name, scheme);
+        free(gran), free(scheme);
         char *act = h5_read_obj_attr_str(f, path, name, "activations");
         bool w8a8 = q->a_bits == 8, act_static = w8a8 && !q->a_dynamic;
         if (strcmp(act, act_name(w8a8, act_static)))
@@ -161,6 +179,9 @@ void infer_load(InferModel *m, const char *path) {
         snprintf(name, sizeof name, "quant/%s/scales", q->name);
         o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));
         h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, o->scales);
+        for (size_t k = 0; k < (size_t)rows * (cols / group); k++)
+            if (!isfinite(o->scales[k]))
+                qat_fail("%s: %s holds %g at element %zu (not finite)", path, name, o->scales[k], k);
         if (kernel_supported(KERN_AVX512)) { /* the panels of the AVX-512 weight-only products */
             if (bits <= 4) qmatrix_pack_q4(o);
             else if (cols % 4 == 0 && group % 4 == 0) qmatrix_pack_w8a8(o);
@@ -172,6 +193,7 @@ void infer_load(InferModel *m, const char *path) {
             h5_read_checked(f, path, name, H5T_NATIVE_INT32, 1, (int[]){(int)n_float}, fc);
             snprintf(name, sizeof name, "quant/%s/float_weight", q->name);
             h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, (int)n_float}, fw);
+            require_finite(path, name, fw, (size_t)rows * n_float);
             for (int r = 0; r < rows; r++)
                 for (int k = 0; k < n_float; k++) {
                     if (fc[k] < 0 || fc[k] >= cols || (k && fc[k] <= fc[k - 1]))

@@ -95,6 +95,9 @@ void gpt_quant_freeze(GPT *g);
  * int2..int8 weights per channel or group, and float, dynamic per-token or
  * static per-tensor symmetric int8 activations with int5..int8 weights). */
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out);
+/* Whether qlayer_to_qmatrix takes q (qat export, integer eval); if not, why
+ * gets the reason. Training checks it up front unless quant.deploy is false. */
+bool qlayer_exportable(const QLayer *q, char *why, size_t n);
 /* True if some layer has static (observed) activation scales. */
 bool gpt_quant_needs_calibration(const GPT *g);
 /* normal(0, 0.02) for 2-d weights, residual projections scaled by

@@ -184,18 +184,31 @@ void gpt_quant_freeze(GPT *g) {
     }
 }
 
+bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
+    if (!q->w.sym || q->w.gran == QG_TENSOR) {
+        snprintf(why, n, "no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)", q->w.bits,
+                 q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
+        return false;
+    }
+    if (q->a_bits && !(q->a_bits == 8 && q->a.sym && q->w.bits > 4 && (q->a_dynamic || q->a_scale))) {
+        snprintf(why, n,
+                 "no integer kernel for int%d %s%s activations with int%d weights (kernels: int8 symmetric, per token "
+                 "or static per tensor, with int5..int8 weights)",
+                 q->a_bits, q->a.sym ? "" : "asymmetric ", q->a_dynamic ? "per-token" : "static", q->w.bits);
+        return false;
+    }
+    if (q->outlier && q->a_bits != 8) {
+        snprintf(why, n, "the outlier split runs on the W8A8 kernel; it needs int8 activations");
+        return false;
+    }
+    return true;
+}
+
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     const Linear *l = gpt_qlayer_linear(g, q);
     int rows = l->w->shape[0], cols = l->w->shape[1];
-    if (!q->w.sym || q->w.gran == QG_TENSOR)
-        qat_fail("%s: no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)",
-                 q->name, q->w.bits, q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
-    if (q->a_bits && !(q->a_bits == 8 && q->a.sym && q->w.bits > 4 && (q->a_dynamic || q->a_scale)))
-        qat_fail("%s: no integer kernel for int%d %s%s activations with int%d weights (kernels: int8 symmetric, per "
-                 "token or static per tensor, with int5..int8 weights)",
-                 q->name, q->a_bits, q->a.sym ? "" : "asymmetric ", q->a_dynamic ? "per-token" : "static", q->w.bits);
-    if (q->outlier && q->a_bits != 8)
-        qat_fail("%s: the outlier split runs on the W8A8 kernel; it needs int8 activations", q->name);
+    char why[256];
+    if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
     if (q->outlier) {

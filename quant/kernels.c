@@ -124,6 +124,12 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
         quant_minmax(&s, w, rows, cols, m->scales, NULL);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
     size_t n = (size_t)rows * cols;
+    /* a NaN would round to no code at all (the cast is undefined); a scale
+     * <= 0, which LSQ can learn, gives code 0 here as in fake quantization */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) qat_fail("qmatrix: weight [%zu,%zu] is %g, not finite", i / cols, i % cols, w[i]);
+    for (size_t i = 0; i < ns; i++)
+        if (!isfinite(m->scales[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, m->scales[i]);
     if (bits > 4) {
         m->q8 = xmalloc(n);
         for (size_t i = 0; i < n; i++) m->q8[i] = (int8_t)quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax);
@@ -134,7 +140,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
         for (size_t i = 0; i < n; i += 2) {
             int lo = quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax) + 8;
             int hi = quant_code(w[i + 1], m->scales[(i + 1) / group], 0.0f, qmin, qmax) + 8;
-            m->q4[i / 2] = (uint8_t)(lo | hi << 4);
+            m->q4[i / 2] = (uint8_t)((unsigned)lo | (unsigned)hi << 4);
         }
         if (kernel_supported(KERN_AVX512)) qmatrix_pack_q4(m);
     }

@@ -45,6 +45,7 @@ typedef struct QuantConfig {
     char observer[12];     /* minmax | ema | percentile | mse */
     float percentile;
     bool a_learn_zp;       /* LSQ+: learned zero point for asymmetric activations */
+    bool deploy;           /* qat train refuses what qat export cannot run */
     int kv_bits;           /* 0, 4 or 8 */
     char estimator[8];     /* ste | clipped | lsq */
     char layers[512];      /* comma-separated globs over Linear names */

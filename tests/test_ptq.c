@@ -6,6 +6,7 @@
  * model; static-activation and outlier W8A8 models agree between fake
  * quantization and every kernel path); and qat ptq from the command line,
  * with its bad input. */
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -480,40 +481,42 @@ Test(ptq_cli, compare_writes_the_table_and_plot) {
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
     snprintf(path, sizeof path, "%s/cmp/compare.json", g_dir);
     char *json = test_slurp(path, NULL);
-    int rows = 0;
-    for (const char *p = json; (p = strstr(p, "\"method\"")); p++) rows++;
-    cr_assert_eq(rows, 5, "float + 2 PTQ + float+ft + 1 QAT rows, got %d:\n%s", rows, json);
+    cJSON *arr = cJSON_Parse(json);
+    cr_assert(cJSON_IsArray(arr), "compare.json is not a JSON array:\n%s", json);
+    cr_assert_eq(cJSON_GetArraySize(arr), 5, "float + 2 PTQ + float+ft + 1 QAT rows:\n%s", json);
     const char *keys[] = {"method", "w_bits", "a_bits", "group", "val_loss", "ppl", "delta", "delta_ft", "bytes",
                           "bits_per_weight", "gen_tokens_per_s", "seconds"};
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
-        char q[64];
-        snprintf(q, sizeof q, "\"%s\":", keys[k]);
-        int n = 0;
-        for (const char *p = json; (p = strstr(p, q)); p++) n++;
-        cr_assert_eq(n, 5, "key %s in %d rows", keys[k], n);
+    const cJSON *row, *ft = NULL, *qr = NULL, *gr = NULL;
+    cJSON_ArrayForEach(row, arr) {
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+            cr_assert(cJSON_HasObjectItem(row, keys[k]), "a row lacks %s:\n%s", keys[k], json);
+        const char *m = cJSON_GetObjectItem(row, "method")->valuestring;
+        if (!strcmp(m, "float+ft")) ft = row;
+        if (!strcmp(m, "qat-lsq")) qr = row;
+        if (!strcmp(m, "gptq")) gr = row;
     }
+#define NUM(r, k) cJSON_GetObjectItem(r, k)->valuedouble
     /* float+ft: the float model fine-tuned in float with the QAT row's schedule, as qat train does it */
-    const char *ft = strstr(json, "\"method\": \"float+ft\", \"w_bits\": 32, \"a_bits\": 32");
-    cr_assert(ft, "no float+ft row:\n%s", json);
-    cr_assert(strstr(ft, "\"delta_ft\": null"), "float+ft has no baseline of its own");
-    double ft_loss = strtod(strstr(ft, "\"val_loss\": ") + 12, NULL);
+    cr_assert(ft && NUM(ft, "w_bits") == 32 && NUM(ft, "a_bits") == 32, "no float+ft row:\n%s", json);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(ft, "delta_ft")), "float+ft has no baseline of its own");
+    double ft_loss = NUM(ft, "val_loss");
     snprintf(cmd, sizeof cmd, "train %s/cmp-qat.yaml --set quant.weight.bits=0 --set out_dir=%s/cmp-ft-check", g_dir,
              g_dir);
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
     snprintf(path, sizeof path, "%s/cmp-ft-check/summary.json", g_dir);
-    char *sum = test_slurp(path, NULL);
-    double trained = strtod(strstr(sum, "\"val_loss\":") + 11, NULL);
+    cJSON *sum = cJSON_Parse(test_slurp(path, NULL));
+    double trained = NUM(sum, "val_loss");
     cr_assert(fabs(trained - ft_loss) < 2e-5, "float+ft row %.6f vs the same fine-tune by qat train %.6f", ft_loss, trained);
+    cJSON_Delete(sum);
     /* the QAT row is measured against it */
-    const char *qr = strstr(json, "\"method\": \"qat-lsq\"");
-    double q_loss = strtod(strstr(qr, "\"val_loss\": ") + 12, NULL), q_dft = strtod(strstr(qr, "\"delta_ft\": ") + 12, NULL);
+    cr_assert(qr, "no qat-lsq row:\n%s", json);
+    double q_loss = NUM(qr, "val_loss"), q_dft = NUM(qr, "delta_ft");
     cr_assert(fabs(q_dft - (q_loss - ft_loss)) < 2e-6, "delta_ft %.6f, loss %.6f, float+ft %.6f", q_dft, q_loss, ft_loss);
-    free(sum);
-    cr_assert(strstr(json, "\"method\": \"gptq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
-    cr_assert(strstr(json, "\"method\": \"qat-lsq\", \"w_bits\": 4, \"a_bits\": 32, \"group\": 16"), "%s", json);
+    cr_assert(gr && NUM(gr, "w_bits") == 4 && NUM(gr, "a_bits") == 32 && NUM(gr, "group") == 16, "%s", json);
+    cr_assert(NUM(qr, "w_bits") == 4 && NUM(qr, "a_bits") == 32 && NUM(qr, "group") == 16, "%s", json);
     /* the gptq row's loss is that of the model it exported, on the integer kernels */
-    const char *g = strstr(json, "\"method\": \"gptq\"");
-    float row_loss = strtof(strstr(g, "\"val_loss\": ") + 12, NULL);
+    float row_loss = (float)NUM(gr, "val_loss");
+#undef NUM
     snprintf(path, sizeof path, "%s/cmp/models/gptq-bits-4-group-16-calib-batches-2.h5", g_dir);
     float file_loss = loss_of(path, false);
     cr_assert(fabsf(row_loss - file_loss) <= 1e-5f, "row %g vs exported file %g", row_loss, file_loss);
@@ -531,6 +534,7 @@ Test(ptq_cli, compare_writes_the_table_and_plot) {
     int lines = 0;
     for (const char *p = md; (p = strstr(p, "\n| ")); p++) lines++;
     cr_assert_eq(lines, 6, "header + 5 rows in compare.md:\n%s", md);
+    cJSON_Delete(arr);
     free(json), free(png), free(csv), free(md);
 }
 

@@ -267,7 +267,8 @@ Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) 
     char extra[2048];
     snprintf(extra, sizeof extra,
              "quant: {weight: {bits: 2, granularity: group, group_size: 16}, estimator: lsq,\n"
-             "        activation: {bits: 8, granularity: tensor, observer: minmax}, init_from: %s/checkpoint.h5}\n",
+             "        activation: {bits: 8, granularity: tensor, observer: minmax}, init_from: %s/checkpoint.h5,\n"
+             "        deploy: false}\n",
              fdir);
     tiny(&q, qdir, 80, extra);
     config_set(&q, "train.lr", "3e-3", "test");

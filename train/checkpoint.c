@@ -1,6 +1,7 @@
 /* checkpoint.c: save and load training checkpoints (layout in checkpoint.h). */
 #include "checkpoint.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,9 @@
 #include "util/h5io.h"
 
 #define CKPT_FORMAT "qat-checkpoint"
-#define CKPT_VERSION 1
+/* version 2: every dataset carries the CRC-32 of its bytes (as exported
+ * models do). Version 1 files, written before, are still read, unchecked. */
+#define CKPT_VERSION 2
 
 void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
                const Rng *rng, const char *ptq_method) {
@@ -22,82 +25,122 @@ void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g
     char *yaml = config_to_yaml(cfg);
     h5_attr_str(o.f, "config", yaml);
     free(yaml);
-    h5_write_u8(o.f, "vocab", (size_t)v->size, v->chars);
+    h5_write_checked(o.f, "vocab", H5T_NATIVE_UINT8, 1, (int[]){v->size}, v->chars);
     char name[256];
     size_t off = 0;
     for (int i = 0; i < g->params.n; i++) {
         const Tensor *x = g->params.list[i];
-        snprintf(name, sizeof name, "params/%s", x->name);
-        h5_write_f32(o.f, name, x->ndim, x->shape, x->data);
+        xsnprintf(name, sizeof name, "tensor name", "params/%s", x->name);
+        h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, x->ndim, x->shape, x->data);
         if (opt) {
-            snprintf(name, sizeof name, "optim/m/%s", x->name);
-            h5_write_f32(o.f, name, x->ndim, x->shape, opt->m + off);
-            snprintf(name, sizeof name, "optim/v/%s", x->name);
-            h5_write_f32(o.f, name, x->ndim, x->shape, opt->v + off);
+            xsnprintf(name, sizeof name, "tensor name", "optim/m/%s", x->name);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, x->ndim, x->shape, opt->m + off);
+            xsnprintf(name, sizeof name, "tensor name", "optim/v/%s", x->name);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, x->ndim, x->shape, opt->v + off);
         }
         off += x->numel;
     }
     if (opt) h5_attr_i64(o.f, "optim_step", opt->step);
-    if (rng) h5_write_u64(o.f, "rng", 1, &rng->s);
+    if (rng) h5_write_checked(o.f, "rng", H5T_NATIVE_UINT64, 1, (int[]){1}, &rng->s);
     h5out_commit(&o);
 }
 
-static void check_format(hid_t f, const char *path) {
-    char *fmt = h5_read_attr_str(f, path, "format");
+/* Opens path and checks format and version; returns the version. */
+static int open_checked(const char *path, hid_t *f) {
+    *f = h5in_open(path);
+    char *fmt = h5_read_attr_str(*f, path, "format");
     bool ok = !strcmp(fmt, CKPT_FORMAT);
     free(fmt);
     if (!ok) qat_fail("%s: not a qat training checkpoint (format attribute differs)", path);
-    int64_t ver = h5_read_attr_i64(f, path, "version");
-    if (ver != CKPT_VERSION)
-        qat_fail("%s: checkpoint version %lld, this qat reads version %d", path, (long long)ver, CKPT_VERSION);
+    int64_t ver = h5_read_attr_i64(*f, path, "version");
+    if (ver != 1 && ver != CKPT_VERSION)
+        qat_fail("%s: checkpoint version %lld, this qat reads versions 1 and %d", path, (long long)ver, CKPT_VERSION);
+    return (int)ver;
+}
+
+/* A float tensor, its checksum verified from version 2 on, refused when it
+ * holds a NaN or an infinity. */
+static void read_f32(hid_t f, int ver, const char *path, const char *name, const Tensor *x, float *out) {
+    if (ver >= 2)
+        h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, x->ndim, x->shape, out);
+    else
+        h5_read_f32(f, path, name, x->ndim, x->shape, out);
+    for (size_t i = 0; i < x->numel; i++)
+        if (!isfinite(out[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", path, name, out[i], i);
 }
 
 void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step) {
-    hid_t f = h5in_open(path);
-    check_format(f, path);
+    hid_t f;
+    int ver = open_checked(path, &f);
+    char *kind = h5_read_attr_str(f, path, "kind");
+    bool kind_ok = !strcmp(kind, "float") || !strcmp(kind, "qat") || !strcmp(kind, "ptq");
+    if (!kind_ok) qat_fail("%s: kind \"%s\" is none of float, qat, ptq", path, kind);
+    free(kind);
     char *yaml = h5_read_attr_str(f, path, "config");
     char origin[CONFIG_PATH_MAX + 16];
     snprintf(origin, sizeof origin, "%s:config", path);
     config_defaults(cfg);
     config_load_string(cfg, yaml, origin);
     free(yaml);
+    config_validate(cfg, origin);
     uint8_t chars[256];
-    size_t n = h5_read_u8(f, path, "vocab", chars, sizeof chars);
+    size_t n;
+    if (ver >= 2) {
+        n = h5_read_len(f, path, "vocab", sizeof chars);
+        h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){(int)n}, chars);
+    } else {
+        n = h5_read_u8(f, path, "vocab", chars, sizeof chars);
+    }
     if (n == 0) qat_fail("%s: vocab is empty", path);
+    for (size_t i = 1; i < n; i++)
+        if (chars[i] <= chars[i - 1]) qat_fail("%s: vocab is not a sorted set of distinct bytes (entry %zu)", path, i);
     vocab_from_chars(v, chars, (int)n);
-    if (step) *step = (long)h5_read_attr_i64(f, path, "step");
+    int64_t st = h5_read_attr_i64(f, path, "step");
+    if (st < 0 || st > cfg->train.iters)
+        qat_fail("%s: step %lld is outside 0..train.iters (%d)", path, (long long)st, cfg->train.iters);
+    if (step) *step = (long)st;
     h5in_close(f);
 }
 
 void ckpt_load_params(const char *path, GPT *g, bool skip_quant) {
-    hid_t f = h5in_open(path);
-    check_format(f, path);
+    hid_t f;
+    int ver = open_checked(path, &f);
     char name[256];
     for (int i = 0; i < g->params.n; i++) {
         Tensor *x = g->params.list[i];
         if (skip_quant && x->quant_state) continue;
-        snprintf(name, sizeof name, "params/%s", x->name);
-        h5_read_f32(f, path, name, x->ndim, x->shape, x->data);
+        xsnprintf(name, sizeof name, "tensor name", "params/%s", x->name);
+        read_f32(f, ver, path, name, x, x->data);
     }
     h5in_close(f);
 }
 
 void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng) {
-    hid_t f = h5in_open(path);
-    check_format(f, path);
+    hid_t f;
+    int ver = open_checked(path, &f);
     char name[256];
     size_t off = 0;
     for (int i = 0; i < g->params.n; i++) {
         const Tensor *x = g->params.list[i];
-        snprintf(name, sizeof name, "optim/m/%s", x->name);
-        h5_read_f32(f, path, name, x->ndim, x->shape, opt->m + off);
-        snprintf(name, sizeof name, "optim/v/%s", x->name);
-        h5_read_f32(f, path, name, x->ndim, x->shape, opt->v + off);
+        xsnprintf(name, sizeof name, "tensor name", "optim/m/%s", x->name);
+        read_f32(f, ver, path, name, x, opt->m + off);
+        xsnprintf(name, sizeof name, "tensor name", "optim/v/%s", x->name);
+        read_f32(f, ver, path, name, x, opt->v + off);
+        for (size_t k = 0; k < x->numel; k++)
+            if (opt->v[off + k] < 0.0f) qat_fail("%s: tensor %s holds a negative second moment", path, name);
         off += x->numel;
     }
-    opt->step = (long)h5_read_attr_i64(f, path, "optim_step");
+    int64_t os = h5_read_attr_i64(f, path, "optim_step"), step = h5_read_attr_i64(f, path, "step");
+    /* every step is one optimizer update, from step 0 of this run */
+    if (os != step) qat_fail("%s: optim_step %lld differs from step %lld", path, (long long)os, (long long)step);
+    opt->step = (long)os;
     uint64_t s;
-    h5_read_u64(f, path, "rng", &s, 1);
+    if (ver >= 2)
+        h5_read_checked(f, path, "rng", H5T_NATIVE_UINT64, 1, (int[]){1}, &s);
+    else
+        h5_read_u64(f, path, "rng", &s, 1);
+    /* xorshift never leaves state 0 */
+    if (s == 0) qat_fail("%s: rng holds the state 0, which no sampler reaches", path);
     rng->s = s;
     h5in_close(f);
 }

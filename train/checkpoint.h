@@ -6,6 +6,10 @@
  *   /params/<name>    float32     every parameter by name
  *   /optim/m/<name>, /optim/v/<name>  AdamW moments; attribute optim_step on /
  *   /rng              uint64 [1]  batch sampler state after `step` steps
+ * Every dataset has a "crc32" attribute (zlib's CRC-32 of its bytes), checked
+ * at load; version 1 files (before checksums) are read unchecked. Loading
+ * also refuses non-finite tensors, unknown kinds, steps outside
+ * 0..train.iters and configs that fail config_validate, each in one line.
  * Written to PATH.tmp and renamed, so a checkpoint is whole or absent. */
 #ifndef QAT_CHECKPOINT_H
 #define QAT_CHECKPOINT_H

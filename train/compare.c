@@ -18,6 +18,7 @@
 #include "train/sample.h"
 #include "train/mixed.h"
 #include "train/trainer.h"
+#include "util/json.h"
 
 /* What every row is measured on: the float model's validation batches. */
 typedef struct Bench {
@@ -41,10 +42,12 @@ static double summary_wall(const char *out_dir) {
     snprintf(path, sizeof path, "%s/summary.json", out_dir);
     if (access(path, R_OK) != 0) return -1.0;
     char *s = xread_file(path, NULL);
-    const char *k = strstr(s, "\"wall_s\":");
-    double w = k ? strtod(k + 9, NULL) : -1.0;
+    cJSON *j = cJSON_Parse(s);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "wall_s");
+    double v = cJSON_IsNumber(w) ? w->valuedouble : -1.0;
+    cJSON_Delete(j);
     free(s);
-    return w;
+    return v;
 }
 
 /* Loss, perplexity, generation speed and bits per weight of m. */
@@ -170,7 +173,7 @@ static double train_or_reuse(const Config *rc, const char *origin, bool retrain,
     if (retrain || step != rc->train.iters || wall < 0.0 || !same) {
         printf("compare: training %s into %s\n", origin, rc->out_dir);
         fflush(stdout);
-        TrainOptions to = {.quiet = true};
+        TrainOptions to = {.quiet = true, .overwrite = true}; /* compare decided this run is not reusable */
         double t0 = now_seconds();
         train_run(rc, origin, &to);
         wall = now_seconds() - t0;
@@ -286,21 +289,35 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
     size_t cap = 1 << 16, k = 0;
     char *s = xmalloc(cap);
     char dft[32];
-    /* json */
-    k += (size_t)snprintf(s + k, cap - k, "[\n");
+    /* json: one object per row, formatted one per line for diffs */
+    cJSON *arr = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
         const CompareRow *r = &rows[i];
-        if (isnan(r->delta_ft)) snprintf(dft, sizeof dft, "null");
-        else snprintf(dft, sizeof dft, "%.6f", r->delta_ft);
-        k += (size_t)snprintf(s + k, cap - k,
-                              "  {\"method\": \"%s\", \"w_bits\": %d, \"a_bits\": %d, \"group\": %d, \"val_loss\": %.6f, "
-                              "\"ppl\": %.4f, \"delta\": %.6f, \"delta_ft\": %s, \"bytes\": %zu, \"bits_per_weight\": %.4f, "
-                              "\"gen_tokens_per_s\": %.1f, \"seconds\": %.2f}%s\n",
-                              r->method, r->w_bits, r->a_bits, r->group, r->val_loss, r->ppl, r->delta, dft, r->bytes,
-                              r->bits_per_weight, r->gen_tokens_per_s, r->seconds, i + 1 < n ? "," : "");
-        if (k + 2048 > cap) s = xrealloc(s, cap *= 2);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "method", r->method);
+        cJSON_AddNumberToObject(o, "w_bits", r->w_bits);
+        cJSON_AddNumberToObject(o, "a_bits", r->a_bits);
+        cJSON_AddNumberToObject(o, "group", r->group);
+        json_add_num(o, "val_loss", r->val_loss, 6);
+        json_add_num(o, "ppl", r->ppl, 4);
+        json_add_num(o, "delta", r->delta, 6);
+        json_add_num(o, "delta_ft", r->delta_ft, 6); /* null without a float+ft row */
+        cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
+        json_add_num(o, "bits_per_weight", r->bits_per_weight, 4);
+        json_add_num(o, "gen_tokens_per_s", r->gen_tokens_per_s, 1);
+        json_add_num(o, "seconds", r->seconds, 2);
+        cJSON_AddItemToArray(arr, o);
+    }
+    k = (size_t)snprintf(s, cap, "[\n");
+    for (int i = 0; i < n; i++) {
+        char *line = cJSON_PrintUnformatted(cJSON_GetArrayItem(arr, i));
+        if (!line) qat_fail("compare.json: out of memory");
+        while (k + strlen(line) + 8 > cap) s = xrealloc(s, cap *= 2);
+        k += (size_t)snprintf(s + k, cap - k, "  %s%s\n", line, i + 1 < n ? "," : "");
+        cJSON_free(line);
     }
     k += (size_t)snprintf(s + k, cap - k, "]\n");
+    cJSON_Delete(arr);
     snprintf(path, sizeof path, "%s/compare.json", dir);
     xwrite_file_atomic(path, s, k);
     /* csv */
@@ -417,7 +434,7 @@ void compare_run(const Config *cfg, const char *origin) {
         if (access(float_ckpt, R_OK) != 0) {
             printf("compare: training the float model into %s\n", cfg->out_dir);
             fflush(stdout);
-            TrainOptions to = {.quiet = true};
+            TrainOptions to = {.quiet = true, .overwrite = true}; /* compare decided this run is not reusable */
             double t0 = now_seconds();
             train_run(cfg, origin, &to);
             float_seconds = now_seconds() - t0;

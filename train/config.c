@@ -2,6 +2,7 @@
  * mappings into dotted keys, value parsing with range checks, and YAML output. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -140,6 +141,10 @@ static const Field FIELDS[] = {
       "quant.budget.bpw: the candidate granularities, comma-separated group sizes or channel"),
     F("quant.budget.calib_batches", CF_INT, quant.budget_calib_batches, 1, 100000, 0, "4", NULL,
       "quant.budget.bpw: training batches of random windows the sensitivities are measured on"),
+    F("quant.deploy", CF_BOOL, quant.deploy, 0, 0, 0, "true", NULL,
+      "qat train refuses, before training, quantization that qat export cannot run on integer kernels (asymmetric "
+      "or per-tensor weights; activations other than symmetric int8 with int5..int8 weights); false = fake "
+      "quantization only, for experiments that will not be exported"),
     F("quant.freeze_step", CF_INT, quant.freeze_step, 0, 1000000000, 0, "0", NULL,
       "observers keep updating static activation scales until this step, then they are frozen"),
 };
@@ -222,6 +227,9 @@ void config_set(Config *c, const char *key, const char *value, const char *origi
         *p = '\0';
         return;
     }
+    /* strtol and strtod would skip leading blanks that trailing ones fail on */
+    if ((f->type == CF_INT || f->type == CF_FLOAT) && (isspace((unsigned char)value[0]) || !value[0]))
+        qat_fail("%s: %s: expected %s, got '%s'", origin, key, f->type == CF_INT ? "an integer" : "a number", value);
     errno = 0;
     switch (f->type) {
     case CF_INT: {
@@ -278,21 +286,45 @@ void config_defaults(Config *c) {
     for (size_t i = 0; i < N_FIELDS; i++) config_set(c, FIELDS[i].key, FIELDS[i].def, "defaults");
 }
 
+/* --set takes the shell's word as YAML would take a plain scalar: surrounding
+ * blanks are not part of the key or the value. */
+static void trim(const char **s, const char **e) {
+    while (*s < *e && (**s == ' ' || **s == '\t')) ++*s;
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t')) --*e;
+}
+
 void config_set_arg(Config *c, const char *arg) {
     const char *eq = strchr(arg, '=');
-    if (!eq || eq == arg) qat_fail("--set %s: expected section.key=value", arg);
-    char key[256];
-    if ((size_t)(eq - arg) >= sizeof key) qat_fail("--set %s: key too long", arg);
-    snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
-    config_set(c, key, eq + 1, "--set");
+    const char *ks = arg, *ke = eq, *vs = eq ? eq + 1 : NULL, *ve = vs ? vs + strlen(vs) : NULL;
+    if (eq) trim(&ks, &ke), trim(&vs, &ve);
+    if (!eq || ke == ks) qat_fail("--set %s: expected section.key=value", arg);
+    char key[256], *val = xmalloc((size_t)(ve - vs) + 1);
+    if ((size_t)(ke - ks) >= sizeof key) qat_fail("--set %s: key too long", arg);
+    snprintf(key, sizeof key, "%.*s", (int)(ke - ks), ks);
+    memcpy(val, vs, (size_t)(ve - vs));
+    val[ve - vs] = '\0';
+    config_set(c, key, val, "--set");
+    free(val);
 }
 
 /* ---- YAML reading: nested mappings become dotted keys; a sequence of
- * scalars becomes one comma-separated value ---- */
+ * scalars becomes one comma-separated value (string keys only). Plain YAML
+ * only: one document, no tags, anchors or aliases, no key given twice. ---- */
+
+/* Sections nest two or three levels (quant.weight.bits); deeper input is
+ * refused before the recursion could exhaust the stack. */
+#define YAML_MAX_DEPTH 8
+
+typedef struct SeenKey {
+    char *key;
+    size_t line;
+} SeenKey;
 
 typedef struct Reader {
     yaml_parser_t p;
     const char *origin;
+    SeenKey *seen;
+    int n_seen, cap_seen;
 } Reader;
 
 static _Noreturn void yaml_fail(Reader *r, const char *what, size_t line) {
@@ -305,9 +337,42 @@ static void next(Reader *r, yaml_event_t *ev) {
         snprintf(what, sizeof what, "invalid YAML: %s", r->p.problem ? r->p.problem : "parse error");
         yaml_fail(r, what, r->p.problem_mark.line);
     }
+    const yaml_char_t *tag = NULL, *anchor = NULL;
+    if (ev->type == YAML_SCALAR_EVENT) tag = ev->data.scalar.tag, anchor = ev->data.scalar.anchor;
+    if (ev->type == YAML_MAPPING_START_EVENT) tag = ev->data.mapping_start.tag, anchor = ev->data.mapping_start.anchor;
+    if (ev->type == YAML_SEQUENCE_START_EVENT)
+        tag = ev->data.sequence_start.tag, anchor = ev->data.sequence_start.anchor;
+    if (tag) yaml_fail(r, "YAML tags (such as !!str) are not supported: write the plain value", ev->start_mark.line);
+    if (anchor || ev->type == YAML_ALIAS_EVENT)
+        yaml_fail(r, "YAML anchors and aliases are not supported: write each value out", ev->start_mark.line);
 }
 
-static void read_mapping(Reader *r, Config *c, const char *prefix) {
+/* Records a key (a section's or a value's), failing when it came before. */
+static void see_key(Reader *r, const char *key, size_t line) {
+    for (int i = 0; i < r->n_seen; i++)
+        if (!strcmp(r->seen[i].key, key)) {
+            char what[512];
+            snprintf(what, sizeof what, "%s is given twice (first at line %zu)", key, r->seen[i].line + 1);
+            yaml_fail(r, what, line);
+        }
+    if (r->n_seen == r->cap_seen) {
+        r->cap_seen = r->cap_seen ? 2 * r->cap_seen : 64;
+        r->seen = xrealloc(r->seen, (size_t)r->cap_seen * sizeof *r->seen);
+    }
+    r->seen[r->n_seen++] = (SeenKey){xstrdup(key), line};
+}
+
+static bool takes_list(const char *key) {
+    const Field *f = field_find(key);
+    return f && f->type == CF_STR;
+}
+
+static void read_mapping(Reader *r, Config *c, const char *prefix, int depth, size_t line0) {
+    if (depth > YAML_MAX_DEPTH) {
+        char what[128];
+        snprintf(what, sizeof what, "mappings nested deeper than %d levels", YAML_MAX_DEPTH);
+        yaml_fail(r, what, line0);
+    }
     for (;;) {
         yaml_event_t ev;
         next(r, &ev);
@@ -317,35 +382,53 @@ static void read_mapping(Reader *r, Config *c, const char *prefix) {
         }
         if (ev.type != YAML_SCALAR_EVENT) yaml_fail(r, "expected a key", ev.start_mark.line);
         char key[256];
-        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", (const char *)ev.data.scalar.value);
         size_t line = ev.start_mark.line;
+        int kl = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", (const char *)ev.data.scalar.value);
         yaml_event_delete(&ev);
+        if (kl < 0 || (size_t)kl >= sizeof key) yaml_fail(r, "key longer than 255 characters", line);
+        see_key(r, key, line);
         char where[CONFIG_PATH_MAX + 32];
         snprintf(where, sizeof where, "%s:%zu", r->origin, line + 1);
         next(r, &ev);
         if (ev.type == YAML_SCALAR_EVENT) {
+            if (strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length)
+                qat_fail("%s: %s: the value contains a NUL character", where, key);
             config_set(c, key, (const char *)ev.data.scalar.value, where);
             yaml_event_delete(&ev);
         } else if (ev.type == YAML_MAPPING_START_EVENT) {
             yaml_event_delete(&ev);
-            read_mapping(r, c, key);
+            read_mapping(r, c, key, depth + 1, line);
         } else if (ev.type == YAML_SEQUENCE_START_EVENT) {
             yaml_event_delete(&ev);
-            char val[4096] = "";
-            size_t k = 0;
+            if (!takes_list(key)) qat_fail("%s: %s: expected a single value, got a list", where, key);
+            /* the joined list goes through config_set, which checks its length */
+            size_t cap = 256, k = 0;
+            char *val = xmalloc(cap);
+            val[0] = '\0';
             for (;;) {
                 next(r, &ev);
                 if (ev.type == YAML_SEQUENCE_END_EVENT) break;
                 if (ev.type != YAML_SCALAR_EVENT) qat_fail("%s: %s: expected a list of plain values", where, key);
-                k += (size_t)snprintf(val + k, sizeof val - k, "%s%s", k ? "," : "", (const char *)ev.data.scalar.value);
+                size_t n = ev.data.scalar.length;
+                while (k + n + 2 > cap) val = xrealloc(val, cap *= 2);
+                if (k) val[k++] = ',';
+                memcpy(val + k, ev.data.scalar.value, n);
+                val[k += n] = '\0';
                 yaml_event_delete(&ev);
             }
             yaml_event_delete(&ev);
+            if (strlen(val) != k) qat_fail("%s: %s: the value contains a NUL character", where, key);
             config_set(c, key, val, where);
+            free(val);
         } else {
             qat_fail("%s: %s: unsupported YAML value", where, key);
         }
     }
+}
+
+static void reader_free(Reader *r) {
+    for (int i = 0; i < r->n_seen; i++) free(r->seen[i].key);
+    free(r->seen);
 }
 
 static void load(Config *c, yaml_parser_t *p, const char *origin) {
@@ -353,13 +436,17 @@ static void load(Config *c, yaml_parser_t *p, const char *origin) {
     r.p = *p;
     yaml_event_t ev;
     bool done = false;
+    int docs = 0;
     while (!done) {
         next(&r, &ev);
         switch (ev.type) {
         case YAML_STREAM_END_EVENT: done = true; break;
-        case YAML_MAPPING_START_EVENT: read_mapping(&r, c, ""); break;
-        case YAML_STREAM_START_EVENT:
+        case YAML_MAPPING_START_EVENT: read_mapping(&r, c, "", 1, ev.start_mark.line); break;
         case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) yaml_fail(&r, "more than one YAML document (a second ---): give one config per file",
+                                      ev.start_mark.line);
+            break;
+        case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_END_EVENT: break;
         case YAML_SCALAR_EVENT:
             if (ev.data.scalar.length == 0) break; /* empty document */
@@ -369,19 +456,30 @@ static void load(Config *c, yaml_parser_t *p, const char *origin) {
         yaml_event_delete(&ev);
     }
     *p = r.p;
+    reader_free(&r);
 }
 
 void config_load_string(Config *c, const char *yaml, const char *origin) {
+    config_load_bytes(c, yaml, strlen(yaml), origin);
+}
+
+void config_load_bytes(Config *c, const char *yaml, size_t n, const char *origin) {
+    size_t nul = strnlen(yaml, n);
+    if (nul != n) qat_fail("%s: contains a NUL byte at offset %zu (not a text file?)", origin, nul);
     yaml_parser_t p;
     yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, strlen(yaml));
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, n);
     load(c, &p, origin);
     yaml_parser_delete(&p);
 }
 
 void config_load_file(Config *c, const char *path) {
-    char *text = xread_file(path, NULL);
-    config_load_string(c, text, path);
+    size_t n;
+    char *text = xread_file(path, &n);
+    size_t i = 0;
+    while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+    if (i == n) qat_fail("%s: the config is empty (nothing would be set; every default would be used)", path);
+    config_load_bytes(c, text, n, path);
     free(text);
 }
 
@@ -407,6 +505,41 @@ void config_validate(const Config *c, const char *origin) {
                  "quant.weight.bits", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
+}
+
+/* One field's value as config_to_yaml writes it. */
+static void field_format(const Config *c, const Field *f, char *buf, size_t n) {
+    const char *p = (const char *)c + f->off;
+    switch (f->type) {
+    case CF_INT: snprintf(buf, n, "%d", *(const int *)p); break;
+    case CF_FLOAT: snprintf(buf, n, "%.9g", *(const float *)p); break;
+    case CF_STR:
+    case CF_ENUM: snprintf(buf, n, "%s", p); break;
+    case CF_BOOL: snprintf(buf, n, "%s", *(const bool *)p ? "true" : "false"); break;
+    }
+}
+
+const char *config_section_differs(const Config *a, const Config *b, const char *section) {
+    size_t sl = strlen(section);
+    char va[CONFIG_PATH_MAX + 64], vb[CONFIG_PATH_MAX + 64];
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const Field *f = &FIELDS[i];
+        if (strncmp(f->key, section, sl) || f->key[sl] != '.') continue;
+        field_format(a, f, va, sizeof va);
+        field_format(b, f, vb, sizeof vb);
+        if (strcmp(va, vb)) return f->key;
+    }
+    if (!strcmp(section, "quant")) {
+        const QuantConfig *x = &a->quant, *y = &b->quant;
+        bool same = x->n_ov == y->n_ov;
+        for (int i = 0; same && i < x->n_ov; i++) {
+            const QuantOverride *o = &x->ov[i], *p = &y->ov[i];
+            same = !strcmp(o->layer, p->layer) && o->bits == p->bits && o->group_size == p->group_size &&
+                   !strcmp(o->granularity, p->granularity) && o->act_bits == p->act_bits;
+        }
+        if (!same) return "quant.overrides";
+    }
+    return NULL;
 }
 
 char *config_to_yaml(const Config *c) {

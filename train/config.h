@@ -58,16 +58,23 @@ typedef struct Config {
 /* Fills every field with its default. */
 void config_defaults(Config *c);
 /* Reads YAML from path over the current values (unknown keys and bad values
- * fail naming the file, line and key). */
+ * fail naming the file, line and key). Plain YAML only: one document, no
+ * tags, anchors or aliases, no key twice, lists only for string keys,
+ * nesting at most 8 deep; an empty file or a non-regular one is refused. */
 void config_load_file(Config *c, const char *path);
 /* Same from a YAML string; origin names it in errors. */
 void config_load_string(Config *c, const char *yaml, const char *origin);
+/* Same from n bytes that need not end in NUL (and must not contain one). */
+void config_load_bytes(Config *c, const char *yaml, size_t n, const char *origin);
 /* Applies "section.key=value" (a --set argument). */
 void config_set_arg(Config *c, const char *arg);
 /* Sets one dotted key from its text value; origin prefixes error messages. */
 void config_set(Config *c, const char *key, const char *value, const char *origin);
 /* Checks relations between fields (n_embd % n_head, min_lr <= lr, ...). */
 void config_validate(const Config *c, const char *origin);
+/* The first key of section ("model", "quant", ...) whose value differs
+ * between a and b, or NULL when the sections agree. */
+const char *config_section_differs(const Config *a, const Config *b, const char *section);
 /* Writes the whole config as YAML into a malloc'd string. */
 char *config_to_yaml(const Config *c);
 /* Markdown table of every key, its type, default and meaning. */

@@ -11,13 +11,14 @@
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
+#include "util/json.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qat COMMAND [options]\n"
             "\n"
             "commands:\n"
-            "  train CONFIG.yaml [--set section.key=value ...] [--resume] [--stop-after N]\n"
+            "  train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
             "  eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
             "                          validation loss of a checkpoint or an exported model\n"
@@ -37,11 +38,13 @@ static void usage(FILE *f) {
 }
 
 static const char *HELP_TRAIN =
-    "usage: qat train CONFIG.yaml [--set section.key=value ...] [--resume]\n"
+    "usage: qat train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
     "  Trains a GPT. Writes out_dir/metrics.jsonl, out_dir/checkpoint.h5 (at every\n"
-    "  eval and at the end) and out_dir/summary.json.\n"
+    "  eval and at the end) and out_dir/summary.json, holding out_dir's lock\n"
+    "  (out_dir/.qat.lock) so that no second training writes there at the same time.\n"
     "  --set K=V   override one config key, e.g. --set train.iters=100 (repeatable)\n"
     "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n"
+    "  --overwrite replace the run already in out_dir (without it, such an out_dir is refused)\n"
     "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
 static const char *HELP_EVAL =
     "usage: qat eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
@@ -139,12 +142,17 @@ static int cmd_train(int argc, char **argv) {
         }
     if (!path) qat_fail("train: missing CONFIG.yaml (see qat train --help)");
     config_load_file(&cfg, path);
+    bool resume = false, overwrite = false;
+    for (int i = 2; i < argc; i++) resume |= !strcmp(argv[i], "--resume"), overwrite |= !strcmp(argv[i], "--overwrite");
+    if (resume && overwrite) qat_fail("train: --resume and --overwrite contradict each other; give one");
     for (int i = 2; i < argc; i++) {
         if (argv[i][0] != '-') continue;
         if (!strcmp(argv[i], "--set"))
             config_set_arg(&cfg, need_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--resume"))
             opts.resume = true;
+        else if (!strcmp(argv[i], "--overwrite"))
+            opts.overwrite = true;
         else if (!strcmp(argv[i], "--stop-after"))
             opts.stop_after = util_parse_long(argv[i], need_value(argc, argv, &i), 1, 1000000000L);
         else
@@ -174,10 +182,16 @@ static int cmd_eval(int argc, char **argv) {
     }
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
     EvalResult r = eval_checkpoint(ckpt, data, int_kernels);
-    if (json)
-        printf("{\"val_loss\":%.6f,\"eval\":\"%s\",\"windows\":%d,\"block_size\":%d,\"tokens\":%ld,\"kernels\":\"%s\"}\n",
-               r.val_loss, r.mode, r.windows, r.block_size, r.tokens,
-               r.integer ? kernel_path_name(kernel_path()) : "float");
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        json_add_num(j, "val_loss", r.val_loss, 6);
+        cJSON_AddStringToObject(j, "eval", r.mode);
+        cJSON_AddNumberToObject(j, "windows", r.windows);
+        cJSON_AddNumberToObject(j, "block_size", r.block_size);
+        cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
+        cJSON_AddStringToObject(j, "kernels", r.integer ? kernel_path_name(kernel_path()) : "float");
+        json_print_line(j, stdout);
+    }
     else
         printf("val_loss %.4f (%ld tokens scored in %d %s windows of up to %d from %s%s%s)\n", r.val_loss, r.tokens,
                r.windows, r.mode, r.block_size, data ? data : "the validation split", r.integer ? ", integer kernels " : "",
@@ -239,10 +253,16 @@ static int cmd_export(int argc, char **argv) {
     ExportReport r = export_checkpoint(ckpt, out);
     /* everything in the file that is not float payload counts against the quantized part */
     double over = ((double)r.file_bytes - (double)r.float_bytes) / (double)r.quant_bytes - 1.0;
-    if (json)
-        printf("{\"file_bytes\":%zu,\"float_bytes\":%zu,\"quant_layers\":%d,\"quant_weights\":%zu,"
-               "\"quant_bytes\":%zu,\"quant_overhead\":%.4f}\n",
-               r.file_bytes, r.float_bytes, r.quant_layers, r.quant_weights, r.quant_bytes, over);
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "file_bytes", (double)r.file_bytes);
+        cJSON_AddNumberToObject(j, "float_bytes", (double)r.float_bytes);
+        cJSON_AddNumberToObject(j, "quant_layers", r.quant_layers);
+        cJSON_AddNumberToObject(j, "quant_weights", (double)r.quant_weights);
+        cJSON_AddNumberToObject(j, "quant_bytes", (double)r.quant_bytes);
+        json_add_num(j, "quant_overhead", over, 4);
+        json_print_line(j, stdout);
+    }
     else
         printf("%s: %zu bytes; float tensors %zu bytes; %d quantized layers, %zu weights: codes and scales %zu bytes "
                "(the ideal); file minus float payload is %+.1f%% of ideal\n",
@@ -266,6 +286,9 @@ static int cmd_ptq(int argc, char **argv) {
             ckpt = a;
         } else rest[n_rest++] = argv[i];
     }
+    bool has_method = false;
+    for (int i = 0; i < n_rest; i++) has_method |= !strcmp(rest[i], "--method");
+    if (!has_method) qat_fail("ptq: missing --method M (rtn, gptq, awq, smoothquant or outlier; see qat ptq --help)");
     PtqOptions o;
     ptq_options_parse(&o, n_rest, rest, "ptq");
     free(rest);
@@ -279,18 +302,28 @@ static int cmd_ptq(int argc, char **argv) {
     char desc[512];
     ptq_describe(&o, desc, sizeof desc);
     if (json) {
-        printf("{\"method\":\"%s\",\"describe\":\"%s\",\"seconds\":%.3f,\"calib_tokens\":%ld,\"err\":%.6g,\"err_rtn\":%.6g,"
-               "\"layers\":[",
-               o.method, desc, r->seconds, r->calib_tokens, e, e_rtn);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "method", o.method);
+        cJSON_AddStringToObject(j, "describe", desc);
+        json_add_num(j, "seconds", r->seconds, 3);
+        cJSON_AddNumberToObject(j, "calib_tokens", (double)r->calib_tokens);
+        cJSON_AddNumberToObject(j, "err", e);
+        cJSON_AddNumberToObject(j, "err_rtn", e_rtn);
+        cJSON *layers = cJSON_AddArrayToObject(j, "layers");
         for (int k = 0; k < r->n; k++) {
             const PtqLayerReport *l = &r->layers[k];
-            printf("%s{\"name\":\"%s\",\"err\":%.6g,\"err_rtn\":%.6g", k ? "," : "", l->name, isnan(l->err) ? -1.0 : l->err,
-                   isnan(l->err_rtn) ? -1.0 : l->err_rtn);
-            if (!strcmp(o.method, "awq") || !strcmp(o.method, "smoothquant")) printf(",\"alpha\":%.3f", l->awq_alpha);
-            if (!strcmp(o.method, "outlier")) printf(",\"outliers\":%d", l->outliers);
-            printf("}");
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "name", l->name);
+            /* null: a layer the method left alone */
+            if (isnan(l->err)) cJSON_AddNullToObject(x, "err");
+            else cJSON_AddNumberToObject(x, "err", l->err);
+            if (isnan(l->err_rtn)) cJSON_AddNullToObject(x, "err_rtn");
+            else cJSON_AddNumberToObject(x, "err_rtn", l->err_rtn);
+            if (!strcmp(o.method, "awq") || !strcmp(o.method, "smoothquant")) json_add_num(x, "alpha", l->awq_alpha, 3);
+            if (!strcmp(o.method, "outlier")) cJSON_AddNumberToObject(x, "outliers", l->outliers);
+            cJSON_AddItemToArray(layers, x);
         }
-        printf("]}\n");
+        json_print_line(j, stdout);
     } else {
         printf("%s: %s\n%-22s %14s %14s %8s\n", out, desc, "layer", "err (RTN)", "err", "ratio");
         for (int k = 0; k < r->n; k++) {
@@ -346,7 +379,8 @@ static int cmd_demo(int argc, char **argv) {
     Config cfg;
     config_defaults(&cfg);
     config_load_string(&cfg, DEMO_CONFIG, "demo config");
-    TrainOptions opts = {0};
+    for (int i = 2; i < argc; i++) qat_fail("demo: unexpected argument '%s' (qat demo takes none)", argv[i]);
+    TrainOptions opts = {.overwrite = true}; /* the demo's run is regenerated each time */
     train_run(&cfg, "demo config", &opts);
     char ckpt[CONFIG_PATH_MAX + 32];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", cfg.out_dir);
@@ -371,7 +405,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "ptq")) return cmd_ptq(argc, argv);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc, argv);
-    if (!strcmp(cmd, "config-keys")) return config_print_keys(stdout), 0;
+    if (!strcmp(cmd, "config-keys")) {
+        if (argc > 2) qat_fail("config-keys: unexpected argument '%s' (it takes none)", argv[2]);
+        return config_print_keys(stdout), 0;
+    }
     fprintf(stderr, "qat: unknown command '%s' (try qat --help)\n", cmd);
     return QAT_EXIT_BADINPUT;
 }

@@ -35,6 +35,22 @@ static double nice_step(double range) {
 /* Float rows (float, float+ft) are reference lines, not points. */
 static bool is_reference(const CompareRow *r) { return r->w_bits >= 32 && r->a_bits >= 32; }
 
+typedef struct PngBuf {
+    unsigned char *data;
+    size_t n, cap;
+} PngBuf;
+
+static cairo_status_t png_append(void *user, const unsigned char *data, unsigned int len) {
+    PngBuf *b = user;
+    if (b->n + len > b->cap) {
+        b->cap = (b->n + len) * 2;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->n, data, len);
+    b->n += len;
+    return CAIRO_STATUS_SUCCESS;
+}
+
 void compare_plot(const char *path, const CompareRow *rows, int n, const char *title) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int i = 0; i < n; i++) {
@@ -213,11 +229,12 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
     }
     free(done), free(idx);
     cairo_destroy(cr);
-    /* to a temporary file, then renamed: a plot is whole or absent */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    cairo_status_t st = cairo_surface_write_to_png(sf, tmp);
+    /* encoded in memory, then written atomically: a plot is whole or absent,
+     * and a full disk leaves no temporary file */
+    PngBuf png = {0};
+    cairo_status_t st = cairo_surface_write_to_png_stream(sf, png_append, &png);
     cairo_surface_destroy(sf);
-    if (st != CAIRO_STATUS_SUCCESS) qat_fail("%s: cannot write the plot: %s", tmp, cairo_status_to_string(st));
-    if (rename(tmp, path) != 0) qat_fail("%s: cannot rename %s into place", path, tmp);
+    if (st != CAIRO_STATUS_SUCCESS) qat_fail("%s: cannot encode the plot: %s", path, cairo_status_to_string(st));
+    xwrite_file_atomic(path, png.data, png.n);
+    free(png.data);
 }

@@ -16,6 +16,8 @@
 #include "optim/optim.h"
 #include "train/checkpoint.h"
 #include "train/mixed.h"
+#include "train/rundir.h"
+#include "util/json.h"
 
 void apply_threads(const Config *cfg) {
     if (cfg->train.threads > 0) qat_set_threads(cfg->train.threads);
@@ -235,15 +237,48 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts);
 
+/* What a training may do to out_dir: resume needs its checkpoint; a fresh
+ * run must not silently replace an earlier one (unless asked to), nor
+ * overwrite the float model it starts from. */
+static void check_run_dir(const Config *cfg, const char *origin, const TrainOptions *opts) {
+    char ckpt[CONFIG_PATH_MAX + 32], metrics[CONFIG_PATH_MAX + 32];
+    xsnprintf(ckpt, sizeof ckpt, "out_dir", "%s/checkpoint.h5", cfg->out_dir);
+    xsnprintf(metrics, sizeof metrics, "out_dir", "%s/metrics.jsonl", cfg->out_dir);
+    if (cfg->quant.init_from[0]) {
+        char a[PATH_MAX], b[PATH_MAX];
+        if (realpath(cfg->quant.init_from, a) && realpath(ckpt, b) && !strcmp(a, b))
+            qat_fail("%s: quant.init_from: %s is this run's own checkpoint (out_dir %s), which training overwrites; "
+                     "choose another out_dir", origin, cfg->quant.init_from, cfg->out_dir);
+    }
+    if (opts->resume) {
+        if (access(ckpt, F_OK) != 0)
+            qat_fail("%s: --resume: %s does not exist (nothing to resume in out_dir %s)", origin, ckpt, cfg->out_dir);
+        return;
+    }
+    bool held = access(ckpt, F_OK) == 0 || access(metrics, F_OK) == 0;
+    if (held && !opts->overwrite)
+        qat_fail("%s: out_dir %s already holds a run (%s); --resume continues it, --overwrite replaces it", origin,
+                 cfg->out_dir, access(ckpt, F_OK) == 0 ? "checkpoint.h5" : "metrics.jsonl");
+}
+
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) {
+    config_validate(cfg, origin);
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (cfg->train.threads > 4 * cores)
+        qat_fail("%s: train.threads: %d is more than 4 threads per core on this machine (%d cores); 0 uses them all",
+                 origin, cfg->train.threads, cores);
+    RunLock lock;
+    rundir_lock(&lock, cfg->out_dir);
+    check_run_dir(cfg, origin, opts);
     if (cfg->quant.budget_bpw > 0.0f) { /* mixed precision: plan the per-layer formats first */
-        config_validate(cfg, origin);
         Config rc = *cfg;
         mixed_resolve(&rc, origin, opts->resume, opts->quiet, NULL);
         train_resolved(&rc, origin, opts);
-        return;
+    } else {
+        train_resolved(cfg, origin, opts);
     }
-    train_resolved(cfg, origin, opts);
+    rundir_unlock(&lock);
 }
 
 static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts) {
@@ -270,6 +305,13 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         /* the checkpoint's vocab is the model's; the corpus must still encode with it */
         ckpt_load_meta(ckpt_path, &saved, &vocab, &start);
         same_model(cfg, &saved, origin, ckpt_path);
+        /* the optimizer state and the scales belong to this model and this quantization */
+        const char *k = config_section_differs(cfg, &saved, "model");
+        if (!k) k = config_section_differs(cfg, &saved, "quant");
+        if (k) qat_fail("%s: --resume: %s differs from the run in %s; resume with its config or start another out_dir",
+                        origin, k, ckpt_path);
+        if (opts->stop_after > 0 && opts->stop_after <= start)
+            qat_fail("--stop-after %ld: %s is already at step %ld; nothing to do", opts->stop_after, ckpt_path, start);
         dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else if (cfg->quant.init_from[0]) {
         /* fine-tuning: the float model's vocab, and its model section must match */
@@ -286,6 +328,12 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     GPT g;
     GPTConfig gc = gpt_config_of(cfg, vocab.size);
     gpt_build(&g, &gc, &cfg->quant, origin);
+    for (int i = 0; i < g.n_q && cfg->quant.deploy; i++) {
+        char why[256];
+        if (!qlayer_exportable(&g.qlayers[i], why, sizeof why))
+            qat_fail("%s: %s: %s, so qat export could not deploy this run; set quant.deploy: false to train it in "
+                     "fake quantization only", origin, g.qlayers[i].name, why);
+    }
     Rng init_rng, rng;
     rng_seed(&init_rng, (uint64_t)cfg->train.seed);
     gpt_init_weights(&g, &init_rng);
@@ -308,7 +356,6 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         ckpt_load_params(ckpt_path, &g, false);
         ckpt_load_train_state(ckpt_path, &g, &opt, &rng);
     }
-    xmkdir_p(cfg->out_dir, "out_dir");
     if (resume)
         metrics_truncate(metrics_path, start);
     else
@@ -354,7 +401,10 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
         /* the fine-tune's starting point: the float model (under round-to-nearest when quantized) */
         float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B);
-        fprintf(metrics, "{\"iter\":0,\"val_loss\":%.6f}\n", v0);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "iter", 0);
+        json_add_num(o, "val_loss", v0, 6);
+        json_print_line(o, metrics);
         if (out) fprintf(out, "iter 0 (%s) val_loss %.4f\n", g.n_q ? "round-to-nearest start" : "the float model", v0);
     }
     for (long it = start; it < end; it++) {
@@ -399,16 +449,24 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             if (!isfinite(val))
                 qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
                          done, val, ckpt_path);
-            ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng, NULL);
         }
+        /* the line before the checkpoint: a kill between the two leaves a line
+         * past the checkpoint's step, which resume drops and writes again,
+         * rather than a checkpoint whose line is lost */
         if (log_now) {
-            fprintf(metrics, "{\"iter\":%ld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f", done, l,
-                    lr, norm, rate);
-            if (dw > 0.0f) fprintf(metrics, ",\"ce\":%.6f,\"kl\":%.6f", ce, kl);
-            if (eval_now) fprintf(metrics, ",\"val_loss\":%.6f", val);
-            fprintf(metrics, "}\n");
-            fflush(metrics);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "iter", (double)done);
+            json_add_num(o, "loss", l, 6);
+            cJSON_AddNumberToObject(o, "lr", (double)lr);
+            json_add_num(o, "grad_norm", norm, 6);
+            json_add_num(o, "tokens_per_s", rate, 1);
+            if (dw > 0.0f) json_add_num(o, "ce", ce, 6), json_add_num(o, "kl", kl, 6);
+            if (eval_now) json_add_num(o, "val_loss", val, 6);
+            json_print_line(o, metrics);
+            if (fflush(metrics) != 0 || ferror(metrics))
+                qat_fail("%s: write failed: %s; the last checkpoint %s is kept", metrics_path, strerror(errno), ckpt_path);
         }
+        if (eval_now) ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng, NULL);
         double now = now_seconds();
         double eta = (now - t0) / (double)(done - start) * (double)(iters - done);
         char etab[32];
@@ -440,12 +498,20 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     if (start >= iters) { /* nothing left to run: report the checkpoint's model */
         val = (float)eval_loss(&g, &tape, val_tok, &vw, B);
     }
-    char summary[1024];
-    int len = snprintf(summary, sizeof summary,
-                       "{\"params\":%zu,\"iters\":%d,\"val_loss\":%.6f,\"tokens_per_s\":%.1f,\"wall_s\":%.3f,"
-                       "\"peak_rss_mib\":%.1f,\"threads\":%d}\n",
-                       g.params.numel, iters, val, median, wall, peak_rss_mib(), qat_get_threads());
-    xwrite_file_atomic(summary_path, summary, (size_t)len);
+    /* iters: the steps this model has had (the planned ones in planned_iters) */
+    long done_iters = start > end ? start : end;
+    cJSON *so = cJSON_CreateObject();
+    cJSON_AddNumberToObject(so, "params", (double)g.params.numel);
+    cJSON_AddNumberToObject(so, "iters", (double)done_iters);
+    cJSON_AddNumberToObject(so, "planned_iters", iters);
+    json_add_num(so, "val_loss", val, 6);
+    json_add_num(so, "tokens_per_s", median, 1);
+    json_add_num(so, "wall_s", wall, 3);
+    json_add_num(so, "peak_rss_mib", peak_rss_mib(), 1);
+    cJSON_AddNumberToObject(so, "threads", qat_get_threads());
+    char *summary = json_take_line(so);
+    xwrite_file_atomic(summary_path, summary, strlen(summary));
+    free(summary);
     if (out) fprintf(out, "done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
            peak_rss_mib(), cfg->out_dir);
     free(tps);

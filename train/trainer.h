@@ -12,9 +12,13 @@ typedef struct TrainOptions {
     bool resume;     /* continue from out_dir/checkpoint.h5 */
     long stop_after; /* > 0: stop (with a checkpoint) once this many steps are done */
     bool quiet;      /* no progress output */
+    bool overwrite;  /* replace a run already in out_dir (else refused) */
 } TrainOptions;
 
-/* Trains as configured. */
+/* Trains as configured, holding out_dir's lock (train/rundir.h) throughout.
+ * Refuses an out_dir that holds a run unless resuming or overwriting, a
+ * quant.init_from that is out_dir's own checkpoint, and a resume whose model
+ * or quant section differs from the checkpoint's. */
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts);
 
 /* The validation windows of a run with this config over n tokens

@@ -2,17 +2,50 @@
  * switched off; every failure becomes one qat_fail line. */
 #include "h5io.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "util.h"
 
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* zlib's CRC-32 (IEEE), as Python's zlib.crc32 gives it, in pieces because
+ * zlib counts in unsigned int */
+static uint32_t crc32_of(const void *data, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    const Bytef *p = data;
+    while (n) {
+        uInt k = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        c = crc32(c, p, k);
+        p += k, n -= k;
+    }
+    return (uint32_t)c;
+}
+
+void h5_quiet(void) {
+    /* No exit-time close of open files: after a failed write (a full disk)
+     * that close crashed inside HDF5. Every file qat writes is closed
+     * explicitly before its rename, so nothing depends on it. Only the first
+     * call, before HDF5 initialises, takes effect; later ones fail harmlessly. */
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* A write into the temporary file at loc failed: remove the file (the
+ * destination is untouched) and fail naming what. */
+static _Noreturn void fail_write(hid_t loc, const char *what, const char *name) {
+    char tmp[4096] = "";
+    ssize_t n = H5Fget_name(loc, tmp, sizeof tmp);
+    if (n > 0 && (size_t)n < sizeof tmp) unlink(tmp);
+    qat_fail("%s: cannot write %s %s (disk full?); the file it replaces is unchanged", n > 0 ? tmp : "HDF5", what, name);
+}
 
 void h5out_open(H5Out *o, const char *path) {
-    quiet();
+    h5_quiet();
+    util_check_output(path);
     size_t n = strlen(path);
     o->path = xstrdup(path);
     o->tmp = xmalloc(n + 5);
@@ -25,7 +58,7 @@ void h5out_open(H5Out *o, const char *path) {
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
     o->f = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (o->f < 0) qat_fail("%s: cannot create HDF5 file", o->tmp);
+    if (o->f < 0) qat_fail("%s: cannot create HDF5 file: %s", o->tmp, strerror(errno));
 }
 
 static void out_free(H5Out *o) {
@@ -38,17 +71,18 @@ static void out_free(H5Out *o) {
 void h5out_commit(H5Out *o) {
     if (H5Fflush(o->f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(o->f) < 0) {
         unlink(o->tmp);
-        qat_fail("%s: writing failed", o->tmp);
+        qat_fail("%s: writing failed (disk full?); %s is unchanged", o->tmp, o->path);
     }
     /* HDF5 has closed the file; force its bytes to disk before the rename */
-    FILE *f = fopen(o->tmp, "rb");
-    if (f) {
-        fsync(fileno(f));
-        fclose(f);
+    int fd = open(o->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        unlink(o->tmp);
+        qat_fail("%s: flush failed: %s; %s is unchanged", o->tmp, strerror(errno), o->path);
     }
+    close(fd);
     if (rename(o->tmp, o->path) != 0) {
         unlink(o->tmp);
-        qat_fail("%s: cannot rename into place", o->path);
+        qat_fail("%s: cannot rename into place: %s", o->path, strerror(errno));
     }
     out_free(o);
 }
@@ -64,8 +98,7 @@ static void write_ds(hid_t loc, const char *name, hid_t type, int ndim, const hs
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        qat_fail("HDF5: cannot write dataset %s", name);
+    if (ds < 0 || H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) fail_write(loc, "dataset", name);
     H5Dclose(ds);
     H5Sclose(space);
     H5Pclose(lcpl);
@@ -92,19 +125,19 @@ void h5_write_checked(hid_t loc, const char *name, hid_t type, int ndim, const i
     size_t n = H5Tget_size(type);
     for (int d = 0; d < ndim; d++) dims[d] = (hsize_t)shape[d], n *= (size_t)shape[d];
     write_ds(loc, name, type, ndim, dims, data);
-    h5_obj_attr_i64(loc, name, "crc32", (int64_t)crc32_update(0, data, n));
+    h5_obj_attr_i64(loc, name, "crc32", (int64_t)crc32_of(data, n));
 }
 
 void h5_obj_attr_i64(hid_t loc, const char *obj, const char *name, int64_t value) {
     hid_t o = H5Oopen(loc, obj, H5P_DEFAULT);
-    if (o < 0) qat_fail("HDF5: cannot open %s for its attribute %s", obj, name);
+    if (o < 0) fail_write(loc, "the attributes of", obj);
     h5_attr_i64(o, name, value);
     H5Oclose(o);
 }
 
 void h5_obj_attr_str(hid_t loc, const char *obj, const char *name, const char *value) {
     hid_t o = H5Oopen(loc, obj, H5P_DEFAULT);
-    if (o < 0) qat_fail("HDF5: cannot open %s for its attribute %s", obj, name);
+    if (o < 0) fail_write(loc, "the attributes of", obj);
     h5_attr_str(o, name, value);
     H5Oclose(o);
 }
@@ -114,7 +147,7 @@ void h5_attr_str(hid_t loc, const char *name, const char *value) {
     H5Tset_size(type, strlen(value) + 1);
     hid_t space = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, type, value) < 0) qat_fail("HDF5: cannot write attribute %s", name);
+    if (a < 0 || H5Awrite(a, type, value) < 0) fail_write(loc, "attribute", name);
     H5Aclose(a);
     H5Sclose(space);
     H5Tclose(type);
@@ -123,16 +156,15 @@ void h5_attr_str(hid_t loc, const char *name, const char *value) {
 void h5_attr_i64(hid_t loc, const char *name, int64_t value) {
     hid_t space = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(loc, name, H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &value) < 0) qat_fail("HDF5: cannot write attribute %s", name);
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &value) < 0) fail_write(loc, "attribute", name);
     H5Aclose(a);
     H5Sclose(space);
 }
 
 hid_t h5in_open(const char *path) {
-    quiet();
-    FILE *probe = fopen(path, "rb");
-    if (!probe) qat_fail("%s: cannot open: no such file or not readable", path);
-    fclose(probe);
+    h5_quiet();
+    util_require_regular(path);
+    if (access(path, R_OK) != 0) qat_fail("%s: cannot open: not readable", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) qat_fail("%s: not a readable HDF5 file (truncated or corrupt)", path);
     return f;
@@ -227,7 +259,7 @@ void h5_read_checked(hid_t f, const char *file, const char *name, hid_t type, in
     H5Dclose(ds);
     size_t n = H5Tget_size(type);
     for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
-    uint32_t got = crc32_update(0, out, n);
+    uint32_t got = crc32_of(out, n);
     if (e < 0 || (int64_t)got != want)
         qat_fail("%s: tensor %s fails its checksum (crc32 %08x, stored %08llx): the file is corrupt", file, name, got,
                  (unsigned long long)want);
@@ -273,6 +305,16 @@ static size_t read_1d(hid_t f, const char *file, const char *name, hid_t type, v
         qat_fail("%s: dataset %s cannot be read (truncated or corrupt file)", file, name);
     }
     H5Dclose(ds);
+    return (size_t)dims[0];
+}
+
+size_t h5_read_len(hid_t f, const char *file, const char *name, size_t cap) {
+    hid_t ds = open_ds(f, file, name);
+    hsize_t dims[8];
+    int nd = ds_dims(ds, dims);
+    H5Dclose(ds);
+    if (nd != 1 || dims[0] < 1 || dims[0] > cap)
+        qat_fail("%s: dataset %s is not a list of 1..%zu entries", file, name, cap);
     return (size_t)dims[0];
 }
 

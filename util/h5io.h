@@ -1,5 +1,6 @@
 /* h5io.h: thin checked wrappers over HDF5. Writers go to PATH.tmp and are
- * renamed into place on commit, so a file is whole or untouched. Readers check
+ * renamed into place on commit, so a file is whole or untouched; a failed
+ * write (a full disk) removes PATH.tmp before its one-line error. Readers check
  * shapes and fail with one line naming the file and the dataset. */
 #ifndef QAT_H5IO_H
 #define QAT_H5IO_H
@@ -13,6 +14,9 @@ typedef struct H5Out {
     char *path, *tmp;
 } H5Out;
 
+/* HDF5 without its error-stack printing and without its exit-time close of
+ * open files; every h5io entry point calls it. */
+void h5_quiet(void);
 void h5out_open(H5Out *o, const char *path);
 void h5out_commit(H5Out *o);
 void h5out_abort(H5Out *o);
@@ -45,6 +49,8 @@ void h5_read_checked(hid_t f, const char *file, const char *name, hid_t type, in
 int64_t h5_read_obj_attr_i64(hid_t f, const char *file, const char *obj, const char *name);
 bool h5_obj_attr_exists(hid_t f, const char *obj, const char *name);
 char *h5_read_obj_attr_str(hid_t f, const char *file, const char *obj, const char *name);
+/* The length of the 1-d dataset name, which must hold 1..cap elements. */
+size_t h5_read_len(hid_t f, const char *file, const char *name, size_t cap);
 /* Reads a 1-d dataset of up to cap elements; returns the count. */
 size_t h5_read_u8(hid_t f, const char *file, const char *name, uint8_t *out, size_t cap);
 size_t h5_read_u64(hid_t f, const char *file, const char *name, uint64_t *out, size_t cap);

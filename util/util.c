@@ -84,41 +84,72 @@ FILE *xfopen(const char *path, const char *mode) {
     return f;
 }
 
+void util_require_regular(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) qat_fail("%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) qat_fail("%s: is a directory, not a file", path);
+    if (!S_ISREG(st.st_mode)) qat_fail("%s: not a regular file (a device, FIFO or socket)", path);
+}
+
+void util_check_output(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        qat_fail("%s: exists and is not a regular file; refusing to replace it", path);
+}
+
 char *xread_file(const char *path, size_t *len) {
+    /* the type first: opening a FIFO blocks, and a directory or device has no size */
+    util_require_regular(path);
     FILE *f = xfopen(path, "rb");
-    if (fseek(f, 0, SEEK_END) != 0) qat_fail("%s: cannot seek: %s", path, strerror(errno));
-    long n = ftell(f);
-    if (n < 0) qat_fail("%s: cannot tell size: %s", path, strerror(errno));
-    rewind(f);
-    char *buf = xmalloc((size_t)n + 1);
-    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) qat_fail("%s: short read", path);
-    buf[n] = '\0';
+    /* read to EOF rather than trusting st_size, which /proc files report as 0 */
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (n < cap) break;
+        buf = xrealloc(buf, (cap *= 2) + 1);
+    }
+    if (ferror(f)) qat_fail("%s: read failed: %s", path, strerror(errno));
     fclose(f);
-    if (len) *len = (size_t)n;
+    buf[n] = '\0';
+    if (len) *len = n;
     return buf;
 }
 
 void xwrite_file_atomic(const char *path, const void *data, size_t len) {
+    util_check_output(path);
     size_t n = strlen(path);
     char *tmp = xmalloc(n + 5);
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) qat_fail("%s: cannot write: %s", tmp, strerror(errno));
-    if (len && fwrite(data, 1, len, f) != len) {
-        fclose(f);
-        unlink(tmp);
-        qat_fail("%s: write failed: %s", tmp, strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) qat_fail("%s: cannot write: %s", tmp, strerror(errno));
+    /* write(2) directly: a full disk is seen here, not in a later buffered flush */
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t k = write(fd, p, left);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : ENOSPC;
+            close(fd);
+            unlink(tmp);
+            qat_fail("%s: write failed: %s (%s is unchanged)", tmp, strerror(e), path);
+        }
+        p += k, left -= (size_t)k;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
         unlink(tmp);
-        qat_fail("%s: flush failed: %s", tmp, strerror(errno));
+        qat_fail("%s: flush failed: %s (%s is unchanged)", tmp, strerror(e), path);
     }
-    fclose(f);
+    close(fd);
     if (rename(tmp, path) != 0) {
+        int e = errno;
         unlink(tmp);
-        qat_fail("%s: rename failed: %s", path, strerror(errno));
+        qat_fail("%s: rename failed: %s", path, strerror(e));
     }
     free(tmp);
 }

@@ -28,11 +28,18 @@ char *xstrdup(const char *s);
  * (paths built from config values, which would otherwise be cut silently). */
 void xsnprintf(char *dst, size_t n, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 FILE *xfopen(const char *path, const char *mode);
-/* Reads a whole file; *len gets its size. The buffer is NUL-terminated. */
+/* Fails with one line unless path names a regular file (not a directory,
+ * device, FIFO or socket), before anything opens it. */
+void util_require_regular(const char *path);
+/* Fails when path exists and is not a regular file: outputs never replace
+ * devices or directories by rename (a symlink counts as its target). */
+void util_check_output(const char *path);
+/* Reads a whole regular file; *len gets its size. The buffer is NUL-terminated. */
 char *xread_file(const char *path, size_t *len);
 /* mkdir -p; what names the setting in errors. */
 void xmkdir_p(const char *dir, const char *what);
-/* Writes to path.tmp, flushes, fsyncs and renames, so path is whole or untouched. */
+/* Writes to path.tmp, fsyncs and renames, so path is whole or untouched; on
+ * any failure (a full disk) path.tmp is removed before the error. */
 void xwrite_file_atomic(const char *path, const void *data, size_t len);
 
 /* ---- arena: bump allocator reused every step ----
@@ -75,7 +82,5 @@ float util_parse_float(const char *opt, const char *s, float lo);
 
 /* ---- time ---- */
 double now_seconds(void);
-/* CRC-32 (IEEE, as zlib.crc32) of n bytes, continuing from crc (0 to start). */
-uint32_t crc32_update(uint32_t crc, const void *data, size_t n);
 
 #endif
