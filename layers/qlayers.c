@@ -45,6 +45,14 @@ static void check_layers(const QuantConfig *q, char (*names)[64], int n, int n_l
     snprintf(all, sizeof all, "blocks.0..%d.{attn.qkv,attn.proj,mlp.fc,mlp.proj}, lm_head", n_layer - 1);
     char buf[512];
     snprintf(buf, sizeof buf, "%s", q->layers);
+    /* strtok would skip empty entries, and ",,," would quantize nothing */
+    for (const char *p = buf;; p++) {
+        size_t len = strcspn(p, ","), k = 0;
+        while (k < len && p[k] == ' ') k++;
+        if (k == len) qat_fail("%s: quant.layers: '%s' has an empty entry (give globs separated by commas)", origin, q->layers);
+        p += len;
+        if (!*p) break;
+    }
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         while (*tok == ' ') tok++;
         bool hit = false;

@@ -154,7 +154,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(argv[i], "--overwrite"))
             opts.overwrite = true;
         else if (!strcmp(argv[i], "--stop-after"))
-            opts.stop_after = util_parse_long(argv[i], need_value(argc, argv, &i), 1, 1000000000L);
+            opts.stop_after = util_parse_long("--stop-after", need_value(argc, argv, &i), 1, 1000000000L);
         else
             qat_fail("train: unknown option '%s' (see qat train --help)", argv[i]);
     }
