@@ -71,7 +71,7 @@ static void out_free(H5Out *o) {
 void h5out_commit(H5Out *o) {
     if (H5Fflush(o->f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(o->f) < 0) {
         unlink(o->tmp);
-        qat_fail("%s: writing failed (disk full?); %s is unchanged", o->tmp, o->path);
+        qat_fail("%s: cannot write the file (disk full?); %s is unchanged", o->tmp, o->path);
     }
     /* HDF5 has closed the file; force its bytes to disk before the rename */
     int fd = open(o->tmp, O_RDONLY);
