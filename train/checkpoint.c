@@ -13,6 +13,28 @@
  * models do). Version 1 files, written before, are still read, unchecked. */
 #define CKPT_VERSION 2
 
+/* Observers still calibrating (before quant.freeze_step): their running
+ * range, counts, sampler state and reservoir, so that a resume continues
+ * the same statistics instead of starting them again. */
+static void save_observers(hid_t f, const GPT *g) {
+    char name[256];
+    for (int i = 0; i < g->n_q; i++) {
+        const QLayer *q = &g->qlayers[i];
+        if (!q->a_scale || q->mode != QMODE_CALIBRATE) continue;
+        const Observer *ob = &q->obs;
+        float range[2] = {ob->lo, ob->hi};
+        uint64_t counts[3] = {(uint64_t)ob->batches, ob->n_seen, ob->rng.s};
+        xsnprintf(name, sizeof name, "tensor name", "observers/%s/range", q->name);
+        h5_write_checked(f, name, H5T_NATIVE_FLOAT, 1, (int[]){2}, range);
+        xsnprintf(name, sizeof name, "tensor name", "observers/%s/counts", q->name);
+        h5_write_checked(f, name, H5T_NATIVE_UINT64, 1, (int[]){3}, counts);
+        if (ob->sample && ob->n_sample) {
+            xsnprintf(name, sizeof name, "tensor name", "observers/%s/sample", q->name);
+            h5_write_checked(f, name, H5T_NATIVE_FLOAT, 1, (int[]){(int)ob->n_sample}, ob->sample);
+        }
+    }
+}
+
 void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
                const Rng *rng, const char *ptq_method) {
     H5Out o;
@@ -42,6 +64,7 @@ void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g
     }
     if (opt) h5_attr_i64(o.f, "optim_step", opt->step);
     if (rng) h5_write_checked(o.f, "rng", H5T_NATIVE_UINT64, 1, (int[]){1}, &rng->s);
+    save_observers(o.f, g);
     h5out_commit(&o);
 }
 
@@ -143,4 +166,46 @@ void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng)
     if (s == 0) qat_fail("%s: rng holds the state 0, which no sampler reaches", path);
     rng->s = s;
     h5in_close(f);
+}
+
+bool ckpt_load_observers(const char *path, GPT *g) {
+    hid_t f;
+    int ver = open_checked(path, &f);
+    char name[256];
+    int found = 0, wanted = 0;
+    for (int i = 0; i < g->n_q && ver >= 2; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (!q->a_scale) continue;
+        wanted++;
+        xsnprintf(name, sizeof name, "tensor name", "observers/%s/counts", q->name);
+        if (!h5_exists(f, name)) continue;
+        found++;
+        Observer *ob = &q->obs;
+        uint64_t counts[3];
+        float range[2];
+        h5_read_checked(f, path, name, H5T_NATIVE_UINT64, 1, (int[]){3}, counts);
+        xsnprintf(name, sizeof name, "tensor name", "observers/%s/range", q->name);
+        h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){2}, range);
+        if (counts[0] < 1 || counts[0] > (uint64_t)1 << 40 || counts[2] == 0 || !isfinite(range[0]) ||
+            !isfinite(range[1]) || range[0] > range[1])
+            qat_fail("%s: observers/%s holds no valid observer state", path, q->name);
+        ob->lo = range[0], ob->hi = range[1], ob->batches = (long)counts[0], ob->n_seen = counts[1];
+        ob->rng.s = counts[2];
+        ob->n_sample = 0;
+        xsnprintf(name, sizeof name, "tensor name", "observers/%s/sample", q->name);
+        if (ob->sample) {
+            size_t n = h5_exists(f, name) ? h5_read_len(f, path, name, ob->cap) : 0;
+            if (n) h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){(int)n}, ob->sample);
+            /* the reservoir fills before it samples: it holds min(seen, cap) values */
+            if (n != (ob->n_seen < ob->cap ? ob->n_seen : ob->cap))
+                qat_fail("%s: observers/%s/sample holds %zu values for %llu seen", path, q->name, n,
+                         (unsigned long long)ob->n_seen);
+            for (size_t k = 0; k < n; k++)
+                if (!isfinite(ob->sample[k])) qat_fail("%s: tensor %s holds %g (not finite)", path, name, ob->sample[k]);
+            ob->n_sample = n;
+        }
+    }
+    h5in_close(f);
+    if (found && found != wanted) qat_fail("%s: observer state for %d of %d static layers", path, found, wanted);
+    return wanted > 0 && found == wanted;
 }

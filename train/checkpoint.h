@@ -6,6 +6,9 @@
  *   /params/<name>    float32     every parameter by name
  *   /optim/m/<name>, /optim/v/<name>  AdamW moments; attribute optim_step on /
  *   /rng              uint64 [1]  batch sampler state after `step` steps
+ *   /observers/<layer>/{range,counts,sample}  static-activation observers
+ *                     still calibrating (step < quant.freeze_step): lo/hi,
+ *                     {batches, values seen, rng state}, the reservoir
  * Every dataset has a "crc32" attribute (zlib's CRC-32 of its bytes), checked
  * at load; version 1 files (before checksums) are read unchecked. Loading
  * also refuses non-finite tensors, unknown kinds, steps outside
@@ -28,6 +31,9 @@ void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step);
 /* Loads every parameter of g, checking names and shapes; with skip_quant,
  * fake-quant scales are left alone (fine-tuning a float checkpoint). */
 void ckpt_load_params(const char *path, GPT *g, bool skip_quant);
+/* The state of observers saved while still calibrating; true when every
+ * static-activation layer of g had one (false: none saved). */
+bool ckpt_load_observers(const char *path, GPT *g);
 /* Loads the optimizer moments and sampler state saved with the weights. */
 void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng);
 

@@ -371,9 +371,15 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
      * resumed run past freeze_step has its scales in the checkpoint. */
     bool calibrating = false;
     if (gpt_quant_needs_calibration(&g) && !(resume && start >= cfg->quant.freeze_step)) {
-        calibrate(&g, &tape, cfg, &ds);
-        calibrating = cfg->quant.freeze_step > start;
-        if (!calibrating) gpt_quant_freeze(&g);
+        if (resume && ckpt_load_observers(ckpt_path, &g)) {
+            /* mid-calibration: the observers go on from their saved statistics */
+            gpt_quant_set_mode(&g, QMODE_CALIBRATE);
+            calibrating = true;
+        } else {
+            calibrate(&g, &tape, cfg, &ds);
+            calibrating = cfg->quant.freeze_step > start;
+            if (!calibrating) gpt_quant_freeze(&g);
+        }
     }
     bool profile = getenv("QAT_PROFILE") && *getenv("QAT_PROFILE") && strcmp(getenv("QAT_PROFILE"), "0");
     if (profile) tape_profile_enable(&tape);
