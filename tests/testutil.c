@@ -70,31 +70,7 @@ GcResult gradcheck(GcBuild f, void *ctx, int nin, const GcInput *spec, uint64_t 
     return res;
 }
 
-static jmp_buf *g_jmp;
-static char *g_msg;
-static size_t g_msg_n;
-
-static void capture_handler(const char *msg, void *user) {
-    (void)user;
-    snprintf(g_msg, g_msg_n, "%s", msg);
-    longjmp(*g_jmp, 1);
-}
-
-bool capture_failure(void (*fn)(void *), void *ctx, char *msg, size_t n) {
-    jmp_buf jb;
-    g_jmp = &jb;
-    g_msg = msg;
-    g_msg_n = n;
-    msg[0] = '\0';
-    qat_error_fn old = qat_set_error_handler(capture_handler, NULL);
-    bool failed = false;
-    if (setjmp(jb) == 0)
-        fn(ctx);
-    else
-        failed = true;
-    qat_set_error_handler(old, NULL);
-    return failed;
-}
+bool capture_failure(void (*fn)(void *), void *ctx, char *msg, size_t n) { return !qat_try(fn, ctx, msg, n); }
 
 const char *test_corpus_path(void) {
     static char path[4096];

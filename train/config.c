@@ -177,6 +177,11 @@ static void set_override(Config *c, const char *key, const char *value, const ch
     char name[64];
     if ((size_t)(dot - layer) >= sizeof name) qat_fail("%s: %s: layer name too long", origin, key);
     snprintf(name, sizeof name, "%.*s", (int)(dot - layer), layer);
+    /* layer names are written back unquoted into the run's config */
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' ||
+              *p == '-'))
+            qat_fail("%s: %s: '%s' is not a layer name (letters, digits, '_', '.', '-')", origin, key, name);
     QuantConfig *q = &c->quant;
     QuantOverride *o = NULL;
     for (int i = 0; i < q->n_ov; i++)
@@ -293,11 +298,29 @@ static void trim(const char **s, const char **e) {
     while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t')) --*e;
 }
 
+/* Well-formed UTF-8 (what YAML is made of), without overlongs or surrogates. */
+static bool utf8_valid(const unsigned char *s) {
+    while (*s) {
+        int n = *s < 0x80 ? 0 : (*s & 0xE0) == 0xC0 ? 1 : (*s & 0xF0) == 0xE0 ? 2 : (*s & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *s < 0xC2) || (*s > 0xF4)) return false;
+        unsigned cp = n == 0 ? *s : *s & (0x3F >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
 void config_set_arg(Config *c, const char *arg) {
     const char *eq = strchr(arg, '=');
     const char *ks = arg, *ke = eq, *vs = eq ? eq + 1 : NULL, *ve = vs ? vs + strlen(vs) : NULL;
     if (eq) trim(&ks, &ke), trim(&vs, &ve);
     if (!eq || ke == ks) qat_fail("--set %s: expected section.key=value", arg);
+    if (!utf8_valid((const unsigned char *)arg)) qat_fail("--set: the argument is not valid UTF-8 text");
     char key[256], *val = xmalloc((size_t)(ve - vs) + 1);
     if ((size_t)(ke - ks) >= sizeof key) qat_fail("--set %s: key too long", arg);
     snprintf(key, sizeof key, "%.*s", (int)(ke - ks), ks);
@@ -431,19 +454,24 @@ static void reader_free(Reader *r) {
     free(r->seen);
 }
 
-static void load(Config *c, yaml_parser_t *p, const char *origin) {
-    Reader r = {.origin = origin};
-    r.p = *p;
+typedef struct Load {
+    Config *c;
+    Reader r;
+} Load;
+
+static void load(void *p) {
+    Load *L = p;
+    Reader *r = &L->r;
     yaml_event_t ev;
     bool done = false;
     int docs = 0;
     while (!done) {
-        next(&r, &ev);
+        next(r, &ev);
         switch (ev.type) {
         case YAML_STREAM_END_EVENT: done = true; break;
-        case YAML_MAPPING_START_EVENT: read_mapping(&r, c, "", 1, ev.start_mark.line); break;
+        case YAML_MAPPING_START_EVENT: read_mapping(r, L->c, "", 1, ev.start_mark.line); break;
         case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) yaml_fail(&r, "more than one YAML document (a second ---): give one config per file",
+            if (++docs > 1) yaml_fail(r, "more than one YAML document (a second ---): give one config per file",
                                       ev.start_mark.line);
             break;
         case YAML_STREAM_START_EVENT:
@@ -451,12 +479,10 @@ static void load(Config *c, yaml_parser_t *p, const char *origin) {
         case YAML_SCALAR_EVENT:
             if (ev.data.scalar.length == 0) break; /* empty document */
             /* fallthrough */
-        default: yaml_fail(&r, "expected a mapping of sections", ev.start_mark.line);
+        default: yaml_fail(r, "expected a mapping of sections", ev.start_mark.line);
         }
         yaml_event_delete(&ev);
     }
-    *p = r.p;
-    reader_free(&r);
 }
 
 void config_load_string(Config *c, const char *yaml, const char *origin) {
@@ -466,11 +492,18 @@ void config_load_string(Config *c, const char *yaml, const char *origin) {
 void config_load_bytes(Config *c, const char *yaml, size_t n, const char *origin) {
     size_t nul = strnlen(yaml, n);
     if (nul != n) qat_fail("%s: contains a NUL byte at offset %zu (not a text file?)", origin, nul);
-    yaml_parser_t p;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, n);
-    load(c, &p, origin);
-    yaml_parser_delete(&p);
+    Load *L = xcalloc(1, sizeof *L);
+    L->c = c;
+    L->r.origin = origin;
+    yaml_parser_initialize(&L->r.p);
+    yaml_parser_set_input_string(&L->r.p, (const unsigned char *)yaml, n);
+    /* the parser and the key list are released on bad input too */
+    char msg[1024];
+    bool ok = qat_try(load, L, msg, sizeof msg);
+    yaml_parser_delete(&L->r.p);
+    reader_free(&L->r);
+    free(L);
+    if (!ok) qat_fail("%s", msg);
 }
 
 void config_load_file(Config *c, const char *path) {
@@ -568,7 +601,18 @@ char *config_to_yaml(const Config *c) {
         case CF_INT: k += (size_t)snprintf(out + k, cap - k, "%s%s: %d\n", indent, name, *(const int *)p); break;
         case CF_FLOAT: k += (size_t)snprintf(out + k, cap - k, "%s%s: %.9g\n", indent, name, *(const float *)p); break;
         case CF_STR:
-        case CF_ENUM: k += (size_t)snprintf(out + k, cap - k, "%s%s: \"%s\"\n", indent, name, p); break;
+        case CF_ENUM: {
+            /* double-quoted YAML: backslash, quote and control characters escaped (6 bytes each at most) */
+            while (cap - k < 6 * f->size + 256) out = xrealloc(out, cap *= 2);
+            k += (size_t)snprintf(out + k, cap - k, "%s%s: \"", indent, name);
+            for (const unsigned char *q = (const unsigned char *)p; *q; q++) {
+                if (*q == '\\' || *q == '"') out[k++] = '\\', out[k++] = (char)*q;
+                else if (*q < 0x20 || *q == 0x7f) k += (size_t)snprintf(out + k, cap - k, "\\x%02x", *q);
+                else out[k++] = (char)*q;
+            }
+            k += (size_t)snprintf(out + k, cap - k, "\"\n");
+            break;
+        }
         case CF_BOOL: k += (size_t)snprintf(out + k, cap - k, "%s%s: %s\n", indent, name, *(const bool *)p ? "true" : "false"); break;
         }
     }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <omp.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,35 @@ qat_error_fn qat_set_error_handler(qat_error_fn fn, void *user) {
     g_error_fn = fn ? fn : default_error;
     g_error_user = user;
     return old;
+}
+
+typedef struct Trap {
+    jmp_buf jb;
+    char *msg;
+    size_t n;
+} Trap;
+
+static void trap_handler(const char *msg, void *user) {
+    Trap *t = user;
+    if (t->n) snprintf(t->msg, t->n, "%s", msg);
+    longjmp(t->jb, 1);
+}
+
+bool qat_try(void (*fn)(void *), void *ctx, char *msg, size_t n) {
+    qat_error_fn old_fn = g_error_fn;
+    void *old_user = g_error_user;
+    Trap *t = xmalloc(sizeof *t); /* not an automatic: it must survive the longjmp intact */
+    t->msg = msg, t->n = n;
+    if (n) msg[0] = '\0';
+    g_error_fn = trap_handler, g_error_user = t;
+    bool ok = true;
+    if (setjmp(t->jb) == 0)
+        fn(ctx);
+    else
+        ok = false;
+    g_error_fn = old_fn, g_error_user = old_user;
+    free(t);
+    return ok;
 }
 
 void qat_fail(const char *fmt, ...) {

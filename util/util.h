@@ -6,6 +6,7 @@
 #ifndef QAT_UTIL_H
 #define QAT_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,11 @@ typedef void (*qat_error_fn)(const char *msg, void *user);
 _Noreturn void qat_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Returns the previous handler. A handler must not return (exit or longjmp). */
 qat_error_fn qat_set_error_handler(qat_error_fn fn, void *user);
+/* Runs fn(ctx) with a handler that catches qat_fail: true when fn returned,
+ * false (the message in msg[n]) when it failed. The caller frees what fn
+ * left behind and usually fails again with the message, so that loaders
+ * release their resources on bad input (the fuzz targets run millions). */
+bool qat_try(void (*fn)(void *), void *ctx, char *msg, size_t n);
 /* Exit status used for bad input (configs, files, shapes). */
 #define QAT_EXIT_BADINPUT 2
 

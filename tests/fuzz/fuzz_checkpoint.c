@@ -1,0 +1,39 @@
+/* fuzz_checkpoint.c: the training-checkpoint loader: metadata, weights,
+ * optimizer state and observer state, as qat train --resume reads them. */
+#include "fuzz_util.h"
+#include "layers/layers.h"
+#include "optim/optim.h"
+#include "train/checkpoint.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_init();
+    const char *path = fuzz_write_file(data, size);
+    static GPT g;
+    static bool built;
+    static AdamW opt;
+    static bool have_opt;
+    if (setjmp(fuzz_jmp)) {
+        fuzz_reset_hdf5();
+        goto out;
+    }
+    Config c;
+    Vocab v;
+    long step;
+    ckpt_load_meta(path, &c, &v, &step);
+    if (!fuzz_model_fits(&c)) goto out;
+    GPTConfig gc = {.vocab_size = v.size, .n_layer = c.model.n_layer, .n_head = c.model.n_head,
+                    .n_embd = c.model.n_embd, .block_size = c.model.block_size};
+    gpt_build(&g, &gc, &c.quant, path);
+    built = true;
+    ckpt_load_params(path, &g, false);
+    adamw_init(&opt, &g.params, 0.9f, 0.99f, 1e-8f, 0.1f);
+    have_opt = true;
+    Rng rng;
+    ckpt_load_train_state(path, &g, &opt, &rng);
+    ckpt_load_observers(path, &g);
+out:
+    if (have_opt) adamw_free(&opt);
+    if (built) gpt_free(&g);
+    built = have_opt = false;
+    return 0;
+}

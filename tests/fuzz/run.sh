@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh [SECONDS]: builds the libFuzzer targets (clang, ASan,
+# UBSan) in build-fuzz/, generates their seed corpora with the qat it built
+# (configs from configs/, checkpoints and exported models of a tiny model
+# trained on the fortunes text), runs each target for SECONDS (default 60)
+# and fails on any crash, leak of the sanitizers' kind, or hang. The corpora
+# grow in build-fuzz/corpus/ across runs; nothing here is committed.
+# Prints one line per target: executions, corpus size, result; the same
+# lines go to build-fuzz/fuzz-report.txt.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-60}
+B=build-fuzz
+cmake -S . -B $B -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQAT_FUZZ=ON -DQAT_TESTS=OFF >/dev/null
+cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_model >/dev/null
+
+# ---- seeds ----
+S=$B/seeds
+rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model
+cp configs/*.yaml $S/config/
+printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
+export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
+W=$B/seed-runs
+rm -rf $W && mkdir -p $W
+corpus=/usr/share/games/fortunes/songs-poems
+[ -r $corpus ] || { echo "fuzz: $corpus missing (Debian package fortunes)" >&2; exit 1; }
+tiny="model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 8}
+data: {path: $corpus}
+train: {batch_size: 4, iters: 6, eval_every: 3, eval: random, eval_batches: 2, threads: 1}"
+printf '%s\nout_dir: %s/float\n' "$tiny" $W > $W/float.yaml
+$B/qat train $W/float.yaml >/dev/null
+printf '%s\nout_dir: %s/qat\nquant: {weight: {bits: 4, granularity: group, group_size: 8}, estimator: lsq, init_from: %s/float/checkpoint.h5}\n' \
+  "$tiny" $W $W > $W/qat.yaml
+$B/qat train $W/qat.yaml >/dev/null
+printf '%s\nout_dir: %s/w8a8\nquant: {weight: {bits: 8}, activation: {bits: 8, granularity: tensor, observer: percentile}, freeze_step: 5, calib_batches: 1, kv: {bits: 8}, init_from: %s/float/checkpoint.h5}\n' \
+  "$tiny" $W $W > $W/w8a8.yaml
+$B/qat train $W/w8a8.yaml --stop-after 3 >/dev/null # observers still calibrating: their state is saved
+cp $W/float/checkpoint.h5 $S/checkpoint/float.h5
+cp $W/qat/checkpoint.h5 $S/checkpoint/qat.h5
+cp $W/w8a8/checkpoint.h5 $S/checkpoint/w8a8-calibrating.h5
+$B/qat export $W/qat/checkpoint.h5 -o $S/model/int4.h5 >/dev/null
+$B/qat train $W/w8a8.yaml --resume >/dev/null
+$B/qat export $W/w8a8/checkpoint.h5 -o $S/model/w8a8.h5 >/dev/null
+$B/qat ptq $W/float/checkpoint.h5 --method outlier --threshold 0.5 -o $W/outlier.h5 >/dev/null
+$B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
+
+# ---- run ----
+report=$B/fuzz-report.txt
+: > $report
+status=0
+for t in config checkpoint model; do
+  C=$B/corpus/$t
+  mkdir -p $C
+  log=$B/fuzz_$t.log
+  set +e
+  (cd $B && ./fuzz_$t -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+     -artifact_prefix="crash-$t-" "corpus/$t" "seeds/$t") > $log 2>&1
+  rc=$?
+  set -e
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' $log | grep -o '[0-9]*$' || echo 0)
+  files=$(ls $C | wc -l)
+  if [ $rc -eq 0 ]; then
+    line="fuzz_$t: $execs executions in ${secs} s, corpus $files inputs, no crash"
+  else
+    status=1
+    line="fuzz_$t: FAILED (exit $rc) after $execs executions; reproducer and log: $(ls $B/crash-$t-* 2>/dev/null | head -1) $log"
+    grep -m1 -A12 'ERROR:\|runtime error\|deadly signal' $log >&2 || tail -20 $log >&2
+  fi
+  echo "$line" | tee -a $report
+done
+exit $status
