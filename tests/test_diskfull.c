@@ -89,14 +89,7 @@ static size_t file_size(const char *path) {
 }
 
 static void run(const char *args, int want_status, const char *want_msg) {
-    char err[4096];
-    int st = test_run_qat(args, err, sizeof err);
-    cr_assert_eq(st, want_status, "exit %d (want %d) for qat %s\n%s", st, want_status, args, err);
-    if (want_msg) {
-        cr_assert(strstr(err, want_msg), "'%s' missing from: %s", want_msg, err);
-        char *nl = strchr(err, '\n');
-        cr_assert(nl && nl[1] == '\0', "not one line: %s", err);
-    }
+    test_expect_qat(args, want_status, want_msg, NULL);
 }
 
 static char *config(const char *out, const char *extra) {

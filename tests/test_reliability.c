@@ -38,20 +38,10 @@ static char *path_in(const char *dir, const char *name) {
 
 /* qat ARGS exits 2 with one line holding want1 (and want2). */
 static void expect_exit2(const char *args, const char *want1, const char *want2) {
-    char err[4096];
-    int st = test_run_qat(args, err, sizeof err);
-    cr_assert_eq(st, 2, "exit %d for: qat %s\nstderr: %s", st, args, err);
-    cr_assert(strstr(err, want1), "'%s' missing from: %s", want1, err);
-    if (want2) cr_assert(strstr(err, want2), "'%s' missing from: %s", want2, err);
-    char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "not one line: %s", err);
+    test_expect_qat(args, 2, want1, want2);
 }
 
-static void expect_ok(const char *args) {
-    char err[4096];
-    int st = test_run_qat(args, err, sizeof err);
-    cr_assert_eq(st, 0, "exit %d for: qat %s\nstderr: %s", st, args, err);
-}
+static void expect_ok(const char *args) { test_expect_qat(args, 0, NULL, NULL); }
 
 /* The suite's tiny model as a config file (model, data, train, out_dir)
  * plus extra YAML. */

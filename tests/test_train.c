@@ -174,13 +174,7 @@ Test(train, resume_reproduces_unbroken_run) {
 /* ---- bad input through the real binary ---- */
 
 static void expect_exit2(const char *args, const char *want1, const char *want2) {
-    char err[2048];
-    int st = test_run_qat(args, err, sizeof err);
-    cr_assert_eq(st, 2, "exit %d for: qat %s\nstderr: %s", st, args, err);
-    cr_assert(strstr(err, want1), "'%s' missing from: %s", want1, err);
-    if (want2) cr_assert(strstr(err, want2), "'%s' missing from: %s", want2, err);
-    char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "not one line: %s", err);
+    test_expect_qat(args, 2, want1, want2);
 }
 
 static char *bad_config(const char *name, const char *extra) {

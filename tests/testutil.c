@@ -1,4 +1,6 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
+#include <criterion/criterion.h>
+
 #include "testutil.h"
 
 #include "train/trainer.h"
@@ -147,6 +149,17 @@ int test_run_qat(const char *args, char *err, size_t n) {
     }
     int st = p ? pclose(p) : -1;
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void test_expect_qat(const char *args, int status, const char *want1, const char *want2) {
+    char err[4096];
+    int st = test_run_qat(args, err, sizeof err);
+    cr_assert_eq(st, status, "exit %d (want %d) for: qat %s\nstderr: %s", st, status, args, err);
+    if (!want1) return;
+    cr_assert(strstr(err, want1), "'%s' missing from: %s", want1, err);
+    if (want2) cr_assert(strstr(err, want2), "'%s' missing from: %s", want2, err);
+    char *nl = strchr(err, '\n');
+    cr_assert(nl && nl[1] == '\0', "not one line: %s", err);
 }
 
 void test_train_tiny(const char *corpus, const char *out_dir, int iters, int eval_batches, const char *extra) {

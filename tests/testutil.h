@@ -47,6 +47,9 @@ char *test_corpus(size_t n, uint64_t seed);
 /* Runs the qat binary with args via the shell; returns its exit status and
  * puts its stderr in err. */
 int test_run_qat(const char *args, char *err, size_t n);
+/* Runs qat ARGS and asserts its exit status; with want1 (and want2) also
+ * that stderr is exactly one line holding them. */
+void test_expect_qat(const char *args, int status, const char *want1, const char *want2);
 /* tests/check_model_layout.py (python3-h5py) on an exported model and the
  * checkpoint it came from; true when it reports the layout ok (its output in out). */
 bool test_check_layout(const char *model, const char *source, char *out, size_t n);

@@ -343,23 +343,34 @@ typedef struct SeenKey {
     size_t line;
 } SeenKey;
 
+/* One event is alive at a time, in ev; it and the list buffer live in the
+ * Reader so that bad input, which leaves read_mapping by qat_fail, still
+ * frees them (reader_free). */
 typedef struct Reader {
     yaml_parser_t p;
     const char *origin;
     SeenKey *seen;
     int n_seen, cap_seen;
+    yaml_event_t ev;
+    bool ev_live;
+    char *list;
 } Reader;
 
 static _Noreturn void yaml_fail(Reader *r, const char *what, size_t line) {
     qat_fail("%s:%zu: %s", r->origin, line + 1, what);
 }
 
-static void next(Reader *r, yaml_event_t *ev) {
+/* Replaces r->ev by the next event; returns it. */
+static yaml_event_t *next(Reader *r) {
+    if (r->ev_live) yaml_event_delete(&r->ev);
+    r->ev_live = false;
+    yaml_event_t *ev = &r->ev;
     if (!yaml_parser_parse(&r->p, ev)) {
         char what[256];
         snprintf(what, sizeof what, "invalid YAML: %s", r->p.problem ? r->p.problem : "parse error");
         yaml_fail(r, what, r->p.problem_mark.line);
     }
+    r->ev_live = true;
     const yaml_char_t *tag = NULL, *anchor = NULL;
     if (ev->type == YAML_SCALAR_EVENT) tag = ev->data.scalar.tag, anchor = ev->data.scalar.anchor;
     if (ev->type == YAML_MAPPING_START_EVENT) tag = ev->data.mapping_start.tag, anchor = ev->data.mapping_start.anchor;
@@ -368,6 +379,7 @@ static void next(Reader *r, yaml_event_t *ev) {
     if (tag) yaml_fail(r, "YAML tags (such as !!str) are not supported: write the plain value", ev->start_mark.line);
     if (anchor || ev->type == YAML_ALIAS_EVENT)
         yaml_fail(r, "YAML anchors and aliases are not supported: write each value out", ev->start_mark.line);
+    return ev;
 }
 
 /* Records a key (a section's or a value's), failing when it came before. */
@@ -397,52 +409,43 @@ static void read_mapping(Reader *r, Config *c, const char *prefix, int depth, si
         yaml_fail(r, what, line0);
     }
     for (;;) {
-        yaml_event_t ev;
-        next(r, &ev);
-        if (ev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&ev);
-            return;
-        }
-        if (ev.type != YAML_SCALAR_EVENT) yaml_fail(r, "expected a key", ev.start_mark.line);
+        yaml_event_t *ev = next(r);
+        if (ev->type == YAML_MAPPING_END_EVENT) return;
+        if (ev->type != YAML_SCALAR_EVENT) yaml_fail(r, "expected a key", ev->start_mark.line);
         char key[256];
-        size_t line = ev.start_mark.line;
-        int kl = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", (const char *)ev.data.scalar.value);
-        yaml_event_delete(&ev);
+        size_t line = ev->start_mark.line;
+        int kl = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", (const char *)ev->data.scalar.value);
         if (kl < 0 || (size_t)kl >= sizeof key) yaml_fail(r, "key longer than 255 characters", line);
         see_key(r, key, line);
         char where[CONFIG_PATH_MAX + 32];
         snprintf(where, sizeof where, "%s:%zu", r->origin, line + 1);
-        next(r, &ev);
-        if (ev.type == YAML_SCALAR_EVENT) {
-            if (strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length)
+        ev = next(r);
+        if (ev->type == YAML_SCALAR_EVENT) {
+            if (strlen((const char *)ev->data.scalar.value) != ev->data.scalar.length)
                 qat_fail("%s: %s: the value contains a NUL character", where, key);
-            config_set(c, key, (const char *)ev.data.scalar.value, where);
-            yaml_event_delete(&ev);
-        } else if (ev.type == YAML_MAPPING_START_EVENT) {
-            yaml_event_delete(&ev);
+            config_set(c, key, (const char *)ev->data.scalar.value, where);
+        } else if (ev->type == YAML_MAPPING_START_EVENT) {
             read_mapping(r, c, key, depth + 1, line);
-        } else if (ev.type == YAML_SEQUENCE_START_EVENT) {
-            yaml_event_delete(&ev);
+        } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
             if (!takes_list(key)) qat_fail("%s: %s: expected a single value, got a list", where, key);
             /* the joined list goes through config_set, which checks its length */
             size_t cap = 256, k = 0;
-            char *val = xmalloc(cap);
-            val[0] = '\0';
+            r->list = xmalloc(cap);
+            r->list[0] = '\0';
             for (;;) {
-                next(r, &ev);
-                if (ev.type == YAML_SEQUENCE_END_EVENT) break;
-                if (ev.type != YAML_SCALAR_EVENT) qat_fail("%s: %s: expected a list of plain values", where, key);
-                size_t n = ev.data.scalar.length;
-                while (k + n + 2 > cap) val = xrealloc(val, cap *= 2);
-                if (k) val[k++] = ',';
-                memcpy(val + k, ev.data.scalar.value, n);
-                val[k += n] = '\0';
-                yaml_event_delete(&ev);
+                ev = next(r);
+                if (ev->type == YAML_SEQUENCE_END_EVENT) break;
+                if (ev->type != YAML_SCALAR_EVENT) qat_fail("%s: %s: expected a list of plain values", where, key);
+                size_t n = ev->data.scalar.length;
+                while (k + n + 2 > cap) r->list = xrealloc(r->list, cap *= 2);
+                if (k) r->list[k++] = ',';
+                memcpy(r->list + k, ev->data.scalar.value, n);
+                r->list[k += n] = '\0';
             }
-            yaml_event_delete(&ev);
-            if (strlen(val) != k) qat_fail("%s: %s: the value contains a NUL character", where, key);
-            config_set(c, key, val, where);
-            free(val);
+            if (strlen(r->list) != k) qat_fail("%s: %s: the value contains a NUL character", where, key);
+            config_set(c, key, r->list, where);
+            free(r->list);
+            r->list = NULL;
         } else {
             qat_fail("%s: %s: unsupported YAML value", where, key);
         }
@@ -452,6 +455,9 @@ static void read_mapping(Reader *r, Config *c, const char *prefix, int depth, si
 static void reader_free(Reader *r) {
     for (int i = 0; i < r->n_seen; i++) free(r->seen[i].key);
     free(r->seen);
+    free(r->list);
+    if (r->ev_live) yaml_event_delete(&r->ev);
+    r->ev_live = false;
 }
 
 typedef struct Load {
@@ -462,26 +468,24 @@ typedef struct Load {
 static void load(void *p) {
     Load *L = p;
     Reader *r = &L->r;
-    yaml_event_t ev;
     bool done = false;
     int docs = 0;
     while (!done) {
-        next(r, &ev);
-        switch (ev.type) {
+        yaml_event_t *ev = next(r);
+        switch (ev->type) {
         case YAML_STREAM_END_EVENT: done = true; break;
-        case YAML_MAPPING_START_EVENT: read_mapping(r, L->c, "", 1, ev.start_mark.line); break;
+        case YAML_MAPPING_START_EVENT: read_mapping(r, L->c, "", 1, ev->start_mark.line); break;
         case YAML_DOCUMENT_START_EVENT:
             if (++docs > 1) yaml_fail(r, "more than one YAML document (a second ---): give one config per file",
-                                      ev.start_mark.line);
+                                      ev->start_mark.line);
             break;
         case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_END_EVENT: break;
         case YAML_SCALAR_EVENT:
-            if (ev.data.scalar.length == 0) break; /* empty document */
+            if (ev->data.scalar.length == 0) break; /* empty document */
             /* fallthrough */
-        default: yaml_fail(r, "expected a mapping of sections", ev.start_mark.line);
+        default: yaml_fail(r, "expected a mapping of sections", ev->start_mark.line);
         }
-        yaml_event_delete(&ev);
     }
 }
 
