@@ -1,0 +1,178 @@
+/* blocks.c: ggml's block formats and their reference quantizers (see
+ * blocks.h). Scalar on purpose: these are the references the export, the
+ * fake quantization and the tests compare against; they run once per
+ * weight per step at most. */
+#include "blocks.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "util/util.h"
+
+uint16_t fp16_from_f32(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN stays NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);                      /* rounds past 65504: inf */
+    if (a >= 0x38800000u) {                                                      /* normal half */
+        /* rebias the exponent, then round the 13 dropped bits to nearest even;
+         * a carry out of the mantissa correctly bumps the exponent */
+        uint32_t h = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+        return (uint16_t)(sign | h);
+    }
+    /* subnormal half: units of 2^-24 */
+    uint32_t e = a >> 23;
+    if (e < 102) return (uint16_t)sign; /* below half of the smallest subnormal */
+    uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;
+    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1u))) r++;
+    return (uint16_t)(sign | r);
+}
+
+float fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 31) {
+        x = sign | 0x7f800000u | (m << 13);
+    } else if (e) {
+        x = sign | ((e + 112u) << 23) | (m << 13);
+    } else if (m) { /* subnormal: m * 2^-24, exact in float */
+        float v = (float)m * 0x1p-24f;
+        memcpy(&x, &v, 4);
+        x |= sign;
+    } else {
+        x = sign;
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+const char *qformat_name(QFormat f) {
+    return f == QF_Q8_0 ? "q8_0" : f == QF_Q4_0 ? "q4_0" : f == QF_Q4_1 ? "q4_1" : NULL;
+}
+
+QFormat qformat_of(const char *name) {
+    return !strcmp(name, "q8_0") ? QF_Q8_0 : !strcmp(name, "q4_0") ? QF_Q4_0 : !strcmp(name, "q4_1") ? QF_Q4_1 : QF_NONE;
+}
+
+size_t qformat_block_bytes(QFormat f) {
+    return f == QF_Q8_0 ? sizeof(BlockQ8_0) : f == QF_Q4_0 ? sizeof(BlockQ4_0) : f == QF_Q4_1 ? sizeof(BlockQ4_1) : 0;
+}
+
+double qformat_bpw(QFormat f) { return 8.0 * (double)qformat_block_bytes(f) / QBLOCK; }
+
+/* codes of one block as ggml computes them; d and m before half rounding */
+static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
+    *m = 0.0f;
+    if (f == QF_Q8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        *d = amax / 127.0f;
+        float id = *d != 0.0f ? 1.0f / *d : 0.0f;
+        for (int j = 0; j < QBLOCK; j++) q[j] = (int)roundf(x[j] * id);
+    } else if (f == QF_Q4_0) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QBLOCK; j++)
+            if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
+        *d = max / -8.0f;
+        float id = *d != 0.0f ? 1.0f / *d : 0.0f;
+        for (int j = 0; j < QBLOCK; j++) {
+            int v = (int)(int8_t)(x[j] * id + 8.5f);
+            q[j] = v < 15 ? v : 15;
+        }
+    } else {
+        float lo = FLT_MAX, hi = -FLT_MAX;
+        for (int j = 0; j < QBLOCK; j++) {
+            if (x[j] < lo) lo = x[j];
+            if (x[j] > hi) hi = x[j];
+        }
+        *d = (hi - lo) / 15.0f;
+        *m = lo;
+        float id = *d != 0.0f ? 1.0f / *d : 0.0f;
+        for (int j = 0; j < QBLOCK; j++) {
+            int v = (int)(int8_t)((x[j] - lo) * id + 0.5f);
+            q[j] = v < 15 ? v : 15;
+        }
+    }
+}
+
+static float dequant_one(QFormat f, int q, float dh, float mh) {
+    return f == QF_Q8_0 ? (float)q * dh : f == QF_Q4_0 ? (float)(q - 8) * dh : (float)q * dh + mh;
+}
+
+void blocks_quantize(QFormat f, const float *x, size_t n, void *out) {
+    if (n % QBLOCK) qat_fail("blocks: %zu values are not whole blocks of %d", n, QBLOCK);
+    int q[QBLOCK];
+    float d, m;
+    for (size_t b = 0; b < n / QBLOCK; b++) {
+        block_codes(f, x + b * QBLOCK, q, &d, &m);
+        if (f == QF_Q8_0) {
+            BlockQ8_0 *y = (BlockQ8_0 *)out + b;
+            y->d = fp16_from_f32(d);
+            for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)q[j];
+        } else if (f == QF_Q4_0 || f == QF_Q4_1) {
+            uint8_t *qs;
+            if (f == QF_Q4_0) {
+                BlockQ4_0 *y = (BlockQ4_0 *)out + b;
+                y->d = fp16_from_f32(d);
+                qs = y->qs;
+            } else {
+                BlockQ4_1 *y = (BlockQ4_1 *)out + b;
+                y->d = fp16_from_f32(d);
+                y->m = fp16_from_f32(m);
+                qs = y->qs;
+            }
+            for (int j = 0; j < QBLOCK / 2; j++) qs[j] = (uint8_t)(q[j] | q[j + QBLOCK / 2] << 4);
+        } else {
+            qat_fail("blocks: no block format given");
+        }
+    }
+}
+
+void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out) {
+    for (size_t b = 0; b < n / QBLOCK; b++) {
+        float *o = out + b * QBLOCK;
+        if (f == QF_Q8_0) {
+            const BlockQ8_0 *y = (const BlockQ8_0 *)blocks + b;
+            float d = fp16_to_f32(y->d);
+            for (int j = 0; j < QBLOCK; j++) o[j] = (float)y->qs[j] * d;
+            continue;
+        }
+        const uint8_t *qs = f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks + b)->qs : ((const BlockQ4_1 *)blocks + b)->qs;
+        float d = fp16_to_f32(f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks + b)->d : ((const BlockQ4_1 *)blocks + b)->d);
+        float m = f == QF_Q4_1 ? fp16_to_f32(((const BlockQ4_1 *)blocks + b)->m) : 0.0f;
+        for (int j = 0; j < QBLOCK / 2; j++) {
+            o[j] = dequant_one(f, qs[j] & 15, d, m);
+            o[j + QBLOCK / 2] = dequant_one(f, qs[j] >> 4, d, m);
+        }
+    }
+}
+
+void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, float *m) {
+    int q[QBLOCK];
+    float dd, mm;
+    block_codes(f, x, q, &dd, &mm);
+    float dh = fp16_round(dd), mh = fp16_round(mm);
+    for (int j = 0; j < QBLOCK; j++) {
+        out[j] = dequant_one(f, q[j], dh, mh);
+        if (codes) codes[j] = q[j];
+    }
+    if (d) *d = dh;
+    if (m) *m = f == QF_Q4_1 ? mh : 0.0f;
+}
+
+void block_fake_scaled(QFormat f, const float *x, float scale, float *out, int *codes) {
+    if (f == QF_Q4_1) qat_fail("blocks: q4_1 takes no given scale (its minimum is part of the block)");
+    /* q4_0's reference scale is negative when the extreme value is positive */
+    float dh = fp16_round(scale), id = dh != 0.0f ? 1.0f / dh : 0.0f;
+    int lo = f == QF_Q8_0 ? -127 : -8, hi = f == QF_Q8_0 ? 127 : 7;
+    for (int j = 0; j < QBLOCK; j++) {
+        /* q8_0 rounds half away from zero, q4_0 half up, as ggml's references do */
+        float u = x[j] * id, r = f == QF_Q8_0 ? roundf(u) : floorf(u + 0.5f);
+        int q = r < (float)lo ? lo : r > (float)hi ? hi : (int)r;
+        out[j] = (float)q * dh;
+        if (codes) codes[j] = f == QF_Q8_0 ? q : q + 8;
+    }
+}

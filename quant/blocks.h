@@ -1,0 +1,70 @@
+/* blocks.h: llama.cpp's (ggml's) block formats, so that what qat trains and
+ * exports is byte for byte what llama.cpp runs. Each block covers 32
+ * consecutive weights of a row and stores an IEEE half-precision scale:
+ *
+ *   q8_0: d, 32 int8 codes in [-127, 127];            w = q * d
+ *   q4_0: d, 32 4-bit codes in [0, 15] (stored +8);    w = (q - 8) * d
+ *   q4_1: d and m (the block's minimum), 4-bit codes;  w = q * d + m
+ *
+ * 4-bit codes are packed ggml's way: byte j holds element j in its low
+ * nibble and element j + 16 in its high nibble.
+ *
+ * The reference quantizers follow ggml's rounding exactly (facts from
+ * ggml-quants.c, written anew): q8_0 d = max|x| / 127 and q = round half away
+ * from zero of x / d; q4_0 d = m / -8 where m is the value of largest
+ * magnitude with its sign, q = min(15, floor(x / d + 8.5)); q4_1 d =
+ * (max - min) / 15, q = min(15, floor((x - min) / d + 0.5)). The codes use
+ * the reciprocal of d in float; the stored d is d rounded to half precision
+ * (round to nearest even), and dequantization uses the stored half. */
+#ifndef QAT_BLOCKS_H
+#define QAT_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QBLOCK 32
+
+typedef enum { QF_NONE = 0, QF_Q8_0, QF_Q4_0, QF_Q4_1 } QFormat;
+
+typedef struct BlockQ8_0 {
+    uint16_t d;
+    int8_t qs[QBLOCK];
+} BlockQ8_0;
+
+typedef struct BlockQ4_0 {
+    uint16_t d;
+    uint8_t qs[QBLOCK / 2];
+} BlockQ4_0;
+
+typedef struct BlockQ4_1 {
+    uint16_t d, m;
+    uint8_t qs[QBLOCK / 2];
+} BlockQ4_1;
+
+/* IEEE binary16, round to nearest even (as F16C's vcvtps2ph and ggml). */
+uint16_t fp16_from_f32(float f);
+float fp16_to_f32(uint16_t h);
+static inline float fp16_round(float f) { return fp16_to_f32(fp16_from_f32(f)); }
+
+/* "q8_0", "q4_0", "q4_1", or NULL for QF_NONE; and the reverse (QF_NONE
+ * when name is none of them). */
+const char *qformat_name(QFormat f);
+QFormat qformat_of(const char *name);
+/* Bytes of one block, bits per weight (including the scales). */
+size_t qformat_block_bytes(QFormat f);
+double qformat_bpw(QFormat f);
+
+/* Reference quantization of n (a multiple of 32) floats into n/32 blocks
+ * at out, as ggml's quantize_row_*_ref. */
+void blocks_quantize(QFormat f, const float *x, size_t n, void *out);
+/* n floats from n/32 blocks. */
+void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out);
+/* One block of 32 values quantized then dequantized, and its codes (0..15
+ * for the 4-bit formats, -127..127 for q8_0), d and m as floats (m = 0 for
+ * the symmetric formats). The fake quantization of training. */
+void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, float *m);
+/* The same with a given scale (LSQ's learned one, q8_0 and q4_0): d is
+ * rounded to half precision and the codes clamped to the format's range. */
+void block_fake_scaled(QFormat f, const float *x, float scale, float *out, int *codes);
+
+#endif

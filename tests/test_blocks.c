@@ -1,0 +1,145 @@
+/* test_blocks.c: qat's ggml block formats against ggml itself. The npm
+ * package @node-llama-cpp/linux-x64 (3.21.1, installed by ./quickstart test
+ * into tests/llamacpp) ships llama.cpp's real libggml-base.so; it is opened
+ * with dlopen and asked for its half-precision conversion and its
+ * ggml_quantize_chunk, which must give qat's blocks byte for byte. */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "testutil.h"
+
+typedef uint16_t (*fp32_to_fp16_fn)(float);
+typedef float (*fp16_to_fp32_fn)(uint16_t);
+typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
+                                    int64_t n_per_row, const float *imatrix);
+enum { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8 };
+
+static void *g_ggml;
+static fp32_to_fp16_fn g_to16;
+static fp16_to_fp32_fn g_to32;
+static quantize_chunk_fn g_quant;
+
+static void open_ggml(void) {
+    const char *src = getenv("QAT_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so",
+             src ? src : ".");
+    g_ggml = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    cr_assert(g_ggml, "cannot open llama.cpp's %s (%s): ./quickstart test installs it (npm, tests/llamacpp)", path,
+              dlerror());
+    g_to16 = (fp32_to_fp16_fn)dlsym(g_ggml, "ggml_fp32_to_fp16");
+    g_to32 = (fp16_to_fp32_fn)dlsym(g_ggml, "ggml_fp16_to_fp32");
+    g_quant = (quantize_chunk_fn)dlsym(g_ggml, "ggml_quantize_chunk");
+    cr_assert(g_to16 && g_to32 && g_quant, "libggml-base.so lacks the symbols this test uses");
+}
+TestSuite(blocks, .init = open_ggml);
+
+static float bits_f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+Test(blocks, half_precision_matches_ggml_on_every_kind_of_float) {
+    Rng r;
+    rng_seed(&r, 7);
+    size_t n = 0;
+    /* every float with these top bits, then random bit patterns */
+    for (uint32_t u = 0; u < 0x80000000u; u += 0x1000u, n++) {
+        float f = bits_f(u);
+        if (isnan(f)) continue;
+        cr_assert_eq(fp16_from_f32(f), g_to16(f), "fp16(%a): qat %04x ggml %04x", f, fp16_from_f32(f), g_to16(f));
+        cr_assert_eq(fp16_from_f32(-f), g_to16(-f), "fp16(%a)", -f);
+    }
+    for (int i = 0; i < 2000000; i++) {
+        float f = bits_f((uint32_t)rng_u64(&r));
+        if (isnan(f)) continue;
+        cr_assert_eq(fp16_from_f32(f), g_to16(f), "fp16(%a): qat %04x ggml %04x", f, fp16_from_f32(f), g_to16(f));
+    }
+    /* ties to even at the edges: 65504 + half an ulp, subnormal ties */
+    float edges[] = {65519.99f, 65520.0f, 0x1p-25f, 0x1.8p-24f, 0x1p-14f, 0x1.ffcp-15f, 5.9604645e-8f, 2049.0f, 2051.0f};
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++)
+        cr_assert_eq(fp16_from_f32(edges[i]), g_to16(edges[i]), "fp16(%a)", edges[i]);
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu)) continue; /* NaN payloads */
+        float a = fp16_to_f32((uint16_t)h), b = g_to32((uint16_t)h);
+        cr_assert(!memcmp(&a, &b, 4), "half %04x: qat %a ggml %a", h, a, b);
+    }
+    cr_log_info("%zu grid floats and 2M random ones agree", n);
+}
+
+/* Rows of weights as training makes them, plus the cases that decide the
+ * rounding: ties, zero blocks, a single large value, negative maxima. */
+static float *test_rows(size_t n, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *x = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 0.02f * rng_normal(&r) * (i % 97 == 0 ? 8.0f : 1.0f);
+    for (int j = 0; j < QBLOCK; j++) x[j] = 0.0f;                              /* an all-zero block */
+    for (int j = 0; j < QBLOCK; j++) x[QBLOCK + j] = (float)(j - 16) * 0.125f; /* exact ties */
+    x[2 * QBLOCK + 5] = -1.0f;                                                  /* a negative extreme */
+    for (int j = 0; j < QBLOCK; j++) x[3 * QBLOCK + j] = 1e-30f * (float)(j + 1); /* tiny: subnormal half scales */
+    for (int j = 0; j < QBLOCK; j++) x[4 * QBLOCK + j] = 3e4f * (float)(j % 3 - 1); /* large */
+    return x;
+}
+
+static void same_as_ggml(QFormat f, int ggml_type) {
+    size_t rows = 24, cols = 256, n = rows * cols, bytes = n / QBLOCK * qformat_block_bytes(f);
+    float *x = test_rows(n, 100 + (uint64_t)f);
+    uint8_t *ours = xmalloc(bytes), *theirs = xmalloc(bytes);
+    blocks_quantize(f, x, n, ours);
+    size_t got = g_quant(ggml_type, x, theirs, 0, (int64_t)rows, (int64_t)cols, NULL);
+    cr_assert_eq(got, bytes, "ggml wrote %zu bytes, qat %zu", got, bytes);
+    for (size_t b = 0; b < bytes; b++)
+        cr_assert_eq(ours[b], theirs[b], "%s: byte %zu (block %zu) differs: qat %02x ggml %02x", qformat_name(f), b,
+                     b / qformat_block_bytes(f), ours[b], theirs[b]);
+    /* dequantized, then quantized again by ggml: the same blocks (no tool can change an export) */
+    float *w = xmalloc(n * sizeof(float));
+    blocks_dequantize(f, ours, n, w);
+    g_quant(ggml_type, w, theirs, 0, (int64_t)rows, (int64_t)cols, NULL);
+    size_t bb = qformat_block_bytes(f), skipped = 0;
+    for (size_t b = 0; b < bytes; b++) {
+        uint16_t d;
+        memcpy(&d, ours + b / bb * bb, 2); /* d is every block's first field */
+        /* a block whose scale underflows half precision (|x| < 1e-9 here)
+         * dequantizes to zeros: its codes cannot survive, in ggml either */
+        if ((d & 0x7fff) == 0) { /* +0 or -0 */
+            skipped += b % bb == 0;
+            continue;
+        }
+        cr_assert_eq(ours[b], theirs[b], "%s: requantizing qat's dequantized weights changed block %zu", qformat_name(f),
+                     b / bb);
+    }
+    cr_assert_eq(skipped, 2, "the zero block and the tiny one");
+    /* the fake quantization of training is exactly the dequantized blocks */
+    float out[QBLOCK];
+    for (size_t b = 0; b < n / QBLOCK; b++) {
+        block_fake(f, x + b * QBLOCK, out, NULL, NULL, NULL);
+        cr_assert(!memcmp(out, w + b * QBLOCK, sizeof out), "%s: block %zu: fake quantization differs from the blocks",
+                  qformat_name(f), b);
+    }
+    free(x), free(ours), free(theirs), free(w);
+}
+
+Test(blocks, q8_0_is_ggmls_byte_for_byte) { same_as_ggml(QF_Q8_0, GGML_Q8_0); }
+Test(blocks, q4_0_is_ggmls_byte_for_byte) { same_as_ggml(QF_Q4_0, GGML_Q4_0); }
+Test(blocks, q4_1_is_ggmls_byte_for_byte) { same_as_ggml(QF_Q4_1, GGML_Q4_1); }
+
+/* A given scale at exactly the reference's d gives the reference's block. */
+Test(blocks, a_given_scale_equal_to_the_reference_reproduces_it) {
+    float *x = test_rows(64 * QBLOCK, 9);
+    for (QFormat f = QF_Q8_0; f <= QF_Q4_0; f++)
+        for (int b = 5; b < 64; b++) {
+            float ref[QBLOCK], got[QBLOCK], d;
+            block_fake(f, x + b * QBLOCK, ref, NULL, &d, NULL);
+            block_fake_scaled(f, x + b * QBLOCK, d, got, NULL);
+            for (int j = 0; j < QBLOCK; j++)
+                cr_assert_float_eq(got[j], ref[j], fabsf(d) * 1.01f, "%s block %d [%d]: %g vs %g", qformat_name(f), b, j,
+                                   got[j], ref[j]);
+        }
+    free(x);
+}
