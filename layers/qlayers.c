@@ -97,6 +97,13 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (o && o->bits >= 0) ql->w.bits = o->bits;
     if (o && o->granularity[0]) ql->w.gran = gran_of(o->granularity);
     if (o && o->group_size >= 0) ql->w.group = o->group_size;
+    QFormat fm = qformat_of(q->format);
+    if (fm) {
+        ql->w = quant_spec_of_format(fm);
+        if (in % QBLOCK)
+            qat_fail("%s: quant.format: %s needs input dimensions that are multiples of 32; %s has %d", origin, q->format,
+                     name, in);
+    }
     if (ql->w.gran == QG_GROUP && in % ql->w.group != 0)
         qat_fail("%s: quant.%sgroup_size: %d does not divide the input dimension %d of %s", origin,
                  o && o->group_size >= 0 ? "overrides.<layer>." : "weight.", ql->w.group, in, name);
@@ -193,6 +200,12 @@ void gpt_quant_freeze(GPT *g) {
 }
 
 bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
+    if (q->w.fmt && q->a_bits) {
+        snprintf(why, n, "%s weights run in llama.cpp, which quantizes activations its own way (set no "
+                 "quant.activation.bits)", qformat_name(q->w.fmt));
+        return false;
+    }
+    if (q->w.fmt) return true; /* llama.cpp's blocks: qat export --format gguf */
     if (!q->w.sym || q->w.gran == QG_TENSOR) {
         snprintf(why, n, "no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)", q->w.bits,
                  q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
@@ -218,6 +231,23 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     char why[256];
     if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
+    if (q->w.fmt) {
+        if (q->w.fmt != QF_Q8_0)
+            qat_fail("%s: %s blocks run in llama.cpp: export them with qat export --format gguf (qat's own integer "
+                     "files hold symmetric int4 codes -7..7)", q->name, qformat_name(q->w.fmt));
+        /* q8_0 is symmetric int8 in groups of 32: its dequantized weights and
+         * half-precision scales give back ggml's codes exactly */
+        size_t n = (size_t)rows * cols, nb = n / QBLOCK;
+        float *wq = xmalloc(n * sizeof(float)), *sc = xmalloc(nb * sizeof(float));
+        quant_fake(&q->w, l->w->data, rows, cols, q->w_scale ? q->w_scale->data : NULL, NULL, wq);
+        if (q->w_scale)
+            for (size_t k = 0; k < nb; k++) sc[k] = fp16_round(q->w_scale->data[k]);
+        else
+            quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+        qmatrix_from_float(out, wq, rows, cols, 8, QBLOCK, sc);
+        free(wq), free(sc);
+        return;
+    }
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
     if (q->outlier) {
         int32_t *fc = xmalloc((size_t)cols * sizeof(int32_t));

@@ -34,9 +34,65 @@ static void fq_backward(Node *n) {
     }
 }
 
+/* Block formats: the codes are recomputed from x and the half-precision
+ * scale (q4_1: scale and minimum), as the forward made them. */
+static void fqf_backward(Node *n) {
+    Tensor *x = n->in[0], *scale = n->in[1], *y = n->out;
+    const QuantSpec *s = (const QuantSpec *)n->idx;
+    Estimator est = (Estimator)n->i[0];
+    const float *sc = n->saved, *mn = n->saved2, *px = x->data, *gy = y->grad;
+    size_t nb = x->numel / QBLOCK;
+    bool ds = est == EST_LSQ && scale && scale->requires_grad;
+    int lo = quant_qmin(s), hi = quant_qmax(s);
+    float gscale = 1.0f / sqrtf((float)QBLOCK * (float)hi);
+#pragma omp parallel for schedule(static) if (x->numel > 65536)
+    for (size_t k = 0; k < nb; k++) {
+        float dh = fp16_round(sc[k]), id = dh != 0.0f ? 1.0f / dh : 0.0f, m = mn ? mn[k] : 0.0f, acc = 0.0f;
+        for (size_t i = k * QBLOCK; i < (k + 1) * QBLOCK; i++) {
+            float u = (px[i] - m) * id;
+            float r = s->fmt == QF_Q8_0 ? roundf(u) : floorf(u + 0.5f); /* ggml's rounding, before clamping */
+            bool below = r < (float)lo, above = r > (float)hi;
+            if (x->requires_grad) x->grad[i] += est == EST_STE || !(below || above) ? gy[i] : 0.0f;
+            if (ds) acc += gy[i] * (below ? (float)lo : above ? (float)hi : r - u);
+        }
+        if (ds) scale->grad[k] += acc * gscale;
+    }
+}
+
+static Tensor *fake_quant_format(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale) {
+    char sx[64];
+    tensor_shape_str(x, sx, sizeof sx);
+    int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
+    if (cols % QBLOCK) qat_fail("fake_quant: %s needs rows of whole blocks of %d, input %s", qformat_name(s->fmt), QBLOCK, sx);
+    size_t nb = x->numel / QBLOCK;
+    if (scale && scale->numel != nb) qat_fail("fake_quant: %zu scales given, %s needs %zu", scale->numel, sx, nb);
+    if (scale && s->fmt == QF_Q4_1) qat_fail("fake_quant: q4_1 has no learned scale (its blocks carry their minimum)");
+    float *sc, *mn = NULL;
+    if (scale) {
+        sc = scale->data;
+    } else { /* ggml's own scales (and minima) */
+        sc = arena_alloc(&t->arena, nb * sizeof(float));
+        if (s->fmt == QF_Q4_1) mn = arena_alloc(&t->arena, nb * sizeof(float));
+        quant_minmax(s, x->data, rows, cols, sc, mn);
+    }
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    quant_fake(s, x->data, rows, cols, scale ? sc : NULL, NULL, y->data);
+    Node *n = tape_record(t, "fake_quant", fqf_backward, y, 3, (Tensor *[]){x, scale, NULL});
+    if (n) {
+        QuantSpec *keep = arena_alloc(&t->arena, sizeof *keep);
+        *keep = *s;
+        n->idx = (const int32_t *)(void *)keep;
+        n->i[0] = (int)est;
+        n->saved = sc;
+        n->saved2 = mn;
+    }
+    return y;
+}
+
 Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
     char sx[64];
     if (!tensor_is_contiguous(x)) qat_fail("fake_quant: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
+    if (s->fmt) return fake_quant_format(t, x, s, est, scale);
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
     if (s->gran == QG_GROUP && (s->group < 1 || cols % s->group != 0))

@@ -28,8 +28,18 @@ void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scal
     if (zp) *zp = z;
 }
 
+QuantSpec quant_spec_of_format(QFormat f) {
+    return (QuantSpec){.bits = f == QF_Q8_0 ? 8 : 4, .sym = f != QF_Q4_1, .gran = QG_GROUP, .group = QBLOCK, .fmt = f};
+}
+
 void quant_minmax(const QuantSpec *s, const float *x, int rows, int cols, float *scale, float *zp) {
     size_t ns = quant_n_scales(s, rows, cols);
+    if (s->fmt) { /* ggml's scales (and q4_1's minima), as stored: half precision */
+        float tmp[QBLOCK];
+#pragma omp parallel for schedule(static) private(tmp) if (ns > 64)
+        for (size_t k = 0; k < ns; k++) block_fake(s->fmt, x + k * QBLOCK, tmp, NULL, &scale[k], zp ? &zp[k] : NULL);
+        return;
+    }
     size_t per = (size_t)rows * cols / ns; /* every granularity is a run of contiguous elements */
 #pragma omp parallel for schedule(static) if (ns > 64)
     for (size_t k = 0; k < ns; k++) {
@@ -47,6 +57,15 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
                 float *out) {
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     size_t ns = quant_n_scales(s, rows, cols), per = (size_t)rows * cols / ns;
+    if (s->fmt) {
+#pragma omp parallel for schedule(static) if (ns > 256)
+        for (size_t k = 0; k < ns; k++) {
+            if (scale) block_fake_scaled(s->fmt, x + k * QBLOCK, scale[k], out + k * QBLOCK, NULL);
+            else block_fake(s->fmt, x + k * QBLOCK, out + k * QBLOCK, NULL, NULL, NULL);
+        }
+        (void)zp;
+        return;
+    }
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sc = scale[k], z = zp ? zp[k] : 0.0f;

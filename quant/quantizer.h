@@ -16,13 +16,20 @@
  *
  * Granularity over a [rows, cols] matrix (weights: [out, in]; activations:
  * [tokens, features]): one scale per tensor, per row (channel for weights,
- * token for activations), or per group of g consecutive elements of a row. */
+ * token for activations), or per group of g consecutive elements of a row.
+ *
+ * Block formats (fmt != QF_NONE, weights only): llama.cpp's q8_0, q4_0 and
+ * q4_1 (quant/blocks.h), groups of 32 with half-precision scales and ggml's
+ * own rounding. Their min-max quantization is ggml's reference quantizer,
+ * exactly; for q4_1 the "zero point" slot holds the block's minimum. */
 #ifndef QAT_QUANTIZER_H
 #define QAT_QUANTIZER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "quant/blocks.h"
 
 typedef enum { QG_TENSOR, QG_CHANNEL, QG_GROUP } QGranularity;
 
@@ -31,9 +38,16 @@ typedef struct QuantSpec {
     bool sym;
     QGranularity gran; /* QG_CHANNEL also means per token for activations */
     int group;         /* QG_GROUP: elements per group along a row */
+    QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
 } QuantSpec;
 
-static inline int quant_qmin(const QuantSpec *s) { return s->sym ? -((1 << (s->bits - 1)) - 1) : 0; }
+/* The spec of a block format: bits 8 or 4, groups of 32, symmetric but q4_1. */
+QuantSpec quant_spec_of_format(QFormat f);
+
+/* Code range; q4_0 alone uses -8 (ggml's d = max / -8 puts the extreme there). */
+static inline int quant_qmin(const QuantSpec *s) {
+    return s->fmt == QF_Q4_0 ? -8 : s->sym ? -((1 << (s->bits - 1)) - 1) : 0;
+}
 static inline int quant_qmax(const QuantSpec *s) { return s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1; }
 
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * cols/group. */
@@ -64,7 +78,9 @@ static inline float quant_dequant(int q, float scale, float zp) { return ((float
  * may be x. */
 void quant_fake_groups(const float *x, int n_groups, int gsize, int bits, float *out);
 
-/* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0). */
+/* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0).
+ * Block formats: scale NULL is ggml's reference quantizer; given scales
+ * (LSQ's, q8_0 and q4_0) are used rounded to half precision. */
 void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
                 float *out);
 

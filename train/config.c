@@ -10,6 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "quant/blocks.h"
 #include "util/util.h"
 
 typedef enum { CF_INT, CF_FLOAT, CF_STR, CF_ENUM, CF_BOOL } CfType;
@@ -90,6 +91,10 @@ static const Field FIELDS[] = {
       "distillation; the bits come from the plan); empty = no QAT mixed rows"),
     F("quant.weight.bits", CF_INT, quant.w_bits, 0, 8, 0, "0", NULL,
       "weight bits, 2..8; 0 = no quantization (FP32 training)"),
+    F("quant.format", CF_ENUM, quant.format, 0, 0, 0, "none", "none|q8_0|q4_0|q4_1",
+      "llama.cpp's block formats for the weights, exactly as llama.cpp stores and runs them: 32 weights per block "
+      "with a half-precision scale (q4_1: and minimum), ggml's rounding; sets quant.weight.bits (8 or 4), "
+      "granularity group, group_size 32 and symmetric (false for q4_1). qat export --format gguf writes the blocks"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
       "one weight scale per tensor, per output channel, or per group of quant.weight.group_size inputs"),
     F("quant.weight.group_size", CF_INT, quant.w_group, 1, 65536, 0, "32", NULL,
@@ -215,6 +220,15 @@ static void set_override(Config *c, const char *key, const char *value, const ch
     }
 }
 
+static void apply_format(Config *c) {
+    QFormat f = qformat_of(c->quant.format);
+    if (!f) return;
+    c->quant.w_bits = f == QF_Q8_0 ? 8 : 4;
+    snprintf(c->quant.w_gran, sizeof c->quant.w_gran, "group");
+    c->quant.w_group = QBLOCK;
+    c->quant.w_sym = f != QF_Q4_1;
+}
+
 void config_set(Config *c, const char *key, const char *value, const char *origin) {
     if (!strncmp(key, "quant.overrides.", 16)) {
         set_override(c, key, value, origin);
@@ -281,6 +295,7 @@ void config_set(Config *c, const char *key, const char *value, const char *origi
         }
         if (!ok) qat_fail("%s: %s: expected one of %s, got '%s'", origin, key, f->choices, value);
         strcpy(p, value);
+        if (!strcmp(key, "quant.format")) apply_format(c); /* the weight keys follow from the format */
         break;
     }
     }
@@ -540,6 +555,24 @@ void config_validate(const Config *c, const char *origin) {
     if (q->budget_bpw > 0.0f && (!q->init_from[0] || !q->w_bits))
         qat_fail("%s: quant.budget.bpw: the sensitivities are measured on the float model: set quant.init_from and "
                  "quant.weight.bits", origin);
+    QFormat fm = qformat_of(q->format);
+    if (fm) {
+        int bits = fm == QF_Q8_0 ? 8 : 4;
+        const char *key = q->w_bits != bits                ? "quant.weight.bits"
+                          : strcmp(q->w_gran, "group")     ? "quant.weight.granularity"
+                          : q->w_group != QBLOCK           ? "quant.weight.group_size"
+                          : q->w_sym != (fm != QF_Q4_1)    ? "quant.weight.symmetric"
+                                                           : NULL;
+        if (key) qat_fail("%s: %s contradicts quant.format %s (which sets bits %d, group_size 32%s); leave it out", origin,
+                          key, q->format, bits, fm == QF_Q4_1 ? ", asymmetric" : "");
+        if (fm == QF_Q4_1 && !strcmp(q->estimator, "lsq"))
+            qat_fail("%s: quant.estimator: lsq learns a scale, and q4_1 blocks carry a minimum too; use ste or clipped",
+                     origin);
+        for (int i = 0; i < q->n_ov; i++)
+            if (q->ov[i].bits >= 0 || q->ov[i].group_size >= 0 || q->ov[i].granularity[0])
+                qat_fail("%s: quant.overrides.%s: per-layer weight formats do not combine with quant.format", origin,
+                         q->ov[i].layer);
+    }
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }

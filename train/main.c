@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "                          validation loss of a checkpoint or an exported model\n"
             "  sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
             "                          generate text (KV cache; integer kernels for quantized layers)\n"
-            "  export CHECKPOINT -o MODEL.h5 [--json]\n"
+            "  export CHECKPOINT -o MODEL.h5 [--json] | --format gguf [--f16] -o MODEL.gguf\n"
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
             "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] -o OUT.h5\n"
             "                          post-training quantization of a float checkpoint\n"
@@ -65,6 +65,11 @@ static const char *HELP_SAMPLE =
     "  or an exported model) on the integer kernels.\n";
 static const char *HELP_EXPORT =
     "usage: qat export CHECKPOINT -o MODEL.h5 [--json]\n"
+    "       qat export CHECKPOINT --format gguf [--f16] -o MODEL.gguf\n"
+    "  --format gguf  a GGUF file for llama.cpp (architecture gpt2; the default when -o ends\n"
+    "                 in .gguf): float checkpoints in F32 (--f16: F16), layers trained in\n"
+    "                 quant.format q8_0/q4_0/q4_1 as exactly those blocks, qat's symmetric\n"
+    "                 int8/int4 grids as q8_0/q4_0; a report line per tensor says what it became\n"
     "  Writes a QAT or PTQ checkpoint as a deployable model: quantized weights as int8\n"
     "  or packed int4 codes with their scales, float tensors as float, config and vocab,\n"
     "  a CRC-32 per dataset (docs/checkpoint-format.md). Prints the file size against\n"
@@ -234,13 +239,17 @@ static int cmd_sample(int argc, char **argv) {
 
 static int cmd_export(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_EXPORT, stdout), 0;
-    const char *ckpt = NULL, *out = NULL;
-    bool json = false;
+    const char *ckpt = NULL, *out = NULL, *format = NULL;
+    bool json = false, f16 = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "-o"))
             out = need_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--json"))
             json = true;
+        else if (!strcmp(argv[i], "--format"))
+            format = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--f16"))
+            f16 = true;
         else if (argv[i][0] == '-')
             qat_fail("export: unknown option '%s' (see qat export --help)", argv[i]);
         else if (!ckpt)
@@ -250,6 +259,15 @@ static int cmd_export(int argc, char **argv) {
     }
     if (!ckpt) qat_fail("export: missing CHECKPOINT (see qat export --help)");
     if (!out) qat_fail("export: missing -o MODEL.h5 (see qat export --help)");
+    size_t ol = strlen(out);
+    if (!format) format = ol > 5 && !strcmp(out + ol - 5, ".gguf") ? "gguf" : "h5";
+    if (strcmp(format, "gguf") && strcmp(format, "h5")) qat_fail("--format: expected gguf or h5, got '%s'", format);
+    if (f16 && strcmp(format, "gguf")) qat_fail("--f16: float tensors in half precision are a GGUF option (--format gguf)");
+    if (!strcmp(format, "gguf")) {
+        if (json) qat_fail("--json: the GGUF export prints its per-tensor report as text");
+        export_checkpoint_gguf(ckpt, out, f16, stdout);
+        return 0;
+    }
     ExportReport r = export_checkpoint(ckpt, out);
     /* everything in the file that is not float payload counts against the quantized part */
     double over = ((double)r.file_bytes - (double)r.float_bytes) / (double)r.quant_bytes - 1.0;

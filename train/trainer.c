@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "format/gguf_model.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
 #include "train/mixed.h"
@@ -110,6 +111,23 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     for (int i = 0; i < m.n_q; i++) r.quant_weights += (size_t)m.qm[i].rows * m.qm[i].cols;
     infer_free(&m);
     return r;
+}
+
+size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE *report) {
+    if (infer_is_model_file(ckpt)) qat_fail("%s: an exported qat model; export to GGUF takes the training checkpoint", ckpt);
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
+        qat_fail("%s: -o names the checkpoint itself; choose another file", out);
+    GPT g;
+    Config cfg;
+    Vocab v;
+    model_load(ckpt, &g, &cfg, &v);
+    char name[CONFIG_PATH_MAX];
+    const char *slash = strrchr(cfg.out_dir, '/');
+    snprintf(name, sizeof name, "qat %s", slash ? slash + 1 : cfg.out_dir);
+    size_t n = gguf_export_gpt(&g, &v, name, out, f16, report);
+    gpt_free(&g);
+    return n;
 }
 
 EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels) {

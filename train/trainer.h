@@ -44,6 +44,11 @@ typedef struct ExportReport {
  * checkpoint itself). */
 ExportReport export_checkpoint(const char *ckpt, const char *out);
 
+/* qat export --format gguf: any checkpoint (float, QAT, PTQ) as a GGUF file
+ * for llama.cpp (format/gguf_model.h); the per-tensor report goes to report.
+ * Returns the file size. */
+size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE *report);
+
 typedef struct EvalResult {
     double val_loss;
     char mode[8];      /* full | random (train.eval) */

@@ -1,0 +1,314 @@
+/* gguf_model.c: a qat GPT as a GGUF file for llama.cpp's gpt2 architecture
+ * (see gguf_model.h for the mapping and what is reported). */
+#include "gguf_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/gguf.h"
+#include "quant/blocks.h"
+
+/* GPT-2's byte-to-unicode table: printable bytes stand for themselves, the
+ * rest (controls, space, 127..160, 173) for 256, 257, ... in byte order. */
+static unsigned byte_codepoint(unsigned b) {
+    bool self = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    if (self) return b;
+    unsigned n = 0;
+    for (unsigned c = 0; c < b; c++) n += !((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174);
+    return 256 + n;
+}
+
+static size_t utf8_put(unsigned cp, char *out) {
+    if (cp < 0x80) return out[0] = (char)cp, 1;
+    out[0] = (char)(0xC0 | cp >> 6);
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2; /* every code point of the table is below 0x800 */
+}
+
+typedef struct Out {
+    GgufWriter w;
+    FILE *report;
+    int n_block, n_float;
+} Out;
+
+static void add_f(Out *o, const char *name, const float *x, int64_t ne0, int64_t ne1, bool f16) {
+    int64_t ne[2] = {ne0, ne1};
+    int nd = ne1 > 1 ? 2 : 1;
+    size_t n = (size_t)(ne0 * ne1);
+    if (f16 && nd == 2) {
+        uint16_t *h = xmalloc(n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; i++) h[i] = fp16_from_f32(x[i]);
+        gguf_add_tensor(&o->w, name, nd, ne, GGML_TYPE_F16, h, n * 2);
+        free(h);
+    } else { /* llama.cpp wants norms and biases in F32 */
+        gguf_add_tensor(&o->w, name, nd, ne, GGML_TYPE_F32, x, n * sizeof(float));
+    }
+    o->n_float++;
+}
+
+/* The weights of a quantized Linear as blocks, when a block type holds them
+ * (exactly, or up to the half-precision rounding of qat's float scales, which
+ * is reported); else NULL with the reason in why. */
+static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int *type, size_t *bytes, double *scale_change,
+                       char *why, size_t n) {
+    *scale_change = 0.0;
+    if (cols % QBLOCK) return snprintf(why, n, "rows of %d weights are not whole blocks of 32", cols), NULL;
+    size_t nw = (size_t)rows * cols, nb = nw / QBLOCK;
+    QFormat f = q->w.fmt;
+    if (f) { /* trained in the format: its blocks are what the forward computed */
+        *type = f == QF_Q8_0 ? GGML_TYPE_Q8_0 : f == QF_Q4_0 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q4_1;
+        *bytes = nb * qformat_block_bytes(f);
+        void *out = xmalloc(*bytes);
+        if (!q->w_scale) {
+            blocks_quantize(f, w, nw, out);
+            return out;
+        }
+        int codes[QBLOCK];
+        float tmp[QBLOCK];
+        for (size_t b = 0; b < nb; b++) {
+            block_fake_scaled(f, w + b * QBLOCK, q->w_scale->data[b], tmp, codes);
+            uint16_t d = fp16_from_f32(q->w_scale->data[b]);
+            if (f == QF_Q8_0) {
+                BlockQ8_0 *y = (BlockQ8_0 *)out + b;
+                y->d = d;
+                for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)codes[j];
+            } else {
+                BlockQ4_0 *y = (BlockQ4_0 *)out + b;
+                y->d = d;
+                for (int j = 0; j < QBLOCK / 2; j++) y->qs[j] = (uint8_t)(codes[j] | codes[j + QBLOCK / 2] << 4);
+            }
+        }
+        return out;
+    }
+    /* qat's own symmetric grids map onto q8_0 (5..8 bits) and q4_0 (2..4
+     * bits) when each block of 32 lies in one group */
+    if (!q->w.sym) return snprintf(why, n, "asymmetric int%d has no GGUF block type", q->w.bits), NULL;
+    if (q->w.gran == QG_TENSOR) return snprintf(why, n, "a per-tensor scale has no GGUF block type"), NULL;
+    int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
+    if (group % QBLOCK) return snprintf(why, n, "groups of %d are not whole blocks of 32", group), NULL;
+    if (q->outlier) return snprintf(why, n, "float outlier columns have no GGUF block type"), NULL;
+    size_t ns = quant_n_scales(&q->w, rows, cols);
+    float *sc = xmalloc(ns * sizeof(float));
+    if (q->w_scale) memcpy(sc, q->w_scale->data, ns * sizeof(float));
+    else quant_minmax(&q->w, w, rows, cols, sc, NULL);
+    int qmin = quant_qmin(&q->w), qmax = quant_qmax(&q->w);
+    bool b8 = q->w.bits > 4;
+    *type = b8 ? GGML_TYPE_Q8_0 : GGML_TYPE_Q4_0;
+    *bytes = nb * (b8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
+    void *out = xmalloc(*bytes);
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QBLOCK, r = i0 / (size_t)cols, c = i0 % (size_t)cols;
+        float s = sc[quant_scale_index(&q->w, cols, (int)r, (int)c)];
+        uint16_t d = fp16_from_f32(s);
+        if (s != 0.0f) *scale_change = fmax(*scale_change, fabs((double)fp16_to_f32(d) / s - 1.0));
+        int codes[QBLOCK];
+        for (int j = 0; j < QBLOCK; j++) codes[j] = quant_code(w[i0 + (size_t)j], s, 0.0f, qmin, qmax);
+        if (b8) {
+            BlockQ8_0 *y = (BlockQ8_0 *)out + b;
+            y->d = d;
+            for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)codes[j];
+        } else {
+            BlockQ4_0 *y = (BlockQ4_0 *)out + b;
+            y->d = d;
+            for (int j = 0; j < QBLOCK / 2; j++) y->qs[j] = (uint8_t)((codes[j] + 8) | (codes[j + QBLOCK / 2] + 8) << 4);
+        }
+    }
+    free(sc);
+    return out;
+}
+
+/* What the forward computes from a quantized layer's weights (learned or
+ * min-max scales, rounded zero points, float outlier columns). */
+static void fake_weights(const QLayer *q, const float *w, int rows, int cols, float *out) {
+    size_t ns = quant_n_scales(&q->w, rows, cols);
+    float *sc = xmalloc(ns * sizeof(float)), *zp = q->w.sym ? NULL : xmalloc(ns * sizeof(float));
+    if (q->w_scale) {
+        memcpy(sc, q->w_scale->data, ns * sizeof(float));
+        int qmin = quant_qmin(&q->w), qmax = quant_qmax(&q->w);
+        for (size_t k = 0; zp && k < ns; k++) {
+            float z = q->w_zp ? rintf(q->w_zp->data[k]) : 0.0f;
+            zp[k] = z < qmin ? (float)qmin : z > qmax ? (float)qmax : z;
+        }
+    } else {
+        quant_minmax(&q->w, w, rows, cols, sc, zp);
+    }
+    quant_fake(&q->w, w, rows, cols, q->w.fmt && !q->w_scale ? NULL : sc, zp, out);
+    for (int c = 0; q->outlier && c < cols; c++)
+        if (q->outlier->data[c] > 0.0f)
+            for (int r = 0; r < rows; r++) out[(size_t)r * cols + c] = w[(size_t)r * cols + c];
+    free(sc), free(zp);
+}
+
+static const char *type_name(int t) {
+    return t == GGML_TYPE_Q8_0 ? "q8_0" : t == GGML_TYPE_Q4_0 ? "q4_0" : t == GGML_TYPE_Q4_1 ? "q4_1" : "f32";
+}
+
+/* A Linear's weight [rows, cols] (qat: [out, in]) under the name; its
+ * blocks when quantized, otherwise float. extra_row appends one more row
+ * (the end-of-text token's, for a head). */
+static void add_linear(Out *o, const char *name, const QLayer *q, const float *w, int rows, int cols,
+                       const float *extra_row, bool f16) {
+    int R = rows + (extra_row ? 1 : 0);
+    float *full = (float *)w;
+    if (extra_row) {
+        full = xmalloc((size_t)R * cols * sizeof(float));
+        memcpy(full, w, (size_t)rows * cols * sizeof(float));
+        memcpy(full + (size_t)rows * cols, extra_row, (size_t)cols * sizeof(float));
+    }
+    if (q) {
+        int type;
+        size_t bytes;
+        double change;
+        char why[160];
+        QLayer qq = *q;
+        /* the extra row has no learned scales: its blocks get ggml's own */
+        if (extra_row && qq.w_scale) qq.w_scale = NULL;
+        void *blk = blocks_of(&qq, full, R, cols, &type, &bytes, &change, why, sizeof why);
+        if (blk) {
+            gguf_add_tensor(&o->w, name, 2, (int64_t[]){cols, R}, type, blk, bytes);
+            free(blk);
+            o->n_block++;
+            fprintf(o->report, "  %-28s %-5s [%d x %d]%s", name, type_name(type), R, cols,
+                    q->a_bits ? " (its int8 activation quantization is llama.cpp's own q8_0 there)" : "");
+            if (change > 0.0) fprintf(o->report, " scales rounded to half precision (at most %.2g relative)", change);
+            fprintf(o->report, "\n");
+        } else {
+            /* the fake-quantized weights in float: the same function, at float size */
+            float *fq = xmalloc((size_t)R * cols * sizeof(float));
+            fake_weights(q, w, rows, cols, fq);
+            if (extra_row) memcpy(fq + (size_t)rows * cols, extra_row, (size_t)cols * sizeof(float));
+            add_f(o, name, fq, cols, R, false);
+            fprintf(o->report, "  %-28s f32   [%d x %d] fallback: %s; its fake-quantized values are written in float\n",
+                    name, R, cols, why);
+            free(fq);
+        }
+    } else {
+        add_f(o, name, full, cols, R, f16);
+    }
+    if (extra_row) free(full);
+}
+
+static const QLayer *qlayer_named(const GPT *g, const char *name) {
+    for (int i = 0; i < g->n_q; i++)
+        if (!strcmp(g->qlayers[i].name, name)) return &g->qlayers[i];
+    return NULL;
+}
+
+size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
+    const GPTConfig *c = &g->cfg;
+    int C = c->n_embd, V = c->vocab_size, T = c->block_size;
+    Out o = {.report = report};
+    gguf_writer_init(&o.w);
+    GgufWriter *w = &o.w;
+    /* file type: the block type of the quantized layers when they agree */
+    uint32_t ftype = f16 ? 1 : 0;
+    if (g->n_q) {
+        QFormat f = g->qlayers[0].w.fmt;
+        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
+    }
+    gguf_kv_str(w, "general.architecture", "gpt2");
+    gguf_kv_str(w, "general.name", name);
+    gguf_kv_u32(w, "general.quantization_version", 2);
+    gguf_kv_u32(w, "general.file_type", ftype);
+    gguf_kv_u32(w, "general.alignment", GGUF_ALIGNMENT);
+    gguf_kv_u32(w, "gpt2.context_length", (uint32_t)T);
+    gguf_kv_u32(w, "gpt2.embedding_length", (uint32_t)C);
+    gguf_kv_u32(w, "gpt2.feed_forward_length", (uint32_t)(4 * C));
+    gguf_kv_u32(w, "gpt2.block_count", (uint32_t)c->n_layer);
+    gguf_kv_u32(w, "gpt2.attention.head_count", (uint32_t)c->n_head);
+    gguf_kv_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f);
+    /* the vocabulary: each byte in GPT-2's byte-level spelling, so that
+     * llama.cpp's BPE tokenizer, with no merges, gives qat's ids; then one
+     * control token for BOS/EOS that no character is */
+    char (*text)[4] = xmalloc((size_t)(V + 1) * sizeof *text);
+    const char **toks = xmalloc((size_t)(V + 1) * sizeof *toks);
+    size_t *lens = xmalloc((size_t)(V + 1) * sizeof *lens);
+    int32_t *types = xmalloc((size_t)(V + 1) * sizeof *types);
+    for (int i = 0; i < V; i++) {
+        lens[i] = utf8_put(byte_codepoint(v->chars[i]), text[i]);
+        toks[i] = text[i];
+        types[i] = 1; /* normal */
+    }
+    toks[V] = "<|endoftext|>";
+    lens[V] = strlen(toks[V]);
+    types[V] = 3; /* control */
+    gguf_kv_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_kv_str(w, "tokenizer.ggml.pre", "default");
+    gguf_kv_str_array(w, "tokenizer.ggml.tokens", (size_t)V + 1, toks, lens);
+    gguf_kv_i32_array(w, "tokenizer.ggml.token_type", (size_t)V + 1, types);
+    gguf_kv_str_array(w, "tokenizer.ggml.merges", 0, NULL, NULL);
+    gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)V);
+    gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)V);
+    gguf_kv_bool(w, "tokenizer.ggml.add_bos_token", false);
+    free(text), free(toks), free(lens), free(types);
+
+    /* The end-of-text row of the head: e_i = k / gamma_i makes its logit
+     * k * sum(normalised activations) + k * sum(beta_i / gamma_i), and the
+     * first sum is 0 for every input (layer norm centres it), so choosing k
+     * puts the logit at -100 whatever the text: generation never ends on it. */
+    const float *gam = g->ln_f.w->data, *bet = g->ln_f.b->data;
+    double S = 0.0;
+    bool ok = true;
+    for (int i = 0; i < C; i++) {
+        ok &= fabsf(gam[i]) > 1e-6f;
+        if (ok) S += (double)bet[i] / gam[i];
+    }
+    float *eos = xcalloc((size_t)C, sizeof(float));
+    if (ok && fabs(S) > 1e-3) {
+        double k = -100.0 / S;
+        for (int i = 0; i < C; i++) eos[i] = (float)(k / gam[i]);
+    } else {
+        fprintf(report, "  note: the end-of-text token's logit is 0, not -100 (ln_f has a zero gain or no offset)\n");
+    }
+    const QLayer *qh = qlayer_named(g, "lm_head");
+    fprintf(report, "%s: gpt2, %d layers, width %d, context %d, vocab %d + <|endoftext|> (id %d, BOS and EOS)\n", path,
+            c->n_layer, C, T, V, V);
+    if (qh) { /* a quantized head is its own tensor; the embedding stays float */
+        float *zero = xcalloc((size_t)C, sizeof(float)); /* never an input: no BOS is added */
+        add_linear(&o, "token_embd.weight", NULL, g->wte->data, V, C, zero, f16);
+        add_linear(&o, "output.weight", qh, g->wte->data, V, C, eos, f16);
+        free(zero);
+    } else { /* tied: llama.cpp takes the head from token_embd when output.weight is absent */
+        add_linear(&o, "token_embd.weight", NULL, g->wte->data, V, C, eos, f16);
+    }
+    free(eos);
+    add_f(&o, "position_embd.weight", g->wpe->data, C, T, f16);
+    char nm[96], qn[64];
+    for (int l = 0; l < c->n_layer; l++) {
+        const Block *b = &g->blocks[l];
+        struct {
+            const char *gg, *qat;
+            const Linear *lin;
+            int rows, cols;
+        } lins[] = {{"attn_qkv", "attn.qkv", &b->qkv, 3 * C, C},
+                    {"attn_output", "attn.proj", &b->proj, C, C},
+                    {"ffn_up", "mlp.fc", &b->fc, 4 * C, C},
+                    {"ffn_down", "mlp.proj", &b->fc_proj, C, 4 * C}};
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);
+        add_f(&o, nm, b->ln1.w->data, C, 1, false);
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.bias", l);
+        add_f(&o, nm, b->ln1.b->data, C, 1, false);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
+        add_f(&o, nm, b->ln2.w->data, C, 1, false);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.bias", l);
+        add_f(&o, nm, b->ln2.b->data, C, 1, false);
+        for (int k = 0; k < 4; k++) {
+            snprintf(qn, sizeof qn, "blocks.%d.%s", l, lins[k].qat);
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, lins[k].gg);
+            add_linear(&o, nm, qlayer_named(g, qn), lins[k].lin->w->data, lins[k].rows, lins[k].cols, NULL, f16);
+            snprintf(nm, sizeof nm, "blk.%d.%s.bias", l, lins[k].gg);
+            add_f(&o, nm, lins[k].lin->b->data, lins[k].rows, 1, false);
+        }
+    }
+    add_f(&o, "output_norm.weight", g->ln_f.w->data, C, 1, false);
+    add_f(&o, "output_norm.bias", g->ln_f.b->data, C, 1, false);
+    if (c->n_layer && g->blocks[0].kv_bits)
+        fprintf(report, "  note: the keys and values were fake-quantized to int%d in training; GGUF has no place for "
+                "that (llama.cpp's --cache-type-k/-v q8_0 or q4_0 is the nearest)\n", g->blocks[0].kv_bits);
+    size_t bytes = gguf_write(w, path);
+    fprintf(report, "%zu bytes: %d tensors in blocks, %d in float\n", bytes, o.n_block, o.n_float);
+    gguf_writer_free(w);
+    return bytes;
+}

@@ -1,0 +1,30 @@
+/* gguf_model.h: a qat GPT as a GGUF file that llama.cpp runs (architecture
+ * gpt2). qat's tensors map one to one (token_embd, position_embd,
+ * blk.N.{attn_norm, attn_qkv, attn_output, ffn_norm, ffn_up, ffn_down},
+ * output_norm; weights are [out, in] in both, so nothing is transposed); a
+ * tied head is token_embd alone, a quantized head its own output.weight.
+ * The char vocabulary becomes a BPE vocabulary without merges whose tokens
+ * are the bytes in GPT-2's byte-to-unicode spelling, plus one control token,
+ * <|endoftext|>, as BOS and EOS, whose head row is built so that its logit is
+ * -100 on every input (generation never stops on a character).
+ *
+ * Quantized Linears become their blocks: trained in a block format
+ * (quant.format), exactly the blocks the forward computed; trained on qat's
+ * symmetric grids with groups of whole blocks, q8_0 (5..8 bits) or q4_0
+ * (2..4 bits) with the scales rounded to half precision (reported). Anything
+ * else falls back to its fake-quantized values in float, reported per tensor. */
+#ifndef QAT_GGUF_MODEL_H
+#define QAT_GGUF_MODEL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "data/data.h"
+#include "layers/layers.h"
+
+/* Writes path (atomically); every tensor's type and every change goes to
+ * report. Float tensors in F16 with f16 (norms and biases stay F32).
+ * Returns the file size. */
+size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report);
+
+#endif

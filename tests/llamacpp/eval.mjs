@@ -1,0 +1,58 @@
+// eval.mjs: llama.cpp's view of a GGUF file, through node-llama-cpp 3.21.1
+// (its prebuilt CPU libraries, never a build). Two modes, each printing one
+// JSON line:
+//   node eval.mjs nll MODEL.gguf TEXT BLOCK   mean next-token loss over TEXT
+//     in consecutive non-overlapping windows of BLOCK tokens (qat eval
+//     --data's windows: every token but the first scored once), and the
+//     tokens llama.cpp's tokenizer made of TEXT
+//   node eval.mjs greedy MODEL.gguf PROMPT N  N tokens of greedy generation
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { readFileSync } from "node:fs";
+
+const [mode, modelPath, arg, nArg] = process.argv.slice(2);
+const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+const model = await llama.loadModel({ modelPath });
+const n = Number(nArg);
+// every probability, unchanged by sampling options
+const all = { temperature: 1, topK: 0, topP: 1, minP: 0 };
+
+if (mode === "nll") {
+  const text = readFileSync(arg, "latin1");
+  const tokens = model.tokenize(text, false);
+  // an F32 KV cache: llama.cpp's default F16 one rounds every key and value
+  const context = await model.createContext({ contextSize: n, batchSize: n, sequences: 1, threads: 2,
+    experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", flashAttention: false });
+  const seq = context.getSequence();
+  let sum = 0, scored = 0, windows = 0;
+  for (let s = 0; s + 1 < tokens.length; s += n) {
+    const len = Math.min(n, tokens.length - 1 - s);
+    await seq.clearHistory();
+    const input = [];
+    for (let i = 0; i < len; i++) input.push([tokens[s + i], { generateNext: { probabilities: true, options: all } }]);
+    const out = await seq.controlledEvaluate(input);
+    for (let i = 0; i < len; i++) {
+      const p = out[i].next.probabilities.get(tokens[s + i + 1]) ?? 0;
+      sum += -Math.log(Math.max(p, 1e-45));
+      scored++;
+    }
+    windows++;
+  }
+  console.log(JSON.stringify({ nll: sum / scored, tokens: scored, windows, n_tokens: tokens.length,
+                               ids: Array.from(tokens.slice(0, 64)) }));
+} else if (mode === "greedy") {
+  const prompt = model.tokenize(arg, false);
+  const context = await model.createContext({ contextSize: model.trainContextSize, sequences: 1, threads: 2 });
+  const seq = context.getSequence();
+  const made = [];
+  let input = prompt.map((t, i) => (i + 1 < prompt.length ? t : [t, { generateNext: { token: true, options: { temperature: 0 } } }]));
+  for (let k = 0; k < n; k++) {
+    const out = await seq.controlledEvaluate(input);
+    const t = out[input.length - 1].next.token;
+    made.push(t);
+    input = [[t, { generateNext: { token: true, options: { temperature: 0 } } }]];
+  }
+  console.log(JSON.stringify({ text: model.detokenize(made), ids: made }));
+} else {
+  console.error("usage: node eval.mjs nll MODEL.gguf TEXT BLOCK | greedy MODEL.gguf PROMPT N");
+  process.exit(2);
+}
