@@ -122,7 +122,7 @@ size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE 
     Config cfg;
     Vocab v;
     model_load(ckpt, &g, &cfg, &v);
-    char name[CONFIG_PATH_MAX];
+    char name[CONFIG_PATH_MAX + 8];
     const char *slash = strrchr(cfg.out_dir, '/');
     snprintf(name, sizeof name, "qat %s", slash ? slash + 1 : cfg.out_dir);
     size_t n = gguf_export_gpt(&g, &v, name, out, f16, report);

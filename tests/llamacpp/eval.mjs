@@ -19,8 +19,9 @@ const all = { temperature: 1, topK: 0, topP: 1, minP: 0 };
 if (mode === "nll") {
   const text = readFileSync(arg, "latin1");
   const tokens = model.tokenize(text, false);
-  // an F32 KV cache: llama.cpp's default F16 one rounds every key and value
-  const context = await model.createContext({ contextSize: n, batchSize: n, sequences: 1, threads: 2,
+  // an F32 KV cache: llama.cpp's default F16 one rounds every key and value;
+  // room beyond the window: a context exactly full changes the last position
+  const context = await model.createContext({ contextSize: 2 * n, batchSize: n, sequences: 1, threads: 2,
     experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", flashAttention: false });
   const seq = context.getSequence();
   let sum = 0, scored = 0, windows = 0;
@@ -41,7 +42,8 @@ if (mode === "nll") {
                                ids: Array.from(tokens.slice(0, 64)) }));
 } else if (mode === "greedy") {
   const prompt = model.tokenize(arg, false);
-  const context = await model.createContext({ contextSize: model.trainContextSize, sequences: 1, threads: 2 });
+  // prompt + N must stay within the trained context (learned positions)
+  const context = await model.createContext({ contextSize: 2 * model.trainContextSize, sequences: 1, threads: 2 });
   const seq = context.getSequence();
   const made = [];
   let input = prompt.map((t, i) => (i + 1 < prompt.length ? t : [t, { generateNext: { token: true, options: { temperature: 0 } } }]));
