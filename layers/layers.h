@@ -25,6 +25,7 @@ typedef struct QLayer {
     Tensor *outlier;        /* [in] 1 = input feature kept float (outlier split), or NULL */
     Observer obs;
     QMode mode;
+    bool a_blocks;          /* inputs fake-quantized to q8_0 blocks (quant.act_format), as llama.cpp does */
 } QLayer;
 
 typedef struct Linear {

@@ -100,6 +100,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     QFormat fm = qformat_of(q->format);
     if (fm) {
         ql->w = quant_spec_of_format(fm);
+        ql->a_blocks = !strcmp(q->act_format, "q8_0");
         if (in % QBLOCK)
             qat_fail("%s: quant.format: %s needs input dimensions that are multiples of 32; %s has %d", origin, q->format,
                      name, in);
@@ -232,6 +233,9 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
     if (q->w.fmt) {
+        if (q->a_blocks)
+            qat_fail("%s: quant.act_format q8_0 simulates llama.cpp; such models go to it: qat export --format gguf",
+                     q->name);
         if (q->w.fmt != QF_Q8_0)
             qat_fail("%s: %s blocks run in llama.cpp: export them with qat export --format gguf (qat's own integer "
                      "files hold symmetric int4 codes -7..7)", q->name, qformat_name(q->w.fmt));

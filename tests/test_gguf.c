@@ -153,6 +153,10 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
         /* llama.cpp also quantizes the activations (to q8_0) before each block product */
         cr_assert_lt(fabs(nll_gap(ck, model)), 1e-3, "%s", fmts[i]);
     }
+    /* with llama.cpp's q8_0 activations simulated, qat evaluates what llama.cpp computes */
+    char *rep, *ck = train_qat("q4_0-act", "format: q4_0, act_format: q8_0");
+    double gap = nll_gap(ck, export_gguf(ck, "q4_0-act.gguf", &rep));
+    cr_assert_lt(fabs(gap), 2e-5, "q4_0 with act_format q8_0: %+.2e", gap);
 }
 
 Test(gguf, grids_without_a_block_type_fall_back_to_float_and_say_so) {

@@ -95,6 +95,10 @@ static const Field FIELDS[] = {
       "llama.cpp's block formats for the weights, exactly as llama.cpp stores and runs them: 32 weights per block "
       "with a half-precision scale (q4_1: and minimum), ggml's rounding; sets quant.weight.bits (8 or 4), "
       "granularity group, group_size 32 and symmetric (false for q4_1). qat export --format gguf writes the blocks"),
+    F("quant.act_format", CF_ENUM, quant.act_format, 0, 0, 0, "none", "none|q8_0",
+      "with quant.format: fake-quantize the input of every block-format Linear to q8_0 blocks of 32, as llama.cpp's "
+      "CPU matrix products do before each q8_0/q4_0/q4_1 product, so training and evaluation see what llama.cpp "
+      "computes (straight-through gradient)"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
       "one weight scale per tensor, per output channel, or per group of quant.weight.group_size inputs"),
     F("quant.weight.group_size", CF_INT, quant.w_group, 1, 65536, 0, "32", NULL,
@@ -568,11 +572,16 @@ void config_validate(const Config *c, const char *origin) {
         if (fm == QF_Q4_1 && !strcmp(q->estimator, "lsq"))
             qat_fail("%s: quant.estimator: lsq learns a scale, and q4_1 blocks carry a minimum too; use ste or clipped",
                      origin);
+        if (q->a_bits)
+            qat_fail("%s: quant.activation.bits: llama.cpp quantizes the activations of block formats itself; use "
+                     "quant.act_format: q8_0 to train with what it does", origin);
         for (int i = 0; i < q->n_ov; i++)
             if (q->ov[i].bits >= 0 || q->ov[i].group_size >= 0 || q->ov[i].granularity[0])
                 qat_fail("%s: quant.overrides.%s: per-layer weight formats do not combine with quant.format", origin,
                          q->ov[i].layer);
     }
+    if (strcmp(q->act_format, "none") && !fm)
+        qat_fail("%s: quant.act_format: simulates llama.cpp's activations for block formats: set quant.format too", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
 }
