@@ -113,3 +113,213 @@ size_t gguf_write(GgufWriter *w, const char *path) {
     free(out);
     return total;
 }
+
+/* ---- reading ---- */
+
+#include <stdio.h>
+#include <sys/stat.h>
+
+typedef struct Cur {
+    const GgufFile *f;
+    size_t at;
+} Cur;
+
+static _Noreturn void bad(const GgufFile *f, const char *what) { qat_fail("%s: not a valid GGUF file: %s", f->path, what); }
+
+static const uint8_t *take(Cur *c, size_t n, const char *what) {
+    if (n > c->f->size - c->at) bad(c->f, what);
+    const uint8_t *p = c->f->img + c->at;
+    c->at += n;
+    return p;
+}
+
+static uint64_t take_u64(Cur *c, const char *what) {
+    uint64_t v;
+    memcpy(&v, take(c, 8, what), 8);
+    return v;
+}
+
+static uint32_t take_u32(Cur *c, const char *what) {
+    uint32_t v;
+    memcpy(&v, take(c, 4, what), 4);
+    return v;
+}
+
+static size_t scalar_size(uint32_t t) {
+    static const size_t sz[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < sizeof sz / sizeof *sz ? sz[t] : 0;
+}
+
+/* skips one value of type t (not an array) */
+static void skip_value(Cur *c, uint32_t t, const char *what) {
+    if (t == GGUF_STRING) {
+        uint64_t n = take_u64(c, what);
+        take(c, n, what);
+    } else if (scalar_size(t)) {
+        take(c, scalar_size(t), what);
+    } else {
+        bad(c->f, what);
+    }
+}
+
+size_t gguf_type_bytes(uint32_t type, int64_t ne0, int64_t rest) {
+    size_t n = (size_t)ne0 * (size_t)rest;
+    switch (type) {
+    case GGML_TYPE_F32: return n * 4;
+    case GGML_TYPE_F16: return n * 2;
+    case GGML_TYPE_Q8_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 34;
+    case GGML_TYPE_Q4_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 18;
+    case GGML_TYPE_Q4_1: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 20;
+    default: return 0;
+    }
+}
+
+bool gguf_is_file(const char *path) {
+    /* a FIFO would block the probe; the loader then says what path is */
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return false;
+    char m[4] = {0};
+    bool yes = fread(m, 1, 4, fp) == 4 && !memcmp(m, "GGUF", 4);
+    fclose(fp);
+    return yes;
+}
+
+void gguf_read(GgufFile *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    f->img = (uint8_t *)xread_file(path, &f->size);
+    Cur c = {f, 0};
+    if (f->size < 24 || memcmp(f->img, "GGUF", 4)) bad(f, "no GGUF magic");
+    c.at = 4;
+    uint32_t version = take_u32(&c, "header");
+    if (version != 3) qat_fail("%s: GGUF version %u; qat reads version 3", path, version);
+    uint64_t n_t = take_u64(&c, "header"), n_kv = take_u64(&c, "header");
+    /* every entry takes at least 16 bytes: counts beyond that are lies */
+    if (n_t > f->size / 16 || n_kv > f->size / 16) bad(f, "tensor or key count larger than the file");
+    f->kv = xcalloc(n_kv ? n_kv : 1, sizeof *f->kv);
+    f->t = xcalloc(n_t ? n_t : 1, sizeof *f->t);
+    for (uint64_t i = 0; i < n_kv; i++) {
+        GgufKV *kv = &f->kv[i];
+        kv->key_len = take_u64(&c, "a key");
+        kv->key = (const char *)take(&c, kv->key_len, "a key");
+        f->n_kv = i + 1;
+        char what[160];
+        snprintf(what, sizeof what, "the value of %.*s", (int)(kv->key_len < 100 ? kv->key_len : 100), kv->key);
+        kv->type = take_u32(&c, what);
+        kv->val = f->img + c.at;
+        if (kv->type == GGUF_ARRAY) {
+            kv->arr_type = take_u32(&c, what);
+            kv->n = take_u64(&c, what);
+            if (kv->arr_type == GGUF_ARRAY) bad(f, "nested arrays");
+            if (kv->n > f->size) bad(f, what);
+            kv->val = f->img + c.at;
+            for (uint64_t k = 0; k < kv->n; k++) skip_value(&c, kv->arr_type, what);
+        } else {
+            skip_value(&c, kv->type, what);
+        }
+    }
+    for (uint64_t i = 0; i < n_t; i++) {
+        GgufTensor *t = &f->t[i];
+        uint64_t nl = take_u64(&c, "a tensor name");
+        const uint8_t *name = take(&c, nl, "a tensor name");
+        if (nl == 0 || nl >= sizeof t->name) bad(f, "a tensor name is empty or longer than 95 bytes");
+        memcpy(t->name, name, nl);
+        f->n_t = i + 1;
+        char what[160];
+        snprintf(what, sizeof what, "tensor %s", t->name);
+        t->nd = (int)take_u32(&c, what);
+        if (t->nd < 1 || t->nd > 4) qat_fail("%s: tensor %s has %d dimensions (1..4)", path, t->name, t->nd);
+        int64_t rest = 1;
+        for (int d = 0; d < t->nd; d++) {
+            uint64_t ne = take_u64(&c, what);
+            if (ne < 1 || ne > (1u << 30)) qat_fail("%s: tensor %s has a dimension of %llu", path, t->name,
+                                                   (unsigned long long)ne);
+            t->ne[d] = (int64_t)ne;
+            if (d) rest *= (int64_t)ne;
+            if (rest > (int64_t)1 << 40) qat_fail("%s: tensor %s is larger than any file", path, t->name);
+        }
+        t->type = take_u32(&c, what);
+        uint64_t off = take_u64(&c, what);
+        t->bytes = gguf_type_bytes(t->type, t->ne[0], rest);
+        if (!t->bytes) qat_fail("%s: tensor %s has ggml type %u with rows of %lld (qat reads f32, f16, q8_0, q4_0, q4_1)",
+                                path, t->name, t->type, (long long)t->ne[0]);
+        if (off % GGUF_ALIGNMENT) qat_fail("%s: tensor %s is not aligned to %d bytes", path, t->name, GGUF_ALIGNMENT);
+        t->data = (const uint8_t *)(uintptr_t)off; /* relative until the data section is known */
+        for (uint64_t k = 0; k < i; k++)
+            if (!strcmp(f->t[k].name, t->name)) qat_fail("%s: tensor %s appears twice", path, t->name);
+    }
+    size_t data0 = (c.at + GGUF_ALIGNMENT - 1) / GGUF_ALIGNMENT * GGUF_ALIGNMENT;
+    if (data0 > f->size) bad(f, "no data section");
+    for (size_t i = 0; i < f->n_t; i++) {
+        GgufTensor *t = &f->t[i];
+        size_t off = (size_t)(uintptr_t)t->data;
+        if (off > f->size - data0 || t->bytes > f->size - data0 - off)
+            qat_fail("%s: tensor %s lies beyond the end of the file (truncated?)", path, t->name);
+        t->data = f->img + data0 + off;
+    }
+}
+
+void gguf_free(GgufFile *f) {
+    free(f->img), free(f->kv), free(f->t);
+    memset(f, 0, sizeof *f);
+}
+
+const GgufKV *gguf_find_kv(const GgufFile *f, const char *key) {
+    size_t n = strlen(key);
+    for (size_t i = 0; i < f->n_kv; i++)
+        if (f->kv[i].key_len == n && !memcmp(f->kv[i].key, key, n)) return &f->kv[i];
+    return NULL;
+}
+
+static const GgufKV *need(const GgufFile *f, const char *key, uint32_t type) {
+    const GgufKV *kv = gguf_find_kv(f, key);
+    if (!kv) qat_fail("%s: GGUF key %s is missing", f->path, key);
+    if (kv->type != type) qat_fail("%s: GGUF key %s has value type %u, not %u", f->path, key, kv->type, type);
+    return kv;
+}
+
+uint32_t gguf_get_u32(const GgufFile *f, const char *key) {
+    uint32_t v;
+    memcpy(&v, need(f, key, GGUF_UINT32)->val, 4);
+    return v;
+}
+
+float gguf_get_f32(const GgufFile *f, const char *key) {
+    float v;
+    memcpy(&v, need(f, key, GGUF_FLOAT32)->val, 4);
+    return v;
+}
+
+char *gguf_get_str(const GgufFile *f, const char *key) {
+    const GgufKV *kv = need(f, key, GGUF_STRING);
+    uint64_t n;
+    memcpy(&n, kv->val, 8);
+    char *s = xmalloc((size_t)n + 1);
+    memcpy(s, kv->val + 8, (size_t)n);
+    s[n] = '\0';
+    return s;
+}
+
+const char *gguf_array_str(const GgufFile *f, const GgufKV *kv, uint64_t i, size_t *len) {
+    if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || i >= kv->n)
+        qat_fail("%s: GGUF key %.*s is not an array of at least %llu strings", f->path, (int)kv->key_len, kv->key,
+                 (unsigned long long)i + 1);
+    const uint8_t *p = kv->val; /* bounds were checked by gguf_read */
+    for (uint64_t k = 0;; k++) {
+        uint64_t n;
+        memcpy(&n, p, 8);
+        if (k == i) {
+            *len = (size_t)n;
+            return (const char *)p + 8;
+        }
+        p += 8 + n;
+    }
+}
+
+const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name) {
+    for (size_t i = 0; i < f->n_t; i++)
+        if (!strcmp(f->t[i].name, name)) return &f->t[i];
+    return NULL;
+}

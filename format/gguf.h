@@ -19,6 +19,7 @@ enum {
     GGUF_STRING, GGUF_ARRAY, GGUF_UINT64, GGUF_INT64, GGUF_FLOAT64
 };
 #define GGUF_ALIGNMENT 32
+#define QBLOCK_GGUF 32 /* elements per q8_0/q4_0/q4_1 block */
 
 typedef struct GgufWriter {
     /* metadata, serialised as it is added */
@@ -51,3 +52,51 @@ void gguf_add_tensor(GgufWriter *w, const char *name, int nd, const int64_t *ne,
 size_t gguf_write(GgufWriter *w, const char *path);
 
 #endif
+
+/* ---- reading ---- */
+
+typedef struct GgufKV {
+    const char *key; /* not NUL-terminated: key_len bytes */
+    size_t key_len;
+    uint32_t type, arr_type; /* arr_type and n: arrays */
+    uint64_t n;
+    const uint8_t *val; /* the value's bytes in the file image */
+} GgufKV;
+
+typedef struct GgufTensor {
+    char name[96];
+    int nd;
+    int64_t ne[4];
+    uint32_t type;
+    const uint8_t *data;
+    size_t bytes;
+} GgufTensor;
+
+typedef struct GgufFile {
+    const char *path;
+    uint8_t *img; /* the whole file */
+    size_t size;
+    GgufKV *kv;
+    size_t n_kv;
+    GgufTensor *t;
+    size_t n_t;
+} GgufFile;
+
+/* True when path starts with GGUF's magic. */
+bool gguf_is_file(const char *path);
+/* Reads and checks the whole structure (bounds of every string, array and
+ * tensor, known types, sizes that match the types, aligned offsets); any
+ * fault is one line naming the file and the key or tensor. */
+void gguf_read(GgufFile *f, const char *path);
+void gguf_free(GgufFile *f);
+const GgufKV *gguf_find_kv(const GgufFile *f, const char *key);
+/* Typed getters: fail naming the key when missing or of another type. */
+uint32_t gguf_get_u32(const GgufFile *f, const char *key);
+float gguf_get_f32(const GgufFile *f, const char *key);
+/* malloc'd copy of a string value */
+char *gguf_get_str(const GgufFile *f, const char *key);
+/* String i of an array of strings: pointer into the image and its length. */
+const char *gguf_array_str(const GgufFile *f, const GgufKV *kv, uint64_t i, size_t *len);
+const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
+/* Bytes of a tensor of type with ne[0] x rest elements, 0 for an unknown type. */
+size_t gguf_type_bytes(uint32_t type, int64_t ne0, int64_t rest);

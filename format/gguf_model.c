@@ -312,3 +312,175 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
     gguf_writer_free(w);
     return bytes;
 }
+
+/* ---- reading a gpt2 GGUF ---- */
+
+static int codepoint_byte(unsigned cp) {
+    for (unsigned b = 0; b < 256; b++)
+        if (byte_codepoint(b) == cp) return (int)b;
+    return -1;
+}
+
+/* Float values of tensor t (ne0 x rows), dequantized. */
+static float *tensor_floats(const GgufFile *f, const GgufTensor *t, int64_t ne0, int64_t rows) {
+    if (t->ne[0] != ne0 || (t->nd > 1 ? t->ne[1] : 1) != rows || t->nd > 2)
+        qat_fail("%s: tensor %s is [%lld x %lld], the model needs [%lld x %lld]", f->path, t->name, (long long)t->ne[0],
+                 (long long)(t->nd > 1 ? t->ne[1] : 1), (long long)ne0, (long long)rows);
+    size_t n = (size_t)(ne0 * rows);
+    float *x = xmalloc(n * sizeof(float));
+    if (t->type == GGML_TYPE_F32) memcpy(x, t->data, n * sizeof(float));
+    else if (t->type == GGML_TYPE_F16)
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, t->data + 2 * i, 2);
+            x[i] = fp16_to_f32(h);
+        }
+    else {
+        QFormat q = t->type == GGML_TYPE_Q8_0 ? QF_Q8_0 : t->type == GGML_TYPE_Q4_0 ? QF_Q4_0 : QF_Q4_1;
+        /* the image is not aligned for the block structs: copy first */
+        void *blk = xmalloc(t->bytes);
+        memcpy(blk, t->data, t->bytes);
+        blocks_dequantize(q, blk, n, x);
+        free(blk);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", f->path, t->name, x[i], i);
+    return x;
+}
+
+static const GgufTensor *need_tensor(const GgufFile *f, const char *name) {
+    const GgufTensor *t = gguf_find_tensor(f, name);
+    if (!t) qat_fail("%s: tensor %s is missing", f->path, name);
+    return t;
+}
+
+static void load_into(const GgufFile *f, const char *name, Tensor *dst, int64_t ne0, int64_t rows) {
+    float *x = tensor_floats(f, need_tensor(f, name), ne0, rows);
+    memcpy(dst->data, x, (size_t)(ne0 * rows) * sizeof(float));
+    free(x);
+}
+
+typedef struct LoadCtx {
+    GgufFile f;
+    GPT *g;
+    Vocab *v;
+    Config *cfg;
+    bool built;
+} LoadCtx;
+
+static void load_gguf(void *p) {
+    LoadCtx *x = p;
+    GgufFile *f = &x->f;
+    GPT *g = x->g;
+    Vocab *v = x->v;
+    Config *cfg = x->cfg;
+    char *arch = gguf_get_str(f, "general.architecture");
+    bool ok = !strcmp(arch, "gpt2");
+    if (!ok) qat_fail("%s: architecture %s; qat reads gpt2 GGUF files (the Llama architecture is issue #16)", f->path, arch);
+    free(arch);
+    int T = (int)gguf_get_u32(f, "gpt2.context_length"), C = (int)gguf_get_u32(f, "gpt2.embedding_length");
+    int L = (int)gguf_get_u32(f, "gpt2.block_count"), H = (int)gguf_get_u32(f, "gpt2.attention.head_count");
+    if (gguf_get_u32(f, "gpt2.feed_forward_length") != 4u * (uint32_t)C)
+        qat_fail("%s: gpt2.feed_forward_length is not 4 x embedding_length, as qat's GPT has", f->path);
+    if (fabsf(gguf_get_f32(f, "gpt2.attention.layer_norm_epsilon") - 1e-5f) > 1e-9f)
+        qat_fail("%s: gpt2.attention.layer_norm_epsilon is not qat's 1e-5", f->path);
+    char *tm = gguf_get_str(f, "tokenizer.ggml.model");
+    ok = !strcmp(tm, "gpt2");
+    free(tm);
+    if (!ok) qat_fail("%s: tokenizer.ggml.model is not gpt2", f->path);
+    const GgufKV *merges = gguf_find_kv(f, "tokenizer.ggml.merges"), *toks = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    if (merges && merges->n) qat_fail("%s: tokenizer.ggml.merges: a BPE vocabulary; qat reads byte-level ones", f->path);
+    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n < 2 || toks->n > 257)
+        qat_fail("%s: tokenizer.ggml.tokens: expected 2..257 strings (the bytes and <|endoftext|>)", f->path);
+    /* the bytes, then <|endoftext|> */
+    uint8_t chars[256];
+    int V = (int)toks->n - 1;
+    for (int i = 0; i <= V; i++) {
+        size_t len;
+        const char *s = gguf_array_str(f, toks, (uint64_t)i, &len);
+        if (i == V) {
+            if (len != 13 || memcmp(s, "<|endoftext|>", 13)) qat_fail("%s: the last token is not <|endoftext|>", f->path);
+            break;
+        }
+        const unsigned char *u = (const unsigned char *)s;
+        unsigned cp = len == 1 && u[0] < 0x80               ? u[0]
+                      : len == 2 && (u[0] & 0xE0) == 0xC0 ? (unsigned)(u[0] & 0x1F) << 6 | (u[1] & 0x3F)
+                                                           : 0x110000;
+        int b = codepoint_byte(cp);
+        if (b < 0 || (i && b <= chars[i - 1]))
+            qat_fail("%s: tokenizer.ggml.tokens[%d] is not the next byte of a byte-level vocabulary", f->path, i);
+        chars[i] = (uint8_t)b;
+    }
+    vocab_from_chars(v, chars, V);
+    /* the config the file describes; its Linears in q8_0 are q8_0 layers */
+    config_defaults(cfg);
+    cfg->model.n_layer = L, cfg->model.n_head = H, cfg->model.n_embd = C, cfg->model.block_size = T;
+    char origin[4096 + 16];
+    snprintf(origin, sizeof origin, "%s:gpt2", f->path);
+    if (L < 1 || L > 256 || H < 1 || C < 1 || C > 65536 || T < 1 || T > 65536 || C % H)
+        qat_fail("%s: the gpt2 hyperparameters (%d layers, %d heads, width %d, context %d) are no qat GPT", f->path, L, H,
+                 C, T);
+    const GgufTensor *qkv0 = need_tensor(f, "blk.0.attn_qkv.weight");
+    bool q8 = qkv0->type == GGML_TYPE_Q8_0;
+    const GgufTensor *out = gguf_find_tensor(f, "output.weight");
+    if (out && out->type != GGML_TYPE_Q8_0)
+        qat_fail("%s: output.weight in ggml type %u: qat ties the head to token_embd, so it reads separate heads in "
+                 "q8_0 only", f->path, out->type);
+    if (q8 || out) {
+        config_set(cfg, "quant.format", "q8_0", origin);
+        config_set(cfg, "quant.layers", q8 && out ? "blocks.*, lm_head" : out ? "lm_head" : "blocks.*", origin);
+    }
+    GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T};
+    gpt_build(g, &gc, q8 || out ? &cfg->quant : NULL, origin);
+    x->built = true;
+    float *emb = tensor_floats(f, need_tensor(f, "token_embd.weight"), C, V + 1);
+    memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
+    free(emb);
+    load_into(f, "position_embd.weight", g->wpe, C, T);
+    char nm[96];
+    for (int l = 0; l < L; l++) {
+        Block *b = &g->blocks[l];
+        struct {
+            const char *gg;
+            Linear *lin;
+            int rows, cols;
+        } lins[] = {{"attn_qkv", &b->qkv, 3 * C, C}, {"attn_output", &b->proj, C, C}, {"ffn_up", &b->fc, 4 * C, C},
+                    {"ffn_down", &b->fc_proj, C, 4 * C}};
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l), load_into(f, nm, b->ln1.w, C, 1);
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.bias", l), load_into(f, nm, b->ln1.b, C, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l), load_into(f, nm, b->ln2.w, C, 1);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.bias", l), load_into(f, nm, b->ln2.b, C, 1);
+        for (int k = 0; k < 4; k++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, lins[k].gg);
+            const GgufTensor *t = need_tensor(f, nm);
+            if ((t->type == GGML_TYPE_Q8_0) != q8)
+                qat_fail("%s: tensor %s: qat reads files whose Linears are all q8_0 or none", f->path, nm);
+            load_into(f, nm, lins[k].lin->w, lins[k].cols, lins[k].rows);
+            snprintf(nm, sizeof nm, "blk.%d.%s.bias", l, lins[k].gg), load_into(f, nm, lins[k].lin->b, lins[k].rows, 1);
+        }
+    }
+    load_into(f, "output_norm.weight", g->ln_f.w, C, 1);
+    load_into(f, "output_norm.bias", g->ln_f.b, C, 1);
+    if (out) { /* qat's heads are tied: a separate head must be the embedding's own q8_0 blocks */
+        float *h = tensor_floats(f, out, C, V + 1), *e = xmalloc((size_t)V * C * sizeof(float));
+        QuantSpec s = quant_spec_of_format(QF_Q8_0);
+        quant_fake(&s, g->wte->data, V, C, NULL, NULL, e);
+        size_t far = 0;
+        for (size_t i = 0; i < (size_t)V * C; i++) far += h[i] != e[i];
+        free(h), free(e);
+        if (far) qat_fail("%s: output.weight is not token_embd's q8_0 blocks (an untied head; qat's GPT ties them)", f->path);
+    }
+}
+
+void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg) {
+    LoadCtx *x = xcalloc(1, sizeof *x);
+    x->g = g, x->v = v, x->cfg = cfg;
+    gguf_read(&x->f, path);
+    /* a file that fails halfway frees what it built (the fuzz target runs millions) */
+    char msg[1024];
+    bool ok = qat_try(load_gguf, x, msg, sizeof msg);
+    if (!ok && x->built) gpt_free(g);
+    gguf_free(&x->f);
+    free(x);
+    if (!ok) qat_fail("%s", msg);
+}

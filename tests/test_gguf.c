@@ -135,6 +135,8 @@ Test(gguf, f32_export_is_the_same_model_in_llama_cpp) {
         cr_assert_eq(cJSON_GetArrayItem(ids, i)->valueint, v.index[(uint8_t)val[i]], "token %d of the text", i);
     cr_assert_eq(cJSON_GetObjectItem(j, "n_tokens")->valueint, 12000, "one token per byte");
     cJSON_Delete(j);
+    double back = qat_eval(model), orig = qat_eval(ck);
+    cr_assert_lt(fabs(back - orig), 2e-6, "qat eval of the GGUF %.6f, of the checkpoint %.6f", back, orig);
     /* measured 2e-6 (llama.cpp's CPU path takes GELU from a half-precision table) */
     cr_assert_lt(fabs(nll_gap(ck, model)), 1e-4);
 }
@@ -152,6 +154,9 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
         cr_assert(!strstr(rep, "fallback"), "%s", rep);
         /* llama.cpp also quantizes the activations (to q8_0) before each block product */
         cr_assert_lt(fabs(nll_gap(ck, model)), 1e-3, "%s", fmts[i]);
+        /* and qat reads the file back: the same model, q8_0 on the integer kernels */
+        double back = qat_eval(model), fq = qat_eval(ck);
+        cr_assert_lt(fabs(back - fq), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint %.6f", fmts[i], back, fq);
     }
     /* with llama.cpp's q8_0 activations simulated, qat evaluates what llama.cpp computes */
     char *rep, *ck = train_qat("q4_0-act", "format: q4_0, act_format: q8_0");

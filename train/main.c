@@ -20,9 +20,9 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
-            "  eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
+            "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int]\n"
             "                          validation loss of a checkpoint or an exported model\n"
-            "  sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "  sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
             "                          generate text (KV cache; integer kernels for quantized layers)\n"
             "  export CHECKPOINT -o MODEL.h5 [--json] | --format gguf [--f16] -o MODEL.gguf\n"
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
@@ -56,7 +56,8 @@ static const char *HELP_EVAL =
     "  --json      print one JSON object: val_loss, eval, windows, block_size, tokens, kernels\n"
     "  --int       run a QAT checkpoint's quantized layers on real integer weights and the\n"
     "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n"
-    "  An exported MODEL.h5 (qat export) always runs on the integer kernels.\n";
+    "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
+    "  (qat export --format gguf) needs --data, and runs its q8_0 layers on them.\n";
 static const char *HELP_SAMPLE =
     "usage: qat sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "format/gguf.h"
 #include "format/gguf_model.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
@@ -76,7 +77,10 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     }
     GPT g;
     Vocab v;
-    model_load(path, &g, cfg, &v);
+    if (gguf_is_file(path)) /* llama.cpp's file: its q8_0 layers back on the integer kernels */
+        gguf_load_gpt(path, &g, &v, cfg);
+    else
+        model_load(path, &g, cfg, &v);
     char *yaml = config_to_yaml(cfg);
     infer_from_gpt(m, &g, &v, yaml);
     free(yaml);
@@ -135,10 +139,12 @@ EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels)
     InferModel m;
     GPT g;
     Vocab v;
-    bool infer = int_kernels || infer_is_model_file(path);
+    bool gguf = gguf_is_file(path);
+    if (gguf && !data) qat_fail("%s: a GGUF file carries no training corpus: pass --data FILE", path);
+    bool infer = int_kernels || gguf || infer_is_model_file(path);
     if (infer) {
         model_load_infer(path, &m, &cfg);
-        if (m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
+        if (int_kernels && m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
         v = m.vocab;
     } else {
         model_load(path, &g, &cfg, &v);
@@ -163,7 +169,7 @@ EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels)
     }
     EvalWindows w;
     eval_windows_of(&cfg, n, &w);
-    EvalResult r = {.windows = w.n, .tokens = w.tokens, .block_size = T, .integer = infer};
+    EvalResult r = {.windows = w.n, .tokens = w.tokens, .block_size = T, .integer = infer && m.n_q > 0};
     snprintf(r.mode, sizeof r.mode, "%s", cfg.train.eval);
     if (infer) {
         r.val_loss = infer_eval_loss(&m, tok, &w);

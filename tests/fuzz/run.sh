@@ -12,11 +12,11 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 B=build-fuzz
 cmake -S . -B $B -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQAT_FUZZ=ON -DQAT_TESTS=OFF >/dev/null
-cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_model >/dev/null
+cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_model fuzz_gguf >/dev/null
 
 # ---- seeds ----
 S=$B/seeds
-rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model
+rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model $S/gguf
 cp configs/*.yaml $S/config/
 printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
 export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
@@ -43,12 +43,26 @@ $B/qat train $W/w8a8.yaml --resume >/dev/null
 $B/qat export $W/w8a8/checkpoint.h5 -o $S/model/w8a8.h5 >/dev/null
 $B/qat ptq $W/float/checkpoint.h5 --method outlier --threshold 0.5 -o $W/outlier.h5 >/dev/null
 $B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
+# GGUF: F32, q8_0 and q4_0/q4_1 models as llama.cpp gets them (width 32: whole 32-blocks)
+gg="model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 8}
+data: {path: $corpus}
+train: {batch_size: 4, iters: 4, eval_every: 4, eval: random, eval_batches: 2, threads: 1}"
+printf '%s\nout_dir: %s/g-float\n' "$gg" $W > $W/g-float.yaml
+$B/qat train $W/g-float.yaml >/dev/null
+$B/qat export $W/g-float/checkpoint.h5 -o $S/gguf/f32.gguf >/dev/null
+$B/qat export $W/g-float/checkpoint.h5 --f16 -o $S/gguf/f16.gguf >/dev/null
+for f in q8_0 q4_0 q4_1; do
+  printf '%s\nout_dir: %s/g-%s\nquant: {format: %s, layers: "blocks.*, lm_head", init_from: %s/g-float/checkpoint.h5}\n' \
+    "$gg" $W $f $f $W > $W/g-$f.yaml
+  $B/qat train $W/g-$f.yaml >/dev/null
+  $B/qat export $W/g-$f/checkpoint.h5 -o $S/gguf/$f.gguf >/dev/null
+done
 
 # ---- run ----
 report=$B/fuzz-report.txt
 : > $report
 status=0
-for t in config checkpoint model; do
+for t in config checkpoint model gguf; do
   C=$B/corpus/$t
   mkdir -p $C
   log=$B/fuzz_$t.log

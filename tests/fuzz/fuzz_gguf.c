@@ -1,0 +1,46 @@
+/* fuzz_gguf.c: the GGUF reader and the gpt2 model loader (qat eval and
+ * qat sample of a .gguf file), then a forward pass over a few tokens. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/gguf.h"
+#include "format/gguf_model.h"
+#include "fuzz_util.h"
+#include "infer/infer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_init();
+    const char *path = fuzz_write_file(data, size);
+    static GgufFile f;
+    static GPT g;
+    static bool read, loaded;
+    static InferModel m;
+    if (setjmp(fuzz_jmp)) goto out;
+    /* the size first: a file may describe a model beyond the fuzzer's memory */
+    gguf_read(&f, path);
+    read = true;
+    const GgufKV *c = gguf_find_kv(&f, "gpt2.embedding_length"), *l = gguf_find_kv(&f, "gpt2.block_count");
+    const GgufKV *t = gguf_find_kv(&f, "gpt2.context_length");
+    if (!c || !l || !t || c->type != GGUF_UINT32 || l->type != GGUF_UINT32 || t->type != GGUF_UINT32) goto out;
+    uint32_t C, L, T;
+    memcpy(&C, c->val, 4), memcpy(&L, l->val, 4), memcpy(&T, t->val, 4);
+    if ((double)C * C * L * 12.0 > 4e6 || T > 4096) goto out;
+    Vocab v;
+    Config cfg;
+    gguf_load_gpt(path, &g, &v, &cfg); /* frees g itself when it fails */
+    char *yaml = config_to_yaml(&cfg);
+    infer_from_gpt(&m, &g, &v, yaml);
+    free(yaml);
+    gpt_free(&g);
+    loaded = true;
+    InferState s;
+    infer_state_init(&s, &m, 4);
+    int32_t tok[4] = {0, 1 % m.vocab.size, 2 % m.vocab.size, 0};
+    infer_forward(&m, &s, tok, m.cfg.block_size < 4 ? m.cfg.block_size : 4);
+    infer_state_free(&s);
+out:
+    if (loaded) infer_free(&m);
+    if (read) gguf_free(&f);
+    read = loaded = false;
+    return 0;
+}
