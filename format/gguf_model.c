@@ -69,16 +69,7 @@ static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int 
         float tmp[QBLOCK];
         for (size_t b = 0; b < nb; b++) {
             block_fake_scaled(f, w + b * QBLOCK, q->w_scale->data[b], tmp, codes);
-            uint16_t d = fp16_from_f32(q->w_scale->data[b]);
-            if (f == QF_Q8_0) {
-                BlockQ8_0 *y = (BlockQ8_0 *)out + b;
-                y->d = d;
-                for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)codes[j];
-            } else {
-                BlockQ4_0 *y = (BlockQ4_0 *)out + b;
-                y->d = d;
-                for (int j = 0; j < QBLOCK / 2; j++) y->qs[j] = (uint8_t)(codes[j] | codes[j + QBLOCK / 2] << 4);
-            }
+            block_pack(f, out, b, fp16_from_f32(q->w_scale->data[b]), 0, codes);
         }
         return out;
     }
@@ -104,16 +95,8 @@ static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int 
         uint16_t d = fp16_from_f32(s);
         if (s != 0.0f) *scale_change = fmax(*scale_change, fabs((double)fp16_to_f32(d) / s - 1.0));
         int codes[QBLOCK];
-        for (int j = 0; j < QBLOCK; j++) codes[j] = quant_code(w[i0 + (size_t)j], s, 0.0f, qmin, qmax);
-        if (b8) {
-            BlockQ8_0 *y = (BlockQ8_0 *)out + b;
-            y->d = d;
-            for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)codes[j];
-        } else {
-            BlockQ4_0 *y = (BlockQ4_0 *)out + b;
-            y->d = d;
-            for (int j = 0; j < QBLOCK / 2; j++) y->qs[j] = (uint8_t)((codes[j] + 8) | (codes[j + QBLOCK / 2] + 8) << 4);
-        }
+        for (int j = 0; j < QBLOCK; j++) codes[j] = quant_code(w[i0 + (size_t)j], s, 0.0f, qmin, qmax) + (b8 ? 0 : 8);
+        block_pack(b8 ? QF_Q8_0 : QF_Q4_0, out, b, d, 0, codes);
     }
     free(sc);
     return out;

@@ -102,32 +102,35 @@ static float dequant_one(QFormat f, int q, float dh, float mh) {
     return f == QF_Q8_0 ? (float)q * dh : f == QF_Q4_0 ? (float)(q - 8) * dh : (float)q * dh + mh;
 }
 
+void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const int *codes) {
+    if (f == QF_Q8_0) {
+        BlockQ8_0 *y = (BlockQ8_0 *)blocks + b;
+        y->d = d;
+        for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)codes[j];
+        return;
+    }
+    uint8_t *qs;
+    if (f == QF_Q4_0) {
+        BlockQ4_0 *y = (BlockQ4_0 *)blocks + b;
+        y->d = d;
+        qs = y->qs;
+    } else if (f == QF_Q4_1) {
+        BlockQ4_1 *y = (BlockQ4_1 *)blocks + b;
+        y->d = d, y->m = m;
+        qs = y->qs;
+    } else {
+        qat_fail("blocks: no block format given");
+    }
+    for (int j = 0; j < QBLOCK / 2; j++) qs[j] = (uint8_t)(codes[j] | codes[j + QBLOCK / 2] << 4);
+}
+
 void blocks_quantize(QFormat f, const float *x, size_t n, void *out) {
     if (n % QBLOCK) qat_fail("blocks: %zu values are not whole blocks of %d", n, QBLOCK);
     int q[QBLOCK];
     float d, m;
     for (size_t b = 0; b < n / QBLOCK; b++) {
         block_codes(f, x + b * QBLOCK, q, &d, &m);
-        if (f == QF_Q8_0) {
-            BlockQ8_0 *y = (BlockQ8_0 *)out + b;
-            y->d = fp16_from_f32(d);
-            for (int j = 0; j < QBLOCK; j++) y->qs[j] = (int8_t)q[j];
-        } else if (f == QF_Q4_0 || f == QF_Q4_1) {
-            uint8_t *qs;
-            if (f == QF_Q4_0) {
-                BlockQ4_0 *y = (BlockQ4_0 *)out + b;
-                y->d = fp16_from_f32(d);
-                qs = y->qs;
-            } else {
-                BlockQ4_1 *y = (BlockQ4_1 *)out + b;
-                y->d = fp16_from_f32(d);
-                y->m = fp16_from_f32(m);
-                qs = y->qs;
-            }
-            for (int j = 0; j < QBLOCK / 2; j++) qs[j] = (uint8_t)(q[j] | q[j + QBLOCK / 2] << 4);
-        } else {
-            qat_fail("blocks: no block format given");
-        }
+        block_pack(f, out, b, fp16_from_f32(d), fp16_from_f32(m), q);
     }
 }
 

@@ -57,6 +57,9 @@ double qformat_bpw(QFormat f);
 /* Reference quantization of n (a multiple of 32) floats into n/32 blocks
  * at out, as ggml's quantize_row_*_ref. */
 void blocks_quantize(QFormat f, const float *x, size_t n, void *out);
+/* Stores block b of an array of blocks of format f: d (and m, q4_1) as
+ * halves and 32 codes as stored (q8_0 -127..127; 4-bit formats 0..15). */
+void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const int *codes);
 /* n floats from n/32 blocks. */
 void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out);
 /* One block of 32 values quantized then dequantized, and its codes (0..15

@@ -87,11 +87,16 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     gpt_free(&g);
 }
 
-ExportReport export_checkpoint(const char *ckpt, const char *out) {
-    if (infer_is_model_file(ckpt)) qat_fail("%s: already an exported model; export takes a training (QAT or PTQ) checkpoint", ckpt);
+/* Export takes a training checkpoint and never writes over it. */
+static void check_export(const char *ckpt, const char *out) {
+    if (infer_is_model_file(ckpt)) qat_fail("%s: already an exported model; export takes a training checkpoint", ckpt);
     char a[PATH_MAX], b[PATH_MAX];
     if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
         qat_fail("%s: -o names the checkpoint itself; choose another file", out);
+}
+
+ExportReport export_checkpoint(const char *ckpt, const char *out) {
+    check_export(ckpt, out);
     GPT g;
     Config cfg;
     Vocab v;
@@ -118,10 +123,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
 }
 
 size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE *report) {
-    if (infer_is_model_file(ckpt)) qat_fail("%s: an exported qat model; export to GGUF takes the training checkpoint", ckpt);
-    char a[PATH_MAX], b[PATH_MAX];
-    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
-        qat_fail("%s: -o names the checkpoint itself; choose another file", out);
+    check_export(ckpt, out);
     GPT g;
     Config cfg;
     Vocab v;
