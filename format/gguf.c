@@ -186,10 +186,9 @@ bool gguf_is_file(const char *path) {
     return yes;
 }
 
-void gguf_read(GgufFile *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    f->path = path;
-    f->img = (uint8_t *)xread_file(path, &f->size);
+static void parse(void *p) {
+    GgufFile *f = p;
+    const char *path = f->path;
     Cur c = {f, 0};
     if (f->size < 24 || memcmp(f->img, "GGUF", 4)) bad(f, "no GGUF magic");
     c.at = 4;
@@ -258,6 +257,18 @@ void gguf_read(GgufFile *f, const char *path) {
         if (off > f->size - data0 || t->bytes > f->size - data0 - off)
             qat_fail("%s: tensor %s lies beyond the end of the file (truncated?)", path, t->name);
         t->data = f->img + data0 + off;
+    }
+}
+
+void gguf_read(GgufFile *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    f->img = (uint8_t *)xread_file(path, &f->size);
+    /* a bad file frees its image and tables before the one-line error */
+    char msg[1024];
+    if (!qat_try(parse, f, msg, sizeof msg)) {
+        gguf_free(f);
+        qat_fail("%s", msg);
     }
 }
 
