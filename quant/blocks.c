@@ -63,6 +63,12 @@ size_t qformat_block_bytes(QFormat f) {
 
 double qformat_bpw(QFormat f) { return 8.0 * (double)qformat_block_bytes(f) / QBLOCK; }
 
+/* Where ggml's cast is defined the clamp changes nothing (|x / d| <= 127, or
+ * 8.5 + x / d in [0.5, 16.5]); a scale whose reciprocal overflows (a
+ * subnormal d, as a hand-made file can hold) would give inf or NaN, whose
+ * conversion to int is undefined: clamped, and NaN taken as 0. */
+static float clampf(float v, float lo, float hi) { return v >= lo ? (v <= hi ? v : hi) : v < lo ? lo : 0.0f; }
+
 /* codes of one block as ggml computes them; d and m before half rounding */
 static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
     *m = 0.0f;
@@ -71,7 +77,7 @@ static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
         for (int j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
         *d = amax / 127.0f;
         float id = *d != 0.0f ? 1.0f / *d : 0.0f;
-        for (int j = 0; j < QBLOCK; j++) q[j] = (int)roundf(x[j] * id);
+        for (int j = 0; j < QBLOCK; j++) q[j] = (int)roundf(clampf(x[j] * id, -127.0f, 127.0f));
     } else if (f == QF_Q4_0) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < QBLOCK; j++)
@@ -79,7 +85,7 @@ static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
         *d = max / -8.0f;
         float id = *d != 0.0f ? 1.0f / *d : 0.0f;
         for (int j = 0; j < QBLOCK; j++) {
-            int v = (int)(int8_t)(x[j] * id + 8.5f);
+            int v = (int)(int8_t)clampf(x[j] * id + 8.5f, 0.0f, 16.0f);
             q[j] = v < 15 ? v : 15;
         }
     } else {
@@ -92,7 +98,7 @@ static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
         *m = lo;
         float id = *d != 0.0f ? 1.0f / *d : 0.0f;
         for (int j = 0; j < QBLOCK; j++) {
-            int v = (int)(int8_t)((x[j] - lo) * id + 0.5f);
+            int v = (int)(int8_t)clampf((x[j] - lo) * id + 0.5f, 0.0f, 16.0f);
             q[j] = v < 15 ? v : 15;
         }
     }
