@@ -68,8 +68,9 @@ static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int 
         int codes[QBLOCK];
         float tmp[QBLOCK];
         for (size_t b = 0; b < nb; b++) {
-            block_fake_scaled(f, w + b * QBLOCK, q->w_scale->data[b], tmp, codes);
-            block_pack(f, out, b, fp16_from_f32(q->w_scale->data[b]), 0, codes);
+            float m = q->w_zp ? q->w_zp->data[b] : 0.0f;
+            block_fake_scaled(f, w + b * QBLOCK, q->w_scale->data[b], m, tmp, codes);
+            block_pack(f, out, b, fp16_from_f32(q->w_scale->data[b]), fp16_from_f32(m), codes);
         }
         return out;
     }
@@ -111,6 +112,10 @@ static void fake_weights(const QLayer *q, const float *w, int rows, int cols, fl
         memcpy(sc, q->w_scale->data, ns * sizeof(float));
         int qmin = quant_qmin(&q->w), qmax = quant_qmax(&q->w);
         for (size_t k = 0; zp && k < ns; k++) {
+            if (q->w.fmt) { /* q4_1: the block's minimum, not an integer zero point */
+                zp[k] = q->w_zp->data[k];
+                continue;
+            }
             float z = q->w_zp ? rintf(q->w_zp->data[k]) : 0.0f;
             zp[k] = z < qmin ? (float)qmin : z > qmax ? (float)qmax : z;
         }
@@ -304,6 +309,10 @@ static int codepoint_byte(unsigned cp) {
     return -1;
 }
 
+static QFormat format_of_type(int t) {
+    return t == GGML_TYPE_Q8_0 ? QF_Q8_0 : t == GGML_TYPE_Q4_0 ? QF_Q4_0 : t == GGML_TYPE_Q4_1 ? QF_Q4_1 : QF_NONE;
+}
+
 /* Float values of tensor t (ne0 x rows), dequantized. */
 static float *tensor_floats(const GgufFile *f, const GgufTensor *t, int64_t ne0, int64_t rows) {
     if (t->ne[0] != ne0 || (t->nd > 1 ? t->ne[1] : 1) != rows || t->nd > 2)
@@ -319,7 +328,7 @@ static float *tensor_floats(const GgufFile *f, const GgufTensor *t, int64_t ne0,
             x[i] = fp16_to_f32(h);
         }
     else {
-        QFormat q = t->type == GGML_TYPE_Q8_0 ? QF_Q8_0 : t->type == GGML_TYPE_Q4_0 ? QF_Q4_0 : QF_Q4_1;
+        QFormat q = format_of_type(t->type);
         /* the image is not aligned for the block structs: copy first */
         void *blk = xmalloc(t->bytes);
         memcpy(blk, t->data, t->bytes);
@@ -341,6 +350,18 @@ static void load_into(const GgufFile *f, const char *name, Tensor *dst, int64_t 
     float *x = tensor_floats(f, need_tensor(f, name), ne0, rows);
     memcpy(dst->data, x, (size_t)(ne0 * rows) * sizeof(float));
     free(x);
+}
+
+/* A block tensor's d (and m) into the layer's stored scales (and minima). */
+static void load_scales(const GgufFile *f, const GgufTensor *t, QLayer *q, size_t nb) {
+    if (!q->w_scale || q->w_scale->numel != nb) qat_fail("%s: tensor %s: not the %zu blocks its layer holds", f->path, t->name, nb);
+    void *blk = xmalloc(t->bytes); /* the image is not aligned for the block structs */
+    memcpy(blk, t->data, t->bytes);
+    blocks_scales(format_of_type(t->type), blk, nb, q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
+    free(blk);
+    for (size_t b = 0; b < nb; b++)
+        if (!isfinite(q->w_scale->data[b]) || (q->w_zp && !isfinite(q->w_zp->data[b])))
+            qat_fail("%s: tensor %s: block %zu has a scale or minimum that is not finite", f->path, t->name, b);
 }
 
 typedef struct LoadCtx {
@@ -403,18 +424,22 @@ static void load_gguf(void *p) {
     if (L < 1 || L > 256 || H < 1 || C < 1 || C > 65536 || T < 1 || T > 65536 || C % H)
         qat_fail("%s: the gpt2 hyperparameters (%d layers, %d heads, width %d, context %d) are no qat GPT", f->path, L, H,
                  C, T);
-    const GgufTensor *qkv0 = need_tensor(f, "blk.0.attn_qkv.weight");
-    bool q8 = qkv0->type == GGML_TYPE_Q8_0;
+    /* one block type for every quantized Linear, as a qat model has one format */
+    int bt = (int)need_tensor(f, "blk.0.attn_qkv.weight")->type;
+    QFormat fmt = format_of_type(bt);
     const GgufTensor *out = gguf_find_tensor(f, "output.weight");
-    if (out && out->type != GGML_TYPE_Q8_0)
-        qat_fail("%s: output.weight in ggml type %u: qat ties the head to token_embd, so it reads separate heads in "
-                 "q8_0 only", f->path, out->type);
-    if (q8 || out) {
-        config_set(cfg, "quant.format", "q8_0", origin);
-        config_set(cfg, "quant.layers", q8 && out ? "blocks.*, lm_head" : out ? "lm_head" : "blocks.*", origin);
+    if (out && (!format_of_type(out->type) || (fmt && format_of_type(out->type) != fmt)))
+        qat_fail("%s: output.weight in ggml type %u: qat ties the head to token_embd, so it reads separate heads only "
+                 "as blocks of the Linears' own format", f->path, out->type);
+    if (out) fmt = format_of_type(out->type);
+    if (fmt) { /* the blocks' own scales, used as they are (as PTQ's are) */
+        config_set(cfg, "quant.format", qformat_name(fmt), origin);
+        config_set(cfg, "quant.estimator", "lsq", origin);
+        bool blocks = format_of_type(bt) != QF_NONE;
+        config_set(cfg, "quant.layers", blocks && out ? "blocks.*, lm_head" : out ? "lm_head" : "blocks.*", origin);
     }
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T};
-    gpt_build(g, &gc, q8 || out ? &cfg->quant : NULL, origin);
+    gpt_build(g, &gc, fmt ? &cfg->quant : NULL, origin);
     x->built = true;
     float *emb = tensor_floats(f, need_tensor(f, "token_embd.weight"), C, V + 1);
     memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
@@ -436,22 +461,25 @@ static void load_gguf(void *p) {
         for (int k = 0; k < 4; k++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, lins[k].gg);
             const GgufTensor *t = need_tensor(f, nm);
-            if ((t->type == GGML_TYPE_Q8_0) != q8)
-                qat_fail("%s: tensor %s: qat reads files whose Linears are all q8_0 or none", f->path, nm);
+            if ((int)t->type != bt && (format_of_type(t->type) || format_of_type(bt)))
+                qat_fail("%s: tensor %s: type %u, blk.0.attn_qkv.weight %u: qat reads files whose Linears share one "
+                         "block type (or are all float)", f->path, nm, t->type, bt);
             load_into(f, nm, lins[k].lin->w, lins[k].cols, lins[k].rows);
+            if (lins[k].lin->q) load_scales(f, t, lins[k].lin->q, (size_t)lins[k].rows * lins[k].cols / QBLOCK);
             snprintf(nm, sizeof nm, "blk.%d.%s.bias", l, lins[k].gg), load_into(f, nm, lins[k].lin->b, lins[k].rows, 1);
         }
     }
     load_into(f, "output_norm.weight", g->ln_f.w, C, 1);
     load_into(f, "output_norm.bias", g->ln_f.b, C, 1);
-    if (out) { /* qat's heads are tied: a separate head must be the embedding's own q8_0 blocks */
+    if (out) { /* qat's heads are tied: a separate head must be the embedding's own blocks */
         float *h = tensor_floats(f, out, C, V + 1), *e = xmalloc((size_t)V * C * sizeof(float));
-        QuantSpec s = quant_spec_of_format(QF_Q8_0);
-        quant_fake(&s, g->wte->data, V, C, NULL, NULL, e);
+        load_scales(f, out, g->head.q, (size_t)V * C / QBLOCK); /* the first V rows: the end-of-text row is qat's own */
+        quant_fake(&g->head.q->w, g->wte->data, V, C, g->head.q->w_scale->data, g->head.q->w_zp ? g->head.q->w_zp->data : NULL, e);
         size_t far = 0;
         for (size_t i = 0; i < (size_t)V * C; i++) far += h[i] != e[i];
         free(h), free(e);
-        if (far) qat_fail("%s: output.weight is not token_embd's q8_0 blocks (an untied head; qat's GPT ties them)", f->path);
+        if (far) qat_fail("%s: output.weight is not token_embd's %s blocks (an untied head; qat's GPT ties them)", f->path,
+                          qformat_name(fmt));
     }
 }
 

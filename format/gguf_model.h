@@ -31,11 +31,13 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
 
 /* Reads a GGUF file of llama.cpp's gpt2 architecture with a byte-level
  * vocabulary (what gguf_export_gpt writes) into a GPT and its config: float
- * tensors as they are, block tensors dequantized; Linears in q8_0 become
- * q8_0 layers again (their blocks re-made exactly from the dequantized
- * weights), so they run on qat's integer kernels; q4_0 and q4_1 layers run in
- * float on their dequantized values. Anything else (other architectures,
- * merges, untied heads that are not the embedding's blocks) fails in one line
- * naming the file and the key or tensor. */
+ * tensors as they are; Linears in blocks (all of one type: q8_0, q4_0 or
+ * q4_1) become layers of that quant.format holding the dequantized weights
+ * and the blocks' own half-precision scales (and q4_1's minima) as stored
+ * scales (estimator lsq), so the forward re-makes exactly the file's codes
+ * and qat's integer kernels run q8_0 and q4_0 as they are. Anything else
+ * (other architectures or types, merges, untied heads that are not the
+ * embedding's blocks) fails in one line naming the file and the key or
+ * tensor. */
 #include "train/config.h"
 void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg);

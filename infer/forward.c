@@ -162,7 +162,7 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
     return s->logits;
 }
 
-double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w) {
+double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1) {
     int V = m->cfg.vocab_size, cap = 1;
     for (int i = 0; i < w->n; i++) cap = w->len[i] > cap ? w->len[i] : cap;
     if (cap > m->cfg.block_size) qat_fail("infer: windows of %d tokens exceed block_size %d", cap, m->cfg.block_size);
@@ -170,6 +170,7 @@ double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWin
     InferState s;
     infer_state_init(&s, m, cap);
     double sum = 0.0;
+    long at = 0;
     for (int i = 0; i < w->n; i++) {
         int L = w->len[i];
         eval_windows_fill(w, tokens, i, 1, x, y);
@@ -177,8 +178,11 @@ double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWin
         const float *lg = infer_forward(m, &s, x, L);
         for (int t = 0; t < L; t++) {
             const float *r = lg + (size_t)t * V;
-            float mx = r[0];
-            for (int j = 1; j < V; j++) mx = fmaxf(mx, r[j]);
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (r[j] > r[best]) best = j;
+            float mx = r[best];
+            if (top1) top1[at++] = best;
             double e = 0.0;
             for (int j = 0; j < V; j++) e += exp((double)(r[j] - mx));
             sum += (double)mx + log(e) - r[y[t]];

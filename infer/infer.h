@@ -94,8 +94,8 @@ void infer_state_free(InferState *s);
  * cap), appends to the cache and advances s->pos; returns logits [n, V]. */
 const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n);
 
-/* Mean next-token loss over windows w of tokens, as eval_loss takes it. */
-double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w);
+/* Mean next-token loss over windows w of tokens (and top1), as eval_loss takes them. */
+double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1);
 
 /* True when path is a deployable (qat-model) file. */
 bool infer_is_model_file(const char *path);

@@ -236,20 +236,23 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         if (q->a_blocks)
             qat_fail("%s: quant.act_format q8_0 simulates llama.cpp; such models go to it: qat export --format gguf",
                      q->name);
-        if (q->w.fmt != QF_Q8_0)
-            qat_fail("%s: %s blocks run in llama.cpp: export them with qat export --format gguf (qat's own integer "
-                     "files hold symmetric int4 codes -7..7)", q->name, qformat_name(q->w.fmt));
-        /* q8_0 is symmetric int8 in groups of 32: its dequantized weights and
-         * half-precision scales give back ggml's codes exactly */
+        if (q->w.fmt == QF_Q4_1)
+            qat_fail("%s: q4_1 blocks carry a minimum that qat's symmetric integer kernels do not hold: export them "
+                     "with qat export --format gguf", q->name);
+        /* q8_0 and q4_0 are symmetric codes in groups of 32: the very codes
+         * and half-precision scales the forward used (q4_0 down to -8) */
         size_t n = (size_t)rows * cols, nb = n / QBLOCK;
-        float *wq = xmalloc(n * sizeof(float)), *sc = xmalloc(nb * sizeof(float));
-        quant_fake(&q->w, l->w->data, rows, cols, q->w_scale ? q->w_scale->data : NULL, NULL, wq);
-        if (q->w_scale)
-            for (size_t k = 0; k < nb; k++) sc[k] = fp16_round(q->w_scale->data[k]);
-        else
-            quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
-        qmatrix_from_float(out, wq, rows, cols, 8, QBLOCK, sc);
-        free(wq), free(sc);
+        int8_t *codes = xmalloc(n);
+        float *sc = xmalloc(nb * sizeof(float)), tmp[QBLOCK];
+        int c[QBLOCK], off = q->w.fmt == QF_Q4_0 ? 8 : 0;
+        for (size_t b = 0; b < nb; b++) {
+            const float *wb = l->w->data + b * QBLOCK;
+            if (q->w_scale) block_fake_scaled(q->w.fmt, wb, q->w_scale->data[b], 0.0f, tmp, c), sc[b] = fp16_round(q->w_scale->data[b]);
+            else block_fake(q->w.fmt, wb, tmp, c, &sc[b], NULL);
+            for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - off);
+        }
+        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc);
+        free(codes), free(sc);
         return;
     }
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
@@ -266,6 +269,19 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         out->act_static = !q->a_dynamic;
         out->act_scale = q->a_dynamic ? 0.0f : q->a_scale->data[0];
     }
+}
+
+void gpt_quant_bake(GPT *g) {
+    if (g->head.q) qat_fail("%s: the head is tied to the embedding; its quantized weights cannot become float ones", g->head.q->name);
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        Linear *l = gpt_qlayer_linear(g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        quant_fake(&q->w, l->w->data, rows, cols, q->w_scale ? q->w_scale->data : NULL, q->w_zp ? q->w_zp->data : NULL,
+                   l->w->data);
+        l->q = NULL;
+    }
+    gpt_quant_free(g);
 }
 
 void gpt_quant_free(GPT *g) {

@@ -140,6 +140,15 @@ void blocks_quantize(QFormat f, const float *x, size_t n, void *out) {
     }
 }
 
+void blocks_scales(QFormat f, const void *blocks, size_t nb, float *d, float *m) {
+    for (size_t b = 0; b < nb; b++) {
+        uint16_t hd = f == QF_Q8_0 ? ((const BlockQ8_0 *)blocks)[b].d
+                      : f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks)[b].d : ((const BlockQ4_1 *)blocks)[b].d;
+        d[b] = fp16_to_f32(hd);
+        if (m) m[b] = f == QF_Q4_1 ? fp16_to_f32(((const BlockQ4_1 *)blocks)[b].m) : 0.0f;
+    }
+}
+
 void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out) {
     for (size_t b = 0; b < n / QBLOCK; b++) {
         float *o = out + b * QBLOCK;
@@ -172,16 +181,8 @@ void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, flo
     if (m) *m = f == QF_Q4_1 ? mh : 0.0f;
 }
 
-void block_fake_scaled(QFormat f, const float *x, float scale, float *out, int *codes) {
-    if (f == QF_Q4_1) qat_fail("blocks: q4_1 takes no given scale (its minimum is part of the block)");
+void block_fake_scaled(QFormat f, const float *x, float scale, float min, float *out, int *codes) {
     /* q4_0's reference scale is negative when the extreme value is positive */
-    float dh = fp16_round(scale), id = dh != 0.0f ? 1.0f / dh : 0.0f;
-    int lo = f == QF_Q8_0 ? -127 : -8, hi = f == QF_Q8_0 ? 127 : 7;
-    for (int j = 0; j < QBLOCK; j++) {
-        /* q8_0 rounds half away from zero, q4_0 half up, as ggml's references do */
-        float u = x[j] * id, r = f == QF_Q8_0 ? roundf(u) : floorf(u + 0.5f);
-        int q = r < (float)lo ? lo : r > (float)hi ? hi : (int)r;
-        out[j] = (float)q * dh;
-        if (codes) codes[j] = f == QF_Q8_0 ? q : q + 8;
-    }
+    float dh = fp16_round(scale), mh = f == QF_Q4_1 ? fp16_round(min) : 0.0f;
+    for (int j = 0; j < QBLOCK; j++) out[j] = block_round(f, x[j], dh, mh, codes ? &codes[j] : NULL);
 }

@@ -60,14 +60,36 @@ void blocks_quantize(QFormat f, const float *x, size_t n, void *out);
 /* Stores block b of an array of blocks of format f: d (and m, q4_1) as
  * halves and 32 codes as stored (q8_0 -127..127; 4-bit formats 0..15). */
 void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const int *codes);
+/* The half-precision d (and m, q4_1; else 0) of nb blocks, as floats. */
+void blocks_scales(QFormat f, const void *blocks, size_t nb, float *d, float *m);
 /* n floats from n/32 blocks. */
 void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out);
 /* One block of 32 values quantized then dequantized, and its codes (0..15
  * for the 4-bit formats, -127..127 for q8_0), d and m as floats (m = 0 for
  * the symmetric formats). The fake quantization of training. */
 void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, float *m);
-/* The same with a given scale (LSQ's learned one, q8_0 and q4_0): d is
- * rounded to half precision and the codes clamped to the format's range. */
-void block_fake_scaled(QFormat f, const float *x, float scale, float *out, int *codes);
+/* The same with a given scale (LSQ's learned one, or a PTQ method's) and,
+ * for q4_1, a given minimum: both are rounded to half precision and the
+ * codes are the nearest on that grid, clamped to the format's range. */
+void block_fake_scaled(QFormat f, const float *x, float scale, float min, float *out, int *codes);
+/* One value on the grid of half-precision d (and m, q4_1): its code as
+ * stored and its dequantized value. q8_0 rounds half away from zero, the
+ * 4-bit formats half up, as ggml's references do. */
+static inline float block_round(QFormat f, float x, float dh, float mh, int *code) {
+    float id = dh != 0.0f ? 1.0f / dh : 0.0f;
+    if (f == QF_Q4_1) {
+        float r = __builtin_floorf((x - mh) * id + 0.5f);
+        if (r != r) r = 0.0f; /* never convert a NaN */
+        int q = r < 0.0f ? 0 : r > 15.0f ? 15 : (int)r;
+        if (code) *code = q;
+        return (float)q * dh + mh;
+    }
+    float u = x * id, r = f == QF_Q8_0 ? __builtin_roundf(u) : __builtin_floorf(u + 0.5f);
+    if (r != r) r = 0.0f;
+    int lo = f == QF_Q8_0 ? -127 : -8, hi = f == QF_Q8_0 ? 127 : 7;
+    int q = r < (float)lo ? lo : r > (float)hi ? hi : (int)r;
+    if (code) *code = f == QF_Q8_0 ? q : q + 8;
+    return (float)q * dh;
+}
 
 #endif

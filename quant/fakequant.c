@@ -59,24 +59,29 @@ static void fqf_backward(Node *n) {
     }
 }
 
-static Tensor *fake_quant_format(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale) {
+static Tensor *fake_quant_format(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
     char sx[64];
     tensor_shape_str(x, sx, sizeof sx);
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (cols % QBLOCK) qat_fail("fake_quant: %s needs rows of whole blocks of %d, input %s", qformat_name(s->fmt), QBLOCK, sx);
     size_t nb = x->numel / QBLOCK;
     if (scale && scale->numel != nb) qat_fail("fake_quant: %zu scales given, %s needs %zu", scale->numel, sx, nb);
-    if (scale && s->fmt == QF_Q4_1) qat_fail("fake_quant: q4_1 has no learned scale (its blocks carry their minimum)");
+    if (scale && s->fmt == QF_Q4_1 && (!zp || zp->numel != nb))
+        qat_fail("fake_quant: q4_1 with given scales needs the blocks' minima too, %zu of them", nb);
     float *sc, *mn = NULL;
-    if (scale) {
+    if (scale) { /* q4_1: the minima are held (LSQ learns the scale only, as zero points stay frozen) */
         sc = scale->data;
+        if (s->fmt == QF_Q4_1) {
+            mn = arena_alloc(&t->arena, nb * sizeof(float));
+            for (size_t k = 0; k < nb; k++) mn[k] = fp16_round(zp->data[k]);
+        }
     } else { /* ggml's own scales (and minima) */
         sc = arena_alloc(&t->arena, nb * sizeof(float));
         if (s->fmt == QF_Q4_1) mn = arena_alloc(&t->arena, nb * sizeof(float));
         quant_minmax(s, x->data, rows, cols, sc, mn);
     }
     Tensor *y = tensor_new(t, x->ndim, x->shape);
-    quant_fake(s, x->data, rows, cols, scale ? sc : NULL, NULL, y->data);
+    quant_fake(s, x->data, rows, cols, scale ? sc : NULL, scale ? mn : NULL, y->data);
     Node *n = tape_record(t, "fake_quant", fqf_backward, y, 3, (Tensor *[]){x, scale, NULL});
     if (n) {
         QuantSpec *keep = arena_alloc(&t->arena, sizeof *keep);
@@ -92,7 +97,7 @@ static Tensor *fake_quant_format(Tape *t, Tensor *x, const QuantSpec *s, Estimat
 Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
     char sx[64];
     if (!tensor_is_contiguous(x)) qat_fail("fake_quant: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
-    if (s->fmt) return fake_quant_format(t, x, s, est, scale);
+    if (s->fmt) return fake_quant_format(t, x, s, est, scale, zp);
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
     if (s->gran == QG_GROUP && (s->group < 1 || cols % s->group != 0))

@@ -112,35 +112,46 @@ void kx_split(const float *x, int n, float *x_split) {
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales) {
     if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
     if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
-    if (bits <= 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int%d needs an even group and column count", bits);
-    memset(m, 0, sizeof *m);
-    m->rows = rows, m->cols = cols, m->bits = bits, m->group = group;
     QuantSpec s = {.bits = bits, .sym = true, .gran = group == cols ? QG_CHANNEL : QG_GROUP, .group = group};
-    size_t ns = (size_t)rows * (cols / group);
-    m->scales = xmalloc(ns * sizeof(float));
+    size_t ns = (size_t)rows * (cols / group), n = (size_t)rows * cols;
+    float *sc = xmalloc(ns * sizeof(float));
     if (scales)
-        memcpy(m->scales, scales, ns * sizeof(float));
+        memcpy(sc, scales, ns * sizeof(float));
     else
-        quant_minmax(&s, w, rows, cols, m->scales, NULL);
+        quant_minmax(&s, w, rows, cols, sc, NULL);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
-    size_t n = (size_t)rows * cols;
     /* a NaN would round to no code at all (the cast is undefined); a scale
      * <= 0, which LSQ can learn, gives code 0 here as in fake quantization */
     for (size_t i = 0; i < n; i++)
         if (!isfinite(w[i])) qat_fail("qmatrix: weight [%zu,%zu] is %g, not finite", i / cols, i % cols, w[i]);
     for (size_t i = 0; i < ns; i++)
-        if (!isfinite(m->scales[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, m->scales[i]);
+        if (!isfinite(sc[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, sc[i]);
+    int8_t *codes = xmalloc(n);
+    for (size_t i = 0; i < n; i++) codes[i] = (int8_t)quant_code(w[i], sc[i / group], 0.0f, qmin, qmax);
+    qmatrix_from_codes(m, codes, rows, cols, bits, group, sc);
+    free(codes), free(sc);
+}
+
+void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales) {
+    if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
+    if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
+    if (bits <= 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int%d needs an even group and column count", bits);
+    memset(m, 0, sizeof *m);
+    m->rows = rows, m->cols = cols, m->bits = bits, m->group = group;
+    size_t ns = (size_t)rows * (cols / group), n = (size_t)rows * cols;
+    m->scales = xmalloc(ns * sizeof(float));
+    memcpy(m->scales, scales, ns * sizeof(float));
     if (bits > 4) {
         m->q8 = xmalloc(n);
-        for (size_t i = 0; i < n; i++) m->q8[i] = (int8_t)quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax);
+        memcpy(m->q8, codes, n);
         /* the panels serve the AVX-512 weight-only products (and W8A8) */
         if (cols % 4 == 0 && group % 4 == 0 && kernel_supported(KERN_AVX512)) qmatrix_pack_w8a8(m);
     } else {
         m->q4 = xmalloc(n / 2);
         for (size_t i = 0; i < n; i += 2) {
-            int lo = quant_code(w[i], m->scales[i / group], 0.0f, qmin, qmax) + 8;
-            int hi = quant_code(w[i + 1], m->scales[(i + 1) / group], 0.0f, qmin, qmax) + 8;
-            m->q4[i / 2] = (uint8_t)((unsigned)lo | (unsigned)hi << 4);
+            if (codes[i] < -8 || codes[i] > 7 || codes[i + 1] < -8 || codes[i + 1] > 7)
+                qat_fail("qmatrix: int4 code %d at %zu is outside -8..7", codes[i] < -8 || codes[i] > 7 ? codes[i] : codes[i + 1], i);
+            m->q4[i / 2] = (uint8_t)((unsigned)(codes[i] + 8) | (unsigned)(codes[i + 1] + 8) << 4);
         }
         if (kernel_supported(KERN_AVX512)) qmatrix_pack_q4(m);
     }

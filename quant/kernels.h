@@ -9,8 +9,8 @@
  * consecutive columns (group = cols for per-channel):
  *   bits 5..8: int8 codes, row-major;
  *   bits 2..4: two codes per byte, row-major; the low nibble holds the even
- *           column, the high nibble the odd one; a code q in [-7,7] is stored
- *           as q + 8 (int3 and int2 codes, [-3,3] and [-1,1], use the same
+ *           column, the high nibble the odd one; a code q in [-8,7] is stored
+ *           as q + 8 (qat's own grids use [-7,7]; ggml's q4_0 also -8) (int3 and int2 codes, [-3,3] and [-1,1], use the same
  *           nibbles: the int4 kernels run them exactly, at int4's size).
  * For W8A8 the int8 codes are also kept in panels (qmatrix_pack_w8a8): 16
  * rows per panel, and for every 4 consecutive columns one 64-byte line
@@ -74,6 +74,9 @@ KernelPath kernel_force(KernelPath p);
  * min-max scales, or with the given scales (rows * cols/group; e.g. learned
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
+/* From given codes [rows, cols] (int8: -127..127; int4: -8..7, the -8 of
+ * ggml's q4_0 included) and scales. */
+void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
  * the activations' unsigned digit planes. qmatrix_from_float calls it on

@@ -148,20 +148,26 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0,
             int c = perm[i];
             if (lazy && c % s->group == 0) /* this group's scales from its columns as updated so far */
                 for (size_t r = 0; r < R; r++) {
-                    float lo = wi[r], hi = wi[r];
+                    float g[QBLOCK], lo = wi[r], hi = wi[r];
                     for (int k = 1; k < s->group; k++) {
                         float v = Wt[(size_t)(i + k) * R + r];
                         lo = fminf(lo, v), hi = fmaxf(hi, v);
                     }
                     size_t si = r * ng + (size_t)c / s->group;
-                    quant_params_from_range(s, lo, hi, &scale[si], s->sym ? NULL : &zp[si]);
+                    if (s->fmt) { /* ggml's rule for the block's d (and minimum) */
+                        for (int k = 0; k < QBLOCK; k++) g[k] = Wt[(size_t)(i + k) * R + r];
+                        block_fake(s->fmt, g, g, NULL, &scale[si], s->sym ? NULL : &zp[si]);
+                    } else {
+                        quant_params_from_range(s, lo, hi, &scale[si], s->sym ? NULL : &zp[si]);
+                    }
                 }
             float d = U[(size_t)i * C + i];
             float *e = err + (size_t)(i - i1) * R;
             for (size_t r = 0; r < R; r++) {
                 size_t si = quant_scale_index(s, cols, (int)r, c);
                 float sc = scale[si], z = s->sym ? 0.0f : zp[si];
-                float q = quant_dequant(quant_code(wi[r], sc, z, qmin, qmax), sc, z);
+                float q = s->fmt ? block_round(s->fmt, wi[r], sc, z, NULL)
+                                 : quant_dequant(quant_code(wi[r], sc, z, qmin, qmax), sc, z);
                 e[r] = (wi[r] - q) / d;
                 wi[r] = q;
             }
@@ -213,6 +219,26 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
 
 #define CLIP_STEPS 11 /* ratios 1, 0.95, ..., 0.5 */
 
+/* The scale (and zero point) of a group whose range [lo, hi] is shrunk by
+ * ratio. Block formats shrink ggml's own d (q4_0: from the signed extreme;
+ * q4_1: d and the minimum) and store them in half precision, so ratio 1 is
+ * ggml's reference block. */
+static void clip_params(const QuantSpec *s, const float *g, float lo, float hi, float ratio, float *sc, float *z) {
+    if (!s->fmt) {
+        quant_params_from_range(s, ratio * lo, ratio * hi, sc, s->sym ? NULL : z);
+        return;
+    }
+    if (s->fmt == QF_Q4_1) {
+        *sc = fp16_round(ratio * (hi - lo) / 15.0f), *z = fp16_round(ratio * lo);
+        return;
+    }
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QBLOCK; j++)
+        if (amax < fabsf(g[j])) amax = fabsf(g[j]), max = g[j];
+    *sc = fp16_round(ratio * (s->fmt == QF_Q8_0 ? amax / 127.0f : max / -8.0f));
+    *z = 0.0f;
+}
+
 void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp) {
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->gran == QG_TENSOR) { /* one range for the whole matrix */
@@ -233,6 +259,7 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
     }
     /* per ratio: all rows' errors at once, d^T H_gg d through one sgemm per group */
     int G = s->gran == QG_CHANNEL ? cols : s->group, ng = cols / G;
+    if (s->fmt && G != QBLOCK) qat_fail("ptq: %s comes in groups of %d", qformat_name(s->fmt), QBLOCK);
     size_t N = (size_t)rows * cols;
     float *lo = xmalloc((size_t)rows * ng * sizeof(float)), *hi = xmalloc((size_t)rows * ng * sizeof(float));
     double *best = xmalloc((size_t)rows * ng * sizeof(double));
@@ -248,10 +275,11 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)rows * ng; i++) {
             float sc, z = 0.0f;
-            quant_params_from_range(s, ratio * lo[i], ratio * hi[i], &sc, s->sym ? NULL : &z);
+            clip_params(s, w + i * G, lo[i], hi[i], ratio, &sc, &z);
             for (int j = 0; j < G; j++) {
                 size_t x = i * G + (size_t)j;
-                d[x] = w[x] - quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z);
+                d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL)
+                                      : quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z));
             }
         }
         for (int g = 0; g < ng; g++)
@@ -264,7 +292,7 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
             if (err < best[i]) {
                 best[i] = err;
                 float sc, z = 0.0f;
-                quant_params_from_range(s, ratio * lo[i], ratio * hi[i], &sc, s->sym ? NULL : &z);
+                clip_params(s, w + i * G, lo[i], hi[i], ratio, &sc, &z);
                 scale[i] = sc;
                 if (!s->sym) zp[i] = z;
             }

@@ -60,10 +60,9 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
     if (s->fmt) {
 #pragma omp parallel for schedule(static) if (ns > 256)
         for (size_t k = 0; k < ns; k++) {
-            if (scale) block_fake_scaled(s->fmt, x + k * QBLOCK, scale[k], out + k * QBLOCK, NULL);
+            if (scale) block_fake_scaled(s->fmt, x + k * QBLOCK, scale[k], zp ? zp[k] : 0.0f, out + k * QBLOCK, NULL);
             else block_fake(s->fmt, x + k * QBLOCK, out + k * QBLOCK, NULL, NULL, NULL);
         }
-        (void)zp;
         return;
     }
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)

@@ -79,8 +79,8 @@ static inline float quant_dequant(int q, float scale, float zp) { return ((float
 void quant_fake_groups(const float *x, int n_groups, int gsize, int bits, float *out);
 
 /* out = dequant(quant(x)) for a [rows, cols] matrix with given scales (zp NULL = 0).
- * Block formats: scale NULL is ggml's reference quantizer; given scales
- * (LSQ's, q8_0 and q4_0) are used rounded to half precision. */
+ * Block formats: scale NULL is ggml's reference quantizer; given scales (and
+ * q4_1's minima in zp) are used rounded to half precision. */
 void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
                 float *out);
 

@@ -41,7 +41,7 @@ static void check_scheme(const char *name, const char *quant_yaml) {
     TrainOptions o = {.quiet = true};
     train_run(&c, name, &o);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", out);
-    float fake = eval_checkpoint(ckpt, NULL, false).val_loss;
+    float fake = eval_checkpoint(ckpt, NULL).val_loss;
 
     /* the deployable file: export, then everything below runs from it */
     char model[1200];
@@ -88,7 +88,7 @@ static void check_scheme(const char *name, const char *quant_yaml) {
             }
         }
         cr_assert_leq(worst, 1e-3f * mag, "%s %s: logits differ by %g (max |logit| %g)", name, pn, worst, mag);
-        float integer = eval_checkpoint(model, NULL, false).val_loss;
+        float integer = eval_checkpoint(model, NULL).val_loss;
         cr_assert_float_eq(integer, fake, 1e-3, "%s %s: exported model's val loss %.6f vs fake-quant %.6f", name, pn,
                            integer, fake);
     }

@@ -127,7 +127,7 @@ static double loss_one_layer(const Config *base, const char *layer, int bits, in
                         (uint64_t)c.train.seed * 31u + 7);
     Tape t;
     tape_init(&t, 1 << 20);
-    double l = eval_loss(&g, &t, ds.tokens, &w, c.train.batch_size);
+    double l = eval_loss(&g, &t, ds.tokens, &w, c.train.batch_size, NULL);
     tape_free(&t);
     eval_windows_free(&w);
     dataset_free(&ds);

@@ -98,7 +98,7 @@ Test(eval, loss_is_the_mean_over_every_scored_token) {
     }
     ref /= 60.0;
     for (int B = 1; B <= 9; B += 4) { /* batching the windows does not change the figure */
-        double got = eval_loss(&g, &t, tok, &w, B);
+        double got = eval_loss(&g, &t, tok, &w, B, NULL);
         cr_assert(fabs(got - ref) < 2e-6, "B %d: %.8f vs reference %.8f", B, got, ref);
     }
     /* the inference engine scores the same windows to the same figure */
@@ -108,7 +108,7 @@ Test(eval, loss_is_the_mean_over_every_scored_token) {
     for (int i = 0; i < V; i++) chars[i] = (uint8_t)('a' + i);
     vocab_from_chars(&v, chars, V);
     infer_from_gpt(&m, &g, &v, "");
-    double inf = infer_eval_loss(&m, tok, &w);
+    double inf = infer_eval_loss(&m, tok, &w, NULL);
     cr_assert(fabs(inf - ref) < 2e-5, "inference %.8f vs reference %.8f", inf, ref);
     infer_free(&m);
     tape_free(&t);

@@ -159,7 +159,7 @@ static void drop_float_columns(hid_t f) {
 /* files written before the outlier split have no float_columns: they load as before */
 Test(export, files_without_float_columns_still_load) {
     char *old = with_edit("old.h5", drop_float_columns);
-    float a = eval_checkpoint(g_model, NULL, false).val_loss, b = eval_checkpoint(old, NULL, false).val_loss;
+    float a = eval_checkpoint(g_model, NULL).val_loss, b = eval_checkpoint(old, NULL).val_loss;
     cr_assert_eq(a, b, "%g vs %g", a, b);
 }
 

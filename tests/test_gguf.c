@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/gguf.h"
 #include "testutil.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -55,19 +56,21 @@ static cJSON *llama(const char *mode, const char *model, const char *arg, int n)
 }
 
 static char *qat(const char *args) {
-    char cmd[8192];
+    char cmd[8448];
     snprintf(cmd, sizeof cmd, "%s/qat %s", getenv("QAT_BINARY_DIR"), args);
     return run(cmd);
 }
 
-static double qat_eval(const char *ckpt) {
-    char args[4096];
-    snprintf(args, sizeof args, "eval %s --data %s --json", ckpt, g_val);
+/* qat eval of ckpt over the text with extra options (e.g. --act-format q8_0). */
+static double qat_eval_with(const char *ckpt, const char *extra) {
+    char args[8192];
+    snprintf(args, sizeof args, "eval %s --data %s --json %s", ckpt, g_val, extra);
     cJSON *j = cJSON_Parse(qat(args));
     double v = cJSON_GetObjectItem(j, "val_loss")->valuedouble;
     cJSON_Delete(j);
     return v;
 }
+static double qat_eval(const char *ckpt) { return qat_eval_with(ckpt, ""); }
 
 /* The float model: width 32 (rows of whole 32-blocks), 2 layers, context
  * 128 (the greedy test's prompt and 100 tokens fit in it); small and short,
@@ -108,17 +111,37 @@ static char *export_gguf(const char *ckpt, const char *name, char **report) {
     return out;
 }
 
-/* llama.cpp's loss of model against qat's evaluation of ckpt. */
-static double nll_gap(const char *ckpt, const char *model) {
-    double q = qat_eval(ckpt);
+/* llama.cpp's loss of model against qat's evaluation of ckpt (with extra
+ * eval options); with top1, also the fraction of positions where both
+ * predict the same next token. */
+static double nll_gap_with(const char *ckpt, const char *extra, const char *model, double *top1) {
+    char opts[4096], file[1024];
+    snprintf(file, sizeof file, "%s/top1.txt", g_dir);
+    snprintf(opts, sizeof opts, "%s --top1 %s", extra, file);
+    double q = qat_eval_with(ckpt, opts);
     cJSON *j = llama("nll", model, g_val, 128);
     double l = cJSON_GetObjectItem(j, "nll")->valuedouble;
     int scored = cJSON_GetObjectItem(j, "tokens")->valueint;
-    cJSON_Delete(j);
     cr_assert_eq(scored, 11999, "llama.cpp scored %d tokens of the 12000-byte text", scored);
-    cr_log_info("%s: qat %.6f, llama.cpp %.6f, difference %+.2e", model, q, l, l - q);
+    cJSON *theirs = cJSON_GetObjectItem(j, "top1");
+    cr_assert_eq(cJSON_GetArraySize(theirs), scored);
+    char *ours = test_slurp(file, NULL), *p = ours;
+    int same = 0;
+    for (int i = 0; i < scored; i++) {
+        char *end;
+        long id = strtol(p, &end, 10);
+        cr_assert(end != p, "qat eval --top1 wrote fewer than %d lines", scored);
+        same += id == cJSON_GetArrayItem(theirs, i)->valueint;
+        p = end;
+    }
+    free(ours);
+    cJSON_Delete(j);
+    double agree = (double)same / scored;
+    if (top1) *top1 = agree;
+    cr_log_info("%s: qat %.6f, llama.cpp %.6f, difference %+.2e, top-1 agreement %.4f", model, q, l, l - q, agree);
     return l - q;
 }
+static double nll_gap(const char *ckpt, const char *model) { return nll_gap_with(ckpt, "", model, NULL); }
 
 Test(gguf, f32_export_is_the_same_model_in_llama_cpp) {
     char *ck = train_float(), *rep;
@@ -142,27 +165,103 @@ Test(gguf, f32_export_is_the_same_model_in_llama_cpp) {
     cr_assert_lt(fabs(nll_gap(ck, model)), 1e-4);
 }
 
+/* Trained in each block format with llama.cpp's q8_0 activations
+ * simulated: llama.cpp's loss is qat's and both predict the same tokens. */
 Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) {
     train_float();
     const char *fmts[] = {"q8_0", "q4_0", "q4_1"};
     for (int i = 0; i < 3; i++) {
         char quant[64], name[32], *rep;
-        snprintf(quant, sizeof quant, "format: %s", fmts[i]);
+        snprintf(quant, sizeof quant, "format: %s, act_format: q8_0", fmts[i]);
         char *ck = train_qat(fmts[i], quant);
         snprintf(name, sizeof name, "%s.gguf", fmts[i]);
         char *model = export_gguf(ck, name, &rep);
         cr_assert(strstr(rep, "8 tensors in blocks"), "%s", rep);
         cr_assert(!strstr(rep, "fallback"), "%s", rep);
-        /* llama.cpp also quantizes the activations (to q8_0) before each block product */
-        cr_assert_lt(fabs(nll_gap(ck, model)), 1e-3, "%s", fmts[i]);
-        /* and qat reads the file back: the same model, q8_0 on the integer kernels */
-        double back = qat_eval(model), fq = qat_eval(ck);
+        double agree, gap = nll_gap_with(ck, "", model, &agree);
+        cr_assert_lt(fabs(gap), 1e-4, "%s: %+.2e", fmts[i], gap); /* measured 2e-6..2e-5 */
+        cr_assert_geq(agree, 0.995, "%s: top-1 agreement %.4f", fmts[i], agree);
+        /* without the simulation: llama.cpp's own q8_0 activations still differ a little */
+        cr_assert_lt(fabs(nll_gap_with(ck, "--act-format none", model, NULL)), 1e-3, "%s", fmts[i]);
+        /* qat reads the file back: the same model, with and without the simulation
+         * (q8_0 and q4_0 then on the integer kernels, q4_1 in float) */
+        double back = qat_eval_with(model, "--act-format q8_0"), fq = qat_eval(ck);
         cr_assert_lt(fabs(back - fq), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint %.6f", fmts[i], back, fq);
+        back = qat_eval(model), fq = qat_eval_with(ck, "--act-format none");
+        cr_assert_lt(fabs(back - fq), 2e-6, "%s: float activations: GGUF %.6f, checkpoint %.6f", fmts[i], back, fq);
     }
-    /* with llama.cpp's q8_0 activations simulated, qat evaluates what llama.cpp computes */
-    char *rep, *ck = train_qat("q4_0-act", "format: q4_0, act_format: q8_0");
-    double gap = nll_gap(ck, export_gguf(ck, "q4_0-act.gguf", &rep));
-    cr_assert_lt(fabs(gap), 2e-5, "q4_0 with act_format q8_0: %+.2e", gap);
+}
+
+/* qat ptq --format F -o OUT of the float checkpoint; its summed output error
+ * (and RTN's) from --json. */
+static char *ptq(const char *fl, const char *args, const char *name, double *err, double *err_rtn) {
+    char *out = in(g_dir, name), cmd[4096];
+    snprintf(cmd, sizeof cmd, "ptq %s %s -o %s --json", fl, args, out);
+    cJSON *j = cJSON_Parse(qat(cmd));
+    *err = cJSON_GetObjectItem(j, "err")->valuedouble, *err_rtn = cJSON_GetObjectItem(j, "err_rtn")->valuedouble;
+    cJSON_Delete(j);
+    return out;
+}
+
+/* PTQ in llama.cpp's formats: round-to-nearest is ggml's own quantizer,
+ * byte for byte (what llama-quantize writes for these tensors from the float
+ * model); GPTQ and AWQ beat it in output error, and every one runs in
+ * llama.cpp with qat's loss. */
+Test(gguf, ptq_in_block_formats_is_ggmls_and_runs_in_llama_cpp) {
+    char *fl = train_float(), *rep;
+    GgufFile ff, fq;
+    gguf_read(&ff, export_gguf(fl, "ptq-f32.gguf", &rep));
+    GgmlQuantizeChunk quant = (GgmlQuantizeChunk)test_ggml_symbol("ggml_quantize_chunk");
+    const char *fmts[] = {"q8_0", "q4_0", "q4_1"};
+    const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1};
+    for (int i = 0; i < 3; i++) {
+        char args[64], name[64];
+        double e, e_rtn, agree;
+        snprintf(args, sizeof args, "--method rtn --format %s", fmts[i]);
+        snprintf(name, sizeof name, "rtn-%s.h5", fmts[i]);
+        char *ck = ptq(fl, args, name, &e, &e_rtn);
+        snprintf(name, sizeof name, "rtn-%s.gguf", fmts[i]);
+        char *model = export_gguf(ck, name, &rep);
+        gguf_read(&fq, model);
+        int blocks = 0;
+        for (size_t t = 0; t < fq.n_t; t++) {
+            const GgufTensor *q = &fq.t[t], *f = gguf_find_tensor(&ff, q->name);
+            cr_assert(f, "%s missing from the F32 file", q->name);
+            if ((int)q->type != types[i]) continue;
+            uint8_t *ref = xmalloc(q->bytes);
+            float *x = xmalloc(f->bytes);
+            memcpy(x, f->data, f->bytes);
+            size_t got = quant(types[i], x, ref, 0, f->ne[1], f->ne[0], NULL);
+            cr_assert_eq(got, q->bytes, "%s: ggml wrote %zu bytes, qat %zu", q->name, got, q->bytes);
+            cr_assert(!memcmp(ref, q->data, q->bytes), "%s %s: qat's RTN blocks are not ggml's", fmts[i], q->name);
+            free(ref), free(x);
+            blocks++;
+        }
+        cr_assert_eq(blocks, 8, "%s: %d tensors in blocks", fmts[i], blocks);
+        gguf_free(&fq);
+        double gap = nll_gap_with(ck, "--act-format q8_0", model, &agree);
+        cr_assert_lt(fabs(gap), 1e-4, "rtn %s: %+.2e", fmts[i], gap);
+        cr_assert_geq(agree, 0.995, "rtn %s: top-1 agreement %.4f", fmts[i], agree);
+    }
+    gguf_free(&ff);
+    const char *methods[] = {"--method gptq --format q4_0", "--method gptq --format q4_1 --act-order",
+                             "--method awq --format q4_0", "--method gptq --format q8_0"};
+    for (int k = 0; k < 4; k++) {
+        char name[64];
+        double e, e_rtn, agree;
+        snprintf(name, sizeof name, "m%d.h5", k);
+        char *ck = ptq(fl, methods[k], name, &e, &e_rtn);
+        cr_assert_lt(e, e_rtn, "%s: output error %g, RTN's %g", methods[k], e, e_rtn);
+        snprintf(name, sizeof name, "m%d.gguf", k);
+        char *model = export_gguf(ck, name, &rep);
+        cr_assert(strstr(rep, "8 tensors in blocks") && !strstr(rep, "fallback"), "%s", rep);
+        double gap = nll_gap_with(ck, "--act-format q8_0", model, &agree);
+        cr_assert_lt(fabs(gap), 1e-4, "%s: %+.2e", methods[k], gap);
+        cr_assert_geq(agree, 0.995, "%s: top-1 agreement %.4f", methods[k], agree);
+        /* read back, the codes are the file's: the same loss in qat */
+        double back = qat_eval(model), orig = qat_eval_with(ck, "--act-format none");
+        cr_assert_lt(fabs(back - orig), 2e-6, "%s: GGUF %.6f, checkpoint %.6f", methods[k], back, orig);
+    }
 }
 
 Test(gguf, grids_without_a_block_type_fall_back_to_float_and_say_so) {

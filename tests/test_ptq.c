@@ -383,7 +383,7 @@ static void train_small(void) {
 }
 TestSuite(ptq_cli, .init = train_small);
 
-static float loss_of(const char *path, bool int_kernels) { return eval_checkpoint(path, NULL, int_kernels).val_loss; }
+static float loss_of(const char *path, bool int_kernels) { return eval_checkpoint(path, &(EvalOptions){.int_kernels = int_kernels}).val_loss; }
 
 Test(ptq_cli, every_method_evaluates_exports_and_agrees) {
     const char *args[] = {"--method rtn --bits 4 --group 16", "--method gptq --bits 4 --group 16 --calib-batches 2",

@@ -293,7 +293,7 @@ Test(quant, qat_fine_tune_loss_falls_and_eval_reproduces, .init = write_corpus) 
     cr_assert(params_find(&g.params, "blocks.0.attn.qkv.act_scale")->data[0] > 0.0f);
     cr_assert_eq(g.n_q, 4);
     gpt_free(&g);
-    float again = eval_checkpoint(path, NULL, false).val_loss;
+    float again = eval_checkpoint(path, NULL).val_loss;
     cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs training's %.6f", again, val);
 }
 

@@ -82,7 +82,7 @@ Test(train, loss_falls_end_to_end) {
     cr_assert_eq(vals, 6); /* every 20 steps */
     cr_assert(strstr(metrics, "\"lr\":") && strstr(metrics, "\"grad_norm\":") && strstr(metrics, "\"tokens_per_s\":"));
     /* qat eval reproduces the final validation loss */
-    float again = eval_checkpoint(path_in(out, "checkpoint.h5"), NULL, false).val_loss;
+    float again = eval_checkpoint(path_in(out, "checkpoint.h5"), NULL).val_loss;
     cr_assert_float_eq(again, val, 1e-5, "eval %.6f vs summary %.6f", again, val);
 }
 

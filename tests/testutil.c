@@ -1,5 +1,6 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 
 #include "testutil.h"
 
@@ -215,4 +216,20 @@ void test_tiny_config(Config *c, const char *corpus, const char *out, int iters,
              "out_dir: %s\n%s",
              corpus, iters, out, extra);
     config_load_string(c, yaml, "tiny");
+}
+
+void *test_ggml_symbol(const char *name) {
+    static void *lib;
+    if (!lib) {
+        const char *src = getenv("QAT_SOURCE_DIR");
+        char path[4096];
+        snprintf(path, sizeof path,
+                 "%s/tests/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so", src ? src : ".");
+        lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        cr_assert(lib, "cannot open llama.cpp's %s (%s): ./quickstart test installs it (npm, tests/llamacpp)", path,
+                  dlerror());
+    }
+    void *f = dlsym(lib, name);
+    cr_assert(f, "libggml-base.so lacks %s", name);
+    return f;
 }

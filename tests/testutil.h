@@ -64,4 +64,11 @@ struct Config;
 void test_tiny_config(struct Config *c, const char *corpus, const char *out, int iters, const char *extra);
 /* Bytes of a file (malloc'd), for before/after comparisons. */
 char *test_slurp(const char *path, size_t *n);
+/* A symbol of llama.cpp's real libggml-base.so (the npm package
+ * @node-llama-cpp/linux-x64 3.21.1 that ./quickstart test installs into
+ * tests/llamacpp), opened once; fails the test when it is missing. */
+void *test_ggml_symbol(const char *name);
+typedef size_t (*GgmlQuantizeChunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
+                                    int64_t n_per_row, const float *imatrix);
+
 #endif

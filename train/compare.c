@@ -52,7 +52,7 @@ static double summary_wall(const char *out_dir) {
 
 /* Loss, perplexity, generation speed and bits per weight of m. */
 static void measure(const InferModel *m, const Bench *b, double float_loss, CompareRow *r) {
-    r->val_loss = infer_eval_loss(m, b->val, &b->w);
+    r->val_loss = infer_eval_loss(m, b->val, &b->w, NULL);
     r->ppl = exp(r->val_loss);
     r->delta = isnan(float_loss) ? 0.0 : r->val_loss - float_loss;
     r->delta_ft = NAN;

@@ -569,9 +569,6 @@ void config_validate(const Config *c, const char *origin) {
                                                            : NULL;
         if (key) qat_fail("%s: %s contradicts quant.format %s (which sets bits %d, group_size 32%s); leave it out", origin,
                           key, q->format, bits, fm == QF_Q4_1 ? ", asymmetric" : "");
-        if (fm == QF_Q4_1 && !strcmp(q->estimator, "lsq"))
-            qat_fail("%s: quant.estimator: lsq learns a scale, and q4_1 blocks carry a minimum too; use ste or clipped",
-                     origin);
         if (q->a_bits)
             qat_fail("%s: quant.activation.bits: llama.cpp quantizes the activations of block formats itself; use "
                      "quant.act_format: q8_0 to train with what it does", origin);

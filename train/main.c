@@ -47,7 +47,7 @@ static const char *HELP_TRAIN =
     "  --overwrite replace the run already in out_dir (without it, such an out_dir is refused)\n"
     "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
 static const char *HELP_EVAL =
-    "usage: qat eval CHECKPOINT|MODEL.h5 [--data FILE] [--json] [--int]\n"
+    "usage: qat eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format F] [--top1 FILE]\n"
     "  Mean next-token loss over the validation windows of the run's train.eval:\n"
     "  full (the default) scores the whole split as consecutive non-overlapping windows\n"
     "  of block_size, every token once; random takes train.eval_batches x batch_size\n"
@@ -56,6 +56,11 @@ static const char *HELP_EVAL =
     "  --json      print one JSON object: val_loss, eval, windows, block_size, tokens, kernels\n"
     "  --int       run a QAT checkpoint's quantized layers on real integer weights and the\n"
     "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n"
+    "  --act-format q8_0|none  quantize the input of every block-format (q8_0/q4_0/q4_1) layer to\n"
+    "              q8_0 blocks as llama.cpp's CPU products do (on), or not (off), whatever the\n"
+    "              model was trained with; a GGUF file then runs the fake-quant forward\n"
+    "  --top1 FILE write the most likely next token id at every scored position, one per line\n"
+    "              in window order (to compare with another runtime, e.g. llama.cpp)\n"
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
     "  (qat export --format gguf) needs --data, and runs its q8_0 layers on them.\n";
 static const char *HELP_SAMPLE =
@@ -170,13 +175,18 @@ static int cmd_train(int argc, char **argv) {
 
 static int cmd_eval(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_EVAL, stdout), 0;
-    const char *ckpt = NULL, *data = NULL;
-    bool json = false, int_kernels = false;
+    const char *ckpt = NULL;
+    EvalOptions o = {0};
+    bool json = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--data"))
-            data = need_value(argc, argv, &i);
+            o.data = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--top1"))
+            o.top1_out = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--act-format"))
+            o.act_format = need_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--int"))
-            int_kernels = true;
+            o.int_kernels = true;
         else if (!strcmp(argv[i], "--json"))
             json = true;
         else if (argv[i][0] == '-')
@@ -187,7 +197,9 @@ static int cmd_eval(int argc, char **argv) {
             qat_fail("eval: more than one checkpoint given");
     }
     if (!ckpt) qat_fail("eval: missing CHECKPOINT (see qat eval --help)");
-    EvalResult r = eval_checkpoint(ckpt, data, int_kernels);
+    if (o.top1_out) util_check_output(o.top1_out);
+    EvalResult r = eval_checkpoint(ckpt, &o);
+    const char *data = o.data;
     if (json) {
         cJSON *j = cJSON_CreateObject();
         json_add_num(j, "val_loss", r.val_loss, 6);
@@ -196,12 +208,13 @@ static int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "block_size", r.block_size);
         cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
         cJSON_AddStringToObject(j, "kernels", r.integer ? kernel_path_name(kernel_path()) : "float");
+        cJSON_AddStringToObject(j, "act_format", r.act_blocks ? "q8_0" : "none");
         json_print_line(j, stdout);
     }
     else
-        printf("val_loss %.4f (%ld tokens scored in %d %s windows of up to %d from %s%s%s)\n", r.val_loss, r.tokens,
+        printf("val_loss %.4f (%ld tokens scored in %d %s windows of up to %d from %s%s%s%s)\n", r.val_loss, r.tokens,
                r.windows, r.mode, r.block_size, data ? data : "the validation split", r.integer ? ", integer kernels " : "",
-               r.integer ? kernel_path_name(kernel_path()) : "");
+               r.integer ? kernel_path_name(kernel_path()) : "", r.act_blocks ? ", q8_0 activation blocks" : "");
     return 0;
 }
 

@@ -84,7 +84,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
     Tape tape;
     tape_init(&tape, 16u << 20);
     t->tokens = w.tokens;
-    t->base_loss = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size);
+    t->base_loss = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size, NULL);
     t->n = g.n_q;
     t->layer = xcalloc((size_t)t->n, sizeof *t->layer);
     t->weights = xcalloc((size_t)t->n, sizeof *t->weights);
@@ -105,7 +105,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
             if (cost < 0.0) continue;
             ql->w = (QuantSpec){.bits = mc->bits, .sym = t->sym, .gran = mc->group > 0 ? QG_GROUP : QG_CHANNEL,
                                 .group = mc->group > 0 ? mc->group : 0};
-            t->sens[(size_t)i * t->k + c] = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size) - t->base_loss;
+            t->sens[(size_t)i * t->k + c] = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size, NULL) - t->base_loss;
         }
         ql->mode = QMODE_FLOAT;
         if (!quiet) {

@@ -37,7 +37,7 @@ void ptq_options_default(PtqOptions *o) {
 }
 
 void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_set, const char *origin) {
-    bool known = false;
+    bool known = false, sym_set = o->sym_set;
     for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++) known |= !strcmp(o->method, METHODS[i]);
     if (!known) qat_fail("%s: method: '%s' is not one of rtn, gptq, awq, smoothquant, outlier", origin, o->method);
     bool w8a8 = !strcmp(o->method, "smoothquant") || !strcmp(o->method, "outlier");
@@ -60,6 +60,21 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (!(o->threshold >= 0.0f)) qat_fail("%s: threshold: expected >= 0, got %g", origin, o->threshold);
     if (o->budget > 0.0f && (w8a8 || o->act[0]))
         qat_fail("%s: budget: mixed precision is for weight-only methods (rtn, gptq, awq)", origin);
+    if (o->act_format[0] && strcmp(o->act_format, "q8_0"))
+        qat_fail("%s: act-format: expected q8_0 (llama.cpp's activation blocks) or none, got '%s'", origin, o->act_format);
+    if (o->act_format[0] && !o->format[0]) qat_fail("%s: act-format: simulates llama.cpp's products; it needs --format", origin);
+    if (!o->format[0]) return;
+    QFormat f = qformat_of(o->format);
+    if (!f) qat_fail("%s: format: expected q8_0, q4_0 or q4_1 (llama.cpp's blocks) or none, got '%s'", origin, o->format);
+    if (w8a8 || o->act[0] || o->budget > 0.0f)
+        qat_fail("%s: format: llama.cpp's blocks are weight-only, one format for every layer: methods rtn, gptq or awq, "
+                 "without --act or --budget", origin);
+    QuantSpec fs = quant_spec_of_format(f);
+    const char *clash = bits_set && o->bits != fs.bits ? "bits" : group_set && o->group != QBLOCK ? "group"
+                        : sym_set && o->sym != fs.sym ? (fs.sym ? "asym" : "sym") : NULL;
+    if (clash) qat_fail("%s: --%s contradicts --format %s (which is %d bits in groups of 32, %s); leave it out", origin,
+                        clash, o->format, fs.bits, fs.sym ? "symmetric" : "asymmetric");
+    o->bits = fs.bits, o->group = QBLOCK, o->sym = fs.sym;
 }
 
 bool ptq_option_is_flag(const char *a) {
@@ -85,8 +100,10 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--group")) {
             o->group = !strcmp(v, "channel") ? -1 : !strcmp(v, "tensor") ? 0 : (int)util_parse_long(opt, v, -1000000, 65536);
             group_set = true;
-        } else if (!strcmp(a, "--sym")) o->sym = true;
-        else if (!strcmp(a, "--asym")) o->sym = false;
+        } else if (!strcmp(a, "--sym")) o->sym = true, o->sym_set = true;
+        else if (!strcmp(a, "--asym")) o->sym = false, o->sym_set = true;
+        else if (!strcmp(a, "--format")) xsnprintf(o->format, sizeof o->format, opt, "%s", strcmp(v, "none") ? v : "");
+        else if (!strcmp(a, "--act-format")) xsnprintf(o->act_format, sizeof o->act_format, opt, "%s", strcmp(v, "none") ? v : "");
         else if (!strcmp(a, "--act")) {
             snprintf(o->act, sizeof o->act, "%s", strcmp(v, "none") ? v : "");
             act_set = true;
@@ -114,8 +131,9 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     char g[24];
     if (o->group > 0) snprintf(g, sizeof g, "g%d", o->group);
     else snprintf(g, sizeof g, "%s", o->group < 0 ? "channel" : "tensor");
-    int k = o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
-                             : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
+    int k = o->format[0]       ? snprintf(buf, n, "%s %s%s", o->method, o->format, o->act_format[0] ? " (q8_0 activations)" : "")
+            : o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
+                               : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
     if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
     if (!strcmp(o->method, "gptq") && k < (int)n)
         k += snprintf(buf + k, n - (size_t)k, ", damp %g, block %d%s", o->damp, o->block, o->act_order ? ", act_order" : "");
@@ -134,6 +152,8 @@ void ptq_quant_config(const PtqOptions *o, QuantConfig *q) {
     snprintf(q->w_gran, sizeof q->w_gran, "%s", o->group > 0 ? "group" : o->group < 0 ? "channel" : "tensor");
     if (o->group > 0) q->w_group = o->group;
     q->w_sym = o->sym;
+    snprintf(q->format, sizeof q->format, "%s", o->format[0] ? o->format : "none");
+    snprintf(q->act_format, sizeof q->act_format, "%s", o->act_format[0] ? o->act_format : "none");
     q->a_bits = o->act[0] ? 8 : 0;
     if (o->act[0]) snprintf(q->a_gran, sizeof q->a_gran, "%s", o->act);
     q->a_sym = true;
@@ -252,15 +272,6 @@ static double rtn_error(const QLayer *q, const float *w, int rows, int cols, con
     return e;
 }
 
-/* The layer's current scales applied to its weights: the output error. */
-static double scaled_error(const QLayer *q, const float *w, int rows, int cols, const float *H) {
-    float *wq = xmalloc((size_t)rows * cols * sizeof(float));
-    quant_fake(&q->w, w, rows, cols, q->w_scale->data, q->w_zp ? q->w_zp->data : NULL, wq);
-    double e = ptq_output_error(w, wq, rows, cols, H);
-    free(wq);
-    return e;
-}
-
 static float *zp_of(QLayer *q) { return q->w_zp ? q->w_zp->data : NULL; }
 
 /* Divides a LayerNorm's affine parameters by s: its outputs become x / s. */
@@ -362,16 +373,18 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
         } else {
             ptq_rtn(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), NULL);
         }
-        if (q->outlier) { /* the error of the split: the float columns are exact */
-            float *wq = xmalloc((size_t)rows * cols * sizeof(float));
-            quant_fake(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), wq);
+        float *wq = xmalloc((size_t)rows * cols * sizeof(float));
+        /* a block format's round-to-nearest is ggml's reference quantizer itself */
+        bool ggml_ref = q->w.fmt && !(awq && o->clip);
+        quant_fake(&q->w, l->w->data, rows, cols, ggml_ref ? NULL : q->w_scale->data, zp_of(q), wq);
+        if (q->outlier) /* the error of the split: the float columns are exact */
             for (size_t i = 0; i < (size_t)rows * cols; i++)
                 if (q->outlier->data[i % (size_t)cols] > 0.0f) wq[i] = l->w->data[i];
-            rep[k]->err = ptq_output_error(l->w->data, wq, rows, cols, bl->H[k]);
-            free(wq);
-        } else {
-            rep[k]->err = scaled_error(q, l->w->data, rows, cols, bl->H[k]);
-        }
+        rep[k]->err = ptq_output_error(l->w->data, wq, rows, cols, bl->H[k]);
+        /* block formats keep the blocks' values as the weights, so the codes
+         * the export derives from them are these codes exactly */
+        if (q->w.fmt) memcpy(l->w->data, wq, (size_t)rows * cols * sizeof(float));
+        free(wq);
     }
 }
 

@@ -18,6 +18,8 @@ typedef struct PtqOptions {
     int bits;          /* weight bits, 2..8 */
     int group;         /* > 0: inputs per group; -1: per channel; 0: per tensor */
     bool sym;
+    char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1): then bits, group and sym follow from it */
+    char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
     char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
     int calib_batches; /* windows of train.batch_size x block_size from the training split */
     uint64_t seed;     /* of the calibration windows */
@@ -32,6 +34,7 @@ typedef struct PtqOptions {
     float budget;      /* > 0: mixed precision within this many bits per weight (train/mixed.h); bits/group ignored */
     char budget_bits[64], budget_groups[64]; /* its candidates, as quant.budget.bits/groups */
     int budget_calib_batches;
+    bool sym_set; /* --sym or --asym given (parsing only) */
 } PtqOptions;
 
 /* Defaults: rtn, int4, group 32, symmetric, float activations, 4 calibration

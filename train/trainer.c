@@ -34,17 +34,30 @@ void eval_windows_of(const Config *cfg, size_t n, EvalWindows *w) {
         eval_windows_full(w, n, cfg->model.block_size);
 }
 
-double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B) {
+/* The first largest of n values. */
+static int32_t argmax(const float *r, int n) {
+    int32_t best = 0;
+    for (int j = 1; j < n; j++)
+        if (r[j] > r[best]) best = j;
+    return best;
+}
+
+double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B, int32_t *top1) {
     int cap = 1;
     for (int i = 0; i < w->n; i++) cap = w->len[i] > cap ? w->len[i] : cap;
     int32_t *x = xmalloc((size_t)B * cap * sizeof(int32_t)), *y = xmalloc((size_t)B * cap * sizeof(int32_t));
     bool old = tape_set_grad(t, false);
     double sum = 0.0;
+    long at = 0;
+    int V = g->cfg.vocab_size;
     for (int i = 0; i < w->n;) {
         int k = eval_windows_run(w, i, B), L = w->len[i];
         eval_windows_fill(w, tokens, i, k, x, y);
         tape_reset(t);
-        sum += (double)gpt_loss(g, t, x, y, k, L)->data[0] * ((double)k * L);
+        Tensor *logits = gpt_forward(g, t, x, k, L);
+        sum += (double)op_cross_entropy(t, logits, y)->data[0] * ((double)k * L);
+        for (long p = 0; top1 && p < (long)k * L; p++) top1[at + p] = argmax(logits->data + (size_t)p * V, V);
+        at += (long)k * L;
         i += k;
     }
     tape_reset(t);
@@ -77,10 +90,16 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     }
     GPT g;
     Vocab v;
-    if (gguf_is_file(path)) /* llama.cpp's file: its q8_0 layers back on the integer kernels */
+    if (gguf_is_file(path)) { /* llama.cpp's file: q8_0 and q4_0 layers back on the integer kernels */
         gguf_load_gpt(path, &g, &v, cfg);
-    else
+        if (g.n_q && g.qlayers[0].w.fmt == QF_Q4_1) { /* a minimum per block: float, on the dequantized values */
+            fprintf(stderr, "%s: q4_1 layers run in float on their dequantized weights (qat's integer kernels are "
+                            "symmetric)\n", path);
+            gpt_quant_bake(&g);
+        }
+    } else {
         model_load(path, &g, cfg, &v);
+    }
     char *yaml = config_to_yaml(cfg);
     infer_from_gpt(m, &g, &v, yaml);
     free(yaml);
@@ -105,6 +124,10 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     ckpt_load_meta(ckpt, &cfg, &v, &step);
     if (g.n_q == 0)
         qat_fail("%s: a float checkpoint (no quantized layers): export takes a QAT or PTQ checkpoint", ckpt);
+    for (int i = 0; i < g.n_q; i++) /* qat's files hold its own symmetric grids (int4: -7..7) */
+        if (g.qlayers[i].w.fmt == QF_Q4_0 || g.qlayers[i].w.fmt == QF_Q4_1)
+            qat_fail("%s: %s is in llama.cpp's %s blocks: export it with qat export --format gguf", ckpt,
+                     g.qlayers[i].name, qformat_name(g.qlayers[i].w.fmt));
     char *yaml = config_to_yaml(&cfg);
     InferModel m;
     infer_from_gpt(&m, &g, &v, yaml);
@@ -136,20 +159,42 @@ size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE 
     return n;
 }
 
-EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels) {
+/* Turns llama.cpp's q8_0 activation blocks on or off in every block-format
+ * layer of g (act "q8_0" or "none"). */
+static void set_act_format(GPT *g, const char *act, const char *path) {
+    bool on = !strcmp(act, "q8_0");
+    if (!on && strcmp(act, "none")) qat_fail("eval: --act-format: expected q8_0 or none, got '%s'", act);
+    int n = 0;
+    for (int i = 0; i < g->n_q; i++)
+        if (g->qlayers[i].w.fmt) g->qlayers[i].a_blocks = on, n++;
+    if (on && !n)
+        qat_fail("%s: --act-format q8_0 simulates llama.cpp's products with block-format (q8_0, q4_0, q4_1) weights; "
+                 "this model has none", path);
+}
+
+EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
+    EvalOptions none = {0};
+    const EvalOptions *o = opt ? opt : &none;
+    const char *data = o->data;
     Config cfg;
     InferModel m;
     GPT g;
     Vocab v;
-    bool gguf = gguf_is_file(path);
+    bool gguf = gguf_is_file(path), exported = infer_is_model_file(path);
     if (gguf && !data) qat_fail("%s: a GGUF file carries no training corpus: pass --data FILE", path);
-    bool infer = int_kernels || gguf || infer_is_model_file(path);
+    bool act = o->act_format && !strcmp(o->act_format, "q8_0");
+    if (act && (o->int_kernels || exported))
+        qat_fail("%s: --act-format q8_0 runs the fake-quant forward; qat's integer kernels and exported models take "
+                 "float activations (leave out %s)", path, o->int_kernels ? "--int" : "--act-format");
+    bool infer = !act && (o->int_kernels || gguf || exported);
     if (infer) {
         model_load_infer(path, &m, &cfg);
-        if (int_kernels && m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
+        if (o->int_kernels && m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
         v = m.vocab;
     } else {
-        model_load(path, &g, &cfg, &v);
+        if (gguf) gguf_load_gpt(path, &g, &v, &cfg);
+        else model_load(path, &g, &cfg, &v);
+        if (o->act_format) set_act_format(&g, o->act_format, path);
     }
     apply_threads(&cfg);
     const int B = cfg.train.batch_size, T = cfg.model.block_size;
@@ -171,17 +216,26 @@ EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels)
     }
     EvalWindows w;
     eval_windows_of(&cfg, n, &w);
-    EvalResult r = {.windows = w.n, .tokens = w.tokens, .block_size = T, .integer = infer && m.n_q > 0};
+    EvalResult r = {.windows = w.n, .tokens = w.tokens, .block_size = T, .integer = infer && m.n_q > 0, .act_blocks = act};
     snprintf(r.mode, sizeof r.mode, "%s", cfg.train.eval);
+    const char *top1_out = o->top1_out;
+    int32_t *top1 = top1_out ? xmalloc((size_t)(w.tokens > 0 ? w.tokens : 1) * sizeof(int32_t)) : NULL;
     if (infer) {
-        r.val_loss = infer_eval_loss(&m, tok, &w);
+        r.val_loss = infer_eval_loss(&m, tok, &w, top1);
         infer_free(&m);
     } else {
         Tape t;
         tape_init(&t, 16u << 20);
-        r.val_loss = eval_loss(&g, &t, tok, &w, B);
+        r.val_loss = eval_loss(&g, &t, tok, &w, B, top1);
         tape_free(&t);
         gpt_free(&g);
+    }
+    if (top1) {
+        char *txt = xmalloc((size_t)w.tokens * 12 + 1);
+        size_t k = 0;
+        for (long i = 0; i < w.tokens; i++) k += (size_t)sprintf(txt + k, "%d\n", top1[i]);
+        xwrite_file_atomic(top1_out, txt, k);
+        free(txt), free(top1);
     }
     eval_windows_free(&w);
     dataset_free(&ds);
@@ -432,7 +486,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
 
     if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
         /* the fine-tune's starting point: the float model (under round-to-nearest when quantized) */
-        float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B);
+        float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "iter", 0);
         json_add_num(o, "val_loss", v0, 6);
@@ -477,7 +531,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         bool eval_now = done % cfg->train.eval_every == 0 || done == iters || done == end;
         bool log_now = done % cfg->train.log_every == 0 || eval_now || it == start;
         if (eval_now) {
-            val = (float)eval_loss(&g, &tape, val_tok, &vw, B);
+            val = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
             if (!isfinite(val))
                 qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
                          done, val, ckpt_path);
@@ -528,7 +582,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         median = n_tps % 2 ? tps[n_tps / 2] : 0.5 * (tps[n_tps / 2 - 1] + tps[n_tps / 2]);
     }
     if (start >= iters) { /* nothing left to run: report the checkpoint's model */
-        val = (float)eval_loss(&g, &tape, val_tok, &vw, B);
+        val = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
     }
     /* iters: the steps this model has had (the planned ones in planned_iters) */
     long done_iters = start > end ? start : end;

@@ -25,8 +25,10 @@ void train_run(const Config *cfg, const char *origin, const TrainOptions *opts);
  * (train.eval: the whole split, or seeded random windows). */
 void eval_windows_of(const Config *cfg, size_t n, EvalWindows *w);
 
-/* Mean next-token loss over windows w of tokens, B windows per forward. */
-double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B);
+/* Mean next-token loss over windows w of tokens, B windows per forward;
+ * top1 (w->tokens entries, or NULL) gets the most likely next token at every
+ * scored position, in window order. */
+double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, int B, int32_t *top1);
 
 /* Builds the model a checkpoint describes and loads its weights. */
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
@@ -55,13 +57,24 @@ typedef struct EvalResult {
     int windows, block_size;
     long tokens;       /* positions scored */
     bool integer;      /* run on the inference engine and the integer kernels */
+    bool act_blocks;   /* with llama.cpp's q8_0 activation blocks (--act-format q8_0) */
 } EvalResult;
+typedef struct EvalOptions {
+    const char *data;       /* NULL: the validation split of the training corpus */
+    bool int_kernels;       /* a training checkpoint's quantized layers on the integer kernels */
+    const char *top1_out;   /* NULL, or a file for the most likely next token at every scored position */
+    const char *act_format; /* NULL: as trained; "q8_0" or "none": llama.cpp's activation blocks on or off */
+} EvalOptions;
 /* Loss of a checkpoint over its validation windows (train.eval): from the
- * validation split of its training corpus (data = NULL, as during training),
- * or from all of data. A deployable file, or a training checkpoint with
- * int_kernels, runs on the inference engine (quantized layers on the integer
- * kernels); otherwise the training forward (fake quantization). */
-EvalResult eval_checkpoint(const char *path, const char *data, bool int_kernels);
+ * validation split of its training corpus (o->data NULL, as during
+ * training), or from all of o->data. A deployable file, a GGUF file, or a
+ * training checkpoint with int_kernels, runs on the inference engine
+ * (quantized layers on the integer kernels); otherwise the training forward
+ * (fake quantization). act_format q8_0 runs the training forward with every
+ * block-format layer's input in llama.cpp's q8_0 blocks (a GGUF file too:
+ * what llama.cpp's CPU path computes). top1_out gets one token id per line
+ * in window order, to compare against another runtime's. o may be NULL. */
+EvalResult eval_checkpoint(const char *path, const EvalOptions *o);
 
 /* Threads from the config (0 keeps OMP_NUM_THREADS / all cores). */
 void apply_threads(const Config *cfg);

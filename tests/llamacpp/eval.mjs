@@ -4,7 +4,8 @@
 //   node eval.mjs nll MODEL.gguf TEXT BLOCK   mean next-token loss over TEXT
 //     in consecutive non-overlapping windows of BLOCK tokens (qat eval
 //     --data's windows: every token but the first scored once), and the
-//     tokens llama.cpp's tokenizer made of TEXT
+//     tokens llama.cpp's tokenizer made of TEXT, and its most likely next
+//     token at every scored position (top1, as qat eval --top1 writes it)
 //   node eval.mjs greedy MODEL.gguf PROMPT N  N tokens of greedy generation
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { readFileSync } from "node:fs";
@@ -25,6 +26,7 @@ if (mode === "nll") {
     experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", flashAttention: false });
   const seq = context.getSequence();
   let sum = 0, scored = 0, windows = 0;
+  const top1 = [];
   for (let s = 0; s + 1 < tokens.length; s += n) {
     const len = Math.min(n, tokens.length - 1 - s);
     await seq.clearHistory();
@@ -32,14 +34,18 @@ if (mode === "nll") {
     for (let i = 0; i < len; i++) input.push([tokens[s + i], { generateNext: { probabilities: true, options: all } }]);
     const out = await seq.controlledEvaluate(input);
     for (let i = 0; i < len; i++) {
-      const p = out[i].next.probabilities.get(tokens[s + i + 1]) ?? 0;
+      const probs = out[i].next.probabilities;
+      const p = probs.get(tokens[s + i + 1]) ?? 0;
       sum += -Math.log(Math.max(p, 1e-45));
+      let best = -1, bp = -1; // the first largest, as qat takes it
+      for (const [t, q] of probs) if (q > bp || (q === bp && t < best)) best = t, bp = q;
+      top1.push(best);
       scored++;
     }
     windows++;
   }
   console.log(JSON.stringify({ nll: sum / scored, tokens: scored, windows, n_tokens: tokens.length,
-                               ids: Array.from(tokens.slice(0, 64)) }));
+                               ids: Array.from(tokens.slice(0, 64)), top1 }));
 } else if (mode === "greedy") {
   const prompt = model.tokenize(arg, false);
   // prompt + N must stay within the trained context (learned positions)
