@@ -1,23 +1,36 @@
 #!/usr/bin/env python3
-"""bench_gguf.py: the reference models in llama.cpp. For the FP32 reference
-model and the QAT configs given (default: q8_0, q4_0 and q4_1 trained in
-llama.cpp's block formats, and qat's own int4 g32 LSQ model, which exports as
-q4_0 with half-precision scales), trains what is missing (qat train, reusing a
-complete run), exports each with `qat export --format gguf`, and scores each
-file twice on the whole validation split: qat's evaluation of the checkpoint
-(fake quantization) and llama.cpp's (node-llama-cpp 3.21.1, through
-tests/llamacpp/eval.mjs, with an F32 KV cache). Prints a Markdown table.
+"""bench_gguf.py: the reference models in llama.cpp. Rows:
+  - the FP32 reference model, and it fine-tuned in float for the QAT runs'
+    steps (float+ft, the fair baseline);
+  - QAT: the configs given (default: q8_0, q4_0 and q4_1 trained in
+    llama.cpp's block formats, and qat's own int4 g32 LSQ model, which
+    exports as q4_0 with half-precision scales), trained when missing;
+  - PTQ of the FP32 model in the same formats: qat ptq --method rtn, gptq
+    and awq --format F;
+  - llama.cpp's own quantizer (llama-quantize's llama_model_quantize, through
+    bench/llama_quantize.py) of the FP32 model's F32 GGUF: what a user
+    without qat does.
+Each is exported with `qat export --format gguf` and scored on the whole
+validation split three ways: qat's evaluation of the checkpoint (as trained),
+qat's evaluation of the GGUF file with llama.cpp's q8_0 activation blocks
+simulated (--act-format q8_0), and llama.cpp's own (node-llama-cpp 3.21.1,
+tests/llamacpp/eval.mjs, F32 KV cache), with the share of positions where
+qat and llama.cpp predict the same next token. Prints a Markdown table.
 
     bench/bench_gguf.py [CONFIG.yaml ...]
 
 Needs runs/tiny-shakespeare (qat train configs/tiny-shakespeare.yaml) and
-tests/llamacpp/node_modules (./quickstart test installs it).
+tests/llamacpp/node_modules (./quickstart test installs it); the float+ft row
+appears when bench/bench_qat.py has made runs/qat-float-ft.
 """
 import json
 import os
 import struct
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_quantize  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QAT = os.path.join(ROOT, "build", "qat")
@@ -41,44 +54,79 @@ def val_split(corpus, frac):
     return data[int(len(data) * (1.0 - f32)):]
 
 
+def out_dir_of(config):
+    for line in open(os.path.join(ROOT, config)):
+        if line.startswith("out_dir:"):
+            return line.split(":", 1)[1].split("#")[0].strip()
+    sys.exit("bench_gguf: %s has no out_dir" % config)
+
+
+def trained(config):
+    """The checkpoint of a config's run, trained when it is missing."""
+    out_dir = out_dir_of(config)
+    ckpt = os.path.join(out_dir, "checkpoint.h5")
+    if not (os.path.isfile(os.path.join(ROOT, ckpt)) and os.path.isfile(os.path.join(ROOT, out_dir, "summary.json"))):
+        print("bench_gguf: training %s" % config, file=sys.stderr)
+        sh([QAT, "train", config, "--overwrite"])
+    return ckpt
+
+
+def blocks_of(report):
+    types = sorted({t for t in ("q8_0", "q4_0", "q4_1") if (" %s " % t) in report}) or ["f32"]
+    return types + (["f32 fallback"] if "fallback" in report else [])
+
+
+def score(name, ckpt, gguf, types, val):
+    """One table row: qat's losses of the checkpoint and of the file, llama.cpp's, top-1 agreement."""
+    e = json.loads(sh([QAT, "eval", ckpt, "--json"])) if ckpt else None
+    blocks = any(t in ("q8_0", "q4_0", "q4_1") for t in types)
+    top1 = os.path.join(OUT, "top1.txt")
+    g = json.loads(sh([QAT, "eval", gguf, "--data", val, "--json", "--top1", top1]
+                      + (["--act-format", "q8_0"] if blocks else [])))
+    l = json.loads(sh(["node", EVAL, "nll", gguf, val, str(g["block_size"])]))
+    if l["tokens"] != g["tokens"]:
+        sys.exit("bench_gguf: llama.cpp scored %d tokens, qat %d" % (l["tokens"], g["tokens"]))
+    ours = [int(x) for x in open(top1).read().split()]
+    agree = sum(a == b for a, b in zip(ours, l["top1"])) / len(ours)
+    print("| %s | %s | %d | %s | %.4f | %.4f | %+.1e | %.2f%% |" % (
+        name, ", ".join(types), os.path.getsize(gguf), "%.4f" % e["val_loss"] if e else "-", g["val_loss"], l["nll"],
+        l["nll"] - g["val_loss"], 100 * agree))
+    sys.stdout.flush()
+
+
 def main():
     configs = sys.argv[1:] or DEFAULT
     os.makedirs(OUT, exist_ok=True)
-    ref = os.path.join(ROOT, "runs", "tiny-shakespeare", "checkpoint.h5")
-    if not os.path.isfile(ref):
+    ref = os.path.join("runs", "tiny-shakespeare", "checkpoint.h5")
+    if not os.path.isfile(os.path.join(ROOT, ref)):
         sys.exit("bench_gguf: %s missing: qat train configs/tiny-shakespeare.yaml" % ref)
     val = os.path.join(OUT, "val.txt")
     with open(val, "wb") as f:
         f.write(val_split("../shared/data/tinyshakespeare.txt", 0.1))
-    rows = [("FP32 reference", "runs/tiny-shakespeare/checkpoint.h5", "f32")]
-    for c in configs:
-        out_dir = None
-        for line in open(os.path.join(ROOT, c)):
-            if line.startswith("out_dir:"):
-                out_dir = line.split(":", 1)[1].split("#")[0].strip()
-        ckpt = os.path.join(out_dir, "checkpoint.h5")
-        summary = os.path.join(ROOT, out_dir, "summary.json")
-        done = os.path.isfile(os.path.join(ROOT, ckpt)) and os.path.isfile(summary)
-        if not done:
-            print("bench_gguf: training %s" % c, file=sys.stderr)
-            sh([QAT, "train", c, "--overwrite"])
-        rows.append((os.path.basename(c)[:-5], ckpt, None))
-    print("| model | GGUF tensors | file bytes | qat (fake quant) | llama.cpp | difference |")
-    print("|---|---|---|---|---|---|")
-    for name, ckpt, _ in rows:
+    rows = [("FP32 reference", ref)]
+    ft = os.path.join("runs", "qat-float-ft", "checkpoint.h5")  # bench/bench_qat.py makes it
+    if os.path.isfile(os.path.join(ROOT, ft)):
+        rows.append(("float+ft", ft))
+    rows += [(os.path.basename(c)[:-5], trained(c)) for c in configs]
+    for method, fmt in [("rtn", "q8_0"), ("rtn", "q4_0"), ("gptq", "q4_0"), ("awq", "q4_0"), ("rtn", "q4_1"),
+                        ("gptq", "q4_1"), ("awq", "q4_1")]:
+        out = os.path.join("runs", "gguf", "ptq-%s-%s.h5" % (method, fmt))
+        sh([QAT, "ptq", ref, "--method", method, "--format", fmt, "-o", out])
+        rows.append(("PTQ %s %s" % (method, fmt), out))
+    print("| model | GGUF tensors | file bytes | qat checkpoint | qat of the GGUF, q8_0 act. | llama.cpp | llama.cpp - qat "
+          "| same top-1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    f32 = None
+    for name, ckpt in rows:
         gguf = os.path.join(OUT, name.replace(" ", "-") + ".gguf")
-        rep = sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf])
-        types = sorted({t for t in ("q8_0", "q4_0", "q4_1") if (" %s " % t) in rep}) or ["f32"]
-        if "fallback" in rep:
-            types.append("f32 fallback")
-        e = json.loads(sh([QAT, "eval", ckpt, "--json"]))
-        q = e["val_loss"]
-        l = json.loads(sh(["node", EVAL, "nll", gguf, val, str(e["block_size"])]))
-        if l["tokens"] != e["tokens"]:
-            sys.exit("bench_gguf: llama.cpp scored %d tokens, qat %d" % (l["tokens"], e["tokens"]))
-        size = os.path.getsize(gguf)
-        print("| %s | %s | %d | %.4f | %.4f | %+.1e |" % (name, ", ".join(types), size, q, l["nll"], l["nll"] - q))
-        sys.stdout.flush()
+        types = blocks_of(sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf]))
+        if name == "FP32 reference":
+            f32 = gguf
+        score(name, ckpt, gguf, types, val)
+    for fmt in ("q8_0", "q4_0", "q4_1"):
+        gguf = os.path.join(OUT, "llama-quantize-%s.gguf" % fmt)
+        llama_quantize.quantize(os.path.join(ROOT, f32), os.path.join(ROOT, gguf), fmt)
+        score("llama-quantize %s (FP32 GGUF)" % fmt, None, gguf, [fmt, "token_embd q8_0"], val)
 
 
 if __name__ == "__main__":
