@@ -334,3 +334,91 @@ const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name) {
         if (!strcmp(f->t[i].name, name)) return &f->t[i];
     return NULL;
 }
+
+const char *ggml_type_name(uint32_t type, char *buf, size_t n) {
+    switch (type) {
+    case GGML_TYPE_F32: return "f32";
+    case GGML_TYPE_F16: return "f16";
+    case GGML_TYPE_Q8_0: return "q8_0";
+    case GGML_TYPE_Q4_0: return "q4_0";
+    case GGML_TYPE_Q4_1: return "q4_1";
+    default: snprintf(buf, n, "type %u", type); return buf;
+    }
+}
+
+/* One scalar of type t at p (bounds checked by gguf_read); strings quoted
+ * and cut at 48 bytes, control bytes escaped. Returns the bytes it took. */
+static size_t print_scalar(FILE *out, uint32_t t, const uint8_t *p) {
+    uint8_t b[8];
+    memcpy(b, p, scalar_size(t) ? scalar_size(t) : 8);
+    int64_t i = 0;
+    uint64_t u = 0;
+    switch (t) {
+    case GGUF_UINT8: fprintf(out, "%u", b[0]); return 1;
+    case GGUF_INT8: fprintf(out, "%d", (int8_t)b[0]); return 1;
+    case GGUF_BOOL: fprintf(out, "%s", b[0] ? "true" : "false"); return 1;
+    case GGUF_UINT16: { uint16_t v; memcpy(&v, b, 2); fprintf(out, "%u", v); return 2; }
+    case GGUF_INT16: { int16_t v; memcpy(&v, b, 2); fprintf(out, "%d", v); return 2; }
+    case GGUF_UINT32: { uint32_t v; memcpy(&v, b, 4); fprintf(out, "%u", v); return 4; }
+    case GGUF_INT32: { int32_t v; memcpy(&v, b, 4); fprintf(out, "%d", v); return 4; }
+    case GGUF_FLOAT32: { float v; memcpy(&v, b, 4); fprintf(out, "%g", v); return 4; }
+    case GGUF_UINT64: memcpy(&u, b, 8); fprintf(out, "%llu", (unsigned long long)u); return 8;
+    case GGUF_INT64: memcpy(&i, b, 8); fprintf(out, "%lld", (long long)i); return 8;
+    case GGUF_FLOAT64: { double v; memcpy(&v, b, 8); fprintf(out, "%g", v); return 8; }
+    case GGUF_STRING: {
+        memcpy(&u, p, 8);
+        fputc('"', out);
+        for (uint64_t k = 0; k < u && k < 48; k++) {
+            uint8_t ch = p[8 + k];
+            if (ch < 0x20 || ch == '"' || ch == '\\') fprintf(out, "\\x%02x", ch);
+            else fputc(ch, out);
+        }
+        fprintf(out, "\"%s", u > 48 ? "..." : "");
+        return 8 + (size_t)u;
+    }
+    default: return 0;
+    }
+}
+
+static const char *value_type_name(uint32_t t) {
+    static const char *names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "str", "arr", "u64", "i64", "f64"};
+    return t < sizeof names / sizeof *names ? names[t] : "?";
+}
+
+void gguf_print(const GgufFile *f, FILE *out) {
+    fprintf(out, "%s: GGUF v3, %zu bytes, %zu keys, %zu tensors\n", f->path, f->size, f->n_kv, f->n_t);
+    for (size_t k = 0; k < f->n_kv; k++) {
+        const GgufKV *kv = &f->kv[k];
+        fprintf(out, "  %.*s = ", (int)kv->key_len, kv->key);
+        if (kv->type != GGUF_ARRAY) {
+            print_scalar(out, kv->type, kv->val);
+        } else {
+            fprintf(out, "[%llu x %s:", (unsigned long long)kv->n, value_type_name(kv->arr_type));
+            const uint8_t *p = kv->val;
+            for (uint64_t i = 0; i < kv->n && i < 6; i++) fputc(' ', out), p += print_scalar(out, kv->arr_type, p);
+            fprintf(out, "%s]", kv->n > 6 ? " ..." : "");
+        }
+        fputc('\n', out);
+    }
+    size_t bytes[64] = {0}, elems[64] = {0};
+    int count[64] = {0};
+    char tb[24];
+    for (size_t i = 0; i < f->n_t; i++) {
+        const GgufTensor *t = &f->t[i];
+        size_t n = 1;
+        char shape[96];
+        int k = 0;
+        for (int d = 0; d < t->nd; d++) {
+            n *= (size_t)t->ne[d];
+            k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%lld", d ? " x " : "", (long long)t->ne[d]);
+        }
+        fprintf(out, "  %-32s %-6s [%s] %zu bytes, %.2f bits/weight\n", t->name, ggml_type_name(t->type, tb, sizeof tb),
+                shape, t->bytes, 8.0 * (double)t->bytes / (double)(n ? n : 1));
+        uint32_t ty = t->type < 64 ? t->type : 63;
+        bytes[ty] += t->bytes, elems[ty] += n, count[ty]++;
+    }
+    for (uint32_t ty = 0; ty < 64; ty++)
+        if (count[ty])
+            fprintf(out, "  total %-6s %d tensors, %zu weights, %zu bytes\n", ggml_type_name(ty, tb, sizeof tb), count[ty],
+                    elems[ty], bytes[ty]);
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ggml tensor types qat writes */
 enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8 };
@@ -98,5 +99,11 @@ char *gguf_get_str(const GgufFile *f, const char *key);
 /* String i of an array of strings: pointer into the image and its length. */
 const char *gguf_array_str(const GgufFile *f, const GgufKV *kv, uint64_t i, size_t *len);
 const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
+/* A listing of the file: every key with its value (arrays: type, length and
+ * the first elements), every tensor with its type, shape and bytes, and the
+ * totals per type. */
+void gguf_print(const GgufFile *f, FILE *out);
+/* "f32", "f16", "q8_0", "q4_0", "q4_1", or "type N". */
+const char *ggml_type_name(uint32_t type, char *buf, size_t n);
 /* Bytes of a tensor of type with ne[0] x rest elements, 0 for an unknown type. */
 size_t gguf_type_bytes(uint32_t type, int64_t ne0, int64_t rest);

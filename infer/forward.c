@@ -8,17 +8,24 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
-#include "infer.h"
+#include "internal.h"
+
+/* The engine's float product y = x W^T (+ b) of a float Linear, the one
+ * training runs (its own AVX-512 kernel where there is one). */
+Gemm infer_float_gemm(const InferLinear *l, const float *x, int M, float *y) {
+    return (Gemm){.tb = true, .M = M, .N = l->out, .K = l->in, .alpha = 1.0f, .A = x, .B = l->w, .bias = l->b,
+                  .lda = l->in, .ldb = l->in, .ldc = l->out, .C = y};
+}
 
 static void linear_apply(const InferLinear *l, const float *x, int M, float *y, InferState *s) {
-    if (l->q) {
-        if (l->w8a8) qgemm_w8a8(l->q, x, M, y, s->xq, s->xs);
-        else qgemm_f32(l->q, x, M, y);
-    } else if (M == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, l->out, l->in, 1.0f, l->w, l->in, x, 1, 0.0f, y, 1);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    if (!l->q) {
+        Gemm g = infer_float_gemm(l, x, M, y);
+        if (gemm_ws_floats(&g) > s->gemm_ws_n) qat_fail("infer: float product workspace too small (a bug)");
+        gemm_run(&g, s->gemm_ws);
+        return;
     }
+    if (l->w8a8) qgemm_w8a8(l->q, x, M, y, s->xq, s->xs);
+    else qgemm_f32(l->q, x, M, y);
     if (l->b)
         for (int m = 0; m < M; m++)
             for (int o = 0; o < l->out; o++) y[(size_t)m * l->out + o] += l->b[o];

@@ -70,6 +70,8 @@ typedef struct InferState {
     int team_n;
     size_t team_stride;
     char *team;
+    float *gemm_ws; /* the float products' packing workspace (gemm_ws_floats at cap tokens) */
+    size_t gemm_ws_n;
 } InferState;
 
 /* From a loaded (float, QAT or PTQ) GPT: float tensors are copied; quantized

@@ -2,6 +2,7 @@
 #ifndef QAT_INFER_INTERNAL_H
 #define QAT_INFER_INTERNAL_H
 
+#include "autograd/gemm.h"
 #include "infer.h"
 
 /* Whether a parameter of g is stored as a float tensor of the inference model
@@ -10,5 +11,8 @@ bool infer_keeps_float(const GPT *g, const Tensor *t);
 /* Fills m from g's float tensors and the integer weights qm (one per
  * g->qlayers entry; m takes ownership of the array). */
 void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml, QMatrix *qm);
+/* The product y [M, out] = x [M, in] W^T + b of a float Linear on the
+ * engine's GEMM (autograd/gemm.h). */
+Gemm infer_float_gemm(const InferLinear *l, const float *x, int M, float *y);
 
 #endif

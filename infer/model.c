@@ -146,10 +146,26 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
     s->team_n = omp_get_max_threads();
     s->team_stride = ((2 * (size_t)C * sizeof(float) + qgemv_team_scratch_bytes(4 * C)) + 63) & ~(size_t)63;
     s->team = xmalloc((size_t)s->team_n * s->team_stride);
+    /* the workspace grows with the threads a product uses, which grow with M */
+    for (int l = 0; l <= L; l++) {
+        const InferLinear *ls[4] = {&m->head};
+        if (l < L) ls[0] = &m->blocks[l].qkv, ls[1] = &m->blocks[l].proj, ls[2] = &m->blocks[l].fc, ls[3] = &m->blocks[l].fc_proj;
+        for (int k = 0; k < 4 && ls[k]; k++) {
+            if (ls[k]->q) continue;
+            Gemm g = infer_float_gemm(ls[k], NULL, cap, NULL);
+            size_t need = gemm_ws_floats(&g);
+            if (need > s->gemm_ws_n) s->gemm_ws_n = need;
+        }
+    }
+    s->gemm_ws = NULL;
+    if (s->gemm_ws_n) {
+        s->gemm_ws = aligned_alloc(64, (s->gemm_ws_n * sizeof(float) + 63) & ~(size_t)63);
+        if (!s->gemm_ws) qat_fail("infer: out of memory for a %zu-float workspace", s->gemm_ws_n);
+    }
 }
 
 void infer_state_free(InferState *s) {
     free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->h), free(s->tmp), free(s->logits);
-    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs), free(s->team);
+    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs), free(s->team), free(s->gemm_ws);
     memset(s, 0, sizeof *s);
 }

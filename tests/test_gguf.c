@@ -279,6 +279,34 @@ Test(gguf, grids_without_a_block_type_fall_back_to_float_and_say_so) {
     cr_assert_lt(fabs(nll_gap(ck, model)), 1e-3);
 }
 
+/* qat inspect lists what a file holds, and refuses what it cannot read in one line. */
+Test(gguf, inspect_lists_every_tensor_with_its_type) {
+    char *fl = train_float(), *rep, args[4096];
+    double e, er;
+    char *ck = ptq(fl, "--method rtn --format q4_0", "insp.h5", &e, &er);
+    char *model = export_gguf(ck, "insp.gguf", &rep);
+    snprintf(args, sizeof args, "inspect %s", model);
+    char *out = qat(args);
+    cr_assert(strstr(out, "general.architecture = \"gpt2\"") && strstr(out, "gpt2.block_count = 2"), "%s", out);
+    cr_assert(strstr(out, "blk.1.ffn_down.weight") && strstr(out, "q4_0   [128 x 32]") && strstr(out, "4.50 bits/weight"),
+              "%s", out);
+    cr_assert(strstr(out, "total q4_0   8 tensors"), "%s", out);
+    snprintf(args, sizeof args, "inspect %s", ck);
+    out = qat(args);
+    cr_assert(strstr(out, "quantized blocks.1.mlp.proj") && strstr(out, "q4_0 blocks, stored scales"), "%s", out);
+    char err[512], bad[1100];
+    snprintf(bad, sizeof bad, "%s/cut.gguf", g_dir);
+    size_t n;
+    char *img = test_slurp(model, &n);
+    FILE *f = fopen(bad, "wb");
+    fwrite(img, 1, n / 2, f);
+    fclose(f);
+    free(img);
+    snprintf(args, sizeof args, "inspect %s", bad);
+    cr_assert_eq(test_run_qat(args, err, sizeof err), 2);
+    cr_assert(strstr(err, "cut.gguf") && strchr(err, '\n') == strrchr(err, '\n'), "%s", err);
+}
+
 Test(gguf, greedy_generation_is_qats_and_never_stops_on_a_character) {
     char *ck = train_float(), *rep;
     char *q8 = train_qat("gen-q8", "format: q8_0");

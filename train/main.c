@@ -8,6 +8,7 @@
 #include "train/checkpoint.h"
 #include "train/compare.h"
 #include "train/config.h"
+#include "train/inspect.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
@@ -20,16 +21,18 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
             "                          train a GPT as the config says (see configs/README.md)\n"
-            "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int]\n"
+            "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format q8_0] [--top1 FILE]\n"
             "                          validation loss of a checkpoint or an exported model\n"
             "  sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
             "                          generate text (KV cache; integer kernels for quantized layers)\n"
             "  export CHECKPOINT -o MODEL.h5 [--json] | --format gguf [--f16] -o MODEL.gguf\n"
             "                          a QAT or PTQ checkpoint as a deployable integer model\n"
-            "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] -o OUT.h5\n"
+            "  ptq CHECKPOINT --method rtn|gptq|awq|smoothquant|outlier [--bits B] [--group G] [--format F] -o OUT.h5\n"
             "                          post-training quantization of a float checkpoint\n"
             "  compare CONFIG.yaml [--set section.key=value ...] [--budget BPW,...]\n"
             "                          QAT versus PTQ on one float model: compare.md/csv/json/png\n"
+            "  inspect FILE            list a GGUF file, an exported model or a checkpoint: metadata, tensors,\n"
+            "                          types and sizes\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
@@ -62,7 +65,8 @@ static const char *HELP_EVAL =
     "  --top1 FILE write the most likely next token id at every scored position, one per line\n"
     "              in window order (to compare with another runtime, e.g. llama.cpp)\n"
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
-    "  (qat export --format gguf) needs --data, and runs its q8_0 layers on them.\n";
+    "  (qat export --format gguf) needs --data, and runs its q8_0 and q4_0 layers on them\n"
+    "  (q4_1 in float on its dequantized weights).\n";
 static const char *HELP_SAMPLE =
     "usage: qat sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"
@@ -93,6 +97,9 @@ static const char *HELP_PTQ =
     "  --group G           inputs per scale: a number, channel or tensor (default 32;\n"
     "                      smoothquant and outlier: channel)\n"
     "  --sym | --asym      symmetric codes (default) or asymmetric with zero points\n"
+    "  --format F          llama.cpp's blocks: q8_0, q4_0 or q4_1 (rtn, gptq, awq; sets bits, group 32\n"
+    "                      and symmetry; rtn is then ggml's own quantizer, byte for byte)\n"
+    "  --act-format q8_0   evaluate with llama.cpp's q8_0 activation blocks (quant.act_format)\n"
     "  --act A             activations: none, token (dynamic int8) or tensor (static int8)\n"
     "                      (default none; smoothquant: tensor; outlier: token)\n"
     "  --calib-batches N   calibration windows: N x train.batch_size (default 4)\n"
@@ -433,6 +440,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(cmd, "inspect")) {
+        if (wants_help(argc, argv) || argc != 3) {
+            fputs("usage: qat inspect FILE (GGUF, exported MODEL.h5 or training checkpoint)\n", argc == 3 ? stdout : stderr);
+            return argc == 3 ? 0 : QAT_EXIT_BADINPUT;
+        }
+        inspect_file(argv[2], stdout);
+        return 0;
+    }
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "ptq")) return cmd_ptq(argc, argv);

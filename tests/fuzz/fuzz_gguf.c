@@ -1,5 +1,8 @@
-/* fuzz_gguf.c: the GGUF reader and the gpt2 model loader (qat eval and
- * qat sample of a .gguf file), then a forward pass over a few tokens. */
+/* fuzz_gguf.c: the GGUF reader, its listing (qat inspect) and the gpt2
+ * model loader (qat eval and qat sample of a .gguf file: q4_1 layers baked
+ * to float as model_load_infer does), then a forward pass over a few
+ * tokens. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write_file(data, size);
     static GgufFile f;
     static GPT g;
-    static bool read, loaded;
+    static bool read, loaded, have_g;
+    static FILE *devnull;
+    if (!devnull) devnull = fopen("/dev/null", "w");
     static InferModel m;
     if (setjmp(fuzz_jmp)) goto out;
     /* the size first: a file may describe a model beyond the fuzzer's memory */
     gguf_read(&f, path);
     read = true;
+    gguf_print(&f, devnull);
     const GgufKV *c = gguf_find_kv(&f, "gpt2.embedding_length"), *l = gguf_find_kv(&f, "gpt2.block_count");
     const GgufKV *t = gguf_find_kv(&f, "gpt2.context_length");
     if (!c || !l || !t || c->type != GGUF_UINT32 || l->type != GGUF_UINT32 || t->type != GGUF_UINT32) goto out;
@@ -28,10 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Vocab v;
     Config cfg;
     gguf_load_gpt(path, &g, &v, &cfg); /* frees g itself when it fails */
+    have_g = true;
+    if (g.n_q && g.qlayers[0].w.fmt == QF_Q4_1) gpt_quant_bake(&g);
     char *yaml = config_to_yaml(&cfg);
     infer_from_gpt(&m, &g, &v, yaml);
     free(yaml);
     gpt_free(&g);
+    have_g = false;
     loaded = true;
     InferState s;
     infer_state_init(&s, &m, 4);
@@ -39,8 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     infer_forward(&m, &s, tok, m.cfg.block_size < 4 ? m.cfg.block_size : 4);
     infer_state_free(&s);
 out:
+    if (have_g) gpt_free(&g);
     if (loaded) infer_free(&m);
     if (read) gguf_free(&f);
-    read = loaded = false;
+    read = loaded = have_g = false;
     return 0;
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""bench_llamacpp.py: qat against llama.cpp on the same GGUF files, in one
+run: a GPT of about 20M parameters with random weights (vocab 256, 6 layers,
+width 512, context 1024) written by build/bench_llamacpp as F32, Q8_0 and
+Q4_0; prompt processing (pp, 512 tokens in one forward) and generation (tg,
+128 tokens one at a time) in tokens/s, medians of the repeats, qat
+(build/bench_llamacpp run, its inference engine: the engine's own float GEMM,
+the integer kernels) beside llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU
+libraries, bench/llamacpp_speed.mjs), on the same threads. The two runtimes
+alternate per file so that a change in the machine's load hits both.
+
+    bench/bench_llamacpp.py [--threads 2] [--repeats 5] [--prompt 512] [--tokens 128]
+
+Needs tests/llamacpp/node_modules (./quickstart test installs it). Last line: JSON.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bench_llamacpp")
+MJS = os.path.join(ROOT, "bench", "llamacpp_speed.mjs")
+OUT = os.path.join(ROOT, "runs", "speed")
+
+
+def run(args, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
+    p = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit("bench_llamacpp: %s failed: %s" % (" ".join(args), p.stderr.decode(errors="replace").strip()))
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--tokens", type=int, default=128)
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    subprocess.run([BIN, "write", OUT], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    print("same GGUF file in both, %d threads, pp %d tokens, tg %d tokens, medians of %d"
+          % (a.threads, a.prompt, a.tokens, a.repeats))
+    print("| weights | file MiB | qat pp tok/s | llama.cpp pp | ratio | qat tg tok/s | llama.cpp tg | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    res = {}
+    for fmt in ("f32", "q8_0", "q4_0"):
+        f = os.path.join(OUT, fmt + ".gguf")
+        q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats)],
+                a.threads)
+        l = run(["node", MJS, f, str(a.prompt), str(a.tokens), str(a.repeats), str(a.threads)], a.threads)
+        res[fmt] = {"qat": q, "llama.cpp": l}
+        print("| %s | %.1f | %.0f | %.0f | %.2fx | %.1f | %.1f | %.2fx |" % (
+            fmt, os.path.getsize(f) / 1048576.0, q["pp"], l["pp"], q["pp"] / l["pp"], q["tg"], l["tg"],
+            q["tg"] / l["tg"]))
+        sys.stdout.flush()
+    print(json.dumps({"bench": "qat_vs_llamacpp", "threads": a.threads, "kernels": res["f32"]["qat"]["kernels"],
+                      "results": res}))
+
+
+if __name__ == "__main__":
+    main()
