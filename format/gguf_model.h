@@ -35,7 +35,8 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
  * q4_1) become layers of that quant.format holding the dequantized weights
  * and the blocks' own half-precision scales (and q4_1's minima) as stored
  * scales (estimator lsq), so the forward re-makes exactly the file's codes
- * and qat's integer kernels run q8_0 and q4_0 as they are. Anything else
+ * and qat's integer kernels run them as they are (q4_1 with an offset per
+ * block). Anything else
  * (other architectures or types, merges, untied heads that are not the
  * embedding's blocks) fails in one line naming the file and the key or
  * tensor. */

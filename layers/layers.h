@@ -79,11 +79,6 @@ Linear *gpt_qlayer_linear(GPT *g, const QLayer *q);
 /* Fake-quant state for a built (not yet finalized) model; used by gpt_build. */
 void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin);
 void gpt_quant_free(GPT *g);
-/* Makes every quantized Linear a float one holding the weights its forward
- * computed (stored scales, or min-max; no activation quantization): for
- * layers the integer kernels cannot run. Fails for a quantized head (tied
- * to the embedding). */
-void gpt_quant_bake(GPT *g);
 /* Names of the Linears that can be quantized, in order ("blocks.0.attn.qkv", ..., "lm_head"). */
 int gpt_linear_names(const GPTConfig *cfg, char (*names)[64], int cap);
 /* Sets learned weight scales (and zero points) from the current weights by

@@ -236,23 +236,28 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         if (q->a_blocks)
             qat_fail("%s: quant.act_format q8_0 simulates llama.cpp; such models go to it: qat export --format gguf",
                      q->name);
-        if (q->w.fmt == QF_Q4_1)
-            qat_fail("%s: q4_1 blocks carry a minimum that qat's symmetric integer kernels do not hold: export them "
-                     "with qat export --format gguf", q->name);
-        /* q8_0 and q4_0 are symmetric codes in groups of 32: the very codes
-         * and half-precision scales the forward used (q4_0 down to -8) */
+        /* the very codes and half-precision scales the forward used: q8_0
+         * as they are, q4_0 down to -8, q4_1's codes as q - 8 with the
+         * block's minimum + 8 d as an offset */
         size_t n = (size_t)rows * cols, nb = n / QBLOCK;
         int8_t *codes = xmalloc(n);
-        float *sc = xmalloc(nb * sizeof(float)), tmp[QBLOCK];
-        int c[QBLOCK], off = q->w.fmt == QF_Q4_0 ? 8 : 0;
+        float *sc = xmalloc(nb * sizeof(float)), *off = q->w.fmt == QF_Q4_1 ? xmalloc(nb * sizeof(float)) : NULL, tmp[QBLOCK];
+        int c[QBLOCK], shift = q->w.fmt == QF_Q8_0 ? 0 : 8;
         for (size_t b = 0; b < nb; b++) {
             const float *wb = l->w->data + b * QBLOCK;
-            if (q->w_scale) block_fake_scaled(q->w.fmt, wb, q->w_scale->data[b], 0.0f, tmp, c), sc[b] = fp16_round(q->w_scale->data[b]);
-            else block_fake(q->w.fmt, wb, tmp, c, &sc[b], NULL);
-            for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - off);
+            float m = 0.0f;
+            if (q->w_scale) {
+                m = q->w_zp ? fp16_round(q->w_zp->data[b]) : 0.0f;
+                block_fake_scaled(q->w.fmt, wb, q->w_scale->data[b], m, tmp, c);
+                sc[b] = fp16_round(q->w_scale->data[b]);
+            } else {
+                block_fake(q->w.fmt, wb, tmp, c, &sc[b], &m);
+            }
+            if (off) off[b] = m + 8.0f * sc[b];
+            for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - shift);
         }
-        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc);
-        free(codes), free(sc);
+        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
+        free(codes), free(sc), free(off);
         return;
     }
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
@@ -269,19 +274,6 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         out->act_static = !q->a_dynamic;
         out->act_scale = q->a_dynamic ? 0.0f : q->a_scale->data[0];
     }
-}
-
-void gpt_quant_bake(GPT *g) {
-    if (g->head.q) qat_fail("%s: the head is tied to the embedding; its quantized weights cannot become float ones", g->head.q->name);
-    for (int i = 0; i < g->n_q; i++) {
-        QLayer *q = &g->qlayers[i];
-        Linear *l = gpt_qlayer_linear(g, q);
-        int rows = l->w->shape[0], cols = l->w->shape[1];
-        quant_fake(&q->w, l->w->data, rows, cols, q->w_scale ? q->w_scale->data : NULL, q->w_zp ? q->w_zp->data : NULL,
-                   l->w->data);
-        l->q = NULL;
-    }
-    gpt_quant_free(g);
 }
 
 void gpt_quant_free(GPT *g) {

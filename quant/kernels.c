@@ -128,11 +128,12 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
         if (!isfinite(sc[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, sc[i]);
     int8_t *codes = xmalloc(n);
     for (size_t i = 0; i < n; i++) codes[i] = (int8_t)quant_code(w[i], sc[i / group], 0.0f, qmin, qmax);
-    qmatrix_from_codes(m, codes, rows, cols, bits, group, sc);
+    qmatrix_from_codes(m, codes, rows, cols, bits, group, sc, NULL);
     free(codes), free(sc);
 }
 
-void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales) {
+void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
+                        const float *offsets) {
     if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
     if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
     if (bits <= 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int%d needs an even group and column count", bits);
@@ -141,6 +142,11 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
     size_t ns = (size_t)rows * (cols / group), n = (size_t)rows * cols;
     m->scales = xmalloc(ns * sizeof(float));
     memcpy(m->scales, scales, ns * sizeof(float));
+    if (offsets) {
+        if (bits > 4) qat_fail("qmatrix: offsets are for int4 codes (ggml's q4_1)");
+        m->offsets = xmalloc(ns * sizeof(float));
+        memcpy(m->offsets, offsets, ns * sizeof(float));
+    }
     if (bits > 4) {
         m->q8 = xmalloc(n);
         memcpy(m->q8, codes, n);
@@ -218,7 +224,7 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
 
 size_t qmatrix_bytes(const QMatrix *m) {
     size_t n = (size_t)m->rows * m->cols;
-    return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float);
+    return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float) * (m->offsets ? 2 : 1);
 }
 
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
@@ -236,6 +242,27 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
                 o[k + 1] = (float)((int)(q[k / 2] >> 4) - 8) * sc[(k + 1) / G];
             }
         }
+        if (m->offsets)
+            for (int k = 0; k < K; k++) o[k] += m->offsets[(size_t)(r0 + r) * ng + k / G];
+    }
+}
+
+/* y[m, r] += sum over groups g of offset[r, g] * (sum of x[m] over g), for
+ * output rows [lo, hi). */
+static void add_offsets(const QMatrix *w, const float *x, int M, int lo, int hi, float *y) {
+    int K = w->cols, G = w->group, ng = K / G, N = w->rows;
+    for (int m = 0; m < M; m++) {
+        const float *xm = x + (size_t)m * K;
+        for (int r = lo; r < hi; r++) {
+            const float *off = w->offsets + (size_t)r * ng;
+            float acc = 0.0f;
+            for (int g = 0; g < ng; g++) {
+                float s = 0.0f;
+                for (int k = g * G; k < (g + 1) * G; k++) s += xm[k];
+                acc += off[g] * s;
+            }
+            y[(size_t)m * N + r] += acc;
+        }
     }
 }
 
@@ -243,6 +270,7 @@ void qmatrix_free(QMatrix *m) {
     free(m->q8);
     free(m->q4);
     free(m->scales);
+    free(m->offsets);
     free(m->p8);
     free(m->pscales);
     free(m->psums);
@@ -302,6 +330,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
                     for (int r = r0; r < r1; r++) ym[r] += bias[r];
             }
         }
+        if (w->offsets && hi > lo) add_offsets(w, x, M, lo, hi, y);
         if (epi && hi > lo)
             for (int m = 0; m < M; m++) epi(y + (size_t)m * N + lo, hi - lo);
 #pragma omp barrier
@@ -320,6 +349,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
             for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);
         }
     }
+    if (w->offsets && hi > lo) add_offsets(w, x, M, lo, hi, y);
     if (epi && hi > lo)
         for (int m = 0; m < M; m++) epi(y + (size_t)m * N + lo, hi - lo);
 #pragma omp barrier

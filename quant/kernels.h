@@ -33,6 +33,10 @@ typedef struct QMatrix {
     int8_t *q8;     /* bits 8 */
     uint8_t *q4;    /* bits 4 */
     float *scales;  /* rows * (cols / group) */
+    /* NULL, or rows * (cols / group) additive terms: w = code * scale +
+     * offset (ggml's q4_1: code q - 8, offset = its minimum + 8 d); the
+     * products add offset * (the group's sum of x) outside the SIMD loops */
+    float *offsets;
     /* W8A8 panels: ceil(rows/16) panels of cols/4 lines of 64 bytes (rows past
      * the end are zero); pscales and psums [panel][group][16], psums = the sum
      * of the codes of a row over the group (the AVX-512 path offsets
@@ -75,8 +79,9 @@ KernelPath kernel_force(KernelPath p);
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 /* From given codes [rows, cols] (int8: -127..127; int4: -8..7, the -8 of
- * ggml's q4_0 included) and scales. */
-void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales);
+ * ggml's q4_0 included), scales and offsets (NULL: none; int4 only). */
+void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
+                        const float *offsets);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
  * the activations' unsigned digit planes. qmatrix_from_float calls it on
@@ -94,7 +99,7 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
 /* Bytes of the stored codes and scales (what export writes; float columns of
  * an outlier split not included). */
 size_t qmatrix_bytes(const QMatrix *m);
-/* The dequantized weights code * scale of rows [r0, r0+nr) into out [nr, cols]. */
+/* The dequantized weights code * scale (+ offset) of rows [r0, r0+nr) into out [nr, cols]. */
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out);
 void qmatrix_free(QMatrix *m);
 

@@ -183,8 +183,8 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
         cr_assert_geq(agree, 0.995, "%s: top-1 agreement %.4f", fmts[i], agree);
         /* without the simulation: llama.cpp's own q8_0 activations still differ a little */
         cr_assert_lt(fabs(nll_gap_with(ck, "--act-format none", model, NULL)), 1e-3, "%s", fmts[i]);
-        /* qat reads the file back: the same model, with and without the simulation
-         * (q8_0 and q4_0 then on the integer kernels, q4_1 in float) */
+        /* qat reads the file back: the same model, with the simulation (the
+         * fake-quant forward) and without it (the integer kernels) */
         double back = qat_eval_with(model, "--act-format q8_0"), fq = qat_eval(ck);
         cr_assert_lt(fabs(back - fq), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint %.6f", fmts[i], back, fq);
         back = qat_eval(model), fq = qat_eval_with(ck, "--act-format none");

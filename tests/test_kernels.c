@@ -294,40 +294,46 @@ Test(kernels, panels_and_team_product) {
     }
 }
 
-/* ggml's q4_0 codes reach -8 (its d = max / -8): given codes -8..7 in
- * groups of 32 through every product path (row primitives, panels,
- * dequantized tiles, the team product) against a double sum. */
+/* ggml's q4_0 codes reach -8 (its d = max / -8), and q4_1 adds an offset
+ * per block: given codes -8..7 in groups of 32, without and with offsets,
+ * through every product path (row primitives, panels, dequantized tiles,
+ * the team product) against a double sum. */
 Test(kernels, int4_codes_down_to_minus_8_on_every_path) {
     enum { N = 37, K = 128, MT = 2100 };
     Rng r;
     rng_seed(&r, 8);
     int8_t *codes = malloc(N * K);
-    float sc[N * K / 32], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N), yt[N];
+    float sc[N * K / 32], off[N * K / 32], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N), yt[N];
     for (int i = 0; i < N * K; i++) codes[i] = (int8_t)((int)rng_below(&r, 16) - 8);
     for (int i = 0; i < N; i++) codes[i * K + 5] = -8; /* every row has one */
     for (int i = 0; i < N * K / 32; i++) sc[i] = (rng_below(&r, 2) ? 1.0f : -1.0f) * (0.01f + 0.05f * rng_uniform(&r));
+    for (int i = 0; i < N * K / 32; i++) off[i] = 0.3f * rng_normal(&r);
     for (int i = 0; i < MT * K; i++) x[i] = rng_normal(&r);
     size_t sb = qgemv_team_scratch_bytes(K);
     char *scratch = malloc(4 * sb);
-    for (size_t p = 0; p < 3; p++) {
-        if (!kernel_supported(PATHS[p])) continue;
-        KernelPath old = kernel_force(PATHS[p]);
+    for (size_t p = 0; p < 6; p++) {
+        bool with_off = p >= 3;
+        if (!kernel_supported(PATHS[p % 3])) continue;
+        KernelPath old = kernel_force(PATHS[p % 3]);
         QMatrix q;
-        qmatrix_from_codes(&q, codes, N, K, 4, 32, sc);
+        qmatrix_from_codes(&q, codes, N, K, 4, 32, sc, with_off ? off : NULL);
         const int Ms[] = {1, 5, 20, MT};
         for (size_t mi = 0; mi < 4; mi++) {
             qgemm_f32(&q, x, Ms[mi], y);
             for (int m = 0; m < Ms[mi]; m += Ms[mi] > 100 ? 41 : 1)
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
-                    for (int k = 0; k < K; k++) ref += (double)codes[n * K + k] * sc[(n * K + k) / 32] * x[m * K + k];
-                    cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s M=%d y[%d,%d]", kernel_path_name(PATHS[p]), Ms[mi], m, n);
+                    for (int k = 0; k < K; k++)
+                        ref += ((double)codes[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
+                               x[m * K + k];
+                    cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s%s M=%d y[%d,%d]", kernel_path_name(PATHS[p % 3]),
+                                       with_off ? " offsets" : "", Ms[mi], m, n);
                 }
         }
         qgemm_f32(&q, x, 1, y);
 #pragma omp parallel num_threads(3)
         qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
-        for (int n = 0; n < N; n++) cr_assert_eq(yt[n], y[n], "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+        for (int n = 0; n < N; n++) cr_assert_eq(yt[n], y[n], "%s team y[%d]", kernel_path_name(PATHS[p % 3]), n);
         qmatrix_free(&q);
         kernel_force(old);
     }

@@ -65,8 +65,7 @@ static const char *HELP_EVAL =
     "  --top1 FILE write the most likely next token id at every scored position, one per line\n"
     "              in window order (to compare with another runtime, e.g. llama.cpp)\n"
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
-    "  (qat export --format gguf) needs --data, and runs its q8_0 and q4_0 layers on them\n"
-    "  (q4_1 in float on its dequantized weights).\n";
+    "  (qat export --format gguf) needs --data, and runs its q8_0, q4_0 and q4_1 blocks on them.\n";
 static const char *HELP_SAMPLE =
     "usage: qat sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
     "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"

@@ -90,13 +90,8 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     }
     GPT g;
     Vocab v;
-    if (gguf_is_file(path)) { /* llama.cpp's file: q8_0 and q4_0 layers back on the integer kernels */
+    if (gguf_is_file(path)) { /* llama.cpp's file: its blocks back on the integer kernels */
         gguf_load_gpt(path, &g, &v, cfg);
-        if (g.n_q && g.qlayers[0].w.fmt == QF_Q4_1) { /* a minimum per block: float, on the dequantized values */
-            fprintf(stderr, "%s: q4_1 layers run in float on their dequantized weights (qat's integer kernels are "
-                            "symmetric)\n", path);
-            gpt_quant_bake(&g);
-        }
     } else {
         model_load(path, &g, cfg, &v);
     }
@@ -124,7 +119,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     ckpt_load_meta(ckpt, &cfg, &v, &step);
     if (g.n_q == 0)
         qat_fail("%s: a float checkpoint (no quantized layers): export takes a QAT or PTQ checkpoint", ckpt);
-    for (int i = 0; i < g.n_q; i++) /* qat's files hold its own symmetric grids (int4: -7..7) */
+    for (int i = 0; i < g.n_q; i++) /* qat's files hold its own symmetric grids (int4: -7..7, no offsets) */
         if (g.qlayers[i].w.fmt == QF_Q4_0 || g.qlayers[i].w.fmt == QF_Q4_1)
             qat_fail("%s: %s is in llama.cpp's %s blocks: export it with qat export --format gguf", ckpt,
                      g.qlayers[i].name, qformat_name(g.qlayers[i].w.fmt));

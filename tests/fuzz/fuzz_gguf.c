@@ -35,7 +35,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Config cfg;
     gguf_load_gpt(path, &g, &v, &cfg); /* frees g itself when it fails */
     have_g = true;
-    if (g.n_q && g.qlayers[0].w.fmt == QF_Q4_1) gpt_quant_bake(&g);
     char *yaml = config_to_yaml(&cfg);
     infer_from_gpt(&m, &g, &v, yaml);
     free(yaml);
