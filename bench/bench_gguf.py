@@ -103,30 +103,29 @@ def main():
     val = os.path.join(OUT, "val.txt")
     with open(val, "wb") as f:
         f.write(val_split("../shared/data/tinyshakespeare.txt", 0.1))
-    rows = [("FP32 reference", ref)]
-    ft = os.path.join("runs", "qat-float-ft", "checkpoint.h5")  # bench/bench_qat.py makes it
-    if os.path.isfile(os.path.join(ROOT, ft)):
-        rows.append(("float+ft", ft))
-    rows += [(os.path.basename(c)[:-5], trained(c)) for c in configs]
-    for method, fmt in [("rtn", "q8_0"), ("rtn", "q4_0"), ("gptq", "q4_0"), ("awq", "q4_0"), ("rtn", "q4_1"),
-                        ("gptq", "q4_1"), ("awq", "q4_1")]:
-        out = os.path.join("runs", "gguf", "ptq-%s-%s.h5" % (method, fmt))
-        sh([QAT, "ptq", ref, "--method", method, "--format", fmt, "-o", out])
-        rows.append(("PTQ %s %s" % (method, fmt), out))
     print("| model | GGUF tensors | file bytes | qat checkpoint | qat of the GGUF, q8_0 act. | llama.cpp | llama.cpp - qat "
           "| same top-1 |")
     print("|---|---|---|---|---|---|---|---|")
-    f32 = None
-    for name, ckpt in rows:
-        gguf = os.path.join(OUT, name.replace(" ", "-") + ".gguf")
-        types = blocks_of(sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf]))
-        if name == "FP32 reference":
-            f32 = gguf
-        score(name, ckpt, gguf, types, val)
-    for fmt in ("q8_0", "q4_0", "q4_1"):
+    f32 = os.path.join(OUT, "FP32-reference.gguf")
+    score("FP32 reference", ref, f32, blocks_of(sh([QAT, "export", ref, "--format", "gguf", "-o", f32])), val)
+    ft = os.path.join("runs", "qat-float-ft", "checkpoint.h5")  # bench/bench_qat.py makes it
+    if os.path.isfile(os.path.join(ROOT, ft)):
+        gguf = os.path.join(OUT, "float-ft.gguf")
+        score("float+ft", ft, gguf, blocks_of(sh([QAT, "export", ft, "--format", "gguf", "-o", gguf])), val)
+    # per format: QAT, then PTQ of the FP32 model, then llama.cpp's own quantizer of its F32 file
+    for fmt in ("q4_0", "q8_0", "q4_1"):
+        rows = [(os.path.basename(c)[:-5], trained(c)) for c in configs if ("format: " + fmt) in open(os.path.join(ROOT, c)).read()
+                or (fmt == "q4_0" and "int4-g32" in c)]
+        for method in ("rtn", "gptq", "awq") if fmt != "q8_0" else ("rtn",):
+            out = os.path.join("runs", "gguf", "ptq-%s-%s.h5" % (method, fmt))
+            sh([QAT, "ptq", ref, "--method", method, "--format", fmt, "-o", out])
+            rows.append(("PTQ %s %s" % (method, fmt), out))
+        for name, ckpt in rows:
+            gguf = os.path.join(OUT, name.replace(" ", "-") + ".gguf")
+            score(name, ckpt, gguf, blocks_of(sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf])), val)
         gguf = os.path.join(OUT, "llama-quantize-%s.gguf" % fmt)
         llama_quantize.quantize(os.path.join(ROOT, f32), os.path.join(ROOT, gguf), fmt)
-        score("llama-quantize %s (FP32 GGUF)" % fmt, None, gguf, [fmt, "token_embd q8_0"], val)
+        score("llama-quantize %s of the FP32 GGUF" % fmt, None, gguf, [fmt, "token_embd q8_0"], val)
 
 
 if __name__ == "__main__":

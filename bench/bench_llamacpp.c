@@ -6,10 +6,12 @@
  *     a GPT of about 20M parameters with random weights (vocab 256) as
  *     DIR/f32.gguf, DIR/q8_0.gguf and DIR/q4_0.gguf (qat export's writer;
  *     the blocks are ggml's own quantization of the same float weights)
- *   bench_llamacpp run FILE.gguf [--prompt 512] [--tokens 128] [--repeats 5]
+ *   bench_llamacpp run FILE.gguf [--prompt 512] [--tokens 128] [--repeats 5] [--act-q8_0 1]
  *     prompt processing (one forward of the prompt) and generation (tokens
  *     one at a time after it, greedy, KV cache) in tokens/s, medians of the
- *     repeats after a warm-up; one JSON line.
+ *     repeats after a warm-up; one JSON line. --act-q8_0 1 runs the block
+ *     layers as llama.cpp does, activations in q8_0 blocks against the
+ *     weight blocks on the W8A8 kernels (default: float activations).
  *
  * Threads: OMP_NUM_THREADS. */
 #include <omp.h>
@@ -67,7 +69,13 @@ static int run_model(int argc, char **argv) {
     if (R < 1 || R > 64 || P < 1 || N < 1) qat_fail("bench_llamacpp: need prompt, tokens >= 1 and repeats 1..64");
     InferModel m;
     Config cfg;
-    model_load_infer(argv[2], &m, &cfg);
+    GPT g;
+    Vocab v;
+    gguf_load_gpt(argv[2], &g, &v, &cfg);
+    bool act = opt(argc, argv, "--act-q8_0", 0) != 0;
+    for (int i = 0; i < g.n_q && act; i++) g.qlayers[i].a_blocks = true;
+    infer_from_gpt(&m, &g, &v, "");
+    gpt_free(&g);
     int V = m.cfg.vocab_size;
     if (P + N > m.cfg.block_size) qat_fail("bench_llamacpp: prompt + tokens exceed the context %d", m.cfg.block_size);
     InferState s;
@@ -93,9 +101,9 @@ static int run_model(int argc, char **argv) {
     }
     qsort(pp, (size_t)R, sizeof(double), cmp_double);
     qsort(tg, (size_t)R, sizeof(double), cmp_double);
-    printf("{\"runtime\":\"qat\",\"threads\":%d,\"kernels\":\"%s\",\"pp\":%.2f,\"tg\":%.2f,\"pp_min\":%.2f,\"pp_max\":%.2f,"
+    printf("{\"runtime\":\"qat\",\"act\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"pp\":%.2f,\"tg\":%.2f,\"pp_min\":%.2f,\"pp_max\":%.2f,"
            "\"tg_min\":%.2f,\"tg_max\":%.2f}\n",
-           omp_get_max_threads(), kernel_path_name(kernel_path()), pp[R / 2], tg[R / 2], pp[0], pp[R - 1], tg[0], tg[R - 1]);
+           act ? "q8_0" : "float", omp_get_max_threads(), kernel_path_name(kernel_path()), pp[R / 2], tg[R / 2], pp[0], pp[R - 1], tg[0], tg[R - 1]);
     free(tok);
     infer_state_free(&s);
     infer_free(&m);

@@ -50,17 +50,19 @@ def main():
           "medians of %d" % (a.threads, a.threads, a.prompt, a.tokens, a.repeats))
     print("| weights | file MiB | qat pp tok/s | llama.cpp pp | ratio | qat tg tok/s | llama.cpp tg | ratio |")
     print("|---|---|---|---|---|---|---|---|")
+    # block formats twice: qat with float activations, and with llama.cpp's own q8_0 activation blocks
     res = {}
-    for fmt in ("f32", "q8_0", "q4_0"):
+    for fmt, act in (("f32", 0), ("q8_0", 0), ("q8_0", 1), ("q4_0", 0), ("q4_0", 1)):
         f = os.path.join(OUT, fmt + ".gguf")
-        q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats)],
-                a.threads)
+        q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats),
+                 "--act-q8_0", str(act)], a.threads)
         ls = [run(["node", MJS, f, str(a.prompt), str(a.tokens), str(a.repeats), str(t)], t)
               for t in range(1, a.threads + 1)]
         lp, lt = max(ls, key=lambda r: r["pp"]), max(ls, key=lambda r: r["tg"])
-        res[fmt] = {"qat": q, "llama.cpp": ls}
+        name = fmt + (", qat with q8_0 activations" if act else "")
+        res[name] = {"qat": q, "llama.cpp": ls}
         print("| %s | %.1f | %.0f | %.0f (%d thr.) | %.2fx | %.1f | %.1f (%d thr.) | %.2fx |" % (
-            fmt, os.path.getsize(f) / 1048576.0, q["pp"], lp["pp"], lp["threads"], q["pp"] / lp["pp"], q["tg"], lt["tg"],
+            name, os.path.getsize(f) / 1048576.0, q["pp"], lp["pp"], lp["threads"], q["pp"] / lp["pp"], q["tg"], lt["tg"],
             lt["threads"], q["tg"] / lt["tg"]))
         sys.stdout.flush()
     print(json.dumps({"bench": "qat_vs_llamacpp", "threads": a.threads, "kernels": res["f32"]["qat"]["kernels"],

@@ -76,7 +76,7 @@ void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config
     m->qw8a8 = xcalloc((size_t)(g->n_q ? g->n_q : 1), sizeof(bool));
     for (int i = 0; i < g->n_q; i++) {
         snprintf(m->qnames[i], sizeof m->qnames[i], "%s", g->qlayers[i].name);
-        m->qw8a8[i] = g->qlayers[i].a_bits == 8;
+        m->qw8a8[i] = g->qlayers[i].a_bits == 8 || g->qlayers[i].a_blocks; /* llama.cpp's q8_0 activations too */
     }
     m->wte = float_of(m, g, g->wte);
     m->wpe = float_of(m, g, g->wpe);
@@ -142,7 +142,7 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
     s->v = xmalloc((size_t)L * T * C * sizeof(float));
     s->scores = xmalloc((size_t)omp_get_max_threads() * T * sizeof(float));
     s->xq = xmalloc(n * 4 * C);
-    s->xs = xmalloc(n * sizeof(float));
+    s->xs = xmalloc(n * ((size_t)4 * C / QBLOCK + 1) * sizeof(float)); /* per token, or per 32 inputs (q8_0 activations) */
     s->team_n = omp_get_max_threads();
     s->team_stride = ((2 * (size_t)C * sizeof(float) + qgemv_team_scratch_bytes(4 * C)) + 63) & ~(size_t)63;
     s->team = xmalloc((size_t)s->team_n * s->team_stride);

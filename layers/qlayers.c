@@ -233,9 +233,6 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
     if (q->w.fmt) {
-        if (q->a_blocks)
-            qat_fail("%s: quant.act_format q8_0 simulates llama.cpp; such models go to it: qat export --format gguf",
-                     q->name);
         /* the very codes and half-precision scales the forward used: q8_0
          * as they are, q4_0 down to -8, q4_1's codes as q - 8 with the
          * block's minimum + 8 d as an offset */
@@ -256,7 +253,13 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
             if (off) off[b] = m + 8.0f * sc[b];
             for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - shift);
         }
-        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
+        /* with llama.cpp's q8_0 activations every format runs as int8 codes
+         * on the W8A8 panels, block scales times activation block scales */
+        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 || q->a_blocks ? 8 : 4, QBLOCK, sc, off);
+        if (q->a_blocks) {
+            out->act_q8_0 = true;
+            if (!out->p8) qmatrix_pack_w8a8(out);
+        }
         free(codes), free(sc), free(off);
         return;
     }

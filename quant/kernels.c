@@ -143,7 +143,6 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
     m->scales = xmalloc(ns * sizeof(float));
     memcpy(m->scales, scales, ns * sizeof(float));
     if (offsets) {
-        if (bits > 4) qat_fail("qmatrix: offsets are for int4 codes (ggml's q4_1)");
         m->offsets = xmalloc(ns * sizeof(float));
         memcpy(m->offsets, offsets, ns * sizeof(float));
     }
@@ -245,6 +244,23 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
         if (m->offsets)
             for (int k = 0; k < K; k++) o[k] += m->offsets[(size_t)(r0 + r) * ng + k / G];
     }
+}
+
+/* With q8_0 activations: the same against the blocks' values (d times the
+ * sum of the block's codes), as llama.cpp's q4_1 x q8_1 product takes them. */
+static void add_offsets_q8(const QMatrix *w, const int8_t *xq, const float *xs, int M, int lo, int hi, float *y) {
+    int K = w->cols, ng = K / QBLOCK, N = w->rows;
+    for (int m = 0; m < M; m++)
+        for (int r = lo; r < hi; r++) {
+            const float *off = w->offsets + (size_t)r * ng;
+            float acc = 0.0f;
+            for (int g = 0; g < ng; g++) {
+                int32_t s = 0;
+                for (int k = g * QBLOCK; k < (g + 1) * QBLOCK; k++) s += xq[(size_t)m * K + k];
+                acc += off[g] * (xs[(size_t)m * ng + g] * (float)s);
+            }
+            y[(size_t)m * N + r] += acc;
+        }
 }
 
 /* y[m, r] += sum over groups g of offset[r, g] * (sum of x[m] over g), for
@@ -408,6 +424,31 @@ static void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) 
     for (int m = 0; m < M; m++) f(x + (size_t)m * K, K, xq + (size_t)m * K, xs + m);
 }
 
+static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8_t *xq, float *xs);
+
+/* llama.cpp's activation blocks: each row in q8_0 blocks of 32, ggml's
+ * reference rounding (the fake quantization of quant.act_format). */
+static void kquant_rows_q8_0(const float *x, int M, int K, int8_t *xq, float *xs) {
+    int nb = K / QBLOCK;
+#pragma omp parallel for schedule(static) if (M > 16)
+    for (int m = 0; m < M; m++) {
+        float tmp[QBLOCK];
+        int c[QBLOCK];
+        for (int b = 0; b < nb; b++) {
+            size_t at = (size_t)m * K + (size_t)b * QBLOCK;
+            block_fake(QF_Q8_0, x + at, tmp, c, &xs[(size_t)m * nb + b], NULL);
+            for (int j = 0; j < QBLOCK; j++) xq[at + (size_t)j] = (int8_t)c[j];
+        }
+    }
+}
+
+static void quantize_acts(const QMatrix *w, const float *x, int M, int8_t *xq, float *xs) {
+    if (w->act_q8_0 && w->group != QBLOCK) qat_fail("qgemm_w8a8: q8_0 activations need weight groups of %d", QBLOCK);
+    if (w->act_q8_0) kquant_rows_q8_0(x, M, w->cols, xq, xs);
+    else if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, M, xq, xs);
+    else kquant_rows_i8(x, M, w->cols, xq, xs);
+}
+
 #define W8A8_MBLOCK 64 /* activation rows per work item: their codes stay in L2 across panels */
 
 /* The integer products on the panels, shared out over the team (orphaned). */
@@ -420,7 +461,7 @@ static void qgemm_w8a8_codes_for(const QMatrix *w, const int8_t *xq, const float
         for (int c = 0; c < pairs; c++) {
             int m0 = b * W8A8_MBLOCK, mr = M - m0 < W8A8_MBLOCK ? M - m0 : W8A8_MBLOCK;
             int np = 2 * c + 1 < P ? 2 : 1;
-            f(w, xq + (size_t)m0 * K, xs + m0, mr, 2 * c, np, y + (size_t)m0 * N);
+            f(w, xq + (size_t)m0 * K, xs + (size_t)m0 * (w->act_q8_0 ? K / w->group : 1), mr, 2 * c, np, y + (size_t)m0 * N);
         }
 }
 
@@ -467,12 +508,18 @@ static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
     if (w->bits <= 4) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
     if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
-    if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, M, xq, xs);
-    else kquant_rows_i8(x, M, w->cols, xq, xs);
+    quantize_acts(w, x, M, xq, xs);
 #pragma omp parallel
     {
         qgemm_w8a8_codes_for(w, xq, xs, M, y);
         if (w->n_float) qgemm_w8a8_float_for(w, x, M, y);
+        if (w->offsets) {
+            int lo, hi;
+#pragma omp barrier
+            team_range(w->rows, &lo, &hi);
+            if (w->act_q8_0) add_offsets_q8(w, xq, xs, M, lo, hi, y);
+            else add_offsets(w, x, M, lo, hi, y);
+        }
     }
 }
 
@@ -494,6 +541,10 @@ static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, co
         }
         if (bias) y[n] += bias[n];
     }
+    if (w->offsets && hi > lo) {
+        if (w->act_q8_0) add_offsets_q8(w, xq, xs, 1, lo, hi, y);
+        else add_offsets(w, x, 1, lo, hi, y);
+    }
     if (epi && hi > lo) epi(y + lo, hi - lo);
 #pragma omp barrier
 }
@@ -501,7 +552,8 @@ static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, co
 _Static_assert(sizeof(KAct) <= 64, "KAct must fit before its arrays in the scratch");
 
 size_t qgemv_team_scratch_bytes(int cols) {
-    size_t q4 = 64 + kact_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + 64;
+    /* W8A8: the codes, then one scale (or, q8_0 activations, one per 32 columns) */
+    size_t q4 = 64 + kact_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + (((size_t)cols / 8 + 4 + 63) & ~(size_t)63);
     return q4 > w8 ? q4 : w8;
 }
 
@@ -510,8 +562,7 @@ void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, 
         if (w->bits <= 4 || !w->p8) qat_fail("qgemv_team: W8A8 needs packed int8 weights");
         int8_t *xq = scratch;
         float *xs = (float *)((char *)scratch + (((size_t)w->cols + 63) & ~(size_t)63));
-        if (w->act_static || w->n_float) kquant_rows_i8_special(w, x, 1, xq, xs);
-        else kquant_rows_i8(x, 1, w->cols, xq, xs);
+        quantize_acts(w, x, 1, xq, xs);
         w8a8_row_team(w, x, xq, xs, bias, epi, y);
         return;
     }

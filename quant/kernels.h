@@ -57,6 +57,10 @@ typedef struct QMatrix {
      * its own dynamic scale */
     bool act_static;
     float act_scale;
+    /* llama.cpp's arithmetic for its block formats: every activation row in
+     * q8_0 blocks of 32 (ggml's rounding, half-precision scales), xs then
+     * holding cols / 32 scales per row and group = 32 */
+    bool act_q8_0;
     /* outlier split (LLM.int8 style): these input columns stay float; their
      * codes are 0, activations get their int8 scale from the other columns,
      * and y gains x[:, float_cols] @ float_w^T */
@@ -79,7 +83,7 @@ KernelPath kernel_force(KernelPath p);
  * by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
 /* From given codes [rows, cols] (int8: -127..127; int4: -8..7, the -8 of
- * ggml's q4_0 included), scales and offsets (NULL: none; int4 only). */
+ * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
@@ -148,7 +152,8 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
                          float *out);
 /* W8A8 on panels [p0, p0+np) for M rows of int8 activation codes xq [M, cols]
  * with per-row scales xs: y[m, n] = xs[m] * sum_g pscale[n,g] * (int32 dot of
- * the group), rows past w->rows not stored. Every path does the same float
+ * the group), or with w->act_q8_0 per-group scales xs [M, ng]: y[m, n] =
+ * sum_g (pscale[n,g] * xs[m,g]) * dot; rows past w->rows not stored. Every path does the same float
  * operations in the same order, so all paths give identical results. */
 /* One activation row to int8 codes with its dynamic symmetric scale (the
  * shared quantizer's min-max scale and rounding, so every path is exact). */
@@ -165,10 +170,12 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
  * a per-thread tile and multiply them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
- * (dynamic per token), or with w->act_scale when that is set, products
+ * (dynamic per token), or with w->act_scale when that is set, or (act_q8_0)
+ * in q8_0 blocks of 32 with a scale each, products
  * accumulate in int32 per weight group, then scale; float columns of an
  * outlier split are added in float. xq (M*cols int8) and xs (M floats) are
- * scratch from the caller; w must have been packed with qmatrix_pack_w8a8. */
+ * scratch from the caller (xs: M * cols / 32 floats with act_q8_0); w must
+ * have been packed with qmatrix_pack_w8a8. */
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs);
 
 /* ---- one activation row inside a parallel region ----

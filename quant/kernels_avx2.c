@@ -124,14 +124,16 @@ INLINE_AVX2 void tile_w8a8(const QMatrix *w, const int8_t *xq, const float *xs, 
         const float *sc = w->pscales + ((size_t)p * ng + g) * QPANEL;
         __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
         for (int i = 0; i < MR; i++) {
-            f[i][0] = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(acc[i][0]), f[i][0]);
-            f[i][1] = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(acc[i][1]), f[i][1]);
+            __m256 b = _mm256_set1_ps(w->act_q8_0 ? xs[(size_t)(m0 + i) * ng + g] : 1.0f);
+            __m256 t0 = w->act_q8_0 ? _mm256_mul_ps(s0, b) : s0, t1 = w->act_q8_0 ? _mm256_mul_ps(s1, b) : s1;
+            f[i][0] = _mm256_fmadd_ps(t0, _mm256_cvtepi32_ps(acc[i][0]), f[i][0]);
+            f[i][1] = _mm256_fmadd_ps(t1, _mm256_cvtepi32_ps(acc[i][1]), f[i][1]);
         }
     }
     int n0 = p * QPANEL;
     for (int i = 0; i < MR; i++) {
         float out[QPANEL];
-        __m256 xsv = _mm256_set1_ps(xs[m0 + i]);
+        __m256 xsv = _mm256_set1_ps(w->act_q8_0 ? 1.0f : xs[m0 + i]);
         _mm256_storeu_ps(out, _mm256_mul_ps(xsv, f[i][0]));
         _mm256_storeu_ps(out + 8, _mm256_mul_ps(xsv, f[i][1]));
         int cnt = N - n0 < QPANEL ? N - n0 : QPANEL;

@@ -343,6 +343,7 @@ INLINE_AVX512 void tile_w8a8(const QMatrix *w, const int8_t *xq, const float *xs
                              const int NR, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, L = K / 4;
     const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
+    const bool blocks = w->act_q8_0;
     __m512 f[4][2];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) f[i][j] = _mm512_setzero_ps();
@@ -363,15 +364,18 @@ INLINE_AVX512 void tile_w8a8(const QMatrix *w, const int8_t *xq, const float *xs
             size_t o = ((size_t)(p + j) * ng + g) * QPANEL;
             __m512 sc = _mm512_loadu_ps(w->pscales + o);
             __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7);
-            for (int i = 0; i < MR; i++)
-                f[i][j] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)), f[i][j]);
+            for (int i = 0; i < MR; i++) {
+                __m512 s = blocks ? _mm512_mul_ps(sc, _mm512_set1_ps(xs[(size_t)(m0 + i) * ng + g])) : sc;
+                f[i][j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)), f[i][j]);
+            }
         }
     }
     for (int j = 0; j < NR; j++) {
         int n0 = (p + j) * QPANEL;
         __mmask16 mask = n0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - n0)) - 1);
         for (int i = 0; i < MR; i++)
-            _mm512_mask_storeu_ps(y + (size_t)(m0 + i) * N + n0, mask, _mm512_mul_ps(_mm512_set1_ps(xs[m0 + i]), f[i][j]));
+            _mm512_mask_storeu_ps(y + (size_t)(m0 + i) * N + n0, mask,
+                                  _mm512_mul_ps(_mm512_set1_ps(blocks ? 1.0f : xs[m0 + i]), f[i][j]));
     }
 }
 

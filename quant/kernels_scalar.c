@@ -44,9 +44,11 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
             for (int g = 0; g < ng; g++) {
                 int32_t d = 0;
                 for (int k = g * G; k < (g + 1) * G; k++) d += (int32_t)xm[k] * wn[k];
-                acc = fmaf(w->scales[(size_t)n * ng + g], (float)d, acc);
+                float sc = w->scales[(size_t)n * ng + g];
+                if (w->act_q8_0) sc *= xs[(size_t)m * ng + g];
+                acc = fmaf(sc, (float)d, acc);
             }
-            y[(size_t)m * N + n] = xs[m] * acc;
+            y[(size_t)m * N + n] = (w->act_q8_0 ? 1.0f : xs[m]) * acc;
         }
     }
 }

@@ -187,6 +187,10 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
          * fake-quant forward) and without it (the integer kernels) */
         double back = qat_eval_with(model, "--act-format q8_0"), fq = qat_eval(ck);
         cr_assert_lt(fabs(back - fq), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint %.6f", fmts[i], back, fq);
+        /* the integer kernels compute llama.cpp's arithmetic: q8_0 activation
+         * blocks against the weight blocks, int32 dots per block */
+        double ik = qat_eval_with(ck, "--int");
+        cr_assert_lt(fabs(ik - fq), 2e-5, "%s: integer kernels %.6f, fake quantization %.6f", fmts[i], ik, fq);
         back = qat_eval(model), fq = qat_eval_with(ck, "--act-format none");
         cr_assert_lt(fabs(back - fq), 2e-6, "%s: float activations: GGUF %.6f, checkpoint %.6f", fmts[i], back, fq);
     }

@@ -340,6 +340,66 @@ Test(kernels, int4_codes_down_to_minus_8_on_every_path) {
     free(codes), free(x), free(y), free(scratch);
 }
 
+/* llama.cpp's arithmetic for its block formats: activations in q8_0 blocks
+ * of 32, y = sum over blocks of (weight scale x activation scale) x int32
+ * dot; every path equals the scalar reference exactly (the team product
+ * too), and all of them the double sum over the blocks' dequantized values;
+ * with q4_1's offsets as well. */
+Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
+    enum { N = 37, K = 160, M = 70 };
+    Rng r;
+    rng_seed(&r, 12);
+    int8_t codes[N * K];
+    float sc[N * K / 32], off[N * K / 32], x[M * K], y[M * N], yref[M * N], yt[N];
+    for (int i = 0; i < N * K; i++) codes[i] = (int8_t)((int)rng_below(&r, 255) - 127);
+    for (int i = 0; i < N * K / 32; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r), off[i] = 0.2f * rng_normal(&r);
+    for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r) * (i % 37 == 0 ? 20.0f : 1.0f);
+    int8_t xq[M * K];
+    float xs[M * K / 32];
+    size_t sb = qgemv_team_scratch_bytes(K);
+    char *scratch = malloc(4 * sb);
+    for (int with_off = 0; with_off < 2; with_off++) {
+        QMatrix q;
+        qmatrix_from_codes(&q, codes, N, K, 8, 32, sc, with_off ? off : NULL);
+        qmatrix_pack_w8a8(&q);
+        q.act_q8_0 = true;
+        kernel_force(KERN_SCALAR);
+        qgemm_w8a8(&q, x, M, yref, xq, xs);
+        for (int m = 0; m < M; m++) { /* the activations are ggml's q8_0 blocks */
+            for (int b = 0; b < K / 32; b++) {
+                float d, out[32];
+                int c[32];
+                block_fake(QF_Q8_0, x + m * K + b * 32, out, c, &d, NULL);
+                cr_assert_eq(xs[m * (K / 32) + b], d);
+                for (int j = 0; j < 32; j++) cr_assert_eq(xq[m * K + b * 32 + j], c[j]);
+            }
+            for (int n = 0; n < N; n++) {
+                double ref = 0;
+                for (int k = 0; k < K; k++)
+                    ref += ((double)codes[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
+                           ((double)xq[m * K + k] * xs[(m * K + k) / 32]);
+                cr_assert(fabs(yref[m * N + n] - ref) <= 1e-4 * (1.0 + fabs(ref)), "y[%d,%d] = %g, double %g", m, n,
+                          yref[m * N + n], ref);
+            }
+        }
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            KernelPath old = kernel_force(PATHS[p]);
+            qgemm_w8a8(&q, x, M, y, xq, xs);
+            for (int i = 0; i < M * N; i++)
+                cr_assert_eq(y[i], yref[i], "%s%s y[%d]: %.9g vs scalar %.9g", kernel_path_name(PATHS[p]),
+                             with_off ? " offsets" : "", i, y[i], yref[i]);
+#pragma omp parallel num_threads(3)
+            qgemv_team(&q, true, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+            for (int n = 0; n < N; n++) cr_assert_eq(yt[n], yref[n], "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            kernel_force(old);
+        }
+        qmatrix_free(&q);
+    }
+    free(scratch);
+    kernel_force(KERN_SCALAR);
+}
+
 Test(kernels, int4_nibble_order) {
     /* codes -7..7 stored as q+8, even column in the low nibble */
     float w[4] = {-7, 7, 1, 0}; /* per-channel scale 1 */
