@@ -420,6 +420,12 @@ Test(ptq_cli, bad_input_fails_with_one_line) {
         {"--method smoothquant --act none", "--act must be token or tensor"},
         {"--method gptq --layers lm_head", "lm_head is tied"},
         {"--method rtn --layers blocks.9.*", "matches no layer"},
+        {"--method smoothquant --format q4_0", "llama.cpp's blocks are weight-only"},
+        {"--method rtn --format q4_0 --bits 8", "--bits contradicts --format q4_0"},
+        {"--method rtn --format q4_1 --sym", "--sym contradicts --format q4_1"},
+        {"--method gptq --format q5_0", "format: expected q8_0, q4_0 or q4_1"},
+        {"--method rtn --act-format q8_0", "act-format: simulates llama.cpp's products; it needs --format"},
+        {"--method rtn --format q8_0 --act-format q4_0", "act-format: expected q8_0"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         snprintf(cmd, sizeof cmd, "ptq %s %s -o %s", g_ckpt, cases[k].args, out);
@@ -443,6 +449,16 @@ Test(ptq_cli, bad_input_fails_with_one_line) {
     char *after = test_slurp(g_ckpt, &n1);
     cr_assert(n0 == n1 && memcmp(before, after, n0) == 0, "the source checkpoint changed");
     free(before), free(after);
+    /* eval's llama.cpp options on a model without block layers, and bad values */
+    snprintf(cmd, sizeof cmd, "eval %s --act-format q8_0", g_ckpt);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "this model has none"), "got '%s'", err);
+    snprintf(cmd, sizeof cmd, "eval %s --act-format q4_0", g_ckpt);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "expected q8_0 or none"), "got '%s'", err);
+    snprintf(cmd, sizeof cmd, "eval %s --top1 %s", g_ckpt, g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, g_dir) && strchr(err, '\n') == strrchr(err, '\n'), "got '%s'", err);
     /* missing checkpoint */
     snprintf(cmd, sizeof cmd, "ptq %s/none.h5 --method rtn -o %s", g_dir, out);
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
