@@ -99,26 +99,6 @@ static void set_attr_i64(const char *file, const char *obj, const char *name, in
 
 /* Sets element k of float dataset ds to v and stores the matching crc32,
  * as a writer that produced the value would. */
-static void poison_f32(const char *file, const char *ds_name, size_t k, float v) {
-    hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t ds = H5Dopen2(f, ds_name, H5P_DEFAULT);
-    cr_assert(ds >= 0, "%s has no %s", file, ds_name);
-    hid_t sp = H5Dget_space(ds);
-    size_t n = (size_t)H5Sget_simple_extent_npoints(sp);
-    H5Sclose(sp);
-    float *w = xmalloc(n * sizeof(float));
-    H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
-    w[k] = v;
-    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
-    int64_t crc = (int64_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)w, (uInt)(n * sizeof(float)));
-    hid_t a = H5Aopen(ds, "crc32", H5P_DEFAULT);
-    H5Awrite(a, H5T_NATIVE_INT64, &crc);
-    H5Aclose(a);
-    free(w);
-    H5Dclose(ds);
-    H5Fclose(f);
-}
-
 static char *copy_file(const char *src, const char *name) {
     size_t n;
     char *b = test_slurp(src, &n), *dst = path_in(g_dir, name);
@@ -182,7 +162,7 @@ Test(rel, long_flow_list_is_refused_not_overflowed) {
 
 Test(rel, nan_weight_is_refused_by_export_naming_the_tensor) {
     char *ck = copy_file(qat_run("nan-qat"), "nan-qat.h5");
-    poison_f32(ck, "params/blocks.0.mlp.fc.weight", 3, NAN);
+    test_poison_f32(ck, "params/blocks.0.mlp.fc.weight", 3, NAN);
     char args[4096];
     snprintf(args, sizeof args, "export %s -o %s/nan.model.h5", ck, g_dir);
     expect_exit2(args, "tensor params/blocks.0.mlp.fc.weight holds nan at element 3", "not finite");
@@ -198,7 +178,7 @@ Test(rel, nan_scale_in_an_exported_model_is_refused) {
     char *model = path_in(g_dir, "scale.model.h5");
     snprintf(args, sizeof args, "export %s -o %s", ck, model);
     expect_ok(args);
-    poison_f32(model, "quant/blocks.0.attn.qkv/scales", 2, INFINITY);
+    test_poison_f32(model, "quant/blocks.0.attn.qkv/scales", 2, INFINITY);
     snprintf(args, sizeof args, "eval %s", model);
     expect_exit2(args, "quant/blocks.0.attn.qkv/scales holds inf at element 2", "not finite");
 }

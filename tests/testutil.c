@@ -1,6 +1,8 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <hdf5.h>
+#include <zlib.h>
 
 #include "testutil.h"
 
@@ -232,4 +234,24 @@ void *test_ggml_symbol(const char *name) {
     void *f = dlsym(lib, name);
     cr_assert(f, "libggml-base.so lacks %s", name);
     return f;
+}
+
+void test_poison_f32(const char *file, const char *ds_name, size_t k, float v) {
+    hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, ds_name, H5P_DEFAULT);
+    cr_assert(ds >= 0, "%s has no %s", file, ds_name);
+    hid_t sp = H5Dget_space(ds);
+    size_t n = (size_t)H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    float *w = xmalloc(n * sizeof(float));
+    H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
+    w[k] = v;
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
+    int64_t crc = (int64_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)w, (uInt)(n * sizeof(float)));
+    hid_t a = H5Aopen(ds, "crc32", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &crc);
+    H5Aclose(a);
+    free(w);
+    H5Dclose(ds);
+    H5Fclose(f);
 }

@@ -64,6 +64,9 @@ struct Config;
 void test_tiny_config(struct Config *c, const char *corpus, const char *out, int iters, const char *extra);
 /* Bytes of a file (malloc'd), for before/after comparisons. */
 char *test_slurp(const char *path, size_t *n);
+/* Sets element k of a float dataset of an HDF5 file to v and rewrites the
+ * dataset's crc32 attribute to match: a value only the loader's checks can refuse. */
+void test_poison_f32(const char *file, const char *ds_name, size_t k, float v);
 /* A symbol of llama.cpp's real libggml-base.so (the npm package
  * @node-llama-cpp/linux-x64 3.21.1 that ./quickstart test installs into
  * tests/llamacpp), opened once; fails the test when it is missing. */
