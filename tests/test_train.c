@@ -3,7 +3,6 @@
  * and every kind of bad input gets one line and exit status 2 without
  * touching what was already saved. */
 #include <criterion/criterion.h>
-#include <zlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
