@@ -14,7 +14,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "testutil.h"
 #include "train/checkpoint.h"
@@ -97,8 +96,6 @@ static void set_attr_i64(const char *file, const char *obj, const char *name, in
     H5Fclose(f);
 }
 
-/* Sets element k of float dataset ds to v and stores the matching crc32,
- * as a writer that produced the value would. */
 static char *copy_file(const char *src, const char *name) {
     size_t n;
     char *b = test_slurp(src, &n), *dst = path_in(g_dir, name);
