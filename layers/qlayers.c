@@ -253,12 +253,13 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
             if (off) off[b] = m + 8.0f * sc[b];
             for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - shift);
         }
-        /* with llama.cpp's q8_0 activations every format runs as int8 codes
-         * on the W8A8 panels, block scales times activation block scales */
-        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 || q->a_blocks ? 8 : 4, QBLOCK, sc, off);
+        /* with llama.cpp's q8_0 activations the products are integer dots of
+         * weight codes and activation codes per block (W8A8, W4A8), scaled
+         * by both blocks' scales */
+        qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
         if (q->a_blocks) {
             out->act_q8_0 = true;
-            if (!out->p8) qmatrix_pack_w8a8(out);
+            if (out->bits == 8 && !out->p8) qmatrix_pack_w8a8(out);
         }
         free(codes), free(sc), free(off);
         return;

@@ -63,8 +63,10 @@ static KrowQ4 krow_q4_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
 }
-static KW8A8 kw8a8_fn(void) {
+static KW8A8 kw8a8_fn(const QMatrix *w) {
     KernelPath p = kernel_path();
+    if (w->bits <= 4) /* W4A8 (q8_0 activations): the int4 panels on AVX-512, else the reference */
+        return p == KERN_AVX512 && w->p4 ? kw4a8_panels_avx512 : kw4a8_panels_scalar;
     return p == KERN_AVX512 ? kw8a8_panels_avx512 : p == KERN_AVX2 ? kw8a8_panels_avx2 : kw8a8_panels_scalar;
 }
 
@@ -455,7 +457,7 @@ static void quantize_acts(const QMatrix *w, const float *x, int M, int8_t *xq, f
 static void qgemm_w8a8_codes_for(const QMatrix *w, const int8_t *xq, const float *xs, int M, float *y) {
     int N = w->rows, K = w->cols, P = (N + QPANEL - 1) / QPANEL, pairs = (P + 1) / 2;
     int mb = (M + W8A8_MBLOCK - 1) / W8A8_MBLOCK;
-    KW8A8 f = kw8a8_fn();
+    KW8A8 f = kw8a8_fn(w);
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < mb; b++)
         for (int c = 0; c < pairs; c++) {
@@ -506,8 +508,8 @@ static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8
 }
 
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
-    if (w->bits <= 4) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
-    if (!w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
+    if (w->bits <= 4 && !w->act_q8_0) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
+    if (w->bits > 4 && !w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
     quantize_acts(w, x, M, xq, xs);
 #pragma omp parallel
     {
@@ -528,7 +530,7 @@ void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, f
 static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, const float *xs, const float *bias,
                           KEpilogue epi, float *y) {
     int N = w->rows, P = (N + QPANEL - 1) / QPANEL, c0, c1, nf = w->n_float;
-    KW8A8 f = kw8a8_fn();
+    KW8A8 f = kw8a8_fn(w);
     team_range((P + 1) / 2, &c0, &c1);
     for (int c = c0; c < c1; c++) f(w, xq, xs, 1, 2 * c, 2 * c + 1 < P ? 2 : 1, y);
     int lo = 2 * QPANEL * c0 < N ? 2 * QPANEL * c0 : N, hi = 2 * QPANEL * c1 < N ? 2 * QPANEL * c1 : N;
@@ -559,7 +561,7 @@ size_t qgemv_team_scratch_bytes(int cols) {
 
 void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, KEpilogue epi, float *y, void *scratch) {
     if (w8a8) {
-        if (w->bits <= 4 || !w->p8) qat_fail("qgemv_team: W8A8 needs packed int8 weights");
+        if (w->bits <= 4 ? !w->act_q8_0 : !w->p8) qat_fail("qgemv_team: W8A8 needs packed int8 weights");
         int8_t *xq = scratch;
         float *xs = (float *)((char *)scratch + (((size_t)w->cols + 63) & ~(size_t)63));
         quantize_acts(w, x, 1, xq, xs);

@@ -159,6 +159,12 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
  * shared quantizer's min-max scale and rounding, so every path is exact). */
 void kquant_row_i8_scalar(const float *x, int K, int8_t *xq, float *xs);
 void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
+/* The same for int4 weights (ggml's q4_0 / q4_1 codes) against q8_0
+ * activation blocks (w->act_q8_0, group 32): int32 dots of code x activation
+ * code per block, y = sum_g (scale[n,g] * xs[m,g]) * dot, on the row-major
+ * nibbles; the AVX-512 path runs the int4 panels with the same float
+ * operations, so both give identical results. */
+void kw4a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 /* ---- matrix products, OpenMP over output rows ---- */
 /* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8, or activations of up to
@@ -171,7 +177,7 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale
  * (dynamic per token), or with w->act_scale when that is set, or (act_q8_0)
- * in q8_0 blocks of 32 with a scale each, products
+ * in q8_0 blocks of 32 with a scale each (then int4 weights too: W4A8), products
  * accumulate in int32 per weight group, then scale; float columns of an
  * outlier split are added in float. xq (M*cols int8) and xs (M floats) are
  * scratch from the caller (xs: M * cols / 32 floats with act_q8_0); w must

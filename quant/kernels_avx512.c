@@ -393,4 +393,48 @@ AVX512 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float 
         }
     }
 }
+/* int4 panels against q8_0 activation blocks: per line (8 columns) two
+ * vpdpbusd of the rows' unsigned nibbles (code + 8) against 4 broadcast
+ * activation codes each; per group the + 8 comes off as 8 times the block's
+ * code sum, then (scale x activation scale) x dot as kw4a8_panels_scalar
+ * forms it. */
+INLINE_AVX512 void tile_w4a8(const QMatrix *w, const int8_t *xq, const float *xs, int m, int p, const int NP, float *y) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
+    const __m512i low = _mm512_set1_epi8(15);
+    const int8_t *xm = xq + (size_t)m * K;
+    const uint8_t *lp[2] = {w->p4 + (size_t)p * L * 64, w->p4 + (size_t)(p + NP - 1) * L * 64};
+    const float *ps[2] = {w->p4scales + (size_t)p * ng * QPANEL, w->p4scales + (size_t)(p + NP - 1) * ng * QPANEL};
+    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int g = 0; g < ng; g++) {
+        __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+        int32_t sum = 0;
+        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
+            const int8_t *c = xm + 8 * l;
+            __m512i d0 = _mm512_set1_epi32(load4(c)), d1 = _mm512_set1_epi32(load4(c + 4));
+            for (int k = 0; k < 8; k++) sum += c[k];
+            for (int i = 0; i < NP; i++) {
+                const uint8_t *q = lp[i] + (size_t)l * 64;
+                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                __m512i v = _mm512_load_si512(q);
+                __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                acc[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i], wl, d0), wh, d1);
+            }
+        }
+        const __m512i corr = _mm512_set1_epi32(8 * sum);
+        const __m512 xg = _mm512_set1_ps(xs[(size_t)m * ng + g]);
+        for (int i = 0; i < NP; i++) {
+            __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), xg);
+            f[i] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], corr)), f[i]);
+        }
+    }
+    store_panels(f, NP, p, N, 1.0f, y + (size_t)m * N);
+}
+
+AVX512 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y) {
+    for (int m = 0; m < M; m++) {
+        int p = p0;
+        for (; p + 2 <= p0 + np; p += 2) tile_w4a8(w, xq, xs, m, p, 2, y);
+        if (p < p0 + np) tile_w4a8(w, xq, xs, m, p, 1, y);
+    }
+}
 #endif

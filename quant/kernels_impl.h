@@ -21,6 +21,7 @@ void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y
 /* The same for int8 weights on the W8A8 panels (qmatrix_pack_w8a8). */
 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
+void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs);
 void kquant_row_i8_avx512(const float *x, int K, int8_t *xq, float *xs);

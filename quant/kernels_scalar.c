@@ -52,3 +52,21 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
         }
     }
 }
+
+void kw4a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y) {
+    int N = w->rows, K = w->cols, G = w->group, ng = K / G;
+    for (int n = p0 * QPANEL; n < (p0 + np) * QPANEL && n < N; n++) {
+        const uint8_t *wn = w->q4 + (size_t)n * K / 2;
+        for (int m = 0; m < M; m++) {
+            const int8_t *xm = xq + (size_t)m * K;
+            float acc = 0.0f;
+            for (int g = 0; g < ng; g++) {
+                int32_t d = 0;
+                for (int k = g * G; k < (g + 1) * G; k += 2)
+                    d += ((int32_t)(wn[k / 2] & 15) - 8) * xm[k] + ((int32_t)(wn[k / 2] >> 4) - 8) * xm[k + 1];
+                acc = fmaf(w->scales[(size_t)n * ng + g] * xs[(size_t)m * ng + g], (float)d, acc);
+            }
+            y[(size_t)m * N + n] = 1.0f * acc;
+        }
+    }
+}

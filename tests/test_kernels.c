@@ -342,7 +342,8 @@ Test(kernels, int4_codes_down_to_minus_8_on_every_path) {
 
 /* llama.cpp's arithmetic for its block formats: activations in q8_0 blocks
  * of 32, y = sum over blocks of (weight scale x activation scale) x int32
- * dot; every path equals the scalar reference exactly (the team product
+ * dot, for int8 codes (W8A8 panels) and int4 codes (W4A8 on the int4
+ * panels); every path equals the scalar reference exactly (the team product
  * too), and all of them the double sum over the blocks' dequantized values;
  * with q4_1's offsets as well. */
 Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
@@ -358,10 +359,14 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
     float xs[M * K / 32];
     size_t sb = qgemv_team_scratch_bytes(K);
     char *scratch = malloc(4 * sb);
-    for (int with_off = 0; with_off < 2; with_off++) {
+    int8_t codes4[N * K];
+    for (int i = 0; i < N * K; i++) codes4[i] = (int8_t)((int)rng_below(&r, 16) - 8);
+    for (int variant = 0; variant < 4; variant++) { /* int8 and int4 (W4A8) codes, without and with offsets */
+        int with_off = variant & 1, bits = variant < 2 ? 8 : 4;
+        const int8_t *cw = bits == 8 ? codes : codes4;
         QMatrix q;
-        qmatrix_from_codes(&q, codes, N, K, 8, 32, sc, with_off ? off : NULL);
-        qmatrix_pack_w8a8(&q);
+        qmatrix_from_codes(&q, cw, N, K, bits, 32, sc, with_off ? off : NULL);
+        if (bits == 8) qmatrix_pack_w8a8(&q);
         q.act_q8_0 = true;
         kernel_force(KERN_SCALAR);
         qgemm_w8a8(&q, x, M, yref, xq, xs);
@@ -376,9 +381,9 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
             for (int n = 0; n < N; n++) {
                 double ref = 0;
                 for (int k = 0; k < K; k++)
-                    ref += ((double)codes[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
+                    ref += ((double)cw[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
                            ((double)xq[m * K + k] * xs[(m * K + k) / 32]);
-                cr_assert(fabs(yref[m * N + n] - ref) <= 1e-4 * (1.0 + fabs(ref)), "y[%d,%d] = %g, double %g", m, n,
+                cr_assert(fabs(yref[m * N + n] - ref) <= 1e-4 * (1.0 + fabs(ref)), "int%d y[%d,%d] = %g, double %g", bits, m, n,
                           yref[m * N + n], ref);
             }
         }
@@ -387,13 +392,14 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
             KernelPath old = kernel_force(PATHS[p]);
             qgemm_w8a8(&q, x, M, y, xq, xs);
             for (int i = 0; i < M * N; i++)
-                cr_assert_eq(y[i], yref[i], "%s%s y[%d]: %.9g vs scalar %.9g", kernel_path_name(PATHS[p]),
+                cr_assert_eq(y[i], yref[i], "%s int%d%s y[%d]: %.9g vs scalar %.9g", kernel_path_name(PATHS[p]), bits,
                              with_off ? " offsets" : "", i, y[i], yref[i]);
 #pragma omp parallel num_threads(3)
             qgemv_team(&q, true, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
-            for (int n = 0; n < N; n++) cr_assert_eq(yt[n], yref[n], "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            for (int n = 0; n < N; n++) cr_assert_eq(yt[n], yref[n], "%s int%d team y[%d]", kernel_path_name(PATHS[p]), bits, n);
             kernel_force(old);
         }
+        if (bits == 4) cr_assert(!kernel_supported(KERN_AVX512) || q.p4, "no int4 panels for the AVX-512 W4A8 kernel");
         qmatrix_free(&q);
     }
     free(scratch);
