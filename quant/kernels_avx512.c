@@ -393,48 +393,71 @@ AVX512 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float 
         }
     }
 }
-/* int4 panels against q8_0 activation blocks: per line (8 columns) two
- * vpdpbusd of the rows' unsigned nibbles (code + 8) against 4 broadcast
- * activation codes each; per group the + 8 comes off as 8 times the block's
- * code sum, then (scale x activation scale) x dot as kw4a8_panels_scalar
- * forms it. */
-INLINE_AVX512 void tile_w4a8(const QMatrix *w, const int8_t *xq, const float *xs, int m, int p, const int NP, float *y) {
+/* The sum of 32 signed bytes: unsigned sums of the bytes + 128, less 32 * 128. */
+INLINE_AVX512 int32_t sum32_i8(const int8_t *c) {
+    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)c), _mm256_set1_epi8((char)0x80));
+    __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return (int32_t)(_mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1)) - 32 * 128;
+}
+
+/* int4 panels against q8_0 activation blocks, MR activation rows by NP
+ * panels: per line (8 columns) the nibbles are split once and take two
+ * vpdpbusd per row against 4 broadcast activation codes each; per group the
+ * + 8 comes off as 8 times the block's code sum, then (scale x activation
+ * scale) x dot as kw4a8_panels_scalar forms it. */
+INLINE_AVX512 void tile_w4a8(const QMatrix *w, const int8_t *xq, const float *xs, int m0, int p, const int MR,
+                             const int NP, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
     const __m512i low = _mm512_set1_epi8(15);
-    const int8_t *xm = xq + (size_t)m * K;
     const uint8_t *lp[2] = {w->p4 + (size_t)p * L * 64, w->p4 + (size_t)(p + NP - 1) * L * 64};
     const float *ps[2] = {w->p4scales + (size_t)p * ng * QPANEL, w->p4scales + (size_t)(p + NP - 1) * ng * QPANEL};
-    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 f[4][2];
+    for (int r = 0; r < MR; r++) f[r][0] = f[r][1] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-        int32_t sum = 0;
+        __m512i acc[4][2];
+        for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
         for (int l = g * lpg; l < (g + 1) * lpg; l++) {
-            const int8_t *c = xm + 8 * l;
-            __m512i d0 = _mm512_set1_epi32(load4(c)), d1 = _mm512_set1_epi32(load4(c + 4));
-            for (int k = 0; k < 8; k++) sum += c[k];
+            __m512i wl[2], wh[2];
             for (int i = 0; i < NP; i++) {
                 const uint8_t *q = lp[i] + (size_t)l * 64;
                 _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                 __m512i v = _mm512_load_si512(q);
-                __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                acc[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i], wl, d0), wh, d1);
+                wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            }
+            for (int r = 0; r < MR; r++) {
+                const int8_t *c = xq + (size_t)(m0 + r) * K + 8 * l;
+                __m512i d0 = _mm512_set1_epi32(load4(c)), d1 = _mm512_set1_epi32(load4(c + 4));
+                for (int i = 0; i < NP; i++) acc[r][i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i], wl[i], d0), wh[i], d1);
             }
         }
-        const __m512i corr = _mm512_set1_epi32(8 * sum);
-        const __m512 xg = _mm512_set1_ps(xs[(size_t)m * ng + g]);
-        for (int i = 0; i < NP; i++) {
-            __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), xg);
-            f[i] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], corr)), f[i]);
+        for (int r = 0; r < MR; r++) {
+            const __m512i corr = _mm512_set1_epi32(8 * sum32_i8(xq + (size_t)(m0 + r) * K + (size_t)g * G));
+            const __m512 xg = _mm512_set1_ps(xs[(size_t)(m0 + r) * ng + g]);
+            for (int i = 0; i < NP; i++) {
+                __m512 sc = _mm512_mul_ps(_mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), xg);
+                f[r][i] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][i], corr)), f[r][i]);
+            }
         }
     }
-    store_panels(f, NP, p, N, 1.0f, y + (size_t)m * N);
+    for (int r = 0; r < MR; r++) store_panels(f[r], NP, p, N, 1.0f, y + (size_t)(m0 + r) * N);
 }
 
 AVX512 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y) {
-    for (int m = 0; m < M; m++) {
-        int p = p0;
-        for (; p + 2 <= p0 + np; p += 2) tile_w4a8(w, xq, xs, m, p, 2, y);
-        if (p < p0 + np) tile_w4a8(w, xq, xs, m, p, 1, y);
+    if (w->group != 32) { /* q8_0 blocks are 32 */
+        kw4a8_panels_scalar(w, xq, xs, M, p0, np, y);
+        return;
+    }
+    for (int p = p0; p < p0 + np; p += 2) {
+        int two = p + 1 < p0 + np, m = 0;
+        for (; m + 4 <= M; m += 4) {
+            if (two) tile_w4a8(w, xq, xs, m, p, 4, 2, y);
+            else tile_w4a8(w, xq, xs, m, p, 4, 1, y);
+        }
+        for (; m < M; m++) {
+            if (two) tile_w4a8(w, xq, xs, m, p, 1, 2, y);
+            else tile_w4a8(w, xq, xs, m, p, 1, 1, y);
+        }
     }
 }
 #endif
