@@ -142,6 +142,9 @@ Tensor *op_add(Tape *t, Tensor *a, Tensor *b);
 Tensor *op_mul(Tape *t, Tensor *a, Tensor *b);
 Tensor *op_scale(Tape *t, Tensor *a, float s);
 Tensor *op_gelu(Tape *t, Tensor *x); /* tanh approximation */
+/* llama.cpp's CPU GELU: its half-precision table (input and output rounded
+ * to half); the backward is op_gelu's (straight through the rounding). */
+Tensor *op_gelu_half(Tape *t, Tensor *x);
 /* normalises over the last dim; w, b are [C] */
 Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps);
 /* softmax over the last dim; causal masks j > i within the last two dims [T,T] */
@@ -184,6 +187,7 @@ void layernorm_rows(const float *x, const float *w, const float *b, float eps, i
                     float *rstd);
 /* y = GELU (tanh form) of n values. */
 void gelu_rows(const float *x, size_t n, float *y);
+void gelu_rows_half(const float *x, size_t n, float *y);
 /* r[0..n) <- exp(r[j] - max r), returning their sum: the softmax numerator
  * that training attention and the inference engine share (fast_expf, so the
  * loop vectorises; libm's expf was a call per element). */

@@ -7,6 +7,7 @@
 #include "autograd.h"
 #include "fastmath.h"
 #include "internal.h"
+#include "quant/blocks.h"
 
 /* Elementwise loops below this size are not worth waking the thread team. */
 #define PAR_MIN 32768
@@ -205,15 +206,49 @@ void gelu_rows(const float *x, size_t n, float *y) {
     }
 }
 
-Tensor *op_gelu(Tape *t, Tensor *x) {
+/* llama.cpp's CPU GELU (ggml's GGML_GELU_FP16 table): x rounded to half
+ * precision, tanh-form GELU in float, the result rounded to half again;
+ * 0 below -10 and x above 10 (facts from ggml-cpu's vec.h, written anew). */
+static void gelu_half_kernel(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v <= -10.0f) {
+            y[i] = 0.0f;
+        } else if (v >= 10.0f) {
+            y[i] = v;
+        } else {
+            float h = fp16_round(v);
+            y[i] = fp16_round(0.5f * h * (1.0f + tanhf(0.79788456080286535588f * h * (1.0f + 0.044715f * h * h))));
+        }
+    }
+}
+
+void gelu_rows_half(const float *x, size_t n, float *y) {
+    if (n <= PAR_MIN / 4) {
+        gelu_half_kernel(y, x, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        thread_range(n, &lo, &hi);
+        gelu_half_kernel(y + lo, x + lo, hi - lo);
+    }
+}
+
+static Tensor *gelu_op(Tape *t, Tensor *x, bool half) {
     char sa[64];
     if (!tensor_is_contiguous(x)) qat_fail("gelu: input %s is not contiguous", tensor_shape_str(x, sa, sizeof sa));
     Tensor *y = tensor_new(t, x->ndim, x->shape);
-    gelu_rows(x->data, x->numel, y->data);
+    if (half) gelu_rows_half(x->data, x->numel, y->data);
+    else gelu_rows(x->data, x->numel, y->data);
     Node *n = tape_record(t, "gelu", gelu_backward, y, 1, (Tensor *[]){x});
     if (n) n->overwrite = true;
     return y;
 }
+
+Tensor *op_gelu(Tape *t, Tensor *x) { return gelu_op(t, x, false); }
+Tensor *op_gelu_half(Tape *t, Tensor *x) { return gelu_op(t, x, true); }
 
 /* ---- reductions to a scalar ---- */
 

@@ -82,6 +82,7 @@ static void attention(const InferModel *m, InferState *s, float *kc, float *vc, 
  * are equal), and the threads meet once per product: 5 barriers a layer. */
 
 static void gelu_epi(float *y, int n) { gelu_rows(y, (size_t)n, y); }
+static void gelu_half_epi(float *y, int n) { gelu_rows_half(y, (size_t)n, y); }
 
 static float *team_slot(const InferState *s, int t) { return (float *)(s->team + (size_t)t * s->team_stride); }
 
@@ -124,7 +125,7 @@ static void forward_token(const InferModel *m, InferState *s, int32_t token) {
             linear_team(&b->proj, s->att, s->tmp, NULL, scratch);
             for (int c = 0; c < C; c++) x[c] += s->tmp[c];
             layernorm_rows(x, b->ln2_w, b->ln2_b, 1e-5f, 1, C, xn, NULL, NULL);
-            linear_team(&b->fc, xn, s->h, gelu_epi, scratch);
+            linear_team(&b->fc, xn, s->h, b->gelu_half ? gelu_half_epi : gelu_epi, scratch);
             linear_team(&b->fc_proj, s->h, s->tmp, NULL, scratch);
             for (int c = 0; c < C; c++) x[c] += s->tmp[c];
         }
@@ -159,7 +160,8 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
         layernorm_rows(s->x, b->ln2_w, b->ln2_b, 1e-5f, n, C, s->xn, NULL, NULL);
         linear_apply(&b->fc, s->xn, n, s->h, s);
-        gelu_rows(s->h, (size_t)n * 4 * C, s->h);
+        if (b->gelu_half) gelu_rows_half(s->h, (size_t)n * 4 * C, s->h);
+        else gelu_rows(s->h, (size_t)n * 4 * C, s->h);
         linear_apply(&b->fc_proj, s->h, n, s->tmp, s);
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
     }

@@ -31,6 +31,7 @@ typedef struct InferLinear {
 typedef struct InferBlock {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     InferLinear qkv, proj, fc, fc_proj;
+    bool gelu_half; /* llama.cpp's half-precision GELU table (with its q8_0 activations) */
 } InferBlock;
 
 typedef struct InferTensor {

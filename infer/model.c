@@ -92,6 +92,7 @@ void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config
         wire(m, g, &ib->proj, &bl->proj);
         wire(m, g, &ib->fc, &bl->fc);
         wire(m, g, &ib->fc_proj, &bl->fc_proj);
+        ib->gelu_half = bl->fc_proj.q && bl->fc_proj.q->a_blocks; /* as mlp_forward */
     }
     wire(m, g, &m->head, &g->head);
 }

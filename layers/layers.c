@@ -68,7 +68,11 @@ static bool is_float(const Linear *l) { return !l->q || l->q->mode == QMODE_FLOA
 Tensor *mlp_forward(Tape *t, const Block *b, Tensor *x) {
     if (is_float(&b->fc) && is_float(&b->fc_proj)) /* nothing to quantize between: the fused op */
         return op_mlp(t, x, b->fc.w, b->fc.b, b->fc_proj.w, b->fc_proj.b);
-    return linear_forward(t, &b->fc_proj, op_gelu(t, linear_forward(t, &b->fc, x)));
+    /* simulating llama.cpp (q8_0 activation blocks): its GELU too, whose
+     * half-precision table would otherwise move many q8_0 codes */
+    bool half = b->fc_proj.q && b->fc_proj.q->a_blocks;
+    Tensor *h = linear_forward(t, &b->fc, x);
+    return linear_forward(t, &b->fc_proj, half ? op_gelu_half(t, h) : op_gelu(t, h));
 }
 
 Tensor *block_forward(Tape *t, const Block *b, Tensor *x, int n_head) {

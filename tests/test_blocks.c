@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "quant/blocks.h"
 #include "testutil.h"
 
@@ -140,4 +141,21 @@ Test(blocks, a_given_scale_equal_to_the_reference_reproduces_it) {
             }
         }
     free(x);
+}
+
+/* llama.cpp's CPU GELU is a table of halves indexed by the input rounded to
+ * half: qat's op_gelu_half (quant.act_format q8_0 simulates it) gives every
+ * entry of ggml's own table. */
+Test(blocks, gelu_half_is_ggmls_table) {
+    ((void (*)(void))test_ggml_cpu_symbol("ggml_cpu_init"))();
+    const uint16_t *table = test_ggml_cpu_symbol("ggml_table_gelu_f16");
+    int checked = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        float x = g_to32((uint16_t)h), y;
+        if (!(x > -10.0f && x < 10.0f)) continue; /* ggml takes 0 and x outside, not the table */
+        gelu_rows_half(&x, 1, &y);
+        cr_assert_eq(fp16_from_f32(y), table[h], "gelu(%a): qat %04x, ggml's table %04x", x, fp16_from_f32(y), table[h]);
+        checked++;
+    }
+    cr_assert_gt(checked, 30000);
 }

@@ -220,20 +220,29 @@ void test_tiny_config(Config *c, const char *corpus, const char *out, int iters,
     config_load_string(c, yaml, "tiny");
 }
 
-void *test_ggml_symbol(const char *name) {
-    static void *lib;
-    if (!lib) {
+static void *ggml_symbol_in(void **lib, const char *file, const char *name) {
+    if (!*lib) {
         const char *src = getenv("QAT_SOURCE_DIR");
         char path[4096];
-        snprintf(path, sizeof path,
-                 "%s/tests/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so", src ? src : ".");
-        lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        cr_assert(lib, "cannot open llama.cpp's %s (%s): ./quickstart test installs it (npm, tests/llamacpp)", path,
+        snprintf(path, sizeof path, "%s/tests/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/%s",
+                 src ? src : ".", file);
+        *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        cr_assert(*lib, "cannot open llama.cpp's %s (%s): ./quickstart test installs it (npm, tests/llamacpp)", path,
                   dlerror());
     }
-    void *f = dlsym(lib, name);
-    cr_assert(f, "libggml-base.so lacks %s", name);
+    void *f = dlsym(*lib, name);
+    cr_assert(f, "%s lacks %s", file, name);
     return f;
+}
+
+void *test_ggml_symbol(const char *name) {
+    static void *lib;
+    return ggml_symbol_in(&lib, "libggml-base.so", name);
+}
+
+void *test_ggml_cpu_symbol(const char *name) {
+    static void *lib;
+    return ggml_symbol_in(&lib, "libggml-cpu-x64.so", name);
 }
 
 void test_poison_f32(const char *file, const char *ds_name, size_t k, float v) {

@@ -71,6 +71,8 @@ void test_poison_f32(const char *file, const char *ds_name, size_t k, float v);
  * @node-llama-cpp/linux-x64 3.21.1 that ./quickstart test installs into
  * tests/llamacpp), opened once; fails the test when it is missing. */
 void *test_ggml_symbol(const char *name);
+/* The same in its baseline CPU backend, libggml-cpu-x64.so. */
+void *test_ggml_cpu_symbol(const char *name);
 typedef size_t (*GgmlQuantizeChunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
                                     int64_t n_per_row, const float *imatrix);
 

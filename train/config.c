@@ -97,8 +97,8 @@ static const Field FIELDS[] = {
       "granularity group, group_size 32 and symmetric (false for q4_1). qat export --format gguf writes the blocks"),
     F("quant.act_format", CF_ENUM, quant.act_format, 0, 0, 0, "none", "none|q8_0",
       "with quant.format: fake-quantize the input of every block-format Linear to q8_0 blocks of 32, as llama.cpp's "
-      "CPU matrix products do before each q8_0/q4_0/q4_1 product, so training and evaluation see what llama.cpp "
-      "computes (straight-through gradient)"),
+      "CPU matrix products do before each q8_0/q4_0/q4_1 product, and take the MLP's GELU from llama.cpp's "
+      "half-precision table, so training and evaluation see what llama.cpp computes (straight-through gradients)"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
       "one weight scale per tensor, per output channel, or per group of quant.weight.group_size inputs"),
     F("quant.weight.group_size", CF_INT, quant.w_group, 1, 65536, 0, "32", NULL,
