@@ -193,18 +193,21 @@ static void gelu_backward(Node *n) {
     }
 }
 
-void gelu_rows(const float *x, size_t n, float *y) {
+/* kernel over n values, shared out over a team when n is large */
+static void rows_run(void (*kernel)(float *, const float *, size_t), const float *x, size_t n, float *y) {
     if (n <= PAR_MIN / 4) { /* no team for small n (inference runs it inside its own region) */
-        gelu_fwd_kernel(y, x, n);
+        kernel(y, x, n);
         return;
     }
 #pragma omp parallel
     {
         size_t lo, hi;
         thread_range(n, &lo, &hi);
-        gelu_fwd_kernel(y + lo, x + lo, hi - lo);
+        kernel(y + lo, x + lo, hi - lo);
     }
 }
+
+void gelu_rows(const float *x, size_t n, float *y) { rows_run(gelu_fwd_kernel, x, n, y); }
 
 /* llama.cpp's CPU GELU (ggml's GGML_GELU_FP16 table): x rounded to half
  * precision, tanh-form GELU in float, the result rounded to half again;
@@ -223,18 +226,7 @@ static void gelu_half_kernel(float *y, const float *x, size_t n) {
     }
 }
 
-void gelu_rows_half(const float *x, size_t n, float *y) {
-    if (n <= PAR_MIN / 4) {
-        gelu_half_kernel(y, x, n);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        thread_range(n, &lo, &hi);
-        gelu_half_kernel(y + lo, x + lo, hi - lo);
-    }
-}
+void gelu_rows_half(const float *x, size_t n, float *y) { rows_run(gelu_half_kernel, x, n, y); }
 
 static Tensor *gelu_op(Tape *t, Tensor *x, bool half) {
     char sa[64];
