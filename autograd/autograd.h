@@ -147,10 +147,21 @@ Tensor *op_gelu(Tape *t, Tensor *x); /* tanh approximation */
 Tensor *op_gelu_half(Tape *t, Tensor *x);
 /* normalises over the last dim; w, b are [C] */
 Tensor *op_layernorm(Tape *t, Tensor *x, Tensor *w, Tensor *b, float eps);
+/* RMSNorm over the last dim: x / sqrt(mean(x^2) + eps) * w, w [C] */
+Tensor *op_rmsnorm(Tape *t, Tensor *x, Tensor *w, float eps);
+/* Rotary position embeddings on qkv [B,T,C+2KV] (layout of op_attention): the
+ * q and k heads of position p (0..T-1) turn pair (2i, 2i+1) by p *
+ * theta^(-2i/hs); v passes unchanged. */
+Tensor *op_rope(Tape *t, Tensor *qkv, int n_head, int n_kv_head, float theta);
+/* SwiGLU's gate: x [..., 2H] = [g | u] -> silu(g) * u [..., H] */
+Tensor *op_swiglu(Tape *t, Tensor *x);
 /* softmax over the last dim; causal masks j > i within the last two dims [T,T] */
 Tensor *op_softmax(Tape *t, Tensor *x, bool causal);
-/* qkv [B,T,3C] (q | k | v along the last dim) -> [B,T,C], causal, scale 1/sqrt(C/n_head) */
-Tensor *op_attention(Tape *t, Tensor *qkv, int n_head);
+/* qkv [B,T,C+2KV] (q | k | v along the last dim: n_head query heads, n_kv_head
+ * key and value heads of the same size hs) -> [B,T,C], causal, scale
+ * 1/sqrt(hs). Query head h reads kv head h / (n_head / n_kv_head) (grouped-query
+ * attention; n_kv_head = n_head is multi-head attention). */
+Tensor *op_attention(Tape *t, Tensor *qkv, int n_head, int n_kv_head);
 /* weight [V,C], idx holds numel(shape) token ids in [0,V) -> [shape..., C] */
 Tensor *op_embedding(Tape *t, Tensor *weight, const int32_t *idx, int ndim, const int *shape);
 /* logits [..., V], targets one per row in [0,V) -> scalar mean loss */
@@ -192,5 +203,14 @@ void gelu_rows_half(const float *x, size_t n, float *y);
  * that training attention and the inference engine share (fast_expf, so the
  * loop vectorises; libm's expf was a call per element). */
 float softmax_exp(float *r, int n);
+void rmsnorm_rows(const float *x, const float *w, float eps, int R, int C, float *y, float *rstd);
+/* cs [T, hs]: per position p, cos then sin of the hs/2 pair angles of
+ * position pos0 + p. */
+void rope_table(float *cs, int pos0, int T, int hs, float theta);
+/* Turns n_heads heads of size hs in x (one position) by the angles in cs
+ * (one row of rope_table); inverse turns back. */
+void rope_row(float *x, int n_heads, int hs, const float *cs, bool inverse);
+/* y [R, H] = silu(x[:, :H]) * x[:, H:] for x [R, 2H] */
+void swiglu_rows(const float *x, int R, int H, float *y);
 
 #endif

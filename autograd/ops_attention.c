@@ -1,5 +1,5 @@
-/* ops_attention.c: fused causal multi-head self-attention on a packed qkv
- * tensor. Per (batch, head): S = Q K^T / sqrt(hs), P = causal softmax(S),
+/* ops_attention.c: fused causal multi-head (or grouped-query) self-attention
+ * on a packed qkv tensor. Per (batch, head): S = Q K^T / sqrt(hs), P = causal softmax(S),
  * O = P V; the (batch, head) pairs run in parallel. Head sizes of 16..64
  * take a register-blocked path (four query rows at a time, only the keys
  * they see); others run each product as an sgemm on strided slices of qkv,
@@ -146,8 +146,9 @@ QAT_CLONES static void att_fwd_head(const float *q, const float *k, const float 
 /* One (batch, head) backward: dQ, dK, dV set (fresh) or added. */
 static inline __attribute__((always_inline)) void att_bwd_head_v(const float *q, const float *k, const float *v,
                                                                  const float *go, int ldgo, const float *p, float *gq,
-                                                                 float *gk, float *gv, bool fresh, int T, int C3, int hs,
-                                                                 float scale, float *scratch, const int H16) {
+                                                                 float *gk, float *gv, bool fresh, bool fresh_kv, int T,
+                                                                 int C3, int hs, float scale, float *scratch,
+                                                                 const int H16) {
     int TP = (T + 15) & ~15;
     float *vt = scratch, *pb = vt + (size_t)hs * TP, *db = pb + (size_t)ATT_R * TP;
     float *dk = db + (size_t)ATT_R * TP, *dv = dk + (size_t)T * hs, *dq = dv + (size_t)T * hs;
@@ -184,26 +185,31 @@ static inline __attribute__((always_inline)) void att_bwd_head_v(const float *q,
     for (int t = 0; t < T; t++)
         for (int d = 0; d < hs; d++) {
             float *a = gk + (size_t)t * C3 + d, *c = gv + (size_t)t * C3 + d;
-            *a = fresh ? dk[(size_t)t * hs + d] : *a + dk[(size_t)t * hs + d];
-            *c = fresh ? dv[(size_t)t * hs + d] : *c + dv[(size_t)t * hs + d];
+            *a = fresh_kv ? dk[(size_t)t * hs + d] : *a + dk[(size_t)t * hs + d];
+            *c = fresh_kv ? dv[(size_t)t * hs + d] : *c + dv[(size_t)t * hs + d];
         }
 }
 
 QAT_CLONES static void att_bwd_head(const float *q, const float *k, const float *v, const float *go, int ldgo,
-                                    const float *p, float *gq, float *gk, float *gv, bool fresh, int T, int C3, int hs,
-                                    float scale, float *scratch) {
+                                    const float *p, float *gq, float *gk, float *gv, bool fresh, bool fresh_kv, int T,
+                                    int C3, int hs, float scale, float *scratch) {
     switch (hs / 16) {
-    case 1: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, T, C3, hs, scale, scratch, 1); break;
-    case 2: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, T, C3, hs, scale, scratch, 2); break;
-    case 3: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, T, C3, hs, scale, scratch, 3); break;
-    default: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, T, C3, hs, scale, scratch, 4); break;
+    case 1: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, fresh_kv, T, C3, hs, scale, scratch, 1); break;
+    case 2: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, fresh_kv, T, C3, hs, scale, scratch, 2); break;
+    case 3: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, fresh_kv, T, C3, hs, scale, scratch, 3); break;
+    default: att_bwd_head_v(q, k, v, go, ldgo, p, gq, gk, gv, fresh, fresh_kv, T, C3, hs, scale, scratch, 4); break;
     }
 }
 
+/* Grouped-query attention: n_head query heads share n_kv keys and values,
+ * head h reading kv head h / (n_head / n_kv). The backward runs over (batch,
+ * kv head) so the query heads of one group add into their shared dK and dV
+ * in order on one thread: the first of the group sets a fresh grad, the
+ * others accumulate. */
 static void attention_backward(Node *n) {
     Tensor *qkv = n->in[0], *out = n->out;
-    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3;
-    int nh = n->i[0], hs = C / nh;
+    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2];
+    int nh = n->i[0], nkv = n->i[1], hs = n->i[2], C = nh * hs, KV = nkv * hs, grp = nh / nkv;
     float scale = 1.0f / sqrtf((float)hs);
     const float *P = n->saved;  /* [B,nh,T,T] probabilities (row i valid up to its block's end) */
     float *scratch = n->saved2; /* one [T,T] block per thread */
@@ -215,61 +221,75 @@ static void attention_backward(Node *n) {
     float beta = fresh ? 0.0f : 1.0f;
     if (att_fast(hs)) {
 #pragma omp parallel for schedule(static)
-        for (int bh = 0; bh < B * nh; bh++) {
-            int b = bh / nh, h = bh % nh;
-            const float *q = x + (size_t)b * T * C3 + h * hs;
-            float *gq = gx + (size_t)b * T * C3 + h * hs;
-            att_bwd_head(q, q + C, q + 2 * C, go + (size_t)b * T * C + h * hs, C, P + (size_t)bh * T * T, gq, gq + C,
-                         gq + 2 * C, fresh, T, C3, hs, scale, scratch + (size_t)omp_get_thread_num() * att_fast_scratch(T, hs));
+        for (int bk = 0; bk < B * nkv; bk++) {
+            int b = bk / nkv, kh = bk % nkv;
+            const float *xb = x + (size_t)b * T * C3, *k = xb + C + kh * hs;
+            float *gb = gx + (size_t)b * T * C3, *gk = gb + C + kh * hs;
+            float *sc = scratch + (size_t)omp_get_thread_num() * att_fast_scratch(T, hs);
+            for (int g = 0; g < grp; g++) {
+                int h = kh * grp + g;
+                att_bwd_head(xb + h * hs, k, k + KV, go + (size_t)b * T * C + h * hs, C,
+                             P + ((size_t)b * nh + h) * T * T, gb + h * hs, gk, gk + KV, fresh, g == 0 && fresh, T, C3,
+                             hs, scale, sc);
+            }
         }
         return;
     }
     int nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * nh; bh++) {
-        int b = bh / nh, h = bh % nh;
-        const float *q = x + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *gq = gx + (size_t)b * T * C3 + h * hs, *gk = gq + C, *gv = gq + 2 * C;
-        const float *gob = go + (size_t)b * T * C + h * hs;
-        const float *p = P + (size_t)bh * T * T;
+    for (int bk = 0; bk < B * nkv; bk++) {
+        int b = bk / nkv, kh = bk % nkv;
+        const float *k = x + (size_t)b * T * C3 + C + kh * hs, *v = k + KV;
+        float *gk = gx + (size_t)b * T * C3 + C + kh * hs, *gv = gk + KV;
         float *dp = scratch + (size_t)omp_get_thread_num() * T * T;
-        /* last block first: it reaches every key, so it sets dK and dV rows 0..T */
-        for (int blk = nblk - 1; blk >= 0; blk--) {
-            int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
-            float kbeta = blk == nblk - 1 ? beta : 1.0f;
-            const float *pr = p + (size_t)r0 * T;
-            float *dr = dp + (size_t)r0 * T;
-            /* dP = dO V^T ; dV += P^T dO */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, 1.0f, gob + (size_t)r0 * C, C, v, C3, 0.0f,
-                        dr, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, pr, T, gob + (size_t)r0 * C, C, kbeta,
-                        gv, C3);
-            /* dS = P * (dP - rowsum(dP * P)), times the score scale */
-            for (int i = r0; i < r1; i++) {
-                const float *pi = p + (size_t)i * T;
-                float *di = dp + (size_t)i * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
-                for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * scale;
-                for (int j = i + 1; j < r1; j++) di[j] = 0.0f;
+        for (int g = 0; g < grp; g++) {
+            int h = kh * grp + g;
+            const float *q = x + (size_t)b * T * C3 + h * hs;
+            float *gq = gx + (size_t)b * T * C3 + h * hs;
+            const float *gob = go + (size_t)b * T * C + h * hs;
+            const float *p = P + ((size_t)b * nh + h) * T * T;
+            /* last block first: it reaches every key, so it sets dK and dV rows 0..T */
+            for (int blk = nblk - 1; blk >= 0; blk--) {
+                int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
+                float kbeta = blk == nblk - 1 && g == 0 ? beta : 1.0f;
+                const float *pr = p + (size_t)r0 * T;
+                float *dr = dp + (size_t)r0 * T;
+                /* dP = dO V^T ; dV += P^T dO */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, 1.0f, gob + (size_t)r0 * C, C, v, C3,
+                            0.0f, dr, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, pr, T, gob + (size_t)r0 * C, C,
+                            kbeta, gv, C3);
+                /* dS = P * (dP - rowsum(dP * P)), times the score scale */
+                for (int i = r0; i < r1; i++) {
+                    const float *pi = p + (size_t)i * T;
+                    float *di = dp + (size_t)i * T;
+                    float dot = 0.0f;
+                    for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
+                    for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * scale;
+                    for (int j = i + 1; j < r1; j++) di[j] = 0.0f;
+                }
+                /* dQ = dS K (rows of this block only) ; dK += dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, dr, T, k, C3, beta,
+                            gq + (size_t)r0 * C3, C3);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, dr, T, q + (size_t)r0 * C3, C3,
+                            kbeta, gk, C3);
             }
-            /* dQ = dS K (rows of this block only) ; dK += dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, dr, T, k, C3, beta,
-                        gq + (size_t)r0 * C3, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, m, 1.0f, dr, T, q + (size_t)r0 * C3, C3, kbeta,
-                        gk, C3);
         }
     }
 }
 
-Tensor *op_attention(Tape *t, Tensor *qkv, int n_head) {
+Tensor *op_attention(Tape *t, Tensor *qkv, int n_head, int n_kv_head) {
     char sx[64];
-    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0 || !tensor_is_contiguous(qkv))
-        qat_fail("attention: expected a contiguous qkv [B,T,3C], got %s", tensor_shape_str(qkv, sx, sizeof sx));
-    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3;
-    if (n_head < 1 || C % n_head != 0)
-        qat_fail("attention: width %d is not divisible by n_head %d", C, n_head);
-    int hs = C / n_head;
+    if (qkv->ndim != 3 || !tensor_is_contiguous(qkv))
+        qat_fail("attention: expected a contiguous qkv [B,T,C+2*KV], got %s", tensor_shape_str(qkv, sx, sizeof sx));
+    int B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2];
+    if (n_head < 1 || n_kv_head < 1 || n_head % n_kv_head != 0)
+        qat_fail("attention: n_head %d is not a multiple of n_kv_head %d", n_head, n_kv_head);
+    /* C3 = (n_head + 2 n_kv_head) * hs */
+    int units = n_head + 2 * n_kv_head;
+    if (C3 % units != 0)
+        qat_fail("attention: width %d of qkv is not (n_head %d + 2 * n_kv_head %d) heads", C3, n_head, n_kv_head);
+    int hs = C3 / units, C = n_head * hs, KV = n_kv_head * hs, grp = n_head / n_kv_head;
     float scale = 1.0f / sqrtf((float)hs);
     Tensor *out = tensor_new(t, 3, (int[]){B, T, C});
     bool grad = t->grad_enabled && qkv->requires_grad;
@@ -285,38 +305,41 @@ Tensor *op_attention(Tape *t, Tensor *qkv, int n_head) {
 #pragma omp parallel for schedule(static)
         for (int bh = 0; bh < B * n_head; bh++) {
             int b = bh / n_head, h = bh % n_head;
-            const float *q = x + (size_t)b * T * C3 + h * hs;
+            const float *xb = x + (size_t)b * T * C3, *k = xb + C + (h / grp) * hs;
             float *p = P + (grad ? (size_t)bh : (size_t)omp_get_thread_num()) * T * T;
-            att_fwd_head(q, q + C, q + 2 * C, o + (size_t)b * T * C + h * hs, C, p, T, C3, hs, scale,
+            att_fwd_head(xb + h * hs, k, k + KV, o + (size_t)b * T * C + h * hs, C, p, T, C3, hs, scale,
                          scratch + (size_t)omp_get_thread_num() * sfl);
         }
     } else {
-    int nblk = (T + ATT_RB - 1) / ATT_RB;
+        int nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * n_head; bh++) {
-        int b = bh / n_head, h = bh % n_head;
-        const float *q = x + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *p = P + (grad ? (size_t)bh : (size_t)omp_get_thread_num()) * T * T;
-        for (int blk = 0; blk < nblk; blk++) {
-            int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
-            float *pr = p + (size_t)r0 * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, scale, q + (size_t)r0 * C3, C3, k, C3, 0.0f,
-                        pr, T);
-            for (int i = r0; i < r1; i++) {
-                float *r = p + (size_t)i * T;
-                float inv = 1.0f / softmax_exp(r, i + 1);
-                for (int j = 0; j <= i; j++) r[j] *= inv;
-                for (int j = i + 1; j < r1; j++) r[j] = 0.0f;
+        for (int bh = 0; bh < B * n_head; bh++) {
+            int b = bh / n_head, h = bh % n_head;
+            const float *q = x + (size_t)b * T * C3 + h * hs, *k = x + (size_t)b * T * C3 + C + (h / grp) * hs;
+            const float *v = k + KV;
+            float *p = P + (grad ? (size_t)bh : (size_t)omp_get_thread_num()) * T * T;
+            for (int blk = 0; blk < nblk; blk++) {
+                int r0 = blk * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, m = r1 - r0;
+                float *pr = p + (size_t)r0 * T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hs, scale, q + (size_t)r0 * C3, C3, k, C3,
+                            0.0f, pr, T);
+                for (int i = r0; i < r1; i++) {
+                    float *r = p + (size_t)i * T;
+                    float inv = 1.0f / softmax_exp(r, i + 1);
+                    for (int j = 0; j <= i; j++) r[j] *= inv;
+                    for (int j = i + 1; j < r1; j++) r[j] = 0.0f;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, pr, T, v, C3, 0.0f,
+                            o + ((size_t)b * T + r0) * C + h * hs, C);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hs, r1, 1.0f, pr, T, v, C3, 0.0f,
-                        o + ((size_t)b * T + r0) * C + h * hs, C);
         }
-    }
     }
     Node *n = tape_record(t, "attention", attention_backward, out, 1, (Tensor *[]){qkv});
     if (n) {
         n->overwrite = true;
         n->i[0] = n_head;
+        n->i[1] = n_kv_head;
+        n->i[2] = hs;
         n->saved = P;
         n->saved2 = scratch;
     }

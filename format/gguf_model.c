@@ -186,6 +186,7 @@ static const QLayer *qlayer_named(const GPT *g, const char *name) {
 
 size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
     const GPTConfig *c = &g->cfg;
+    if (c->arch != ARCH_GPT) qat_fail("%s: GGUF export writes the gpt2 architecture; this model is llama", path);
     int C = c->n_embd, V = c->vocab_size, T = c->block_size;
     Out o = {.report = report};
     gguf_writer_init(&o.w);

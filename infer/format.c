@@ -117,8 +117,7 @@ void infer_load(InferModel *m, const char *path) {
     Vocab v;
     vocab_from_chars(&v, chars, nv);
     if (!strcmp(cfg.model.vocab, "byte")) v.is_byte = true;
-    GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
-                    .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
+    GPTConfig gc = config_gpt(&cfg.model, v.size);
     GPT g;
     gpt_build(&g, &gc, &cfg.quant, origin);
     char name[256];

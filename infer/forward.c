@@ -1,6 +1,7 @@
-/* forward.c: the transformer forward over a KV cache, and the validation
- * loss on it. LayerNorm and GELU are the training ops' own forward code, the
- * Linears the integer kernels (or sgemm/sgemv for float ones). */
+/* forward.c: the transformer forward (either architecture) over a KV cache,
+ * and the validation loss on it. The norms, RoPE, GELU and SwiGLU are the
+ * training ops' own forward code, the Linears the integer kernels (or the
+ * engine's GEMM and sgemv for float ones). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -31,43 +32,65 @@ static void linear_apply(const InferLinear *l, const float *x, int M, float *y, 
             for (int o = 0; o < l->out; o++) y[(size_t)m * l->out + o] += l->b[o];
 }
 
+static void norm_rows(const InferModel *m, const float *x, const float *w, const float *b, int R, float *y) {
+    if (b) layernorm_rows(x, w, b, m->cfg.norm_eps, R, m->cfg.n_embd, y, NULL, NULL);
+    else rmsnorm_rows(x, w, m->cfg.norm_eps, R, m->cfg.n_embd, y, NULL);
+}
+
 /* Causal attention of query i (position pos + i) of head h over the cached
- * keys and values 0..pos+i of one layer; sc is this thread's score row. */
+ * keys and values 0..pos+i of one layer (kv head h / group); sc is this
+ * thread's score row. */
 static void attend_head(const InferModel *m, InferState *s, const float *kc, const float *vc, int i, int h, int pos,
                         float *sc) {
-    int C = m->cfg.n_embd, H = m->cfg.n_head, hs = C / H;
-    float scale = 1.0f / sqrtf((float)hs);
-    const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
+    const GPTConfig *c = &m->cfg;
+    int C = c->n_embd, hs = gpt_head_size(c), KV = c->n_kv_head * hs, W = gpt_qkv_width(c);
+    int kh = h / (c->n_head / c->n_kv_head);
+    float scale = 1.0f / sqrtf((float)hs), qr[hs];
+    const float *q = s->qkv + (size_t)i * W + h * hs;
     int last = pos + i;
+    if (s->rope) { /* the query turned to its position; keys were turned as they were cached */
+        memcpy(qr, q, (size_t)hs * sizeof(float));
+        rope_row(qr, 1, hs, s->rope + (size_t)last * hs, false);
+        q = qr;
+    }
     /* scores = K q and out = V^T p as sgemv over the cached rows (OpenBLAS
      * runs them on this thread inside a parallel region): a scalar
      * dot-product loop does not vectorise and was the largest part of a
      * generated token after the weights */
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, hs, scale, kc + h * hs, C, q, 1, 0.0f, sc, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, last + 1, hs, scale, kc + kh * hs, KV, q, 1, 0.0f, sc, 1);
     float sum = softmax_exp(sc, last + 1);
     float *o = s->att + (size_t)i * C + h * hs;
-    cblas_sgemv(CblasRowMajor, CblasTrans, last + 1, hs, 1.0f / sum, vc + h * hs, C, sc, 1, 0.0f, o, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, last + 1, hs, 1.0f / sum, vc + kh * hs, KV, sc, 1, 0.0f, o, 1);
 }
 
-/* Appends head h's key and value of new token i to layer l's cache,
- * quantized per token and head as in training when the model says so. */
+/* Appends kv head h's key and value of new token i to layer l's cache (the
+ * key turned by RoPE), quantized per token and head as in training when the
+ * model says so. */
 static void kv_append_head(const InferModel *m, const InferState *s, float *kc, float *vc, int i, int h, int pos) {
-    int C = m->cfg.n_embd, hs = C / m->cfg.n_head;
-    const float *r = s->qkv + (size_t)i * 3 * C;
-    float *kd = kc + (size_t)(pos + i) * C + h * hs, *vd = vc + (size_t)(pos + i) * C + h * hs;
+    const GPTConfig *c = &m->cfg;
+    int C = c->n_embd, hs = gpt_head_size(c), KV = c->n_kv_head * hs;
+    const float *r = s->qkv + (size_t)i * gpt_qkv_width(c);
+    float *kd = kc + (size_t)(pos + i) * KV + h * hs, *vd = vc + (size_t)(pos + i) * KV + h * hs;
+    float kr[hs];
+    const float *k = r + C + h * hs;
+    if (s->rope) {
+        memcpy(kr, k, (size_t)hs * sizeof(float));
+        rope_row(kr, 1, hs, s->rope + (size_t)(pos + i) * hs, false);
+        k = kr;
+    }
     if (m->kv_bits) {
-        quant_fake_groups(r + C + h * hs, 1, hs, m->kv_bits, kd);
-        quant_fake_groups(r + 2 * C + h * hs, 1, hs, m->kv_bits, vd);
+        quant_fake_groups(k, 1, hs, m->kv_bits, kd);
+        quant_fake_groups(r + C + KV + h * hs, 1, hs, m->kv_bits, vd);
     } else {
-        memcpy(kd, r + C + h * hs, (size_t)hs * sizeof(float));
-        memcpy(vd, r + 2 * C + h * hs, (size_t)hs * sizeof(float));
+        memcpy(kd, k, (size_t)hs * sizeof(float));
+        memcpy(vd, r + C + KV + h * hs, (size_t)hs * sizeof(float));
     }
 }
 
 static void attention(const InferModel *m, InferState *s, float *kc, float *vc, int n, int pos) {
-    int H = m->cfg.n_head, T = m->cfg.block_size;
+    int H = m->cfg.n_head, HKV = m->cfg.n_kv_head, T = m->cfg.block_size;
     for (int i = 0; i < n; i++)
-        for (int h = 0; h < H; h++) kv_append_head(m, s, kc, vc, i, h, pos);
+        for (int h = 0; h < HKV; h++) kv_append_head(m, s, kc, vc, i, h, pos);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++)
         for (int h = 0; h < H; h++) attend_head(m, s, kc, vc, i, h, pos, s->scores + (size_t)omp_get_thread_num() * T);
@@ -104,39 +127,56 @@ static void linear_team(const InferLinear *l, const float *x, float *y, KEpilogu
 }
 
 static void forward_token(const InferModel *m, InferState *s, int32_t token) {
-    int C = m->cfg.n_embd, T = m->cfg.block_size, H = m->cfg.n_head, pos = s->pos;
+    const GPTConfig *c = &m->cfg;
+    int C = c->n_embd, T = c->block_size, H = c->n_head, HKV = c->n_kv_head, pos = s->pos;
+    int KV = HKV * gpt_head_size(c), Hd = c->hidden;
 #pragma omp parallel num_threads(s->team_n)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         float *x = team_slot(s, t), *xn = x + C, *sc = s->scores + (size_t)t * T;
         void *scratch = xn + C;
-        const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
-        for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
-        for (int l = 0; l < m->cfg.n_layer; l++) {
+        const float *te = m->wte + (size_t)token * C, *pe = m->wpe ? m->wpe + (size_t)pos * C : NULL;
+        for (int cc = 0; cc < C; cc++) x[cc] = te[cc] + (pe ? pe[cc] : 0.0f);
+        for (int l = 0; l < c->n_layer; l++) {
             const InferBlock *b = &m->blocks[l];
-            float *kc = s->k + (size_t)l * T * C, *vc = s->v + (size_t)l * T * C;
-            layernorm_rows(x, b->ln1_w, b->ln1_b, 1e-5f, 1, C, xn, NULL, NULL);
+            float *kc = s->k + (size_t)l * T * KV, *vc = s->v + (size_t)l * T * KV;
+            norm_rows(m, x, b->ln1_w, b->ln1_b, 1, xn);
             linear_team(&b->qkv, xn, s->qkv, NULL, scratch);
-            for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {
-                kv_append_head(m, s, kc, vc, 0, h, pos);
-                attend_head(m, s, kc, vc, 0, h, pos, sc);
+            if (HKV == H) {
+                for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {
+                    kv_append_head(m, s, kc, vc, 0, h, pos);
+                    attend_head(m, s, kc, vc, 0, h, pos, sc);
+                }
+            } else { /* query heads of a group read a kv head another thread may cache */
+                for (int h = HKV * t / nt; h < HKV * (t + 1) / nt; h++) kv_append_head(m, s, kc, vc, 0, h, pos);
+#pragma omp barrier
+                for (int h = H * t / nt; h < H * (t + 1) / nt; h++) attend_head(m, s, kc, vc, 0, h, pos, sc);
             }
 #pragma omp barrier
             linear_team(&b->proj, s->att, s->tmp, NULL, scratch);
-            for (int c = 0; c < C; c++) x[c] += s->tmp[c];
-            layernorm_rows(x, b->ln2_w, b->ln2_b, 1e-5f, 1, C, xn, NULL, NULL);
-            linear_team(&b->fc, xn, s->h, b->gelu_half ? gelu_half_epi : gelu_epi, scratch);
-            linear_team(&b->fc_proj, s->h, s->tmp, NULL, scratch);
-            for (int c = 0; c < C; c++) x[c] += s->tmp[c];
+            for (int cc = 0; cc < C; cc++) x[cc] += s->tmp[cc];
+            norm_rows(m, x, b->ln2_w, b->ln2_b, 1, xn);
+            if (b->swiglu) {
+                linear_team(&b->fc, xn, s->h, NULL, scratch);
+                int lo = (int)((long)Hd * t / nt), hi = (int)((long)Hd * (t + 1) / nt);
+                for (int j = lo; j < hi; j++) s->h2[j] = s->h[j] / (1.0f + expf(-s->h[j])) * s->h[Hd + j];
+#pragma omp barrier
+                linear_team(&b->fc_proj, s->h2, s->tmp, NULL, scratch);
+            } else {
+                linear_team(&b->fc, xn, s->h, b->gelu_half ? gelu_half_epi : gelu_epi, scratch);
+                linear_team(&b->fc_proj, s->h, s->tmp, NULL, scratch);
+            }
+            for (int cc = 0; cc < C; cc++) x[cc] += s->tmp[cc];
         }
-        layernorm_rows(x, m->lnf_w, m->lnf_b, 1e-5f, 1, C, xn, NULL, NULL);
+        norm_rows(m, x, m->lnf_w, m->lnf_b, 1, xn);
         linear_team(&m->head, xn, s->logits, NULL, scratch);
     }
     s->pos = pos + 1;
 }
 
 const float *infer_forward(const InferModel *m, InferState *s, const int32_t *tokens, int n) {
-    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size;
+    const GPTConfig *c = &m->cfg;
+    int C = c->n_embd, T = c->block_size, V = c->vocab_size, KV = c->n_kv_head * gpt_head_size(c);
     int pos = s->pos;
     if (n < 1 || n > s->cap || pos + n > T)
         qat_fail("infer: %d tokens at position %d do not fit (at most %d per call, block_size %d)", n, pos, s->cap, T);
@@ -147,25 +187,27 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
         return s->logits;
     }
     for (int i = 0; i < n; i++) {
-        const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
-        for (int c = 0; c < C; c++) s->x[(size_t)i * C + c] = te[c] + pe[c];
+        const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe ? m->wpe + (size_t)(pos + i) * C : NULL;
+        for (int cc = 0; cc < C; cc++) s->x[(size_t)i * C + cc] = te[cc] + (pe ? pe[cc] : 0.0f);
     }
-    for (int l = 0; l < m->cfg.n_layer; l++) {
+    for (int l = 0; l < c->n_layer; l++) {
         const InferBlock *b = &m->blocks[l];
-        float *kc = s->k + (size_t)l * T * C, *vc = s->v + (size_t)l * T * C;
-        layernorm_rows(s->x, b->ln1_w, b->ln1_b, 1e-5f, n, C, s->xn, NULL, NULL);
+        float *kc = s->k + (size_t)l * T * KV, *vc = s->v + (size_t)l * T * KV;
+        norm_rows(m, s->x, b->ln1_w, b->ln1_b, n, s->xn);
         linear_apply(&b->qkv, s->xn, n, s->qkv, s);
         attention(m, s, kc, vc, n, pos);
         linear_apply(&b->proj, s->att, n, s->tmp, s);
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
-        layernorm_rows(s->x, b->ln2_w, b->ln2_b, 1e-5f, n, C, s->xn, NULL, NULL);
+        norm_rows(m, s->x, b->ln2_w, b->ln2_b, n, s->xn);
         linear_apply(&b->fc, s->xn, n, s->h, s);
-        if (b->gelu_half) gelu_rows_half(s->h, (size_t)n * 4 * C, s->h);
-        else gelu_rows(s->h, (size_t)n * 4 * C, s->h);
-        linear_apply(&b->fc_proj, s->h, n, s->tmp, s);
+        float *act = s->h;
+        if (b->swiglu) swiglu_rows(s->h, n, c->hidden, act = s->h2);
+        else if (b->gelu_half) gelu_rows_half(s->h, (size_t)n * c->hidden, s->h);
+        else gelu_rows(s->h, (size_t)n * c->hidden, s->h);
+        linear_apply(&b->fc_proj, act, n, s->tmp, s);
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->tmp[i];
     }
-    layernorm_rows(s->x, m->lnf_w, m->lnf_b, 1e-5f, n, C, s->xn, NULL, NULL);
+    norm_rows(m, s->x, m->lnf_w, m->lnf_b, n, s->xn);
     linear_apply(&m->head, s->xn, n, s->logits, s);
     s->pos = pos + n;
     return s->logits;

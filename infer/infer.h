@@ -29,9 +29,10 @@ typedef struct InferLinear {
 } InferLinear;
 
 typedef struct InferBlock {
-    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* biases NULL: RMSNorm */
     InferLinear qkv, proj, fc, fc_proj;
     bool gelu_half; /* llama.cpp's half-precision GELU table (with its q8_0 activations) */
+    bool swiglu;    /* fc gives [gate | up] */
 } InferBlock;
 
 typedef struct InferTensor {
@@ -45,7 +46,7 @@ typedef struct InferModel {
     Vocab vocab;
     char *config_yaml; /* the source run's config, as stored in its checkpoint */
     int kv_bits;       /* keys and values fake-quantized as in training (0 = off) */
-    float *wte, *wpe, *lnf_w, *lnf_b;
+    float *wte, *wpe, *lnf_w, *lnf_b; /* wpe, lnf_b NULL for llama */
     InferBlock *blocks;
     InferLinear head; /* tied to wte unless quantized */
     float *fdata;     /* every float tensor */
@@ -61,8 +62,9 @@ typedef struct InferModel {
  * tokens. */
 typedef struct InferState {
     int cap, pos;
-    float *x, *xn, *qkv, *att, *h, *tmp, *logits;
-    float *k, *v; /* [n_layer, block_size, n_embd] */
+    float *x, *xn, *qkv, *att, *h, *h2, *tmp, *logits;
+    float *k, *v;  /* [n_layer, block_size, n_kv_head * head size] */
+    float *rope;   /* rope_table of positions 0..block_size-1 (llama), else NULL */
     float *scores; /* per thread [block_size] */
     int8_t *xq;
     float *xs;

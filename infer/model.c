@@ -79,15 +79,16 @@ void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config
         m->qw8a8[i] = g->qlayers[i].a_bits == 8 || g->qlayers[i].a_blocks; /* llama.cpp's q8_0 activations too */
     }
     m->wte = float_of(m, g, g->wte);
-    m->wpe = float_of(m, g, g->wpe);
+    m->wpe = g->wpe ? float_of(m, g, g->wpe) : NULL;
     m->lnf_w = float_of(m, g, g->ln_f.w);
-    m->lnf_b = float_of(m, g, g->ln_f.b);
+    m->lnf_b = g->ln_f.b ? float_of(m, g, g->ln_f.b) : NULL;
     m->blocks = xcalloc((size_t)(g->cfg.n_layer ? g->cfg.n_layer : 1), sizeof(InferBlock));
     for (int b = 0; b < g->cfg.n_layer; b++) {
         const Block *bl = &g->blocks[b];
         InferBlock *ib = &m->blocks[b];
-        ib->ln1_w = float_of(m, g, bl->ln1.w), ib->ln1_b = float_of(m, g, bl->ln1.b);
-        ib->ln2_w = float_of(m, g, bl->ln2.w), ib->ln2_b = float_of(m, g, bl->ln2.b);
+        ib->ln1_w = float_of(m, g, bl->ln1.w), ib->ln1_b = bl->ln1.b ? float_of(m, g, bl->ln1.b) : NULL;
+        ib->ln2_w = float_of(m, g, bl->ln2.w), ib->ln2_b = bl->ln2.b ? float_of(m, g, bl->ln2.b) : NULL;
+        ib->swiglu = bl->swiglu;
         wire(m, g, &ib->qkv, &bl->qkv);
         wire(m, g, &ib->proj, &bl->proj);
         wire(m, g, &ib->fc, &bl->fc);
@@ -128,24 +129,31 @@ size_t infer_float_bytes(const InferModel *m) {
 }
 
 void infer_state_init(InferState *s, const InferModel *m, int cap) {
-    int C = m->cfg.n_embd, T = m->cfg.block_size, V = m->cfg.vocab_size, L = m->cfg.n_layer;
+    const GPTConfig *c = &m->cfg;
+    int C = c->n_embd, T = c->block_size, V = c->vocab_size, L = c->n_layer, hs = gpt_head_size(c);
+    int KV = c->n_kv_head * hs, F = gpt_fc_rows(c), IN = C > c->hidden ? C : c->hidden; /* widest Linear input */
     memset(s, 0, sizeof *s);
     s->cap = cap;
     size_t n = (size_t)cap;
     s->x = xmalloc(n * C * sizeof(float));
     s->xn = xmalloc(n * C * sizeof(float));
-    s->qkv = xmalloc(n * 3 * C * sizeof(float));
+    s->qkv = xmalloc(n * gpt_qkv_width(c) * sizeof(float));
     s->att = xmalloc(n * C * sizeof(float));
-    s->h = xmalloc(n * 4 * C * sizeof(float));
+    s->h = xmalloc(n * F * sizeof(float));
+    s->h2 = xmalloc(n * c->hidden * sizeof(float));
     s->tmp = xmalloc(n * C * sizeof(float));
     s->logits = xmalloc(n * V * sizeof(float));
-    s->k = xmalloc((size_t)L * T * C * sizeof(float));
-    s->v = xmalloc((size_t)L * T * C * sizeof(float));
+    s->k = xmalloc((size_t)L * T * KV * sizeof(float));
+    s->v = xmalloc((size_t)L * T * KV * sizeof(float));
+    if (c->arch == ARCH_LLAMA) {
+        s->rope = xmalloc((size_t)T * hs * sizeof(float));
+        rope_table(s->rope, 0, T, hs, c->rope_theta);
+    }
     s->scores = xmalloc((size_t)omp_get_max_threads() * T * sizeof(float));
-    s->xq = xmalloc(n * 4 * C);
-    s->xs = xmalloc(n * ((size_t)4 * C / QBLOCK + 1) * sizeof(float)); /* per token, or per 32 inputs (q8_0 activations) */
+    s->xq = xmalloc(n * IN);
+    s->xs = xmalloc(n * ((size_t)IN / QBLOCK + 1) * sizeof(float)); /* per token, or per 32 inputs (q8_0 activations) */
     s->team_n = omp_get_max_threads();
-    s->team_stride = ((2 * (size_t)C * sizeof(float) + qgemv_team_scratch_bytes(4 * C)) + 63) & ~(size_t)63;
+    s->team_stride = ((2 * (size_t)C * sizeof(float) + qgemv_team_scratch_bytes(IN)) + 63) & ~(size_t)63;
     s->team = xmalloc((size_t)s->team_n * s->team_stride);
     /* the workspace grows with the threads a product uses, which grow with M */
     for (int l = 0; l <= L; l++) {
@@ -166,7 +174,7 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
 }
 
 void infer_state_free(InferState *s) {
-    free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->h), free(s->tmp), free(s->logits);
-    free(s->k), free(s->v), free(s->scores), free(s->xq), free(s->xs), free(s->team), free(s->gemm_ws);
+    free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->h), free(s->h2), free(s->tmp), free(s->logits);
+    free(s->k), free(s->v), free(s->rope), free(s->scores), free(s->xq), free(s->xs), free(s->team), free(s->gemm_ws);
     memset(s, 0, sizeof *s);
 }

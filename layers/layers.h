@@ -1,7 +1,13 @@
-/* layers.h: the GPT's building blocks on the autograd ops: Linear (with bias),
- * LayerNorm, causal multi-head self-attention, the 4x GELU MLP, the pre-LN
- * Block, and the GPT (token + learned position embeddings, blocks, final
- * LayerNorm, LM head tied to the token embedding). */
+/* layers.h: one model description for two architectures, on the autograd ops.
+ *  gpt:   Linear with bias, LayerNorm, learned position embeddings, causal
+ *         multi-head attention, the 4x GELU MLP, LM head tied to the token
+ *         embedding (GPT-2).
+ *  llama: Linear without bias, RMSNorm, rotary position embeddings on q and
+ *         k, grouped-query attention, the SwiGLU MLP of any width, LM head
+ *         tied or separate (Llama, llama2.c).
+ * Both are pre-norm stacks of the same Block with the same Linears (qkv,
+ * proj, fc, fc_proj, and the head), so quantization, PTQ, export and the
+ * inference engine see one list of layers. */
 #ifndef QAT_LAYERS_H
 #define QAT_LAYERS_H
 
@@ -33,40 +39,68 @@ typedef struct Linear {
     QLayer *q;     /* NULL: float */
 } Linear;
 
+/* LayerNorm (b set) or RMSNorm (b NULL). */
 typedef struct LayerNorm {
     Tensor *w, *b;
+    float eps;
 } LayerNorm;
+
+typedef enum { ARCH_GPT = 0, ARCH_LLAMA = 1 } Arch;
 
 typedef struct Block {
     int kv_bits; /* fake-quantize keys and values (0 = off) */
+    int n_head, n_kv_head;
+    float rope_theta; /* 0: no rotary embedding (gpt) */
+    bool swiglu;      /* fc is [gate | up], fc_proj the down projection */
     LayerNorm ln1, ln2;
-    Linear qkv, proj; /* attention: x -> [q|k|v] -> heads -> proj */
-    Linear fc, fc_proj; /* MLP: C -> 4C -> GELU -> C */
+    Linear qkv, proj; /* attention: x -> [q|k|v] (n_head + 2 n_kv_head heads) -> heads -> proj */
+    Linear fc, fc_proj; /* MLP: C -> 4C -> GELU -> C, or C -> 2H -> SwiGLU -> H -> C */
 } Block;
 
+/* Zero fields take the defaults (gpt_config_resolve), so a zero-initialised
+ * config beyond the first five is the GPT. */
 typedef struct GPTConfig {
     int vocab_size, n_layer, n_head, n_embd, block_size;
+    Arch arch;
+    int n_kv_head;    /* 0: n_head */
+    int hidden;       /* MLP width; 0: 4 n_embd (gpt), 8/3 n_embd rounded up to 32 (llama) */
+    float norm_eps;   /* 0: 1e-5 */
+    float rope_theta; /* 0: 10000 (llama) */
+    bool untied_head; /* llama: a separate lm_head.weight */
 } GPTConfig;
 
 typedef struct GPT {
     GPTConfig cfg;
     Params params;
-    Tensor *wte, *wpe;
+    Tensor *wte, *wpe; /* wpe NULL for llama */
     Block *blocks;
     LayerNorm ln_f;
-    Linear head;      /* weight = wte (tied), no bias; quantized only when listed */
+    Linear head;      /* weight = wte (tied) or lm_head.weight, no bias; quantized only when listed */
     QLayer *qlayers;  /* all quantized layers */
     int n_q;
 } GPT;
 
-void linear_init(Linear *l, Params *p, const char *name, int in, int out);
+/* The defaults of zero fields filled in. */
+GPTConfig gpt_config_resolve(const GPTConfig *c);
+/* Parameter count, head size and qkv width of a resolved config. */
+static inline int gpt_head_size(const GPTConfig *c) { return c->n_embd / c->n_head; }
+static inline int gpt_qkv_width(const GPTConfig *c) { return (c->n_head + 2 * c->n_kv_head) * gpt_head_size(c); }
+/* Rows of mlp.fc: 4C (gpt) or 2 hidden (llama: gate then up). */
+static inline int gpt_fc_rows(const GPTConfig *c) { return c->arch == ARCH_LLAMA ? 2 * c->hidden : c->hidden; }
+
+void linear_init(Linear *l, Params *p, const char *name, int in, int out, bool bias);
 /* With l->q set, the input and the weight pass through fake quantization. */
 Tensor *linear_forward(Tape *t, const Linear *l, Tensor *x);
-void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim);
+void layernorm_init(LayerNorm *l, Params *p, const char *name, int dim, bool rms, float eps);
 Tensor *layernorm_forward(Tape *t, const LayerNorm *l, Tensor *x);
-Tensor *attention_forward(Tape *t, const Block *b, Tensor *x, int n_head);
+/* The attention between qkv and proj: rotary embedding (llama) and the heads. */
+Tensor *attention_core(Tape *t, const Block *b, Tensor *qkv);
+Tensor *attention_forward(Tape *t, const Block *b, Tensor *x);
+/* The activation between fc and fc_proj: GELU (llama.cpp's half table when
+ * fc_proj has q8_0 activation blocks) or SwiGLU. */
+Tensor *mlp_activation(Tape *t, const Block *b, Tensor *h);
 Tensor *mlp_forward(Tape *t, const Block *b, Tensor *x);
-Tensor *block_forward(Tape *t, const Block *b, Tensor *x, int n_head);
+Tensor *block_forward(Tape *t, const Block *b, Tensor *x);
 
 /* Declares every parameter (names like blocks.0.attn.qkv.weight) in one block.
  * q (NULL or weight bits 0 for a float model) adds fake quantization to the

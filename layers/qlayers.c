@@ -133,22 +133,17 @@ void gpt_quant_build(GPT *g, const QuantConfig *q, const char *origin) {
     int n = gpt_linear_names(&g->cfg, names, 1024);
     check_layers(q, names, n, g->cfg.n_layer, origin);
     g->qlayers = xcalloc((size_t)n, sizeof(QLayer));
-    int C = g->cfg.n_embd;
     for (int i = 0; i < n; i++) {
         if (!selected(q->layers, names[i])) continue;
         Linear *l;
-        int in = C, out = C;
         if (!strcmp(names[i], "lm_head")) {
             l = &g->head;
-            out = g->cfg.vocab_size;
         } else {
             Block *b = &g->blocks[atoi(names[i] + 7)];
             const char *part = strchr(names[i] + 7, '.') + 1;
-            if (!strcmp(part, "attn.qkv")) l = &b->qkv, out = 3 * C;
-            else if (!strcmp(part, "attn.proj")) l = &b->proj;
-            else if (!strcmp(part, "mlp.fc")) l = &b->fc, out = 4 * C;
-            else l = &b->fc_proj, in = 4 * C;
+            l = !strcmp(part, "attn.qkv") ? &b->qkv : !strcmp(part, "attn.proj") ? &b->proj : !strcmp(part, "mlp.fc") ? &b->fc : &b->fc_proj;
         }
+        int in = l->w->shape[1], out = l->w->shape[0]; /* declared already, finalized later */
         qlayer_build(&g->qlayers[g->n_q], l, &g->params, q, names[i], in, out, 1000 + (uint64_t)i, origin);
         g->n_q++;
     }

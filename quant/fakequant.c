@@ -141,11 +141,13 @@ static void fq_kv_backward(Node *n) {
     for (size_t i = 0; i < x->numel; i++) x->grad[i] += y->grad[i];
 }
 
-Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits) {
+Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int n_kv_head, int bits) {
     char sx[64];
-    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0 || !tensor_is_contiguous(qkv))
-        qat_fail("fake_quant_kv: expected a contiguous qkv [B,T,3C], got %s", tensor_shape_str(qkv, sx, sizeof sx));
-    int C3 = qkv->shape[2], C = C3 / 3, hs = C / n_head;
+    int units = n_head + 2 * n_kv_head;
+    if (qkv->ndim != 3 || qkv->shape[2] % units != 0 || !tensor_is_contiguous(qkv))
+        qat_fail("fake_quant_kv: expected a contiguous qkv [B,T,(%d + 2 * %d) heads], got %s", n_head, n_kv_head,
+                 tensor_shape_str(qkv, sx, sizeof sx));
+    int C3 = qkv->shape[2], hs = C3 / units, C = n_head * hs;
     size_t rows = qkv->numel / (size_t)C3;
     Tensor *y = tensor_new(t, 3, qkv->shape);
     const float *px = qkv->data;
@@ -155,7 +157,7 @@ Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits) {
         const float *xr = px + r * C3;
         float *yr = py + r * C3;
         memcpy(yr, xr, (size_t)C * sizeof(float)); /* queries stay float */
-        quant_fake_groups(xr + C, 2 * n_head, hs, bits, yr + C); /* one scale per token and head, for K then V */
+        quant_fake_groups(xr + C, 2 * n_kv_head, hs, bits, yr + C); /* one scale per token and head, for K then V */
     }
     tape_record(t, "fake_quant_kv", fq_kv_backward, y, 1, (Tensor *[]){qkv});
     return y;

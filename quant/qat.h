@@ -22,9 +22,10 @@ typedef enum { EST_STE, EST_CLIPPED, EST_LSQ } Estimator;
  * integers in the forward pass), or NULL (0 for symmetric, min-max for
  * dynamic asymmetric). Gradients reach scale and zp only with EST_LSQ. */
 Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp);
-/* Fake-quantizes the K and V parts of a packed qkv [B,T,3C], one symmetric
- * dynamic scale per token and head; straight-through backward. */
-Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int bits);
+/* Fake-quantizes the K and V parts of a packed qkv [B,T,C+2KV] (op_attention's
+ * layout), one symmetric dynamic scale per token and head; straight-through
+ * backward. */
+Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int n_kv_head, int bits);
 
 /* ---- the quant section of a config ---- */
 #define QUANT_MAX_OVERRIDES 64

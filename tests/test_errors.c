@@ -26,7 +26,7 @@ static void bad_op(void *p) {
     case 3: op_mul(t, a, tensor_zeros(t, 1, (int[]){3})); break;
     case 4: op_reshape(t, a, 2, (int[]){5, 3}); break;
     case 5: op_layernorm(t, a, tensor_zeros(t, 1, (int[]){3}), tensor_zeros(t, 1, (int[]){3}), 1e-5f); break;
-    case 6: op_attention(t, tensor_zeros(t, 3, (int[]){1, 2, 12}), 3); break;
+    case 6: op_attention(t, tensor_zeros(t, 3, (int[]){1, 2, 12}), 3, 3); break;
     case 7: op_matmul(t, tensor_zeros(t, 3, (int[]){2, 3, 4}), tensor_zeros(t, 3, (int[]){3, 4, 5})); break;
     }
 }

@@ -60,9 +60,13 @@ Test(eval, random_windows_are_batch_sample_draws) {
     eval_windows_free(&w);
 }
 
-/* a small random GPT and a token stream over its vocab */
-static void tiny_model(GPT *g, int V, int T) {
+/* a small random model of either architecture (llama: grouped-query
+ * attention, an MLP width that is no multiple of anything, an untied head) */
+static void tiny_model_arch(GPT *g, int V, int T, Arch arch) {
     GPTConfig gc = {.vocab_size = V, .n_layer = 2, .n_head = 2, .n_embd = 16, .block_size = T};
+    if (arch == ARCH_LLAMA)
+        gc = (GPTConfig){.vocab_size = V, .n_layer = 2, .n_head = 4, .n_embd = 16, .block_size = T, .arch = ARCH_LLAMA,
+                         .n_kv_head = 2, .hidden = 23, .untied_head = true, .rope_theta = 500.0f};
     gpt_build(g, &gc, NULL, "test");
     Rng r;
     rng_seed(&r, 3);
@@ -70,10 +74,10 @@ static void tiny_model(GPT *g, int V, int T) {
     for (size_t i = 0; i < g->params.numel; i++) g->params.data[i] += 0.3f * rng_normal(&r);
 }
 
-Test(eval, loss_is_the_mean_over_every_scored_token) {
+static void mean_over_every_scored_token(Arch arch) {
     const int V = 11, T = 8, n = 61; /* 60 scored tokens: 7 whole windows and one of 4 */
     GPT g;
-    tiny_model(&g, V, T);
+    tiny_model_arch(&g, V, T, arch);
     int32_t tok[61];
     Rng r;
     rng_seed(&r, 9);
@@ -113,5 +117,45 @@ Test(eval, loss_is_the_mean_over_every_scored_token) {
     infer_free(&m);
     tape_free(&t);
     eval_windows_free(&w);
+    gpt_free(&g);
+}
+Test(eval, loss_is_the_mean_over_every_scored_token) { mean_over_every_scored_token(ARCH_GPT); }
+Test(eval, loss_is_the_mean_over_every_scored_token_llama) { mean_over_every_scored_token(ARCH_LLAMA); }
+
+/* Generation one token at a time over the KV cache (RoPE at each cached
+ * position, grouped kv heads) gives the logits of the whole-window forward. */
+Test(eval, llama_token_by_token_equals_the_window) {
+    const int V = 13, T = 12;
+    GPT g;
+    tiny_model_arch(&g, V, T, ARCH_LLAMA);
+    int32_t tok[12];
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 5 + 3) % V);
+    Tape t;
+    tape_init(&t, 1 << 20);
+    Tensor *lg = gpt_forward(&g, &t, tok, 1, T);
+    InferModel m;
+    Vocab v;
+    uint8_t chars[13];
+    for (int i = 0; i < V; i++) chars[i] = (uint8_t)('a' + i);
+    vocab_from_chars(&v, chars, V);
+    infer_from_gpt(&m, &g, &v, "");
+    InferState s;
+    infer_state_init(&s, &m, T);
+    for (int p = 0; p < T; p++) {
+        const float *r = infer_forward(&m, &s, tok + p, 1);
+        for (int j = 0; j < V; j++)
+            cr_assert(fabsf(r[j] - lg->data[(size_t)p * V + j]) < 1e-4f, "position %d logit %d: %.6f vs %.6f", p, j, r[j],
+                      lg->data[(size_t)p * V + j]);
+    }
+    /* and a prompt of 5 then single tokens: the multi-token path's cache */
+    s.pos = 0;
+    infer_forward(&m, &s, tok, 5);
+    for (int p = 5; p < T; p++) {
+        const float *r = infer_forward(&m, &s, tok + p, 1);
+        for (int j = 0; j < V; j++) cr_assert(fabsf(r[j] - lg->data[(size_t)p * V + j]) < 1e-4f, "after prompt: pos %d", p);
+    }
+    infer_state_free(&s);
+    infer_free(&m);
+    tape_free(&t);
     gpt_free(&g);
 }

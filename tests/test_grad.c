@@ -8,6 +8,7 @@
  * margin for a correct backward while a wrong one misses by O(1). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -153,7 +154,7 @@ Test(grad, softmax_causal) {
 }
 
 /* ---- attention ---- */
-static Tensor *f_attention(Tape *t, Tensor **in, void *c) { return op_attention(t, in[0], *(int *)c); }
+static Tensor *f_attention(Tape *t, Tensor **in, void *c) { return op_attention(t, in[0], *(int *)c, *(int *)c); }
 Test(grad, attention_fused) {
     int nh = 3;
     GcInput s[] = {{"qkv", 3, {2, 7, 3 * 12}, true}};
@@ -206,7 +207,7 @@ static void attention_against_reference(int T) {
     Rng r;
     rng_seed(&r, 9);
     for (size_t i = 0; i < qkv->numel; i++) qkv->data[i] = rng_normal(&r);
-    Tensor *o = op_attention(&t, qkv, NH);
+    Tensor *o = op_attention(&t, qkv, NH, NH);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int i = 0; i < T; i++) {
@@ -233,6 +234,98 @@ static void attention_against_reference(int T) {
 Test(grad, attention_blocked_path_matches_reference) {
     attention_against_reference(45);
     attention_against_reference(64);
+}
+
+/* ---- grouped-query attention (n_kv_head < n_head): query heads of a group
+ * share one kv head, whose grads they add into ---- */
+typedef struct { int nh, nkv; } Gqa;
+static Tensor *f_gqa(Tape *t, Tensor **in, void *c) {
+    const Gqa *g = c;
+    return op_attention(t, in[0], g->nh, g->nkv);
+}
+Test(grad, attention_grouped_query_odd_head) {
+    Gqa g = {4, 2}; /* head size 3: the sgemm path, T with a block tail */
+    GcInput s[] = {{"qkv", 3, {2, 37, (4 + 2 * 2) * 3}, true}};
+    check(f_gqa, &g, 1, s);
+}
+Test(grad, attention_grouped_query_single_kv_head) {
+    Gqa g = {3, 1};
+    GcInput s[] = {{"qkv", 3, {1, 9, (3 + 2) * 5}, true}};
+    check(f_gqa, &g, 1, s);
+}
+Test(grad, attention_grouped_query_blocked_path) {
+    Gqa g = {4, 2}; /* head size 16: the register-blocked path */
+    GcInput s[] = {{"qkv", 3, {2, 19, (4 + 2 * 2) * 16}, true}};
+    check(f_gqa, &g, 1, s);
+}
+
+/* ---- the Llama ops ---- */
+static Tensor *f_rmsnorm(Tape *t, Tensor **in, void *c) { (void)c; return op_rmsnorm(t, in[0], in[1], 1e-5f); }
+Test(grad, rmsnorm) {
+    GcInput s[] = {{"x", 3, {2, 3, 7}, true}, {"w", 1, {7}, true}};
+    check(f_rmsnorm, NULL, 2, s);
+}
+Test(grad, rmsnorm_threads) {
+    GcInput s[] = {{"x", 2, {150, 5}, true}, {"w", 1, {5}, true}};
+    check(f_rmsnorm, NULL, 2, s);
+}
+static Tensor *f_rope(Tape *t, Tensor **in, void *c) {
+    const Gqa *g = c; /* theta 100 so that the pairs turn by whole radians over a few positions */
+    return op_rope(t, in[0], g->nh, g->nkv, 100.0f);
+}
+Test(grad, rope_grouped_heads) {
+    Gqa g = {3, 1};
+    GcInput s[] = {{"qkv", 3, {2, 7, (3 + 2) * 6}, true}};
+    check(f_rope, &g, 1, s);
+}
+static Tensor *f_swiglu(Tape *t, Tensor **in, void *c) { (void)c; return op_swiglu(t, in[0]); }
+Test(grad, swiglu_odd_width) {
+    GcInput s[] = {{"x", 3, {2, 5, 2 * 43}, true, -4.0f, 4.0f}};
+    check(f_swiglu, NULL, 1, s);
+}
+
+/* Values: RoPE keeps each pair's length and turns position p's pair i by
+ * p * theta^(-2i/hs); position 0 is unchanged; v is untouched. GQA equals
+ * multi-head attention with each kv head repeated for its query heads. */
+Test(grad, rope_values) {
+    enum { T = 5, NH = 2, NKV = 1, HS = 4, C3 = (NH + 2 * NKV) * HS };
+    Tape t;
+    tape_init(&t, 1u << 16);
+    Tensor *x = tensor_new(&t, 3, (int[]){1, T, C3});
+    for (size_t i = 0; i < x->numel; i++) x->data[i] = (float)((i * 7) % 11) - 5.0f;
+    Tensor *y = op_rope(&t, x, NH, NKV, 10000.0f);
+    for (int p = 0; p < T; p++)
+        for (int hd = 0; hd < NH + NKV; hd++)
+            for (int i = 0; i < HS / 2; i++) {
+                const float *a = x->data + p * C3 + hd * HS + 2 * i, *b = y->data + p * C3 + hd * HS + 2 * i;
+                double ang = p * pow(10000.0, -2.0 * i / HS);
+                double e0 = a[0] * cos(ang) - a[1] * sin(ang), e1 = a[0] * sin(ang) + a[1] * cos(ang);
+                cr_assert(fabs(b[0] - e0) < 1e-5 && fabs(b[1] - e1) < 1e-5, "pos %d head %d pair %d", p, hd, i);
+            }
+    for (int p = 0; p < T; p++)
+        for (int c = (NH + NKV) * HS; c < C3; c++) cr_assert_eq(y->data[p * C3 + c], x->data[p * C3 + c]);
+    tape_free(&t);
+}
+Test(grad, grouped_query_equals_repeated_kv) {
+    enum { B = 2, T = 6, NH = 4, NKV = 2, HS = 5, C = NH * HS, KV = NKV * HS };
+    Tape t;
+    tape_init(&t, 1u << 18);
+    Tensor *g = tensor_new(&t, 3, (int[]){B, T, C + 2 * KV}), *m = tensor_new(&t, 3, (int[]){B, T, 3 * C});
+    Rng r;
+    rng_seed(&r, 3);
+    for (size_t i = 0; i < g->numel; i++) g->data[i] = rng_normal(&r);
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *src = g->data + (size_t)bt * (C + 2 * KV);
+        float *dst = m->data + (size_t)bt * 3 * C;
+        memcpy(dst, src, C * sizeof(float));
+        for (int h = 0; h < NH; h++) {
+            memcpy(dst + C + h * HS, src + C + (h / (NH / NKV)) * HS, HS * sizeof(float));
+            memcpy(dst + 2 * C + h * HS, src + C + KV + (h / (NH / NKV)) * HS, HS * sizeof(float));
+        }
+    }
+    Tensor *a = op_attention(&t, g, NH, NKV), *b = op_attention(&t, m, NH, NH);
+    for (size_t i = 0; i < a->numel; i++) cr_assert(fabsf(a->data[i] - b->data[i]) < 1e-6f, "element %zu", i);
+    tape_free(&t);
 }
 
 /* ---- index ops ---- */

@@ -99,7 +99,7 @@ Test(values, attention_fused_equals_composed) {
     rng_seed(&r, 7);
     Tensor *qkv = tensor_new(&T, 3, (int[]){B, Tn, 3 * C});
     for (size_t i = 0; i < qkv->numel; i++) qkv->data[i] = rng_normal(&r);
-    Tensor *o = op_attention(&T, qkv, nh);
+    Tensor *o = op_attention(&T, qkv, nh, nh);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {
             Tensor *q = tensor_new(&T, 2, (int[]){Tn, hs}), *k = tensor_new(&T, 2, (int[]){Tn, hs}),

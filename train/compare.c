@@ -110,8 +110,7 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     Config qc = *fcfg;
     ptq_quant_config(&o, &qc.quant);
     if (o.budget > 0.0f) ptq_budget_config(float_ckpt, fcfg, &o, &qc.quant, sens, false);
-    GPTConfig gc = {.vocab_size = v->size, .n_layer = fcfg->model.n_layer, .n_head = fcfg->model.n_head,
-                    .n_embd = fcfg->model.n_embd, .block_size = fcfg->model.block_size};
+    GPTConfig gc = config_gpt(&fcfg->model, v->size);
     GPT g;
     gpt_build(&g, &gc, &qc.quant, origin);
     ckpt_load_params(float_ckpt, &g, true);
@@ -189,10 +188,8 @@ static void qat_config_load(Config *qc, const char *cfg_path, const char *float_
     config_load_file(qc, cfg_path);
     config_validate(qc, cfg_path);
     if (!qc->quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
-    const ModelConfig *a = &qc->model, *f = &fcfg->model;
-    if (a->n_layer != f->n_layer || a->n_head != f->n_head || a->n_embd != f->n_embd || a->block_size != f->block_size ||
-        strcmp(a->vocab, f->vocab))
-        qat_fail("%s: model: differs from the compared float model's model section", cfg_path);
+    const char *key = config_section_differs(qc, fcfg, "model");
+    if (key) qat_fail("%s: %s: differs from the compared float model's model section", cfg_path, key);
     char p1[PATH_MAX], p2[PATH_MAX];
     if (!qc->quant.init_from[0] || !realpath(qc->quant.init_from, p1) || !realpath(float_ckpt, p2) || strcmp(p1, p2))
         qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qc->quant.init_from, float_ckpt);

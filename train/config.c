@@ -13,6 +13,21 @@
 #include "quant/blocks.h"
 #include "util/util.h"
 
+GPTConfig config_gpt(const ModelConfig *m, int vocab_size) {
+    return (GPTConfig){.vocab_size = vocab_size, .n_layer = m->n_layer, .n_head = m->n_head, .n_embd = m->n_embd,
+                       .block_size = m->block_size, .arch = strcmp(m->arch, "llama") ? ARCH_GPT : ARCH_LLAMA,
+                       .n_kv_head = m->n_kv_head, .hidden = m->hidden, .norm_eps = m->norm_eps,
+                       .rope_theta = m->rope_theta, .untied_head = !m->tied_head};
+}
+
+void config_model_of(ModelConfig *m, const GPTConfig *g) {
+    GPTConfig r = gpt_config_resolve(g);
+    snprintf(m->arch, sizeof m->arch, "%s", r.arch == ARCH_LLAMA ? "llama" : "gpt");
+    m->n_layer = r.n_layer, m->n_head = r.n_head, m->n_embd = r.n_embd, m->block_size = r.block_size;
+    m->n_kv_head = r.n_kv_head, m->hidden = r.hidden, m->norm_eps = r.norm_eps, m->rope_theta = r.rope_theta;
+    m->tied_head = !r.untied_head;
+}
+
 typedef enum { CF_INT, CF_FLOAT, CF_STR, CF_ENUM, CF_BOOL } CfType;
 
 typedef struct Field {
@@ -32,12 +47,25 @@ typedef struct Field {
 #define BIG 1e18
 
 static const Field FIELDS[] = {
+    F("model.arch", CF_ENUM, model.arch, 0, 0, 0, "gpt", "gpt|llama",
+      "gpt: LayerNorm, learned positions, GELU MLP, biases, tied head; llama: RMSNorm, rotary positions, SwiGLU MLP, "
+      "grouped-query attention, no biases"),
     F("model.n_layer", CF_INT, model.n_layer, 1, 256, 0, "4", NULL, "number of transformer blocks"),
     F("model.n_head", CF_INT, model.n_head, 1, 256, 0, "4", NULL, "attention heads per block; must divide n_embd"),
     F("model.n_embd", CF_INT, model.n_embd, 1, 65536, 0, "128", NULL, "model width"),
+    F("model.n_kv_head", CF_INT, model.n_kv_head, 0, 256, 0, "0", NULL,
+      "llama: key/value heads (grouped-query attention), dividing n_head; 0 = n_head"),
+    F("model.hidden", CF_INT, model.hidden, 0, 1 << 20, 0, "0", NULL,
+      "MLP width; 0 = 4 * n_embd (gpt) or 8/3 * n_embd rounded up to a multiple of 32 (llama, as llama2.c)"),
+    F("model.norm_eps", CF_FLOAT, model.norm_eps, 0, 1, 1, "1e-5", NULL, "llama: RMSNorm epsilon"),
+    F("model.rope_theta", CF_FLOAT, model.rope_theta, 0, BIG, 1, "10000", NULL,
+      "llama: base of the rotary embedding's angles"),
+    F("model.tied_head", CF_BOOL, model.tied_head, 0, 0, 0, "true", NULL,
+      "the LM head is the token embedding (false: a separate lm_head.weight)"),
     F("model.block_size", CF_INT, model.block_size, 1, 65536, 0, "128", NULL, "context length in tokens"),
-    F("model.vocab", CF_ENUM, model.vocab, 0, 0, 0, "char", "char|byte",
-      "char: the sorted set of distinct bytes of the corpus (stored in the checkpoint); byte: all 256 byte values"),
+    F("model.vocab", CF_ENUM, model.vocab, 0, 0, 0, "char", "char|byte|spm",
+      "char: the sorted set of distinct bytes of the corpus (stored in the checkpoint); byte: all 256 byte values; "
+      "spm: a SentencePiece BPE vocabulary taken from an imported model (stored in the checkpoint)"),
     F("data.path", CF_STR, data.path, 0, 0, 0, "/usr/share/games/fortunes/songs-poems", NULL,
       "training corpus (a text file), relative to the working directory"),
     F("data.val_fraction", CF_FLOAT, data.val_fraction, 0, 1, 3, "0.1",
@@ -542,6 +570,17 @@ void config_load_file(Config *c, const char *path) {
 void config_validate(const Config *c, const char *origin) {
     if (c->model.n_embd % c->model.n_head != 0)
         qat_fail("%s: model.n_embd: %d is not divisible by model.n_head %d", origin, c->model.n_embd, c->model.n_head);
+    bool llama = !strcmp(c->model.arch, "llama");
+    if (c->model.n_kv_head && !llama && c->model.n_kv_head != c->model.n_head)
+        qat_fail("%s: model.n_kv_head: grouped-query attention needs model.arch llama", origin);
+    if (c->model.n_kv_head && c->model.n_head % c->model.n_kv_head != 0)
+        qat_fail("%s: model.n_kv_head: model.n_head %d is not divisible by %d", origin, c->model.n_head,
+                 c->model.n_kv_head);
+    if (llama && (c->model.n_embd / c->model.n_head) % 2)
+        qat_fail("%s: model.n_head: llama's rotary embedding needs an even head size, n_embd / n_head is %d", origin,
+                 c->model.n_embd / c->model.n_head);
+    if (!llama && !c->model.tied_head)
+        qat_fail("%s: model.tied_head: the gpt architecture ties its head to the token embedding", origin);
     const QuantConfig *q = &c->quant;
     if (q->w_bits == 1) qat_fail("%s: quant.weight.bits: expected 0 (off) or 2..8, got 1", origin);
     if (q->a_bits == 1) qat_fail("%s: quant.activation.bits: expected 0 (off) or 2..8, got 1", origin);

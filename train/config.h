@@ -9,13 +9,18 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "layers/layers.h"
 #include "quant/qat.h"
 
 #define CONFIG_PATH_MAX 1024
 
 typedef struct ModelConfig {
+    char arch[8]; /* "gpt" or "llama" */
     int n_layer, n_head, n_embd, block_size;
-    char vocab[8]; /* "char" or "byte" */
+    int n_kv_head, hidden; /* 0: n_head; the architecture's default width */
+    float norm_eps, rope_theta;
+    bool tied_head;
+    char vocab[8]; /* "char", "byte" or "spm" */
 } ModelConfig;
 
 typedef struct DataConfig {
@@ -54,6 +59,11 @@ typedef struct Config {
     CompareConfig compare;
     QuantConfig quant;
 } Config;
+
+/* The model description of a config's model section, for a vocabulary of
+ * vocab_size tokens; config_model_of is the inverse (importers). */
+GPTConfig config_gpt(const ModelConfig *m, int vocab_size);
+void config_model_of(ModelConfig *m, const GPTConfig *g);
 
 /* Fills every field with its default. */
 void config_defaults(Config *c);

@@ -72,8 +72,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
     q.a_bits = q.kv_bits = 0;
     q.n_ov = 0;
     q.outlier_threshold = -1.0f;
-    GPTConfig gc = {.vocab_size = v.size, .n_layer = fc.model.n_layer, .n_head = fc.model.n_head,
-                    .n_embd = fc.model.n_embd, .block_size = fc.model.block_size};
+    GPTConfig gc = config_gpt(&fc.model, v.size);
     GPT g;
     gpt_build(&g, &gc, &q, origin);
     ckpt_load_params(float_ckpt, &g, true);

@@ -192,7 +192,7 @@ int32_t *ptq_calib_windows(const int32_t *train, size_t n_train, int n_seq, int 
  *   PASS_QKV   ln1(X)                          -> stats[0]
  *   PASS_PROJ  A = attention(qkv(ln1(X)))      -> stats[1], A stored
  *   PASS_FC    X1 = X + proj(A); ln2(X1)       -> stats[2], X1 stored
- *   PASS_MLP   gelu(fc(ln2(X1)))               -> stats[3]
+ *   PASS_MLP   act(fc(ln2(X1)))                -> stats[3] (GELU or SwiGLU)
  *   PASS_OUT   Y = X1 + mlp(X1)  (from_x1) or the whole block from X
  * Linears in QMODE_QUANT run fake-quantized, so every input seen comes through
  * the layers already quantized. */
@@ -208,7 +208,7 @@ static void add_stats(PtqStats *st, const Tensor *x) {
 
 static void block_pass(GPT *g, Tape *t, int b, BlockBufs *bb, Pass pass, bool from_x1, PtqStats *stats[4], int n_seq,
                        int T) {
-    int C = g->cfg.n_embd, H = g->cfg.n_head;
+    int C = g->cfg.n_embd;
     Block *bl = &g->blocks[b];
     size_t per = (size_t)T * C;
     for (int s0 = 0; s0 < n_seq; s0 += PTQ_CHUNK) {
@@ -223,9 +223,7 @@ static void block_pass(GPT *g, Tape *t, int b, BlockBufs *bb, Pass pass, bool fr
             Tensor *h = layernorm_forward(t, &bl->ln1, x);
             add_stats(stats[0], h);
             if (pass == PASS_QKV) continue;
-            Tensor *qkv = linear_forward(t, &bl->qkv, h);
-            if (bl->kv_bits) qkv = op_fake_quant_kv(t, qkv, H, bl->kv_bits);
-            att = op_attention(t, qkv, H);
+            att = attention_core(t, bl, linear_forward(t, &bl->qkv, h));
             add_stats(stats[1], att);
             if (pass == PASS_PROJ) {
                 memcpy(bb->A + off, att->data, bytes);
@@ -237,7 +235,7 @@ static void block_pass(GPT *g, Tape *t, int b, BlockBufs *bb, Pass pass, bool fr
         Tensor *h2 = layernorm_forward(t, &bl->ln2, x1);
         add_stats(stats[2], h2);
         if (pass == PASS_FC) continue;
-        Tensor *m = op_gelu(t, linear_forward(t, &bl->fc, h2));
+        Tensor *m = mlp_activation(t, bl, linear_forward(t, &bl->fc, h2));
         add_stats(stats[3], m);
         if (pass != PASS_OUT) continue;
         Tensor *y = op_add(t, x1, linear_forward(t, &bl->fc_proj, m));
@@ -274,19 +272,40 @@ static double rtn_error(const QLayer *q, const float *w, int rows, int cols, con
 
 static float *zp_of(QLayer *q) { return q->w_zp ? q->w_zp->data : NULL; }
 
-/* Divides a LayerNorm's affine parameters by s: its outputs become x / s. */
+/* Divides a LayerNorm's (or RMSNorm's) affine parameters by s: its outputs
+ * become x / s. */
 static void fold_into_layernorm(LayerNorm *ln, const float *s, int C) {
-    for (int j = 0; j < C; j++) ln->w->data[j] /= s[j], ln->b->data[j] /= s[j];
+    for (int j = 0; j < C; j++) {
+        ln->w->data[j] /= s[j];
+        if (ln->b) ln->b->data[j] /= s[j];
+    }
 }
 
-/* Divides the value rows of qkv by s: the attention output (a convex
- * combination of values) becomes out / s. */
-static void fold_into_values(Linear *qkv, const float *s, int C) {
-    for (int j = 0; j < C; j++) {
-        float *row = qkv->w->data + (size_t)(2 * C + j) * C;
-        for (int k = 0; k < C; k++) row[k] /= s[j];
-        qkv->b->data[2 * C + j] /= s[j];
+/* Divides rows first.. first+n of a Linear (and their biases) by s: outputs
+ * that pass linearly into the next layer's input become out / s. */
+static void fold_into_rows(Linear *l, int first, const float *s, int n) {
+    int cols = l->w->shape[1];
+    for (int j = 0; j < n; j++) {
+        float *row = l->w->data + (size_t)(first + j) * cols;
+        for (int k = 0; k < cols; k++) row[k] /= s[j];
+        if (l->b) l->b->data[first + j] /= s[j];
     }
+}
+
+/* Which earlier op the input scales of layer k (qkv, attn.proj, mlp.fc,
+ * mlp.proj) fold into, if any: the norms; the value rows of qkv (the
+ * attention output is a convex combination of values, one per query head,
+ * so only without grouped-query sharing); SwiGLU's up rows (silu(g) * u is
+ * linear in u). GELU passes no scale. */
+static bool fold_target(const Block *b, int k) {
+    return k == 0 || k == 2 || (k == 1 && b->n_kv_head == b->n_head) || (k == 3 && b->swiglu);
+}
+
+static void fold_input_scales(Block *b, int k, const float *s, int C) {
+    if (k == 0) fold_into_layernorm(&b->ln1, s, C);
+    else if (k == 1) fold_into_rows(&b->qkv, 2 * C, s, C);
+    else if (k == 2) fold_into_layernorm(&b->ln2, s, C);
+    else fold_into_rows(&b->fc, b->fc.w->shape[0] / 2, s, b->fc.w->shape[0] / 2);
 }
 
 /* Outlier split: input features above the threshold stay float. */
@@ -333,11 +352,11 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
         for (int i = 0; i <= o->awq_grid; i++) grid[i] = o->awq_grid ? (float)i / (float)o->awq_grid : 0.0f;
         float sgrid[21];
         for (int i = 0; i <= 20; i++) sgrid[i] = (float)i / 20.0f;
-        /* qkv <- ln1, attn.proj <- the value rows of qkv, mlp.fc <- ln2; mlp.proj
-         * follows GELU, which no scale passes through, so it keeps s = 1 */
-        for (int k = 0; k < 3; k++) {
+        /* the layers whose input scales fold into an earlier op (fold_target);
+         * the others keep s = 1 */
+        for (int k = 0; k < 4; k++) {
             QLayer *q = bl->q[k];
-            if (!q) continue;
+            if (!q || !fold_target(blk, k)) continue;
             Linear *l = bl->l[k];
             int rows = l->w->shape[0], cols = l->w->shape[1];
             float *s = bl->s_in[k] = xmalloc((size_t)cols * sizeof(float));
@@ -351,9 +370,7 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
                                                       bl->st[k].sample, bl->st[k].n_sample, sgrid, 21, s);
             ptq_scale_cols(l->w->data, rows, cols, s);
             ptq_hessian_unscale(bl->H[k], cols, s);
-            if (k == 0) fold_into_layernorm(&blk->ln1, s, C);
-            else if (k == 1) fold_into_values(&blk->qkv, s, C);
-            else fold_into_layernorm(&blk->ln2, s, C);
+            fold_input_scales(blk, k, s, C);
         }
     }
     for (int k = 0; k < 4; k++) {
@@ -392,7 +409,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     double t0 = now_seconds();
     memset(r, 0, sizeof *r);
     int C = g->cfg.n_embd, L = g->cfg.n_layer;
-    if (g->head.q && strcmp(o->method, "rtn"))
+    if (g->head.q && g->head.w == g->wte && strcmp(o->method, "rtn"))
         qat_fail("ptq: lm_head is tied to the token embedding; %s would change the embedding too (quantize it with rtn, "
                  "or leave it out of --layers)", o->method);
     size_t per = (size_t)T * C;
@@ -403,9 +420,10 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     bb.X1 = xmalloc((size_t)n_seq * per * sizeof(float));
     for (int s = 0; s < n_seq; s++)
         for (int t = 0; t < T; t++) {
-            const float *te = g->wte->data + (size_t)calib[(size_t)s * T + t] * C, *pe = g->wpe->data + (size_t)t * C;
+            const float *te = g->wte->data + (size_t)calib[(size_t)s * T + t] * C;
+            const float *pe = g->wpe ? g->wpe->data + (size_t)t * C : NULL;
             float *x = bb.X + (size_t)s * per + (size_t)t * C;
-            for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
+            for (int c = 0; c < C; c++) x[c] = te[c] + (pe ? pe[c] : 0.0f);
         }
     r->calib_tokens = (long)n_seq * T;
     gpt_quant_set_mode(g, QMODE_FLOAT);
@@ -505,8 +523,7 @@ void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqR
     Config qc = cfg;
     ptq_quant_config(o, &qc.quant);
     if (o->budget > 0.0f) ptq_budget_config(ckpt, &cfg, o, &qc.quant, NULL, false);
-    GPTConfig gc = {.vocab_size = v.size, .n_layer = cfg.model.n_layer, .n_head = cfg.model.n_head,
-                    .n_embd = cfg.model.n_embd, .block_size = cfg.model.block_size};
+    GPTConfig gc = config_gpt(&cfg.model, v.size);
     GPT g;
     gpt_build(&g, &gc, &qc.quant, "ptq");
     ckpt_load_params(ckpt, &g, true);

@@ -67,14 +67,9 @@ double eval_loss(GPT *g, Tape *t, const int32_t *tokens, const EvalWindows *w, i
     return w->tokens ? sum / (double)w->tokens : NAN;
 }
 
-static GPTConfig gpt_config_of(const Config *c, int vocab_size) {
-    return (GPTConfig){.vocab_size = vocab_size, .n_layer = c->model.n_layer, .n_head = c->model.n_head,
-                       .n_embd = c->model.n_embd, .block_size = c->model.block_size};
-}
-
 void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_meta(path, cfg, v, NULL);
-    GPTConfig gc = gpt_config_of(cfg, v->size);
+    GPTConfig gc = config_gpt(&cfg->model, v->size);
     gpt_build(g, &gc, &cfg->quant, path);
     ckpt_load_params(path, g, false);
 }
@@ -240,12 +235,7 @@ EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
 
 /* The model sections of two configs describe the same network. */
 static void same_model(const Config *a, const Config *b, const char *origin, const char *other) {
-    const char *key = a->model.n_layer != b->model.n_layer     ? "model.n_layer"
-                      : a->model.n_head != b->model.n_head     ? "model.n_head"
-                      : a->model.n_embd != b->model.n_embd     ? "model.n_embd"
-                      : a->model.block_size != b->model.block_size ? "model.block_size"
-                      : strcmp(a->model.vocab, b->model.vocab) ? "model.vocab"
-                                                               : NULL;
+    const char *key = config_section_differs(a, b, "model");
     if (key) qat_fail("%s: %s differs from the model in %s", origin, key, other);
 }
 
@@ -402,7 +392,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     dataset_split(&ds, cfg->data.val_fraction, T, data_origin);
 
     GPT g;
-    GPTConfig gc = gpt_config_of(cfg, vocab.size);
+    GPTConfig gc = config_gpt(&cfg->model, vocab.size);
     gpt_build(&g, &gc, &cfg->quant, origin);
     for (int i = 0; i < g.n_q && cfg->quant.deploy; i++) {
         char why[256];

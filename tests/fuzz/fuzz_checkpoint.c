@@ -21,8 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     long step;
     ckpt_load_meta(path, &c, &v, &step);
     if (!fuzz_model_fits(&c)) goto out;
-    GPTConfig gc = {.vocab_size = v.size, .n_layer = c.model.n_layer, .n_head = c.model.n_head,
-                    .n_embd = c.model.n_embd, .block_size = c.model.block_size};
+    GPTConfig gc = config_gpt(&c.model, v.size);
     gpt_build(&g, &gc, &c.quant, path);
     built = true;
     ckpt_load_params(path, &g, false);
