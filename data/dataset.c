@@ -15,9 +15,8 @@ void dataset_load(Dataset *d, Vocab *v, const char *path, bool build_vocab, bool
         else
             vocab_build_char(v, text, n);
     }
-    d->tokens = vocab_encode(v, text, n, path);
-    d->n = n;
-    d->n_train = n;
+    d->tokens = vocab_encode(v, text, n, &d->n, path);
+    d->n_train = d->n;
     free(text);
 }
 

@@ -1,5 +1,6 @@
-/* tokenizer.c: char-level and byte-level vocabularies. The char vocab is
- * built on bytes, so for ASCII text it is exactly the set of characters. */
+/* tokenizer.c: char-level and byte-level vocabularies (the char vocab is
+ * built on bytes, so for ASCII text it is exactly the set of characters), and
+ * the entry points that also serve SentencePiece vocabularies (spm.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@ static void vocab_index(Vocab *v) {
 
 void vocab_build_char(Vocab *v, const uint8_t *text, size_t n) {
     bool seen[256] = {false};
+    v->spm = NULL;
     for (size_t i = 0; i < n; i++) seen[text[i]] = true;
     v->size = 0;
     v->is_byte = false;
@@ -21,6 +23,7 @@ void vocab_build_char(Vocab *v, const uint8_t *text, size_t n) {
 }
 
 void vocab_build_byte(Vocab *v) {
+    v->spm = NULL;
     v->size = 256;
     v->is_byte = true;
     for (int c = 0; c < 256; c++) v->chars[c] = (uint8_t)c;
@@ -28,14 +31,31 @@ void vocab_build_byte(Vocab *v) {
 }
 
 void vocab_from_chars(Vocab *v, const uint8_t *chars, int n) {
+    v->spm = NULL;
     v->size = n;
     v->is_byte = n == 256;
     memcpy(v->chars, chars, (size_t)n);
     vocab_index(v);
 }
 
-int32_t *vocab_encode(const Vocab *v, const uint8_t *text, size_t n, const char *origin) {
-    int32_t *tok = xmalloc((n ? n : 1) * sizeof(int32_t));
+void vocab_free(Vocab *v) {
+    free(v->spm);
+    v->spm = NULL;
+}
+
+void vocab_copy(Vocab *dst, const Vocab *src) {
+    *dst = *src;
+    if (!src->spm) return;
+    const SpmVocab *s = src->spm;
+    vocab_spm_build(dst, s->n, s->piece, s->len, s->score, s->type, s->bos, s->eos, s->unk, "vocab");
+}
+
+int32_t *vocab_encode(const Vocab *v, const uint8_t *text, size_t n, size_t *n_out, const char *origin) {
+    int32_t *tok = xmalloc((n + 2) * sizeof(int32_t));
+    if (v->spm) {
+        *n_out = vocab_spm_encode(v, text, n, tok, true);
+        return tok;
+    }
     for (size_t i = 0; i < n; i++) {
         int id = v->index[text[i]];
         if (id < 0) {
@@ -45,9 +65,14 @@ int32_t *vocab_encode(const Vocab *v, const uint8_t *text, size_t n, const char 
         }
         tok[i] = id;
     }
+    *n_out = n;
     return tok;
 }
 
-void vocab_decode(const Vocab *v, const int32_t *tok, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++) out[i] = (char)v->chars[tok[i]];
+size_t vocab_decode(const Vocab *v, int32_t id, char *buf, size_t cap) {
+    if (id < 0 || id >= v->size) return 0;
+    if (v->spm) return vocab_spm_decode(v, id, buf, cap);
+    if (!cap) return 0;
+    buf[0] = (char)v->chars[id];
+    return 1;
 }

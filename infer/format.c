@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "format/vocab_h5.h"
 #include "internal.h"
 #include "train/config.h"
 #include "util/h5io.h"
@@ -29,7 +30,7 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
     h5_attr_str(o.f, "source", source ? source : "");
     h5_attr_i64(o.f, "step", step);
     h5_attr_i64(o.f, "kv_bits", m->kv_bits);
-    h5_write_checked(o.f, "vocab", H5T_NATIVE_UINT8, 1, (int[]){m->vocab.size}, m->vocab.chars);
+    vocab_h5_write(o.f, &m->vocab);
     char name[256];
     for (int i = 0; i < m->n_ft; i++) {
         const InferTensor *t = &m->ft[i];
@@ -106,16 +107,11 @@ void infer_load(InferModel *m, const char *path) {
     config_defaults(&cfg);
     config_load_string(&cfg, yaml, origin);
     config_validate(&cfg, origin);
-    uint8_t chars[256];
-    int nv = (int)h5_read_len(f, path, "vocab", sizeof chars);
-    h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){nv}, chars);
-    for (int i = 1; i < nv; i++)
-        if (chars[i] <= chars[i - 1]) qat_fail("%s: vocab is not a sorted set of distinct bytes (entry %d)", path, i);
     int64_t kv = h5_read_attr_i64(f, path, "kv_bits");
     if (kv != cfg.quant.kv_bits)
         qat_fail("%s: kv_bits %lld, its config says quant.kv.bits %d", path, (long long)kv, cfg.quant.kv_bits);
     Vocab v;
-    vocab_from_chars(&v, chars, nv);
+    vocab_h5_read(f, path, !strcmp(cfg.model.vocab, "spm"), true, &v);
     if (!strcmp(cfg.model.vocab, "byte")) v.is_byte = true;
     GPTConfig gc = config_gpt(&cfg.model, v.size);
     GPT g;
@@ -213,6 +209,7 @@ void infer_load(InferModel *m, const char *path) {
     }
     h5in_close(f);
     infer_build(m, &g, &v, yaml, qm);
+    vocab_free(&v);
     free(yaml);
     gpt_free(&g);
 }

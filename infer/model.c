@@ -49,7 +49,7 @@ static void wire(InferModel *m, const GPT *g, InferLinear *il, const Linear *l) 
 void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config_yaml, QMatrix *qm) {
     memset(m, 0, sizeof *m);
     m->cfg = g->cfg;
-    m->vocab = *v;
+    vocab_copy(&m->vocab, v);
     m->config_yaml = xstrdup(config_yaml);
     m->kv_bits = g->cfg.n_layer > 0 ? g->blocks[0].kv_bits : 0;
     size_t total = 0;
@@ -113,6 +113,7 @@ void infer_free(InferModel *m) {
     free(m->ft);
     free(m->blocks);
     free(m->config_yaml);
+    vocab_free(&m->vocab);
     memset(m, 0, sizeof *m);
 }
 

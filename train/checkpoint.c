@@ -1,6 +1,8 @@
 /* checkpoint.c: save and load training checkpoints (layout in checkpoint.h). */
 #include "checkpoint.h"
 
+#include "format/vocab_h5.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +49,7 @@ void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g
     char *yaml = config_to_yaml(cfg);
     h5_attr_str(o.f, "config", yaml);
     free(yaml);
-    h5_write_checked(o.f, "vocab", H5T_NATIVE_UINT8, 1, (int[]){v->size}, v->chars);
+    vocab_h5_write(o.f, v);
     char name[256];
     size_t off = 0;
     for (int i = 0; i < g->params.n; i++) {
@@ -106,18 +108,7 @@ void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step) {
     config_load_string(cfg, yaml, origin);
     free(yaml);
     config_validate(cfg, origin);
-    uint8_t chars[256];
-    size_t n;
-    if (ver >= 2) {
-        n = h5_read_len(f, path, "vocab", sizeof chars);
-        h5_read_checked(f, path, "vocab", H5T_NATIVE_UINT8, 1, (int[]){(int)n}, chars);
-    } else {
-        n = h5_read_u8(f, path, "vocab", chars, sizeof chars);
-    }
-    if (n == 0) qat_fail("%s: vocab is empty", path);
-    for (size_t i = 1; i < n; i++)
-        if (chars[i] <= chars[i - 1]) qat_fail("%s: vocab is not a sorted set of distinct bytes (entry %zu)", path, i);
-    vocab_from_chars(v, chars, (int)n);
+    vocab_h5_read(f, path, !strcmp(cfg->model.vocab, "spm"), ver >= 2, v);
     int64_t st = h5_read_attr_i64(f, path, "step");
     if (st < 0 || st > cfg->train.iters)
         qat_fail("%s: step %lld is outside 0..train.iters (%d)", path, (long long)st, cfg->train.iters);

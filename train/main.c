@@ -1,10 +1,12 @@
-/* main.c: the qat command line: train, eval, sample, demo. */
+/* main.c: the qat command line: train, eval, sample, export, ptq, compare,
+ * import, inspect, demo. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "format/llama2c.h"
 #include "train/checkpoint.h"
 #include "train/compare.h"
 #include "train/config.h"
@@ -31,6 +33,9 @@ static void usage(FILE *f) {
             "                          post-training quantization of a float checkpoint\n"
             "  compare CONFIG.yaml [--set section.key=value ...] [--budget BPW,...]\n"
             "                          QAT versus PTQ on one float model: compare.md/csv/json/png\n"
+            "  import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5\n"
+            "                          a pretrained llama2.c model as a float checkpoint (eval, sample,\n"
+            "                          ptq, compare, export and QAT's quant.init_from take it)\n"
             "  inspect FILE            list a GGUF file, an exported model or a checkpoint: metadata, tensors,\n"
             "                          types and sizes\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
@@ -402,6 +407,42 @@ static int cmd_compare(int argc, char **argv) {
     return 0;
 }
 
+static const char *HELP_IMPORT =
+    "usage: qat import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5\n"
+    "  MODEL.bin: a llama2.c checkpoint (legacy format: its header, then float32 weights;\n"
+    "  a negative vocab_size marks an untied classifier); TOKENIZER.bin: llama2.c's\n"
+    "  tokenizer.bin of the same vocab_size. Writes an ordinary float checkpoint of\n"
+    "  model.arch llama with the SentencePiece vocabulary stored in it.\n";
+
+static int cmd_import(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_IMPORT, stdout), 0;
+    const char *in = NULL, *tok = NULL, *out = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokenizer")) tok = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "-o")) out = need_value(argc, argv, &i);
+        else if (argv[i][0] == '-' || in) qat_fail("import: unexpected argument '%s' (see qat import --help)", argv[i]);
+        else in = argv[i];
+    }
+    if (!in || !out) qat_fail("import: needs MODEL and -o FLOAT.h5 (see qat import --help)");
+    if (!tok) qat_fail("%s: import: a llama2.c model needs its --tokenizer TOKENIZER.bin", in);
+    if (!strcmp(in, out) || !strcmp(tok, out)) qat_fail("%s: -o names an input file; choose another", out);
+    Config cfg;
+    config_defaults(&cfg);
+    GPT g;
+    llama2c_load_model(in, &g, &cfg);
+    Vocab v;
+    llama2c_load_tokenizer(tok, g.cfg.vocab_size, &v);
+    config_validate(&cfg, in);
+    ckpt_save(out, &cfg, &v, &g, NULL, 0, NULL, NULL);
+    printf("%s: llama, %d layers, width %d, %d heads (%d kv), hidden %d, context %d, vocab %d (SentencePiece), "
+           "%zu parameters, %s head -> %s\n",
+           in, g.cfg.n_layer, g.cfg.n_embd, g.cfg.n_head, g.cfg.n_kv_head, g.cfg.hidden, g.cfg.block_size,
+           g.cfg.vocab_size, g.params.numel, g.cfg.untied_head ? "untied" : "tied", out);
+    vocab_free(&v);
+    gpt_free(&g);
+    return 0;
+}
+
 /* The main job of ./quickstart: a small model on a corpus that Debian's
  * fortunes package installs, so it needs nothing outside the machine. */
 static const char *DEMO_CONFIG =
@@ -448,6 +489,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
+    if (!strcmp(cmd, "import")) return cmd_import(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);
     if (!strcmp(cmd, "ptq")) return cmd_ptq(argc, argv);
     if (!strcmp(cmd, "compare")) return cmd_compare(argc, argv);

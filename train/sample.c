@@ -50,17 +50,19 @@ void sample_text(const InferModel *m, const SampleOptions *o, FILE *out) {
     const Vocab *v = &m->vocab;
     const char *prompt = o->prompt && *o->prompt ? o->prompt : NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
-    int32_t *ctx = xmalloc((plen + (size_t)o->tokens + 1) * sizeof(int32_t));
+    int32_t *ctx = xmalloc((plen + (size_t)o->tokens + 2) * sizeof(int32_t));
     size_t n = 0;
     if (prompt) {
-        int32_t *enc = vocab_encode(v, (const uint8_t *)prompt, plen, "--prompt");
-        memcpy(ctx, enc, plen * sizeof(int32_t));
-        n = plen;
+        int32_t *enc = vocab_encode(v, (const uint8_t *)prompt, plen, &n, "--prompt");
+        memcpy(ctx, enc, n * sizeof(int32_t));
         free(enc);
         fputs(prompt, out);
+    } else if (v->spm) {
+        ctx[n++] = v->spm->bos;
     } else {
         ctx[n++] = v->index['\n'] >= 0 ? v->index['\n'] : 0;
     }
+    char piece[1100];
     Rng rng;
     rng_seed(&rng, o->seed);
     int V = m->cfg.vocab_size, bs = m->cfg.block_size;
@@ -78,7 +80,10 @@ void sample_text(const InferModel *m, const SampleOptions *o, FILE *out) {
         int id = pick(lg + (size_t)(n - done - 1) * V, V, o->temperature, o->top_k, &rng, probs);
         done = n;
         ctx[n++] = id;
-        fputc(v->chars[id], out);
+        size_t len = vocab_decode(v, id, piece, sizeof piece);
+        /* SentencePiece's leading space of a document is not text */
+        size_t skip = v->spm && n == 2 && ctx[0] == v->spm->bos && len && piece[0] == ' ';
+        fwrite(piece + skip, 1, len - skip, out);
     }
     fputc('\n', out);
     free(probs);
