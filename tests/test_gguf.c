@@ -25,47 +25,11 @@ static void setup(void) {
 }
 TestSuite(gguf, .init = setup, .timeout = 600);
 
-static char *in(const char *dir, const char *name) {
-    char *p = xmalloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return test_keep(p);
-}
-
-/* Runs a shell command; its stdout (malloc'd, kept). */
-static char *run(const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    cr_assert(p, "cannot run %s", cmd);
-    size_t cap = 1 << 16, k = 0, got;
-    char *out = xmalloc(cap);
-    while ((got = fread(out + k, 1, cap - 1 - k, p)) > 0)
-        if ((k += got) + 1 >= cap) out = xrealloc(out, cap *= 2);
-    out[k] = '\0';
-    int st = pclose(p);
-    cr_assert_eq(st, 0, "failed (%d): %s\n%s", st, cmd, out);
-    return test_keep(out);
-}
-
-static cJSON *llama(const char *mode, const char *model, const char *arg, int n) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "node %s/tests/llamacpp/eval.mjs %s %s '%s' %d", getenv("QAT_SOURCE_DIR"), mode, model, arg,
-             n);
-    char *out = run(cmd);
-    cJSON *j = cJSON_Parse(out);
-    cr_assert(j, "llama.cpp said: %s", out);
-    return j;
-}
-
-static char *qat(const char *args) {
-    char cmd[8448];
-    snprintf(cmd, sizeof cmd, "%s/qat %s", getenv("QAT_BINARY_DIR"), args);
-    return run(cmd);
-}
-
 /* qat eval of ckpt over the text with extra options (e.g. --act-format q8_0). */
 static double qat_eval_with(const char *ckpt, const char *extra) {
     char args[8192];
     snprintf(args, sizeof args, "eval %s --data %s --json %s", ckpt, g_val, extra);
-    cJSON *j = cJSON_Parse(qat(args));
+    cJSON *j = cJSON_Parse(test_qat(args));
     double v = cJSON_GetObjectItem(j, "val_loss")->valuedouble;
     cJSON_Delete(j);
     return v;
@@ -85,12 +49,12 @@ static char *train_float(void) {
              g_corpus, g_dir);
     char args[4096];
     snprintf(args, sizeof args, "train %s", test_write(g_dir, "float.yaml", yaml));
-    qat(args);
-    return in(in(g_dir, "float"), "checkpoint.h5");
+    test_qat(args);
+    return test_path(test_path(g_dir, "float"), "checkpoint.h5");
 }
 
 static char *train_qat(const char *name, const char *quant) {
-    char *fl = in(in(g_dir, "float"), "checkpoint.h5"), yaml[4096], file[128], args[4096];
+    char *fl = test_path(test_path(g_dir, "float"), "checkpoint.h5"), yaml[4096], file[128], args[4096];
     snprintf(yaml, sizeof yaml,
              "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
              "data: {path: %s}\n"
@@ -100,14 +64,14 @@ static char *train_qat(const char *name, const char *quant) {
              g_corpus, quant, fl, g_dir, name);
     snprintf(file, sizeof file, "%s.yaml", name);
     snprintf(args, sizeof args, "train %s", test_write(g_dir, file, yaml));
-    qat(args);
-    return in(in(g_dir, name), "checkpoint.h5");
+    test_qat(args);
+    return test_path(test_path(g_dir, name), "checkpoint.h5");
 }
 
 static char *export_gguf(const char *ckpt, const char *name, char **report) {
-    char *out = in(g_dir, name), args[4096];
+    char *out = test_path(g_dir, name), args[4096];
     snprintf(args, sizeof args, "export %s -o %s", ckpt, out);
-    *report = qat(args);
+    *report = test_qat(args);
     return out;
 }
 
@@ -119,7 +83,7 @@ static double nll_gap_with(const char *ckpt, const char *extra, const char *mode
     snprintf(file, sizeof file, "%s/top1.txt", g_dir);
     snprintf(opts, sizeof opts, "%s --top1 %s", extra, file);
     double q = qat_eval_with(ckpt, opts);
-    cJSON *j = llama("nll", model, g_val, 128);
+    cJSON *j = test_llama("nll", model, g_val, 128);
     double l = cJSON_GetObjectItem(j, "nll")->valuedouble;
     int scored = cJSON_GetObjectItem(j, "tokens")->valueint;
     cr_assert_eq(scored, 11999, "llama.cpp scored %d tokens of the 12000-byte text", scored);
@@ -148,7 +112,7 @@ Test(gguf, f32_export_is_the_same_model_in_llama_cpp) {
     char *model = export_gguf(ck, "f32.gguf", &rep);
     cr_assert(strstr(rep, "0 tensors in blocks, 28 in float"), "%s", rep);
     /* the byte-level vocabulary: llama.cpp's tokenizer gives qat's ids */
-    cJSON *j = llama("nll", model, g_val, 128);
+    cJSON *j = test_llama("nll", model, g_val, 128);
     cJSON *ids = cJSON_GetObjectItem(j, "ids");
     Vocab v;
     Config c;
@@ -199,9 +163,9 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
 /* qat ptq --format F -o OUT of the float checkpoint; its summed output error
  * (and RTN's) from --json. */
 static char *ptq(const char *fl, const char *args, const char *name, double *err, double *err_rtn) {
-    char *out = in(g_dir, name), cmd[4096];
+    char *out = test_path(g_dir, name), cmd[4096];
     snprintf(cmd, sizeof cmd, "ptq %s %s -o %s --json", fl, args, out);
-    cJSON *j = cJSON_Parse(qat(cmd));
+    cJSON *j = cJSON_Parse(test_qat(cmd));
     *err = cJSON_GetObjectItem(j, "err")->valuedouble, *err_rtn = cJSON_GetObjectItem(j, "err_rtn")->valuedouble;
     cJSON_Delete(j);
     return out;
@@ -290,13 +254,13 @@ Test(gguf, inspect_lists_every_tensor_with_its_type) {
     char *ck = ptq(fl, "--method rtn --format q4_0", "insp.h5", &e, &er);
     char *model = export_gguf(ck, "insp.gguf", &rep);
     snprintf(args, sizeof args, "inspect %s", model);
-    char *out = qat(args);
+    char *out = test_qat(args);
     cr_assert(strstr(out, "general.architecture = \"gpt2\"") && strstr(out, "gpt2.block_count = 2"), "%s", out);
     cr_assert(strstr(out, "blk.1.ffn_down.weight") && strstr(out, "q4_0   [128 x 32]") && strstr(out, "4.50 bits/weight"),
               "%s", out);
     cr_assert(strstr(out, "total q4_0   8 tensors"), "%s", out);
     snprintf(args, sizeof args, "inspect %s", ck);
-    out = qat(args);
+    out = test_qat(args);
     cr_assert(strstr(out, "quantized blocks.1.mlp.proj") && strstr(out, "q4_0 blocks, stored scales"), "%s", out);
     char err[512], bad[1100];
     snprintf(bad, sizeof bad, "%s/cut.gguf", g_dir);
@@ -318,8 +282,8 @@ Test(gguf, greedy_generation_is_qats_and_never_stops_on_a_character) {
     for (int k = 0; k < 2; k++) {
         char args[4096];
         snprintf(args, sizeof args, "sample %s --prompt 'the ' --tokens 100 --temperature 0", pairs[k][0]);
-        char *ours = qat(args);
-        cJSON *j = llama("greedy", pairs[k][1], "the ", 100);
+        char *ours = test_qat(args);
+        cJSON *j = test_llama("greedy", pairs[k][1], "the ", 100);
         const char *theirs = cJSON_GetObjectItem(j, "text")->valuestring;
         cJSON *ids = cJSON_GetObjectItem(j, "ids");
         cr_assert_eq(cJSON_GetArraySize(ids), 100);

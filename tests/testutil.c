@@ -1,4 +1,5 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <hdf5.h>
@@ -263,4 +264,40 @@ void test_poison_f32(const char *file, const char *ds_name, size_t k, float v) {
     free(w);
     H5Dclose(ds);
     H5Fclose(f);
+}
+
+char *test_path(const char *dir, const char *name) {
+    char *p = xmalloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return test_keep(p);
+}
+
+char *test_run(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run %s", cmd);
+    size_t cap = 1 << 16, k = 0, got;
+    char *out = xmalloc(cap);
+    while ((got = fread(out + k, 1, cap - 1 - k, p)) > 0)
+        if ((k += got) + 1 >= cap) out = xrealloc(out, cap *= 2);
+    out[k] = '\0';
+    int st = pclose(p);
+    cr_assert_eq(st, 0, "failed (%d): %s\n%s", st, cmd, out);
+    return test_keep(out);
+}
+
+char *test_qat(const char *args) {
+    size_t n = strlen(args) + 4096;
+    char *cmd = test_keep(xmalloc(n));
+    snprintf(cmd, n, "%s/qat %s", getenv("QAT_BINARY_DIR"), args);
+    return test_run(cmd);
+}
+
+struct cJSON *test_llama(const char *mode, const char *model, const char *arg, int n) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "node %s/tests/llamacpp/eval.mjs %s %s '%s' %d", getenv("QAT_SOURCE_DIR"), mode, model, arg,
+             n);
+    char *out = test_run(cmd);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert(j, "llama.cpp said: %s", out);
+    return j;
 }

@@ -40,6 +40,15 @@ const char *test_corpus_path(void);
 void *test_keep(void *p);
 /* A fresh directory under /tmp (malloc'd path). */
 char *test_tmpdir(void);
+/* Runs a shell command; its stdout (kept). The test fails on a non-zero exit. */
+char *test_run(const char *cmd);
+/* The build's qat with args; its stdout. */
+char *test_qat(const char *args);
+/* llama.cpp's view through tests/llamacpp/eval.mjs MODE MODEL 'ARG' N: its
+ * JSON line, parsed (cJSON_Delete it). */
+struct cJSON *test_llama(const char *mode, const char *model, const char *arg, int n);
+/* DIR/NAME (kept). */
+char *test_path(const char *dir, const char *name);
 /* Writes text to dir/name; returns the malloc'd path. */
 char *test_write(const char *dir, const char *name, const char *text);
 /* A learnable synthetic corpus of about n bytes (word-level Markov text). */
