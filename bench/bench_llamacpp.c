@@ -71,7 +71,7 @@ static int run_model(int argc, char **argv) {
     Config cfg;
     GPT g;
     Vocab v;
-    gguf_load_gpt(argv[2], &g, &v, &cfg);
+    gguf_load_gpt(argv[2], &g, &v, &cfg, false);
     bool act = opt(argc, argv, "--act-q8_0", 0) != 0;
     for (int i = 0; i < g.n_q && act; i++) g.qlayers[i].a_blocks = true;
     infer_from_gpt(&m, &g, &v, "");

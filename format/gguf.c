@@ -167,6 +167,7 @@ size_t gguf_type_bytes(uint32_t type, int64_t ne0, int64_t rest) {
     switch (type) {
     case GGML_TYPE_F32: return n * 4;
     case GGML_TYPE_F16: return n * 2;
+    case GGML_TYPE_BF16: return n * 2;
     case GGML_TYPE_Q8_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 34;
     case GGML_TYPE_Q4_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 18;
     case GGML_TYPE_Q4_1: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 20;
@@ -193,7 +194,8 @@ static void parse(void *p) {
     if (f->size < 24 || memcmp(f->img, "GGUF", 4)) bad(f, "no GGUF magic");
     c.at = 4;
     uint32_t version = take_u32(&c, "header");
-    if (version != 3) qat_fail("%s: GGUF version %u; qat reads version 3", path, version);
+    /* v2 and v3 share the layout (v3 added big-endian files, which qat does not read) */
+    if (version != 2 && version != 3) qat_fail("%s: GGUF version %u; qat reads versions 2 and 3", path, version);
     uint64_t n_t = take_u64(&c, "header"), n_kv = take_u64(&c, "header");
     /* every entry takes at least 16 bytes: counts beyond that are lies */
     if (n_t > f->size / 16 || n_kv > f->size / 16) bad(f, "tensor or key count larger than the file");
@@ -242,7 +244,7 @@ static void parse(void *p) {
         t->type = take_u32(&c, what);
         uint64_t off = take_u64(&c, what);
         t->bytes = gguf_type_bytes(t->type, t->ne[0], rest);
-        if (!t->bytes) qat_fail("%s: tensor %s has ggml type %u with rows of %lld (qat reads f32, f16, q8_0, q4_0, q4_1)",
+        if (!t->bytes) qat_fail("%s: tensor %s has ggml type %u with rows of %lld (qat reads f32, f16, bf16, q8_0, q4_0, q4_1)",
                                 path, t->name, t->type, (long long)t->ne[0]);
         if (off % GGUF_ALIGNMENT) qat_fail("%s: tensor %s is not aligned to %d bytes", path, t->name, GGUF_ALIGNMENT);
         t->data = (const uint8_t *)(uintptr_t)off; /* relative until the data section is known */
@@ -313,6 +315,43 @@ char *gguf_get_str(const GgufFile *f, const char *key) {
     return s;
 }
 
+uint32_t gguf_get_uint(const GgufFile *f, const char *key) {
+    const GgufKV *kv = gguf_find_kv(f, key);
+    if (!kv) qat_fail("%s: GGUF key %s is missing", f->path, key);
+    uint64_t v = 0;
+    switch (kv->type) {
+    case GGUF_UINT32: { uint32_t u; memcpy(&u, kv->val, 4); v = u; break; }
+    case GGUF_INT32: { int32_t i; memcpy(&i, kv->val, 4); if (i < 0) goto bad; v = (uint64_t)i; break; }
+    case GGUF_UINT64: memcpy(&v, kv->val, 8); break;
+    case GGUF_INT64: { int64_t i; memcpy(&i, kv->val, 8); if (i < 0) goto bad; v = (uint64_t)i; break; }
+    default: qat_fail("%s: GGUF key %s has value type %u, not an integer", f->path, key, kv->type);
+    }
+    if (v > UINT32_MAX) goto bad;
+    return (uint32_t)v;
+bad:
+    qat_fail("%s: GGUF key %s is out of range", f->path, key);
+}
+
+void gguf_get_array(const GgufFile *f, const char *key, uint32_t type, uint64_t n, void *out) {
+    const GgufKV *kv = gguf_find_kv(f, key);
+    if (!kv) qat_fail("%s: GGUF key %s is missing", f->path, key);
+    if (kv->type != GGUF_ARRAY || kv->arr_type != type || kv->n != n)
+        qat_fail("%s: GGUF key %s is not an array of %llu values of type %u", f->path, key, (unsigned long long)n, type);
+    memcpy(out, kv->val, (size_t)n * 4); /* 4-byte element types only (f32, i32, u32) */
+}
+
+void gguf_array_strs(const GgufFile *f, const GgufKV *kv, const char **s, size_t *lens) {
+    if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING)
+        qat_fail("%s: GGUF key %.*s is not an array of strings", f->path, (int)kv->key_len, kv->key);
+    const uint8_t *p = kv->val;
+    for (uint64_t k = 0; k < kv->n; k++) {
+        uint64_t n;
+        memcpy(&n, p, 8);
+        s[k] = (const char *)p + 8, lens[k] = (size_t)n;
+        p += 8 + n;
+    }
+}
+
 const char *gguf_array_str(const GgufFile *f, const GgufKV *kv, uint64_t i, size_t *len) {
     if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || i >= kv->n)
         qat_fail("%s: GGUF key %.*s is not an array of at least %llu strings", f->path, (int)kv->key_len, kv->key,
@@ -339,6 +378,7 @@ const char *ggml_type_name(uint32_t type, char *buf, size_t n) {
     switch (type) {
     case GGML_TYPE_F32: return "f32";
     case GGML_TYPE_F16: return "f16";
+    case GGML_TYPE_BF16: return "bf16";
     case GGML_TYPE_Q8_0: return "q8_0";
     case GGML_TYPE_Q4_0: return "q4_0";
     case GGML_TYPE_Q4_1: return "q4_1";

@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 /* ggml tensor types qat writes */
-enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8 };
+enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8, GGML_TYPE_BF16 = 30 };
 /* GGUF metadata value types */
 enum {
     GGUF_UINT8 = 0, GGUF_INT8, GGUF_UINT16, GGUF_INT16, GGUF_UINT32, GGUF_INT32, GGUF_FLOAT32, GGUF_BOOL,
@@ -94,6 +94,12 @@ const GgufKV *gguf_find_kv(const GgufFile *f, const char *key);
 /* Typed getters: fail naming the key when missing or of another type. */
 uint32_t gguf_get_u32(const GgufFile *f, const char *key);
 float gguf_get_f32(const GgufFile *f, const char *key);
+/* Any non-negative integer type that fits 32 bits (files differ in which they write). */
+uint32_t gguf_get_uint(const GgufFile *f, const char *key);
+/* n values of an array of a 4-byte type (GGUF_FLOAT32, GGUF_INT32, GGUF_UINT32). */
+void gguf_get_array(const GgufFile *f, const char *key, uint32_t type, uint64_t n, void *out);
+/* Every string of an array: pointers into the image and lengths (kv->n each). */
+void gguf_array_strs(const GgufFile *f, const GgufKV *kv, const char **s, size_t *lens);
 /* malloc'd copy of a string value */
 char *gguf_get_str(const GgufFile *f, const char *key);
 /* String i of an array of strings: pointer into the image and its length. */

@@ -328,6 +328,13 @@ static float *tensor_floats(const GgufFile *f, const GgufTensor *t, int64_t ne0,
             memcpy(&h, t->data + 2 * i, 2);
             x[i] = fp16_to_f32(h);
         }
+    else if (t->type == GGML_TYPE_BF16) /* the top half of a float32 */
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, t->data + 2 * i, 2);
+            uint32_t u = (uint32_t)h << 16;
+            memcpy(&x[i], &u, 4);
+        }
     else {
         QFormat q = format_of_type(t->type);
         /* the image is not aligned for the block structs: copy first */
@@ -371,7 +378,113 @@ typedef struct LoadCtx {
     Vocab *v;
     Config *cfg;
     bool built;
+    bool as_float; /* dequantize every tensor (qat import) */
 } LoadCtx;
+
+/* The SentencePiece vocabulary of tokenizer.ggml.model = llama: U+2581
+ * (SentencePiece's space) back to ' ', as qat holds pieces. */
+static void load_spm_vocab(const GgufFile *f, Vocab *v) {
+    const GgufKV *toks = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    if (!toks || toks->type != GGUF_ARRAY || toks->arr_type != GGUF_STRING || toks->n < 3 || toks->n > (1u << 24))
+        qat_fail("%s: tokenizer.ggml.tokens: expected an array of 3 or more strings", f->path);
+    int n = (int)toks->n;
+    const char **raw = xmalloc((size_t)n * sizeof(char *)), **pieces = xmalloc((size_t)n * sizeof(char *));
+    size_t *rl = xmalloc((size_t)n * sizeof(size_t));
+    int *lens = xmalloc((size_t)n * sizeof(int));
+    float *scores = xmalloc((size_t)n * sizeof(float));
+    int32_t *types = xmalloc((size_t)n * sizeof(int32_t));
+    gguf_array_strs(f, toks, raw, rl);
+    gguf_get_array(f, "tokenizer.ggml.scores", GGUF_FLOAT32, (uint64_t)n, scores);
+    gguf_get_array(f, "tokenizer.ggml.token_type", GGUF_INT32, (uint64_t)n, types);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += rl[i] + 1;
+    char *text = xmalloc(total), *p = text;
+    for (int i = 0; i < n; i++) {
+        if (rl[i] > 1024) qat_fail("%s: tokenizer.ggml.tokens[%d] is %zu bytes long", f->path, i, rl[i]);
+        if (!isfinite(scores[i])) qat_fail("%s: tokenizer.ggml.scores[%d] is %g", f->path, i, scores[i]);
+        pieces[i] = p;
+        for (size_t k = 0; k < rl[i]; k++) {
+            const unsigned char *u = (const unsigned char *)raw[i] + k;
+            if (k + 2 < rl[i] && u[0] == 0xE2 && u[1] == 0x96 && u[2] == 0x81) *p++ = ' ', k += 2;
+            else *p++ = (char)u[0];
+        }
+        lens[i] = (int)(p - pieces[i]);
+        *p++ = '\0';
+    }
+    int bos = (int)gguf_get_uint(f, "tokenizer.ggml.bos_token_id"), eos = (int)gguf_get_uint(f, "tokenizer.ggml.eos_token_id");
+    const GgufKV *uk = gguf_find_kv(f, "tokenizer.ggml.unknown_token_id");
+    int unk = uk ? (int)gguf_get_uint(f, "tokenizer.ggml.unknown_token_id") : 0;
+    vocab_spm_build(v, n, pieces, lens, scores, types, bos, eos, unk, f->path);
+    free(raw), free(pieces), free(rl), free(lens), free(scores), free(types), free(text);
+}
+
+/* llama.cpp's llama architecture: attn_q/k/v stack into qkv's rows,
+ * ffn_gate and ffn_up into mlp.fc's; every tensor dequantized to float. An
+ * output.weight equal to token_embd is the tied head it was exported from. */
+static void load_llama(LoadCtx *x) {
+    GgufFile *f = &x->f;
+    GPT *g = x->g;
+    char *tm = gguf_get_str(f, "tokenizer.ggml.model");
+    bool ok = !strcmp(tm, "llama");
+    free(tm);
+    if (!ok) qat_fail("%s: tokenizer.ggml.model is not llama (SentencePiece); qat reads that vocabulary with llama models", f->path);
+    int T = (int)gguf_get_uint(f, "llama.context_length"), C = (int)gguf_get_uint(f, "llama.embedding_length");
+    int L = (int)gguf_get_uint(f, "llama.block_count"), H = (int)gguf_get_uint(f, "llama.attention.head_count");
+    int Hd = (int)gguf_get_uint(f, "llama.feed_forward_length");
+    int KVH = gguf_find_kv(f, "llama.attention.head_count_kv") ? (int)gguf_get_uint(f, "llama.attention.head_count_kv") : H;
+    float eps = gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon");
+    float theta = gguf_find_kv(f, "llama.rope.freq_base") ? gguf_get_f32(f, "llama.rope.freq_base") : 10000.0f;
+    if (L < 1 || L > 256 || H < 1 || H > 256 || KVH < 1 || C < 1 || C > 65536 || T < 1 || T > 1 << 20 || Hd < 1 ||
+        Hd > 1 << 20 || C % H || H % KVH || (C / H) % 2 || !(eps > 0.0f && eps < 1.0f) || !(theta > 0.0f))
+        qat_fail("%s: the llama hyperparameters (%d layers, width %d, %d heads, %d kv heads, hidden %d, context %d, eps "
+                 "%g, theta %g) are no model qat builds",
+                 f->path, L, C, H, KVH, Hd, T, eps, theta);
+    if (gguf_find_kv(f, "llama.rope.dimension_count") && (int)gguf_get_uint(f, "llama.rope.dimension_count") != C / H)
+        qat_fail("%s: llama.rope.dimension_count: RoPE on part of each head; qat turns whole heads", f->path);
+    load_spm_vocab(f, x->v);
+    int V = x->v->size, hs = C / H, KV = KVH * hs;
+    const GgufTensor *out = gguf_find_tensor(f, "output.weight");
+    float *emb = tensor_floats(f, need_tensor(f, "token_embd.weight"), C, V), *head = NULL;
+    bool tied = !out;
+    if (out) {
+        head = tensor_floats(f, out, C, V);
+        tied = !memcmp(head, emb, (size_t)V * C * sizeof(float));
+    }
+    GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T, .arch = ARCH_LLAMA,
+                    .n_kv_head = KVH, .hidden = Hd, .norm_eps = eps, .rope_theta = theta, .untied_head = !tied};
+    config_defaults(x->cfg);
+    gpt_build(g, &gc, NULL, f->path);
+    x->built = true;
+    memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
+    if (!tied) memcpy(g->head.w->data, head, (size_t)V * C * sizeof(float));
+    free(emb), free(head);
+    char nm[96];
+    for (int l = 0; l < L; l++) {
+        Block *b = &g->blocks[l];
+        struct {
+            const char *gg;
+            float *dst;
+            int rows, cols;
+        } ts[] = {{"attn_q", b->qkv.w->data, C, C},
+                  {"attn_k", b->qkv.w->data + (size_t)C * C, KV, C},
+                  {"attn_v", b->qkv.w->data + (size_t)(C + KV) * C, KV, C},
+                  {"attn_output", b->proj.w->data, C, C},
+                  {"ffn_gate", b->fc.w->data, Hd, C},
+                  {"ffn_up", b->fc.w->data + (size_t)Hd * C, Hd, C},
+                  {"ffn_down", b->fc_proj.w->data, C, Hd},
+                  {"attn_norm", b->ln1.w->data, 1, C},
+                  {"ffn_norm", b->ln2.w->data, 1, C}};
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, ts[k].gg);
+            float *w = tensor_floats(f, need_tensor(f, nm), ts[k].cols, ts[k].rows);
+            memcpy(ts[k].dst, w, (size_t)ts[k].rows * ts[k].cols * sizeof(float));
+            free(w);
+        }
+    }
+    load_into(f, "output_norm.weight", g->ln_f.w, C, 1);
+    config_model_of(&x->cfg->model, &g->cfg);
+    snprintf(x->cfg->model.vocab, sizeof x->cfg->model.vocab, "spm");
+}
 
 static void load_gguf(void *p) {
     LoadCtx *x = p;
@@ -380,9 +493,10 @@ static void load_gguf(void *p) {
     Vocab *v = x->v;
     Config *cfg = x->cfg;
     char *arch = gguf_get_str(f, "general.architecture");
-    bool ok = !strcmp(arch, "gpt2");
-    if (!ok) qat_fail("%s: architecture %s; qat reads gpt2 GGUF files (the Llama architecture is issue #16)", f->path, arch);
+    bool llama = !strcmp(arch, "llama"), ok = llama || !strcmp(arch, "gpt2");
+    if (!ok) qat_fail("%s: general.architecture is %s; qat reads the gpt2 and llama architectures", f->path, arch);
     free(arch);
+    if (llama) return load_llama(x);
     int T = (int)gguf_get_u32(f, "gpt2.context_length"), C = (int)gguf_get_u32(f, "gpt2.embedding_length");
     int L = (int)gguf_get_u32(f, "gpt2.block_count"), H = (int)gguf_get_u32(f, "gpt2.attention.head_count");
     if (gguf_get_u32(f, "gpt2.feed_forward_length") != 4u * (uint32_t)C)
@@ -427,8 +541,9 @@ static void load_gguf(void *p) {
                  C, T);
     /* one block type for every quantized Linear, as a qat model has one format */
     int bt = (int)need_tensor(f, "blk.0.attn_qkv.weight")->type;
-    QFormat fmt = format_of_type(bt);
+    QFormat fmt = x->as_float ? QF_NONE : format_of_type(bt);
     const GgufTensor *out = gguf_find_tensor(f, "output.weight");
+    if (x->as_float && out) qat_fail("%s: output.weight: a separate head; qat's gpt ties it to token_embd", f->path);
     if (out && (!format_of_type(out->type) || (fmt && format_of_type(out->type) != fmt)))
         qat_fail("%s: output.weight in ggml type %u: qat ties the head to token_embd, so it reads separate heads only "
                  "as blocks of the Linears' own format", f->path, out->type);
@@ -462,7 +577,7 @@ static void load_gguf(void *p) {
         for (int k = 0; k < 4; k++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, lins[k].gg);
             const GgufTensor *t = need_tensor(f, nm);
-            if ((int)t->type != bt && (format_of_type(t->type) || format_of_type(bt)))
+            if (!x->as_float && (int)t->type != bt && (format_of_type(t->type) || format_of_type(bt)))
                 qat_fail("%s: tensor %s: type %u, blk.0.attn_qkv.weight %u: qat reads files whose Linears share one "
                          "block type (or are all float)", f->path, nm, t->type, bt);
             load_into(f, nm, lins[k].lin->w, lins[k].cols, lins[k].rows);
@@ -484,14 +599,16 @@ static void load_gguf(void *p) {
     }
 }
 
-void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg) {
+void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_float) {
     LoadCtx *x = xcalloc(1, sizeof *x);
-    x->g = g, x->v = v, x->cfg = cfg;
+    x->g = g, x->v = v, x->cfg = cfg, x->as_float = as_float;
+    memset(v, 0, sizeof *v);
     gguf_read(&x->f, path);
     /* a file that fails halfway frees what it built (the fuzz target runs millions) */
     char msg[1024];
     bool ok = qat_try(load_gguf, x, msg, sizeof msg);
     if (!ok && x->built) gpt_free(g);
+    if (!ok) vocab_free(v);
     gguf_free(&x->f);
     free(x);
     if (!ok) qat_fail("%s", msg);

@@ -29,7 +29,9 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
 
 #endif
 
-/* Reads a GGUF file of llama.cpp's gpt2 architecture with a byte-level
+/* Reads a GGUF file (v2 or v3) of llama.cpp's llama architecture (a
+ * SentencePiece vocabulary; every tensor dequantized to float) or of its gpt2
+ * architecture with a byte-level
  * vocabulary (what gguf_export_gpt writes) into a GPT and its config: float
  * tensors as they are; Linears in blocks (all of one type: q8_0, q4_0 or
  * q4_1) become layers of that quant.format holding the dequantized weights
@@ -41,4 +43,5 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
  * embedding's blocks) fails in one line naming the file and the key or
  * tensor. */
 #include "train/config.h"
-void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg);
+/* as_float: every tensor dequantized, a float model (qat import). */
+void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_float);

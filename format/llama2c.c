@@ -27,44 +27,56 @@ static int32_t take_i32(Reader *r, const char *what) {
     return v;
 }
 
-void llama2c_load_tokenizer(const char *path, int vocab_size, Vocab *v) {
+typedef struct TokCtx {
+    const char *path;
+    int vocab_size;
+    Vocab *v;
+    char *buf;
+    const char **pieces;
+    int *lens;
+    float *scores;
+} TokCtx;
+
+static void read_tokenizer(void *p) {
+    TokCtx *x = p;
+    const char *path = x->path;
     size_t n;
-    char *buf = xread_file(path, &n);
-    Reader r = {path, (const uint8_t *)buf, n, 0};
+    x->buf = xread_file(path, &n);
+    Reader r = {path, (const uint8_t *)x->buf, n, 0};
     int32_t maxlen = take_i32(&r, "max_token_length");
     if (maxlen < 1 || maxlen > 1024) qat_fail("%s: max_token_length %d is not a llama2.c tokenizer's", path, maxlen);
-    /* pieces until the end of the file, or vocab_size of them */
-    int cap = vocab_size > 0 ? vocab_size : 1 << 20, count = 0;
-    int room = 1024;
-    const char **pieces = xmalloc((size_t)room * sizeof(char *));
-    int *lens = xmalloc((size_t)room * sizeof(int));
-    float *scores = xmalloc((size_t)room * sizeof(float));
+    /* pieces until the end of the file: each takes at least 8 bytes */
+    int cap = (int)(n / 8) + 1, count = 0;
+    if (x->vocab_size > 0 && x->vocab_size < cap) cap = x->vocab_size;
+    x->pieces = xmalloc((size_t)cap * sizeof(char *));
+    x->lens = xmalloc((size_t)cap * sizeof(int));
+    x->scores = xmalloc((size_t)cap * sizeof(float));
     while (r.at < r.n && count < cap) {
-        if (count == room) {
-            room *= 2;
-            pieces = realloc(pieces, (size_t)room * sizeof(char *));
-            lens = realloc(lens, (size_t)room * sizeof(int));
-            scores = realloc(scores, (size_t)room * sizeof(float));
-            if (!pieces || !lens || !scores) qat_fail("%s: out of memory", path);
-        }
         char what[64];
         snprintf(what, sizeof what, "piece %d", count);
-        take(&r, &scores[count], 4, what);
+        take(&r, &x->scores[count], 4, what);
         int32_t len = take_i32(&r, what);
         if (len < 0 || len > maxlen) qat_fail("%s: piece %d is %d bytes, max_token_length is %d", path, count, len, maxlen);
-        if (!isfinite(scores[count])) qat_fail("%s: piece %d has score %g", path, count, scores[count]);
+        if (!isfinite(x->scores[count])) qat_fail("%s: piece %d has score %g", path, count, x->scores[count]);
         if ((size_t)len > r.n - r.at) qat_fail("%s: truncated: piece %d needs %d bytes at offset %zu", path, count, len, r.at);
-        pieces[count] = (const char *)r.p + r.at;
-        lens[count] = len;
+        x->pieces[count] = (const char *)r.p + r.at;
+        x->lens[count] = len;
         r.at += (size_t)len;
         count++;
     }
-    if (vocab_size > 0 && count != vocab_size)
-        qat_fail("%s: %d pieces, the model's vocab_size is %d", path, count, vocab_size);
+    if (x->vocab_size > 0 && count != x->vocab_size)
+        qat_fail("%s: %d pieces, the model's vocab_size is %d", path, count, x->vocab_size);
     if (r.at != r.n) qat_fail("%s: %zu bytes after the last of %d pieces", path, r.n - r.at, count);
     if (count < 3) qat_fail("%s: %d pieces; llama2.c's vocabularies start with <unk>, <s>, </s>", path, count);
-    vocab_spm_build(v, count, pieces, lens, scores, NULL, 1, 2, 0, path);
-    free(pieces), free(lens), free(scores), free(buf);
+    vocab_spm_build(x->v, count, x->pieces, x->lens, x->scores, NULL, 1, 2, 0, path);
+}
+
+void llama2c_load_tokenizer(const char *path, int vocab_size, Vocab *v) {
+    TokCtx x = {.path = path, .vocab_size = vocab_size, .v = v};
+    char msg[1024];
+    bool ok = qat_try(read_tokenizer, &x, msg, sizeof msg);
+    free(x.pieces), free(x.lens), free(x.scores), free(x.buf);
+    if (!ok) qat_fail("%s", msg);
 }
 
 /* Copies count floats into dst (rows of a stacked tensor), refusing non-finite ones. */
@@ -74,9 +86,20 @@ static void take_floats(Reader *r, float *dst, size_t count, const char *what) {
         if (!isfinite(dst[i])) qat_fail("%s: %s holds %g at element %zu (not finite)", r->path, what, dst[i], i);
 }
 
-void llama2c_load_model(const char *path, GPT *g, Config *cfg) {
+typedef struct ModelCtx {
+    const char *path;
+    GPT *g;
+    Config *cfg;
+    char *buf;
+    bool built;
+} ModelCtx;
+
+static void read_model(void *p) {
+    ModelCtx *x = p;
+    const char *path = x->path;
+    GPT *g = x->g;
     size_t n;
-    char *buf = xread_file(path, &n);
+    char *buf = x->buf = xread_file(path, &n);
     Reader r = {path, (const uint8_t *)buf, n, 0};
     if (n >= 4 && !memcmp(buf, "24ka", 4))
         qat_fail("%s: a llama2.c export of version 1 or later (magic ak42); qat reads the legacy format "
@@ -84,16 +107,17 @@ void llama2c_load_model(const char *path, GPT *g, Config *cfg) {
     int32_t h[7];
     static const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
     for (int i = 0; i < 7; i++) h[i] = take_i32(&r, names[i]);
+    for (int i = 0; i < 7; i++)
+        if (i != 5 ? h[i] < 1 || h[i] > 1 << 20 : h[i] == 0 || h[i] < -(1 << 22) || h[i] > 1 << 22)
+            qat_fail("%s: header %s = %d is not a model size", path, names[i], h[i]);
     bool shared = h[5] > 0;
     int C = h[0], Hd = h[1], L = h[2], H = h[3], KVH = h[4], V = abs(h[5]), T = h[6];
-    for (int i = 0; i < 7; i++)
-        if (i != 5 ? h[i] < 1 || h[i] > 1 << 20 : V < 1 || V > 1 << 22)
-            qat_fail("%s: header %s = %d is not a model size", path, names[i], h[i]);
     if (C % H) qat_fail("%s: dim %d is not divisible by n_heads %d", path, C, H);
     if (H % KVH) qat_fail("%s: n_heads %d is not divisible by n_kv_heads %d", path, H, KVH);
+    if (L > 256 || H > 256) qat_fail("%s: %d layers of %d heads: more than qat builds (256)", path, L, H);
     int hs = C / H, KV = KVH * hs;
     if (hs % 2) qat_fail("%s: head size %d is odd; RoPE turns pairs", path, hs);
-    /* the size the header promises, before reading any weight */
+    /* the size the header promises, before building anything */
     double floats = (double)V * C + 2.0 * L * C + (double)L * C * (2.0 * C + 2.0 * KV) + 3.0 * L * Hd * C + C +
                     (double)T * hs + (shared ? 0.0 : (double)V * C);
     if ((double)(n - 28) != floats * 4)
@@ -103,6 +127,7 @@ void llama2c_load_model(const char *path, GPT *g, Config *cfg) {
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T, .arch = ARCH_LLAMA,
                     .n_kv_head = KVH, .hidden = Hd, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .untied_head = !shared};
     gpt_build(g, &gc, NULL, path);
+    x->built = true;
     take_floats(&r, g->wte->data, (size_t)V * C, "token_embedding_table");
     for (int l = 0; l < L; l++) take_floats(&r, g->blocks[l].ln1.w->data, C, "rms_att_weight");
     /* stacked over layers: wq of every layer, then wk of every layer, ... */
@@ -117,7 +142,15 @@ void llama2c_load_model(const char *path, GPT *g, Config *cfg) {
     take_floats(&r, g->ln_f.w->data, C, "rms_final_weight");
     r.at += (size_t)T * hs * sizeof(float); /* llama2.c's RoPE tables: qat computes its own */
     if (!shared) take_floats(&r, g->head.w->data, (size_t)V * C, "wcls");
-    free(buf);
-    config_model_of(&cfg->model, &g->cfg);
-    snprintf(cfg->model.vocab, sizeof cfg->model.vocab, "spm");
+    config_model_of(&x->cfg->model, &g->cfg);
+    snprintf(x->cfg->model.vocab, sizeof x->cfg->model.vocab, "spm");
+}
+
+void llama2c_load_model(const char *path, GPT *g, Config *cfg) {
+    ModelCtx x = {.path = path, .g = g, .cfg = cfg};
+    char msg[1024];
+    bool ok = qat_try(read_model, &x, msg, sizeof msg);
+    free(x.buf);
+    if (!ok && x.built) gpt_free(g);
+    if (!ok) qat_fail("%s", msg);
 }

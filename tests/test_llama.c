@@ -7,7 +7,10 @@
  *  - both tokenizers give the same ids for the whole sample;
  *  - the next-token log-probabilities of the first 256 positions agree
  *    within 0.02 and the mean NLL over every window within 1e-3;
- *  - greedy generation of 64 tokens is the same. */
+ *  - greedy generation of 64 tokens is the same;
+ * and the same model from the .bin and the .gguf gives identical logits; the
+ * SentencePiece tokenizer's ids of fixed sentences are llama.cpp's and it
+ * round-trips odd input. */
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "format/llama2c.h"
 #include "testutil.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -122,4 +126,101 @@ Test(llama, stories260K_greedy_generation_is_llama_cpps) {
     if (gl && got[gl - 1] == '\n') got[--gl] = '\0';
     cr_assert_str_eq(got, want, "qat sample:\n%s\nllama.cpp:\n%s", got, want);
     cJSON_Delete(j);
+}
+
+/* ---- the tokenizer ---- */
+
+static void encode_plain(const Vocab *v, const char *s, size_t n, int32_t *out, size_t *k) {
+    *k = vocab_spm_encode(v, (const uint8_t *)s, n, out, false);
+}
+
+static char *decode_all(const Vocab *v, const int32_t *ids, size_t n, size_t *len) {
+    char *out = xmalloc(n * 1100 + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += vocab_decode(v, ids[i], out + k, 1100);
+    *len = k;
+    return out;
+}
+
+/* ids as llama.cpp's tokenizer gives them for stories260K.gguf (recorded
+ * from node-llama-cpp 3.21.1's model.tokenize): plain text, characters
+ * outside the 512 pieces (byte fallback), runs of spaces */
+Test(llama, tokenizer_ids_of_fixed_sentences) {
+    Vocab v;
+    llama2c_load_tokenizer(shared("tok512.bin"), 512, &v);
+    struct {
+        const char *text;
+        int n;
+        int32_t ids[32];
+    } cases[] = {{"Once upon a time, there was a little girl named Lily.", 15,
+                  {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426}},
+                 {"caf\xc3\xa9 \xc3\xbcn\xc3\xaf \xe6\x97\xa5\xe6\x9c\xac!", 18,
+                  {280, 412, 431, 485, 410, 198, 191, 416, 198, 178, 410, 233, 154, 168, 233, 159, 175, 443}},
+                 {"  two  spaces", 11, {410, 410, 259, 424, 414, 410, 262, 427, 412, 331, 419}},
+                 {"", 0, {0}}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int32_t got[256];
+        size_t k;
+        encode_plain(&v, cases[c].text, strlen(cases[c].text), got, &k);
+        cr_assert_eq((int)k, cases[c].n, "\"%s\": %zu ids, llama.cpp %d", cases[c].text, k, cases[c].n);
+        for (int i = 0; i < cases[c].n; i++)
+            cr_assert_eq(got[i], cases[c].ids[i], "\"%s\" id %d: %d, llama.cpp %d", cases[c].text, i, got[i], cases[c].ids[i]);
+    }
+    vocab_free(&v);
+}
+
+/* decode(encode(text)) is text (after SentencePiece's leading space), for
+ * the whole TinyStories sample, bytes that are not UTF-8 and the empty
+ * string; BOS comes first and decodes to nothing. */
+Test(llama, tokenizer_round_trips) {
+    Vocab v;
+    llama2c_load_tokenizer(shared("tok512.bin"), 512, &v);
+    size_t n;
+    char *sample = xread_file(shared("tinystories-valid-sample.txt"), &n);
+    const char *odd[] = {"\xff\xfe plain \x80\xc3", "\xe6\x97", "a\nb\n\n\tc", "<s></s><0x41>", ""};
+    for (int c = -1; c < (int)(sizeof odd / sizeof odd[0]); c++) {
+        const char *text = c < 0 ? sample : odd[c];
+        size_t len = c < 0 ? n : strlen(text), k, back;
+        int32_t *ids = vocab_encode(&v, (const uint8_t *)text, len, &k, "test");
+        cr_assert_eq(ids[0], 1, "BOS first");
+        char *dec = decode_all(&v, ids, k, &back);
+        size_t skip = len ? 1 : 0; /* the leading space the encoder added */
+        cr_assert_eq(back, len + skip, "case %d: %zu bytes back from %zu", c, back, len);
+        cr_assert(!len || dec[0] == ' ');
+        cr_assert(!memcmp(dec + skip, text, len), "case %d does not round-trip", c);
+        free(dec), free(ids);
+    }
+    free(sample);
+    vocab_free(&v);
+}
+
+/* The same model from the llama2.c file and from the GGUF file llama.cpp's
+ * tooling wrote: identical logits (the GGUF's output.weight, equal to the
+ * embedding, becomes the tied head it came from). */
+Test(llama, stories260K_from_bin_and_gguf_gives_identical_logits) {
+    char *gg = test_path(g_dir, "s260-gguf.h5"), args[4096];
+    snprintf(args, sizeof args, "import %s -o %s", shared("stories260K.gguf"), gg);
+    test_qat(args);
+    GPT a, b;
+    Config ca, cb;
+    Vocab va, vb;
+    model_load(g_ckpt, &a, &ca, &va);
+    model_load(gg, &b, &cb, &vb);
+    cr_assert_eq(va.size, vb.size);
+    for (int i = 0; i < va.size; i++) { /* llama2.c spells BOS and EOS "\n<s>\n", "\n</s>\n": control tokens */
+        cr_assert_eq(va.spm->type[i], vb.spm->type[i], "type of piece %d", i);
+        cr_assert_eq(va.spm->score[i], vb.spm->score[i], "score of piece %d", i);
+        if (va.spm->type[i] != SPM_CONTROL) cr_assert_str_eq(va.spm->piece[i], vb.spm->piece[i], "piece %d", i);
+    }
+    cr_assert_eq(a.params.numel, b.params.numel, "parameters %zu (.bin) vs %zu (.gguf)", a.params.numel, b.params.numel);
+    size_t n;
+    int32_t *ids = qat_tokens(&n);
+    Tape t;
+    tape_init(&t, 64u << 20);
+    tape_set_grad(&t, false);
+    Tensor *la = gpt_forward(&a, &t, ids, 1, 256), *lb = gpt_forward(&b, &t, ids, 1, 256);
+    cr_assert(!memcmp(la->data, lb->data, la->numel * sizeof(float)), "logits differ");
+    tape_free(&t);
+    free(ids);
+    gpt_free(&a), gpt_free(&b), vocab_free(&va), vocab_free(&vb);
 }

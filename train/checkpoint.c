@@ -108,7 +108,7 @@ void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step) {
     config_load_string(cfg, yaml, origin);
     free(yaml);
     config_validate(cfg, origin);
-    vocab_h5_read(f, path, !strcmp(cfg->model.vocab, "spm"), ver >= 2, v);
+    if (v) vocab_h5_read(f, path, !strcmp(cfg->model.vocab, "spm"), ver >= 2, v);
     int64_t st = h5_read_attr_i64(f, path, "step");
     if (st < 0 || st > cfg->train.iters)
         qat_fail("%s: step %lld is outside 0..train.iters (%d)", path, (long long)st, cfg->train.iters);

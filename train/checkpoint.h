@@ -26,7 +26,8 @@
  * its method in ptq_method; NULL otherwise). */
 void ckpt_save(const char *path, const Config *cfg, const Vocab *v, const GPT *g, const AdamW *opt, long step,
                const Rng *rng, const char *ptq_method);
-/* Config, vocab and step of a checkpoint; fails when path is not one. */
+/* Config, vocab (v NULL: not read) and step of a checkpoint; fails when path
+ * is not one. The vocab is the caller's to vocab_free. */
 void ckpt_load_meta(const char *path, Config *cfg, Vocab *v, long *step);
 /* Loads every parameter of g, checking names and shapes; with skip_quant,
  * fake-quant scales are left alone (fine-tuning a float checkpoint). */

@@ -164,8 +164,7 @@ static double train_or_reuse(const Config *rc, const char *origin, bool retrain,
     bool same = false;
     if (access(ckpt, R_OK) == 0) {
         Config saved;
-        Vocab sv;
-        ckpt_load_meta(ckpt, &saved, &sv, &step);
+        ckpt_load_meta(ckpt, &saved, NULL, &step);
         same = same_run(&saved, rc);
     }
     double wall = summary_wall(rc->out_dir);
@@ -228,6 +227,7 @@ static void float_row(const char *ckpt, const char *method, double seconds, cons
     InferModel m;
     infer_from_gpt(&m, &g, &v, "");
     gpt_free(&g);
+    vocab_free(&v);
     snprintf(r->method, sizeof r->method, "%s", method);
     r->w_bits = r->a_bits = 32;
     r->seconds = seconds;
@@ -253,7 +253,7 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     Vocab v;
     long step = 0;
     model_load(ckpt, &g, &lc, &v);
-    ckpt_load_meta(ckpt, &lc, &v, &step);
+    ckpt_load_meta(ckpt, &lc, NULL, &step);
     bool mixed = qc->quant.n_ov > 0, kd = qc->quant.distill_weight > 0.0f;
     if (mixed) snprintf(r->method, sizeof r->method, "qat+mixed%s", kd ? "+kd" : "");
     else snprintf(r->method, sizeof r->method, "qat-%s%s", qc->quant.estimator, kd ? "+kd" : "");
@@ -268,6 +268,7 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     infer_from_gpt(&m, &g, &v, yaml);
     free(yaml);
     gpt_free(&g);
+    vocab_free(&v);
     char slug[200], path[CONFIG_PATH_MAX + 256];
     slug_of(cfg_path, slug, sizeof slug);
     snprintf(path, sizeof path, "%s/models/%s.h5", out_dir, slug);
@@ -535,4 +536,5 @@ void compare_run(const Config *cfg, const char *origin) {
     free(rows);
     eval_windows_free(&b.w);
     dataset_free(&ds);
+    vocab_free(&v);
 }

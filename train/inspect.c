@@ -43,7 +43,7 @@ static void inspect_checkpoint(const char *path, FILE *out) {
     Vocab v;
     long step = 0;
     model_load(path, &g, &cfg, &v);
-    ckpt_load_meta(path, &cfg, &v, &step);
+    ckpt_load_meta(path, &cfg, NULL, &step);
     fprintf(out, "%s: training checkpoint, step %ld of %d: %d layers, %d heads, width %d, context %d, vocab %d\n", path,
             step, cfg.train.iters, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size, v.size);
     size_t n = 0;
@@ -62,6 +62,7 @@ static void inspect_checkpoint(const char *path, FILE *out) {
     }
     fprintf(out, "  total: %zu parameters, %d quantized Linears\n", n, g.n_q);
     gpt_free(&g);
+    vocab_free(&v);
 }
 
 void inspect_file(const char *path, FILE *out) {

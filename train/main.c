@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "format/gguf.h"
+#include "format/gguf_model.h"
 #include "format/llama2c.h"
 #include "train/checkpoint.h"
 #include "train/compare.h"
@@ -33,9 +35,9 @@ static void usage(FILE *f) {
             "                          post-training quantization of a float checkpoint\n"
             "  compare CONFIG.yaml [--set section.key=value ...] [--budget BPW,...]\n"
             "                          QAT versus PTQ on one float model: compare.md/csv/json/png\n"
-            "  import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5\n"
-            "                          a pretrained llama2.c model as a float checkpoint (eval, sample,\n"
-            "                          ptq, compare, export and QAT's quant.init_from take it)\n"
+            "  import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5 | MODEL.gguf -o FLOAT.h5\n"
+            "                          a pretrained llama2.c or GGUF (llama, gpt2) model as a float\n"
+            "                          checkpoint (eval, sample, ptq, compare, export and quant.init_from take it)\n"
             "  inspect FILE            list a GGUF file, an exported model or a checkpoint: metadata, tensors,\n"
             "                          types and sizes\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
@@ -409,10 +411,13 @@ static int cmd_compare(int argc, char **argv) {
 
 static const char *HELP_IMPORT =
     "usage: qat import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5\n"
+    "       qat import MODEL.gguf -o FLOAT.h5\n"
     "  MODEL.bin: a llama2.c checkpoint (legacy format: its header, then float32 weights;\n"
     "  a negative vocab_size marks an untied classifier); TOKENIZER.bin: llama2.c's\n"
-    "  tokenizer.bin of the same vocab_size. Writes an ordinary float checkpoint of\n"
-    "  model.arch llama with the SentencePiece vocabulary stored in it.\n";
+    "  tokenizer.bin of the same vocab_size. MODEL.gguf: GGUF v2 or v3 of architecture\n"
+    "  llama (SentencePiece vocabulary) or gpt2 (qat's byte-level one); tensors F32, F16,\n"
+    "  BF16, Q8_0, Q4_0 or Q4_1, dequantized. Writes an ordinary float checkpoint with\n"
+    "  the vocabulary stored in it.\n";
 
 static int cmd_import(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_IMPORT, stdout), 0;
@@ -424,20 +429,26 @@ static int cmd_import(int argc, char **argv) {
         else in = argv[i];
     }
     if (!in || !out) qat_fail("import: needs MODEL and -o FLOAT.h5 (see qat import --help)");
-    if (!tok) qat_fail("%s: import: a llama2.c model needs its --tokenizer TOKENIZER.bin", in);
-    if (!strcmp(in, out) || !strcmp(tok, out)) qat_fail("%s: -o names an input file; choose another", out);
+    bool gguf = gguf_is_file(in);
+    if (gguf && tok) qat_fail("%s: --tokenizer: a GGUF file carries its own vocabulary", in);
+    if (!gguf && !tok) qat_fail("%s: import: a llama2.c model needs its --tokenizer TOKENIZER.bin", in);
+    if (!strcmp(in, out) || (tok && !strcmp(tok, out))) qat_fail("%s: -o names an input file; choose another", out);
     Config cfg;
     config_defaults(&cfg);
     GPT g;
-    llama2c_load_model(in, &g, &cfg);
     Vocab v;
-    llama2c_load_tokenizer(tok, g.cfg.vocab_size, &v);
+    if (gguf) {
+        gguf_load_gpt(in, &g, &v, &cfg, true);
+    } else {
+        llama2c_load_model(in, &g, &cfg);
+        llama2c_load_tokenizer(tok, g.cfg.vocab_size, &v);
+    }
     config_validate(&cfg, in);
     ckpt_save(out, &cfg, &v, &g, NULL, 0, NULL, NULL);
-    printf("%s: llama, %d layers, width %d, %d heads (%d kv), hidden %d, context %d, vocab %d (SentencePiece), "
+    printf("%s: %s, %d layers, width %d, %d heads (%d kv), hidden %d, context %d, vocab %d (%s), "
            "%zu parameters, %s head -> %s\n",
-           in, g.cfg.n_layer, g.cfg.n_embd, g.cfg.n_head, g.cfg.n_kv_head, g.cfg.hidden, g.cfg.block_size,
-           g.cfg.vocab_size, g.params.numel, g.cfg.untied_head ? "untied" : "tied", out);
+           in, g.cfg.arch == ARCH_LLAMA ? "llama" : "gpt", g.cfg.n_layer, g.cfg.n_embd, g.cfg.n_head, g.cfg.n_kv_head, g.cfg.hidden, g.cfg.block_size,
+           g.cfg.vocab_size, v.spm ? "SentencePiece" : "bytes", g.params.numel, g.cfg.untied_head ? "untied" : "tied", out);
     vocab_free(&v);
     gpt_free(&g);
     return 0;

@@ -118,6 +118,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
     eval_windows_free(&w);
     gpt_free(&g);
     dataset_free(&ds);
+    vocab_free(&v);
 }
 
 void mixed_table_free(MixedTable *t) {
@@ -206,8 +207,7 @@ void mixed_resolve(Config *cfg, const char *origin, bool resume, bool quiet, Mix
         char ckpt[CONFIG_PATH_MAX + 32];
         xsnprintf(ckpt, sizeof ckpt, "out_dir", "%s/checkpoint.h5", cfg->out_dir);
         Config saved;
-        Vocab v;
-        ckpt_load_meta(ckpt, &saved, &v, NULL);
+        ckpt_load_meta(ckpt, &saved, NULL, NULL);
         memcpy(cfg->quant.ov, saved.quant.ov, sizeof cfg->quant.ov);
         cfg->quant.n_ov = saved.quant.n_ov;
         cfg->quant.budget_bpw = 0.0f;

@@ -541,6 +541,7 @@ void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqR
     free(calib);
     dataset_free(&ds);
     gpt_free(&g);
+    vocab_free(&v);
 }
 
 void ptq_budget_config(const char *ckpt, const Config *fcfg, const PtqOptions *o, QuantConfig *q, MixedTable *cache,

@@ -86,7 +86,7 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     GPT g;
     Vocab v;
     if (gguf_is_file(path)) { /* llama.cpp's file: its blocks back on the integer kernels */
-        gguf_load_gpt(path, &g, &v, cfg);
+        gguf_load_gpt(path, &g, &v, cfg, false);
     } else {
         model_load(path, &g, cfg, &v);
     }
@@ -94,6 +94,7 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     infer_from_gpt(m, &g, &v, yaml);
     free(yaml);
     gpt_free(&g);
+    vocab_free(&v);
 }
 
 /* Export takes a training checkpoint and never writes over it. */
@@ -111,7 +112,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     Vocab v;
     long step = 0;
     model_load(ckpt, &g, &cfg, &v);
-    ckpt_load_meta(ckpt, &cfg, &v, &step);
+    ckpt_load_meta(ckpt, &cfg, NULL, &step);
     if (g.n_q == 0)
         qat_fail("%s: a float checkpoint (no quantized layers): export takes a QAT or PTQ checkpoint", ckpt);
     for (int i = 0; i < g.n_q; i++) /* qat's files hold its own symmetric grids (int4: -7..7, no offsets) */
@@ -124,6 +125,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     infer_from_gpt(&m, &g, &v, yaml);
     free(yaml);
     gpt_free(&g);
+    vocab_free(&v);
     infer_save(&m, out, ckpt, step);
     ExportReport r = {.quant_layers = m.n_q, .quant_bytes = infer_quant_bytes(&m),
                       .float_bytes = infer_float_bytes(&m)};
@@ -147,6 +149,7 @@ size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE 
     snprintf(name, sizeof name, "qat %s", slash ? slash + 1 : cfg.out_dir);
     size_t n = gguf_export_gpt(&g, &v, name, out, f16, report);
     gpt_free(&g);
+    vocab_free(&v);
     return n;
 }
 
@@ -183,7 +186,7 @@ EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
         if (o->int_kernels && m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
         v = m.vocab;
     } else {
-        if (gguf) gguf_load_gpt(path, &g, &v, &cfg);
+        if (gguf) gguf_load_gpt(path, &g, &v, &cfg, false);
         else model_load(path, &g, &cfg, &v);
         if (o->act_format) set_act_format(&g, o->act_format, path);
     }
@@ -220,6 +223,7 @@ EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
         r.val_loss = eval_loss(&g, &t, tok, &w, B, top1);
         tape_free(&t);
         gpt_free(&g);
+        vocab_free(&v); /* the infer branch's v is the model's own */
     }
     if (top1) {
         char *txt = xmalloc((size_t)w.tokens * 12 + 1);
@@ -385,6 +389,9 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         same_model(cfg, &saved, origin, cfg->quant.init_from);
         dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else {
+        if (!strcmp(cfg->model.vocab, "spm"))
+            qat_fail("%s: model.vocab: spm is an imported model's vocabulary; fine-tune that model (quant.init_from) "
+                     "or train with char or byte", origin);
         dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
     }
     char data_origin[2 * CONFIG_PATH_MAX];
@@ -597,4 +604,5 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     }
     gpt_free(&g);
     dataset_free(&ds);
+    vocab_free(&vocab);
 }

@@ -11,15 +11,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static GPT g;
     static bool built;
     static AdamW opt;
-    static bool have_opt;
+    static bool have_opt, have_v;
     if (setjmp(fuzz_jmp)) {
         fuzz_reset_hdf5();
         goto out;
     }
     Config c;
-    Vocab v;
+    static Vocab v;
     long step;
     ckpt_load_meta(path, &c, &v, &step);
+    have_v = true;
     if (!fuzz_model_fits(&c)) goto out;
     GPTConfig gc = config_gpt(&c.model, v.size);
     gpt_build(&g, &gc, &c.quant, path);
@@ -33,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 out:
     if (have_opt) adamw_free(&opt);
     if (built) gpt_free(&g);
-    built = have_opt = false;
+    if (have_v) vocab_free(&v);
+    built = have_opt = have_v = false;
     return 0;
 }

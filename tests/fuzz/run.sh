@@ -12,11 +12,11 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 B=build-fuzz
 cmake -S . -B $B -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQAT_FUZZ=ON -DQAT_TESTS=OFF >/dev/null
-cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_model fuzz_gguf >/dev/null
+cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_model fuzz_gguf fuzz_llama2c >/dev/null
 
 # ---- seeds ----
 S=$B/seeds
-rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model $S/gguf
+rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model $S/gguf $S/llama2c
 cp configs/*.yaml $S/config/
 printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
 export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
@@ -58,11 +58,23 @@ for f in q8_0 q4_0 q4_1; do
   $B/qat export $W/g-$f/checkpoint.h5 -o $S/gguf/$f.gguf >/dev/null
 done
 
+# the real pretrained model (../shared/data/stories260K) when it is there:
+# llama2.c's checkpoint and tokenizer, the GGUF of the llama architecture,
+# and the imported checkpoint with its SentencePiece vocabulary
+D=../shared/data/stories260K
+if [ -r $D/tok512.bin ]; then
+  cp $D/tok512.bin $D/stories260K.bin $S/llama2c/
+  cp $D/stories260K.gguf $S/gguf/
+  $B/qat import $D/stories260K.bin --tokenizer $D/tok512.bin -o $S/checkpoint/stories260K.h5 >/dev/null
+else
+  printf '\x08\x00\x00\x00' > $S/llama2c/empty-tokenizer.bin
+fi
+
 # ---- run ----
 report=$B/fuzz-report.txt
 : > $report
 status=0
-for t in config checkpoint model gguf; do
+for t in config checkpoint model gguf llama2c; do
   C=$B/corpus/$t
   mkdir -p $C
   log=$B/fuzz_$t.log
