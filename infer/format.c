@@ -52,7 +52,9 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
         h5_obj_attr_i64(o.f, name, "bits", q->bits);
         h5_obj_attr_i64(o.f, name, "group_size", q->group);
         h5_obj_attr_i64(o.f, name, "rows", q->rows);
-        h5_obj_attr_i64(o.f, name, "cols", q->cols);
+        h5_obj_attr_i64(o.f, name, "cols", q->in);
+        /* a partial last group: codes (zero past cols) and scales in whole groups */
+        if (q->in != q->cols) h5_obj_attr_i64(o.f, name, "stored_cols", q->cols);
         h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
         h5_obj_attr_str(o.f, name, "scheme", "symmetric");
         h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i], q->act_static));
@@ -154,8 +156,15 @@ void infer_load(InferModel *m, const char *path) {
         if (n_float < 0 || n_float > cols || (n_float && !q->outlier))
             qat_fail("%s: %s has %lld float columns; its config has %s", path, name, (long long)n_float,
                      q->outlier ? "an outlier split" : "no outlier split (quant.outlier_threshold)");
+        int stored = quant_groups(cols, group) * group; /* whole groups, the last one padded with zero codes */
+        int64_t sc_attr = h5_obj_attr_exists(f, name, "stored_cols") ? h5_read_obj_attr_i64(f, path, name, "stored_cols") : cols;
+        if (sc_attr != stored)
+            qat_fail("%s: %s stores %lld columns; %d columns in groups of %d are stored as %d", path, name,
+                     (long long)sc_attr, cols, group, stored);
         QMatrix *o = &qm[i];
-        o->rows = rows, o->cols = cols, o->bits = (int)bits, o->group = group;
+        o->rows = rows, o->in = cols, o->bits = (int)bits, o->group = group;
+        cols = o->cols = stored;
+        if (bits <= 4 && cols % 2) qat_fail("%s: %s: int%lld codes in %d columns do not pack in pairs", path, name, (long long)bits, cols);
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
         int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [-qmax, qmax] */
         if (bits > 4) {
@@ -171,6 +180,12 @@ void infer_load(InferModel *m, const char *path) {
                 if (abs((o->q4[k] & 15) - 8) > qmax || abs((o->q4[k] >> 4) - 8) > qmax)
                     qat_fail("%s: %s holds a nibble outside the symmetric int%lld range", path, name, (long long)bits);
         }
+        for (int r = 0; r < rows; r++) /* the padding of a partial last group holds code 0 */
+            for (int c = o->in; c < cols; c++) {
+                size_t k = (size_t)r * cols + c;
+                int code = bits > 4 ? o->q8[k] : (int)((k % 2 ? o->q4[k / 2] >> 4 : o->q4[k / 2] & 15)) - 8;
+                if (code) qat_fail("%s: %s holds code %d in column %d, past the layer's %d", path, name, code, c, o->in);
+            }
         snprintf(name, sizeof name, "quant/%s/scales", q->name);
         o->scales = xmalloc((size_t)rows * (cols / group) * sizeof(float));
         h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, o->scales);

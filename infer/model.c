@@ -133,6 +133,7 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
     const GPTConfig *c = &m->cfg;
     int C = c->n_embd, T = c->block_size, V = c->vocab_size, L = c->n_layer, hs = gpt_head_size(c);
     int KV = c->n_kv_head * hs, F = gpt_fc_rows(c), IN = C > c->hidden ? C : c->hidden; /* widest Linear input */
+    for (int i = 0; i < m->n_q; i++) IN = m->qm[i].cols > IN ? m->qm[i].cols : IN; /* whole groups of a partial one */
     memset(s, 0, sizeof *s);
     s->cap = cap;
     size_t n = (size_t)cap;

@@ -105,8 +105,8 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
             qat_fail("%s: quant.format: %s needs input dimensions that are multiples of 32; %s has %d", origin, q->format,
                      name, in);
     }
-    if (ql->w.gran == QG_GROUP && in % ql->w.group != 0)
-        qat_fail("%s: quant.%sgroup_size: %d does not divide the input dimension %d of %s", origin,
+    if (ql->w.gran == QG_GROUP && ql->w.group > in) /* a group that does not divide in leaves a partial last one */
+        qat_fail("%s: quant.%sgroup_size: %d is more than the input dimension %d of %s", origin,
                  o && o->group_size >= 0 ? "overrides.<layer>." : "weight.", ql->w.group, in, name);
     ql->est = est_of(q->estimator);
     size_t ns = quant_n_scales(&ql->w, out, in);

@@ -11,17 +11,19 @@ static void fq_backward(Node *n) {
     Estimator est = (Estimator)n->i[0];
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
-    size_t ns = quant_n_scales(s, rows, cols), per = x->numel / ns;
+    size_t ns = quant_n_scales(s, rows, cols);
     const float *sc = n->saved, *zp = n->saved2, *px = x->data, *gy = y->grad;
     bool ds = est == EST_LSQ && scale && scale->requires_grad;
     bool dz = est == EST_LSQ && zpt && zpt->requires_grad;
-    /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.) */
-    float gscale = 1.0f / sqrtf((float)per * (float)qmax);
 #pragma omp parallel for schedule(static) if (x->numel > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sk = sc[k], z = zp ? zp[k] : 0.0f, inv = sk > 0.0f ? 1.0f / sk : 0.0f;
         float acc_s = 0.0f, acc_z = 0.0f;
-        for (size_t i = k * per; i < (k + 1) * per; i++) {
+        size_t at, per;
+        quant_run(s, rows, cols, k, &at, &per);
+        /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.), a partial group's own N */
+        float gscale = 1.0f / sqrtf((float)per * (float)qmax);
+        for (size_t i = at; i < at + per; i++) {
             float u = px[i] * inv;
             float code = rintf(u) + z; /* before clamping */
             bool below = code < (float)qmin, above = code > (float)qmax;
@@ -100,8 +102,7 @@ Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Ten
     if (s->fmt) return fake_quant_format(t, x, s, est, scale, zp);
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
-    if (s->gran == QG_GROUP && (s->group < 1 || cols % s->group != 0))
-        qat_fail("fake_quant: group size %d does not divide the input dimension %d", s->group, cols);
+    if (s->gran == QG_GROUP && s->group < 1) qat_fail("fake_quant: group size %d", s->group);
     size_t ns = quant_n_scales(s, rows, cols);
     if (scale && scale->numel != ns)
         qat_fail("fake_quant: %zu scales given, input %s needs %zu", scale->numel, tensor_shape_str(x, sx, sizeof sx), ns);

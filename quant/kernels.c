@@ -113,9 +113,9 @@ void kx_split(const float *x, int n, float *x_split) {
 
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales) {
     if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
-    if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
+    if (group < 1) qat_fail("qmatrix: group %d", group);
     QuantSpec s = {.bits = bits, .sym = true, .gran = group == cols ? QG_CHANNEL : QG_GROUP, .group = group};
-    size_t ns = (size_t)rows * (cols / group), n = (size_t)rows * cols;
+    size_t ns = quant_n_scales(&s, rows, cols), n = (size_t)rows * cols;
     float *sc = xmalloc(ns * sizeof(float));
     if (scales)
         memcpy(sc, scales, ns * sizeof(float));
@@ -129,7 +129,9 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
     for (size_t i = 0; i < ns; i++)
         if (!isfinite(sc[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, sc[i]);
     int8_t *codes = xmalloc(n);
-    for (size_t i = 0; i < n; i++) codes[i] = (int8_t)quant_code(w[i], sc[i / group], 0.0f, qmin, qmax);
+    for (size_t i = 0; i < n; i++)
+        codes[i] = (int8_t)quant_code(w[i], sc[quant_scale_index(&s, cols, (int)(i / cols), (int)(i % cols))], 0.0f,
+                                      qmin, qmax);
     qmatrix_from_codes(m, codes, rows, cols, bits, group, sc, NULL);
     free(codes), free(sc);
 }
@@ -137,11 +139,19 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets) {
     if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
-    if (group < 1 || cols % group != 0) qat_fail("qmatrix: group %d does not divide %d columns", group, cols);
-    if (bits <= 4 && (group % 2 || cols % 2)) qat_fail("qmatrix: int%d needs an even group and column count", bits);
+    if (group < 1 || group > cols) qat_fail("qmatrix: group %d for %d columns", group, cols);
+    if (bits <= 4 && group % 2) qat_fail("qmatrix: int%d needs an even group size, not %d", bits, group);
     memset(m, 0, sizeof *m);
-    m->rows = rows, m->cols = cols, m->bits = bits, m->group = group;
-    size_t ns = (size_t)rows * (cols / group), n = (size_t)rows * cols;
+    int in = cols, ng = quant_groups(in, group);
+    cols = ng * group; /* whole groups: zero codes past in */
+    m->rows = rows, m->cols = cols, m->in = in, m->bits = bits, m->group = group;
+    size_t ns = (size_t)rows * ng, n = (size_t)rows * cols;
+    int8_t *wide = NULL;
+    if (in != cols) {
+        wide = xcalloc(n, 1);
+        for (int r = 0; r < rows; r++) memcpy(wide + (size_t)r * cols, codes + (size_t)r * in, (size_t)in);
+        codes = wide;
+    }
     m->scales = xmalloc(ns * sizeof(float));
     memcpy(m->scales, scales, ns * sizeof(float));
     if (offsets) {
@@ -162,6 +172,7 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
         }
         if (kernel_supported(KERN_AVX512)) qmatrix_pack_q4(m);
     }
+    free(wide);
 }
 
 void qmatrix_pack_w8a8(QMatrix *m) {
@@ -204,6 +215,7 @@ void qmatrix_pack_q4(QMatrix *m) {
 }
 
 void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int n) {
+    if (m->in != m->cols) qat_fail("qmatrix: an outlier split with a partial last group (%d of %d columns)", m->in, m->cols);
     m->n_float = n;
     m->float_cols = xmalloc((size_t)(n ? n : 1) * sizeof(int32_t));
     m->float_w = xmalloc((size_t)m->rows * (n ? n : 1) * sizeof(float));
@@ -224,7 +236,7 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
 }
 
 size_t qmatrix_bytes(const QMatrix *m) {
-    size_t n = (size_t)m->rows * m->cols;
+    size_t n = (size_t)m->rows * m->in; /* the layer's codes; the zero padding is the kernels' */
     return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float) * (m->offsets ? 2 : 1);
 }
 
@@ -373,7 +385,26 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
 #pragma omp barrier
 }
 
+/* x [M, in] widened to the stored [M, cols] with zeros past in (a partial
+ * last group) into buf, or x itself when nothing is partial. */
+static const float *widen_rows(const QMatrix *w, const float *x, int M, float *buf) {
+    if (w->in == w->cols) return x;
+    for (int m = 0; m < M; m++) {
+        memcpy(buf + (size_t)m * w->cols, x + (size_t)m * w->in, (size_t)w->in * sizeof(float));
+        memset(buf + (size_t)m * w->cols + w->in, 0, (size_t)(w->cols - w->in) * sizeof(float));
+    }
+    return buf;
+}
+
+static void qgemm_f32_wide(const QMatrix *w, const float *x, int M, float *y);
+
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
+    float *buf = w->in != w->cols ? xmalloc((size_t)M * w->cols * sizeof(float)) : NULL;
+    qgemm_f32_wide(w, widen_rows(w, x, M, buf), M, y);
+    free(buf);
+}
+
+static void qgemm_f32_wide(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols;
     /* for K >= 1024 the AVX-512 panels beat dequantized tiles through sgemm
      * at any M (M = 128..1024: int4 240-330 GFLOP/s, int8 170-190, tiles
@@ -510,6 +541,8 @@ static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8
 void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, float *xs) {
     if (w->bits <= 4 && !w->act_q8_0) qat_fail("qgemm_w8a8: weights are packed int%d, not int8 codes", w->bits);
     if (w->bits > 4 && !w->p8) qat_fail("qgemm_w8a8: weights were not packed (qmatrix_pack_w8a8)");
+    float *buf = w->in != w->cols ? xmalloc((size_t)M * w->cols * sizeof(float)) : NULL;
+    x = widen_rows(w, x, M, buf);
     quantize_acts(w, x, M, xq, xs);
 #pragma omp parallel
     {
@@ -523,6 +556,7 @@ void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, f
             else add_offsets(w, x, M, lo, hi, y);
         }
     }
+    free(buf);
 }
 
 /* W8A8 for one row inside a team: each thread its contiguous share of panel
@@ -556,10 +590,13 @@ _Static_assert(sizeof(KAct) <= 64, "KAct must fit before its arrays in the scrat
 size_t qgemv_team_scratch_bytes(int cols) {
     /* W8A8: the codes, then one scale (or, q8_0 activations, one per 32 columns) */
     size_t q4 = 64 + kact_bytes(cols), w8 = (((size_t)cols + 63) & ~(size_t)63) + (((size_t)cols / 8 + 4 + 63) & ~(size_t)63);
-    return q4 > w8 ? q4 : w8;
+    /* then the activation widened to whole groups, when the last one is partial */
+    return (q4 > w8 ? q4 : w8) + round64((size_t)cols * sizeof(float));
 }
 
 void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, KEpilogue epi, float *y, void *scratch) {
+    size_t head = qgemv_team_scratch_bytes(w->cols) - round64((size_t)w->cols * sizeof(float));
+    x = widen_rows(w, x, 1, (float *)(void *)((char *)scratch + head));
     if (w8a8) {
         if (w->bits <= 4 ? !w->act_q8_0 : !w->p8) qat_fail("qgemv_team: W8A8 needs packed int8 weights");
         int8_t *xq = scratch;

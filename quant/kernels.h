@@ -6,7 +6,10 @@
  *
  * QMatrix: a [rows, cols] weight matrix (rows = outputs) quantized with the
  * shared quantizer, symmetric, one float scale per group of `group`
- * consecutive columns (group = cols for per-channel):
+ * consecutive columns (group = cols for per-channel). A layer whose input
+ * width `in` the group does not divide (a partial last group) is stored with
+ * zero codes up to cols = whole groups, and the products widen each
+ * activation row with zeros to match, so every kernel path runs it as it is:
  *   bits 5..8: int8 codes, row-major;
  *   bits 2..4: two codes per byte, row-major; the low nibble holds the even
  *           column, the high nibble the odd one; a code q in [-8,7] is stored
@@ -30,6 +33,7 @@ typedef enum { KERN_SCALAR, KERN_AVX2, KERN_AVX512 } KernelPath;
 
 typedef struct QMatrix {
     int rows, cols, bits, group;
+    int in;         /* the layer's input width: cols, or less when the last group is partial */
     int8_t *q8;     /* bits 8 */
     uint8_t *q4;    /* bits 4 */
     float *scales;  /* rows * (cols / group) */
@@ -78,11 +82,11 @@ bool kernel_supported(KernelPath p);
 /* Forces a path (tests); returns the previous one. */
 KernelPath kernel_force(KernelPath p);
 
-/* Quantizes w [rows, cols] (symmetric, bits 2..8, given group) into m with
- * min-max scales, or with the given scales (rows * cols/group; e.g. learned
- * by LSQ) when scales is not NULL. */
-void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales);
-/* From given codes [rows, cols] (int8: -127..127; int4: -8..7, the -8 of
+/* Quantizes w [rows, in] (symmetric, bits 2..8, given group) into m with
+ * min-max scales, or with the given scales (rows * ceil(in/group); e.g.
+ * learned by LSQ) when scales is not NULL. */
+void qmatrix_from_float(QMatrix *m, const float *w, int rows, int in, int bits, int group, const float *scales);
+/* From given codes [rows, in] (int8: -127..127; int4: -8..7, the -8 of
  * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets);

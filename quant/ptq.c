@@ -139,7 +139,7 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0,
         qat_fail("%s: GPTQ: the calibration Hessian is not positive definite (LAPACK info %d); raise --damp or "
                  "--calib-batches", name, (int)info);
     const float *U = H;
-    size_t ng = s->gran == QG_GROUP ? C / (size_t)s->group : 1;
+    size_t ng = s->gran == QG_GROUP ? (size_t)quant_groups(cols, s->group) : 1;
     float *err = xmalloc((size_t)B * R * sizeof(float));
     for (int i1 = 0; i1 < cols; i1 += B) {
         int i2 = i1 + B < cols ? i1 + B : cols;
@@ -149,7 +149,8 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0,
             if (lazy && c % s->group == 0) /* this group's scales from its columns as updated so far */
                 for (size_t r = 0; r < R; r++) {
                     float g[QBLOCK], lo = wi[r], hi = wi[r];
-                    for (int k = 1; k < s->group; k++) {
+                    int gl = cols - c < s->group ? cols - c : s->group; /* the last group may be partial */
+                    for (int k = 1; k < gl; k++) {
                         float v = Wt[(size_t)(i + k) * R + r];
                         lo = fminf(lo, v), hi = fmaxf(hi, v);
                     }
@@ -258,16 +259,18 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
         return;
     }
     /* per ratio: all rows' errors at once, d^T H_gg d through one sgemm per group */
-    int G = s->gran == QG_CHANNEL ? cols : s->group, ng = cols / G;
+    int G = s->gran == QG_CHANNEL ? cols : s->group, ng = quant_groups(cols, G); /* the last group may be partial */
     if (s->fmt && G != QBLOCK) qat_fail("ptq: %s comes in groups of %d", qformat_name(s->fmt), QBLOCK);
     size_t N = (size_t)rows * cols;
     float *lo = xmalloc((size_t)rows * ng * sizeof(float)), *hi = xmalloc((size_t)rows * ng * sizeof(float));
     double *best = xmalloc((size_t)rows * ng * sizeof(double));
     float *d = xmalloc(N * sizeof(float)), *e = xmalloc(N * sizeof(float));
+#define GROUP_AT(i) ((i) / (size_t)ng * (size_t)cols + (i) % (size_t)ng * (size_t)G)
+#define GROUP_LEN(i) ((int)((i) % (size_t)ng) == ng - 1 ? cols - (ng - 1) * G : G)
     for (size_t i = 0; i < (size_t)rows * ng; i++) {
-        const float *wg = w + i * G;
+        const float *wg = w + GROUP_AT(i);
         lo[i] = hi[i] = wg[0];
-        for (int k = 1; k < G; k++) lo[i] = fminf(lo[i], wg[k]), hi[i] = fmaxf(hi[i], wg[k]);
+        for (int k = 1; k < GROUP_LEN(i); k++) lo[i] = fminf(lo[i], wg[k]), hi[i] = fmaxf(hi[i], wg[k]);
         best[i] = INFINITY;
     }
     for (int k = 0; k < CLIP_STEPS; k++) {
@@ -275,29 +278,33 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)rows * ng; i++) {
             float sc, z = 0.0f;
-            clip_params(s, w + i * G, lo[i], hi[i], ratio, &sc, &z);
-            for (int j = 0; j < G; j++) {
-                size_t x = i * G + (size_t)j;
+            clip_params(s, w + GROUP_AT(i), lo[i], hi[i], ratio, &sc, &z);
+            for (int j = 0; j < GROUP_LEN(i); j++) {
+                size_t x = GROUP_AT(i) + (size_t)j;
                 d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL)
                                       : quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z));
             }
         }
-        for (int g = 0; g < ng; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, G, G, 1.0f, d + (size_t)g * G, cols,
+        for (int g = 0; g < ng; g++) {
+            int len = g == ng - 1 ? cols - g * G : G;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, len, len, 1.0f, d + (size_t)g * G, cols,
                         H + (size_t)g * G * cols + (size_t)g * G, cols, 0.0f, e + (size_t)g * G, cols);
+        }
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)rows * ng; i++) {
             double err = 0.0;
-            for (int j = 0; j < G; j++) err += (double)d[i * G + j] * e[i * G + j];
+            for (int j = 0; j < GROUP_LEN(i); j++) err += (double)d[GROUP_AT(i) + j] * e[GROUP_AT(i) + j];
             if (err < best[i]) {
                 best[i] = err;
                 float sc, z = 0.0f;
-                clip_params(s, w + i * G, lo[i], hi[i], ratio, &sc, &z);
+                clip_params(s, w + GROUP_AT(i), lo[i], hi[i], ratio, &sc, &z);
                 scale[i] = sc;
                 if (!s->sym) zp[i] = z;
             }
         }
     }
+#undef GROUP_AT
+#undef GROUP_LEN
     free(lo), free(hi), free(best), free(d), free(e);
 }
 

@@ -7,7 +7,7 @@ size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
     switch (s->gran) {
     case QG_TENSOR: return 1;
     case QG_CHANNEL: return (size_t)rows;
-    default: return (size_t)rows * (size_t)(cols / s->group);
+    default: return (size_t)rows * (size_t)quant_groups(cols, s->group);
     }
 }
 
@@ -40,10 +40,11 @@ void quant_minmax(const QuantSpec *s, const float *x, int rows, int cols, float 
         for (size_t k = 0; k < ns; k++) block_fake(s->fmt, x + k * QBLOCK, tmp, NULL, &scale[k], zp ? &zp[k] : NULL);
         return;
     }
-    size_t per = (size_t)rows * cols / ns; /* every granularity is a run of contiguous elements */
 #pragma omp parallel for schedule(static) if (ns > 64)
     for (size_t k = 0; k < ns; k++) {
-        const float *p = x + k * per;
+        size_t at, per;
+        quant_run(s, rows, cols, k, &at, &per);
+        const float *p = x + at;
         float lo = p[0], hi = p[0];
         for (size_t i = 1; i < per; i++) {
             lo = fminf(lo, p[i]);
@@ -56,7 +57,7 @@ void quant_minmax(const QuantSpec *s, const float *x, int rows, int cols, float 
 void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const float *scale, const float *zp,
                 float *out) {
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
-    size_t ns = quant_n_scales(s, rows, cols), per = (size_t)rows * cols / ns;
+    size_t ns = quant_n_scales(s, rows, cols);
     if (s->fmt) {
 #pragma omp parallel for schedule(static) if (ns > 256)
         for (size_t k = 0; k < ns; k++) {
@@ -68,7 +69,9 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sc = scale[k], z = zp ? zp[k] : 0.0f;
-        for (size_t i = k * per; i < (k + 1) * per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
+        size_t at, per;
+        quant_run(s, rows, cols, k, &at, &per);
+        for (size_t i = at; i < at + per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
     }
 }
 

@@ -16,7 +16,9 @@
  *
  * Granularity over a [rows, cols] matrix (weights: [out, in]; activations:
  * [tokens, features]): one scale per tensor, per row (channel for weights,
- * token for activations), or per group of g consecutive elements of a row.
+ * token for activations), or per group of g consecutive elements of a row;
+ * when g does not divide the row, its last group is partial (cols mod g
+ * elements, e.g. 172 = 5 x 32 + 12), with a scale of its own.
  *
  * Block formats (fmt != QF_NONE, weights only): llama.cpp's q8_0, q4_0 and
  * q4_1 (quant/blocks.h), groups of 32 with half-precision scales and ggml's
@@ -50,11 +52,28 @@ static inline int quant_qmin(const QuantSpec *s) {
 }
 static inline int quant_qmax(const QuantSpec *s) { return s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1; }
 
-/* Scales for a [rows, cols] matrix: 1, rows, or rows * cols/group. */
+/* Groups per row, the last one partial when group does not divide cols. */
+static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }
+/* Scales for a [rows, cols] matrix: 1, rows, or rows * quant_groups. */
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols);
 /* Index of the scale of element (r, c). */
 static inline size_t quant_scale_index(const QuantSpec *s, int cols, int r, int c) {
-    return s->gran == QG_TENSOR ? 0 : s->gran == QG_CHANNEL ? (size_t)r : (size_t)r * (cols / s->group) + c / s->group;
+    return s->gran == QG_TENSOR    ? 0
+           : s->gran == QG_CHANNEL ? (size_t)r
+                                   : (size_t)r * quant_groups(cols, s->group) + c / s->group;
+}
+/* The elements of scale k: [*start, *start + *len) of the row-major matrix
+ * (every granularity's elements are one contiguous run). */
+static inline void quant_run(const QuantSpec *s, int rows, int cols, size_t k, size_t *start, size_t *len) {
+    if (s->gran == QG_TENSOR) {
+        *start = 0, *len = (size_t)rows * cols;
+    } else if (s->gran == QG_CHANNEL) {
+        *start = k * (size_t)cols, *len = (size_t)cols;
+    } else {
+        size_t ng = (size_t)quant_groups(cols, s->group), r = k / ng, j = k % ng, c0 = j * (size_t)s->group;
+        *start = r * (size_t)cols + c0;
+        *len = (size_t)cols - c0 < (size_t)s->group ? (size_t)cols - c0 : (size_t)s->group;
+    }
 }
 
 /* Scale (and zero point, asymmetric only; zp may be NULL for symmetric) of

@@ -429,3 +429,89 @@ Test(kernels, env_rejects_unknown_path, .exit_code = 2, .init = redirect) {
     setenv("QAT_KERNEL", "avx9000", 1);
     kernel_path();
 }
+
+/* A partial last group (stories260K's mlp.proj has 172 inputs: 5 groups of
+ * 32 and one of 12): every path, weight-only (row primitives, panels,
+ * dequantized tiles, the team product inside a parallel region) and W8A8,
+ * against the shared quantizer's fake-quantized weights in double. */
+Test(kernels, partial_last_group_on_every_path) {
+    int N = 21, MT = 1600;
+    Rng r;
+    rng_seed(&r, 17);
+    struct {
+        int K, bits, group;
+    } cases[] = {{172, 4, 32}, {172, 8, 32}, {172, 3, 64}, {172, 8, 128}, {100, 2, 64}, {100, 4, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int K = cases[c].K, G = cases[c].group;
+        float *w = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
+        for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
+        for (int i = 0; i < MT * K; i++) x[i] = rng_normal(&r);
+        QMatrix q;
+        qmatrix_from_float(&q, w, N, K, cases[c].bits, G, NULL);
+        cr_assert_eq(q.in, K);
+        cr_assert_eq(q.cols, (K + G - 1) / G * G, "stored in whole groups");
+        if (cases[c].bits == 8) qmatrix_pack_w8a8(&q);
+        QuantSpec s = {.bits = cases[c].bits, .sym = true, .gran = QG_GROUP, .group = G};
+        cr_assert_eq(quant_n_scales(&s, N, K), (size_t)N * ((K + G - 1) / G));
+        float *wd = malloc(sizeof(float) * N * K);
+        quant_fake(&s, w, N, K, q.scales, NULL, wd);
+        /* the partial group has its own min-max scale: its largest |w| is on the grid's end */
+        for (int n = 0; n < N; n++) {
+            float amax = 0.0f;
+            for (int k = (K - 1) / G * G; k < K; k++) amax = fmaxf(amax, fabsf(w[n * K + k]));
+            cr_assert_float_eq(q.scales[(size_t)n * ((K + G - 1) / G) + (K - 1) / G] * quant_qmax(&s), amax, 1e-6);
+        }
+        int8_t *xq = malloc((size_t)MT * q.cols);
+        float *xs = malloc(sizeof(float) * MT);
+        size_t sb = qgemv_team_scratch_bytes(q.cols);
+        char *scratch = malloc(3 * sb);
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            kernel_force(PATHS[p]);
+            int Ms[] = {1, 5, 20, MT};
+            for (int mi = 0; mi < 4; mi++) {
+                int M = Ms[mi];
+                qgemm_f32(&q, x, M, y);
+                for (int m = 0; m < M; m += M > 20 ? 37 : 1)
+                    for (int n = 0; n < N; n++) {
+                        double ref = 0;
+                        for (int k = 0; k < K; k++) ref += (double)x[m * K + k] * wd[n * K + k];
+                        cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s K%d int%d g%d M%d y[%d,%d]",
+                                           kernel_path_name(PATHS[p]), K, cases[c].bits, G, M, m, n);
+                    }
+            }
+            for (int w8 = 0; w8 <= (cases[c].bits == 8); w8++) {
+#pragma omp parallel num_threads(3)
+                qgemv_team(&q, w8, x, NULL, NULL, y, scratch + (size_t)omp_get_thread_num() * sb);
+                float xd[172], sx;
+                QuantSpec a = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
+                quant_minmax(&a, x, 1, K, &sx, NULL);
+                quant_fake(&a, x, 1, K, &sx, NULL, xd);
+                for (int n = 0; n < N; n++) {
+                    double ref = 0;
+                    for (int k = 0; k < K; k++) ref += (double)(w8 ? xd[k] : x[k]) * wd[n * K + k];
+                    cr_assert_float_eq(y[n], ref, 1e-4, "%s team%s K%d g%d y[%d]", kernel_path_name(PATHS[p]),
+                                       w8 ? " w8a8" : "", K, G, n);
+                }
+            }
+            if (cases[c].bits == 8) {
+                qgemm_w8a8(&q, x, 20, y, xq, xs);
+                for (int m = 0; m < 20; m++) {
+                    float xd[172], sx;
+                    QuantSpec a = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
+                    quant_minmax(&a, x + m * K, 1, K, &sx, NULL);
+                    quant_fake(&a, x + m * K, 1, K, &sx, NULL, xd);
+                    for (int n = 0; n < N; n++) {
+                        double ref = 0;
+                        for (int k = 0; k < K; k++) ref += (double)xd[k] * wd[n * K + k];
+                        cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s w8a8 K%d g%d y[%d,%d]", kernel_path_name(PATHS[p]),
+                                           K, G, m, n);
+                    }
+                }
+            }
+        }
+        qmatrix_free(&q);
+        free(w), free(x), free(y), free(wd), free(xq), free(xs), free(scratch);
+    }
+    kernel_force(KERN_SCALAR);
+}

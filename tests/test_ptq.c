@@ -61,8 +61,9 @@ Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
     QuantSpec specs[] = {{.bits = 4, .sym = true, .gran = QG_GROUP, .group = 32},
                          {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32},
                          {.bits = 4, .sym = true, .gran = QG_CHANNEL},
-                         {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 32}};
-    for (int k = 0; k < 4; k++) {
+                         {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 32},
+                         {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 48}}; /* 48, 48 and a partial 32 */
+    for (int k = 0; k < 5; k++) {
         for (int act_order = 0; act_order < 2; act_order++) {
             const QuantSpec *s = &specs[k];
             size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
@@ -163,6 +164,17 @@ Test(ptq_alg, awq_exponent_zero_is_rtn_and_clip_never_loses) {
     quant_fake(&q, w, rows, cols, sc, NULL, wq);
     double e_clip = ptq_output_error(w, wq, rows, cols, H);
     cr_assert(e_clip <= e_rtn * (1.0 + 1e-6), "clip %g > RTN %g", e_clip, e_rtn);
+    /* the same with a partial last group (groups of 24 over 64: 24, 24, 16) */
+    QuantSpec qp = {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 24};
+    float *scp = xmalloc(quant_n_scales(&qp, rows, cols) * sizeof(float));
+    ptq_rtn(&qp, w, rows, cols, scp, NULL, wq);
+    double e_rtn_p = ptq_output_error(w, wq, rows, cols, H);
+    ptq_clip_search(&qp, w, rows, cols, H, scp, NULL);
+    quant_fake(&qp, w, rows, cols, scp, NULL, wq);
+    double e_clip_p = ptq_output_error(w, wq, rows, cols, H);
+    cr_assert(e_clip_p <= e_rtn_p * (1.0 + 1e-6) && e_clip_p < 0.99 * e_rtn_p, "partial groups: clip %g vs RTN %g",
+              e_clip_p, e_rtn_p);
+    free(scp);
     ptq_stats_free(&st);
     free(x), free(w), free(H), free(s), free(sc), free(wq), free(ws);
 }

@@ -66,9 +66,9 @@ static void measure(const InferModel *m, const Bench *b, double float_loss, Comp
     double bits = 0.0, weights = 0.0;
     for (int i = 0; i < m->n_q; i++) {
         const QMatrix *q = &m->qm[i];
-        double n = (double)q->rows * q->cols;
+        double n = (double)q->rows * q->in;
         weights += n;
-        bits += q->bits * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float;
+        bits += q->bits * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float; /* cols: whole groups */
     }
     r->bits_per_weight = m->n_q ? bits / weights : 32.0;
 }

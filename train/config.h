@@ -26,6 +26,9 @@ typedef struct ModelConfig {
 typedef struct DataConfig {
     char path[CONFIG_PATH_MAX];
     float val_fraction;
+    char source[8]; /* "file" (path) or "teacher" (sampled from quant.init_from's model) */
+    int teacher_sequences, teacher_top_k, teacher_seed;
+    float teacher_temperature;
 } DataConfig;
 
 typedef struct TrainConfig {

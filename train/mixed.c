@@ -40,8 +40,8 @@ int mixed_candidates(const QuantConfig *q, MixedCand *out, const char *origin) {
 }
 
 static double cand_cost(const MixedCand *c, int rows, int cols, bool sym) {
-    if (c->group > 0 && cols % c->group) return -1.0; /* the group must divide the row */
-    double scales = c->group > 0 ? (double)rows * (cols / c->group) : (double)rows;
+    if (c->group > cols) return -1.0; /* a group wider than the row */
+    double scales = c->group > 0 ? (double)rows * quant_groups(cols, c->group) : (double)rows; /* a partial last one too */
     return (double)rows * cols * c->bits + (sym ? 32.0 : 64.0) * scales;
 }
 

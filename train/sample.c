@@ -46,6 +46,27 @@ static int pick(const float *logits, int V, float temp, int top_k, Rng *rng, flo
     return 0;
 }
 
+static int32_t start_token(const Vocab *v) { return v->spm ? v->spm->bos : v->index['\n'] >= 0 ? v->index['\n'] : 0; }
+
+void sample_sequences(const InferModel *m, int n_seq, int len, float temperature, int top_k, uint64_t seed,
+                      int32_t *out) {
+    int V = m->cfg.vocab_size;
+    if (len < 1 || len > m->cfg.block_size) qat_fail("sample: sequences of %d tokens exceed block_size %d", len, m->cfg.block_size);
+    Rng rng;
+    rng_seed(&rng, seed);
+    InferState s;
+    infer_state_init(&s, m, 1);
+    float *probs = xmalloc((size_t)V * sizeof(float));
+    for (int q = 0; q < n_seq; q++) {
+        int32_t *seq = out + (size_t)q * (len + 1);
+        seq[0] = start_token(&m->vocab);
+        s.pos = 0;
+        for (int k = 0; k < len; k++) seq[k + 1] = pick(infer_forward(m, &s, seq + k, 1), V, temperature, top_k, &rng, probs);
+    }
+    free(probs);
+    infer_state_free(&s);
+}
+
 void sample_text(const InferModel *m, const SampleOptions *o, FILE *out) {
     const Vocab *v = &m->vocab;
     const char *prompt = o->prompt && *o->prompt ? o->prompt : NULL;
@@ -57,10 +78,8 @@ void sample_text(const InferModel *m, const SampleOptions *o, FILE *out) {
         memcpy(ctx, enc, n * sizeof(int32_t));
         free(enc);
         fputs(prompt, out);
-    } else if (v->spm) {
-        ctx[n++] = v->spm->bos;
     } else {
-        ctx[n++] = v->index['\n'] >= 0 ? v->index['\n'] : 0;
+        ctx[n++] = start_token(v);
     }
     char piece[1100];
     Rng rng;

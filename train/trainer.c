@@ -3,6 +3,8 @@
 #define _DEFAULT_SOURCE
 #include "trainer.h"
 
+#include "train/teacher.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,7 +135,7 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     fseek(f, 0, SEEK_END);
     r.file_bytes = (size_t)ftell(f);
     fclose(f);
-    for (int i = 0; i < m.n_q; i++) r.quant_weights += (size_t)m.qm[i].rows * m.qm[i].cols;
+    for (int i = 0; i < m.n_q; i++) r.quant_weights += (size_t)m.qm[i].rows * m.qm[i].in;
     infer_free(&m);
     return r;
 }
@@ -359,7 +361,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
                  "calibrate them (set -1)", origin);
     apply_threads(cfg);
     const int B = cfg->train.batch_size, T = cfg->model.block_size;
-    if (access(cfg->data.path, R_OK) != 0)
+    if (strcmp(cfg->data.source, "teacher") && access(cfg->data.path, R_OK) != 0)
         qat_fail("%s: data.path: %s: %s", origin, cfg->data.path, strerror(errno));
 
     char ckpt_path[CONFIG_PATH_MAX + 32], metrics_path[CONFIG_PATH_MAX + 32], summary_path[CONFIG_PATH_MAX + 32];
@@ -382,20 +384,30 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
                         origin, k, ckpt_path);
         if (opts->stop_after > 0 && opts->stop_after <= start)
             qat_fail("--stop-after %ld: %s is already at step %ld; nothing to do", opts->stop_after, ckpt_path, start);
-        dataset_load(&ds, &vocab, cfg->data.path, false, false);
+        if (strcmp(cfg->data.source, "teacher")) dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else if (cfg->quant.init_from[0]) {
         /* fine-tuning: the float model's vocab, and its model section must match */
         ckpt_load_meta(cfg->quant.init_from, &saved, &vocab, NULL);
         same_model(cfg, &saved, origin, cfg->quant.init_from);
-        dataset_load(&ds, &vocab, cfg->data.path, false, false);
+        if (strcmp(cfg->data.source, "teacher")) dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else {
         if (!strcmp(cfg->model.vocab, "spm"))
             qat_fail("%s: model.vocab: spm is an imported model's vocabulary; fine-tune that model (quant.init_from) "
                      "or train with char or byte", origin);
         dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
     }
+    if (!strcmp(cfg->data.source, "teacher")) { /* data-free: the float model's own samples */
+        if (!cfg->quant.init_from[0])
+            qat_fail("%s: data.source: teacher samples the float model of quant.init_from, which is not set", origin);
+        xmkdir_p(cfg->out_dir, "out_dir");
+        char cache[CONFIG_PATH_MAX + 32];
+        snprintf(cache, sizeof cache, "%s/teacher-data.h5", cfg->out_dir);
+        ds.tokens = teacher_tokens(cfg, cfg->quant.init_from, cache, &ds.n, opts->quiet);
+        ds.n_train = ds.n;
+    }
     char data_origin[2 * CONFIG_PATH_MAX];
-    snprintf(data_origin, sizeof data_origin, "%s: data.path %s", origin, cfg->data.path);
+    snprintf(data_origin, sizeof data_origin, "%s: data.%s %s", origin,
+             strcmp(cfg->data.source, "teacher") ? "path" : "source", strcmp(cfg->data.source, "teacher") ? cfg->data.path : "teacher");
     dataset_split(&ds, cfg->data.val_fraction, T, data_origin);
 
     GPT g;
