@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "infer/infer.h"
 #include "quant/ptq.h"
@@ -579,4 +580,48 @@ Test(ptq_cli, compare_bad_input_fails_with_one_line) {
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2, "%s", err);
     cr_assert(strstr(err, "is not the compared float model"), "got '%s'", err);
     cr_assert(strchr(err, '\n') == strrchr(err, '\n'), "more than one line: %s", err);
+}
+
+/* Data-free: PTQ calibrates and QAT fine-tunes on sequences sampled from the
+ * float model (one shared cache), and every row is scored on a text of its
+ * own (compare.eval_data), all its windows. */
+Test(ptq_cli, compare_data_free_on_a_text_of_its_own) {
+    char yaml[4096], qat_yaml[2048], cmd[4096], err[1024], path[1024];
+    char *text = test_corpus(3000, 77), *evalf = test_write(g_dir, "eval.txt", text);
+    free(text);
+    snprintf(qat_yaml, sizeof qat_yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 16}\n"
+             "data: {source: teacher, teacher: {sequences: 24, cache: %s/df/teacher-data.h5}}\n"
+             "train: {batch_size: 8, iters: 6, lr: 1e-3, min_lr: 1e-3, warmup_iters: 0, eval_every: 1000, threads: 2}\n"
+             "quant: {weight: {bits: 4, granularity: group, group_size: 16}, estimator: lsq, init_from: %s}\n"
+             "out_dir: %s/df-qat\n",
+             g_dir, g_ckpt, g_dir);
+    char *qat_path = test_write(g_dir, "df-qat.yaml", qat_yaml);
+    snprintf(yaml, sizeof yaml,
+             "data: {source: teacher, teacher: {sequences: 24, cache: %s/df/teacher-data.h5}}\n"
+             "train: {threads: 2}\n"
+             "compare: {out_dir: %s/df, float_checkpoint: %s, eval_data: %s, gen_tokens: 16,\n"
+             "          ptq: \"rtn --bits 4 --group 16; gptq --bits 4 --group 16 --calib-batches 2\", qat: %s}\n",
+             g_dir, g_dir, g_ckpt, evalf, qat_path);
+    snprintf(cmd, sizeof cmd, "compare %s", test_write(g_dir, "df.yaml", yaml));
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    snprintf(path, sizeof path, "%s/df/teacher-data.h5", g_dir);
+    cr_assert_eq(access(path, R_OK), 0, "no teacher cache");
+    snprintf(path, sizeof path, "%s/df/compare.json", g_dir);
+    cJSON *arr = cJSON_Parse(test_slurp(path, NULL));
+    cr_assert_eq(cJSON_GetArraySize(arr), 5, "float + 2 PTQ + float+ft + QAT");
+    /* the float row is qat eval --data of the same text */
+    double fl = cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "val_loss")->valuedouble;
+    float want = eval_checkpoint(g_ckpt, &(EvalOptions){.data = evalf}).val_loss;
+    cr_assert(fabs(fl - want) < 1e-5, "float row %.6f vs qat eval --data %.6f", fl, want);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, arr) cr_assert(isfinite(cJSON_GetObjectItem(row, "val_loss")->valuedouble));
+    cJSON_Delete(arr);
+    /* without a text to score, data.source teacher is refused in one line */
+    snprintf(yaml, sizeof yaml,
+             "data: {source: teacher}\ncompare: {out_dir: %s/df2, float_checkpoint: %s, ptq: \"rtn --bits 4\"}\n", g_dir,
+             g_ckpt);
+    snprintf(cmd, sizeof cmd, "compare %s", test_write(g_dir, "df2.yaml", yaml));
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2, "%s", err);
+    cr_assert(strstr(err, "compare.eval_data"), "got '%s'", err);
 }

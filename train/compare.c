@@ -17,6 +17,7 @@
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/mixed.h"
+#include "train/teacher.h"
 #include "train/trainer.h"
 #include "util/json.h"
 
@@ -449,17 +450,42 @@ void compare_run(const Config *cfg, const char *origin) {
     long fstep;
     ckpt_load_meta(float_ckpt, &fcfg, &v, &fstep);
     if (fcfg.quant.w_bits) qat_fail("%s: compare.float_checkpoint: %s is quantized, not a float model", origin, float_ckpt);
-    if (access(fcfg.data.path, R_OK) != 0)
+    bool teacher = !strcmp(cfg->data.source, "teacher");
+    if (teacher && !cfg->compare.eval_data[0])
+        qat_fail("%s: data.source: teacher samples calibration data; name the text every row is scored on in "
+                 "compare.eval_data", origin);
+    if (!teacher && access(fcfg.data.path, R_OK) != 0)
         qat_fail("%s: the training corpus %s (data.path) is not readable; calibration and evaluation need it", float_ckpt,
                  fcfg.data.path);
+    /* calibration: the float model's training split, or (data-free) its own samples */
     Dataset ds;
-    dataset_load(&ds, &v, fcfg.data.path, false, false);
-    dataset_split(&ds, fcfg.data.val_fraction, fcfg.model.block_size, fcfg.data.path);
+    if (teacher) {
+        Config tc = fcfg;
+        tc.data = cfg->data;
+        char cache[CONFIG_PATH_MAX + 32];
+        if (cfg->data.teacher_cache[0]) snprintf(cache, sizeof cache, "%s", cfg->data.teacher_cache);
+        else snprintf(cache, sizeof cache, "%s/teacher-data.h5", dir);
+        ds.tokens = teacher_tokens(&tc, float_ckpt, cache, &ds.n, false);
+        ds.n_train = ds.n;
+    } else {
+        dataset_load(&ds, &v, fcfg.data.path, false, false);
+        dataset_split(&ds, fcfg.data.val_fraction, fcfg.model.block_size, fcfg.data.path);
+    }
     Bench b = {.val = ds.tokens + ds.n_train, .B = fcfg.train.batch_size, .T = fcfg.model.block_size,
                .gen_tokens = cfg->compare.gen_tokens};
-    eval_windows_of(&fcfg, ds.n - ds.n_train, &b.w);
-    printf("compare: every row scored on %ld validation tokens (%s: %d windows of up to %d)\n", b.w.tokens,
-           fcfg.train.eval, b.w.n, b.T);
+    Dataset evd = {0};
+    if (cfg->compare.eval_data[0]) { /* a text of its own, whole */
+        dataset_load(&evd, &v, cfg->compare.eval_data, false, false);
+        if (evd.n < 2) qat_fail("%s: compare.eval_data: %s holds fewer than 2 tokens", origin, cfg->compare.eval_data);
+        b.val = evd.tokens;
+        eval_windows_full(&b.w, evd.n, b.T);
+        printf("compare: every row scored on %ld tokens of %s (%d windows of up to %d)\n", b.w.tokens,
+               cfg->compare.eval_data, b.w.n, b.T);
+    } else {
+        eval_windows_of(&fcfg, ds.n - ds.n_train, &b.w);
+        printf("compare: every row scored on %ld validation tokens (%s: %d windows of up to %d)\n", b.w.tokens,
+               fcfg.train.eval, b.w.n, b.T);
+    }
 
     Rows R = {0};
     {
@@ -536,5 +562,6 @@ void compare_run(const Config *cfg, const char *origin) {
     free(rows);
     eval_windows_free(&b.w);
     dataset_free(&ds);
+    dataset_free(&evd);
     vocab_free(&v);
 }

@@ -77,6 +77,9 @@ static const Field FIELDS[] = {
       "data.source teacher: sampling temperature"),
     F("data.teacher.top_k", CF_INT, data.teacher_top_k, 0, 1 << 24, 0, "0", NULL,
       "data.source teacher: sample among the k most likely tokens; 0 = all"),
+    F("data.teacher.cache", CF_STR, data.teacher_cache, 0, 0, 0, "", NULL,
+      "data.source teacher: the sampled sequences' cache (reused while the model and these settings match); "
+      "empty = out_dir/teacher-data.h5"),
     F("data.teacher.seed", CF_INT, data.teacher_seed, 0, 2147483647, 0, "1", NULL, "data.source teacher: sampling seed"),
     F("data.val_fraction", CF_FLOAT, data.val_fraction, 0, 1, 3, "0.1",
       NULL, "last fraction of the token stream held out for validation"),
@@ -115,6 +118,9 @@ static const Field FIELDS[] = {
     F("compare.qat", CF_STR, compare.qat, 0, 0, 0, "", NULL,
       "qat compare: comma-separated QAT config files (their quant.init_from must be the float model); each run is "
       "reused when its checkpoint is complete"),
+    F("compare.eval_data", CF_STR, compare.eval_data, 0, 0, 0, "", NULL,
+      "qat compare: score every row on this text file (tokenized by the model's vocabulary, BOS first for spm, "
+      "all non-overlapping windows) instead of the float model's validation split; needed with data.source teacher"),
     F("compare.gen_tokens", CF_INT, compare.gen_tokens, 1, 1000000, 0, "256", NULL,
       "qat compare: tokens generated (greedy, KV cache) to measure each model's generation speed"),
     F("compare.retrain_qat", CF_BOOL, compare.retrain_qat, 0, 0, 0, "false", NULL,

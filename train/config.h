@@ -29,6 +29,7 @@ typedef struct DataConfig {
     char source[8]; /* "file" (path) or "teacher" (sampled from quant.init_from's model) */
     int teacher_sequences, teacher_top_k, teacher_seed;
     float teacher_temperature;
+    char teacher_cache[CONFIG_PATH_MAX]; /* "" = out_dir/teacher-data.h5 */
 } DataConfig;
 
 typedef struct TrainConfig {
@@ -52,6 +53,7 @@ typedef struct CompareConfig {
     char budget[256];                       /* "3.0,2.5": mixed-precision rows within these bits per weight */
     char budget_ptq[1024];                  /* PTQ entries run with --budget B, "rtn; gptq; awq" */
     char budget_qat[CONFIG_PATH_MAX];       /* a QAT config run with quant.budget.bpw B ("" = none) */
+    char eval_data[CONFIG_PATH_MAX];        /* "" = the float model's validation split; else this text, whole */
 } CompareConfig;
 
 typedef struct Config {

@@ -401,7 +401,8 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             qat_fail("%s: data.source: teacher samples the float model of quant.init_from, which is not set", origin);
         xmkdir_p(cfg->out_dir, "out_dir");
         char cache[CONFIG_PATH_MAX + 32];
-        snprintf(cache, sizeof cache, "%s/teacher-data.h5", cfg->out_dir);
+        if (cfg->data.teacher_cache[0]) snprintf(cache, sizeof cache, "%s", cfg->data.teacher_cache);
+        else snprintf(cache, sizeof cache, "%s/teacher-data.h5", cfg->out_dir);
         ds.tokens = teacher_tokens(cfg, cfg->quant.init_from, cache, &ds.n, opts->quiet);
         ds.n_train = ds.n;
     }
