@@ -49,7 +49,8 @@ WARMUP_STEPS = 3  # PyTorch steps left out of the median
 
 # qat's defaults (train/config.c) for keys a config may leave out
 DEFAULTS = {
-    "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "vocab": "char"},
+    "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "vocab": "char", "arch": "gpt",
+              "n_kv_head": 0, "hidden": 0},
     "data": {"path": "/usr/share/games/fortunes/songs-poems", "val_fraction": 0.1},
     "train": {"batch_size": 32, "lr": 1e-3, "min_lr": 1e-4, "warmup_iters": 100, "weight_decay": 0.1,
               "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "grad_clip": 1.0, "seed": 1337},
@@ -128,12 +129,18 @@ def torch_worker(args):
     windows = train.unfold(0, T + 1, 1)  # [n_train - T, T + 1], a view
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from torch_gpt import GPT
+    from torch_gpt import GPT, Llama
     torch.manual_seed(t["seed"])
-    model = GPT(V, T, C, L, H)
+    if m["arch"] == "llama":  # qat's defaults: kv heads = heads, hidden = 8/3 C rounded up to 32
+        HKV = m["n_kv_head"] or H
+        hidden = m["hidden"] or (8 * C // 3 + 31) // 32 * 32
+        model = Llama(V, T, C, L, H, HKV, hidden)
+        expect = V * C + L * (2 * C + C * (C + 2 * HKV * hs) + C * C + 3 * C * hidden) + C
+    else:
+        model = GPT(V, T, C, L, H)
+        expect = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
     n_params = sum(p.numel() for p in model.parameters())
-    expect = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
-    if n_params != expect or (V == 65 and n_params != 818048):
+    if n_params != expect or (V == 65 and m["arch"] == "gpt" and n_params != 818048):
         die("PyTorch model has %d parameters, expected %d" % (n_params, expect))
 
     decay = [p for p in model.parameters() if p.dim() >= 2]

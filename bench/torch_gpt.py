@@ -8,6 +8,12 @@ C->4C, tanh GELU, 4C->C), final LayerNorm, LM head tied to wte. Init: normal
 (0, 0.02) for 2-d weights, residual projections 0.02/sqrt(2 n_layer), biases
 0, LayerNorm weights 1. Parameter names mirror qat's checkpoint names through
 QAT_NAMES, so an HDF5 checkpoint loads with load_qat_checkpoint().
+
+Llama: qat's model.arch llama: no position embeddings, RMSNorm (eps 1e-5),
+q|k|v in one Linear without bias (grouped-query: n_kv_head key/value heads),
+rotary embeddings on adjacent pairs of each head (theta 10000), a SwiGLU MLP
+(gate|up in one Linear, then down), final RMSNorm, head tied to wte; the
+same init as qat's (normal 0.02, residual projections scaled, norms 1).
 """
 
 import math
@@ -63,6 +69,79 @@ class GPT(nn.Module):
         x = self.wte(idx) + self.wpe.weight[:n]
         for blk in self.blocks:
             x = blk(x, self.mask)
+        logits = F.linear(self.ln_f(x), self.wte.weight)
+        return F.cross_entropy(logits.view(-1, self.V), targets.reshape(-1))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, C, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(C))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope(x, cos, sin):
+    """Turns adjacent pairs (2i, 2i+1) of the last dim by the angles of their position."""
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, C, H, HKV, hidden):
+        super().__init__()
+        self.H, self.HKV, self.hidden = H, HKV, hidden
+        hs = C // H
+        self.ln1 = RMSNorm(C)
+        self.qkv = nn.Linear(C, C + 2 * HKV * hs, bias=False)
+        self.proj = nn.Linear(C, C, bias=False)
+        self.ln2 = RMSNorm(C)
+        self.fc = nn.Linear(C, 2 * hidden, bias=False)
+        self.fc_out = nn.Linear(hidden, C, bias=False)
+
+    def forward(self, x, mask, cos, sin):
+        b, n, C = x.shape
+        hs = C // self.H
+        q, k, v = self.qkv(self.ln1(x)).split([C, self.HKV * hs, self.HKV * hs], dim=-1)
+        q = rope(q.view(b, n, self.H, hs).transpose(1, 2), cos, sin)
+        k = rope(k.view(b, n, self.HKV, hs).transpose(1, 2), cos, sin)
+        v = v.view(b, n, self.HKV, hs).transpose(1, 2)
+        if self.HKV != self.H:
+            k = k.repeat_interleave(self.H // self.HKV, dim=1)
+            v = v.repeat_interleave(self.H // self.HKV, dim=1)
+        att = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        att = F.softmax(att.masked_fill(mask[:n, :n], float("-inf")), dim=-1)
+        x = x + self.proj(torch.matmul(att, v).transpose(1, 2).reshape(b, n, C))
+        g, u = self.fc(self.ln2(x)).split([self.hidden, self.hidden], dim=-1)
+        return x + self.fc_out(F.silu(g) * u)
+
+
+class Llama(nn.Module):
+    def __init__(self, V, T, C, L, H, HKV, hidden, theta=10000.0):
+        super().__init__()
+        self.V = V
+        self.wte = nn.Embedding(V, C)
+        self.blocks = nn.ModuleList([LlamaBlock(C, H, HKV, hidden) for _ in range(L)])
+        self.ln_f = RMSNorm(C)
+        hs = C // H
+        ang = torch.arange(T, dtype=torch.float64)[:, None] * theta ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+        self.register_buffer("cos", ang.cos().float(), persistent=False)
+        self.register_buffer("sin", ang.sin().float(), persistent=False)
+        self.register_buffer("mask", torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1), persistent=False)
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * L) if name.endswith(("proj.weight", "fc_out.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+            else:
+                nn.init.ones_(p)
+
+    def forward(self, idx, targets):
+        n = idx.shape[1]
+        x = self.wte(idx)
+        for blk in self.blocks:
+            x = blk(x, self.mask, self.cos[:n], self.sin[:n])
         logits = F.linear(self.ln_f(x), self.wte.weight)
         return F.cross_entropy(logits.view(-1, self.V), targets.reshape(-1))
 

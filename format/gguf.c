@@ -76,6 +76,13 @@ void gguf_kv_i32_array(GgufWriter *w, const char *key, size_t n, const int32_t *
     put(&w->kv, &w->kv_len, &w->kv_cap, values, n * sizeof(int32_t));
 }
 
+void gguf_kv_f32_array(GgufWriter *w, const char *key, size_t n, const float *values) {
+    kv_head(w, key, GGUF_ARRAY);
+    PUT(w, kv, (uint32_t)GGUF_FLOAT32);
+    PUT(w, kv, (uint64_t)n);
+    put(&w->kv, &w->kv_len, &w->kv_cap, values, n * sizeof(float));
+}
+
 void gguf_add_tensor(GgufWriter *w, const char *name, int nd, const int64_t *ne, int type, const void *data,
                      size_t bytes) {
     put_str(&w->info, &w->info_len, &w->info_cap, name, strlen(name));

@@ -45,6 +45,7 @@ void gguf_kv_bool(GgufWriter *w, const char *key, bool value);
 /* Arrays: n strings (each of the given length), or n int32s. */
 void gguf_kv_str_array(GgufWriter *w, const char *key, size_t n, const char *const *values, const size_t *lens);
 void gguf_kv_i32_array(GgufWriter *w, const char *key, size_t n, const int32_t *values);
+void gguf_kv_f32_array(GgufWriter *w, const char *key, size_t n, const float *values);
 /* A tensor of ggml type with dims ne[0..nd) (ne[0] the row length); data of
  * bytes bytes is copied. */
 void gguf_add_tensor(GgufWriter *w, const char *name, int nd, const int64_t *ne, int type, const void *data,

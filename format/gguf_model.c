@@ -184,9 +184,119 @@ static const QLayer *qlayer_named(const GPT *g, const char *name) {
     return NULL;
 }
 
+/* Rows [r0, r0 + n) of a Linear (llama.cpp's attn_q/k/v out of qkv,
+ * ffn_gate/up out of mlp.fc): the rows' own slice of the layer's stored
+ * scales, which are per row (channel or groups along the row). */
+static void add_linear_rows(Out *o, const char *name, const QLayer *q, const Linear *l, int r0, int n, bool f16) {
+    int cols = l->w->shape[1];
+    const float *w = l->w->data + (size_t)r0 * cols;
+    if (!q || !q->w_scale || q->w.gran == QG_TENSOR) {
+        if (q && q->w.gran == QG_TENSOR && r0) qat_fail("%s: a per-tensor scale cannot be split into rows", name);
+        add_linear(o, name, q, w, n, cols, NULL, f16);
+        return;
+    }
+    size_t per_row = quant_n_scales(&q->w, 1, cols);
+    QLayer qq = *q;
+    Tensor ts = *q->w_scale, tz;
+    ts.data += (size_t)r0 * per_row, ts.numel = (size_t)n * per_row;
+    qq.w_scale = &ts;
+    if (q->w_zp) {
+        tz = *q->w_zp;
+        tz.data += (size_t)r0 * per_row, tz.numel = (size_t)n * per_row;
+        qq.w_zp = &tz;
+    }
+    add_linear(o, name, &qq, w, n, cols, NULL, f16);
+}
+
+/* llama.cpp's llama architecture from a qat model of arch llama with its
+ * SentencePiece vocabulary: tokens spelled with U+2581 for spaces again. */
+static size_t export_llama(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
+    const GPTConfig *c = &g->cfg;
+    if (!v->spm)
+        qat_fail("%s: GGUF export of a llama model writes its SentencePiece vocabulary; this model's is a %s vocabulary "
+                 "(llama.cpp's llama architecture has no place for a char vocabulary's never-ending end-of-text row)",
+                 path, v->is_byte ? "byte" : "char");
+    int C = c->n_embd, V = c->vocab_size, hs = gpt_head_size(c), KV = c->n_kv_head * hs, H = c->hidden;
+    Out o = {.report = report};
+    gguf_writer_init(&o.w);
+    GgufWriter *w = &o.w;
+    uint32_t ftype = f16 ? 1 : 0;
+    if (g->n_q) {
+        QFormat f = g->qlayers[0].w.fmt;
+        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
+    }
+    gguf_kv_str(w, "general.architecture", "llama");
+    gguf_kv_str(w, "general.name", name);
+    gguf_kv_u32(w, "general.quantization_version", 2);
+    gguf_kv_u32(w, "general.file_type", ftype);
+    gguf_kv_u32(w, "general.alignment", GGUF_ALIGNMENT);
+    gguf_kv_u32(w, "llama.context_length", (uint32_t)c->block_size);
+    gguf_kv_u32(w, "llama.embedding_length", (uint32_t)C);
+    gguf_kv_u32(w, "llama.feed_forward_length", (uint32_t)H);
+    gguf_kv_u32(w, "llama.block_count", (uint32_t)c->n_layer);
+    gguf_kv_u32(w, "llama.attention.head_count", (uint32_t)c->n_head);
+    gguf_kv_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_head);
+    gguf_kv_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps);
+    gguf_kv_f32(w, "llama.rope.freq_base", c->rope_theta);
+    gguf_kv_u32(w, "llama.rope.dimension_count", (uint32_t)hs);
+    const SpmVocab *s = v->spm;
+    char *text = xmalloc(s->text_bytes * 3), *p = text; /* ' ' becomes three bytes */
+    const char **toks = xmalloc((size_t)V * sizeof *toks);
+    size_t *lens = xmalloc((size_t)V * sizeof *lens);
+    for (int i = 0; i < V; i++) {
+        toks[i] = p;
+        for (int k = 0; k < s->len[i]; k++)
+            if (s->piece[i][k] == ' ') *p++ = (char)0xE2, *p++ = (char)0x96, *p++ = (char)0x81;
+            else *p++ = s->piece[i][k];
+        lens[i] = (size_t)(p - toks[i]);
+    }
+    gguf_kv_str(w, "tokenizer.ggml.model", "llama");
+    gguf_kv_str_array(w, "tokenizer.ggml.tokens", (size_t)V, toks, lens);
+    gguf_kv_f32_array(w, "tokenizer.ggml.scores", (size_t)V, s->score);
+    gguf_kv_i32_array(w, "tokenizer.ggml.token_type", (size_t)V, s->type);
+    gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)s->bos);
+    gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)s->eos);
+    gguf_kv_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)s->unk);
+    free(text), free(toks), free(lens);
+    fprintf(report, "%s: llama, %d layers, width %d, %d heads (%d kv), hidden %d, context %d, SentencePiece vocab %d\n",
+            path, c->n_layer, C, c->n_head, c->n_kv_head, H, c->block_size, V);
+    const QLayer *qh = qlayer_named(g, "lm_head");
+    add_linear(&o, "token_embd.weight", NULL, g->wte->data, V, C, NULL, f16);
+    if (qh || c->untied_head) add_linear(&o, "output.weight", qh, g->head.w->data, V, C, NULL, f16);
+    add_f(&o, "output_norm.weight", g->ln_f.w->data, C, 1, false);
+    char nm[96], qn[64];
+    for (int l = 0; l < c->n_layer; l++) {
+        const Block *b = &g->blocks[l];
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);
+        add_f(&o, nm, b->ln1.w->data, C, 1, false);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
+        add_f(&o, nm, b->ln2.w->data, C, 1, false);
+        struct {
+            const char *gg, *qat;
+            const Linear *lin;
+            int r0, n;
+        } parts[] = {{"attn_q", "attn.qkv", &b->qkv, 0, C},        {"attn_k", "attn.qkv", &b->qkv, C, KV},
+                     {"attn_v", "attn.qkv", &b->qkv, C + KV, KV}, {"attn_output", "attn.proj", &b->proj, 0, C},
+                     {"ffn_gate", "mlp.fc", &b->fc, 0, H},         {"ffn_up", "mlp.fc", &b->fc, H, H},
+                     {"ffn_down", "mlp.proj", &b->fc_proj, 0, C}};
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+            snprintf(qn, sizeof qn, "blocks.%d.%s", l, parts[k].qat);
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, parts[k].gg);
+            add_linear_rows(&o, nm, qlayer_named(g, qn), parts[k].lin, parts[k].r0, parts[k].n, f16);
+        }
+    }
+    if (c->n_layer && g->blocks[0].kv_bits)
+        fprintf(report, "  note: the keys and values were fake-quantized to int%d in training; GGUF has no place for "
+                "that (llama.cpp's --cache-type-k/-v q8_0 or q4_0 is the nearest)\n", g->blocks[0].kv_bits);
+    size_t bytes = gguf_write(w, path);
+    fprintf(report, "%zu bytes: %d tensors in blocks, %d in float\n", bytes, o.n_block, o.n_float);
+    gguf_writer_free(w);
+    return bytes;
+}
+
 size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
     const GPTConfig *c = &g->cfg;
-    if (c->arch != ARCH_GPT) qat_fail("%s: GGUF export writes the gpt2 architecture; this model is llama", path);
+    if (c->arch == ARCH_LLAMA) return export_llama(g, v, name, path, f16, report);
     int C = c->n_embd, V = c->vocab_size, T = c->block_size;
     Out o = {.report = report};
     gguf_writer_init(&o.w);

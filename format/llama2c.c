@@ -68,6 +68,10 @@ static void read_tokenizer(void *p) {
         qat_fail("%s: %d pieces, the model's vocab_size is %d", path, count, x->vocab_size);
     if (r.at != r.n) qat_fail("%s: %zu bytes after the last of %d pieces", path, r.n - r.at, count);
     if (count < 3) qat_fail("%s: %d pieces; llama2.c's vocabularies start with <unk>, <s>, </s>", path, count);
+    /* llama2.c's export spells BOS and EOS "\n<s>\n" and "\n</s>\n" (for its
+     * printing); they are SentencePiece's <s> and </s> */
+    for (int k = 1; k <= 2; k++)
+        if (x->lens[k] >= 2 && x->pieces[k][0] == '\n' && x->pieces[k][x->lens[k] - 1] == '\n') x->pieces[k]++, x->lens[k] -= 2;
     vocab_spm_build(x->v, count, x->pieces, x->lens, x->scores, NULL, 1, 2, 0, path);
 }
 

@@ -554,9 +554,13 @@ void compare_run(const Config *cfg, const char *origin) {
     CompareRow *rows = R.r;
     int n = R.n;
     free(R.ft);
-    char title[CONFIG_PATH_MAX + 64];
-    snprintf(title, sizeof title, "QAT versus PTQ: %s (%ld validation tokens, %s)", origin, b.w.tokens,
-             !strcmp(fcfg.train.eval, "random") ? "random windows" : "the whole split");
+    char title[3 * CONFIG_PATH_MAX];
+    if (cfg->compare.eval_data[0])
+        snprintf(title, sizeof title, "QAT versus PTQ: %s (%ld tokens of %s, every window%s)", origin, b.w.tokens,
+                 cfg->compare.eval_data, teacher ? "; calibration and fine-tuning on the float model's own samples" : "");
+    else
+        snprintf(title, sizeof title, "QAT versus PTQ: %s (%ld validation tokens, %s)", origin, b.w.tokens,
+                 !strcmp(fcfg.train.eval, "random") ? "random windows" : "the whole split");
     write_outputs(dir, rows, n, title);
     printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
     free(rows);
