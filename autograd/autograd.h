@@ -210,7 +210,8 @@ void rope_table(float *cs, int pos0, int T, int hs, float theta);
 /* Turns n_heads heads of size hs in x (one position) by the angles in cs
  * (one row of rope_table); inverse turns back. */
 void rope_row(float *x, int n_heads, int hs, const float *cs, bool inverse);
-/* y [R, H] = silu(x[:, :H]) * x[:, H:] for x [R, 2H] */
+/* y [R, H] = silu(x[:, :H]) * x[:, H:] for x [R, 2H]; swiglu_span: n values of one row */
 void swiglu_rows(const float *x, int R, int H, float *y);
+void swiglu_span(const float *g, const float *u, int n, float *y);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "fastmath.h"
 #include "internal.h"
 
 #define PAR_ROWS 64
@@ -135,14 +136,16 @@ static void rope_apply(const float *x, float *y, int B, int T, int C3, int nrot,
 #pragma omp parallel for schedule(static) if (B * T > PAR_ROWS)
     for (int r = 0; r < B * T; r++) {
         const float *xr = x + (size_t)r * C3;
+        float *yr = y + (size_t)r * C3;
+        if (!accumulate) { /* the row, then its q and k heads turned in place */
+            memcpy(yr, xr, (size_t)C3 * sizeof(float));
+            rope_row(yr, nrot, hs, cs + (size_t)(r % T) * hs, inverse);
+            continue;
+        }
         float tmp[C3];
         memcpy(tmp, xr, (size_t)C3 * sizeof(float));
         rope_row(tmp, nrot, hs, cs + (size_t)(r % T) * hs, inverse);
-        float *yr = y + (size_t)r * C3;
-        if (accumulate)
-            for (int c = 0; c < C3; c++) yr[c] += tmp[c];
-        else
-            memcpy(yr, tmp, (size_t)C3 * sizeof(float));
+        for (int c = 0; c < C3; c++) yr[c] += tmp[c];
     }
 }
 
@@ -177,13 +180,32 @@ Tensor *op_rope(Tape *t, Tensor *qkv, int n_head, int n_kv_head, float theta) {
 
 /* ---- SwiGLU's gated product: y = silu(g) * u for x = [g | u] ---- */
 
+/* fast_expf (2 ulp) so that the loops vectorise; libm's expf was a call per element */
+QAT_CLONES void swiglu_span(const float *g, const float *u, int n, float *y) {
+    for (int j = 0; j < n; j++) y[j] = g[j] / (1.0f + fast_expf(-g[j])) * u[j];
+}
+
 void swiglu_rows(const float *x, int R, int H, float *y) {
 #pragma omp parallel for schedule(static) if (R > PAR_ROWS && !omp_in_parallel())
-    for (int r = 0; r < R; r++) {
-        const float *g = x + (size_t)r * 2 * H, *u = g + H;
-        float *yr = y + (size_t)r * H;
-        for (int j = 0; j < H; j++) yr[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
-    }
+    for (int r = 0; r < R; r++) swiglu_span(x + (size_t)r * 2 * H, x + (size_t)r * 2 * H + H, H, y + (size_t)r * H);
+}
+
+/* d silu / dg = s (1 + g (1 - s)); separate loops for set and add: a
+ * select inside one stops vectorisation */
+QAT_CLONES static void swiglu_bwd_row(const float *g, const float *u, const float *gy, float *gg, float *gu, int H,
+                                      bool set) {
+    if (set)
+        for (int j = 0; j < H; j++) {
+            float s = 1.0f / (1.0f + fast_expf(-g[j]));
+            gg[j] = gy[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+            gu[j] = gy[j] * g[j] * s;
+        }
+    else
+        for (int j = 0; j < H; j++) {
+            float s = 1.0f / (1.0f + fast_expf(-g[j]));
+            gg[j] += gy[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+            gu[j] += gy[j] * g[j] * s;
+        }
 }
 
 static void swiglu_backward(Node *n) {
@@ -192,15 +214,9 @@ static void swiglu_backward(Node *n) {
     bool set = grad_take_fresh(x);
 #pragma omp parallel for schedule(static) if (R > PAR_ROWS)
     for (int r = 0; r < R; r++) {
-        const float *g = x->data + (size_t)r * 2 * H, *u = g + H, *gy = y->grad + (size_t)r * H;
-        float *gg = x->grad + (size_t)r * 2 * H, *gu = gg + H;
-        for (int j = 0; j < H; j++) {
-            float s = 1.0f / (1.0f + expf(-g[j])), silu = g[j] * s;
-            /* d silu / dg = s (1 + g (1 - s)) */
-            float dg = gy[j] * u[j] * s * (1.0f + g[j] * (1.0f - s)), du = gy[j] * silu;
-            gg[j] = set ? dg : gg[j] + dg;
-            gu[j] = set ? du : gu[j] + du;
-        }
+        const float *g = x->data + (size_t)r * 2 * H;
+        float *gg = x->grad + (size_t)r * 2 * H;
+        swiglu_bwd_row(g, g + H, y->grad + (size_t)r * H, gg, gg + H, H, set);
     }
 }
 

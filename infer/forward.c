@@ -159,7 +159,7 @@ static void forward_token(const InferModel *m, InferState *s, int32_t token) {
             if (b->swiglu) {
                 linear_team(&b->fc, xn, s->h, NULL, scratch);
                 int lo = (int)((long)Hd * t / nt), hi = (int)((long)Hd * (t + 1) / nt);
-                for (int j = lo; j < hi; j++) s->h2[j] = s->h[j] / (1.0f + expf(-s->h[j])) * s->h[Hd + j];
+                if (hi > lo) swiglu_span(s->h + lo, s->h + Hd + lo, hi - lo, s->h2 + lo);
 #pragma omp barrier
                 linear_team(&b->fc_proj, s->h2, s->tmp, NULL, scratch);
             } else {
