@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* test_llama.c: a real pretrained Llama-architecture model, Karpathy's
  * stories260K (../shared/data/stories260K: the llama2.c checkpoint and
  * tokenizer, and the same weights as a GGUF file written by llama.cpp's
@@ -249,4 +250,92 @@ Test(llama, exported_gguf_runs_in_llama_cpp_with_qats_loss) {
         printf("%s: qat %.6f, llama.cpp %.6f\n", names[k], ours, them);
         cJSON_Delete(e), cJSON_Delete(j);
     }
+}
+
+/* ---- bad input ---- */
+
+static char *patched(const char *src, const char *name, size_t keep, size_t at, const void *bytes, size_t n) {
+    size_t len;
+    char *data = test_slurp(src, &len);
+    if (keep && keep < len) len = keep;
+    if (bytes) memcpy(data + at, bytes, n);
+    char *path = test_path(g_dir, name);
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+    free(data);
+    return path;
+}
+
+static void import_fails(const char *model, const char *tok, const char *want) {
+    char args[4096], err[1024];
+    if (tok) snprintf(args, sizeof args, "import %s --tokenizer %s -o %s/bad.h5", model, tok, g_dir);
+    else snprintf(args, sizeof args, "import %s -o %s/bad.h5", model, g_dir);
+    cr_assert_eq(test_run_qat(args, err, sizeof err), 2, "%s: %s", args, err);
+    cr_assert(strstr(err, want) && strchr(err, '\n') == strrchr(err, '\n'), "%s: got '%s'", want, err);
+    char bad[1100];
+    snprintf(bad, sizeof bad, "%s/bad.h5", g_dir);
+    cr_assert_neq(access(bad, F_OK), 0, "a failed import left %s", bad);
+}
+
+Test(llama, bad_model_files_fail_with_one_line) {
+    const char *bin = shared("stories260K.bin"), *tok = shared("tok512.bin"), *gg = shared("stories260K.gguf");
+    import_fails(patched(bin, "trunc.bin", 100000, 0, NULL, 0), tok, "trunc.bin: 100000 bytes, a llama2.c checkpoint of");
+    int32_t seven = 7, three = 3;
+    import_fails(patched(bin, "heads.bin", 0, 12, &seven, 4), tok, "heads.bin: dim 64 is not divisible by n_heads 7");
+    import_fails(patched(bin, "kv.bin", 0, 16, &three, 4), tok, "kv.bin: n_heads 8 is not divisible by n_kv_heads 3");
+    /* tokenizers: cut inside a piece, and one of 300 pieces for a vocab of 512 */
+    import_fails(bin, patched(tok, "cut.bin", 3001, 0, NULL, 0), "cut.bin: truncated");
+    size_t len;
+    char *t = test_slurp(tok, &len);
+    size_t at = 4;
+    for (int i = 0; i < 300; i++) {
+        int32_t n;
+        memcpy(&n, t + at + 4, 4);
+        at += 8 + (size_t)n;
+    }
+    free(t);
+    import_fails(bin, patched(tok, "few.bin", at, 0, NULL, 0), "few.bin: 300 pieces, the model's vocab_size is 512");
+    /* GGUF: no magic, and a tensor whose shape is not the model's */
+    import_fails(patched(gg, "nomagic.gguf", 0, 0, "GGUX", 4), NULL, "nomagic.gguf: not a GGUF file");
+    size_t glen;
+    char *g = test_slurp(gg, &glen);
+    char *name = memmem(g, glen, "blk.0.attn_k.weight", 19);
+    cr_assert(name);
+    size_t ne0_at = (size_t)(name - g) + 19 + 4; /* after the name: n_dims (u32), then ne[0] (u64) */
+    free(g);
+    uint64_t wrong = 48;
+    import_fails(patched(gg, "shape.gguf", 0, ne0_at, &wrong, 8), NULL, "shape.gguf: ");
+}
+
+/* An imported model through the whole path: data-free QAT (int4 g32 with
+ * the partial group of mlp.proj), export, and the exported model's loss on
+ * the integer kernels equal to fake quantization's. */
+Test(llama, imported_model_through_qat_export_and_integer_eval) {
+    char yaml[4096], args[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {arch: llama, n_layer: 5, n_head: 8, n_kv_head: 4, n_embd: 64, hidden: 172, block_size: 512, "
+             "vocab: spm}\n"
+             "data: {source: teacher, teacher: {sequences: 8}, val_fraction: 0.5}\n"
+             "train: {batch_size: 2, iters: 3, lr: 1e-4, min_lr: 1e-4, warmup_iters: 0, eval_every: 3, threads: 2}\n"
+             "quant: {weight: {bits: 4, granularity: group, group_size: 32}, estimator: lsq, distill: {weight: 1.0},"
+             " init_from: %s}\n"
+             "out_dir: %s/qat\n",
+             g_ckpt, g_dir);
+    snprintf(args, sizeof args, "train %s", test_write(g_dir, "qat.yaml", yaml));
+    test_qat(args);
+    char *ck = test_path(test_path(g_dir, "qat"), "checkpoint.h5"), *mh = test_path(g_dir, "qat.model.h5");
+    snprintf(args, sizeof args, "export %s -o %s", ck, mh);
+    test_qat(args);
+    const char *sample = shared("tinystories-valid-sample.txt");
+    double l[2];
+    const char *which[] = {ck, mh};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "eval %s --data %s --json", which[k], sample);
+        cJSON *e = cJSON_Parse(test_qat(args));
+        l[k] = cJSON_GetObjectItem(e, "val_loss")->valuedouble;
+        cJSON_Delete(e);
+    }
+    cr_assert(fabs(l[0] - l[1]) < 2e-5, "fake quantization %.6f, the exported model on the integer kernels %.6f", l[0],
+              l[1]);
 }

@@ -110,6 +110,10 @@ static const char *HELP_PTQ =
     "                      (default none; smoothquant: tensor; outlier: token)\n"
     "  --calib-batches N   calibration windows: N x train.batch_size (default 4)\n"
     "  --seed S            seed of the calibration windows (default 1234)\n"
+    "  --calib-data FILE|teacher  calibrate on FILE (all of it) or, without any text, on\n"
+    "                      sequences sampled from the model itself (data.teacher.* of its\n"
+    "                      config; cached in OUT.teacher-data.h5); default: data.path's\n"
+    "                      training split\n"
     "  --layers GLOBS      Linears to quantize, as quant.layers (default blocks.*)\n"
     "  gptq: --damp F (default 0.01 of mean diag H), --block N (default 128), --act-order\n"
     "  awq: --awq-grid N (exponents 0, 1/N, ..., 1; default 20; 0: exponent 0 only), --no-clip\n"
@@ -430,6 +434,8 @@ static int cmd_import(int argc, char **argv) {
     }
     if (!in || !out) qat_fail("import: needs MODEL and -o FLOAT.h5 (see qat import --help)");
     bool gguf = gguf_is_file(in);
+    size_t nl = strlen(in);
+    if (!gguf && nl > 5 && !strcmp(in + nl - 5, ".gguf")) qat_fail("%s: not a GGUF file (no GGUF magic)", in);
     if (gguf && tok) qat_fail("%s: --tokenizer: a GGUF file carries its own vocabulary", in);
     if (!gguf && !tok) qat_fail("%s: import: a llama2.c model needs its --tokenizer TOKENIZER.bin", in);
     if (!strcmp(in, out) || (tok && !strcmp(tok, out))) qat_fail("%s: -o names an input file; choose another", out);

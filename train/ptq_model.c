@@ -13,6 +13,7 @@
 
 #include "quant/ptq.h"
 #include "train/checkpoint.h"
+#include "train/teacher.h"
 
 static const char *METHODS[] = {"rtn", "gptq", "awq", "smoothquant", "outlier"};
 
@@ -109,6 +110,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
             act_set = true;
         } else if (!strcmp(a, "--calib-batches")) o->calib_batches = (int)util_parse_long(opt, v, 1, 100000);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)util_parse_long(opt, v, 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "--calib-data")) snprintf(o->calib_data, sizeof o->calib_data, "%s", v);
         else if (!strcmp(a, "--layers")) snprintf(o->layers, sizeof o->layers, "%s", v);
         else if (!strcmp(a, "--damp")) o->damp = util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--block")) o->block = (int)util_parse_long(opt, v, 1, 65536);
@@ -527,11 +529,22 @@ void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqR
     GPT g;
     gpt_build(&g, &gc, &qc.quant, "ptq");
     ckpt_load_params(ckpt, &g, true);
-    if (access(cfg.data.path, R_OK) != 0)
-        qat_fail("%s: the training corpus %s (data.path) is not readable; calibration draws from it", ckpt, cfg.data.path);
+    /* calibration: the training split of data.path, another text (whole), or
+     * the model's own samples (data.teacher.* of its config; cached beside -o) */
+    const char *cd = o->calib_data[0] ? o->calib_data : cfg.data.path;
     Dataset ds;
-    dataset_load(&ds, &v, cfg.data.path, false, false);
-    dataset_split(&ds, cfg.data.val_fraction, cfg.model.block_size, cfg.data.path);
+    if (!strcmp(cd, "teacher")) {
+        char cache[PATH_MAX + 32];
+        snprintf(cache, sizeof cache, "%s.teacher-data.h5", out);
+        ds.tokens = teacher_tokens(&cfg, ckpt, cache, &ds.n, false);
+        ds.n_train = ds.n;
+    } else {
+        if (access(cd, R_OK) != 0)
+            qat_fail("%s: the calibration text %s (%s) is not readable", ckpt, cd, o->calib_data[0] ? "--calib-data" : "data.path");
+        dataset_load(&ds, &v, cd, false, false);
+        if (o->calib_data[0]) ds.n_train = ds.n; /* a text of its own: all of it */
+        else dataset_split(&ds, cfg.data.val_fraction, cfg.model.block_size, cfg.data.path);
+    }
     int n_seq = o->calib_batches * cfg.train.batch_size, T = cfg.model.block_size;
     int32_t *calib = ptq_calib_windows(ds.tokens, ds.n_train, n_seq, T, o->seed);
     ptq_model(&g, o, calib, n_seq, T, r);

@@ -22,6 +22,7 @@ typedef struct PtqOptions {
     char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
     char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
     int calib_batches; /* windows of train.batch_size x block_size from the training split */
+    char calib_data[1024]; /* "" = the checkpoint's data.path; a text file; or "teacher": samples of the model itself */
     uint64_t seed;     /* of the calibration windows */
     float damp;        /* gptq: dampening, fraction of mean diag(H) */
     int block;         /* gptq: columns per lazy batch */
