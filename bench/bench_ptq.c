@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/ptq_model.h"
 #include "util/util.h"
 

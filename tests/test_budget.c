@@ -78,7 +78,7 @@ Test(budget, coarse_units_stay_within_budget) {
 
 /* ---- over a model ---- */
 
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/mixed.h"
 #include "train/trainer.h"
 

@@ -13,7 +13,7 @@
 
 #include "format/gguf.h"
 #include "testutil.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 
 static char *g_dir, *g_corpus, *g_val;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 
 #define ITERS 30

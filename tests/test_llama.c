@@ -22,7 +22,7 @@
 
 #include "format/llama2c.h"
 #include "testutil.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 
 static char *g_dir, *g_data, *g_ckpt;

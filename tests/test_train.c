@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 #include "util/h5io.h"
 

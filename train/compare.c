@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "infer/infer.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/mixed.h"

@@ -5,7 +5,7 @@
 
 #include "format/gguf.h"
 #include "infer/infer.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 
 static void print_spec(FILE *out, const QuantSpec *s) {

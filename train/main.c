@@ -9,7 +9,7 @@
 #include "format/gguf.h"
 #include "format/gguf_model.h"
 #include "format/llama2c.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/compare.h"
 #include "train/config.h"
 #include "train/inspect.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "quant/budget.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/trainer.h"
 
 int mixed_candidates(const QuantConfig *q, MixedCand *out, const char *origin) {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "quant/ptq.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/teacher.h"
 
 static const char *METHODS[] = {"rtn", "gptq", "awq", "smoothquant", "outlier"};

@@ -18,7 +18,7 @@
 #include "format/gguf.h"
 #include "format/gguf_model.h"
 #include "optim/optim.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 #include "train/mixed.h"
 #include "train/rundir.h"
 #include "util/json.h"

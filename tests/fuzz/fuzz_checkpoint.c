@@ -3,7 +3,7 @@
 #include "fuzz_util.h"
 #include "layers/layers.h"
 #include "optim/optim.h"
-#include "train/checkpoint.h"
+#include "format/checkpoint.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_init();

@@ -1,4 +1,4 @@
-/* format.c: deployable model files (format qat-model, version 1; the schema
+/* model_h5.c: deployable model files (format qat-model, version 1; the schema
  * is in docs/checkpoint-format.md). Every dataset carries the CRC-32 of its
  * bytes, checked at load. */
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "format/vocab_h5.h"
-#include "internal.h"
+#include "infer/internal.h"
 #include "train/config.h"
 #include "util/h5io.h"
 
