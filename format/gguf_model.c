@@ -1,5 +1,6 @@
-/* gguf_model.c: a qat GPT as a GGUF file for llama.cpp's gpt2 architecture
- * (see gguf_model.h for the mapping and what is reported). */
+/* gguf_model.c: a qat model as a GGUF file for llama.cpp's gpt2 or llama
+ * architecture, and such files read back (see gguf_model.h for the mapping
+ * and what is reported). */
 #include "gguf_model.h"
 
 #include <math.h>
@@ -208,6 +209,33 @@ static void add_linear_rows(Out *o, const char *name, const QLayer *q, const Lin
     add_linear(o, name, &qq, w, n, cols, NULL, f16);
 }
 
+/* The writer and the general.* keys both architectures share; the file type
+ * is the block type of the quantized layers when they agree. */
+static void begin_file(Out *o, const GPT *g, const char *arch, const char *name, bool f16) {
+    gguf_writer_init(&o->w);
+    uint32_t ftype = f16 ? 1 : 0;
+    if (g->n_q) {
+        QFormat f = g->qlayers[0].w.fmt;
+        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
+    }
+    gguf_kv_str(&o->w, "general.architecture", arch);
+    gguf_kv_str(&o->w, "general.name", name);
+    gguf_kv_u32(&o->w, "general.quantization_version", 2);
+    gguf_kv_u32(&o->w, "general.file_type", ftype);
+    gguf_kv_u32(&o->w, "general.alignment", GGUF_ALIGNMENT);
+}
+
+/* Writes the file and reports what it holds. */
+static size_t finish_file(Out *o, const GPT *g, const char *path) {
+    if (g->cfg.n_layer && g->blocks[0].kv_bits)
+        fprintf(o->report, "  note: the keys and values were fake-quantized to int%d in training; GGUF has no place for "
+                "that (llama.cpp's --cache-type-k/-v q8_0 or q4_0 is the nearest)\n", g->blocks[0].kv_bits);
+    size_t bytes = gguf_write(&o->w, path);
+    fprintf(o->report, "%zu bytes: %d tensors in blocks, %d in float\n", bytes, o->n_block, o->n_float);
+    gguf_writer_free(&o->w);
+    return bytes;
+}
+
 /* llama.cpp's llama architecture from a qat model of arch llama with its
  * SentencePiece vocabulary: tokens spelled with U+2581 for spaces again. */
 static size_t export_llama(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
@@ -218,18 +246,8 @@ static size_t export_llama(const GPT *g, const Vocab *v, const char *name, const
                  path, v->is_byte ? "byte" : "char");
     int C = c->n_embd, V = c->vocab_size, hs = gpt_head_size(c), KV = c->n_kv_head * hs, H = c->hidden;
     Out o = {.report = report};
-    gguf_writer_init(&o.w);
+    begin_file(&o, g, "llama", name, f16);
     GgufWriter *w = &o.w;
-    uint32_t ftype = f16 ? 1 : 0;
-    if (g->n_q) {
-        QFormat f = g->qlayers[0].w.fmt;
-        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
-    }
-    gguf_kv_str(w, "general.architecture", "llama");
-    gguf_kv_str(w, "general.name", name);
-    gguf_kv_u32(w, "general.quantization_version", 2);
-    gguf_kv_u32(w, "general.file_type", ftype);
-    gguf_kv_u32(w, "general.alignment", GGUF_ALIGNMENT);
     gguf_kv_u32(w, "llama.context_length", (uint32_t)c->block_size);
     gguf_kv_u32(w, "llama.embedding_length", (uint32_t)C);
     gguf_kv_u32(w, "llama.feed_forward_length", (uint32_t)H);
@@ -285,13 +303,7 @@ static size_t export_llama(const GPT *g, const Vocab *v, const char *name, const
             add_linear_rows(&o, nm, qlayer_named(g, qn), parts[k].lin, parts[k].r0, parts[k].n, f16);
         }
     }
-    if (c->n_layer && g->blocks[0].kv_bits)
-        fprintf(report, "  note: the keys and values were fake-quantized to int%d in training; GGUF has no place for "
-                "that (llama.cpp's --cache-type-k/-v q8_0 or q4_0 is the nearest)\n", g->blocks[0].kv_bits);
-    size_t bytes = gguf_write(w, path);
-    fprintf(report, "%zu bytes: %d tensors in blocks, %d in float\n", bytes, o.n_block, o.n_float);
-    gguf_writer_free(w);
-    return bytes;
+    return finish_file(&o, g, path);
 }
 
 size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const char *path, bool f16, FILE *report) {
@@ -299,19 +311,8 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
     if (c->arch == ARCH_LLAMA) return export_llama(g, v, name, path, f16, report);
     int C = c->n_embd, V = c->vocab_size, T = c->block_size;
     Out o = {.report = report};
-    gguf_writer_init(&o.w);
+    begin_file(&o, g, "gpt2", name, f16);
     GgufWriter *w = &o.w;
-    /* file type: the block type of the quantized layers when they agree */
-    uint32_t ftype = f16 ? 1 : 0;
-    if (g->n_q) {
-        QFormat f = g->qlayers[0].w.fmt;
-        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
-    }
-    gguf_kv_str(w, "general.architecture", "gpt2");
-    gguf_kv_str(w, "general.name", name);
-    gguf_kv_u32(w, "general.quantization_version", 2);
-    gguf_kv_u32(w, "general.file_type", ftype);
-    gguf_kv_u32(w, "general.alignment", GGUF_ALIGNMENT);
     gguf_kv_u32(w, "gpt2.context_length", (uint32_t)T);
     gguf_kv_u32(w, "gpt2.embedding_length", (uint32_t)C);
     gguf_kv_u32(w, "gpt2.feed_forward_length", (uint32_t)(4 * C));
@@ -403,13 +404,7 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
     }
     add_f(&o, "output_norm.weight", g->ln_f.w->data, C, 1, false);
     add_f(&o, "output_norm.bias", g->ln_f.b->data, C, 1, false);
-    if (c->n_layer && g->blocks[0].kv_bits)
-        fprintf(report, "  note: the keys and values were fake-quantized to int%d in training; GGUF has no place for "
-                "that (llama.cpp's --cache-type-k/-v q8_0 or q4_0 is the nearest)\n", g->blocks[0].kv_bits);
-    size_t bytes = gguf_write(w, path);
-    fprintf(report, "%zu bytes: %d tensors in blocks, %d in float\n", bytes, o.n_block, o.n_float);
-    gguf_writer_free(w);
-    return bytes;
+    return finish_file(&o, g, path);
 }
 
 /* ---- reading a gpt2 GGUF ---- */

@@ -1,5 +1,9 @@
-/* gguf_model.h: a qat GPT as a GGUF file that llama.cpp runs (architecture
- * gpt2). qat's tensors map one to one (token_embd, position_embd,
+/* gguf_model.h: a qat model as a GGUF file that llama.cpp runs.
+ * llama (model.arch llama, SentencePiece vocabulary): token_embd, output (when
+ * untied or quantized), output_norm, blk.N.{attn_norm, attn_q, attn_k,
+ * attn_v (the rows of qkv), attn_output, ffn_norm, ffn_gate, ffn_up (the
+ * rows of mlp.fc), ffn_down}, each block tensor with its rows' own scales.
+ * gpt2 (model.arch gpt): qat's tensors map one to one (token_embd, position_embd,
  * blk.N.{attn_norm, attn_qkv, attn_output, ffn_norm, ffn_up, ffn_down},
  * output_norm; weights are [out, in] in both, so nothing is transposed); a
  * tied head is token_embd alone, a quantized head its own output.weight.

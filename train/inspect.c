@@ -18,12 +18,20 @@ static void print_spec(FILE *out, const QuantSpec *s) {
     else fprintf(out, "%s", s->gran == QG_CHANNEL ? "per channel" : "per tensor");
 }
 
+/* "llama, 5 layers, 8 heads (4 kv), width 64, hidden 172, context 512, vocab 512 (SentencePiece)" */
+static void arch_line(const GPTConfig *c, bool spm, char *buf, size_t n) {
+    snprintf(buf, n, "%s, %d layers, %d heads (%d kv), width %d, hidden %d, context %d, vocab %d%s",
+             c->arch == ARCH_LLAMA ? "llama" : "gpt", c->n_layer, c->n_head, c->n_kv_head, c->n_embd, c->hidden,
+             c->block_size, c->vocab_size, spm ? " (SentencePiece)" : "");
+}
+
 static void inspect_exported(const char *path, FILE *out) {
     InferModel m;
     infer_load(&m, path);
     const GPTConfig *c = &m.cfg;
-    fprintf(out, "%s: exported qat model: %d layers, %d heads, width %d, context %d, vocab %d\n", path, c->n_layer,
-            c->n_head, c->n_embd, c->block_size, c->vocab_size);
+    char arch[160];
+    arch_line(c, m.vocab.spm != NULL, arch, sizeof arch);
+    fprintf(out, "%s: exported qat model: %s\n", path, arch);
     for (int i = 0; i < m.n_q; i++) {
         const QMatrix *q = &m.qm[i];
         fprintf(out, "  %-28s int%d [%d x %d] group %d%s, %zu bytes (codes and scales)\n", m.qnames[i], q->bits, q->rows,
@@ -44,8 +52,9 @@ static void inspect_checkpoint(const char *path, FILE *out) {
     long step = 0;
     model_load(path, &g, &cfg, &v);
     ckpt_load_meta(path, &cfg, NULL, &step);
-    fprintf(out, "%s: training checkpoint, step %ld of %d: %d layers, %d heads, width %d, context %d, vocab %d\n", path,
-            step, cfg.train.iters, cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size, v.size);
+    char arch[160];
+    arch_line(&g.cfg, v.spm != NULL, arch, sizeof arch);
+    fprintf(out, "%s: training checkpoint, step %ld of %d: %s\n", path, step, cfg.train.iters, arch);
     size_t n = 0;
     for (int i = 0; i < g.params.n; i++) {
         const Tensor *t = g.params.list[i];
