@@ -316,8 +316,9 @@ Test(llama, bad_model_files_fail_with_one_line) {
 }
 
 /* An imported model through the whole path: data-free QAT (int4 g32 with
- * the partial group of mlp.proj), export, and the exported model's loss on
- * the integer kernels equal to fake quantization's. */
+ * the partial group of mlp.proj), export, the exported model's loss on the
+ * integer kernels equal to fake quantization's, and its GGUF in llama.cpp
+ * with the same loss. */
 Test(llama, imported_model_through_qat_export_and_integer_eval) {
     char yaml[4096], args[4096];
     snprintf(yaml, sizeof yaml,
@@ -345,4 +346,13 @@ Test(llama, imported_model_through_qat_export_and_integer_eval) {
     }
     cr_assert(fabs(l[0] - l[1]) < 2e-5, "fake quantization %.6f, the exported model on the integer kernels %.6f", l[0],
               l[1]);
+    /* and as llama.cpp gets it: q4_0 blocks (mlp.proj's rows of 172 in float) */
+    char *gg = test_path(g_dir, "qat.gguf");
+    snprintf(args, sizeof args, "export %s --format gguf -o %s", ck, gg);
+    char *rep = test_qat(args);
+    cr_assert(strstr(rep, "30 tensors in blocks"), "%s", rep);
+    cJSON *j = test_llama("doc", gg, sample, 512);
+    double them = cJSON_GetObjectItem(j, "nll")->valuedouble;
+    cr_assert(fabs(them - l[0]) < 1e-3, "qat %.6f, llama.cpp %.6f", l[0], them);
+    cJSON_Delete(j);
 }
