@@ -74,6 +74,15 @@ static void tiny_model_arch(GPT *g, int V, int T, Arch arch) {
     for (size_t i = 0; i < g->params.numel; i++) g->params.data[i] += 0.3f * rng_normal(&r);
 }
 
+/* The inference engine's model of g, with a vocabulary of letters. */
+static void infer_of(InferModel *m, const GPT *g) {
+    Vocab v;
+    uint8_t chars[64];
+    for (int i = 0; i < g->cfg.vocab_size; i++) chars[i] = (uint8_t)('a' + i);
+    vocab_from_chars(&v, chars, g->cfg.vocab_size);
+    infer_from_gpt(m, g, &v, "");
+}
+
 static void mean_over_every_scored_token(Arch arch) {
     const int V = 11, T = 8, n = 61; /* 60 scored tokens: 7 whole windows and one of 4 */
     GPT g;
@@ -107,11 +116,7 @@ static void mean_over_every_scored_token(Arch arch) {
     }
     /* the inference engine scores the same windows to the same figure */
     InferModel m;
-    Vocab v;
-    uint8_t chars[11];
-    for (int i = 0; i < V; i++) chars[i] = (uint8_t)('a' + i);
-    vocab_from_chars(&v, chars, V);
-    infer_from_gpt(&m, &g, &v, "");
+    infer_of(&m, &g);
     double inf = infer_eval_loss(&m, tok, &w, NULL);
     cr_assert(fabs(inf - ref) < 2e-5, "inference %.8f vs reference %.8f", inf, ref);
     infer_free(&m);
@@ -134,11 +139,7 @@ Test(eval, llama_token_by_token_equals_the_window) {
     tape_init(&t, 1 << 20);
     Tensor *lg = gpt_forward(&g, &t, tok, 1, T);
     InferModel m;
-    Vocab v;
-    uint8_t chars[13];
-    for (int i = 0; i < V; i++) chars[i] = (uint8_t)('a' + i);
-    vocab_from_chars(&v, chars, V);
-    infer_from_gpt(&m, &g, &v, "");
+    infer_of(&m, &g);
     InferState s;
     infer_state_init(&s, &m, T);
     for (int p = 0; p < T; p++) {
