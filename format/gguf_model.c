@@ -704,6 +704,28 @@ static void load_gguf(void *p) {
     }
 }
 
+static void load_vocab_only(void *p) {
+    LoadCtx *x = p;
+    char *tm = gguf_get_str(&x->f, "tokenizer.ggml.model");
+    bool ok = !strcmp(tm, "llama");
+    if (!ok) qat_fail("%s: tokenizer.ggml.model is %s; a SentencePiece vocabulary is llama", x->f.path, tm);
+    free(tm);
+    load_spm_vocab(&x->f, x->v);
+}
+
+void gguf_load_vocab(const char *path, Vocab *v) {
+    LoadCtx *x = xcalloc(1, sizeof *x);
+    x->v = v;
+    memset(v, 0, sizeof *v);
+    gguf_read(&x->f, path);
+    char msg[1024];
+    bool ok = qat_try(load_vocab_only, x, msg, sizeof msg);
+    if (!ok) vocab_free(v);
+    gguf_free(&x->f);
+    free(x);
+    if (!ok) qat_fail("%s", msg);
+}
+
 void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_float) {
     LoadCtx *x = xcalloc(1, sizeof *x);
     x->g = g, x->v = v, x->cfg = cfg, x->as_float = as_float;

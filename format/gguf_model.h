@@ -49,3 +49,5 @@ size_t gguf_export_gpt(const GPT *g, const Vocab *v, const char *name, const cha
 #include "train/config.h"
 /* as_float: every tensor dequantized, a float model (qat import). */
 void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_float);
+/* Only the SentencePiece vocabulary (tokenizer.ggml.model = llama) of a GGUF file. */
+void gguf_load_vocab(const char *path, Vocab *v);

@@ -9,6 +9,8 @@
  *  - the next-token log-probabilities of the first 256 positions agree
  *    within 0.02 and the mean NLL over every window within 1e-3;
  *  - greedy generation of 64 tokens is the same;
+ * the same holds for a llama model qat trains from scratch with that
+ * tokenizer and exports as F32 GGUF;
  * and the same model from the .bin and the .gguf gives identical logits; the
  * SentencePiece tokenizer's ids of fixed sentences are llama.cpp's and it
  * round-trips odd input. */
@@ -45,11 +47,11 @@ static void setup(void) {
 }
 TestSuite(llama, .init = setup, .timeout = 600);
 
-/* The sample as qat's tokenizer makes it: BOS, then the BPE ids. */
-static int32_t *qat_tokens(size_t *n) {
+/* The sample as ckpt's tokenizer makes it: BOS, then the BPE ids. */
+static int32_t *qat_tokens(const char *ckpt, size_t *n) {
     Config cfg;
     Vocab v;
-    ckpt_load_meta(g_ckpt, &cfg, &v, NULL);
+    ckpt_load_meta(ckpt, &cfg, &v, NULL);
     size_t len;
     char *text = xread_file(shared("tinystories-valid-sample.txt"), &len);
     int32_t *ids = vocab_encode(&v, (const uint8_t *)text, len, n, "sample");
@@ -58,26 +60,28 @@ static int32_t *qat_tokens(size_t *n) {
     return ids;
 }
 
-Test(llama, stories260K_matches_llama_cpp_on_the_tinystories_sample) {
-    cJSON *j = test_llama("doc", shared("stories260K.gguf"), shared("tinystories-valid-sample.txt"), 512);
-    /* the same ids from both tokenizers, for the whole sample */
+/* qat's checkpoint against llama.cpp's run of gguf on the TinyStories
+ * sample: the same ids for all of it, the log-probabilities of the first
+ * window's first 256 positions (fewer when the context is shorter) within
+ * 0.02, the mean NLL over every window within nll_tol. */
+static void check_against_llama_cpp(const char *name, const char *ckpt, const char *gguf, double nll_tol) {
+    GPT g;
+    Config cfg;
+    Vocab v;
+    model_load(ckpt, &g, &cfg, &v);
+    const int T = g.cfg.block_size, V = g.cfg.vocab_size, P = T - 1 < 256 ? T - 1 : 256;
+    cJSON *j = test_llama("doc", gguf, shared("tinystories-valid-sample.txt"), T);
     size_t n;
-    int32_t *ids = qat_tokens(&n);
+    int32_t *ids = qat_tokens(ckpt, &n);
     cJSON *theirs = cJSON_GetObjectItem(j, "ids");
     cr_assert_eq((size_t)cJSON_GetArraySize(theirs), n, "llama.cpp made %d tokens, qat %zu", cJSON_GetArraySize(theirs),
                  n);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(cJSON_GetArrayItem(theirs, (int)i)->valueint, ids[i], "token %zu: llama.cpp %d, qat %d", i,
                      cJSON_GetArrayItem(theirs, (int)i)->valueint, ids[i]);
-    /* per-position log-probabilities of the first window's first 256 */
-    GPT g;
-    Config cfg;
-    Vocab v;
-    model_load(g_ckpt, &g, &cfg, &v);
     Tape t;
     tape_init(&t, 64u << 20);
     tape_set_grad(&t, false);
-    const int P = 256, V = g.cfg.vocab_size;
     Tensor *lg = gpt_forward(&g, &t, ids, 1, P);
     cJSON *lp = cJSON_GetObjectItem(j, "lp");
     cr_assert_geq(cJSON_GetArraySize(lp), P);
@@ -89,16 +93,15 @@ Test(llama, stories260K_matches_llama_cpp_on_the_tinystories_sample) {
         for (int k = 0; k < V; k++) e += exp(r[k] - mx);
         double ours = r[ids[p + 1]] - mx - log(e), them = cJSON_GetArrayItem(lp, p)->valuedouble;
         worst = fmax(worst, fabs(ours - them));
-        cr_assert(fabs(ours - them) < 0.02, "position %d: log p %.5f (qat) vs %.5f (llama.cpp)", p, ours, them);
+        cr_assert(fabs(ours - them) < 0.02, "%s, position %d: log p %.5f (qat) vs %.5f (llama.cpp)", name, p, ours, them);
     }
-    /* mean NLL over the whole sample, qat eval's windows */
     char args[4096];
-    snprintf(args, sizeof args, "eval %s --data %s --json", g_ckpt, shared("tinystories-valid-sample.txt"));
+    snprintf(args, sizeof args, "eval %s --data %s --json", ckpt, shared("tinystories-valid-sample.txt"));
     cJSON *e = cJSON_Parse(test_qat(args));
     double ours = cJSON_GetObjectItem(e, "val_loss")->valuedouble, them = cJSON_GetObjectItem(j, "nll")->valuedouble;
     cr_assert_eq(cJSON_GetObjectItem(e, "tokens")->valueint, cJSON_GetObjectItem(j, "tokens")->valueint);
-    cr_assert(fabs(ours - them) < 1e-3, "mean NLL %.6f (qat) vs %.6f (llama.cpp)", ours, them);
-    printf("stories260K: %zu tokens; worst log-prob gap %.2e over %d positions; mean NLL qat %.6f, llama.cpp %.6f\n", n,
+    cr_assert(fabs(ours - them) < nll_tol, "%s: mean NLL %.6f (qat) vs %.6f (llama.cpp)", name, ours, them);
+    printf("%s: %zu tokens; worst log-prob gap %.2e over %d positions; mean NLL qat %.6f, llama.cpp %.6f\n", name, n,
            worst, P, ours, them);
     cJSON_Delete(e);
     cJSON_Delete(j);
@@ -108,15 +111,16 @@ Test(llama, stories260K_matches_llama_cpp_on_the_tinystories_sample) {
     free(ids);
 }
 
-Test(llama, stories260K_greedy_generation_is_llama_cpps) {
+/* qat sample --temperature 0 against llama.cpp's greedy continuation of BOS + prompt. */
+static void check_greedy(const char *ckpt, const char *gguf) {
     const char *prompt = "Once upon a time";
-    cJSON *j = test_llama("greedy-doc", shared("stories260K.gguf"), prompt, 64);
+    cJSON *j = test_llama("greedy-doc", gguf, prompt, 64);
     cJSON *ids = cJSON_GetObjectItem(j, "ids");
     cr_assert_eq(cJSON_GetArraySize(ids), 64);
     /* llama.cpp's tokens, spelled by qat's vocabulary, after the prompt */
     Config cfg;
     Vocab v;
-    ckpt_load_meta(g_ckpt, &cfg, &v, NULL);
+    ckpt_load_meta(ckpt, &cfg, &v, NULL);
     char want[8192], piece[1100];
     size_t k = (size_t)snprintf(want, sizeof want, "%s", prompt);
     for (int i = 0; i < 64; i++) {
@@ -128,12 +132,43 @@ Test(llama, stories260K_greedy_generation_is_llama_cpps) {
     want[k] = '\0';
     vocab_free(&v);
     char args[4096];
-    snprintf(args, sizeof args, "sample %s --prompt '%s' --tokens 64 --temperature 0", g_ckpt, prompt);
+    snprintf(args, sizeof args, "sample %s --prompt '%s' --tokens 64 --temperature 0", ckpt, prompt);
     char *got = test_qat(args);
     size_t gl = strlen(got);
     if (gl && got[gl - 1] == '\n') got[--gl] = '\0';
     cr_assert_str_eq(got, want, "qat sample:\n%s\nllama.cpp:\n%s", got, want);
     cJSON_Delete(j);
+}
+
+Test(llama, stories260K_matches_llama_cpp_on_the_tinystories_sample) {
+    check_against_llama_cpp("stories260K", g_ckpt, shared("stories260K.gguf"), 1e-3);
+}
+
+Test(llama, stories260K_greedy_generation_is_llama_cpps) { check_greedy(g_ckpt, shared("stories260K.gguf")); }
+
+/* A llama model qat trains itself from scratch (2 layers, width 32, 4/2
+ * heads, SwiGLU 88, context 256, the stories tokenizer as data.tokenizer)
+ * on the sample, exported as F32 GGUF: llama.cpp gives qat's numbers. */
+Test(llama, a_llama_model_trained_by_qat_runs_in_llama_cpp) {
+    char *cfg = test_path(g_dir, "scratch.yaml"), *run = test_path(g_dir, "scratch"), text[4096], args[4096];
+    snprintf(text, sizeof text,
+             "model: {arch: llama, n_layer: 2, n_head: 4, n_kv_head: 2, n_embd: 32, hidden: 88, block_size: 256, "
+             "vocab: spm}\n"
+             "data: {path: %s, tokenizer: %s, val_fraction: 0.1}\n"
+             "train: {batch_size: 8, iters: 150, lr: 3.0e-3, min_lr: 3.0e-4, warmup_iters: 5, eval_every: 150, "
+             "threads: 2, seed: 1}\n"
+             "out_dir: %s\n",
+             shared("tinystories-valid-sample.txt"), shared("tok512.bin"), run);
+    FILE *f = fopen(cfg, "w");
+    fputs(text, f);
+    fclose(f);
+    snprintf(args, sizeof args, "train %s", cfg);
+    test_qat(args);
+    char *ckpt = test_path(run, "checkpoint.h5"), *gg = test_path(g_dir, "scratch.gguf");
+    snprintf(args, sizeof args, "export %s --format gguf -o %s", ckpt, gg);
+    test_qat(args);
+    check_against_llama_cpp("trained by qat", ckpt, gg, 1e-5);
+    check_greedy(ckpt, gg);
 }
 
 /* ---- the tokenizer ---- */
@@ -222,7 +257,7 @@ Test(llama, stories260K_from_bin_and_gguf_gives_identical_logits) {
     }
     cr_assert_eq(a.params.numel, b.params.numel, "parameters %zu (.bin) vs %zu (.gguf)", a.params.numel, b.params.numel);
     size_t n;
-    int32_t *ids = qat_tokens(&n);
+    int32_t *ids = qat_tokens(g_ckpt, &n);
     Tape t;
     tape_init(&t, 64u << 20);
     tape_set_grad(&t, false);
@@ -283,6 +318,35 @@ static void import_fails(const char *model, const char *tok, const char *want) {
     char bad[1100];
     snprintf(bad, sizeof bad, "%s/bad.h5", g_dir);
     cr_assert_neq(access(bad, F_OK), 0, "a failed import left %s", bad);
+}
+
+/* data.tokenizer: a spm vocabulary from a file that holds none, or given where it does not apply */
+static void train_fails(const char *vocab, const char *tok, const char *want) {
+    char cfg[4096], err[1024], args[4096];
+    snprintf(cfg, sizeof cfg,
+             "model: {arch: llama, n_layer: 1, n_head: 2, n_embd: 16, hidden: 32, block_size: 32, vocab: %s}\n"
+             "data: {path: %s%s%s}\ntrain: {iters: 2, batch_size: 2}\nout_dir: %s/badtok\n",
+             vocab, shared("tinystories-valid-sample.txt"), tok ? ", tokenizer: " : "", tok ? tok : "", g_dir);
+    char *path = test_write(g_dir, "badtok.yaml", cfg);
+    snprintf(args, sizeof args, "train %s", path);
+    cr_assert_eq(test_run_qat(args, err, sizeof err), 2, "%s: %s", want, err);
+    cr_assert(strstr(err, want) && strchr(err, '\n') == strrchr(err, '\n'), "%s: got '%s'", want, err);
+}
+
+Test(llama, bad_tokenizer_files_fail_with_one_line) {
+    train_fails("spm", NULL, "model.vocab: spm needs its vocabulary: data.tokenizer");
+    train_fails("char", shared("tok512.bin"), "data.tokenizer: gives the spm vocabulary of a model trained from scratch");
+    train_fails("spm", shared("tinystories-valid-sample.txt"), "tinystories-valid-sample.txt: max_token_length");
+    train_fails("spm", patched(shared("tok512.bin"), "cut.bin", 3001, 0, NULL, 0), "cut.bin: truncated");
+    /* a checkpoint whose vocabulary is a char one */
+    char *run = test_path(g_dir, "charrun"), cfg[4096], args[4096];
+    snprintf(cfg, sizeof cfg,
+             "model: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 32}\ndata: {path: %s}\n"
+             "train: {iters: 1, batch_size: 2, eval_every: 1}\nout_dir: %s\n",
+             g_short, run);
+    snprintf(args, sizeof args, "train %s", test_write(g_dir, "char.yaml", cfg));
+    test_qat(args);
+    train_fails("spm", test_path(run, "checkpoint.h5"), "checkpoint.h5: the checkpoint's vocabulary is char, not spm");
 }
 
 Test(llama, bad_model_files_fail_with_one_line) {

@@ -65,9 +65,13 @@ static const Field FIELDS[] = {
     F("model.block_size", CF_INT, model.block_size, 1, 65536, 0, "128", NULL, "context length in tokens"),
     F("model.vocab", CF_ENUM, model.vocab, 0, 0, 0, "char", "char|byte|spm",
       "char: the sorted set of distinct bytes of the corpus (stored in the checkpoint); byte: all 256 byte values; "
-      "spm: a SentencePiece BPE vocabulary taken from an imported model (stored in the checkpoint)"),
+      "spm: a SentencePiece BPE vocabulary: an imported model's (quant.init_from) or data.tokenizer's (stored in the "
+      "checkpoint)"),
     F("data.path", CF_STR, data.path, 0, 0, 0, "/usr/share/games/fortunes/songs-poems", NULL,
       "training corpus (a text file), relative to the working directory"),
+    F("data.tokenizer", CF_STR, data.tokenizer, 0, 0, 0, "", NULL,
+      "model.vocab spm, trained from scratch: the vocabulary's file, a llama2.c tokenizer.bin, a GGUF model "
+      "(tokenizer.ggml.model llama) or a qat checkpoint with an spm vocabulary"),
     F("data.source", CF_ENUM, data.source, 0, 0, 0, "file", "file|teacher",
       "file: data.path; teacher: data-free fine-tuning on sequences sampled from the float model of quant.init_from "
       "(BOS, then block_size tokens each; cached in out_dir/teacher-data.h5)"),
@@ -597,6 +601,10 @@ void config_validate(const Config *c, const char *origin) {
                  c->model.n_embd / c->model.n_head);
     if (!llama && !c->model.tied_head)
         qat_fail("%s: model.tied_head: the gpt architecture ties its head to the token embedding", origin);
+    if (c->data.tokenizer[0] && (strcmp(c->model.vocab, "spm") || c->quant.init_from[0]))
+        qat_fail("%s: data.tokenizer: gives the spm vocabulary of a model trained from scratch (model.vocab spm, no "
+                 "quant.init_from); %s", origin,
+                 c->quant.init_from[0] ? "a fine-tuned model keeps quant.init_from's vocabulary" : "set model.vocab: spm");
     const QuantConfig *q = &c->quant;
     if (q->w_bits == 1) qat_fail("%s: quant.weight.bits: expected 0 (off) or 2..8, got 1", origin);
     if (q->a_bits == 1) qat_fail("%s: quant.activation.bits: expected 0 (off) or 2..8, got 1", origin);

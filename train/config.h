@@ -25,6 +25,7 @@ typedef struct ModelConfig {
 
 typedef struct DataConfig {
     char path[CONFIG_PATH_MAX];
+    char tokenizer[CONFIG_PATH_MAX]; /* model.vocab spm from scratch: the file holding the vocabulary */
     float val_fraction;
     char source[8]; /* "file" (path) or "teacher" (sampled from quant.init_from's model) */
     int teacher_sequences, teacher_top_k, teacher_seed;

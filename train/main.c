@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
-            "                          train a GPT as the config says (see configs/README.md)\n"
+            "                          train a model (gpt or llama) as the config says (see configs/README.md)\n"
             "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format q8_0] [--top1 FILE]\n"
             "                          validation loss of a checkpoint or an exported model\n"
             "  sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
@@ -49,7 +49,7 @@ static void usage(FILE *f) {
 
 static const char *HELP_TRAIN =
     "usage: qat train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
-    "  Trains a GPT. Writes out_dir/metrics.jsonl, out_dir/checkpoint.h5 (at every\n"
+    "  Trains a model (gpt or llama). Writes out_dir/metrics.jsonl, out_dir/checkpoint.h5 (at every\n"
     "  eval and at the end) and out_dir/summary.json, holding out_dir's lock\n"
     "  (out_dir/.qat.lock) so that no second training writes there at the same time.\n"
     "  --set K=V   override one config key, e.g. --set train.iters=100 (repeatable)\n"

@@ -17,6 +17,7 @@
 
 #include "format/gguf.h"
 #include "format/gguf_model.h"
+#include "format/vocab_file.h"
 #include "optim/optim.h"
 #include "format/checkpoint.h"
 #include "train/mixed.h"
@@ -391,10 +392,15 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         same_model(cfg, &saved, origin, cfg->quant.init_from);
         if (strcmp(cfg->data.source, "teacher")) dataset_load(&ds, &vocab, cfg->data.path, false, false);
     } else {
-        if (!strcmp(cfg->model.vocab, "spm"))
-            qat_fail("%s: model.vocab: spm is an imported model's vocabulary; fine-tune that model (quant.init_from) "
-                     "or train with char or byte", origin);
-        dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
+        if (!strcmp(cfg->model.vocab, "spm")) {
+            if (!cfg->data.tokenizer[0])
+                qat_fail("%s: model.vocab: spm needs its vocabulary: data.tokenizer (a llama2.c tokenizer.bin, a GGUF "
+                         "model or a qat checkpoint), or fine-tune an imported model (quant.init_from)", origin);
+            vocab_load_file(cfg->data.tokenizer, &vocab);
+            dataset_load(&ds, &vocab, cfg->data.path, false, false);
+        } else {
+            dataset_load(&ds, &vocab, cfg->data.path, true, !strcmp(cfg->model.vocab, "byte"));
+        }
     }
     if (!strcmp(cfg->data.source, "teacher")) { /* data-free: the float model's own samples */
         if (!cfg->quant.init_from[0])

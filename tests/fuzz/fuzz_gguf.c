@@ -1,7 +1,7 @@
 /* fuzz_gguf.c: the GGUF reader, its listing (qat inspect) and the gpt2 and
  * llama model loaders (qat eval and qat sample of a .gguf file: q4_1 layers baked
  * to float as model_load_infer does), then a forward pass over a few
- * tokens. */
+ * tokens; and the SentencePiece vocabulary alone (data.tokenizer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static FILE *devnull;
     if (!devnull) devnull = fopen("/dev/null", "w");
     static InferModel m;
+    /* the vocabulary alone (data.tokenizer): frees what it read when it fails */
+    if (!setjmp(fuzz_jmp)) {
+        Vocab tv;
+        gguf_load_vocab(path, &tv);
+        vocab_free(&tv);
+    }
     if (setjmp(fuzz_jmp)) goto out;
     /* the size first: a file may describe a model beyond the fuzzer's memory */
     gguf_read(&f, path);
