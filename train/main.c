@@ -16,6 +16,7 @@
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
+#include "util/dist.h"
 #include "util/json.h"
 
 static void usage(FILE *f) {
@@ -55,7 +56,10 @@ static const char *HELP_TRAIN =
     "  --set K=V   override one config key, e.g. --set train.iters=100 (repeatable)\n"
     "  --resume    continue from out_dir/checkpoint.h5 (same losses as an unbroken run)\n"
     "  --overwrite replace the run already in out_dir (without it, such an out_dir is refused)\n"
-    "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n";
+    "  --stop-after N  stop once N steps are done, saving a checkpoint to --resume from\n"
+    "  Under mpirun -np N (a qat built with MPI) the N processes train one model data-parallel:\n"
+    "  each takes train.batch_size / N sequences of the same global batch, gradients are summed\n"
+    "  over the ranks, and rank 0 alone writes out_dir (see README, Training on several machines).\n";
 static const char *HELP_EVAL =
     "usage: qat eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format F] [--top1 FILE]\n"
     "  Mean next-token loss over the validation windows of the run's train.eval:\n"
@@ -156,6 +160,7 @@ static const char *need_value(int argc, char **argv, int *i) {
 
 static int cmd_train(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_TRAIN, stdout), 0;
+    dist_init(&argc, &argv); /* under mpirun: one rank of a data-parallel job */
     const char *path = NULL;
     TrainOptions opts = {0};
     Config cfg;
@@ -187,6 +192,7 @@ static int cmd_train(int argc, char **argv) {
             qat_fail("train: unknown option '%s' (see qat train --help)", argv[i]);
     }
     train_run(&cfg, path, &opts);
+    dist_finalize();
     return 0;
 }
 

@@ -22,7 +22,10 @@
 #include "format/checkpoint.h"
 #include "train/mixed.h"
 #include "train/rundir.h"
+#include "util/dist.h"
 #include "util/json.h"
+
+#include <zlib.h>
 
 void apply_threads(const Config *cfg) {
     if (cfg->train.threads > 0) qat_set_threads(cfg->train.threads);
@@ -246,8 +249,9 @@ static void same_model(const Config *a, const Config *b, const char *origin, con
     if (key) qat_fail("%s: %s differs from the model in %s", origin, key, other);
 }
 
-/* Runs quant.calib_batches forward passes so the observers see activations. */
-static void calibrate(GPT *g, Tape *t, const Config *cfg, const Dataset *ds) {
+/* Runs quant.calib_batches forward passes so the observers see activations
+ * (each rank its slice of every batch; observers_merge joins them). */
+static void calibrate(GPT *g, Tape *t, const Config *cfg, const Dataset *ds, const Dist *d) {
     Rng rng;
     rng_seed(&rng, (uint64_t)cfg->train.seed * 7919u + 13);
     Batch b;
@@ -257,13 +261,78 @@ static void calibrate(GPT *g, Tape *t, const Config *cfg, const Dataset *ds) {
     for (int i = 0; i < cfg->quant.calib_batches; i++) {
         batch_sample(&b, ds->tokens, ds->n_train, &rng);
         tape_reset(t);
-        gpt_forward(g, t, b.x, b.B, b.T);
+        int part = b.B / d->size;
+        gpt_forward(g, t, b.x + (size_t)d->rank * part * b.T, part, b.T);
     }
     tape_reset(t);
     tape_set_grad(t, old);
     batch_free(&b);
 }
 
+
+/* ---- data parallelism (util/dist.h): what ranks must agree on ---- */
+
+/* Every rank's observations of one observer in m: the min and max over the
+ * ranks (EMA too: the ranks' averages of the same batches' slices), and the
+ * reservoirs of percentile and MSE gathered, so every rank freezes the same
+ * scale. minmax equals one process's exactly (the min of the slices' mins). */
+static void observer_merged(Dist *d, const Observer *o, Observer *m) {
+    *m = *o;
+    dist_min_f32(d, &m->lo, 1);
+    dist_max_f32(d, &m->hi, 1);
+    double seen = (double)o->n_seen;
+    dist_sum_f64(d, &seen, 1);
+    m->n_seen = (uint64_t)seen;
+    if (o->sample) {
+        size_t total;
+        m->sample = dist_gather_f32(d, o->sample, o->n_sample, &total);
+        m->n_sample = m->cap = total;
+    }
+}
+
+/* With more than one rank: each static-scale observer replaced by the
+ * merged one (before freezing). keep: the originals go to keep[] instead
+ * of being freed, for observers_restore (a checkpoint mid-calibration). */
+static void observers_merge(GPT *g, Dist *d, Observer *keep) {
+    for (int i = 0; i < g->n_q && d->size > 1; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (!q->a_scale) continue;
+        Observer m;
+        observer_merged(d, &q->obs, &m);
+        if (keep) keep[i] = q->obs;
+        else free(q->obs.sample);
+        q->obs = m;
+    }
+}
+
+static void observers_restore(GPT *g, const Dist *d, const Observer *keep) {
+    for (int i = 0; i < g->n_q && d->size > 1; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (!q->a_scale) continue;
+        free(q->obs.sample);
+        q->obs = keep[i];
+    }
+}
+
+/* The loss over the validation windows, each rank scoring its share. */
+static double eval_ranks(Dist *d, GPT *g, Tape *t, const int32_t *tok, const EvalWindows *w, int B) {
+    if (d->size == 1) return eval_loss(g, t, tok, w, B, NULL);
+    int lo = (int)((long)w->n * d->rank / d->size), hi = (int)((long)w->n * (d->rank + 1) / d->size);
+    EvalWindows part = {.n = hi - lo, .start = w->start + lo, .len = w->len + lo, .tokens = 0};
+    for (int i = 0; i < part.n; i++) part.tokens += part.len[i];
+    double s[2] = {part.n ? eval_loss(g, t, tok, &part, B, NULL) * (double)part.tokens : 0.0, (double)part.tokens};
+    dist_sum_f64(d, s, 2);
+    return s[1] > 0.0 ? s[0] / s[1] : NAN;
+}
+
+/* Parameters are bit-identical on every rank, or the job stops. */
+static void check_ranks_agree(Dist *d, const GPT *g, long step) {
+    if (d->size == 1) return;
+    uint32_t crc = (uint32_t)crc32_z(0, (const Bytef *)g->params.data, g->params.numel * sizeof(float));
+    if (!dist_all_equal_u32(d, crc))
+        qat_fail("iter %ld: the parameters differ across the %d ranks (crc32 %08x on rank %d): the ranks no longer "
+                 "train one model; the last checkpoint is kept", step, d->size, (unsigned)crc, d->rank);
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -308,7 +377,7 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
-static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts);
+static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts, Dist *d);
 
 /* What a training may do to out_dir: resume needs its checkpoint; a fresh
  * run must not silently replace an earlier one (unless asked to), nor
@@ -336,32 +405,45 @@ static void check_run_dir(const Config *cfg, const char *origin, const TrainOpti
 
 void train_run(const Config *cfg, const char *origin, const TrainOptions *opts) {
     config_validate(cfg, origin);
+    Dist d;
+    dist_attach(&d);
+    if (cfg->train.batch_size % d.size)
+        qat_fail("%s: train.batch_size: %d sequences do not divide among %d ranks (mpirun -np %d): each rank takes an "
+                 "equal slice of the global batch", origin, cfg->train.batch_size, d.size, d.size);
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
     if (cfg->train.threads > 4 * cores)
         qat_fail("%s: train.threads: %d is more than 4 threads per core on this machine (%d cores); 0 uses them all",
                  origin, cfg->train.threads, cores);
+    /* rank 0 holds out_dir (and alone writes there); the others start after it */
     RunLock lock;
-    rundir_lock(&lock, cfg->out_dir);
-    check_run_dir(cfg, origin, opts);
+    if (d.rank == 0) {
+        rundir_lock(&lock, cfg->out_dir);
+        check_run_dir(cfg, origin, opts);
+    }
+    dist_barrier(&d);
     if (cfg->quant.budget_bpw > 0.0f) { /* mixed precision: plan the per-layer formats first */
         Config rc = *cfg;
-        mixed_resolve(&rc, origin, opts->resume, opts->quiet, NULL);
-        train_resolved(&rc, origin, opts);
+        /* rank 0 plans (and writes the plan), then the others plan the same */
+        if (d.rank == 0) mixed_resolve(&rc, origin, opts->resume, opts->quiet, NULL);
+        dist_barrier(&d);
+        if (d.rank) mixed_resolve(&rc, origin, opts->resume, true, NULL);
+        train_resolved(&rc, origin, opts, &d);
     } else {
-        train_resolved(cfg, origin, opts);
+        train_resolved(cfg, origin, opts, &d);
     }
-    rundir_unlock(&lock);
+    if (d.rank == 0) rundir_unlock(&lock);
 }
 
-static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts) {
+static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts, Dist *d) {
     const bool resume = opts->resume;
+    const bool lead = d->rank == 0; /* writes metrics, checkpoints, summary and the progress line */
     config_validate(cfg, origin);
     if (cfg->quant.outlier_threshold >= 0.0f)
         qat_fail("%s: quant.outlier_threshold: outlier masks come from qat ptq --method outlier; qat train does not "
                  "calibrate them (set -1)", origin);
     apply_threads(cfg);
-    const int B = cfg->train.batch_size, T = cfg->model.block_size;
+    const int B = cfg->train.batch_size, T = cfg->model.block_size, Bl = B / d->size; /* Bl: this rank's slice */
     if (strcmp(cfg->data.source, "teacher") && access(cfg->data.path, R_OK) != 0)
         qat_fail("%s: data.path: %s: %s", origin, cfg->data.path, strerror(errno));
 
@@ -409,7 +491,10 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         char cache[CONFIG_PATH_MAX + 32];
         if (cfg->data.teacher_cache[0]) snprintf(cache, sizeof cache, "%s", cfg->data.teacher_cache);
         else snprintf(cache, sizeof cache, "%s/teacher-data.h5", cfg->out_dir);
-        ds.tokens = teacher_tokens(cfg, cfg->quant.init_from, cache, &ds.n, opts->quiet);
+        /* rank 0 samples (or reads) the cache; the others read what it wrote */
+        if (lead) ds.tokens = teacher_tokens(cfg, cfg->quant.init_from, cache, &ds.n, opts->quiet);
+        dist_barrier(d);
+        if (!lead) ds.tokens = teacher_tokens(cfg, cfg->quant.init_from, cache, &ds.n, true);
         ds.n_train = ds.n;
     }
     char data_origin[2 * CONFIG_PATH_MAX];
@@ -448,11 +533,14 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         ckpt_load_params(ckpt_path, &g, false);
         ckpt_load_train_state(ckpt_path, &g, &opt, &rng);
     }
-    if (resume)
-        metrics_truncate(metrics_path, start);
-    else
-        unlink(metrics_path);
-    FILE *metrics = xfopen(metrics_path, "a");
+    FILE *metrics = NULL;
+    if (lead) {
+        if (resume)
+            metrics_truncate(metrics_path, start);
+        else
+            unlink(metrics_path);
+        metrics = xfopen(metrics_path, "a");
+    }
 
     LrSchedule sched = {.lr = cfg->train.lr, .min_lr = cfg->train.min_lr, .warmup_iters = cfg->train.warmup_iters,
                         .iters = cfg->train.iters};
@@ -468,9 +556,9 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             gpt_quant_set_mode(&g, QMODE_CALIBRATE);
             calibrating = true;
         } else {
-            calibrate(&g, &tape, cfg, &ds);
+            calibrate(&g, &tape, cfg, &ds, d);
             calibrating = cfg->quant.freeze_step > start;
-            if (!calibrating) gpt_quant_freeze(&g);
+            if (!calibrating) observers_merge(&g, d, NULL), gpt_quant_freeze(&g);
         }
     }
     bool profile = getenv("QAT_PROFILE") && *getenv("QAT_PROFILE") && strcmp(getenv("QAT_PROFILE"), "0");
@@ -489,29 +577,36 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     EvalWindows vw;
     eval_windows_of(cfg, n_val, &vw);
 
-    FILE *out = opts->quiet ? NULL : stdout;
+    FILE *out = opts->quiet || !lead ? NULL : stdout;
+    char ranks[64] = "";
+    if (d->size > 1) snprintf(ranks, sizeof ranks, " per rank x %d ranks (%d sequences each)", d->size, B / d->size);
     if (out) fprintf(out, "qat train: %zu parameters, vocab %d, %zu train / %zu val tokens (%s: %d windows, %ld scored), "
-                     "%d threads%s\n", g.params.numel, vocab.size, ds.n_train, n_val, cfg->train.eval, vw.n, vw.tokens,
-                     qat_get_threads(), resume ? ", resumed" : "");
+                     "%d threads%s%s\n", g.params.numel, vocab.size, ds.n_train, n_val, cfg->train.eval, vw.n, vw.tokens,
+                     qat_get_threads(), ranks, resume ? ", resumed" : "");
     if (out && resume) fprintf(out, "resuming from %s at iter %ld\n", ckpt_path, start);
     if (out) fflush(out);
 
     if (start == 0 && cfg->quant.init_from[0] && !calibrating) {
         /* the fine-tune's starting point: the float model (under round-to-nearest when quantized) */
-        float v0 = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
+        float v0 = (float)eval_ranks(d, &g, &tape, val_tok, &vw, B);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "iter", 0);
         json_add_num(o, "val_loss", v0, 6);
-        json_print_line(o, metrics);
+        if (metrics) json_print_line(o, metrics);
+        else cJSON_Delete(o);
         if (out) fprintf(out, "iter 0 (%s) val_loss %.4f\n", g.n_q ? "round-to-nearest start" : "the float model", v0);
     }
     for (long it = start; it < end; it++) {
         if (calibrating && it == cfg->quant.freeze_step) {
+            observers_merge(&g, d, NULL);
             gpt_quant_freeze(&g);
             calibrating = false;
         }
         double ts = now_seconds();
+        /* every rank draws the whole global batch (the same rng everywhere)
+         * and runs its slice, so the data never depends on the rank count */
         batch_sample(&batch, ds.tokens, ds.n_train, &rng);
+        const int32_t *bx = batch.x + (size_t)d->rank * Bl * T, *by = batch.y + (size_t)d->rank * Bl * T;
         tape_reset(&tape);
         params_zero_grad(&g.params);
         Tensor *loss;
@@ -519,23 +614,36 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         if (dw > 0.0f) {
             /* the teacher's logits live in its own tape until the next step's reset */
             tape_reset(&ttape);
-            Tensor *zt = gpt_forward(&teacher, &ttape, batch.x, B, T);
-            Tensor *zs = gpt_forward(&g, &tape, batch.x, B, T);
-            Tensor *lce = op_cross_entropy(&tape, zs, batch.y);
+            Tensor *zt = gpt_forward(&teacher, &ttape, bx, Bl, T);
+            Tensor *zs = gpt_forward(&g, &tape, bx, Bl, T);
+            Tensor *lce = op_cross_entropy(&tape, zs, by);
             Tensor *lkl = op_kl_distill(&tape, zs, zt, cfg->quant.distill_temperature);
             ce = lce->data[0], kl = lkl->data[0];
             loss = op_add(&tape, op_scale(&tape, lce, 1.0f - dw), op_scale(&tape, lkl, dw));
         } else {
-            loss = gpt_loss(&g, &tape, batch.x, batch.y, B, T);
+            loss = gpt_loss(&g, &tape, bx, by, Bl, T);
         }
         tape_backward(&tape, loss);
         float l = loss->data[0];
+        if (d->size > 1) {
+            /* each rank's loss is its slice's mean: the batch's gradient and
+             * loss are the ranks' average */
+            dist_sum_f32(d, g.params.grad, g.params.numel);
+            const float inv = 1.0f / (float)d->size;
+            for (size_t k = 0; k < g.params.numel; k++) g.params.grad[k] *= inv;
+            float lv[3] = {l, ce, kl};
+            dist_sum_f32(d, lv, 3);
+            l = lv[0] * inv, ce = lv[1] * inv, kl = lv[2] * inv;
+        }
         float norm = grad_clip_norm(&g.params, cfg->train.grad_clip);
         if (!isfinite(l) || !isfinite(norm))
             qat_fail("training diverged at iter %ld: loss %g, grad norm %g; the last good checkpoint %s is kept",
                      it + 1, l, norm, ckpt_path);
         float lr = lr_at(&sched, (int)it);
         adamw_step(&opt, &g.params, lr);
+        /* tests/test_mpi.c: one rank's parameters nudged, which the check at the next evaluation must catch */
+        if (d->size > 1 && it == start && getenv("QAT_TEST_NUDGE_RANK") && atoi(getenv("QAT_TEST_NUDGE_RANK")) == d->rank)
+            g.params.data[0] += 1e-3f;
         double dt = now_seconds() - ts;
         double rate = (double)B * T / dt;
         tps[n_tps++] = rate;
@@ -543,7 +651,8 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         bool eval_now = done % cfg->train.eval_every == 0 || done == iters || done == end;
         bool log_now = done % cfg->train.log_every == 0 || eval_now || it == start;
         if (eval_now) {
-            val = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
+            val = (float)eval_ranks(d, &g, &tape, val_tok, &vw, B);
+            check_ranks_agree(d, &g, done);
             if (!isfinite(val))
                 qat_fail("training diverged at iter %ld: validation loss %g; the last good checkpoint %s is kept",
                          done, val, ckpt_path);
@@ -551,7 +660,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         /* the line before the checkpoint: a kill between the two leaves a line
          * past the checkpoint's step, which resume drops and writes again,
          * rather than a checkpoint whose line is lost */
-        if (log_now) {
+        if (log_now && metrics) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "iter", (double)done);
             json_add_num(o, "loss", l, 6);
@@ -564,7 +673,13 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             if (fflush(metrics) != 0 || ferror(metrics))
                 qat_fail("%s: write failed: %s; the last checkpoint %s is kept", metrics_path, strerror(errno), ckpt_path);
         }
-        if (eval_now) ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng, NULL);
+        if (eval_now) {
+            /* mid-calibration, the checkpoint holds every rank's observations */
+            Observer *keep = calibrating && d->size > 1 ? xcalloc((size_t)g.n_q, sizeof(Observer)) : NULL;
+            if (keep) observers_merge(&g, d, keep);
+            if (lead) ckpt_save(ckpt_path, cfg, &vocab, &g, &opt, done, &rng, NULL);
+            if (keep) observers_restore(&g, d, keep), free(keep);
+        }
         double now = now_seconds();
         double eta = (now - t0) / (double)(done - start) * (double)(iters - done);
         char etab[32];
@@ -585,8 +700,8 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             fflush(stdout);
         }
     }
-    fclose(metrics);
-    if (profile && end > start) tape_profile_print(&tape, stderr, (double)(end - start));
+    if (metrics) fclose(metrics);
+    if (profile && end > start && lead) tape_profile_print(&tape, stderr, (double)(end - start));
     double wall = now_seconds() - t0;
     double median = 0.0;
     if (n_tps) {
@@ -594,7 +709,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         median = n_tps % 2 ? tps[n_tps / 2] : 0.5 * (tps[n_tps / 2 - 1] + tps[n_tps / 2]);
     }
     if (start >= iters) { /* nothing left to run: report the checkpoint's model */
-        val = (float)eval_loss(&g, &tape, val_tok, &vw, B, NULL);
+        val = (float)eval_ranks(d, &g, &tape, val_tok, &vw, B);
     }
     /* iters: the steps this model has had (the planned ones in planned_iters) */
     long done_iters = start > end ? start : end;
@@ -607,8 +722,11 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
     json_add_num(so, "wall_s", wall, 3);
     json_add_num(so, "peak_rss_mib", peak_rss_mib(), 1);
     cJSON_AddNumberToObject(so, "threads", qat_get_threads());
+    cJSON_AddNumberToObject(so, "ranks", d->size);
+    /* the collectives' time per step (gradient sums; evaluation's share is small) */
+    if (d->size > 1 && end > start) json_add_num(so, "comm_ms_per_step", 1e3 * d->comm_s / (double)(end - start), 3);
     char *summary = json_take_line(so);
-    xwrite_file_atomic(summary_path, summary, strlen(summary));
+    if (lead) xwrite_file_atomic(summary_path, summary, strlen(summary));
     free(summary);
     if (out) fprintf(out, "done: val_loss %.4f, median %.0f tokens/s, %.1f s, peak RSS %.0f MiB -> %s\n", val, median, wall,
            peak_rss_mib(), cfg->out_dir);
