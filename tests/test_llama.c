@@ -147,7 +147,8 @@ Test(llama, stories260K_matches_llama_cpp_on_the_tinystories_sample) {
 Test(llama, stories260K_greedy_generation_is_llama_cpps) { check_greedy(g_ckpt, shared("stories260K.gguf")); }
 
 /* A llama model qat trains itself from scratch (2 layers, width 32, 4/2
- * heads, SwiGLU 88, context 256, the stories tokenizer as data.tokenizer)
+ * heads, SwiGLU 88, context 256, the stories tokenizer as data.tokenizer,
+ * 60 steps)
  * on the sample, exported as F32 GGUF: llama.cpp gives qat's numbers. */
 Test(llama, a_llama_model_trained_by_qat_runs_in_llama_cpp) {
     char *cfg = test_path(g_dir, "scratch.yaml"), *run = test_path(g_dir, "scratch"), text[4096], args[4096];
@@ -155,7 +156,7 @@ Test(llama, a_llama_model_trained_by_qat_runs_in_llama_cpp) {
              "model: {arch: llama, n_layer: 2, n_head: 4, n_kv_head: 2, n_embd: 32, hidden: 88, block_size: 256, "
              "vocab: spm}\n"
              "data: {path: %s, tokenizer: %s, val_fraction: 0.1}\n"
-             "train: {batch_size: 8, iters: 150, lr: 3.0e-3, min_lr: 3.0e-4, warmup_iters: 5, eval_every: 150, "
+             "train: {batch_size: 8, iters: 60, lr: 3.0e-3, min_lr: 3.0e-4, warmup_iters: 5, eval_every: 60, "
              "threads: 2, seed: 1}\n"
              "out_dir: %s\n",
              shared("tinystories-valid-sample.txt"), shared("tok512.bin"), run);

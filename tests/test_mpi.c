@@ -92,8 +92,9 @@ static void expect_same_run(const char *what, const Run *a, const Run *b) {
     cr_assert(fabs(a->val_end - b->val_end) <= 2e-3, "%s: val_loss %.6f vs %.6f", what, a->val_end, b->val_end);
 }
 
-/* the same config in one process and on two ranks */
-static void compare_layouts(const char *name, const char *extra) {
+/* the same config in one process and on two ranks; the two-rank run's
+ * directory is returned */
+static char *compare_layouts(const char *name, const char *extra) {
     char args[4096], one[64], two[64];
     snprintf(one, sizeof one, "%s-1", name), snprintf(two, sizeof two, "%s-2", name);
     char *d1 = test_path(g_dir, one), *d2 = test_path(g_dir, two);
@@ -112,9 +113,28 @@ static void compare_layouts(const char *name, const char *extra) {
     cJSON_Delete(s);
     printf("%s: step 20 loss %.7f (1 process) %.7f (2 ranks); val_loss %.6f %.6f\n", name, a.loss[20], b.loss[20],
            a.val_end, b.val_end);
+    return d2;
 }
 
-Test(mpi, float_training_on_two_ranks_is_one_process_run) { compare_layouts("float", ""); }
+/* float training on two ranks is the one-process run; and a two-rank run
+ * stopped at 20 resumes on two ranks to the unbroken run's losses exactly
+ * (same slices, same sums) and on one process to within the bounds */
+Test(mpi, float_training_on_two_ranks_is_one_process_run_and_resumes_on_any_count) {
+    char *whole = compare_layouts("float", ""), args[4096];
+    char *r2 = test_path(g_dir, "r-2"), *r1 = test_path(g_dir, "r-1");
+    snprintf(args, sizeof args, "%s --set out_dir=%s --stop-after 20", g_cfg, r2);
+    mpi_train(args);
+    snprintf(args, sizeof args, "cp -r %s %s", r2, r1);
+    test_run(args);
+    snprintf(args, sizeof args, "%s --set out_dir=%s --resume", g_cfg, r2);
+    mpi_train(args);
+    snprintf(args, sizeof args, "train %s --set out_dir=%s --resume", g_cfg, r1);
+    test_qat(args);
+    Run w = metrics_of(whole), a = metrics_of(r2), b = metrics_of(r1);
+    for (int i = 1; i <= 40; i++)
+        cr_assert_eq(a.loss[i], w.loss[i], "resumed on 2 ranks, step %d: %.7f vs %.7f unbroken", i, a.loss[i], w.loss[i]);
+    expect_same_run("resumed on 1 process from 2 ranks", &w, &b);
+}
 
 Test(mpi, int4_lsq_qat_on_two_ranks_is_one_process_run) {
     char extra[2048];
@@ -134,31 +154,6 @@ Test(mpi, static_int8_activation_scales_merge_across_ranks) {
              "--set quant.calib_batches=4 --set quant.init_from=%s/checkpoint.h5 --set train.lr=2e-4 --set train.min_lr=2e-5",
              g_float);
     compare_layouts("w8a8", extra);
-}
-
-/* stop at 20 on two ranks; resume on two ranks (the unbroken two-rank run's
- * losses exactly: same slices, same sums) and on one */
-Test(mpi, resume_across_rank_counts) {
-    char args[4096];
-    char *whole = test_path(g_dir, "r-whole"), *r2 = test_path(g_dir, "r-2"), *r1 = test_path(g_dir, "r-1");
-    snprintf(args, sizeof args, "%s --set out_dir=%s", g_cfg, whole);
-    mpi_train(args);
-    for (int k = 0; k < 2; k++) {
-        const char *d = k ? r1 : r2;
-        snprintf(args, sizeof args, "%s --set out_dir=%s --stop-after 20", g_cfg, d);
-        mpi_train(args);
-        if (k) {
-            snprintf(args, sizeof args, "train %s --set out_dir=%s --resume", g_cfg, d);
-            test_qat(args);
-        } else {
-            snprintf(args, sizeof args, "%s --set out_dir=%s --resume", g_cfg, d);
-            mpi_train(args);
-        }
-    }
-    Run w = metrics_of(whole), a = metrics_of(r2), b = metrics_of(r1);
-    for (int i = 1; i <= 40; i++)
-        cr_assert_eq(a.loss[i], w.loss[i], "resumed on 2 ranks, step %d: %.7f vs %.7f unbroken", i, a.loss[i], w.loss[i]);
-    expect_same_run("resumed on 1 process from 2 ranks", &w, &b);
 }
 
 static int mpi_status(const char *args, char *err, size_t n) {

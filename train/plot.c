@@ -139,7 +139,7 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
         cairo_show_text(cr, buf);
     }
     /* one line per method, points in order of bits */
-    char names[32][64]; /* uniform lines' names, in colour order */
+    char names[32][sizeof rows[0].method + 16]; /* uniform lines' names, in colour order */
     bool clipped = false;
     int n_names = 0;
     bool *done = xcalloc((size_t)n, sizeof(bool));
@@ -147,7 +147,7 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
     int color = 0;
     for (int i = 0; i < n; i++) {
         if (done[i] || is_reference(&rows[i])) continue;
-        char name[64], other[64];
+        char name[sizeof rows[i].method + 16], other[sizeof rows[i].method + 16]; /* whole names: a cut one could merge two lines */
         line_name(&rows[i], name, sizeof name);
         int m = 0;
         for (int j = i; j < n; j++) {
@@ -161,7 +161,7 @@ void compare_plot(const char *path, const CompareRow *rows, int n, const char *t
             }
         /* a "+mixed" line takes the colour of its method's uniform line and is dashed, so that
          * each method's mixed-precision points read against its own uniform ones */
-        char base[64];
+        char base[sizeof name];
         snprintf(base, sizeof base, "%s", name);
         char *plus = strstr(base, "+mixed");
         bool mixed = plus != NULL;
