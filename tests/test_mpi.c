@@ -2,7 +2,8 @@
 /* test_mpi.c: data-parallel training under mpirun -np 2 (Open MPI) against
  * the same run in one process: float, int4 LSQ QAT fine-tuning and W8A8
  * with static min/max scales; resume across rank counts; the ranks'
- * agreement check; a batch that does not divide; a rank killed with -9.
+ * agreement check; a batch that does not divide; other commands refused
+ * under mpirun; a rank killed with -9.
  *
  * Why the bounds: a rank sums its slice's weight gradients and MPI_Allreduce
  * adds the slices, where one process sums all tokens in one pass: the same
@@ -158,7 +159,7 @@ Test(mpi, static_int8_activation_scales_merge_across_ranks) {
 
 static int mpi_status(const char *args, char *err, size_t n) {
     char cmd[8192], *errf = test_path(g_dir, "mpi.err");
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s/qat train %s >/dev/null 2>%s", getenv("QAT_SOURCE_DIR"), g_mpirun,
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s/qat %s >/dev/null 2>%s", getenv("QAT_SOURCE_DIR"), g_mpirun,
              getenv("QAT_BINARY_DIR"), args, errf);
     int st = system(cmd);
     size_t len;
@@ -170,17 +171,23 @@ static int mpi_status(const char *args, char *err, size_t n) {
 
 Test(mpi, bad_layouts_and_disagreeing_ranks_stop_the_job) {
     char args[4096], err[8192];
-    snprintf(args, sizeof args, "%s --set out_dir=%s/odd --set train.batch_size=7", g_cfg, g_dir);
+    snprintf(args, sizeof args, "train %s --set out_dir=%s/odd --set train.batch_size=7", g_cfg, g_dir);
     cr_assert_eq(mpi_status(args, err, sizeof err), 2, "%s", err);
     cr_assert(strstr(err, "qat: ") == err && strstr(err, "train.batch_size: 7 sequences do not divide among 2 ranks"),
               "%s", err);
     /* rank 1's parameters nudged after the first step: the check at the first evaluation stops the job */
-    snprintf(args, sizeof args, "%s --set out_dir=%s/nudged", g_cfg, g_dir);
+    snprintf(args, sizeof args, "train %s --set out_dir=%s/nudged", g_cfg, g_dir);
     setenv("QAT_TEST_NUDGE_RANK", "1", 1);
     int st = mpi_status(args, err, sizeof err);
     unsetenv("QAT_TEST_NUDGE_RANK");
     cr_assert_eq(st, 2, "%s", err);
     cr_assert(strstr(err, "iter 10: the parameters differ across the 2 ranks"), "%s", err);
+    /* other commands run in one process: one line from rank 0, not two copies of the job */
+    snprintf(args, sizeof args, "eval %s/checkpoint.h5", g_float);
+    cr_assert_eq(mpi_status(args, err, sizeof err), 2, "%s", err);
+    /* (mpirun adds its own banner about the exit status) */
+    char *line = strstr(err, "qat: eval: runs in one process");
+    cr_assert(line && !strstr(line + 1, "qat: eval"), "%s", err);
 }
 
 static double now(void) {

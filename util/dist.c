@@ -14,11 +14,13 @@
 #include <mpi.h>
 #endif
 
+#ifdef QAT_MPI
 static double wall(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+#endif
 
 /* mpirun's environment: Open MPI, PMIx (Open MPI 5, Slurm) or MPICH's PMI. */
 static int launched_size(void) {
@@ -28,6 +30,25 @@ static int launched_size(void) {
         if (v && atoi(v) > 0) return atoi(v);
     }
     return 1;
+}
+
+/* A failure before MPI starts, the same on every rank: ranks other than 0
+ * leave silently, after rank 0's line (mpirun ends the job at the first exit). */
+static void leave_unless_rank0(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (getenv(keys[i]) && atoi(getenv(keys[i])) != 0) {
+            struct timespec pause = {0, 500000000};
+            nanosleep(&pause, NULL);
+            exit(QAT_EXIT_BADINPUT);
+        }
+}
+
+void dist_refuse_launch(const char *cmd) {
+    int n = launched_size();
+    if (n <= 1) return;
+    leave_unless_rank0();
+    qat_fail("%s: runs in one process; of qat's commands only train runs under mpirun (here -np %d)", cmd, n);
 }
 
 bool dist_available(void) {
@@ -161,6 +182,7 @@ void dist_barrier(Dist *d) {
 int dist_init(int *argc, char ***argv) {
     (void)argc, (void)argv;
     int n = launched_size();
+    if (n > 1) leave_unless_rank0();
     if (n > 1)
         qat_fail("mpirun started %d processes, but this qat was built without MPI: install the Debian packages "
                  "libopenmpi-dev and openmpi-bin and rebuild (cmake finds MPI by itself)", n);

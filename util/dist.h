@@ -27,6 +27,10 @@ typedef struct Dist {
  * aborts every rank. Fails in one line when mpirun started a qat built
  * without MPI. Returns the number of ranks. */
 int dist_init(int *argc, char ***argv);
+/* Commands that run in one process (all but train): under mpirun -np N > 1
+ * rank 0 fails naming cmd, the other ranks exit with the same status
+ * silently (one line, not N). mpirun's environment tells, MPI never starts. */
+void dist_refuse_launch(const char *cmd);
 /* Process end: MPI_Finalize when dist_init started MPI. */
 void dist_finalize(void);
 /* This process's rank and the job's size (rank 0 of 1 without MPI). */
