@@ -135,12 +135,14 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     slug_of(entry, slug, sizeof slug);
     snprintf(path, sizeof path, "%s/ptq/%s.h5", out_dir, slug);
     ckpt_save(path, &qc, v, &g, NULL, 0, NULL, r->what);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
     char *yaml = config_to_yaml(&qc);
     InferModel m;
     infer_from_gpt(&m, &g, v, yaml);
     free(yaml);
     gpt_free(&g);
     snprintf(path, sizeof path, "%s/models/%s.h5", out_dir, slug);
+    snprintf(r->model, sizeof r->model, "%s", path);
     export_and_measure(&m, path, float_ckpt, 0, b, float_loss, r);
     infer_free(&m);
 }
@@ -230,6 +232,7 @@ static void float_row(const char *ckpt, const char *method, double seconds, cons
     gpt_free(&g);
     vocab_free(&v);
     snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", ckpt);
     r->w_bits = r->a_bits = 32;
     r->seconds = seconds;
     measure(&m, b, float_loss, r);
@@ -273,6 +276,8 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     char slug[200], path[CONFIG_PATH_MAX + 256];
     slug_of(cfg_path, slug, sizeof slug);
     snprintf(path, sizeof path, "%s/models/%s.h5", out_dir, slug);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", ckpt);
+    snprintf(r->model, sizeof r->model, "%s", path);
     export_and_measure(&m, path, ckpt, step, b, float_loss, r);
     infer_free(&m);
 }
@@ -305,6 +310,8 @@ static void write_outputs(const char *dir, const CompareRow *rows, int n, const 
         json_add_num(o, "bits_per_weight", r->bits_per_weight, 4);
         json_add_num(o, "gen_tokens_per_s", r->gen_tokens_per_s, 1);
         json_add_num(o, "seconds", r->seconds, 2);
+        cJSON_AddStringToObject(o, "checkpoint", r->ckpt);
+        if (r->model[0]) cJSON_AddStringToObject(o, "model", r->model);
         cJSON_AddItemToArray(arr, o);
     }
     k = (size_t)snprintf(s, cap, "[\n");
@@ -410,6 +417,12 @@ static void qat_rows(Rows *R, const Config *qc, const char *label, const char *f
 }
 
 void compare_run(const Config *cfg, const char *origin) {
+    CompareRow *rows;
+    compare_run_rows(cfg, origin, &rows);
+    free(rows);
+}
+
+int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     config_validate(cfg, origin);
     if (cfg->quant.w_bits)
         qat_fail("%s: quant.weight.bits: qat compare takes the config of the float model (bits 0); QAT runs go in compare.qat",
@@ -563,9 +576,10 @@ void compare_run(const Config *cfg, const char *origin) {
                  !strcmp(fcfg.train.eval, "random") ? "random windows" : "the whole split");
     write_outputs(dir, rows, n, title);
     printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
-    free(rows);
+    *out = rows;
     eval_windows_free(&b.w);
     dataset_free(&ds);
     dataset_free(&evd);
     vocab_free(&v);
+    return n;
 }

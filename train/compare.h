@@ -21,6 +21,8 @@ typedef struct CompareRow {
     double gen_tokens_per_s; /* greedy generation with the KV cache */
     double seconds;          /* to produce: PTQ calibration and quantization, or QAT (or float) training */
     char what[1400];          /* how it was made (qat ptq options or the QAT config file) */
+    char ckpt[CONFIG_PATH_MAX + 256];  /* its checkpoint (float, PTQ or QAT) */
+    char model[CONFIG_PATH_MAX + 256]; /* its deployable file (quantized rows; else "") */
 } CompareRow;
 
 /* Runs the comparison the config's compare section describes. Beside the
@@ -29,6 +31,8 @@ typedef struct CompareRow {
  * data, so that the QAT rows are measured against what the same steps do
  * without quantization. */
 void compare_run(const Config *cfg, const char *origin);
+/* The same, handing back the rows (*rows, xmalloc'd; their count returned). */
+int compare_run_rows(const Config *cfg, const char *origin, CompareRow **rows);
 
 /* PNG of validation loss against bits per weight, one line per method (float
  * as a horizontal line). */

@@ -468,29 +468,78 @@ static int cmd_import(int argc, char **argv) {
 
 /* The main job of ./quickstart: a small model on a corpus that Debian's
  * fortunes package installs, so it needs nothing outside the machine. */
-static const char *DEMO_CONFIG =
-    "model: {n_layer: 2, n_head: 4, n_embd: 96, block_size: 64, vocab: char}\n"
-    "data: {path: /usr/share/games/fortunes/songs-poems, val_fraction: 0.1}\n"
-    "train: {batch_size: 32, iters: 600, lr: 2e-3, min_lr: 2e-4, warmup_iters: 50, eval_every: 200,\n"
-    "        log_every: 50, seed: 1337}\n"
-    "out_dir: runs/demo\n";
+/* qat demo (./quickstart's main job): the product end to end on the fortunes
+ * text, from configs/demo/ (copy and edit them): the float model, qat
+ * compare (RTN, GPTQ, AWQ and QAT at int8 and int4 g32, every row exported
+ * and scored on the integer kernels), then the best int4 model as qat's
+ * deployable file and as a GGUF, its integer-kernel loss beside the
+ * fake-quant one, a sample from it, and what to run next. */
+#define DEMO_CONFIG "configs/demo/compare.yaml"
+#define DEMO_DIR "runs/demo"
 
 static int cmd_demo(int argc, char **argv) {
     if (wants_help(argc, argv))
-        return printf("usage: qat demo\n  Trains this embedded config, evaluates it and prints a sample:\n%s", DEMO_CONFIG), 0;
+        return printf("usage: qat demo\n  Runs qat compare on %s (the float model, RTN, GPTQ, AWQ and QAT at int8 and "
+                      "int4 g32),\n  exports the best int4 model to %s/model-int4.h5 and .gguf, evaluates it on the "
+                      "integer kernels\n  and samples from it. Run it from qat's folder (./quickstart does).\n",
+                      DEMO_CONFIG, DEMO_DIR), 0;
+    for (int i = 2; i < argc; i++) qat_fail("demo: unexpected argument '%s' (qat demo takes none)", argv[i]);
+    if (access(DEMO_CONFIG, R_OK) != 0)
+        qat_fail("demo: %s: not found; run qat demo from qat's folder (./quickstart does)", DEMO_CONFIG);
     Config cfg;
     config_defaults(&cfg);
-    config_load_string(&cfg, DEMO_CONFIG, "demo config");
-    for (int i = 2; i < argc; i++) qat_fail("demo: unexpected argument '%s' (qat demo takes none)", argv[i]);
-    TrainOptions opts = {.overwrite = true}; /* the demo's run is regenerated each time */
-    train_run(&cfg, "demo config", &opts);
-    char ckpt[CONFIG_PATH_MAX + 32];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", cfg.out_dir);
-    char *eval_argv[] = {argv[0], "eval", ckpt};
-    cmd_eval(3, eval_argv);
-    printf("--- sample ---\n");
-    char *sample_argv[] = {argv[0], "sample", ckpt, "--tokens", "300"};
-    return cmd_sample(5, sample_argv);
+    config_load_file(&cfg, DEMO_CONFIG);
+    printf("== qat demo: QAT against PTQ on %s, then a deployable int4 model ==\n", cfg.data.path);
+    printf("== 1/4 qat compare %s (the table follows the runs) ==\n", DEMO_CONFIG);
+    fflush(stdout);
+    CompareRow *rows;
+    int n = compare_run_rows(&cfg, DEMO_CONFIG, &rows);
+    /* the best int4 row (lowest loss, measured on the integer kernels) */
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (rows[i].w_bits == 4 && rows[i].a_bits == 32 && rows[i].model[0] &&
+            (best < 0 || rows[i].val_loss < rows[best].val_loss))
+            best = i;
+    if (best < 0) qat_fail("demo: %s has no int4 row", DEMO_CONFIG);
+    const CompareRow *r = &rows[best];
+    printf("== 2/4 the best int4 model: %s, val loss %.4f (float %.4f) ==\n", r->method, r->val_loss, rows[0].val_loss);
+    char h5[] = DEMO_DIR "/model-int4.h5", gg[] = DEMO_DIR "/model-int4.gguf";
+    ExportReport er = export_checkpoint(r->ckpt, h5);
+    printf("%s: %zu bytes (%d int4 layers; %s)\n", h5, er.file_bytes, er.quant_layers, r->ckpt);
+    char *rep = NULL;
+    size_t rlen = 0;
+    FILE *mem = open_memstream(&rep, &rlen);
+    if (!mem) qat_fail("demo: open_memstream failed");
+    export_checkpoint_gguf(r->ckpt, gg, false, mem);
+    fclose(mem);
+    /* the report's last line: the file's bytes and how many tensors are in llama.cpp's blocks */
+    while (rlen && rep[rlen - 1] == '\n') rep[--rlen] = '\0';
+    char *last = strrchr(rep, '\n');
+    printf("%s: %s (llama.cpp's gpt2 architecture)\n", gg, last ? last + 1 : rep);
+    free(rep);
+    printf("== 3/4 the exported model on the integer kernels ==\n");
+    EvalOptions fake = {0};
+    EvalResult ef = eval_checkpoint(r->ckpt, &fake), ei = eval_checkpoint(h5, NULL);
+    printf("fake quantization (training's forward): %.6f\ninteger kernels (%s):       %.6f  (%ld tokens)\n",
+           ef.val_loss, h5, ei.val_loss, ei.tokens);
+    printf("== 4/4 a sample from %s ==\n", h5);
+    fflush(stdout);
+    char *sample_argv[] = {argv[0], "sample", h5, "--tokens", "300"};
+    cmd_sample(5, sample_argv);
+    printf("\n== what you got ==\n"
+           "  %s/compare.md, .csv, .json, .png   every method's loss, size and speed; the plot\n"
+           "  %s                        the best int4 model, qat's deployable file\n"
+           "  %s                      the same for llama.cpp (llama-cli -m, llama-perplexity)\n"
+           "  runs/demo/float, qat-int8, qat-int4-g32     the training runs (metrics.jsonl, checkpoint.h5)\n"
+           "== next ==\n"
+           "  your text:  copy configs/demo/*.yaml, set data.path, then  build/qat compare my-compare.yaml\n"
+           "  one run:    build/qat train configs/demo/qat-int4-g32.yaml, build/qat export CKPT -o model.h5\n"
+           "  your model: build/qat import model.gguf -o float.h5 (or llama2.c's .bin --tokenizer tok.bin), then\n"
+           "              qat compare with compare.float_checkpoint: float.h5 (configs/compare-stories260K.yaml)\n"
+           "  look:       build/qat inspect %s; README.md and configs/README.md for every option\n",
+           cfg.compare.out_dir, h5, gg, h5);
+    free(rows);
+    return 0;
 }
 
 int main(int argc, char **argv) {
