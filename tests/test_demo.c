@@ -26,10 +26,11 @@ Test(demo, the_main_job_writes_what_it_says, .timeout = 300) {
     snprintf(cmd, sizeof cmd, "mkdir -p %s/configs/demo", dir);
     test_run(cmd);
     copy_config(dir, "compare.yaml",
-                "-e 's/iters: 1500/iters: 150/' -e 's/eval_every: 500/eval_every: 150/' "
+                "-e 's/iters: 1500/iters: 80/' -e 's/eval_every: 500/eval_every: 80/' -e 's/val_fraction: 0.1/val_fraction: 0.03/' "
                 "-e '/rtn --bits 8/d' -e '/rtn --bits 3/d' -e 's/gen_tokens: 256/gen_tokens: 32/' "
                 "-e 's|configs/demo/qat-int8.yaml, ||' -e 's|, configs/demo/qat-int3-g32.yaml||'");
-    copy_config(dir, "qat-int4-g32.yaml", "-e 's/iters: 200/iters: 20/' -e 's/eval_every: 100/eval_every: 20/'");
+    copy_config(dir, "qat-int4-g32.yaml",
+                "-e 's/iters: 200/iters: 20/' -e 's/eval_every: 100/eval_every: 20/' -e 's/val_fraction: 0.1/val_fraction: 0.03/'");
     snprintf(cmd, sizeof cmd, "cd %s && %s/qat demo", dir, getenv("QAT_BINARY_DIR"));
     char *out = test_run(cmd);
     /* the rows it was told to make, and the best int4 one picked from them */

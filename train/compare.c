@@ -174,7 +174,8 @@ static double train_or_reuse(const Config *rc, const char *origin, bool retrain,
     if (retrain || step != rc->train.iters || wall < 0.0 || !same) {
         printf("compare: training %s into %s\n", origin, rc->out_dir);
         fflush(stdout);
-        TrainOptions to = {.quiet = true, .overwrite = true}; /* compare decided this run is not reusable */
+        /* its progress shows (a long run must not sit silent); compare decided this run is not reusable */
+        TrainOptions to = {.overwrite = true};
         double t0 = now_seconds();
         train_run(rc, origin, &to);
         wall = now_seconds() - t0;
@@ -446,7 +447,8 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
         if (access(float_ckpt, R_OK) != 0) {
             printf("compare: training the float model into %s\n", cfg->out_dir);
             fflush(stdout);
-            TrainOptions to = {.quiet = true, .overwrite = true}; /* compare decided this run is not reusable */
+            /* its progress shows (a long run must not sit silent); compare decided this run is not reusable */
+            TrainOptions to = {.overwrite = true};
             double t0 = now_seconds();
             train_run(cfg, origin, &to);
             float_seconds = now_seconds() - t0;
