@@ -518,8 +518,7 @@ static int cmd_demo(int argc, char **argv) {
     printf("%s: %s (llama.cpp's gpt2 architecture)\n", gg, last ? last + 1 : rep);
     free(rep);
     printf("== 3/4 the exported model on the integer kernels ==\n");
-    EvalOptions fake = {0};
-    EvalResult ef = eval_checkpoint(r->ckpt, &fake), ei = eval_checkpoint(h5, NULL);
+    EvalResult ef = eval_checkpoint(r->ckpt, NULL), ei = eval_checkpoint(h5, NULL);
     printf("fake quantization (training's forward): %.6f\ninteger kernels (%s):       %.6f  (%ld tokens)\n",
            ef.val_loss, h5, ei.val_loss, ei.tokens);
     printf("== 4/4 a sample from %s ==\n", h5);

@@ -51,14 +51,6 @@ void dist_refuse_launch(const char *cmd) {
     qat_fail("%s: runs in one process; of qat's commands only train runs under mpirun (here -np %d)", cmd, n);
 }
 
-bool dist_available(void) {
-#ifdef QAT_MPI
-    return true;
-#else
-    return false;
-#endif
-}
-
 #ifdef QAT_MPI
 /* Under mpirun: the line (with its rank when not 0), then the whole job ends. */
 static void abort_all(const char *msg, void *user) {
@@ -130,7 +122,6 @@ static void reduce(Dist *d, void *x, size_t n, MPI_Datatype t, size_t esz, MPI_O
         check(MPI_Allreduce(MPI_IN_PLACE, (char *)x + at * esz, (int)k, t, op, MPI_COMM_WORLD), what);
     }
     d->comm_s += wall() - t0;
-    d->comm_calls++;
 }
 
 void dist_sum_f32(Dist *d, float *x, size_t n) { reduce(d, x, n, MPI_FLOAT, 4, MPI_SUM, "MPI_Allreduce (sum)"); }
@@ -167,7 +158,6 @@ float *dist_gather_f32(Dist *d, const float *x, size_t n, size_t *total) {
     check(MPI_Allgatherv(x, mine, MPI_FLOAT, out, counts, displs, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgatherv");
     free(counts), free(displs);
     d->comm_s += wall() - t0;
-    d->comm_calls++;
     *total = sum;
     return out;
 }

@@ -18,8 +18,7 @@
 
 typedef struct Dist {
     int rank, size;
-    double comm_s;   /* seconds spent in collectives since dist_attach */
-    long comm_calls; /* their number */
+    double comm_s; /* seconds spent in collectives since dist_attach */
 } Dist;
 
 /* Process start (qat train): MPI_Init when the process runs under mpirun
@@ -35,8 +34,6 @@ void dist_refuse_launch(const char *cmd);
 void dist_finalize(void);
 /* This process's rank and the job's size (rank 0 of 1 without MPI). */
 void dist_attach(Dist *d);
-/* True when this build has MPI. */
-bool dist_available(void);
 
 /* In-place sums over ranks (every rank gets the same result). */
 void dist_sum_f32(Dist *d, float *x, size_t n);
