@@ -2,6 +2,7 @@
  * requires and as x86-64 and arm64 store it. */
 #include "gguf.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -393,37 +394,37 @@ const char *ggml_type_name(uint32_t type, char *buf, size_t n) {
     }
 }
 
-/* One scalar of type t at p (bounds checked by gguf_read); strings quoted
- * and cut at 48 bytes, control bytes escaped. Returns the bytes it took. */
-static size_t print_scalar(FILE *out, uint32_t t, const uint8_t *p) {
+/* One scalar of type t at p (bounds checked by gguf_read) as JSON; sets
+ * *used to the bytes it took. 64-bit integers become doubles, exact up to
+ * 2^53 (no GGUF key qat meets comes near). */
+static cJSON *scalar_json(uint32_t t, const uint8_t *p, size_t *used) {
     uint8_t b[8];
     memcpy(b, p, scalar_size(t) ? scalar_size(t) : 8);
-    int64_t i = 0;
-    uint64_t u = 0;
+    *used = scalar_size(t);
     switch (t) {
-    case GGUF_UINT8: fprintf(out, "%u", b[0]); return 1;
-    case GGUF_INT8: fprintf(out, "%d", (int8_t)b[0]); return 1;
-    case GGUF_BOOL: fprintf(out, "%s", b[0] ? "true" : "false"); return 1;
-    case GGUF_UINT16: { uint16_t v; memcpy(&v, b, 2); fprintf(out, "%u", v); return 2; }
-    case GGUF_INT16: { int16_t v; memcpy(&v, b, 2); fprintf(out, "%d", v); return 2; }
-    case GGUF_UINT32: { uint32_t v; memcpy(&v, b, 4); fprintf(out, "%u", v); return 4; }
-    case GGUF_INT32: { int32_t v; memcpy(&v, b, 4); fprintf(out, "%d", v); return 4; }
-    case GGUF_FLOAT32: { float v; memcpy(&v, b, 4); fprintf(out, "%g", v); return 4; }
-    case GGUF_UINT64: memcpy(&u, b, 8); fprintf(out, "%llu", (unsigned long long)u); return 8;
-    case GGUF_INT64: memcpy(&i, b, 8); fprintf(out, "%lld", (long long)i); return 8;
-    case GGUF_FLOAT64: { double v; memcpy(&v, b, 8); fprintf(out, "%g", v); return 8; }
+    case GGUF_UINT8: return cJSON_CreateNumber(b[0]);
+    case GGUF_INT8: return cJSON_CreateNumber((int8_t)b[0]);
+    case GGUF_BOOL: return cJSON_CreateBool(b[0]);
+    case GGUF_UINT16: { uint16_t v; memcpy(&v, b, 2); return cJSON_CreateNumber(v); }
+    case GGUF_INT16: { int16_t v; memcpy(&v, b, 2); return cJSON_CreateNumber(v); }
+    case GGUF_UINT32: { uint32_t v; memcpy(&v, b, 4); return cJSON_CreateNumber(v); }
+    case GGUF_INT32: { int32_t v; memcpy(&v, b, 4); return cJSON_CreateNumber(v); }
+    case GGUF_FLOAT32: { float v; memcpy(&v, b, 4); return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+    case GGUF_UINT64: { uint64_t v; memcpy(&v, b, 8); return cJSON_CreateNumber((double)v); }
+    case GGUF_INT64: { int64_t v; memcpy(&v, b, 8); return cJSON_CreateNumber((double)v); }
+    case GGUF_FLOAT64: { double v; memcpy(&v, b, 8); return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
     case GGUF_STRING: {
-        memcpy(&u, p, 8);
-        fputc('"', out);
-        for (uint64_t k = 0; k < u && k < 48; k++) {
-            uint8_t ch = p[8 + k];
-            if (ch < 0x20 || ch == '"' || ch == '\\') fprintf(out, "\\x%02x", ch);
-            else fputc(ch, out);
-        }
-        fprintf(out, "\"%s", u > 48 ? "..." : "");
-        return 8 + (size_t)u;
+        uint64_t n;
+        memcpy(&n, p, 8);
+        *used = 8 + (size_t)n;
+        char *s = xmalloc((size_t)n + 1);
+        memcpy(s, p + 8, (size_t)n);
+        s[n] = '\0'; /* a NUL inside the value ends it here: JSON strings are C strings to cJSON */
+        cJSON *j = cJSON_CreateString(s);
+        free(s);
+        return j;
     }
-    default: return 0;
+    default: return cJSON_CreateNull();
     }
 }
 
@@ -432,40 +433,14 @@ static const char *value_type_name(uint32_t t) {
     return t < sizeof names / sizeof *names ? names[t] : "?";
 }
 
-void gguf_print(const GgufFile *f, FILE *out) {
-    fprintf(out, "%s: GGUF v3, %zu bytes, %zu keys, %zu tensors\n", f->path, f->size, f->n_kv, f->n_t);
-    for (size_t k = 0; k < f->n_kv; k++) {
-        const GgufKV *kv = &f->kv[k];
-        fprintf(out, "  %.*s = ", (int)kv->key_len, kv->key);
-        if (kv->type != GGUF_ARRAY) {
-            print_scalar(out, kv->type, kv->val);
-        } else {
-            fprintf(out, "[%llu x %s:", (unsigned long long)kv->n, value_type_name(kv->arr_type));
-            const uint8_t *p = kv->val;
-            for (uint64_t i = 0; i < kv->n && i < 6; i++) fputc(' ', out), p += print_scalar(out, kv->arr_type, p);
-            fprintf(out, "%s]", kv->n > 6 ? " ..." : "");
-        }
-        fputc('\n', out);
-    }
-    size_t bytes[64] = {0}, elems[64] = {0};
-    int count[64] = {0};
-    char tb[24];
-    for (size_t i = 0; i < f->n_t; i++) {
-        const GgufTensor *t = &f->t[i];
-        size_t n = 1;
-        char shape[96];
-        int k = 0;
-        for (int d = 0; d < t->nd; d++) {
-            n *= (size_t)t->ne[d];
-            k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%lld", d ? " x " : "", (long long)t->ne[d]);
-        }
-        fprintf(out, "  %-32s %-6s [%s] %zu bytes, %.2f bits/weight\n", t->name, ggml_type_name(t->type, tb, sizeof tb),
-                shape, t->bytes, 8.0 * (double)t->bytes / (double)(n ? n : 1));
-        uint32_t ty = t->type < 64 ? t->type : 63;
-        bytes[ty] += t->bytes, elems[ty] += n, count[ty]++;
-    }
-    for (uint32_t ty = 0; ty < 64; ty++)
-        if (count[ty])
-            fprintf(out, "  total %-6s %d tensors, %zu weights, %zu bytes\n", ggml_type_name(ty, tb, sizeof tb), count[ty],
-                    elems[ty], bytes[ty]);
+cJSON *gguf_kv_json(const GgufKV *kv, size_t max_elems) {
+    size_t used;
+    if (kv->type != GGUF_ARRAY) return scalar_json(kv->type, kv->val, &used);
+    cJSON *o = cJSON_CreateObject(), *head = cJSON_CreateArray();
+    cJSON_AddStringToObject(o, "array_of", value_type_name(kv->arr_type));
+    cJSON_AddNumberToObject(o, "n", (double)kv->n);
+    const uint8_t *p = kv->val;
+    for (uint64_t i = 0; i < kv->n && i < max_elems; i++, p += used) cJSON_AddItemToArray(head, scalar_json(kv->arr_type, p, &used));
+    cJSON_AddItemToObject(o, "head", head);
+    return o;
 }

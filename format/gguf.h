@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cJSON.h>
+
 /* ggml tensor types qat writes */
 enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8, GGML_TYPE_BF16 = 30 };
 /* GGUF metadata value types */
@@ -106,10 +108,9 @@ char *gguf_get_str(const GgufFile *f, const char *key);
 /* String i of an array of strings: pointer into the image and its length. */
 const char *gguf_array_str(const GgufFile *f, const GgufKV *kv, uint64_t i, size_t *len);
 const GgufTensor *gguf_find_tensor(const GgufFile *f, const char *name);
-/* A listing of the file: every key with its value (arrays: type, length and
- * the first elements), every tensor with its type, shape and bytes, and the
- * totals per type. */
-void gguf_print(const GgufFile *f, FILE *out);
+/* A metadata value as JSON: a scalar as its number, bool or string; an array
+ * as {"array_of": type, "n": length, "head": [its first max_elems values]}. */
+cJSON *gguf_kv_json(const GgufKV *kv, size_t max_elems);
 /* "f32", "f16", "q8_0", "q4_0", "q4_1", or "type N". */
 const char *ggml_type_name(uint32_t type, char *buf, size_t n);
 /* Bytes of a tensor of type with ne[0] x rest elements, 0 for an unknown type. */

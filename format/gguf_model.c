@@ -707,17 +707,19 @@ static void load_gguf(void *p) {
 static void load_vocab_only(void *p) {
     LoadCtx *x = p;
     char *tm = gguf_get_str(&x->f, "tokenizer.ggml.model");
-    bool ok = !strcmp(tm, "llama");
-    if (!ok) qat_fail("%s: tokenizer.ggml.model is %s; a SentencePiece vocabulary is llama", x->f.path, tm);
+    char got[64];
+    snprintf(got, sizeof got, "%s", tm);
     free(tm);
+    if (strcmp(got, "llama")) qat_fail("%s: tokenizer.ggml.model is %s; a SentencePiece vocabulary is llama", x->f.path, got);
     load_spm_vocab(&x->f, x->v);
 }
 
 void gguf_load_vocab(const char *path, Vocab *v) {
-    LoadCtx *x = xcalloc(1, sizeof *x);
-    x->v = v;
+    GgufFile f; /* read before anything is allocated: a bad file fails with nothing to free */
     memset(v, 0, sizeof *v);
-    gguf_read(&x->f, path);
+    gguf_read(&f, path);
+    LoadCtx *x = xcalloc(1, sizeof *x);
+    x->v = v, x->f = f;
     char msg[1024];
     bool ok = qat_try(load_vocab_only, x, msg, sizeof msg);
     if (!ok) vocab_free(v);
@@ -727,10 +729,11 @@ void gguf_load_vocab(const char *path, Vocab *v) {
 }
 
 void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_float) {
-    LoadCtx *x = xcalloc(1, sizeof *x);
-    x->g = g, x->v = v, x->cfg = cfg, x->as_float = as_float;
+    GgufFile f;
     memset(v, 0, sizeof *v);
-    gguf_read(&x->f, path);
+    gguf_read(&f, path);
+    LoadCtx *x = xcalloc(1, sizeof *x);
+    x->g = g, x->v = v, x->cfg = cfg, x->as_float = as_float, x->f = f;
     /* a file that fails halfway frees what it built (the fuzz target runs millions) */
     char msg[1024];
     bool ok = qat_try(load_gguf, x, msg, sizeof msg);

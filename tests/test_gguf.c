@@ -256,12 +256,13 @@ Test(gguf, inspect_lists_every_tensor_with_its_type) {
     snprintf(args, sizeof args, "inspect %s", model);
     char *out = test_qat(args);
     cr_assert(strstr(out, "general.architecture = \"gpt2\"") && strstr(out, "gpt2.block_count = 2"), "%s", out);
-    cr_assert(strstr(out, "blk.1.ffn_down.weight") && strstr(out, "q4_0   [128 x 32]") && strstr(out, "4.50 bits/weight"),
+    cr_assert(strstr(out, "blk.1.ffn_down.weight") && strstr(out, "q4_0  [128 x 32]") && strstr(out, "4.50 bits/weight"),
               "%s", out);
-    cr_assert(strstr(out, "total q4_0   8 tensors"), "%s", out);
+    cr_assert(strstr(out, "    q4_0  8 tensors, 24576 weights, 13824 bytes"), "%s", out);
     snprintf(args, sizeof args, "inspect %s", ck);
     out = test_qat(args);
-    cr_assert(strstr(out, "quantized blocks.1.mlp.proj") && strstr(out, "q4_0 blocks, stored scales"), "%s", out);
+    cr_assert(strstr(out, "blocks.1.mlp.proj.weight") && strstr(out, "q4_0 blocks (4.50 bits/weight deployed), stored scales"),
+              "%s", out);
     char err[512], bad[1100];
     snprintf(bad, sizeof bad, "%s/cut.gguf", g_dir);
     size_t n;

@@ -12,6 +12,7 @@
 #include "format/checkpoint.h"
 #include "train/compare.h"
 #include "train/config.h"
+#include "quant/kernels.h"
 #include "train/inspect.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
@@ -39,11 +40,12 @@ static void usage(FILE *f) {
             "  import MODEL.bin --tokenizer TOKENIZER.bin -o FLOAT.h5 | MODEL.gguf -o FLOAT.h5\n"
             "                          a pretrained llama2.c or GGUF (llama, gpt2) model as a float\n"
             "                          checkpoint (eval, sample, ptq, compare, export and quant.init_from take it)\n"
-            "  inspect FILE            list a GGUF file, an exported model or a checkpoint: metadata, tensors,\n"
-            "                          types and sizes\n"
+            "  inspect FILE [--json]   describe a checkpoint, exported model, GGUF or llama2.c file: architecture,\n"
+            "                          vocab, each tensor's shape, type, quantization and bytes; checksums verified\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
+            "qat --version names the release, the commit and the kernels this CPU runs.\n"
             "qat COMMAND --help shows a command's options. Threads: OMP_NUM_THREADS or train.threads.\n"
             "Bad input exits with status 2 and one line naming the file and key.\n");
 }
@@ -78,16 +80,21 @@ static const char *HELP_EVAL =
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
     "  (qat export --format gguf) needs --data, and runs its q8_0, q4_0 and q4_1 blocks on them.\n";
 static const char *HELP_SAMPLE =
-    "usage: qat sample CHECKPOINT|MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
-    "  Generates N tokens (default 200) at temperature T (default 0.8; 0 = greedy),\n"
-    "  keeping the K most likely tokens (default 0 = all), seeded with S (default 1337).\n"
+    "usage: qat sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+    "  --prompt TEXT     the text to continue (default none: from BOS, or a newline for a char vocab)\n"
+    "  --tokens N        tokens to generate (default 200)\n"
+    "  --temperature T   softmax temperature (default 0.8; 0 = greedy)\n"
+    "  --top-k K         sample among the K most likely tokens (default 0 = all)\n"
+    "  --seed S          the sampler's seed (default 1337)\n"
+    "  When the context is full, it restarts from its newest half.\n"
     "  Runs on the inference engine with a KV cache; quantized layers (of a QAT checkpoint\n"
     "  or an exported model) on the integer kernels.\n";
 static const char *HELP_EXPORT =
     "usage: qat export CHECKPOINT -o MODEL.h5 [--json]\n"
     "       qat export CHECKPOINT --format gguf [--f16] -o MODEL.gguf\n"
-    "  --format gguf  a GGUF file for llama.cpp (architecture gpt2; the default when -o ends\n"
-    "                 in .gguf): float checkpoints in F32 (--f16: F16), layers trained in\n"
+    "  --format h5|gguf  the file to write (default h5, or gguf when -o ends in .gguf)\n"
+    "  --format gguf  a GGUF file for llama.cpp (architecture gpt2 or llama, as the model):\n"
+    "                 float checkpoints in F32 (--f16: F16; default F32), layers trained in\n"
     "                 quant.format q8_0/q4_0/q4_1 as exactly those blocks, qat's symmetric\n"
     "                 int8/int4 grids as q8_0/q4_0; a report line per tensor says what it became\n"
     "  Writes a QAT or PTQ checkpoint as a deployable model: quantized weights as int8\n"
@@ -541,6 +548,30 @@ static int cmd_demo(int argc, char **argv) {
     return 0;
 }
 
+static const char *HELP_INSPECT =
+    "usage: qat inspect FILE [--json]\n"
+    "  Describes any file qat reads or writes: a training checkpoint (float, QAT or PTQ), an\n"
+    "  exported MODEL.h5, a GGUF file, a llama2.c model or tokenizer.bin. Architecture and\n"
+    "  vocab; every tensor with its shape, storage type, quantization (bits, granularity, group,\n"
+    "  symmetry; for a checkpoint the bits per weight it deploys at), bytes and bits per weight;\n"
+    "  totals per type; and the checksums, every HDF5 dataset's CRC-32 recomputed (a corrupt\n"
+    "  file fails naming the dataset). GGUF metadata is listed key by key.\n"
+    "  --json      the same as one JSON object\n";
+
+static int cmd_inspect(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_INSPECT, stdout), 0;
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (argv[i][0] == '-' || path) qat_fail("inspect: unexpected argument '%s' (see qat inspect --help)", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) qat_fail("inspect: missing FILE (see qat inspect --help)");
+    inspect_file(path, json, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -548,19 +579,22 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return usage(stdout), 0;
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("qat %s (commit %s), kernels %s, %s\n", QAT_VERSION, QAT_GIT, kernel_path_name(kernel_path()),
+#ifdef QAT_MPI
+               "MPI data parallelism"
+#else
+               "without MPI"
+#endif
+        );
+        return 0;
+    }
     /* N copies of any other command would write the same files N times */
     if (strcmp(cmd, "train")) dist_refuse_launch(cmd);
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
-    if (!strcmp(cmd, "inspect")) {
-        if (wants_help(argc, argv) || argc != 3) {
-            fputs("usage: qat inspect FILE (GGUF, exported MODEL.h5 or training checkpoint)\n", argc == 3 ? stdout : stderr);
-            return argc == 3 ? 0 : QAT_EXIT_BADINPUT;
-        }
-        inspect_file(argv[2], stdout);
-        return 0;
-    }
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(cmd, "import")) return cmd_import(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);

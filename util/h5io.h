@@ -45,6 +45,11 @@ void h5_read_f32(hid_t f, const char *file, const char *name, int ndim, const in
  * (must equal shape[ndim]) and checksum are verified, each failure one line
  * naming the file and the tensor. */
 void h5_read_checked(hid_t f, const char *file, const char *name, hid_t type, int ndim, const int *shape, void *out);
+/* Recomputes the CRC-32 of dataset name and compares it with its crc32
+ * attribute, failing in one line naming it on a mismatch or an unreadable
+ * dataset. Returns 1 when it matched, 0 when the dataset has no attribute
+ * (a file from before checksums), -1 when there is no such dataset. */
+int h5_verify_dataset(hid_t f, const char *file, const char *name);
 /* Integer or string attribute of the object at path obj (fails naming it). */
 int64_t h5_read_obj_attr_i64(hid_t f, const char *file, const char *obj, const char *name);
 bool h5_obj_attr_exists(hid_t f, const char *obj, const char *name);

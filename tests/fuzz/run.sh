@@ -3,7 +3,9 @@
 # UBSan) in build-fuzz/, generates their seed corpora with the qat it built
 # (configs from configs/, checkpoints and exported models of a tiny model
 # trained on the fortunes text), runs each target for SECONDS (default 60)
-# and fails on any crash, leak of the sanitizers' kind, or hang. The corpora
+# and fails on any crash, sanitizer error or hang. Leak checking stays off
+# (ASAN_OPTIONS below): error paths leave small allocations to the exit, and
+# HDF5 1.10 loses memory inside its own calls on corrupt files. The corpora
 # grow in build-fuzz/corpus/ across runs; nothing here is committed.
 # Prints one line per target: executions, corpus size, result; the same
 # lines go to build-fuzz/fuzz-report.txt.
