@@ -19,6 +19,7 @@ Gemm infer_float_gemm(const InferLinear *l, const float *x, int M, float *y) {
 }
 
 static void linear_apply(const InferLinear *l, const float *x, int M, float *y, InferState *s) {
+    if (s->probe) s->probe(s->probe_ctx, l, x, M);
     if (!l->q) {
         Gemm g = infer_float_gemm(l, x, M, y);
         if (gemm_ws_floats(&g) > s->gemm_ws_n) qat_fail("infer: float product workspace too small (a bug)");

@@ -75,6 +75,10 @@ typedef struct InferState {
     char *team;
     float *gemm_ws; /* the float products' packing workspace (gemm_ws_floats at cap tokens) */
     size_t gemm_ws_n;
+    /* NULL, or called with the input of every Linear of a multi-token
+     * forward before its product (qat compare's per-layer errors) */
+    void (*probe)(void *ctx, const InferLinear *l, const float *x, int M);
+    void *probe_ctx;
 } InferState;
 
 /* From a loaded (float, QAT or PTQ) GPT: float tensors are copied; quantized

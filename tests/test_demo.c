@@ -39,7 +39,8 @@ Test(demo, the_main_job_writes_what_it_says, .timeout = 300) {
     cr_assert(strstr(out, "== 2/4 the best int4 model: "), "%s", out);
     const char *files[] = {"runs/demo/compare/compare.md", "runs/demo/compare/compare.csv", "runs/demo/compare/compare.json",
                            "runs/demo/compare/compare.png", "runs/demo/model-int4.h5", "runs/demo/model-int4.gguf",
-                           "runs/demo/float/checkpoint.h5", "runs/demo/qat-int4-g32/checkpoint.h5"};
+                           "runs/demo/float/checkpoint.h5", "runs/demo/qat-int4-g32/checkpoint.h5",
+                           "runs/demo/compare/layer_errors.png", "runs/demo/loss.png"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char *p = test_path(dir, files[i]);
         cr_assert_eq(access(p, R_OK), 0, "qat demo did not write %s", files[i]);
@@ -51,11 +52,28 @@ Test(demo, the_main_job_writes_what_it_says, .timeout = 300) {
         if (strchr(name, '/')) *strrchr(name, '/') = '\0';
         cr_assert(strstr(out, name), "the demo's screen does not name %s (%s)", files[i], name);
     }
-    /* the PNG is a PNG; both exports are models qat reads back */
+    /* the PNGs are PNGs; both exports are models qat reads back */
     size_t n;
-    char *png = test_slurp(test_path(dir, "runs/demo/compare/compare.png"), &n);
-    cr_assert(n > 1000 && !memcmp(png, "\x89PNG", 4));
-    free(png);
+    const char *pngs[] = {"runs/demo/compare/compare.png", "runs/demo/compare/layer_errors.png", "runs/demo/loss.png"};
+    for (size_t i = 0; i < sizeof pngs / sizeof *pngs; i++) {
+        char *png = test_slurp(test_path(dir, pngs[i]), &n);
+        cr_assert(n > 1000 && !memcmp(png, "\x89PNG", 4), "%s", pngs[i]);
+        free(png);
+    }
+    /* the per-layer errors: every quantized Linear, for each row a relative error in (0, 1) */
+    char *csv = test_slurp(test_path(dir, "runs/demo/compare/layer_errors.csv"), &n);
+    cr_assert(!strncmp(csv, "layer,", 6) && strstr(csv, "rtn 4-bit g32") && strstr(csv, "qat-lsq+kd 4-bit g32"), "%s", csv);
+    int lines = 0;
+    for (char *l = strchr(csv, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
+        lines++;
+        cr_assert(!strncmp(l + 1, "blocks.", 7), "%s", l + 1);
+        for (char *c = strchr(l + 1, ','); c && c < strchr(l + 1, '\n'); c = strchr(c + 1, ',')) {
+            double e = atof(c + 1);
+            cr_assert(e > 0.0 && e < 1.0, "error %g in %s", e, csv);
+        }
+    }
+    cr_assert_eq(lines, 8, "2 blocks x 4 Linears: %s", csv);
+    free(csv);
     char args[4096];
     snprintf(args, sizeof args, "inspect %s/runs/demo/model-int4.h5", dir);
     cr_assert(strstr(test_qat(args), "int4"), "inspect of the exported model");

@@ -577,7 +577,13 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
         snprintf(title, sizeof title, "QAT versus PTQ: %s (%ld validation tokens, %s)", origin, b.w.tokens,
                  !strcmp(fcfg.train.eval, "random") ? "random windows" : "the whole split");
     write_outputs(dir, rows, n, title);
-    printf("compare: wrote %s/compare.{md,csv,json,png}\n", dir);
+    /* the first windows of equal length (all but perhaps the last are full) */
+    int nw = eval_windows_run(&b.w, 0, 4);
+    int32_t *wx = xmalloc((size_t)nw * b.w.len[0] * sizeof(int32_t)), *wy = xmalloc((size_t)nw * b.w.len[0] * sizeof(int32_t));
+    eval_windows_fill(&b.w, b.val, 0, nw, wx, wy);
+    compare_layer_errors(dir, rows, n, float_ckpt, wx, nw, b.w.len[0]);
+    free(wx), free(wy);
+    printf("compare: wrote %s/compare.{md,csv,json,png} and layer_errors.{csv,png} (each Linear's error per method)\n", dir);
     *out = rows;
     eval_windows_free(&b.w);
     dataset_free(&ds);

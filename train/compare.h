@@ -38,4 +38,11 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **rows);
  * as a horizontal line). */
 void compare_plot(const char *path, const CompareRow *rows, int n, const char *title);
 
+/* The per-layer picture: for each quantized row (its deployable file) and
+ * each Linear, the relative output error of its weights on the float
+ * model's inputs from n_seq windows of T tokens (x); writes
+ * dir/layer_errors.csv and dir/layer_errors.png (layer_errors.c). */
+void compare_layer_errors(const char *dir, const CompareRow *rows, int n, const char *float_ckpt, const int32_t *x,
+                          int n_seq, int T);
+
 #endif

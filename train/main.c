@@ -14,6 +14,7 @@
 #include "train/config.h"
 #include "quant/kernels.h"
 #include "train/inspect.h"
+#include "train/plot.h"
 #include "train/ptq_model.h"
 #include "train/sample.h"
 #include "train/trainer.h"
@@ -42,6 +43,8 @@ static void usage(FILE *f) {
             "                          checkpoint (eval, sample, ptq, compare, export and quant.init_from take it)\n"
             "  inspect FILE [--json]   describe a checkpoint, exported model, GGUF or llama2.c file: architecture,\n"
             "                          vocab, each tensor's shape, type, quantization and bytes; checksums verified\n"
+            "  plot RUN_DIR... [-o FILE.png]\n"
+            "                          training and validation loss and learning rate of runs on one figure\n"
             "  demo                    train a small model on the embedded default corpus, evaluate it, sample\n"
             "  config-keys             print every config key as a Markdown table\n"
             "\n"
@@ -509,6 +512,20 @@ static int cmd_demo(int argc, char **argv) {
             best = i;
     if (best < 0) qat_fail("demo: %s has no int4 row", DEMO_CONFIG);
     const CompareRow *r = &rows[best];
+    /* the training curves: the float run and the QAT runs fine-tuned from it */
+    const char *curves[8];
+    int nc = 0;
+    curves[nc++] = cfg.out_dir;
+    for (int i = 0; i < n && nc < 8; i++) {
+        if (strncmp(rows[i].method, "qat", 3)) continue;
+        static char dirs[8][CONFIG_PATH_MAX + 256];
+        snprintf(dirs[nc], sizeof dirs[0], "%s", rows[i].ckpt);
+        char *slash = strrchr(dirs[nc], '/');
+        if (slash) *slash = '\0', curves[nc] = dirs[nc], nc++;
+    }
+    FILE *quiet = xfopen("/dev/null", "w");
+    plot_run_dirs(curves, nc, DEMO_DIR "/loss.png", "training curves: the float model, then QAT fine-tuning from it", quiet);
+    fclose(quiet);
     printf("== 2/4 the best int4 model: %s, val loss %.4f (float %.4f) ==\n", r->method, r->val_loss, rows[0].val_loss);
     char h5[] = DEMO_DIR "/model-int4.h5", gg[] = DEMO_DIR "/model-int4.gguf";
     ExportReport er = export_checkpoint(r->ckpt, h5);
@@ -532,19 +549,59 @@ static int cmd_demo(int argc, char **argv) {
     fflush(stdout);
     char *sample_argv[] = {argv[0], "sample", h5, "--tokens", "300"};
     cmd_sample(5, sample_argv);
-    printf("\n== what you got ==\n"
-           "  %s/compare.md, .csv, .json, .png   every method's loss, size and speed; the plot\n"
-           "  %s                        the best int4 model, qat's deployable file\n"
-           "  %s                      the same for llama.cpp (llama-cli -m, llama-perplexity)\n"
-           "  runs/demo/float, qat-int8, qat-int4-g32     the training runs (metrics.jsonl, checkpoint.h5)\n"
-           "== next ==\n"
+    char f1[CONFIG_PATH_MAX + 64], f2[CONFIG_PATH_MAX + 64];
+    snprintf(f1, sizeof f1, "%s/compare.md, .csv, .json, .png", cfg.compare.out_dir);
+    snprintf(f2, sizeof f2, "%s/layer_errors.png, .csv", cfg.compare.out_dir);
+    printf("\n== what you got ==\n");
+    printf("  %-48s %s\n", f1, "every method's loss, size and speed; the plot");
+    printf("  %-48s %s\n", f2, "each Linear's output error per method: where bits matter");
+    printf("  %-48s %s\n", DEMO_DIR "/loss.png", "training curves (qat plot RUN_DIR...)");
+    printf("  %-48s %s\n", h5, "the best int4 model, qat's deployable file");
+    printf("  %-48s %s\n", gg, "the same for llama.cpp (llama-cli -m, llama-perplexity)");
+    char runs_line[1024];
+    int rk = snprintf(runs_line, sizeof runs_line, "%s", curves[0]);
+    for (int i = 1; i < nc && rk < (int)sizeof runs_line - 1; i++)
+        rk += snprintf(runs_line + rk, sizeof runs_line - (size_t)rk, ", %s", strrchr(curves[i], '/') ? strrchr(curves[i], '/') + 1 : curves[i]);
+    printf("  %s\n  %-48s %s\n", runs_line, "", "the training runs (metrics.jsonl, checkpoint.h5)");
+    printf("== next ==\n"
            "  your text:  copy configs/demo/*.yaml, set data.path, then  build/qat compare my-compare.yaml\n"
            "  one run:    build/qat train configs/demo/qat-int4-g32.yaml, build/qat export CKPT -o model.h5\n"
            "  your model: build/qat import model.gguf -o float.h5 (or llama2.c's .bin --tokenizer tok.bin), then\n"
            "              qat compare with compare.float_checkpoint: float.h5 (configs/compare-stories260K.yaml)\n"
-           "  look:       build/qat inspect %s; README.md and configs/README.md for every option\n",
-           cfg.compare.out_dir, h5, gg, h5);
+           "  look:       build/qat inspect %s; docs/tutorial.md, README.md, configs/README.md\n", h5);
     free(rows);
+    return 0;
+}
+
+static const char *HELP_PLOT =
+    "usage: qat plot RUN_DIR... [-o FILE.png] [--title TEXT]\n"
+    "  Training curves of one or more run directories (qat train's out_dir) on one figure:\n"
+    "  training loss of each logged step (thin), validation loss (dots), learning rate\n"
+    "  (dotted, on the right axis), against step; the float run and the QAT runs\n"
+    "  fine-tuned from it, say.\n"
+    "  -o FILE.png    where to write it (default RUN_DIR/loss.png of the first run)\n"
+    "  --title TEXT   the figure's title (default: the run directories)\n";
+
+static int cmd_plot(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(HELP_PLOT, stdout), 0;
+    const char *out = NULL, *title = NULL;
+    const char **dirs = xmalloc((size_t)argc * sizeof(char *));
+    int n = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-o")) out = need_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--title")) title = need_value(argc, argv, &i);
+        else if (argv[i][0] == '-') qat_fail("plot: unknown option '%s' (see qat plot --help)", argv[i]);
+        else dirs[n++] = argv[i];
+    }
+    if (!n) qat_fail("plot: missing RUN_DIR (see qat plot --help)");
+    char def[4096];
+    if (!out) {
+        xsnprintf(def, sizeof def, "run directory", "%s/loss.png", dirs[0]);
+        out = def;
+    }
+    plot_run_dirs((const char *const *)dirs, n, out, title, stdout);
+    printf("wrote %s\n", out);
+    free(dirs);
     return 0;
 }
 
@@ -595,6 +652,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc, argv);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc, argv);
+    if (!strcmp(cmd, "plot")) return cmd_plot(argc, argv);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc, argv);
     if (!strcmp(cmd, "import")) return cmd_import(argc, argv);
     if (!strcmp(cmd, "export")) return cmd_export(argc, argv);

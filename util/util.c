@@ -114,6 +114,11 @@ FILE *xfopen(const char *path, const char *mode) {
     return f;
 }
 
+bool util_same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
 void util_require_regular(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) qat_fail("%s: cannot open: %s", path, strerror(errno));

@@ -20,6 +20,7 @@ cmake --build $B -j"$(nproc)" --target qat fuzz_config fuzz_checkpoint fuzz_mode
 S=$B/seeds
 rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model $S/gguf $S/llama2c
 cp configs/*.yaml $S/config/
+printf '{"iter":0,"val_loss":1.9}\n{"iter":1,"loss":0.99,"lr":3e-4,"grad_norm":3.5,"ce":1.96,"kl":0.02}\n' > $S/config/metrics.jsonl
 printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
 export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
 W=$B/seed-runs
