@@ -214,7 +214,8 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
     return s->logits;
 }
 
-double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1) {
+double infer_eval_loss_progress(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1,
+                                Progress *p) {
     int V = m->cfg.vocab_size, cap = 1;
     for (int i = 0; i < w->n; i++) cap = w->len[i] > cap ? w->len[i] : cap;
     if (cap > m->cfg.block_size) qat_fail("infer: windows of %d tokens exceed block_size %d", cap, m->cfg.block_size);
@@ -239,9 +240,15 @@ double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWin
             for (int j = 0; j < V; j++) e += exp((double)(r[j] - mx));
             sum += (double)mx + log(e) - r[y[t]];
         }
+        if (p) progress_update(p, i + 1, NULL);
     }
+    if (p) progress_end(p);
     infer_state_free(&s);
     free(x);
     free(y);
     return w->tokens ? sum / (double)w->tokens : NAN;
+}
+
+double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1) {
+    return infer_eval_loss_progress(m, tokens, w, top1, NULL);
 }

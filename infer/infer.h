@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "data/data.h"
+#include "util/progress.h"
 #include "layers/layers.h"
 #include "quant/kernels.h"
 
@@ -105,6 +106,9 @@ const float *infer_forward(const InferModel *m, InferState *s, const int32_t *to
 
 /* Mean next-token loss over windows w of tokens (and top1), as eval_loss takes them. */
 double infer_eval_loss(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1);
+/* The same, with a progress line over the windows (begun by the caller with w->n as its total). */
+double infer_eval_loss_progress(const InferModel *m, const int32_t *tokens, const EvalWindows *w, int32_t *top1,
+                                Progress *p);
 
 /* True when path is a deployable (qat-model) file. */
 bool infer_is_model_file(const char *path);

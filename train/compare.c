@@ -20,6 +20,7 @@
 #include "train/teacher.h"
 #include "train/trainer.h"
 #include "util/json.h"
+#include "util/progress.h"
 
 /* What every row is measured on: the float model's validation batches. */
 typedef struct Bench {
@@ -53,7 +54,9 @@ static double summary_wall(const char *out_dir) {
 
 /* Loss, perplexity, generation speed and bits per weight of m. */
 static void measure(const InferModel *m, const Bench *b, double float_loss, CompareRow *r) {
-    r->val_loss = infer_eval_loss(m, b->val, &b->w, NULL);
+    Progress p;
+    progress_begin(&p, stdout, b->w.n, "compare: scoring, window");
+    r->val_loss = infer_eval_loss_progress(m, b->val, &b->w, NULL, &p);
     r->ppl = exp(r->val_loss);
     r->delta = isnan(float_loss) ? 0.0 : r->val_loss - float_loss;
     r->delta_ft = NAN;
@@ -108,6 +111,7 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     for (char *t = strtok(buf, " \t\n"); t && argc < 128; t = strtok(NULL, " \t\n")) argv[argc++] = t;
     PtqOptions o;
     ptq_options_parse(&o, argc, argv, origin);
+    o.log = stdout;
     Config qc = *fcfg;
     ptq_quant_config(&o, &qc.quant);
     if (o.budget > 0.0f) ptq_budget_config(float_ckpt, fcfg, &o, &qc.quant, sens, false);
@@ -512,13 +516,22 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     }
     double float_loss = R.r[0].val_loss;
     MixedTable sens = {0}; /* the budget rows' sensitivities, measured once */
-    /* PTQ entries */
+    /* PTQ entries, counted first for the progress lines' "k/n" */
     char *list = xstrdup(cfg->compare.ptq), *save = NULL;
+    int n_ptq = 0, n_qat = 0;
+    for (char *e = strtok_r(list, ";", &save); e; e = strtok_r(NULL, ";", &save)) n_ptq += strspn(e, " \n\t") < strlen(e);
+    free(list);
+    list = xstrdup(cfg->compare.qat);
+    for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) n_qat += strspn(e, " \n\t") < strlen(e);
+    free(list);
+    list = xstrdup(cfg->compare.ptq);
     int k = 0;
     for (char *e = strtok_r(list, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         if (!*e) continue;
         CompareRow *r = rows_push(&R);
+        printf("compare: PTQ %d/%d: %s\n", k + 1, n_ptq, e);
+        fflush(stdout);
         ptq_row(e, k++, float_ckpt, &fcfg, &v, &ds, &b, float_loss, dir, &sens, r);
         printf("compare: %s: val loss %.4f (%+.4f), %.1f s\n", r->what, r->val_loss, r->delta, r->seconds);
         fflush(stdout);
@@ -526,12 +539,15 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     free(list);
     /* QAT configs */
     list = xstrdup(cfg->compare.qat);
+    int i_qat = 0;
     for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
         while (*e == ' ' || *e == '\n' || *e == '\t') e++;
         char *end = e + strlen(e);
         while (end > e && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t')) *--end = '\0';
         if (!*e) continue;
         Config qc;
+        printf("compare: QAT %d/%d: %s\n", ++i_qat, n_qat, e);
+        fflush(stdout);
         qat_config_load(&qc, e, float_ckpt, &fcfg);
         if (qc.quant.budget_bpw > 0.0f) mixed_resolve(&qc, e, false, false, &sens);
         qat_rows(&R, &qc, e, float_ckpt, cfg->compare.retrain_qat, &b, float_loss, dir);

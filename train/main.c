@@ -360,6 +360,7 @@ static int cmd_ptq(int argc, char **argv) {
     if (!ckpt) qat_fail("ptq: missing CHECKPOINT (see qat ptq --help)");
     if (!out) qat_fail("ptq: missing -o OUT.h5 (see qat ptq --help)");
     PtqReport *r = xmalloc(sizeof *r);
+    o.log = json ? stderr : stdout;
     ptq_checkpoint(ckpt, &o, out, r);
     double e = 0.0, e_rtn = 0.0;
     for (int k = 0; k < r->n; k++)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "quant/ptq.h"
+#include "util/progress.h"
 #include "format/checkpoint.h"
 #include "train/teacher.h"
 
@@ -434,6 +435,10 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     tape_set_grad(&t, false);
     bool sequential = !strcmp(o->method, "gptq");
     bool want_sample = !strcmp(o->method, "smoothquant") && o->alpha < 0.0f;
+    Progress pr;
+    char what[96];
+    snprintf(what, sizeof what, "ptq %s: %d calibration windows, block", o->method, n_seq);
+    progress_begin(&pr, o->log, L, what);
     for (int b = 0; b < L; b++) {
         Block *blk = &g->blocks[b];
         BlockLayers bl = {.l = {&blk->qkv, &blk->proj, &blk->fc, &blk->fc_proj}};
@@ -486,7 +491,9 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
         block_pass(g, &t, b, &bb, PASS_OUT, sequential, (PtqStats *[4]){0}, n_seq, T);
         float *tmp = bb.X;
         bb.X = bb.Y, bb.Y = tmp;
+        progress_update(&pr, b + 1, NULL);
     }
+    progress_end(&pr);
     if (g->head.q) { /* rtn (checked above): scales from the weights alone */
         QLayer *q = g->head.q;
         ptq_rtn(&q->w, g->head.w->data, g->head.w->shape[0], C, q->w_scale->data, zp_of(q), NULL);

@@ -8,6 +8,8 @@
 #ifndef QAT_PTQ_MODEL_H
 #define QAT_PTQ_MODEL_H
 
+#include <stdio.h>
+
 #include "data/data.h"
 #include "layers/layers.h"
 #include "train/config.h"
@@ -36,6 +38,7 @@ typedef struct PtqOptions {
     char budget_bits[64], budget_groups[64]; /* its candidates, as quant.budget.bits/groups */
     int budget_calib_batches;
     bool sym_set; /* --sym or --asym given (parsing only) */
+    FILE *log;    /* progress over the blocks (util/progress.h), or NULL (the default): silent */
 } PtqOptions;
 
 /* Defaults: rtn, int4, group 32, symmetric, float activations, 4 calibration

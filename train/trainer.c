@@ -23,6 +23,7 @@
 #include "train/mixed.h"
 #include "train/rundir.h"
 #include "util/dist.h"
+#include "util/progress.h"
 #include "util/json.h"
 
 #include <zlib.h>
@@ -368,14 +369,6 @@ static void metrics_truncate(const char *path, long upto) {
     free(text);
 }
 
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
 
 static void train_resolved(const Config *cfg, const char *origin, const TrainOptions *opts, Dist *d);
 
@@ -683,7 +676,7 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
         double now = now_seconds();
         double eta = (now - t0) / (double)(done - start) * (double)(iters - done);
         char etab[32];
-        fmt_eta(etab, sizeof etab, eta);
+        progress_fmt_eta(etab, sizeof etab, eta);
         if (!out) {
         } else if (tty) {
             if (now - last_draw > 0.1 || eval_now || done == iters) {
