@@ -39,7 +39,7 @@ Test(demo, the_main_job_writes_what_it_says, .timeout = 300) {
     cr_assert(strstr(out, "== 2/4 the best int4 model: "), "%s", out);
     const char *files[] = {"runs/demo/compare/compare.md", "runs/demo/compare/compare.csv", "runs/demo/compare/compare.json",
                            "runs/demo/compare/compare.png", "runs/demo/model-int4.h5", "runs/demo/model-int4.gguf",
-                           "runs/demo/float/checkpoint.h5", "runs/demo/qat-int4-g32/checkpoint.h5",
+                           "runs/demo/float/checkpoint.h5", "runs/demo/compare/qat-int4-g32/checkpoint.h5",
                            "runs/demo/compare/layer_errors.png", "runs/demo/loss.png"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char *p = test_path(dir, files[i]);

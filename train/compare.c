@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "infer/infer.h"
@@ -162,17 +163,37 @@ static bool same_run(const Config *saved, const Config *rc) {
     return same;
 }
 
+/* What a fine-tuning run was made from beyond its config: the float
+ * model's bytes and the corpus's path and size, so that a retrained float
+ * model or another text under the same name never reuses an old run. */
+static void inputs_key(const char *float_ckpt, const Config *rc, char *key, size_t n) {
+    const char *data = !strcmp(rc->data.source, "teacher") ? rc->data.teacher_cache : rc->data.path;
+    struct stat st;
+    long long size = data[0] && stat(data, &st) == 0 ? (long long)st.st_size : -1;
+    snprintf(key, n, "float model crc32 %08x\ncorpus %s, %lld bytes\n", util_file_crc32(float_ckpt), data, size);
+}
+
+static bool key_matches(const char *out_dir, const char *key) {
+    char path[CONFIG_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/compare-inputs.txt", out_dir);
+    if (access(path, R_OK) != 0) return false;
+    char *got = xread_file(path, NULL);
+    bool same = !strcmp(got, key);
+    free(got);
+    return same;
+}
+
 /* Trains rc into rc->out_dir unless a complete run of the same resolved
- * config is there (its checkpoint at rc->train.iters and its summary); returns the checkpoint's path in ckpt
- * and the run's wall time. */
-static double train_or_reuse(const Config *rc, const char *origin, bool retrain, char *ckpt, size_t n) {
+ * config and inputs (key) is there (its checkpoint at rc->train.iters and
+ * its summary); returns the checkpoint's path in ckpt and the run's wall time. */
+static double train_or_reuse(const Config *rc, const char *origin, bool retrain, const char *key, char *ckpt, size_t n) {
     snprintf(ckpt, n, "%s/checkpoint.h5", rc->out_dir);
     long step = -1;
     bool same = false;
     if (access(ckpt, R_OK) == 0) {
         Config saved;
         ckpt_load_meta(ckpt, &saved, NULL, &step);
-        same = same_run(&saved, rc);
+        same = same_run(&saved, rc) && key_matches(rc->out_dir, key);
     }
     double wall = summary_wall(rc->out_dir);
     if (retrain || step != rc->train.iters || wall < 0.0 || !same) {
@@ -183,23 +204,74 @@ static double train_or_reuse(const Config *rc, const char *origin, bool retrain,
         double t0 = now_seconds();
         train_run(rc, origin, &to);
         wall = now_seconds() - t0;
+        char path[CONFIG_PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/compare-inputs.txt", rc->out_dir);
+        xwrite_file_atomic(path, key, strlen(key));
     } else {
-        printf("compare: reusing %s (%ld steps; set compare.retrain_qat to train again)\n", ckpt, step);
+        printf("compare: reusing %s (%ld steps, the same config, float model and corpus; compare.retrain_qat trains "
+               "again)\n", ckpt, step);
     }
     return wall;
 }
 
-/* Loads a QAT or PTQ config named in compare.qat and checks it fine-tunes the compared float model. */
-static void qat_config_load(Config *qc, const char *cfg_path, const char *float_ckpt, const Config *fcfg) {
-    config_defaults(qc);
-    config_load_file(qc, cfg_path);
-    config_validate(qc, cfg_path);
-    if (!qc->quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
-    const char *key = config_section_differs(qc, fcfg, "model");
-    if (key) qat_fail("%s: %s: differs from the compared float model's model section", cfg_path, key);
-    char p1[PATH_MAX], p2[PATH_MAX];
-    if (!qc->quant.init_from[0] || !realpath(qc->quant.init_from, p1) || !realpath(float_ckpt, p2) || strcmp(p1, p2))
-        qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qc->quant.init_from, float_ckpt);
+/* The experiment a comparison runs: the compared float model, its corpus and
+ * how rows are scored; xc holds the resolved model and data sections and the
+ * evaluation and thread settings, written_float the float checkpoint the
+ * comparison's file names before --set overrides. */
+typedef struct Experiment {
+    Config xc;
+    const char *origin;
+    char float_ckpt[CONFIG_PATH_MAX + 32], written_float[CONFIG_PATH_MAX + 32];
+    Config written; /* the comparison's file as written */
+    char dir[CONFIG_PATH_MAX + 32]; /* compare.out_dir, or its own when the float model is another one */
+} Experiment;
+
+/* The checks that need no float model yet (made before anything trains):
+ * the file loads, quantizes, names the comparison's data and float model. */
+static void qat_file_check(Config *qf, const char *cfg_path, const Experiment *x, const char *float_ckpt) {
+    Config d;
+    config_defaults(&d);
+    config_defaults(qf);
+    config_load_file(qf, cfg_path);
+    config_validate(qf, cfg_path);
+    if (!qf->quant.w_bits) qat_fail("%s: compare.qat: quant.weight.bits is 0; a QAT config quantizes", cfg_path);
+    const char *key = config_section_differs(qf, &x->written, "data");
+    if (key && config_section_differs(qf, &d, "data"))
+        qat_fail("%s: %s: differs from the data of %s; every row trains and is scored on the comparison's corpus "
+                 "(leave the data section out, or make it match; qat compare --set data.path=... changes it for every "
+                 "row)", cfg_path, key, x->origin);
+    if (qf->quant.init_from[0] && strcmp(qf->quant.init_from, x->written_float) &&
+        !util_same_file(qf->quant.init_from, float_ckpt))
+        qat_fail("%s: quant.init_from: '%s' is not the compared float model %s", cfg_path, qf->quant.init_from,
+                 x->written_float);
+}
+
+/* A QAT row's config: its quantization and fine-tuning schedule from its
+ * file (compare.qat); the model, the data, the evaluation and the starting
+ * point from the comparison, so that every row fine-tunes the same float
+ * model on the same text it is scored on. A file made for another model or
+ * corpus (a model or data key that is neither the comparison's as written
+ * nor left at its default) is refused naming the key. Its run lives under
+ * the comparison's directory, named after the file. */
+static void qat_config_load(Config *qc, const char *cfg_path, const Experiment *x) {
+    Config qf, d;
+    config_defaults(&d);
+    qat_file_check(&qf, cfg_path, x, x->float_ckpt);
+    const char *key = config_section_differs(&qf, &x->xc, "model");
+    if (key && config_section_differs(&qf, &d, "model"))
+        qat_fail("%s: %s: differs from the compared float model's (%s); a QAT row fine-tunes that model (leave the "
+                 "model section out, or make it match)", cfg_path, key, x->float_ckpt);
+    *qc = qf;
+    qc->model = x->xc.model;
+    qc->data = x->xc.data;
+    snprintf(qc->train.eval, sizeof qc->train.eval, "%s", x->xc.train.eval);
+    qc->train.eval_batches = x->xc.train.eval_batches;
+    qc->train.threads = x->xc.train.threads;
+    xsnprintf(qc->quant.init_from, sizeof qc->quant.init_from, "compare: the float model's path", "%s", x->float_ckpt);
+    const char *base = strrchr(cfg_path, '/') ? strrchr(cfg_path, '/') + 1 : cfg_path;
+    int bl = (int)strlen(base);
+    if (bl > 5 && !strcmp(base + bl - 5, ".yaml")) bl -= 5;
+    xsnprintf(qc->out_dir, sizeof qc->out_dir, "compare.out_dir", "%s/%.*s", x->dir, bl, base);
 }
 
 /* FNV-1a of a string: names the run directory of a resolved config. */
@@ -245,18 +317,19 @@ static void float_row(const char *ckpt, const char *method, double seconds, cons
     infer_free(&m);
 }
 
-static void float_ft_row(const Config *fc, bool retrain, const Bench *b, double float_loss, CompareRow *r) {
+static void float_ft_row(const Config *fc, bool retrain, const char *key, const Bench *b, double float_loss,
+                         CompareRow *r) {
     char ckpt[CONFIG_PATH_MAX + 32];
-    double wall = train_or_reuse(fc, "the float+ft baseline", retrain, ckpt, sizeof ckpt);
+    double wall = train_or_reuse(fc, "the float+ft baseline", retrain, key, ckpt, sizeof ckpt);
     float_row(ckpt, "float+ft", wall, b, float_loss, r);
     snprintf(r->what, sizeof r->what, "the float model fine-tuned in float for %d steps (lr %g to %g, warmup %d) as the "
              "QAT rows are (%s)", fc->train.iters, fc->train.lr, fc->train.min_lr, fc->train.warmup_iters, fc->out_dir);
 }
 
-static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const Bench *b, double float_loss,
-                    const char *out_dir, CompareRow *r) {
+static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const char *key, const Bench *b,
+                    double float_loss, const char *out_dir, CompareRow *r) {
     char ckpt[CONFIG_PATH_MAX + 32];
-    double wall = train_or_reuse(qc, cfg_path, retrain, ckpt, sizeof ckpt);
+    double wall = train_or_reuse(qc, cfg_path, retrain, key, ckpt, sizeof ckpt);
     GPT g;
     Config lc;
     Vocab v;
@@ -397,8 +470,8 @@ static CompareRow *rows_push(Rows *R) {
 }
 
 /* A QAT row, after the float+ft row of its schedule (one per distinct schedule). */
-static void qat_rows(Rows *R, const Config *qc, const char *label, const char *float_ckpt, bool retrain, const Bench *b,
-                     double float_loss, const char *dir) {
+static void qat_rows(Rows *R, const Config *qc, const char *label, const char *float_ckpt, bool retrain,
+                     const char *key, const Bench *b, double float_loss, const char *dir) {
     Config fc;
     float_ft_config(qc, float_ckpt, dir, &fc);
     int base = -1;
@@ -406,14 +479,14 @@ static void qat_rows(Rows *R, const Config *qc, const char *label, const char *f
         if (!strcmp(R->r[i].method, "float+ft") && !strcmp(R->ft[i], fc.out_dir)) base = i;
     if (base < 0) {
         CompareRow *f = rows_push(R);
-        float_ft_row(&fc, retrain, b, float_loss, f);
+        float_ft_row(&fc, retrain, key, b, float_loss, f);
         snprintf(R->ft[R->n - 1], sizeof R->ft[0], "%s", fc.out_dir);
         printf("compare: float+ft (%d steps): val loss %.4f (%+.4f)\n", fc.train.iters, f->val_loss, f->delta);
         fflush(stdout);
         base = R->n - 1;
     }
     CompareRow *r = rows_push(R);
-    qat_row(qc, label, retrain, b, float_loss, dir, r);
+    qat_row(qc, label, retrain, key, b, float_loss, dir, r);
     r->baseline = base;
     r->delta_ft = r->val_loss - R->r[base].val_loss;
     printf("compare: %s: val loss %.4f (%+.4f against float, %+.4f against float+ft)\n", r->what, r->val_loss, r->delta,
@@ -427,37 +500,122 @@ void compare_run(const Config *cfg, const char *origin) {
     free(rows);
 }
 
+/* The float model's identity: its config but for the comparison section,
+ * the thread count and out_dir, which change nothing it learns. */
+static uint32_t float_identity(const Config *c) {
+    Config a = *c, d;
+    config_defaults(&d);
+    a.compare = d.compare;
+    a.train.threads = 0;
+    a.out_dir[0] = '\0';
+    char *yaml = config_to_yaml(&a);
+    uint32_t h = text_hash(yaml);
+    free(yaml);
+    return h;
+}
+
+/* The first key by which a saved float run's model, data or training differ from fc's, or NULL. */
+static const char *float_differs(const Config *saved, const Config *fc) {
+    Config a = *saved, b = *fc;
+    a.train.threads = b.train.threads = 0;
+    const char *k = config_section_differs(&a, &b, "model");
+    if (!k) k = config_section_differs(&a, &b, "data");
+    if (!k) k = config_section_differs(&a, &b, "train");
+    return k;
+}
+
+/* The comparison's float model: reused when out_dir holds a complete run of
+ * the same model, data and training; trained when there is none (or an
+ * unfinished one of the same config). When out_dir holds a model of another
+ * config (the comparison run with --set data.path=..., say), that run is
+ * left alone and this comparison's float model and rows get directories of
+ * their own, named by the config's hash. Returns the training's wall time. */
+static double float_model(Config *fc, const char *origin, Experiment *x) {
+    for (int attempt = 0;; attempt++) {
+        snprintf(x->float_ckpt, sizeof x->float_ckpt, "%s/checkpoint.h5", fc->out_dir);
+        if (access(x->float_ckpt, R_OK) != 0) break;
+        Config saved;
+        long step;
+        ckpt_load_meta(x->float_ckpt, &saved, NULL, &step);
+        const char *k = float_differs(&saved, fc);
+        if (!k && step == fc->train.iters) {
+            printf("compare: reusing the float model %s (%ld steps of the same config)\n", x->float_ckpt, step);
+            return summary_wall(fc->out_dir);
+        }
+        if (!k) break; /* this config's own unfinished run */
+        if (attempt > 0) qat_fail("%s: %s holds a float model of another config (%s differs)", origin, x->float_ckpt, k);
+        uint32_t h = float_identity(fc);
+        char was[CONFIG_PATH_MAX + 32];
+        snprintf(was, sizeof was, "%s", fc->out_dir);
+        xsnprintf(fc->out_dir, sizeof fc->out_dir, "out_dir", "%s-%08x", was, h);
+        xsnprintf(x->dir, sizeof x->dir, "compare.out_dir", "%s-%08x", fc->compare.out_dir, h);
+        printf("compare: %s holds a float model of another config (%s differs); it is left as it is, and this "
+               "comparison's float model and rows go to %s and %s\n", was, k, fc->out_dir, x->dir);
+    }
+    printf("compare: training the float model into %s\n", fc->out_dir);
+    fflush(stdout);
+    /* its progress shows (a long run must not sit silent) */
+    TrainOptions to = {.overwrite = true};
+    double t0 = now_seconds();
+    train_run(fc, origin, &to);
+    return now_seconds() - t0;
+}
+
 int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     config_validate(cfg, origin);
-    if (cfg->quant.w_bits)
-        qat_fail("%s: quant.weight.bits: qat compare takes the config of the float model (bits 0); QAT runs go in compare.qat",
-                 origin);
+    Config dflt;
+    config_defaults(&dflt);
+    /* a quant key on the comparison would quantize its float model alone */
+    const char *qk = config_section_differs(cfg, &dflt, "quant");
+    if (qk)
+        qat_fail("%s: %s: qat compare takes the config of the float model; each QAT row's quantization is in its own "
+                 "file (compare.qat), each PTQ row's in compare.ptq", origin, qk);
     apply_threads(cfg);
-    const char *dir = cfg->compare.out_dir;
-    char float_ckpt[CONFIG_PATH_MAX + 32], sub[CONFIG_PATH_MAX + 32];
+    Experiment *x = xcalloc(1, sizeof *x);
+    x->origin = origin;
+    config_defaults(&x->written);
+    if (access(origin, R_OK) == 0) config_load_file(&x->written, origin);
+    else x->written = *cfg;
+    snprintf(x->dir, sizeof x->dir, "%s", cfg->compare.out_dir);
+    char sub[CONFIG_PATH_MAX + 64];
     double float_seconds = -1.0;
+    if (cfg->compare.float_checkpoint[0])
+        snprintf(x->written_float, sizeof x->written_float, "%s",
+                 x->written.compare.float_checkpoint[0] ? x->written.compare.float_checkpoint : cfg->compare.float_checkpoint);
+    else
+        snprintf(x->written_float, sizeof x->written_float, "%s/checkpoint.h5", x->written.out_dir);
+    {
+        /* every QAT file checked before anything trains */
+        char first_float[CONFIG_PATH_MAX + 64];
+        if (cfg->compare.float_checkpoint[0]) snprintf(first_float, sizeof first_float, "%s", cfg->compare.float_checkpoint);
+        else snprintf(first_float, sizeof first_float, "%s/checkpoint.h5", cfg->out_dir);
+        char *list = xstrdup(cfg->compare.qat), *save = NULL;
+        for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+            while (*e == ' ' || *e == '\n' || *e == '\t') e++;
+            char *end = e + strlen(e);
+            while (end > e && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\t')) *--end = '\0';
+            Config qf;
+            if (*e) qat_file_check(&qf, e, x, first_float);
+        }
+        free(list);
+        Config qf;
+        if (cfg->compare.budget_qat[0]) qat_file_check(&qf, cfg->compare.budget_qat, x, first_float);
+    }
     if (cfg->compare.float_checkpoint[0]) {
-        snprintf(float_ckpt, sizeof float_ckpt, "%s", cfg->compare.float_checkpoint);
-        if (access(float_ckpt, R_OK) != 0) qat_fail("%s: compare.float_checkpoint: %s is not readable", origin, float_ckpt);
+        snprintf(x->float_ckpt, sizeof x->float_ckpt, "%s", cfg->compare.float_checkpoint);
+        if (access(x->float_ckpt, R_OK) != 0)
+            qat_fail("%s: compare.float_checkpoint: %s is not readable", origin, x->float_ckpt);
         char run_dir[CONFIG_PATH_MAX + 32];
-        snprintf(run_dir, sizeof run_dir, "%s", float_ckpt);
+        snprintf(run_dir, sizeof run_dir, "%s", x->float_ckpt);
         char *slash = strrchr(run_dir, '/');
         if (slash) *slash = '\0';
         else snprintf(run_dir, sizeof run_dir, ".");
         float_seconds = summary_wall(run_dir); /* the training run's, when it is beside the checkpoint */
     } else {
-        snprintf(float_ckpt, sizeof float_ckpt, "%s/checkpoint.h5", cfg->out_dir);
-        float_seconds = summary_wall(cfg->out_dir);
-        if (access(float_ckpt, R_OK) != 0) {
-            printf("compare: training the float model into %s\n", cfg->out_dir);
-            fflush(stdout);
-            /* its progress shows (a long run must not sit silent); compare decided this run is not reusable */
-            TrainOptions to = {.overwrite = true};
-            double t0 = now_seconds();
-            train_run(cfg, origin, &to);
-            float_seconds = now_seconds() - t0;
-        }
+        Config fc = *cfg;
+        float_seconds = float_model(&fc, origin, x);
     }
+    const char *dir = x->dir, *float_ckpt = x->float_ckpt;
     xmkdir_p(dir, "compare.out_dir");
     snprintf(sub, sizeof sub, "%s/ptq", dir);
     xmkdir_p(sub, "compare.out_dir");
@@ -469,7 +627,12 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     long fstep;
     ckpt_load_meta(float_ckpt, &fcfg, &v, &fstep);
     if (fcfg.quant.w_bits) qat_fail("%s: compare.float_checkpoint: %s is quantized, not a float model", origin, float_ckpt);
+    /* a given float checkpoint is calibrated and scored on the comparison's corpus when it names one */
+    if (cfg->compare.float_checkpoint[0] && config_section_differs(cfg, &dflt, "data")) fcfg.data = cfg->data;
+    x->xc = fcfg;
+    x->xc.train.threads = cfg->train.threads;
     bool teacher = !strcmp(cfg->data.source, "teacher");
+    if (teacher) x->xc.data = cfg->data;
     if (teacher && !cfg->compare.eval_data[0])
         qat_fail("%s: data.source: teacher samples calibration data; name the text every row is scored on in "
                  "compare.eval_data", origin);
@@ -481,7 +644,7 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     if (teacher) {
         Config tc = fcfg;
         tc.data = cfg->data;
-        char cache[CONFIG_PATH_MAX + 32];
+        char cache[CONFIG_PATH_MAX + 96];
         if (cfg->data.teacher_cache[0]) snprintf(cache, sizeof cache, "%s", cfg->data.teacher_cache);
         else snprintf(cache, sizeof cache, "%s/teacher-data.h5", dir);
         ds.tokens = teacher_tokens(&tc, float_ckpt, cache, &ds.n, false);
@@ -515,6 +678,9 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
         fflush(stdout);
     }
     double float_loss = R.r[0].val_loss;
+    /* what the fine-tuning rows are made from beyond their configs */
+    char key[2 * CONFIG_PATH_MAX + 128];
+    inputs_key(float_ckpt, &x->xc, key, sizeof key);
     MixedTable sens = {0}; /* the budget rows' sensitivities, measured once */
     /* PTQ entries, counted first for the progress lines' "k/n" */
     char *list = xstrdup(cfg->compare.ptq), *save = NULL;
@@ -548,9 +714,9 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
         Config qc;
         printf("compare: QAT %d/%d: %s\n", ++i_qat, n_qat, e);
         fflush(stdout);
-        qat_config_load(&qc, e, float_ckpt, &fcfg);
+        qat_config_load(&qc, e, x);
         if (qc.quant.budget_bpw > 0.0f) mixed_resolve(&qc, e, false, false, &sens);
-        qat_rows(&R, &qc, e, float_ckpt, cfg->compare.retrain_qat, &b, float_loss, dir);
+        qat_rows(&R, &qc, e, float_ckpt, cfg->compare.retrain_qat, key, &b, float_loss, dir);
     }
     free(list);
     /* mixed precision within each budget */
@@ -572,12 +738,12 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
         free(plist);
         if (cfg->compare.budget_qat[0]) {
             Config qc;
-            qat_config_load(&qc, cfg->compare.budget_qat, float_ckpt, &fcfg);
+            qat_config_load(&qc, cfg->compare.budget_qat, x);
             qc.quant.budget_bpw = bpw;
             /* its own run directory per budget; the plan (as overrides) is in its config.yaml */
             xsnprintf(qc.out_dir, sizeof qc.out_dir, "compare.out_dir", "%s/qat-mixed-%g", dir, bpw);
             mixed_resolve(&qc, cfg->compare.budget_qat, false, false, &sens);
-            qat_rows(&R, &qc, cfg->compare.budget_qat, float_ckpt, cfg->compare.retrain_qat, &b, float_loss, dir);
+            qat_rows(&R, &qc, cfg->compare.budget_qat, float_ckpt, cfg->compare.retrain_qat, key, &b, float_loss, dir);
         }
     }
     free(list);
@@ -605,5 +771,6 @@ int compare_run_rows(const Config *cfg, const char *origin, CompareRow **out) {
     dataset_free(&ds);
     dataset_free(&evd);
     vocab_free(&v);
+    free(x);
     return n;
 }

@@ -120,8 +120,10 @@ static const Field FIELDS[] = {
     F("compare.ptq", CF_STR, compare.ptq, 0, 0, 0, "", NULL,
       "qat compare: PTQ rows separated by ';', each a method and qat ptq options, e.g. \"gptq --bits 4 --group 32\""),
     F("compare.qat", CF_STR, compare.qat, 0, 0, 0, "", NULL,
-      "qat compare: comma-separated QAT config files (their quant.init_from must be the float model); each run is "
-      "reused when its checkpoint is complete"),
+      "qat compare: comma-separated QAT config files; each row takes its quant section and fine-tuning schedule from "
+      "its file and the model, data, evaluation and quant.init_from (the compared float model) from the comparison, "
+      "and runs in compare.out_dir/<file name>; model or data keys that differ from the comparison's are refused; "
+      "a run is reused when complete and made from the same config, float model and corpus"),
     F("compare.eval_data", CF_STR, compare.eval_data, 0, 0, 0, "", NULL,
       "qat compare: score every row on this text file (tokenized by the model's vocabulary, BOS first for spm, "
       "all non-overlapping windows) instead of the float model's validation split; needed with data.source teacher"),

@@ -515,11 +515,10 @@ static int cmd_demo(int argc, char **argv) {
     const CompareRow *r = &rows[best];
     /* the training curves: the float run and the QAT runs fine-tuned from it */
     const char *curves[8];
+    static char dirs[8][CONFIG_PATH_MAX + 256];
     int nc = 0;
-    curves[nc++] = cfg.out_dir;
     for (int i = 0; i < n && nc < 8; i++) {
-        if (strncmp(rows[i].method, "qat", 3)) continue;
-        static char dirs[8][CONFIG_PATH_MAX + 256];
+        if (i > 0 && strncmp(rows[i].method, "qat", 3)) continue; /* row 0: the float model */
         snprintf(dirs[nc], sizeof dirs[0], "%s", rows[i].ckpt);
         char *slash = strrchr(dirs[nc], '/');
         if (slash) *slash = '\0', curves[nc] = dirs[nc], nc++;
@@ -562,10 +561,10 @@ static int cmd_demo(int argc, char **argv) {
     char runs_line[1024];
     int rk = snprintf(runs_line, sizeof runs_line, "%s", curves[0]);
     for (int i = 1; i < nc && rk < (int)sizeof runs_line - 1; i++)
-        rk += snprintf(runs_line + rk, sizeof runs_line - (size_t)rk, ", %s", strrchr(curves[i], '/') ? strrchr(curves[i], '/') + 1 : curves[i]);
+        rk += snprintf(runs_line + rk, sizeof runs_line - (size_t)rk, ", %s", curves[i]);
     printf("  %s\n  %-48s %s\n", runs_line, "", "the training runs (metrics.jsonl, checkpoint.h5)");
     printf("== next ==\n"
-           "  your text:  copy configs/demo/*.yaml, set data.path, then  build/qat compare my-compare.yaml\n"
+           "  your text:  build/qat compare " DEMO_CONFIG " --set data.path=my.txt   (every row follows it)\n"
            "  one run:    build/qat train configs/demo/qat-int4-g32.yaml, build/qat export CKPT -o model.h5\n"
            "  your model: build/qat import model.gguf -o float.h5 (or llama2.c's .bin --tokenizer tok.bin), then\n"
            "              qat compare with compare.float_checkpoint: float.h5 (configs/compare-stories260K.yaml)\n"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,20 @@ FILE *xfopen(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) qat_fail("%s: cannot open: %s", path, strerror(errno));
     return f;
+}
+
+uint32_t util_file_crc32(const char *path) {
+    FILE *f = xfopen(path, "rb");
+    static const size_t CH = 1 << 20;
+    unsigned char *buf = xmalloc(CH);
+    uLong c = crc32(0L, Z_NULL, 0);
+    size_t n;
+    while ((n = fread(buf, 1, CH, f)) > 0) c = crc32(c, buf, (uInt)n);
+    bool bad = ferror(f);
+    fclose(f);
+    free(buf);
+    if (bad) qat_fail("%s: read failed", path);
+    return (uint32_t)c;
 }
 
 bool util_same_file(const char *a, const char *b) {

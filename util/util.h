@@ -36,6 +36,8 @@ void xsnprintf(char *dst, size_t n, const char *what, const char *fmt, ...) __at
 FILE *xfopen(const char *path, const char *mode);
 /* Fails with one line unless path names a regular file (not a directory,
  * device, FIFO or socket), before anything opens it. */
+/* zlib's CRC-32 of a file's bytes (0 for an empty file); fails naming it when unreadable. */
+uint32_t util_file_crc32(const char *path);
 /* True when a and b name the same existing file (device and inode). */
 bool util_same_file(const char *a, const char *b);
 void util_require_regular(const char *path);
