@@ -466,15 +466,24 @@ static void load_into(const GgufFile *f, const char *name, Tensor *dst, int64_t 
 }
 
 /* A block tensor's d (and m) into the layer's stored scales (and minima). */
-static void load_scales(const GgufFile *f, const GgufTensor *t, QLayer *q, size_t nb) {
-    if (!q->w_scale || q->w_scale->numel != nb) qat_fail("%s: tensor %s: not the %zu blocks its layer holds", f->path, t->name, nb);
+/* The nb blocks' scales (and q4_1's minima) of tensor t into q's, from
+ * block first on (a tensor that is part of a stacked Linear: llama's q, k,
+ * v in qkv). */
+static void load_scales_at(const GgufFile *f, const GgufTensor *t, QLayer *q, size_t first, size_t nb) {
+    if (!q->w_scale || first + nb > q->w_scale->numel)
+        qat_fail("%s: tensor %s: not the %zu blocks its layer holds", f->path, t->name, nb);
     void *blk = xmalloc(t->bytes); /* the image is not aligned for the block structs */
     memcpy(blk, t->data, t->bytes);
-    blocks_scales(format_of_type(t->type), blk, nb, q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
+    blocks_scales(format_of_type(t->type), blk, nb, q->w_scale->data + first, q->w_zp ? q->w_zp->data + first : NULL);
     free(blk);
-    for (size_t b = 0; b < nb; b++)
+    for (size_t b = first; b < first + nb; b++)
         if (!isfinite(q->w_scale->data[b]) || (q->w_zp && !isfinite(q->w_zp->data[b])))
-            qat_fail("%s: tensor %s: block %zu has a scale or minimum that is not finite", f->path, t->name, b);
+            qat_fail("%s: tensor %s: block %zu has a scale or minimum that is not finite", f->path, t->name, b - first);
+}
+
+static void load_scales(const GgufFile *f, const GgufTensor *t, QLayer *q, size_t nb) {
+    if (q->w_scale && q->w_scale->numel != nb) qat_fail("%s: tensor %s: not the %zu blocks its layer holds", f->path, t->name, nb);
+    load_scales_at(f, t, q, 0, nb);
 }
 
 typedef struct LoadCtx {
@@ -524,8 +533,64 @@ static void load_spm_vocab(const GgufFile *f, Vocab *v) {
 }
 
 /* llama.cpp's llama architecture: attn_q/k/v stack into qkv's rows,
- * ffn_gate and ffn_up into mlp.fc's; every tensor dequantized to float. An
- * output.weight equal to token_embd is the tied head it was exported from. */
+ * ffn_gate and ffn_up into mlp.fc's. Linears whose tensors are all blocks of
+ * one type (q8_0, q4_0 or q4_1) become layers of that quant.format with the
+ * blocks' own scales, unless every tensor is to be float (as_float); the
+ * rest, and the embedding and head, are dequantized to float (a Linear
+ * whose rows are not whole blocks, mlp.proj's 172 inputs in stories260K,
+ * is float in the files qat writes). An output.weight equal to token_embd
+ * is the tied head it was exported from. */
+
+/* The Linears of one kind in each block and their llama.cpp tensors. */
+static const struct {
+    const char *qat;
+    const char *gg[3];
+} LLAMA_LINEARS[4] = {{"attn.qkv", {"attn_q", "attn_k", "attn_v"}},
+                      {"attn.proj", {"attn_output"}},
+                      {"mlp.fc", {"ffn_gate", "ffn_up"}},
+                      {"mlp.proj", {"ffn_down"}}};
+
+/* Which Linears of a llama file are in blocks (blocks[l * 4 + k]) and of
+ * which one format; the quant.layers globs that name them. */
+static QFormat llama_block_layers(const GgufFile *f, int L, bool *blocks, char *globs, size_t n) {
+    QFormat fmt = QF_NONE;
+    char nm[96];
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 4; k++) {
+            QFormat kf = QF_NONE;
+            for (int j = 0; j < 3 && LLAMA_LINEARS[k].gg[j]; j++) {
+                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, LLAMA_LINEARS[k].gg[j]);
+                QFormat tf = format_of_type((int)need_tensor(f, nm)->type);
+                if (j && tf != kf)
+                    qat_fail("%s: tensor %s: its type differs from blk.%d.%s.weight's, which share blocks.%d.%s", f->path,
+                             nm, l, LLAMA_LINEARS[k].gg[0], l, LLAMA_LINEARS[k].qat);
+                kf = tf;
+            }
+            if (kf && fmt && kf != fmt)
+                qat_fail("%s: blk.%d.%s.weight: blocks of %s and of %s; qat reads files whose Linears share one block type",
+                         f->path, l, LLAMA_LINEARS[k].gg[0], qformat_name(kf), qformat_name(fmt));
+            if (kf) fmt = kf;
+            blocks[l * 4 + k] = kf != QF_NONE;
+        }
+    /* a kind in blocks in every layer is one glob, else each layer by name */
+    size_t at = 0;
+    globs[0] = '\0';
+    for (int k = 0; k < 4; k++) {
+        int cnt = 0;
+        for (int l = 0; l < L; l++) cnt += blocks[l * 4 + k];
+        for (int l = 0; l < L && cnt; l++) {
+            if (cnt < L && !blocks[l * 4 + k]) continue;
+            int w = cnt == L ? snprintf(globs + at, n - at, "%sblocks.*.%s", at ? ", " : "", LLAMA_LINEARS[k].qat)
+                             : snprintf(globs + at, n - at, "%sblocks.%d.%s", at ? ", " : "", l, LLAMA_LINEARS[k].qat);
+            if (w < 0 || (size_t)w >= n - at)
+                qat_fail("%s: its quantized Linears take more than %zu characters of quant.layers", f->path, n - 1);
+            at += (size_t)w;
+            if (cnt == L) break;
+        }
+    }
+    return fmt;
+}
+
 static void load_llama(LoadCtx *x) {
     GgufFile *f = &x->f;
     GPT *g = x->g;
@@ -558,7 +623,16 @@ static void load_llama(LoadCtx *x) {
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T, .arch = ARCH_LLAMA,
                     .n_kv_head = KVH, .hidden = Hd, .norm_eps = eps, .rope_theta = theta, .untied_head = !tied};
     config_defaults(x->cfg);
-    gpt_build(g, &gc, NULL, f->path);
+    bool *blocks = xcalloc((size_t)L * 4, sizeof(bool));
+    char globs[sizeof x->cfg->quant.layers], origin[4096 + 16];
+    QFormat fmt = x->as_float ? QF_NONE : llama_block_layers(f, L, blocks, globs, sizeof globs);
+    snprintf(origin, sizeof origin, "%s:llama", f->path);
+    if (fmt) { /* the blocks' own scales, used as they are (as PTQ's are) */
+        config_set(x->cfg, "quant.format", qformat_name(fmt), origin);
+        config_set(x->cfg, "quant.estimator", "lsq", origin);
+        config_set(x->cfg, "quant.layers", globs, origin);
+    }
+    gpt_build(g, &gc, fmt ? &x->cfg->quant : NULL, f->path);
     x->built = true;
     memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
     if (!tied) memcpy(g->head.w->data, head, (size_t)V * C * sizeof(float));
@@ -585,7 +659,24 @@ static void load_llama(LoadCtx *x) {
             memcpy(ts[k].dst, w, (size_t)ts[k].rows * ts[k].cols * sizeof(float));
             free(w);
         }
+        /* the blocks' scales, each tensor at its rows' place in the stacked Linear */
+        Linear *lin[4] = {&b->qkv, &b->proj, &b->fc, &b->fc_proj};
+        for (int k = 0; k < 4; k++) {
+            if (!blocks[l * 4 + k]) continue;
+            size_t first = 0;
+            for (int j = 0; j < 3 && LLAMA_LINEARS[k].gg[j]; j++) {
+                snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, LLAMA_LINEARS[k].gg[j]);
+                const GgufTensor *t = need_tensor(f, nm);
+                size_t nb = (size_t)(t->nd > 1 ? t->ne[1] : 1) * (size_t)t->ne[0] / QBLOCK;
+                load_scales_at(f, t, lin[k]->q, first, nb);
+                first += nb;
+            }
+            if (first != lin[k]->q->w_scale->numel)
+                qat_fail("%s: blocks.%d.%s: its tensors hold %zu blocks, the layer %zu", f->path, l, LLAMA_LINEARS[k].qat,
+                         first, (size_t)lin[k]->q->w_scale->numel);
+        }
     }
+    free(blocks);
     load_into(f, "output_norm.weight", g->ln_f.w, C, 1);
     config_model_of(&x->cfg->model, &g->cfg);
     snprintf(x->cfg->model.vocab, sizeof x->cfg->model.vocab, "spm");

@@ -69,6 +69,9 @@ if [ -r $D/tok512.bin ]; then
   cp $D/tok512.bin $D/stories260K.bin $S/llama2c/
   cp $D/stories260K.gguf $S/gguf/
   $B/qat import $D/stories260K.bin --tokenizer $D/tok512.bin -o $S/checkpoint/stories260K.h5 >/dev/null
+  # a llama GGUF in q8_0 blocks with float Linears beside them (mlp.proj's 172 inputs are no whole blocks)
+  $B/qat ptq $S/checkpoint/stories260K.h5 --method rtn --bits 8 --group channel --calib-batches 1 -o $W/s260-q8.h5 >/dev/null
+  $B/qat export $W/s260-q8.h5 --format gguf -o $S/gguf/s260-q8.gguf >/dev/null
 else
   printf '\x08\x00\x00\x00' > $S/llama2c/empty-tokenizer.bin
 fi
