@@ -493,6 +493,7 @@ typedef struct LoadCtx {
     Config *cfg;
     bool built;
     bool as_float; /* dequantize every tensor (qat import) */
+    bool *blocks;  /* llama: which Linears are in blocks; freed by the caller, whatever happened */
 } LoadCtx;
 
 /* The SentencePiece vocabulary of tokenizer.ggml.model = llama: U+2581
@@ -623,7 +624,7 @@ static void load_llama(LoadCtx *x) {
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T, .arch = ARCH_LLAMA,
                     .n_kv_head = KVH, .hidden = Hd, .norm_eps = eps, .rope_theta = theta, .untied_head = !tied};
     config_defaults(x->cfg);
-    bool *blocks = xcalloc((size_t)L * 4, sizeof(bool));
+    bool *blocks = x->blocks = xcalloc((size_t)L * 4, sizeof(bool));
     char globs[sizeof x->cfg->quant.layers], origin[4096 + 16];
     QFormat fmt = x->as_float ? QF_NONE : llama_block_layers(f, L, blocks, globs, sizeof globs);
     snprintf(origin, sizeof origin, "%s:llama", f->path);
@@ -676,7 +677,7 @@ static void load_llama(LoadCtx *x) {
                          first, (size_t)lin[k]->q->w_scale->numel);
         }
     }
-    free(blocks);
+
     load_into(f, "output_norm.weight", g->ln_f.w, C, 1);
     config_model_of(&x->cfg->model, &g->cfg);
     snprintf(x->cfg->model.vocab, sizeof x->cfg->model.vocab, "spm");
@@ -828,6 +829,7 @@ void gguf_load_gpt(const char *path, GPT *g, Vocab *v, Config *cfg, bool as_floa
     /* a file that fails halfway frees what it built (the fuzz target runs millions) */
     char msg[1024];
     bool ok = qat_try(load_gguf, x, msg, sizeof msg);
+    free(x->blocks);
     if (!ok && x->built) gpt_free(g);
     if (!ok) vocab_free(v);
     gguf_free(&x->f);
