@@ -2,10 +2,8 @@
  * entry (quantized in memory, saved, exported) and per QAT config (trained or
  * reused), each evaluated on the inference engine and the integer kernels,
  * then the table in three formats and the plot. */
-#define _DEFAULT_SOURCE /* realpath */
 #include "compare.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

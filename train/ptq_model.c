@@ -1,7 +1,6 @@
 /* ptq_model.c: qat ptq: block-by-block calibration of a float GPT, the
  * per-method treatment of each block's Linears (see ptq_model.h), and the
  * checkpoint it writes. */
-#define _DEFAULT_SOURCE /* realpath */
 #include "ptq_model.h"
 
 #include <limits.h>
@@ -520,8 +519,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
 }
 
 void ptq_checkpoint(const char *ckpt, const PtqOptions *o, const char *out, PtqReport *r) {
-    char a[PATH_MAX], b[PATH_MAX];
-    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
+    if (util_same_file(ckpt, out))
         qat_fail("%s: -o names the source checkpoint itself; choose another file", out);
     Config cfg;
     Vocab v;

@@ -107,9 +107,7 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
 /* Export takes a training checkpoint and never writes over it. */
 static void check_export(const char *ckpt, const char *out) {
     if (infer_is_model_file(ckpt)) qat_fail("%s: already an exported model; export takes a training checkpoint", ckpt);
-    char a[PATH_MAX], b[PATH_MAX];
-    if (realpath(ckpt, a) && realpath(out, b) && !strcmp(a, b))
-        qat_fail("%s: -o names the checkpoint itself; choose another file", out);
+    if (util_same_file(ckpt, out)) qat_fail("%s: -o names the checkpoint itself; choose another file", out);
 }
 
 ExportReport export_checkpoint(const char *ckpt, const char *out) {
@@ -380,8 +378,7 @@ static void check_run_dir(const Config *cfg, const char *origin, const TrainOpti
     xsnprintf(ckpt, sizeof ckpt, "out_dir", "%s/checkpoint.h5", cfg->out_dir);
     xsnprintf(metrics, sizeof metrics, "out_dir", "%s/metrics.jsonl", cfg->out_dir);
     if (cfg->quant.init_from[0]) {
-        char a[PATH_MAX], b[PATH_MAX];
-        if (realpath(cfg->quant.init_from, a) && realpath(ckpt, b) && !strcmp(a, b))
+        if (util_same_file(cfg->quant.init_from, ckpt))
             qat_fail("%s: quant.init_from: %s is this run's own checkpoint (out_dir %s), which training overwrites; "
                      "choose another out_dir", origin, cfg->quant.init_from, cfg->out_dir);
     }
