@@ -24,6 +24,7 @@ typedef struct QLayer {
     QuantSpec w;
     Estimator est;
     Tensor *w_scale, *w_zp; /* lsq: learned scale (and frozen zero point); else NULL: min-max each step */
+    bool w_mse_init;        /* lsq: the scales start at the least-squares clipping (else min-max) */
     int a_bits;             /* 0: float input */
     QuantSpec a;
     bool a_dynamic;         /* per-token scales computed on the fly */

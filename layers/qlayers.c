@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "quant/ptq.h"
 
 int gpt_linear_names(const GPTConfig *cfg, char (*names)[64], int cap) {
     static const char *parts[] = {"attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"};
@@ -113,6 +114,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (ql->est == EST_LSQ) {
         ql->w_scale = qparam(p, name, "weight_scale", ns, false, q->scale_lr_mult);
         if (!ql->w.sym) ql->w_zp = qparam(p, name, "weight_zero_point", ns, true, q->scale_lr_mult);
+        ql->w_mse_init = !strcmp(q->scale_init, "mse");
     }
     ql->a_bits = o && o->act_bits >= 0 ? o->act_bits : q->a_bits;
     if (ql->a_bits) {
@@ -165,7 +167,10 @@ void gpt_quant_init_scales(GPT *g) {
     for (int i = 0; i < g->n_q; i++) {
         QLayer *q = &g->qlayers[i];
         Linear *l = gpt_qlayer_linear(g, q);
-        if (q->w_scale) quant_minmax(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
+        if (q->w_scale && q->w_mse_init)
+            ptq_mse_scales(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
+        else if (q->w_scale)
+            quant_minmax(&q->w, l->w->data, l->w->shape[0], l->w->shape[1], q->w_scale->data, q->w_zp ? q->w_zp->data : NULL);
         if (q->a_scale) {
             q->a_scale->data[0] = 1.0f;
             if (q->a_zp) q->a_zp->data[0] = 0.0f;

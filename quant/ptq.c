@@ -218,7 +218,6 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
     return best_a;
 }
 
-#define CLIP_STEPS 11 /* ratios 1, 0.95, ..., 0.5 */
 
 /* The scale (and zero point) of a group whose range [lo, hi] is shrunk by
  * ratio. Block formats shrink ggml's own d (q4_0: from the signed extreme;
@@ -240,7 +239,10 @@ static void clip_params(const QuantSpec *s, const float *g, float lo, float hi, 
     *z = 0.0f;
 }
 
-void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp) {
+/* The search both entry points share: ratios 1, 1 - step, ..., 1 - (steps-1) step;
+ * the error is d^T H d, or the plain squared error when H is NULL. */
+static void clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, int steps, float step,
+                        float *scale, float *zp) {
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->gran == QG_TENSOR) { /* one range for the whole matrix */
         size_t N = (size_t)rows * cols;
@@ -248,11 +250,15 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
         for (size_t i = 1; i < N; i++) lo = fminf(lo, w[i]), hi = fmaxf(hi, w[i]);
         float *wq = xmalloc(N * sizeof(float));
         double best = INFINITY;
-        for (int k = 0; k < CLIP_STEPS; k++) {
-            float r = 1.0f - 0.05f * (float)k, sc, z = 0.0f;
+        for (int k = 0; k < steps; k++) {
+            float r = 1.0f - step * (float)k, sc, z = 0.0f;
             quant_params_from_range(s, r * lo, r * hi, &sc, s->sym ? NULL : &z);
             quant_fake(s, w, rows, cols, &sc, s->sym ? NULL : &z, wq);
-            double e = ptq_output_error(w, wq, rows, cols, H);
+            double e = 0.0;
+            if (H)
+                e = ptq_output_error(w, wq, rows, cols, H);
+            else
+                for (size_t i = 0; i < N; i++) e += (double)(w[i] - wq[i]) * (w[i] - wq[i]);
             if (e < best) best = e, scale[0] = sc, zp ? (void)(zp[0] = z) : (void)0;
         }
         free(wq);
@@ -273,8 +279,8 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
         for (int k = 1; k < GROUP_LEN(i); k++) lo[i] = fminf(lo[i], wg[k]), hi[i] = fmaxf(hi[i], wg[k]);
         best[i] = INFINITY;
     }
-    for (int k = 0; k < CLIP_STEPS; k++) {
-        float ratio = 1.0f - 0.05f * (float)k;
+    for (int k = 0; k < steps; k++) {
+        float ratio = 1.0f - step * (float)k;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)rows * ng; i++) {
             float sc, z = 0.0f;
@@ -285,7 +291,7 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
                                       : quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z));
             }
         }
-        for (int g = 0; g < ng; g++) {
+        for (int g = 0; g < ng && H; g++) {
             int len = g == ng - 1 ? cols - g * G : G;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, len, len, 1.0f, d + (size_t)g * G, cols,
                         H + (size_t)g * G * cols + (size_t)g * G, cols, 0.0f, e + (size_t)g * G, cols);
@@ -293,7 +299,8 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < (size_t)rows * ng; i++) {
             double err = 0.0;
-            for (int j = 0; j < GROUP_LEN(i); j++) err += (double)d[GROUP_AT(i) + j] * e[GROUP_AT(i) + j];
+            const float *dh = H ? e : d;
+            for (int j = 0; j < GROUP_LEN(i); j++) err += (double)d[GROUP_AT(i) + j] * dh[GROUP_AT(i) + j];
             if (err < best[i]) {
                 best[i] = err;
                 float sc, z = 0.0f;
@@ -306,6 +313,15 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
 #undef GROUP_AT
 #undef GROUP_LEN
     free(lo), free(hi), free(best), free(d), free(e);
+}
+
+void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp) {
+    clip_search(s, w, rows, cols, H, 11, 0.05f, scale, zp);
+}
+
+void ptq_mse_scales(const QuantSpec *s, const float *w, int rows, int cols, float *scale, float *zp) {
+    /* down to 0.2: at 2 bits the best range is well under half the group's extreme */
+    clip_search(s, w, rows, cols, NULL, 81, 0.01f, scale, zp);
 }
 
 void ptq_smooth_scales(const float *absmax, const float *w, int rows, int cols, float alpha, float *s_out) {

@@ -68,6 +68,10 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
  * error (d^T H_gg d over the group's block of H). Writes scales (and zero
  * points) like ptq_rtn. */
 void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, float *scale, float *zp);
+/* Data-free scales: for each row and group, the range shrunk by ratio r in
+ * 1, 0.99, ..., 0.2 with the least squared weight error ||w - Q(w)||^2 (the
+ * initial learned scales of LSQ with quant.scale_init: mse). */
+void ptq_mse_scales(const QuantSpec *s, const float *w, int rows, int cols, float *scale, float *zp);
 
 /* SmoothQuant (Xiao et al. 2023) migration scales s_j = max|x_j|^alpha /
  * max_r |w_rj|^(1-alpha); the layer becomes (x / s) (W diag(s))^T. */

@@ -54,6 +54,7 @@ typedef struct QuantConfig {
     char layers[512];      /* comma-separated globs over Linear names */
     char init_from[1024];  /* float checkpoint to fine-tune ("" = from scratch) */
     int calib_batches, freeze_step;
+    char scale_init[8];    /* minmax | mse: where LSQ weight scales start */
     float scale_lr_mult;   /* learning rate of learned scales and zero points relative to train.lr */
     float outlier_threshold; /* >= 0: layers keep input features above it in float (set by qat ptq --method outlier); < 0: off */
     float distill_weight;  /* > 0: loss = (1-w) CE + w T^2 KL(teacher || student), teacher = the init_from model */

@@ -180,6 +180,56 @@ Test(ptq_alg, awq_exponent_zero_is_rtn_and_clip_never_loses) {
     free(x), free(w), free(H), free(s), free(sc), free(wq), free(ws);
 }
 
+/* Least-squares scales: each group's scale has no more squared error than
+ * any range ratio tried independently (1, 0.75, 0.5, 0.3), and on normal
+ * weights at 2 bits it is far below min-max. Asymmetric groups, a partial
+ * last group and per-channel scales take the same path. */
+static double group_sq_err(const QuantSpec *q, const float *w, int len, float sc, float zp) {
+    double e = 0.0;
+    for (int j = 0; j < len; j++) {
+        float d = w[j] - quant_dequant(quant_code(w[j], sc, zp, quant_qmin(q), quant_qmax(q)), sc, zp);
+        e += (double)d * d;
+    }
+    return e;
+}
+
+Test(ptq_alg, mse_scales_beat_every_ratio_and_min_max) {
+    const int rows = 8, cols = 80;
+    Rng r;
+    rng_seed(&r, 5);
+    float w[8 * 80];
+    for (int i = 0; i < rows * cols; i++) w[i] = 0.05f * rng_normal(&r) + (i % 7 == 0 ? 0.01f : 0.0f);
+    QuantSpec specs[] = {{.bits = 2, .sym = true, .gran = QG_GROUP, .group = 32},
+                         {.bits = 3, .sym = false, .gran = QG_GROUP, .group = 32},
+                         {.bits = 4, .sym = true, .gran = QG_CHANNEL}};
+    for (int k = 0; k < 3; k++) {
+        const QuantSpec *q = &specs[k];
+        int G = q->gran == QG_CHANNEL ? cols : q->group, ng = quant_groups(cols, G);
+        float sc[8 * 3], zp[8 * 3];
+        ptq_mse_scales(q, w, rows, cols, sc, q->sym ? NULL : zp);
+        double total = 0.0, total_mm = 0.0;
+        for (int row = 0; row < rows; row++)
+            for (int g = 0; g < ng; g++) {
+                const float *wg = w + (size_t)row * cols + (size_t)g * G;
+                int len = g == ng - 1 ? cols - g * G : G, i = row * ng + g;
+                float lo = wg[0], hi = wg[0];
+                for (int j = 1; j < len; j++) lo = fminf(lo, wg[j]), hi = fmaxf(hi, wg[j]);
+                double e = group_sq_err(q, wg, len, sc[i], q->sym ? 0.0f : zp[i]);
+                const float ratios[] = {1.0f, 0.75f, 0.5f, 0.3f};
+                for (int t = 0; t < 4; t++) {
+                    float s, z = 0.0f;
+                    quant_params_from_range(q, ratios[t] * lo, ratios[t] * hi, &s, q->sym ? NULL : &z);
+                    double et = group_sq_err(q, wg, len, s, z);
+                    cr_assert(e <= et * (1.0 + 1e-6), "spec %d row %d group %d: %g > %g at ratio %g", k, row, g, e, et,
+                              ratios[t]);
+                    if (t == 0) total_mm += et;
+                }
+                total += e;
+            }
+        if (q->bits == 2) cr_assert(total < 0.7 * total_mm, "2 bits: least squares %g vs min-max %g", total, total_mm);
+    }
+}
+
 /* ---------- whole models ---------- */
 
 #define NSEQ 24

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/ptq.h"
 #include "quant/qat.h"
 #include "testutil.h"
 #include "train/trainer.h"
@@ -434,4 +435,46 @@ Test(quant, distillation_needs_a_teacher) {
     char msg[512];
     cr_assert(capture_failure(distill_without_teacher, &c, msg, sizeof msg));
     cr_assert(strstr(msg, "quant.distill.weight") && strstr(msg, "quant.init_from"), "got: %s", msg);
+}
+
+static void mse_init_without_lsq(void *p) {
+    Config *c = p;
+    config_set(c, "quant.scale_init", "mse", "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+/* a starting scale only means something when scales are learned */
+Test(quant, scale_init_needs_learned_scales) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.weight.bits", "2", "test");
+    char msg[512];
+    cr_assert(capture_failure(mse_init_without_lsq, &c, msg, sizeof msg));
+    cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.scale_init") && strstr(msg, "lsq"), "got: %s", msg);
+    config_set(&c, "quant.estimator", "lsq", "test");
+    config_validate(&c, "q.yaml"); /* accepted with lsq */
+    /* and a model built so starts every layer at the least-squares scales, not min-max */
+    GPTConfig gc = {.vocab_size = 10, .n_layer = 1, .n_head = 2, .n_embd = 64, .block_size = 8};
+    GPT g;
+    gpt_build(&g, &gc, &c.quant, "q.yaml");
+    Rng r;
+    rng_seed(&r, 3);
+    gpt_init_weights(&g, &r);
+    gpt_quant_init_scales(&g);
+    cr_assert_eq(g.n_q, 4);
+    for (int i = 0; i < g.n_q; i++) {
+        const QLayer *q = &g.qlayers[i];
+        const Tensor *w = gpt_qlayer_linear(&g, q)->w;
+        size_t ns = quant_n_scales(&q->w, w->shape[0], w->shape[1]), shrunk = 0;
+        float *want = xmalloc(ns * sizeof(float)), *mm = xmalloc(ns * sizeof(float));
+        ptq_mse_scales(&q->w, w->data, w->shape[0], w->shape[1], want, NULL);
+        quant_minmax(&q->w, w->data, w->shape[0], w->shape[1], mm, NULL);
+        for (size_t k = 0; k < ns; k++) {
+            cr_assert_eq(q->w_scale->data[k], want[k], "%s scale %zu", q->name, k);
+            shrunk += want[k] < mm[k];
+        }
+        cr_assert(shrunk > ns / 2, "%s: %zu of %zu scales below min-max at 2 bits", q->name, shrunk, ns);
+        free(want), free(mm);
+    }
+    gpt_free(&g);
 }

@@ -176,6 +176,9 @@ static const Field FIELDS[] = {
     F("quant.init_from", CF_STR, quant.init_from, 0, 0, 0, "", NULL,
       "float checkpoint to fine-tune (under quantization, or in float with quant.weight.bits 0: the float+ft "
       "baseline); empty = train from scratch"),
+    F("quant.scale_init", CF_ENUM, quant.scale_init, 0, 0, 0, "minmax", "minmax|mse",
+      "where learned (lsq) weight scales start: each group's min-max range, or the range shrunk (ratios 1 to 0.2) "
+      "to the least squared weight error, which matters at 2 and 3 bits"),
     F("quant.scale_lr_mult", CF_FLOAT, quant.scale_lr_mult, 0, 100, 1, "1", NULL,
       "learning rate of LSQ scales and zero points relative to train.lr (AdamW moves each by about lr per step, "
       "so small scales may want a smaller rate)"),
@@ -619,6 +622,9 @@ void config_validate(const Config *c, const char *origin) {
                  origin);
     if (q->outlier_threshold >= 0.0f && (q->w_bits == 0 || q->a_bits != 8))
         qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
+    if (!strcmp(q->scale_init, "mse") && strcmp(q->estimator, "lsq"))
+        qat_fail("%s: quant.scale_init: mse sets where learned scales start: needs estimator lsq (the others take "
+                 "min-max scales every step)", origin);
     if (q->distill_weight > 0.0f && !q->init_from[0])
         qat_fail("%s: quant.distill.weight: distillation needs a teacher: set quant.init_from to the float model", origin);
     if (q->budget_bpw > 0.0f && (!q->init_from[0] || !q->w_bits))
