@@ -16,10 +16,11 @@ Two measurements, each in one run of this program:
   quality   Fine-tunes the reference FP32 checkpoint (runs/tiny-shakespeare/,
             from `qat train configs/tiny-shakespeare.yaml`) with every
             configs/qat-*.yaml, and prints per scheme the validation loss of
-            round-to-nearest before fine-tuning (iter 0) and after the 300 QAT
-            iterations, and against float+ft: the same fine-tuning in float
-            (so the effect of the extra steps is not credited to QAT). The
-            -kd rows distil from the float model (quant.distill).
+            round-to-nearest before fine-tuning (iter 0) and after the QAT
+            iterations, and against float+ft: the same fine-tuning (steps and
+            learning-rate schedule, one float+ft run per distinct schedule)
+            in float, so the effect of the extra steps is not credited to
+            QAT. The -kd rows distil from the float model (quant.distill).
 
 Run from any directory:
   bench/bench_qat.py overhead [--iters 40] [--repeats 3] [--threads 2]
@@ -88,6 +89,32 @@ def overhead(a):
                       "overhead": round(ov, 4)}))
 
 
+SCHEDULE_KEYS = ("iters", "lr", "min_lr", "warmup_iters")
+
+
+def schedule(cfg):
+    """The fine-tuning schedule of a QAT config: its train section's iters, lr, min_lr and warmup_iters."""
+    vals, in_train = {}, False
+    with open(os.path.join(ROOT, cfg)) as f:
+        for line in f:
+            if not line.startswith(" "):
+                in_train = line.startswith("train:")
+                continue
+            k, _, v = line.split("#")[0].strip().partition(":")
+            if in_train and k in SCHEDULE_KEYS:
+                vals[k] = v.strip()
+    missing = [k for k in SCHEDULE_KEYS if k not in vals]
+    if missing:
+        die("%s: train.%s not set (bench_qat reads the schedule from the file's block-style train section)"
+            % (cfg, missing[0]))
+    return tuple((k, vals[k]) for k in SCHEDULE_KEYS)
+
+
+def sched_text(sc):
+    d = dict(sc)
+    return "%s steps, lr %s to %s, warmup %s" % (d["iters"], d["lr"], d["min_lr"], d["warmup_iters"])
+
+
 def quality(a):
     ckpt = os.path.join(ROOT, a.ckpt)
     if not os.path.isfile(ckpt):
@@ -96,32 +123,45 @@ def quality(a):
     if p.returncode != 0:
         die("qat eval %s failed" % ckpt)
     fp32 = json.loads(p.stdout)["val_loss"]
-    # (row name, config, extra --set): the float+ft baseline (the same schedule in float), the LSQ configs,
-    # plain STE at 3 and 2 bits, and distillation from the float model at 4, 3 and 2 bits
-    schemes = [("float+ft", "int8", ["--set", "quant.weight.bits=0"])]
-    schemes += [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
-    schemes += [(s + "-ste", s, ["--set", "quant.estimator=ste"]) for s in ["int3-g32", "int2-g32"]]
+    # (row name, config, extra --set): the LSQ configs, plain STE at 3 and 2 bits, and distillation from the
+    # float model at 4, 3 and 2 bits
+    schemes = [(s, s, []) for s in ["int8", "int4-channel-lsq", "int4-g32", "w8a8", "int3-g32", "int2-g32"]]
+    schemes += [(s + "-ste", s, ["--set", "quant.estimator=ste", "--set", "quant.scale_init=minmax"]) for s in ["int3-g32", "int2-g32"]]
     schemes += [(s + "-kd", s + "-kd", []) for s in ["int4-g32", "int3-g32", "int2-g32"]]
     if a.only:
         schemes = [x for x in schemes if x[0] in a.only.split(",")]
-    rows = []
+    # the float+ft baseline of each distinct schedule among them: the same steps in float
+    scheds = []
+    for _, cfg, _ in schemes:
+        sc = schedule("configs/qat-%s.yaml" % cfg)
+        if sc not in scheds:
+            scheds.append(sc)
+    # the configs' own init_from unless another checkpoint is asked for, so that qat compare, which
+    # runs the same configs into the same out_dirs, reuses these runs
+    init = [] if a.ckpt == DEFAULT_CKPT else ["--set", "quant.init_from=" + ckpt]
+    ft_of = {}
+    for i, sc in enumerate(scheds):
+        print("fine-tuning float+ft (%s) ..." % sched_text(sc), file=sys.stderr, flush=True)
+        out = "runs/qat-float-ft" + ("" if len(scheds) == 1 else "-%d" % (i + 1))
+        sets = ["--set", "quant.weight.bits=0"] + sum((["--set", "train.%s=%s" % kv] for kv in sc), [])
+        summary, _ = run(["configs/qat-int8.yaml"] + init + sets, out)
+        ft_of[sc] = summary["val_loss"]
+    rows = [{"scheme": "float+ft" + ("" if len(scheds) == 1 else " (%s)" % sched_text(sc)), "rtn_val_loss": None,
+             "qat_val_loss": ft_of[sc], "schedule": sched_text(sc), "vs_float_ft": 0.0} for sc in scheds]
     for s, cfg, extra in schemes:
         print("fine-tuning %s ..." % s, file=sys.stderr, flush=True)
         out = os.path.join(ROOT, "runs", "qat-" + s.replace("+", "-"))
         if not extra:  # the config's own out_dir, as the config names it (relative to the project root)
             out = "runs/qat-" + cfg
-        # the configs' own init_from unless another checkpoint is asked for, so that qat compare, which
-        # runs the same configs into the same out_dirs, reuses these runs
-        init = [] if a.ckpt == DEFAULT_CKPT else ["--set", "quant.init_from=" + ckpt]
         summary, metrics = run(["configs/qat-%s.yaml" % cfg] + init + extra, out)
         rtn = next((m["val_loss"] for m in metrics if m.get("iter") == 0), None)
+        sc = schedule("configs/qat-%s.yaml" % cfg)
         rows.append({"scheme": s, "rtn_val_loss": rtn, "qat_val_loss": summary["val_loss"],
-                     "tokens_per_s": summary["tokens_per_s"]})
-    ft = next((r["qat_val_loss"] for r in rows if r["scheme"] == "float+ft"), None)
-    for r in rows:
-        r["vs_float_ft"] = None if ft is None else round(r["qat_val_loss"] - ft, 6)
-    print("FP32 reference model: val_loss %.4f on the whole validation split; float+ft (the same %s steps in float): %s"
-          % (fp32, "fine-tuning", "%.4f" % ft if ft is not None else "-"))
+                     "tokens_per_s": summary["tokens_per_s"], "schedule": sched_text(sc),
+                     "vs_float_ft": round(summary["val_loss"] - ft_of[sc], 6)})
+    ft = ft_of[scheds[0]] if len(scheds) == 1 else None
+    print("FP32 reference model: val_loss %.4f on the whole validation split; float+ft (the same fine-tuning in "
+          "float, per schedule): %s" % (fp32, ", ".join("%.4f (%s)" % (ft_of[sc], sched_text(sc)) for sc in scheds)))
     print("%-20s %10s %10s %12s" % ("scheme", "RTN", "QAT", "vs float+ft"))
     fmt = lambda v, f="%.4f": f % v if v is not None else "-"
     for r in rows:

@@ -6,11 +6,14 @@ train.eval random config a reproduction of qat's seeded sampler), then for each
 scheme applies plain round-to-nearest fake quantization with a straight-through
 estimator (PyTorch code, independent of qat's quantizer but the same rule:
 symmetric, scale = max|w| / (2^(b-1)-1), round half to even), reports the RTN
-validation loss, fine-tunes 300 iterations at a constant lr of 1e-4 on qat's
-training windows, and reports the loss again.
+validation loss, fine-tunes on qat's training windows with the schedule of
+qat's QAT configs (--schedule, default configs/qat-int4-g32.yaml: its
+iters, lr, min_lr and warmup_iters, through qat's cosine rule), and reports
+the loss again.
 
 Run: bench/torch_qat_reference.py [--ckpt runs/tiny-shakespeare/checkpoint.h5]
-     [--only int4-g32,...] [--iters 300] [--threads 2] [--compare compare.json]
+     [--only int4-g32,...] [--schedule configs/qat-int4-g32.yaml] [--iters N]
+     [--threads 2] [--compare compare.json]
 With --compare (qat compare's compare.json), each scheme's PyTorch RTN loss is
 printed beside qat's RTN row for the same bits and group (qat ptq --method rtn,
 run on the integer kernels), with the largest difference; --iters 0 skips the
@@ -21,6 +24,7 @@ windows). The last line printed is one JSON object.
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -52,15 +56,32 @@ def fake_quant(w, bits, group):
     return w + ((q * scale).reshape(rows, cols) - w).detach()
 
 
+def lr_at(sched, it):
+    """qat's schedule (optim/schedule.c): linear warmup, then cosine from lr to min_lr over the rest."""
+    lr, min_lr, warmup, iters = sched
+    if it < warmup:
+        return lr * (it + 1) / warmup
+    if it >= iters or iters - warmup <= 0:
+        return min_lr
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * (it - warmup) / (iters - warmup))) * (lr - min_lr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default="runs/tiny-shakespeare/checkpoint.h5")
     ap.add_argument("--only", default="")
-    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--schedule", default="configs/qat-int4-g32.yaml",
+                    help="a qat QAT config whose train section gives the fine-tuning schedule")
+    ap.add_argument("--iters", type=int, default=None, help="steps (default: the schedule's train.iters)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compare", default="", help="qat compare's compare.json: check its RTN rows against PyTorch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    with open(os.path.join(ROOT, a.schedule)) as sf:
+        st = yaml.safe_load(sf)["train"]
+    if a.iters is None:
+        a.iters = int(st["iters"])
+    sched = (float(st["lr"]), float(st["min_lr"]), int(st.get("warmup_iters", 0)), int(st["iters"]))
     path = os.path.join(ROOT, a.ckpt)
     if not os.path.isfile(path):
         sys.exit("torch_qat_reference: no checkpoint %s (run qat train configs/tiny-shakespeare.yaml)" % path)
@@ -120,7 +141,9 @@ def main():
                                 lr=1e-4, betas=(0.9, 0.99), eps=1e-8)
         rng = QatRng(qat_train_seed(t["seed"]))
         model.train()
-        for _ in range(a.iters):
+        for it in range(a.iters):
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(sched, it)
             loss = model(*rng.batch(train, B, T))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -134,7 +157,7 @@ def main():
         rows.append(row)
         print("%-14s RTN %.4f  STE after %d iters %.4f%s" % (name, rtn, a.iters, ste,
               "" if q is None else "  qat ptq rtn %.4f (diff %+.6f)" % (q, q - rtn)), flush=True)
-    out = {"bench": "torch_qat_reference", "fp32_val_loss": round(fp32, 6), "iters": a.iters, "rows": rows}
+    out = {"bench": "torch_qat_reference", "fp32_val_loss": round(fp32, 6), "iters": a.iters, "schedule": a.schedule, "rows": rows}
     diffs = [abs(r["rtn_diff"]) for r in rows if "rtn_diff" in r]
     if diffs:
         out["rtn_max_abs_diff"] = max(diffs)
