@@ -4,9 +4,11 @@
     steps (float+ft, the fair baseline);
   - QAT: the configs given (default: q8_0, q4_0 and q4_1 trained in
     llama.cpp's block formats, and qat's own int4 g32 LSQ model, which
-    exports as q4_0 with half-precision scales), trained when missing;
+    exports as q4_0 with half-precision scales), trained when missing or
+    older than their config file;
   - PTQ of the FP32 model in the same formats: qat ptq --method rtn, gptq
-    and awq --format F;
+    and awq --format F; and rtn and gptq of float+ft at 4 bits, so that QAT
+    is also measured against PTQ of an equally trained float model;
   - llama.cpp's own quantizer (llama-quantize's llama_model_quantize, through
     bench/llama_quantize.py) of the FP32 model's F32 GGUF: what a user
     without qat does.
@@ -62,10 +64,12 @@ def out_dir_of(config):
 
 
 def trained(config):
-    """The checkpoint of a config's run, trained when it is missing."""
+    """The checkpoint of a config's run, trained when it is missing or older than the config file."""
     out_dir = out_dir_of(config)
     ckpt = os.path.join(out_dir, "checkpoint.h5")
-    if not (os.path.isfile(os.path.join(ROOT, ckpt)) and os.path.isfile(os.path.join(ROOT, out_dir, "summary.json"))):
+    summary = os.path.join(ROOT, out_dir, "summary.json")
+    if not (os.path.isfile(os.path.join(ROOT, ckpt)) and os.path.isfile(summary)) or \
+            os.path.getmtime(summary) < os.path.getmtime(os.path.join(ROOT, config)):
         print("bench_gguf: training %s" % config, file=sys.stderr)
         sh([QAT, "train", config, "--overwrite"])
     return ckpt
@@ -120,6 +124,11 @@ def main():
             out = os.path.join("runs", "gguf", "ptq-%s-%s.h5" % (method, fmt))
             sh([QAT, "ptq", ref, "--method", method, "--format", fmt, "-o", out])
             rows.append(("PTQ %s %s" % (method, fmt), out))
+        # PTQ of the float model trained as long as the QAT rows: what QAT's extra steps are worth without QAT
+        for method in ("rtn", "gptq") if os.path.isfile(os.path.join(ROOT, ft)) and fmt != "q8_0" else ():
+            out = os.path.join("runs", "gguf", "ptq-%s-%s-of-float-ft.h5" % (method, fmt))
+            sh([QAT, "ptq", ft, "--method", method, "--format", fmt, "-o", out])
+            rows.append(("PTQ %s %s of float+ft" % (method, fmt), out))
         for name, ckpt in rows:
             gguf = os.path.join(OUT, name.replace(" ", "-") + ".gguf")
             score(name, ckpt, gguf, blocks_of(sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf])), val)

@@ -43,7 +43,8 @@ def main():
         gname = "g%d" % g if g > 0 else "channel" if g < 0 else "tensor"
         bpw = pick[0]["bits_per_weight"]
         print("| int%d %s | %.2f | %s | %s |" % (b, gname, bpw, " | ".join(cells), qcell or "-"))
-    mixed = [r for r in rows if r["method"].endswith("+mixed")]
+    # qat+mixed rows may carry suffixes of their own (qat+mixed+kd when the budget config distils)
+    mixed = [r for r in rows if "+mixed" in r["method"]]
     budgets = sorted({round(r["bits_per_weight"] + 0.049, 1) for r in mixed}, reverse=True)
     for bud in budgets:
         pick = [r for r in mixed if round(r["bits_per_weight"] + 0.049, 1) == bud]
@@ -52,8 +53,9 @@ def main():
         for m in ("rtn+mixed", "gptq+mixed", "awq+mixed"):
             r = get(m)
             cells.append("%s at %.3f" % (cell(r, flt["val_loss"]), r["bits_per_weight"]) if r else "-")
-        q = get("qat+mixed")
-        qc = "%s at %.3f" % (cell(q, ft if ft is not None else flt["val_loss"]), q["bits_per_weight"]) if q else "-"
+        q = next((r for r in pick if r["method"].startswith("qat+mixed")), None)
+        qc = ("%s at %.3f %s" % (cell(q, ft if ft is not None else flt["val_loss"]), q["bits_per_weight"], q["method"])
+              if q else "-")
         print("| mixed, budget %.1f | - | %s | %s |" % (bud, " | ".join(cells), qc))
     print()
     print("| W8A8 row | val loss |")
