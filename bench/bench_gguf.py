@@ -2,10 +2,11 @@
 """bench_gguf.py: the reference models in llama.cpp. Rows:
   - the FP32 reference model, and it fine-tuned in float for the QAT runs'
     steps (float+ft, the fair baseline);
-  - QAT: the configs given (default: q8_0, q4_0 and q4_1 trained in
+  - QAT: the configs given (default: q8_0, q4_0, q4_1 and iq4_nl trained in
     llama.cpp's block formats, and qat's own int4 g32 LSQ model, which
     exports as q4_0 with half-precision scales), trained when missing or
-    older than their config file;
+    older than their config file; the formats of the other rows are those
+    of the configs given;
   - PTQ of the FP32 model in the same formats: qat ptq --method rtn, gptq
     and awq --format F; and rtn and gptq of float+ft at 4 bits, so that QAT
     is also measured against PTQ of an equally trained float model;
@@ -38,7 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QAT = os.path.join(ROOT, "build", "qat")
 EVAL = os.path.join(ROOT, "tests", "llamacpp", "eval.mjs")
 OUT = os.path.join(ROOT, "runs", "gguf")
-DEFAULT = ["configs/qat-q8_0.yaml", "configs/qat-q4_0.yaml", "configs/qat-q4_1.yaml", "configs/qat-int4-g32.yaml"]
+DEFAULT = ["configs/qat-q8_0.yaml", "configs/qat-q4_0.yaml", "configs/qat-q4_1.yaml", "configs/qat-iq4_nl.yaml",
+           "configs/qat-int4-g32.yaml"]
+FORMATS = ("q4_0", "q8_0", "q4_1", "iq4_nl")
 
 
 def sh(args, **kw):
@@ -76,14 +79,25 @@ def trained(config):
 
 
 def blocks_of(report):
-    types = sorted({t for t in ("q8_0", "q4_0", "q4_1") if (" %s " % t) in report}) or ["f32"]
+    types = sorted({t for t in FORMATS if (" %s " % t) in report}) or ["f32"]
     return types + (["f32 fallback"] if "fallback" in report else [])
+
+
+def gguf_types(gguf):
+    """The tensor types of a GGUF file (llama-quantize picks some tensors' types itself), from qat inspect."""
+    types = {}
+    for t in json.loads(sh([QAT, "inspect", gguf, "--json"]))["tensors"]:
+        types.setdefault(t["type"], []).append(t["name"])
+    blocks = [k for k in types if k != "f32"] or ["f32"]
+    main = max(blocks, key=lambda k: len(types[k]))
+    return [main] + ["%s %s" % (" ".join(t.split(".")[0] for t in n), k) for k, n in sorted(types.items())
+                     if k not in (main, "f32")]
 
 
 def score(name, ckpt, gguf, types, val):
     """One table row: qat's losses of the checkpoint and of the file, llama.cpp's, top-1 agreement."""
     e = json.loads(sh([QAT, "eval", ckpt, "--json"])) if ckpt else None
-    blocks = any(t in ("q8_0", "q4_0", "q4_1") for t in types)
+    blocks = any(t in FORMATS for t in types)
     top1 = os.path.join(OUT, "top1.txt")
     g = json.loads(sh([QAT, "eval", gguf, "--data", val, "--json", "--top1", top1]
                       + (["--act-format", "q8_0"] if blocks else [])))
@@ -117,9 +131,10 @@ def main():
         gguf = os.path.join(OUT, "float-ft.gguf")
         score("float+ft", ft, gguf, blocks_of(sh([QAT, "export", ft, "--format", "gguf", "-o", gguf])), val)
     # per format: QAT, then PTQ of the FP32 model, then llama.cpp's own quantizer of its F32 file
-    for fmt in ("q4_0", "q8_0", "q4_1"):
-        rows = [(os.path.basename(c)[:-5], trained(c)) for c in configs if ("format: " + fmt) in open(os.path.join(ROOT, c)).read()
-                or (fmt == "q4_0" and "int4-g32" in c)]
+    def in_format(c, fmt):
+        return ("format: " + fmt) in open(os.path.join(ROOT, c)).read() or (fmt == "q4_0" and "int4-g32" in c)
+    for fmt in [f for f in FORMATS if any(in_format(c, f) for c in configs)]:
+        rows = [(os.path.basename(c)[:-5], trained(c)) for c in configs if in_format(c, fmt)]
         for method in ("rtn", "gptq", "awq") if fmt != "q8_0" else ("rtn",):
             out = os.path.join("runs", "gguf", "ptq-%s-%s.h5" % (method, fmt))
             sh([QAT, "ptq", ref, "--method", method, "--format", fmt, "-o", out])
@@ -134,7 +149,7 @@ def main():
             score(name, ckpt, gguf, blocks_of(sh([QAT, "export", ckpt, "--format", "gguf", "-o", gguf])), val)
         gguf = os.path.join(OUT, "llama-quantize-%s.gguf" % fmt)
         llama_quantize.quantize(os.path.join(ROOT, f32), os.path.join(ROOT, gguf), fmt)
-        score("llama-quantize %s of the FP32 GGUF" % fmt, None, gguf, [fmt, "token_embd q8_0"], val)
+        score("llama-quantize %s of the FP32 GGUF" % fmt, None, gguf, gguf_types(gguf), val)
 
 
 if __name__ == "__main__":

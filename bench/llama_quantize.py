@@ -5,7 +5,7 @@ real libllama that node-llama-cpp 3.21.1 ships (tests/llamacpp/node_modules,
 installed by ./quickstart test). A user without qat would take a float model
 to llama.cpp this way.
 
-    bench/llama_quantize.py IN.gguf OUT.gguf q8_0|q4_0|q4_1
+    bench/llama_quantize.py IN.gguf OUT.gguf q8_0|q4_0|q4_1|iq4_nl
 
 llama_model_quantize_params is passed as the library's own default value
 with two fields set (nthread, ftype: the first two int32s of the struct since
@@ -19,7 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBDIR = os.path.join(ROOT, "tests", "llamacpp", "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")
-FTYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7}  # enum llama_ftype: LLAMA_FTYPE_MOSTLY_*
+FTYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "iq4_nl": 25}  # enum llama_ftype: LLAMA_FTYPE_MOSTLY_*
 
 
 class Params(ctypes.Structure):

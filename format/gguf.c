@@ -179,6 +179,7 @@ size_t gguf_type_bytes(uint32_t type, int64_t ne0, int64_t rest) {
     case GGML_TYPE_Q8_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 34;
     case GGML_TYPE_Q4_0: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 18;
     case GGML_TYPE_Q4_1: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 20;
+    case GGML_TYPE_IQ4_NL: return ne0 % QBLOCK_GGUF ? 0 : n / QBLOCK_GGUF * 18;
     default: return 0;
     }
 }
@@ -390,6 +391,7 @@ const char *ggml_type_name(uint32_t type, char *buf, size_t n) {
     case GGML_TYPE_Q8_0: return "q8_0";
     case GGML_TYPE_Q4_0: return "q4_0";
     case GGML_TYPE_Q4_1: return "q4_1";
+    case GGML_TYPE_IQ4_NL: return "iq4_nl";
     default: snprintf(buf, n, "type %u", type); return buf;
     }
 }

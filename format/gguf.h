@@ -15,14 +15,14 @@
 #include <cJSON.h>
 
 /* ggml tensor types qat writes */
-enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8, GGML_TYPE_BF16 = 30 };
+enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3, GGML_TYPE_Q8_0 = 8, GGML_TYPE_IQ4_NL = 20, GGML_TYPE_BF16 = 30 };
 /* GGUF metadata value types */
 enum {
     GGUF_UINT8 = 0, GGUF_INT8, GGUF_UINT16, GGUF_INT16, GGUF_UINT32, GGUF_INT32, GGUF_FLOAT32, GGUF_BOOL,
     GGUF_STRING, GGUF_ARRAY, GGUF_UINT64, GGUF_INT64, GGUF_FLOAT64
 };
 #define GGUF_ALIGNMENT 32
-#define QBLOCK_GGUF 32 /* elements per q8_0/q4_0/q4_1 block */
+#define QBLOCK_GGUF 32 /* elements per q8_0/q4_0/q4_1/iq4_nl block */
 
 typedef struct GgufWriter {
     /* metadata, serialised as it is added */

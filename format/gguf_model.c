@@ -59,7 +59,7 @@ static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int 
     size_t nw = (size_t)rows * cols, nb = nw / QBLOCK;
     QFormat f = q->w.fmt;
     if (f) { /* trained in the format: its blocks are what the forward computed */
-        *type = f == QF_Q8_0 ? GGML_TYPE_Q8_0 : f == QF_Q4_0 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q4_1;
+        *type = f == QF_Q8_0 ? GGML_TYPE_Q8_0 : f == QF_Q4_0 ? GGML_TYPE_Q4_0 : f == QF_Q4_1 ? GGML_TYPE_Q4_1 : GGML_TYPE_IQ4_NL;
         *bytes = nb * qformat_block_bytes(f);
         void *out = xmalloc(*bytes);
         if (!q->w_scale) {
@@ -130,8 +130,17 @@ static void fake_weights(const QLayer *q, const float *w, int rows, int cols, fl
     free(sc), free(zp);
 }
 
+static QFormat format_of_type(int t) {
+    return t == GGML_TYPE_Q8_0     ? QF_Q8_0
+           : t == GGML_TYPE_Q4_0   ? QF_Q4_0
+           : t == GGML_TYPE_Q4_1   ? QF_Q4_1
+           : t == GGML_TYPE_IQ4_NL ? QF_IQ4_NL
+                                   : QF_NONE;
+}
+
 static const char *type_name(int t) {
-    return t == GGML_TYPE_Q8_0 ? "q8_0" : t == GGML_TYPE_Q4_0 ? "q4_0" : t == GGML_TYPE_Q4_1 ? "q4_1" : "f32";
+    QFormat f = format_of_type(t);
+    return f ? qformat_name(f) : "f32";
 }
 
 /* A Linear's weight [rows, cols] (qat: [out, in]) under the name; its
@@ -216,7 +225,7 @@ static void begin_file(Out *o, const GPT *g, const char *arch, const char *name,
     uint32_t ftype = f16 ? 1 : 0;
     if (g->n_q) {
         QFormat f = g->qlayers[0].w.fmt;
-        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : g->qlayers[0].w.bits > 4 ? 7 : 2;
+        ftype = f == QF_Q8_0 ? 7 : f == QF_Q4_0 ? 2 : f == QF_Q4_1 ? 3 : f == QF_IQ4_NL ? 25 : g->qlayers[0].w.bits > 4 ? 7 : 2;
     }
     gguf_kv_str(&o->w, "general.architecture", arch);
     gguf_kv_str(&o->w, "general.name", name);
@@ -415,9 +424,6 @@ static int codepoint_byte(unsigned cp) {
     return -1;
 }
 
-static QFormat format_of_type(int t) {
-    return t == GGML_TYPE_Q8_0 ? QF_Q8_0 : t == GGML_TYPE_Q4_0 ? QF_Q4_0 : t == GGML_TYPE_Q4_1 ? QF_Q4_1 : QF_NONE;
-}
 
 /* Float values of tensor t (ne0 x rows), dequantized. */
 static float *tensor_floats(const GgufFile *f, const GgufTensor *t, int64_t ne0, int64_t rows) {

@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "util/util.h"
@@ -49,16 +50,21 @@ float fp16_to_f32(uint16_t h) {
     return f;
 }
 
-const char *qformat_name(QFormat f) {
-    return f == QF_Q8_0 ? "q8_0" : f == QF_Q4_0 ? "q4_0" : f == QF_Q4_1 ? "q4_1" : NULL;
-}
+const int8_t IQ4NL_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static const char *const NAMES[] = {NULL, "q8_0", "q4_0", "q4_1", "iq4_nl"};
+
+const char *qformat_name(QFormat f) { return f > QF_NONE && f <= QF_IQ4_NL ? NAMES[f] : NULL; }
 
 QFormat qformat_of(const char *name) {
-    return !strcmp(name, "q8_0") ? QF_Q8_0 : !strcmp(name, "q4_0") ? QF_Q4_0 : !strcmp(name, "q4_1") ? QF_Q4_1 : QF_NONE;
+    for (int f = QF_Q8_0; f <= QF_IQ4_NL; f++)
+        if (!strcmp(name, NAMES[f])) return (QFormat)f;
+    return QF_NONE;
 }
 
 size_t qformat_block_bytes(QFormat f) {
-    return f == QF_Q8_0 ? sizeof(BlockQ8_0) : f == QF_Q4_0 ? sizeof(BlockQ4_0) : f == QF_Q4_1 ? sizeof(BlockQ4_1) : 0;
+    return f == QF_Q8_0 ? sizeof(BlockQ8_0) : f == QF_Q4_0 ? sizeof(BlockQ4_0) : f == QF_Q4_1 ? sizeof(BlockQ4_1)
+           : f == QF_IQ4_NL ? sizeof(BlockIQ4_NL) : 0;
 }
 
 double qformat_bpw(QFormat f) { return 8.0 * (double)qformat_block_bytes(f) / QBLOCK; }
@@ -69,10 +75,47 @@ double qformat_bpw(QFormat f) { return 8.0 * (double)qformat_block_bytes(f) / QB
  * conversion to int is undefined: clamped, and NaN taken as 0. */
 static float clampf(float v, float lo, float hi) { return v >= lo ? (v <= hi ? v : hi) : v < lo ? lo : 0.0f; }
 
+/* iq4_nl: ggml's search (blocks.h), its float arithmetic in its order */
+static void iq4nl_codes(const float *x, int *q, float *d) {
+    float amax = 0.0f, max = 0.0f, w[QBLOCK];
+    for (int j = 0; j < QBLOCK; j++) {
+        w[j] = x[j] * x[j];
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    }
+    if (amax < 1e-15f) { /* ggml's GROUP_MAX_EPS: d = 0, every index the level nearest 0 */
+        *d = 0.0f;
+        for (int j = 0; j < QBLOCK; j++) q[j] = iq4nl_index(0.0f);
+        return;
+    }
+    const float l0 = (float)IQ4NL_LEVELS[0];
+    float id = 1.0f / (-max / l0), sumqx = 0.0f, sumq2 = 0.0f;
+    for (int j = 0; j < QBLOCK; j++) {
+        float lv = (float)IQ4NL_LEVELS[iq4nl_index(id * x[j])];
+        sumqx += w[j] * lv * x[j];
+        sumq2 += w[j] * lv * lv;
+    }
+    float best_d = sumq2 > 0.0f ? sumqx / sumq2 : 0.0f, best = best_d * sumqx;
+    for (int t = -7; t <= 7; t++) {
+        id = (float)(t + IQ4NL_LEVELS[0]) / max;
+        sumqx = sumq2 = 0.0f;
+        for (int j = 0; j < QBLOCK; j++) {
+            float lv = (float)IQ4NL_LEVELS[iq4nl_index(id * x[j])];
+            sumqx += w[j] * lv * x[j];
+            sumq2 += w[j] * lv * lv;
+        }
+        if (sumq2 > 0.0f && sumqx * sumqx > best * sumq2) best_d = sumqx / sumq2, best = best_d * sumqx;
+    }
+    *d = best_d;
+    id = best_d != 0.0f ? 1.0f / best_d : 0.0f;
+    for (int j = 0; j < QBLOCK; j++) q[j] = iq4nl_index(id * x[j]);
+}
+
 /* codes of one block as ggml computes them; d and m before half rounding */
 static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
     *m = 0.0f;
-    if (f == QF_Q8_0) {
+    if (f == QF_IQ4_NL) {
+        iq4nl_codes(x, q, d);
+    } else if (f == QF_Q8_0) {
         float amax = 0.0f;
         for (int j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
         *d = amax / 127.0f;
@@ -105,7 +148,10 @@ static void block_codes(QFormat f, const float *x, int *q, float *d, float *m) {
 }
 
 static float dequant_one(QFormat f, int q, float dh, float mh) {
-    return f == QF_Q8_0 ? (float)q * dh : f == QF_Q4_0 ? (float)(q - 8) * dh : (float)q * dh + mh;
+    return f == QF_Q8_0    ? (float)q * dh
+           : f == QF_Q4_0  ? (float)(q - 8) * dh
+           : f == QF_IQ4_NL ? dh * (float)IQ4NL_LEVELS[q]
+                           : (float)q * dh + mh;
 }
 
 void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const int *codes) {
@@ -116,7 +162,7 @@ void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const
         return;
     }
     uint8_t *qs;
-    if (f == QF_Q4_0) {
+    if (f == QF_Q4_0 || f == QF_IQ4_NL) { /* the same layout: d, then 16 bytes of nibbles */
         BlockQ4_0 *y = (BlockQ4_0 *)blocks + b;
         y->d = d;
         qs = y->qs;
@@ -142,8 +188,9 @@ void blocks_quantize(QFormat f, const float *x, size_t n, void *out) {
 
 void blocks_scales(QFormat f, const void *blocks, size_t nb, float *d, float *m) {
     for (size_t b = 0; b < nb; b++) {
-        uint16_t hd = f == QF_Q8_0 ? ((const BlockQ8_0 *)blocks)[b].d
-                      : f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks)[b].d : ((const BlockQ4_1 *)blocks)[b].d;
+        uint16_t hd = f == QF_Q8_0                      ? ((const BlockQ8_0 *)blocks)[b].d
+                      : f == QF_Q4_0 || f == QF_IQ4_NL ? ((const BlockQ4_0 *)blocks)[b].d
+                                                        : ((const BlockQ4_1 *)blocks)[b].d;
         d[b] = fp16_to_f32(hd);
         if (m) m[b] = f == QF_Q4_1 ? fp16_to_f32(((const BlockQ4_1 *)blocks)[b].m) : 0.0f;
     }
@@ -158,8 +205,9 @@ void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out) {
             for (int j = 0; j < QBLOCK; j++) o[j] = (float)y->qs[j] * d;
             continue;
         }
-        const uint8_t *qs = f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks + b)->qs : ((const BlockQ4_1 *)blocks + b)->qs;
-        float d = fp16_to_f32(f == QF_Q4_0 ? ((const BlockQ4_0 *)blocks + b)->d : ((const BlockQ4_1 *)blocks + b)->d);
+        bool q40 = f == QF_Q4_0 || f == QF_IQ4_NL;
+        const uint8_t *qs = q40 ? ((const BlockQ4_0 *)blocks + b)->qs : ((const BlockQ4_1 *)blocks + b)->qs;
+        float d = fp16_to_f32(q40 ? ((const BlockQ4_0 *)blocks + b)->d : ((const BlockQ4_1 *)blocks + b)->d);
         float m = f == QF_Q4_1 ? fp16_to_f32(((const BlockQ4_1 *)blocks + b)->m) : 0.0f;
         for (int j = 0; j < QBLOCK / 2; j++) {
             o[j] = dequant_one(f, qs[j] & 15, d, m);

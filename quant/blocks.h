@@ -5,6 +5,9 @@
  *   q8_0: d, 32 int8 codes in [-127, 127];            w = q * d
  *   q4_0: d, 32 4-bit codes in [0, 15] (stored +8);    w = (q - 8) * d
  *   q4_1: d and m (the block's minimum), 4-bit codes;  w = q * d + m
+ *   iq4_nl: d, 32 4-bit indices into 16 fixed levels;  w = d * IQ4NL_LEVELS[q]
+ *           (non-uniform int8 levels -127..113, denser near zero, where
+ *           weights are)
  *
  * 4-bit codes are packed ggml's way: byte j holds element j in its low
  * nibble and element j + 16 in its high nibble.
@@ -15,7 +18,14 @@
  * magnitude with its sign, q = min(15, floor(x / d + 8.5)); q4_1 d =
  * (max - min) / 15, q = min(15, floor((x - min) / d + 0.5)). The codes use
  * the reciprocal of d in float; the stored d is d rounded to half precision
- * (round to nearest even), and dequantization uses the stored half. */
+ * (round to nearest even), and dequantization uses the stored half.
+ *
+ * iq4_nl follows ggml's quantize_iq4_nl, what llama-quantize runs without an
+ * importance matrix: each value's index is its nearest level (ties to the
+ * upper one); d starts at max / 127 (max signed, as q4_0), is refit by least
+ * squares weighted by x^2, then the fits from the 15 trial reciprocals (i -
+ * 127) / max, i = -7..7, compete on the weighted error; the winner's float d
+ * assigns the final indices and is stored as a half. */
 #ifndef QAT_BLOCKS_H
 #define QAT_BLOCKS_H
 
@@ -24,7 +34,10 @@
 
 #define QBLOCK 32
 
-typedef enum { QF_NONE = 0, QF_Q8_0, QF_Q4_0, QF_Q4_1 } QFormat;
+typedef enum { QF_NONE = 0, QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_IQ4_NL } QFormat;
+
+/* ggml's kvalues_iq4nl */
+extern const int8_t IQ4NL_LEVELS[16];
 
 typedef struct BlockQ8_0 {
     uint16_t d;
@@ -41,12 +54,17 @@ typedef struct BlockQ4_1 {
     uint8_t qs[QBLOCK / 2];
 } BlockQ4_1;
 
+typedef struct BlockIQ4_NL {
+    uint16_t d;
+    uint8_t qs[QBLOCK / 2];
+} BlockIQ4_NL;
+
 /* IEEE binary16, round to nearest even (as F16C's vcvtps2ph and ggml). */
 uint16_t fp16_from_f32(float f);
 float fp16_to_f32(uint16_t h);
 static inline float fp16_round(float f) { return fp16_to_f32(fp16_from_f32(f)); }
 
-/* "q8_0", "q4_0", "q4_1", or NULL for QF_NONE; and the reverse (QF_NONE
+/* "q8_0", "q4_0", "q4_1", "iq4_nl", or NULL for QF_NONE; and the reverse (QF_NONE
  * when name is none of them). */
 const char *qformat_name(QFormat f);
 QFormat qformat_of(const char *name);
@@ -58,7 +76,8 @@ double qformat_bpw(QFormat f);
  * at out, as ggml's quantize_row_*_ref. */
 void blocks_quantize(QFormat f, const float *x, size_t n, void *out);
 /* Stores block b of an array of blocks of format f: d (and m, q4_1) as
- * halves and 32 codes as stored (q8_0 -127..127; 4-bit formats 0..15). */
+ * halves and 32 codes as stored (q8_0 -127..127; 4-bit formats 0..15,
+ * iq4_nl's being level indices). */
 void block_pack(QFormat f, void *blocks, size_t b, uint16_t d, uint16_t m, const int *codes);
 /* The half-precision d (and m, q4_1; else 0) of nb blocks, as floats. */
 void blocks_scales(QFormat f, const void *blocks, size_t nb, float *d, float *m);
@@ -72,11 +91,32 @@ void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, flo
  * for q4_1, a given minimum: both are rounded to half precision and the
  * codes are the nearest on that grid, clamped to the format's range. */
 void block_fake_scaled(QFormat f, const float *x, float scale, float min, float *out, int *codes);
+/* The index of the iq4_nl level nearest u (in level units), ties to the
+ * upper level, as ggml's best_index_int8; a NaN takes the level nearest 0. */
+static inline int iq4nl_index(float u) {
+    if (u != u) u = 0.0f;
+    if (u <= (float)IQ4NL_LEVELS[0]) return 0;
+    if (u >= (float)IQ4NL_LEVELS[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (u < (float)IQ4NL_LEVELS[mid]) hi = mid;
+        else lo = mid;
+    }
+    return u - (float)IQ4NL_LEVELS[hi - 1] < (float)IQ4NL_LEVELS[hi] - u ? hi - 1 : hi;
+}
+
 /* One value on the grid of half-precision d (and m, q4_1): its code as
  * stored and its dequantized value. q8_0 rounds half away from zero, the
- * 4-bit formats half up, as ggml's references do. */
+ * 4-bit formats half up, as ggml's references do; iq4_nl takes the nearest
+ * level. */
 static inline float block_round(QFormat f, float x, float dh, float mh, int *code) {
     float id = dh != 0.0f ? 1.0f / dh : 0.0f;
+    if (f == QF_IQ4_NL) {
+        int q = iq4nl_index(x * id);
+        if (code) *code = q;
+        return dh * (float)IQ4NL_LEVELS[q];
+    }
     if (f == QF_Q4_1) {
         float r = __builtin_floorf((x - mh) * id + 0.5f);
         if (r != r) r = 0.0f; /* never convert a NaN */

@@ -52,8 +52,12 @@ static void fqf_backward(Node *n) {
         float dh = fp16_round(sc[k]), id = dh != 0.0f ? 1.0f / dh : 0.0f, m = mn ? mn[k] : 0.0f, acc = 0.0f;
         for (size_t i = k * QBLOCK; i < (k + 1) * QBLOCK; i++) {
             float u = (px[i] - m) * id;
-            float r = s->fmt == QF_Q8_0 ? roundf(u) : floorf(u + 0.5f); /* ggml's rounding, before clamping */
-            bool below = r < (float)lo, above = r > (float)hi;
+            /* ggml's rounding, before clamping; iq4_nl's nearest level, out
+             * of range past its outermost levels */
+            float r = s->fmt == QF_Q8_0    ? roundf(u)
+                      : s->fmt == QF_IQ4_NL ? (float)IQ4NL_LEVELS[iq4nl_index(u)]
+                                           : floorf(u + 0.5f);
+            bool below = (s->fmt == QF_IQ4_NL ? u : r) < (float)lo, above = (s->fmt == QF_IQ4_NL ? u : r) > (float)hi;
             if (x->requires_grad) x->grad[i] += est == EST_STE || !(below || above) ? gy[i] : 0.0f;
             if (ds) acc += gy[i] * (below ? (float)lo : above ? (float)hi : r - u);
         }

@@ -218,11 +218,10 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
     return best_a;
 }
 
-
 /* The scale (and zero point) of a group whose range [lo, hi] is shrunk by
  * ratio. Block formats shrink ggml's own d (q4_0: from the signed extreme;
- * q4_1: d and the minimum) and store them in half precision, so ratio 1 is
- * ggml's reference block. */
+ * q4_1: d and the minimum; iq4_nl: the d of ggml's search) and store them
+ * in half precision, so ratio 1 is ggml's reference block. */
 static void clip_params(const QuantSpec *s, const float *g, float lo, float hi, float ratio, float *sc, float *z) {
     if (!s->fmt) {
         quant_params_from_range(s, ratio * lo, ratio * hi, sc, s->sym ? NULL : z);
@@ -232,11 +231,17 @@ static void clip_params(const QuantSpec *s, const float *g, float lo, float hi, 
         *sc = fp16_round(ratio * (hi - lo) / 15.0f), *z = fp16_round(ratio * lo);
         return;
     }
+    *z = 0.0f;
+    if (s->fmt == QF_IQ4_NL) { /* ggml's searched d, shrunk */
+        float tmp[QBLOCK], d;
+        block_fake(s->fmt, g, tmp, NULL, &d, NULL);
+        *sc = fp16_round(ratio * d);
+        return;
+    }
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < QBLOCK; j++)
         if (amax < fabsf(g[j])) amax = fabsf(g[j]), max = g[j];
     *sc = fp16_round(ratio * (s->fmt == QF_Q8_0 ? amax / 127.0f : max / -8.0f));
-    *z = 0.0f;
 }
 
 /* The search both entry points share: ratios 1, 1 - step, ..., 1 - (steps-1) step;
@@ -270,7 +275,7 @@ static void clip_search(const QuantSpec *s, const float *w, int rows, int cols, 
     size_t N = (size_t)rows * cols;
     float *lo = xmalloc((size_t)rows * ng * sizeof(float)), *hi = xmalloc((size_t)rows * ng * sizeof(float));
     double *best = xmalloc((size_t)rows * ng * sizeof(double));
-    float *d = xmalloc(N * sizeof(float)), *e = xmalloc(N * sizeof(float));
+    float *d = xmalloc(N * sizeof(float)), *e = H ? xmalloc(N * sizeof(float)) : NULL; /* e = d H */
 #define GROUP_AT(i) ((i) / (size_t)ng * (size_t)cols + (i) % (size_t)ng * (size_t)G)
 #define GROUP_LEN(i) ((int)((i) % (size_t)ng) == ng - 1 ? cols - (ng - 1) * G : G)
     for (size_t i = 0; i < (size_t)rows * ng; i++) {

@@ -43,14 +43,18 @@ typedef struct QuantSpec {
     QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
 } QuantSpec;
 
-/* The spec of a block format: bits 8 or 4, groups of 32, symmetric but q4_1. */
+/* The spec of a block format: bits 8 or 4 (iq4_nl: 4-bit indices), groups of
+ * 32, symmetric but q4_1. */
 QuantSpec quant_spec_of_format(QFormat f);
 
-/* Code range; q4_0 alone uses -8 (ggml's d = max / -8 puts the extreme there). */
+/* Code range; q4_0 alone uses -8 (ggml's d = max / -8 puts the extreme there);
+ * iq4_nl's is its outermost levels, -127 and 113, in units of d. */
 static inline int quant_qmin(const QuantSpec *s) {
-    return s->fmt == QF_Q4_0 ? -8 : s->sym ? -((1 << (s->bits - 1)) - 1) : 0;
+    return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[0] : s->fmt == QF_Q4_0 ? -8 : s->sym ? -((1 << (s->bits - 1)) - 1) : 0;
 }
-static inline int quant_qmax(const QuantSpec *s) { return s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1; }
+static inline int quant_qmax(const QuantSpec *s) {
+    return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[15] : s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1;
+}
 
 /* Groups per row, the last one partial when group does not divide cols. */
 static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }

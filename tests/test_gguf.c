@@ -133,8 +133,8 @@ Test(gguf, f32_export_is_the_same_model_in_llama_cpp) {
  * simulated: llama.cpp's loss is qat's and both predict the same tokens. */
 Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) {
     train_float();
-    const char *fmts[] = {"q8_0", "q4_0", "q4_1"};
-    for (int i = 0; i < 3; i++) {
+    const char *fmts[] = {"q8_0", "q4_0", "q4_1", "iq4_nl"};
+    for (int i = 0; i < 4; i++) {
         char quant[64], name[32], *rep;
         snprintf(quant, sizeof quant, "format: %s, act_format: q8_0", fmts[i]);
         char *ck = train_qat(fmts[i], quant);
@@ -180,9 +180,9 @@ Test(gguf, ptq_in_block_formats_is_ggmls_and_runs_in_llama_cpp) {
     GgufFile ff, fq;
     gguf_read(&ff, export_gguf(fl, "ptq-f32.gguf", &rep));
     GgmlQuantizeChunk quant = (GgmlQuantizeChunk)test_ggml_symbol("ggml_quantize_chunk");
-    const char *fmts[] = {"q8_0", "q4_0", "q4_1"};
-    const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1};
-    for (int i = 0; i < 3; i++) {
+    const char *fmts[] = {"q8_0", "q4_0", "q4_1", "iq4_nl"};
+    const int types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL};
+    for (int i = 0; i < 4; i++) {
         char args[64], name[64];
         double e, e_rtn, agree;
         snprintf(args, sizeof args, "--method rtn --format %s", fmts[i]);
@@ -212,9 +212,11 @@ Test(gguf, ptq_in_block_formats_is_ggmls_and_runs_in_llama_cpp) {
         cr_assert_geq(agree, 0.995, "rtn %s: top-1 agreement %.4f", fmts[i], agree);
     }
     gguf_free(&ff);
-    /* GPTQ in both 4-bit formats (q4_1 with its minima, act-order) and AWQ */
-    const char *methods[] = {"--method gptq --format q4_1 --act-order", "--method awq --format q4_0"};
-    for (int k = 0; k < 2; k++) {
+    /* GPTQ in the 4-bit formats (q4_1 with its minima, act-order; iq4_nl's
+     * levels) and AWQ */
+    const char *methods[] = {"--method gptq --format q4_1 --act-order", "--method awq --format q4_0",
+                             "--method gptq --format iq4_nl"};
+    for (int k = 0; k < 3; k++) {
         char name[64];
         double e, e_rtn, agree;
         snprintf(name, sizeof name, "m%d.h5", k);

@@ -344,6 +344,9 @@ Test(quant, bad_quant_configs) {
     expect_bad("quant.overrides.lm_head.act_bits", "8", "quant.overrides.lm_head: the layer is not quantized", NULL);
     expect_bad("quant.overrides.blocks.0.mlp.fc.color", "8", "unknown override field 'color'", "act_bits");
     expect_bad("quant.kv.bits", "6", "quant.kv.bits", "0, 4 or 8");
+    /* a starting scale only means something when scales are learned */
+    expect_bad("quant.scale_init", "mse", "quant.scale_init", "lsq");
+    expect_bad("quant.format", "iq4_xs", "quant.format", "iq4_nl");
 }
 
 static void bad_group(void *p) {
@@ -437,23 +440,13 @@ Test(quant, distillation_needs_a_teacher) {
     cr_assert(strstr(msg, "quant.distill.weight") && strstr(msg, "quant.init_from"), "got: %s", msg);
 }
 
-static void mse_init_without_lsq(void *p) {
-    Config *c = p;
-    config_set(c, "quant.scale_init", "mse", "q.yaml");
-    config_validate(c, "q.yaml");
-}
-
-/* a starting scale only means something when scales are learned */
-Test(quant, scale_init_needs_learned_scales) {
+/* with lsq, a model built so starts every layer at the least-squares scales, not min-max */
+Test(quant, scale_init_mse_starts_at_least_squares_scales) {
     Config c;
     config_defaults(&c);
     config_set(&c, "quant.weight.bits", "2", "test");
-    char msg[512];
-    cr_assert(capture_failure(mse_init_without_lsq, &c, msg, sizeof msg));
-    cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.scale_init") && strstr(msg, "lsq"), "got: %s", msg);
     config_set(&c, "quant.estimator", "lsq", "test");
-    config_validate(&c, "q.yaml"); /* accepted with lsq */
-    /* and a model built so starts every layer at the least-squares scales, not min-max */
+    config_set(&c, "quant.scale_init", "mse", "test");
     GPTConfig gc = {.vocab_size = 10, .n_layer = 1, .n_head = 2, .n_embd = 64, .block_size = 8};
     GPT g;
     gpt_build(&g, &gc, &c.quant, "q.yaml");
@@ -477,4 +470,41 @@ Test(quant, scale_init_needs_learned_scales) {
         free(want), free(mm);
     }
     gpt_free(&g);
+}
+
+/* iq4_nl with a learned block scale: the forward is the nearest of the 16
+ * levels times the half-precision scale; LSQ's scale gradient is the
+ * derivative of the surrogate s * (x/s + c), c = level - x/s held at s0, or
+ * s * (the outermost level) past it; x's gradient is clipped there. */
+Test(quant, iq4_nl_lsq_gradients_match_the_surrogate) {
+    QuantSpec s = quant_spec_of_format(QF_IQ4_NL);
+    const int n = QBLOCK;
+    float x[QBLOCK], dx[QBLOCK], ds, s0 = 0x1p-7f; /* exact in half precision */
+    for (int i = 0; i < n; i++) x[i] = s0 * (-150.0f + 9.3f * (float)i); /* u from -150 to 138 */
+    grads(EST_LSQ, &s, x, n, s0, dx, &ds);
+    Tensor *xt = tensor_from(&T, 2, (int[]){1, n}, x), *st = tensor_from(&T, 1, (int[]){1}, &s0);
+    Tensor *y = op_fake_quant(&T, xt, &s, EST_STE, st, NULL);
+    double h = 1e-6, fp = 0, fm = 0;
+    int clipped = 0;
+    for (int i = 0; i < n; i++) {
+        double u = x[i] / s0, g = 1.0 + 0.1 * i;
+        int q = iq4nl_index((float)u);
+        cr_assert_eq(y->data[i], s0 * (float)IQ4NL_LEVELS[q], "x[%d]: %g is not the nearest level %d", i, y->data[i], q);
+        bool lo = u < IQ4NL_LEVELS[0], hi = u > IQ4NL_LEVELS[15];
+        double c = IQ4NL_LEVELS[q] - u;
+        double up = lo || hi ? IQ4NL_LEVELS[q] : x[i] / (s0 + h) + c, um = lo || hi ? IQ4NL_LEVELS[q] : x[i] / (s0 - h) + c;
+        fp += g * (s0 + h) * up;
+        fm += g * (s0 - h) * um;
+        cr_assert_float_eq(dx[i], lo || hi ? 0.0f : (float)g, 1e-6, "dx[%d] (u = %g)", i, u);
+        clipped += lo || hi;
+    }
+    cr_assert_eq(clipped, 6, "three values below -127 and three above 113");
+    double num = (fp - fm) / (2 * h), gscale = 1.0 / sqrt((double)n * IQ4NL_LEVELS[15]);
+    cr_assert_float_eq(ds, num * gscale, 1e-3 * fabs(num * gscale) + 1e-5, "lsq ds %.6f vs surrogate %.6f", ds,
+                       num * gscale);
+    /* without a learned scale, fake quantization is ggml's quantizer */
+    float ref[QBLOCK];
+    block_fake(QF_IQ4_NL, x, ref, NULL, NULL, NULL);
+    y = op_fake_quant(&T, xt, &s, EST_STE, NULL, NULL);
+    cr_assert(!memcmp(y->data, ref, sizeof ref), "fake quantization without a scale is not ggml's block");
 }

@@ -141,13 +141,14 @@ static const Field FIELDS[] = {
       "distillation; the bits come from the plan); empty = no QAT mixed rows"),
     F("quant.weight.bits", CF_INT, quant.w_bits, 0, 8, 0, "0", NULL,
       "weight bits, 2..8; 0 = no quantization (FP32 training)"),
-    F("quant.format", CF_ENUM, quant.format, 0, 0, 0, "none", "none|q8_0|q4_0|q4_1",
+    F("quant.format", CF_ENUM, quant.format, 0, 0, 0, "none", "none|q8_0|q4_0|q4_1|iq4_nl",
       "llama.cpp's block formats for the weights, exactly as llama.cpp stores and runs them: 32 weights per block "
-      "with a half-precision scale (q4_1: and minimum), ggml's rounding; sets quant.weight.bits (8 or 4), "
+      "with a half-precision scale (q4_1: and minimum), ggml's rounding (iq4_nl: 16 non-uniform levels, ggml's "
+      "scale search); sets quant.weight.bits (8 or 4), "
       "granularity group, group_size 32 and symmetric (false for q4_1). qat export --format gguf writes the blocks"),
     F("quant.act_format", CF_ENUM, quant.act_format, 0, 0, 0, "none", "none|q8_0",
       "with quant.format: fake-quantize the input of every block-format Linear to q8_0 blocks of 32, as llama.cpp's "
-      "CPU matrix products do before each q8_0/q4_0/q4_1 product, and take the MLP's GELU from llama.cpp's "
+      "CPU matrix products do before each q8_0/q4_0/q4_1/iq4_nl product, and take the MLP's GELU from llama.cpp's "
       "half-precision table, so training and evaluation see what llama.cpp computes (straight-through gradients)"),
     F("quant.weight.granularity", CF_ENUM, quant.w_gran, 0, 0, 0, "channel", "tensor|channel|group",
       "one weight scale per tensor, per output channel, or per group of quant.weight.group_size inputs"),

@@ -66,7 +66,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (o->act_format[0] && !o->format[0]) qat_fail("%s: act-format: simulates llama.cpp's products; it needs --format", origin);
     if (!o->format[0]) return;
     QFormat f = qformat_of(o->format);
-    if (!f) qat_fail("%s: format: expected q8_0, q4_0 or q4_1 (llama.cpp's blocks) or none, got '%s'", origin, o->format);
+    if (!f) qat_fail("%s: format: expected q8_0, q4_0, q4_1 or iq4_nl (llama.cpp's blocks) or none, got '%s'", origin, o->format);
     if (w8a8 || o->act[0] || o->budget > 0.0f)
         qat_fail("%s: format: llama.cpp's blocks are weight-only, one format for every layer: methods rtn, gptq or awq, "
                  "without --act or --budget", origin);

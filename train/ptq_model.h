@@ -20,7 +20,7 @@ typedef struct PtqOptions {
     int bits;          /* weight bits, 2..8 */
     int group;         /* > 0: inputs per group; -1: per channel; 0: per tensor */
     bool sym;
-    char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1): then bits, group and sym follow from it */
+    char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1, iq4_nl): then bits, group and sym follow from it */
     char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
     char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
     int calib_batches; /* windows of train.batch_size x block_size from the training split */
