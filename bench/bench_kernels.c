@@ -8,6 +8,12 @@
  *   bench_kernels gemm [--repeats 5]
  *     M = 32..1024, K, N = 512..4096: GFLOP/s of sgemm, weight-only int8 and
  *     int4 (g32) and W8A8 (per-channel, activation quantization included).
+ *   bench_kernels levels [--max-mib 64] [--repeats 7]
+ *     llama.cpp's non-uniform iq4_nl blocks (a table matrix: indices looked
+ *     up among 16 levels in registers) against uniform int4 g32 of the same
+ *     size (4.5 bits per weight either way) at M = 1 (generation) and M = 16
+ *     (a prompt), float activations, and against q4_0 with llama.cpp's q8_0
+ *     activation blocks (its integer arithmetic): rows/s ratios.
  *   bench_kernels train-gemm [--repeats 5]
  *     the linear layers' products of one training step of the reference
  *     model (configs/tiny-shakespeare.yaml), forward and backward, on
@@ -23,6 +29,7 @@
 #include <string.h>
 
 #include "autograd/gemm.h"
+#include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "util/util.h"
 
@@ -168,6 +175,64 @@ static void bench_gemv(int max_mib, int repeats) {
            omp_get_max_threads(), json);
 }
 
+/* The weights of w [N, K] as iq4_nl blocks: a table matrix of ggml's
+ * indices and half-precision scales. */
+static void iq4nl_matrix(QMatrix *q, const float *w, int N, int K) {
+    size_t n = (size_t)N * K, nb = n / QBLOCK;
+    uint8_t *idx = xmalloc(n);
+    float *sc = xmalloc(nb * sizeof(float)), lut[16], tmp[QBLOCK];
+    for (int i = 0; i < 16; i++) lut[i] = (float)IQ4NL_LEVELS[i];
+#pragma omp parallel for schedule(static) private(tmp)
+    for (size_t b = 0; b < nb; b++) {
+        int c[QBLOCK];
+        block_fake(QF_IQ4_NL, w + b * QBLOCK, tmp, c, &sc[b], NULL);
+        for (int j = 0; j < QBLOCK; j++) idx[b * QBLOCK + (size_t)j] = (uint8_t)c[j];
+    }
+    qmatrix_from_lut(q, idx, N, K, QBLOCK, sc, lut);
+    free(idx), free(sc);
+}
+
+static void bench_levels(int max_mib, int repeats) {
+    printf("kernel path %s, %d threads; rows/s of iq4_nl (table) over int4 g32 / q4_0 (uniform), both 4.5 bits per "
+           "weight; medians of %d rounds\n", kernel_path_name(kernel_path()), omp_get_max_threads(), repeats);
+    printf("%6s %6s %8s | %9s %9s %6s | %9s %9s %6s | %9s %9s %6s\n", "N", "K", "MiB", "M=1 int4", "iq4_nl", "ratio",
+           "M=16 int4", "iq4_nl", "ratio", "q8_0 act q4_0", "iq4_nl", "ratio");
+    static const int dims[] = {256, 1024, 2048, 4096, 8192};
+    char json[8192];
+    size_t jl = 0;
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int N = dims[d], K = dims[d];
+        double mib = (double)N * K * 4.5 / 8 / (1 << 20);
+        if (mib > max_mib * 1.01) break;
+        float *w = random_floats((size_t)N * K, 1, 0.02f), *x = random_floats((size_t)16 * K, 2, 1.0f);
+        float *y = xmalloc((size_t)16 * N * sizeof(float)), *xs = xmalloc((size_t)16 * K / QBLOCK * sizeof(float));
+        int8_t *xq = xmalloc((size_t)16 * K);
+        QMatrix u, t, ua, ta;
+        qmatrix_from_float(&u, w, N, K, 4, QBLOCK, NULL);
+        iq4nl_matrix(&t, w, N, K);
+        qmatrix_from_float(&ua, w, N, K, 4, QBLOCK, NULL);
+        iq4nl_matrix(&ta, w, N, K);
+        ua.act_q8_0 = ta.act_q8_0 = true;
+        double med[6];
+        const QMatrix *qs[6] = {&u, &t, &u, &t, &ua, &ta};
+        for (int k = 0; k < 6; k++) {
+            Ctx c = {.M = k < 2 ? 1 : 16, .N = N, .K = K, .x = x, .y = y, .q = qs[k], .xq = xq, .xs = xs};
+            med[k] = time_median(k < 4 ? run_qgemm : run_w8a8, &c, repeats);
+        }
+        printf("%6d %6d %8.2f | %9.0f %9.0f %6.2f | %9.0f %9.0f %6.2f | %13.0f %9.0f %6.2f\n", N, K, mib, N / med[0],
+               N / med[1], med[0] / med[1], 16 * N / med[2], 16 * N / med[3], med[2] / med[3], 16 * N / med[4],
+               16 * N / med[5], med[4] / med[5]);
+        fflush(stdout);
+        jl += (size_t)snprintf(json + jl, sizeof json - jl,
+                               "%s{\"N\":%d,\"K\":%d,\"gemv_ratio\":%.3f,\"m16_ratio\":%.3f,\"q8_0_act_ratio\":%.3f}",
+                               d ? "," : "", N, K, med[0] / med[1], med[2] / med[3], med[4] / med[5]);
+        qmatrix_free(&u), qmatrix_free(&t), qmatrix_free(&ua), qmatrix_free(&ta);
+        free(w), free(x), free(y), free(xs), free(xq);
+    }
+    printf("{\"bench\":\"levels\",\"path\":\"%s\",\"threads\":%d,\"unit\":\"iq4_nl rows/s over uniform int4\","
+           "\"rows\":[%s]}\n", kernel_path_name(kernel_path()), omp_get_max_threads(), json);
+}
+
 static void bench_gemm(int repeats) {
     static const int Ms[] = {32, 128, 512, 1024};
     static const int KN[][2] = {{512, 512}, {1024, 1024}, {4096, 1024}, {1024, 4096}, {4096, 4096}};
@@ -280,11 +345,14 @@ static void bench_train_gemm(int repeats, int L, int C, int V, int BT) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "train-gemm"))) {
-        fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R] | train-gemm [--repeats R]\n");
+    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "train-gemm") &&
+                     strcmp(argv[1], "levels"))) {
+        fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R] | levels [--max-mib N] "
+                        "[--repeats R] | train-gemm [--repeats R]\n");
         return 2;
     }
-    int max_mib = 256, repeats = strcmp(argv[1], "gemv") ? 5 : 7;
+    bool levels = !strcmp(argv[1], "levels");
+    int max_mib = levels ? 64 : 256, repeats = strcmp(argv[1], "gemv") && !levels ? 5 : 7;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--max-mib")) max_mib = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--repeats")) repeats = atoi(argv[i + 1]);
@@ -296,6 +364,7 @@ int main(int argc, char **argv) {
     if (repeats < 1) repeats = 1;
     if (!strcmp(argv[1], "gemv")) bench_gemv(max_mib, repeats);
     else if (!strcmp(argv[1], "gemm")) bench_gemm(repeats);
+    else if (levels) bench_levels(max_mib, repeats);
     else bench_train_gemm(repeats, 4, 128, 65, 32 * 128); /* configs/tiny-shakespeare.yaml */
     return 0;
 }

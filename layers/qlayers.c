@@ -235,14 +235,13 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     if (q->w.fmt) {
         /* the very codes and half-precision scales the forward used: q8_0
          * as they are, q4_0 down to -8, q4_1's codes as q - 8 with the
-         * block's minimum + 8 d as an offset, iq4_nl's indices as the int8
-         * levels they name (the products of llama.cpp's iq4_nl x q8_0
-         * exactly; int8's size in memory) */
+         * block's minimum + 8 d as an offset, iq4_nl's indices into a table
+         * matrix of its levels (with q8_0 activations, the int32 dots of
+         * llama.cpp's iq4_nl x q8_0) */
         size_t n = (size_t)rows * cols, nb = n / QBLOCK;
         int8_t *codes = xmalloc(n);
         float *sc = xmalloc(nb * sizeof(float)), *off = q->w.fmt == QF_Q4_1 ? xmalloc(nb * sizeof(float)) : NULL, tmp[QBLOCK];
         int c[QBLOCK], shift = q->w.fmt == QF_Q8_0 || q->w.fmt == QF_IQ4_NL ? 0 : 8;
-        bool levels = q->w.fmt == QF_IQ4_NL, b8 = q->w.fmt == QF_Q8_0 || levels;
         for (size_t b = 0; b < nb; b++) {
             const float *wb = l->w->data + b * QBLOCK;
             float m = 0.0f;
@@ -254,13 +253,18 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
                 block_fake(q->w.fmt, wb, tmp, c, &sc[b], &m);
             }
             if (off) off[b] = m + 8.0f * sc[b];
-            for (int j = 0; j < QBLOCK; j++)
-                codes[b * QBLOCK + (size_t)j] = levels ? IQ4NL_LEVELS[c[j]] : (int8_t)(c[j] - shift);
+            for (int j = 0; j < QBLOCK; j++) codes[b * QBLOCK + (size_t)j] = (int8_t)(c[j] - shift);
         }
         /* with llama.cpp's q8_0 activations the products are integer dots of
          * weight codes and activation codes per block (W8A8, W4A8), scaled
          * by both blocks' scales */
-        qmatrix_from_codes(out, codes, rows, cols, b8 ? 8 : 4, QBLOCK, sc, off);
+        if (q->w.fmt == QF_IQ4_NL) {
+            float lut[16];
+            for (int i = 0; i < 16; i++) lut[i] = (float)IQ4NL_LEVELS[i];
+            qmatrix_from_lut(out, (const uint8_t *)codes, rows, cols, QBLOCK, sc, lut);
+        } else {
+            qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
+        }
         if (q->a_blocks) {
             out->act_q8_0 = true;
             if (out->bits == 8 && !out->p8) qmatrix_pack_w8a8(out);

@@ -53,6 +53,7 @@ KernelPath kernel_force(KernelPath p) {
 
 typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
 typedef void (*KrowQ4)(const uint8_t *, const float *, int, const float *, int, int, float *);
+typedef void (*KrowLut)(const uint8_t *, const float *, const float *, int, const float *, int, int, float *);
 typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
 
 static KrowQ8 krow_q8_fn(void) {
@@ -63,8 +64,13 @@ static KrowQ4 krow_q4_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
 }
+static KrowLut krow_lut_fn(void) {
+    KernelPath p = kernel_path();
+    return p == KERN_AVX512 ? krows_lut_f32_avx512 : p == KERN_AVX2 ? krows_lut_f32_avx2 : krows_lut_f32_scalar;
+}
 static KW8A8 kw8a8_fn(const QMatrix *w) {
     KernelPath p = kernel_path();
+    if (w->lut) return p == KERN_SCALAR ? kw4a8_panels_scalar : kw4a8_lut_avx2; /* iq4_nl x q8_0 */
     if (w->bits <= 4) /* W4A8 (q8_0 activations): the int4 panels on AVX-512, else the reference */
         return p == KERN_AVX512 && w->p4 ? kw4a8_panels_avx512 : kw4a8_panels_scalar;
     return p == KERN_AVX512 ? kw8a8_panels_avx512 : p == KERN_AVX2 ? kw8a8_panels_avx2 : kw8a8_panels_scalar;
@@ -75,6 +81,10 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
 }
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
     krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
+}
+void krows_lut_f32(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+                   int nrows, float *out) {
+    krow_lut_fn()(q4, lut, scales, group, x_split, n, nrows, out);
 }
 
 /* Whether products with w use a prepared activation (KAct). */
@@ -175,6 +185,43 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
     free(wide);
 }
 
+void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut) {
+    if (group < 2 || group % 2 || group > in) qat_fail("qmatrix: a table matrix needs an even group of at most %d, not %d", in, group);
+    memset(m, 0, sizeof *m);
+    int ng = quant_groups(in, group), cols = ng * group; /* whole groups: index 0 past in, against zero activations */
+    m->rows = rows, m->cols = cols, m->in = in, m->bits = 4, m->group = group;
+    size_t ns = (size_t)rows * ng;
+    m->scales = xmalloc(ns * sizeof(float));
+    memcpy(m->scales, scales, ns * sizeof(float));
+    m->lut = xmalloc(16 * sizeof(float));
+    memcpy(m->lut, lut, 16 * sizeof(float));
+    m->q4 = xcalloc((size_t)rows * cols / 2, 1);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < in; c++) {
+            uint8_t v = idx[(size_t)r * in + c];
+            if (v > 15) qat_fail("qmatrix: level index %d at [%d,%d] is outside 0..15", v, r, c);
+            m->q4[((size_t)r * cols + c) / 2] |= (uint8_t)(c % 2 ? v << 4 : v);
+        }
+    bool integer = true;
+    for (int i = 0; i < 16; i++) integer = integer && lut[i] == rintf(lut[i]) && fabsf(lut[i]) <= 127.0f;
+    if (!integer || group % 8 || !kernel_supported(KERN_AVX512)) return;
+    /* the table panels, for integer dot products against the activations' digits */
+    int K = cols, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;
+    m->pl = xcalloc((size_t)P * L2 * 64, 1);
+    m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
+    m->psums = xcalloc((size_t)P * ng * QPANEL, sizeof(int32_t));
+    for (int r = 0; r < rows; r++) {
+        int p = r / QPANEL, j = r % QPANEL;
+        for (int c = 0; c < K; c++) {
+            uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
+            int l = c / 4;
+            m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
+            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += (int32_t)lut[v];
+        }
+        for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
+    }
+}
+
 void qmatrix_pack_w8a8(QMatrix *m) {
     if (m->bits <= 4) qat_fail("qmatrix: W8A8 panels need int8 codes, not packed int%d", m->bits);
     if (m->cols % 4 || m->group % 4)
@@ -198,7 +245,7 @@ void qmatrix_pack_w8a8(QMatrix *m) {
 void qmatrix_pack_q4(QMatrix *m) {
     free(m->p4), free(m->p4scales);
     m->p4 = NULL, m->p4scales = NULL;
-    if (m->bits > 4 || m->group % 8 || m->cols % 8) return;
+    if (m->bits > 4 || m->lut || m->group % 8 || m->cols % 8) return; /* a table matrix looks its levels up instead */
     int K = m->cols, G = m->group, ng = K / G, L = K / 8, P = (m->rows + QPANEL - 1) / QPANEL;
     m->p4 = xcalloc((size_t)P * L * 64, 1);
     m->p4scales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
@@ -216,6 +263,7 @@ void qmatrix_pack_q4(QMatrix *m) {
 
 void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int n) {
     if (m->in != m->cols) qat_fail("qmatrix: an outlier split with a partial last group (%d of %d columns)", m->in, m->cols);
+    if (m->lut) qat_fail("qmatrix: an outlier split of a table matrix (its levels have no zero)");
     m->n_float = n;
     m->float_cols = xmalloc((size_t)(n ? n : 1) * sizeof(int32_t));
     m->float_w = xmalloc((size_t)m->rows * (n ? n : 1) * sizeof(float));
@@ -250,7 +298,11 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
             for (int k = 0; k < K; k++) o[k] = (float)q[k] * sc[k / G];
         } else {
             const uint8_t *q = m->q4 + (size_t)(r0 + r) * K / 2;
-            for (int k = 0; k < K; k += 2) {
+            for (int k = 0; m->lut && k < K; k += 2) {
+                o[k] = m->lut[q[k / 2] & 15] * sc[k / G];
+                o[k + 1] = m->lut[q[k / 2] >> 4] * sc[(k + 1) / G];
+            }
+            for (int k = 0; !m->lut && k < K; k += 2) {
                 o[k] = (float)((int)(q[k / 2] & 15) - 8) * sc[k / G];
                 o[k + 1] = (float)((int)(q[k / 2] >> 4) - 8) * sc[(k + 1) / G];
             }
@@ -308,6 +360,8 @@ void qmatrix_free(QMatrix *m) {
     free(m->float_w);
     free(m->p4);
     free(m->p4scales);
+    free(m->lut);
+    free(m->pl);
     memset(m, 0, sizeof *m);
 }
 
@@ -323,7 +377,8 @@ void qmatrix_free(QMatrix *m) {
 /* Whether products with w take the AVX-512 panels (int8: a lane's digit
  * sums reach 127 * 255 * group, so groups up to 65536). */
 static bool qgemm_panels(const QMatrix *w) {
-    return kernel_path() == KERN_AVX512 && (w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536);
+    return kernel_path() == KERN_AVX512 &&
+           (w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536);
 }
 
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
@@ -341,6 +396,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
     int N = w->rows, K = w->cols, G = w->group, ng = K / G, b0, b1;
     KrowQ8 f8 = krow_q8_fn();
     KrowQ4 f4 = krow_q4_fn();
+    KrowLut fl = krow_lut_fn();
 #if defined(__x86_64__)
     bool panels = qgemm_panels(w);
     for (int m = 0; m < M && panels; m++) panels = act[m].nat != NULL;
@@ -354,7 +410,8 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
             for (int m = 0; m < M; m++) {
                 float *ym = y + (size_t)m * N;
-                if (w->bits <= 4) kq4_panels_avx512(w, &act[m], pb, np, ym);
+                if (w->lut) klut_panels_avx512(w, &act[m], pb, np, ym);
+                else if (w->bits <= 4) kq4_panels_avx512(w, &act[m], pb, np, ym);
                 else kq8_panels_avx512(w, &act[m], pb, np, ym);
                 if (bias)
                     for (int r = r0; r < r1; r++) ym[r] += bias[r];
@@ -375,6 +432,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         float out[4];
         for (int m = 0; m < M; m++) {
             if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
+            else if (w->lut) fl(w->q4 + (size_t)n * K / 2, w->lut, sc, G, act[m].x_split, K, nr, out);
             else f4(w->q4 + (size_t)n * K / 2, sc, G, act[m].x_split, K, nr, out);
             for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);
         }

@@ -56,6 +56,19 @@ typedef struct QMatrix {
      * zero. */
     uint8_t *p4;
     float *p4scales;
+    /* NULL, or 16 floats (bits 4): the nibbles are then indices into this
+     * table, w = lut[index] * scale (non-uniform levels: llama.cpp's
+     * iq4_nl). Such a matrix has no offsets, no int4 panels and no float
+     * columns; its products look the levels up in registers. */
+    float *lut;
+    /* table panels for the AVX-512 path (qmatrix_from_lut builds them when
+     * the levels are integers in -127..127 and groups a multiple of 8
+     * columns): the W8A8 panels' layout with each pair of 64-byte lines
+     * 2l, 2l + 1 folded into one, byte b holding line 2l's index for byte b
+     * in its low nibble and line 2l + 1's in its high; pscales and psums
+     * (the sum of a row's levels over the group) as for the W8A8 panels.
+     * vpshufb turns a line back into int8 levels. */
+    uint8_t *pl;
     /* W8A8 activations: with act_static, act_scale is one static
      * (calibrated) symmetric scale for every token; otherwise each token gets
      * its own dynamic scale */
@@ -90,6 +103,9 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int in, int bits, 
  * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets);
+/* From level indices [rows, in] (0..15) into the 16 levels lut, packed as
+ * the int4 nibbles are, with scales (rows * ceil(in/group)). */
+void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
  * the activations' unsigned digit planes. qmatrix_from_float calls it on
@@ -149,11 +165,18 @@ size_t kact_bytes(int n);
 void kact_prepare(const float *x, int n, void *buf, KAct *a);
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
+/* The same for a table matrix: out[r] = the sum over columns of (lut[index]
+ * * scale of its group) * x; the SIMD paths look the 16 levels up in
+ * registers (vpermps) and scale each group's sum once. */
+void krows_lut_f32(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+                   int nrows, float *out);
 
 /* ---- scalar references (always available) ---- */
 void krows_q8_f32_scalar(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                          float *out);
+void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+                          int n, int nrows, float *out);
 /* W8A8 on panels [p0, p0+np) for M rows of int8 activation codes xq [M, cols]
  * with per-row scales xs: y[m, n] = xs[m] * sum_g pscale[n,g] * (int32 dot of
  * the group), or with w->act_q8_0 per-group scales xs [M, ng]: y[m, n] =
@@ -167,7 +190,9 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
  * activation blocks (w->act_q8_0, group 32): int32 dots of code x activation
  * code per block, y = sum_g (scale[n,g] * xs[m,g]) * dot, on the row-major
  * nibbles; the AVX-512 path runs the int4 panels with the same float
- * operations, so both give identical results. */
+ * operations, so both give identical results. A table matrix's codes are
+ * its levels (integers: iq4_nl's), as llama.cpp's iq4_nl x q8_0 takes them;
+ * the AVX-512 path looks them up with vpshufb. */
 void kw4a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 /* ---- matrix products, OpenMP over output rows ---- */

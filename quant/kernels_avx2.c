@@ -62,6 +62,37 @@ AVX2 static float row_q4(const uint8_t *q4, const float *scales, int group, cons
     return hsum256(_mm256_add_ps(a0, a1));
 }
 
+/* 8 of the 16 levels (t0: 0..7, t1: 8..15) for indices 0..15: two
+ * permutes, the index's bit 3 (moved to the sign) choosing between them */
+INLINE_AVX2 __m256 lut8(__m256 t0, __m256 t1, __m256i idx) {
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+AVX2 static float row_lut(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+                          int n) {
+    if (group % 16) {
+        float r;
+        krows_lut_f32_scalar(q4, lut, scales, group, x_split, n, 1, &r);
+        return r;
+    }
+    const float *xe = x_split, *xo = x_split + n / 2;
+    const __m256i low = _mm256_set1_epi32(15);
+    const __m256 t0 = _mm256_loadu_ps(lut), t1 = _mm256_loadu_ps(lut + 8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int g0 = 0; g0 < n; g0 += group) {
+        const __m256 s = _mm256_set1_ps(scales[g0 / group]);
+        for (int b = g0 / 2; b < (g0 + group) / 2; b += 8) { /* 8 bytes = 16 indices */
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q4 + b)));
+            __m256 we = _mm256_mul_ps(lut8(t0, t1, _mm256_and_si256(v, low)), s);
+            __m256 wo = _mm256_mul_ps(lut8(t0, t1, _mm256_srli_epi32(v, 4)), s);
+            a0 = _mm256_fmadd_ps(we, _mm256_loadu_ps(xe + b), a0);
+            a1 = _mm256_fmadd_ps(wo, _mm256_loadu_ps(xo + b), a1);
+        }
+    }
+    return hsum256(_mm256_add_ps(a0, a1));
+}
+
 /* one row at a time: AVX2 machines are not the tuning target */
 AVX2 void krows_q8_f32_avx2(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
     for (int r = 0; r < nrows; r++) out[r] = row_q8(q + (size_t)r * n, scales + (size_t)r * (n / group), group, x, n);
@@ -71,6 +102,12 @@ AVX2 void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, c
                             float *out) {
     for (int r = 0; r < nrows; r++)
         out[r] = row_q4(q4 + (size_t)r * (n / 2), scales + (size_t)r * (n / group), group, x_split, n);
+}
+
+AVX2 void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+                        int nrows, float *out) {
+    for (int r = 0; r < nrows; r++)
+        out[r] = row_lut(q4 + (size_t)r * (n / 2), lut, scales + (size_t)r * (n / group), group, x_split, n);
 }
 
 AVX2 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs) {
@@ -138,6 +175,36 @@ INLINE_AVX2 void tile_w8a8(const QMatrix *w, const int8_t *xq, const float *xs, 
         _mm256_storeu_ps(out + 8, _mm256_mul_ps(xsv, f[i][1]));
         int cnt = N - n0 < QPANEL ? N - n0 : QPANEL;
         memcpy(y + (size_t)(m0 + i) * N + n0, out, (size_t)cnt * sizeof(float));
+    }
+}
+
+AVX2 void kw4a8_lut_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y) {
+    int N = w->rows, K = w->cols, ng = K / QBLOCK;
+    int8_t levels[16];
+    for (int i = 0; i < 16; i++) levels[i] = (int8_t)w->lut[i];
+    const __m128i tab = _mm_loadu_si128((const __m128i *)levels), low = _mm_set1_epi8(15);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int n = p0 * QPANEL; n < (p0 + np) * QPANEL && n < N; n++) {
+        const uint8_t *wn = w->q4 + (size_t)n * K / 2;
+        for (int m = 0; m < M; m++) {
+            const int8_t *xm = xq + (size_t)m * K;
+            float acc = 0.0f;
+            for (int g = 0; g < ng; g++) {
+                /* 16 bytes: even columns in the low nibbles, odd in the high */
+                __m128i b = _mm_loadu_si128((const __m128i *)(wn + g * QBLOCK / 2));
+                __m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(b, low));
+                __m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), low));
+                __m256i wv = _mm256_set_m128i(_mm_unpackhi_epi8(e, o), _mm_unpacklo_epi8(e, o)); /* column order */
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xm + g * QBLOCK));
+                /* |w| <= 127 against x carrying w's sign: pair sums stay below 2 * 127 * 127 */
+                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
+                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+                acc = fmaf(w->scales[(size_t)n * ng + g] * xs[(size_t)m * ng + g], (float)_mm_cvtsi128_si32(h), acc);
+            }
+            y[(size_t)m * N + n] = 1.0f * acc;
+        }
     }
 }
 

@@ -116,6 +116,45 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
+/* A table matrix: the same loop with each index looked up among the 16
+ * levels in one register (vpermps) instead of converted, and no offset. */
+INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, const float *scales, int G, const float *x_split, int n,
+                            const int R, float *out) {
+    const int ng = n / G, h = n / 2;
+    const float *xe = x_split, *xo = x_split + h;
+    const __m512i low = _mm512_set1_epi32(15);
+    const __m512 tab = _mm512_loadu_ps(lut);
+    __m512 a[4];
+    for (int r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m512 t[4][2];
+        for (int r = 0; r < R; r++) t[r][0] = t[r][1] = _mm512_setzero_ps();
+        const int end = (g + 1) * G / 2;
+        int j = g * G / 2;
+        for (; j + 16 <= end; j += 16) {
+            __m512 x0 = _mm512_loadu_ps(xe + j), x1 = _mm512_loadu_ps(xo + j);
+            for (int r = 0; r < R; r++) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q4 + (size_t)r * h + j)));
+                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tab), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), x1, t[r][1]);
+            }
+        }
+        if (j < end) {
+            __mmask16 m = (__mmask16)((1u << (end - j)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(m, xe + j), x1 = _mm512_maskz_loadu_ps(m, xo + j);
+            for (int r = 0; r < R; r++) {
+                __m512i v = _mm512_cvtepu8_epi32(
+                    _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)m, q4 + (size_t)r * h + j)));
+                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tab), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), x1, t[r][1]);
+            }
+        }
+        for (int r = 0; r < R; r++)
+            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(scales[(size_t)r * ng + g]), _mm512_add_ps(t[r][0], t[r][1]), a[r]);
+    }
+    for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
+}
+
 #ifndef Q4_PREFETCH
 #define Q4_PREFETCH 1024 /* bytes ahead in each panel's stream */
 #endif
@@ -217,7 +256,7 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int N
             for (int i = 0; i < NP; i++) {
                 const uint8_t *q = lp[i] + (size_t)l * 64;
                 _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
-                __m512i v = _mm512_load_si512(q);
+                __m512i v = _mm512_loadu_si512(q);
                 __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
                 for (int j = 0; j < 3; j++)
                     acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
@@ -291,6 +330,55 @@ INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int N
     store_panels(f, NP, p, N, x->fscale, y);
 }
 
+/* A table matrix on its table panels: each 64-byte line holds the indices
+ * of two W8A8 lines; vpshufb gives their int8 levels, which then take the
+ * int8 panels' arithmetic (identical integer sums, so identical results). */
+INLINE_AVX512 void lut_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L2 = K / 8;
+    const int8_t *u2 = x->nat + 3 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
+    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
+    int8_t levels[16];
+    for (int i = 0; i < 16; i++) levels[i] = (int8_t)w->lut[i];
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)levels)), low = _mm512_set1_epi8(15);
+    const uint8_t *lp[2];
+    __m512 f[2];
+    for (int i = 0; i < NP; i++) lp[i] = w->pl + (size_t)(p + i) * L2 * 64, f[i] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m512i acc[2][3];
+        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
+        for (int l = g * lpg; l < (g + 1) * lpg; l += 2) {
+            int c = 4 * l;
+            __m512i d0[3] = {_mm512_set1_epi32(load4(u2 + c)), _mm512_set1_epi32(load4(u1 + c)),
+                             _mm512_set1_epi32(load4(u0 + c))};
+            __m512i d1[3] = {_mm512_set1_epi32(load4(u2 + c + 4)), _mm512_set1_epi32(load4(u1 + c + 4)),
+                             _mm512_set1_epi32(load4(u0 + c + 4))};
+            for (int i = 0; i < NP; i++) {
+                const uint8_t *q = lp[i] + (size_t)(l / 2) * 64;
+                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                __m512i v = _mm512_loadu_si512(q);
+                __m512i wl = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, low));
+                __m512i wh = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+                for (int j = 0; j < 3; j++)
+                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], d0[j], wl), d1[j], wh);
+            }
+        }
+        for (int i = 0; i < NP; i++) {
+            size_t o = ((size_t)(p + i) * ng + g) * QPANEL;
+            __m512i top = _mm512_sub_epi32(acc[i][0], _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7));
+            __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, _mm512_cvtepi32_ps(acc[i][2]));
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(top), c65536, t);
+            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(w->pscales + o), f[i]);
+        }
+    }
+    store_panels(f, NP, p, N, x->fscale, y);
+}
+
+AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
+    int p = p0;
+    for (; p + 2 <= p0 + np; p += 2) lut_panels(w, x, p, 2, y);
+    if (p < p0 + np) lut_panels(w, x, p, 1, y);
+}
+
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
     int p = p0;
     for (; p + 2 <= p0 + np; p += 2) q8_panels(w, x, p, 2, y);
@@ -317,6 +405,16 @@ AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int grou
     }
 }
 
+AVX512 void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+                                 int n, int nrows, float *out) {
+    switch (nrows) {
+    case 4: rows_lut(q4, lut, scales, group, x_split, n, 4, out); break;
+    case 3: rows_lut(q4, lut, scales, group, x_split, n, 3, out); break;
+    case 2: rows_lut(q4, lut, scales, group, x_split, n, 2, out); break;
+    default: rows_lut(q4, lut, scales, group, x_split, n, 1, out); break;
+    }
+}
+
 AVX512 void kquant_row_i8_avx512(const float *x, int K, int8_t *xq, float *xs) {
     __m512 amax = _mm512_setzero_ps();
     int k = 0;
@@ -335,7 +433,6 @@ AVX512 void kquant_row_i8_avx512(const float *x, int K, int8_t *xq, float *xs) {
     }
     for (; k < K; k++) xq[k] = (int8_t)quant_code(x[k], *xs, 0.0f, -127, 127);
 }
-
 
 /* One tile: activation rows m0..m0+MR-1 by panels p..p+NR-1. Activations are
  * made unsigned by flipping the sign bit (x + 128); 128 * psum undoes it. */

@@ -8,10 +8,18 @@
 void krows_q8_f32_avx2(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                        float *out);
+void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+                        int nrows, float *out);
+/* W4A8 for a table matrix with integer levels (iq4_nl): the nibbles to int8
+ * levels with pshufb, int32 dots per group as the scalar reference, so both
+ * give identical results; the AVX-512 path takes it too. */
+void kw4a8_lut_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                          float *out);
+void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+                          int n, int nrows, float *out);
 /* The digit planes and corr8 of KAct for x [n], and fscale; false (nothing
  * usable) when x is not finite or too small to scale. */
 bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_stride, int32_t *corr8, float *fscale);
@@ -20,6 +28,8 @@ bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_stride, int3
 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
 /* The same for int8 weights on the W8A8 panels (qmatrix_pack_w8a8). */
 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
+/* The same for a table matrix on its table panels (integer levels). */
+void klut_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 

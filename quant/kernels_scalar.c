@@ -28,6 +28,21 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
     }
 }
 
+void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+                          int n, int nrows, float *out) {
+    int h = n / 2;
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *qr = q4 + (size_t)r * h;
+        const float *sr = scales + (size_t)r * (n / group);
+        float s = 0.0f;
+        for (int i = 0; i < h; i++) {
+            s += (lut[qr[i] & 15] * sr[2 * i / group]) * x_split[i];
+            s += (lut[qr[i] >> 4] * sr[(2 * i + 1) / group]) * x_split[h + i];
+        }
+        out[r] = s;
+    }
+}
+
 void kquant_row_i8_scalar(const float *x, int K, int8_t *xq, float *xs) {
     QuantSpec s = {.bits = 8, .sym = true, .gran = QG_CHANNEL};
     quant_minmax(&s, x, 1, K, xs, NULL);
@@ -63,7 +78,10 @@ void kw4a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
             for (int g = 0; g < ng; g++) {
                 int32_t d = 0;
                 for (int k = g * G; k < (g + 1) * G; k += 2)
-                    d += ((int32_t)(wn[k / 2] & 15) - 8) * xm[k] + ((int32_t)(wn[k / 2] >> 4) - 8) * xm[k + 1];
+                    if (w->lut)
+                        d += (int32_t)w->lut[wn[k / 2] & 15] * xm[k] + (int32_t)w->lut[wn[k / 2] >> 4] * xm[k + 1];
+                    else
+                        d += ((int32_t)(wn[k / 2] & 15) - 8) * xm[k] + ((int32_t)(wn[k / 2] >> 4) - 8) * xm[k + 1];
                 acc = fmaf(w->scales[(size_t)n * ng + g] * xs[(size_t)m * ng + g], (float)d, acc);
             }
             y[(size_t)m * N + n] = 1.0f * acc;

@@ -406,6 +406,125 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
     kernel_force(KERN_SCALAR);
 }
 
+/* Table matrices (non-uniform levels): the row primitive on every path
+ * against the scalar reference on odd group counts; weight-only products
+ * (row primitives, team, dequantized tiles) against a double sum of the
+ * levels; with iq4_nl's integer levels and q8_0 activation blocks, every
+ * path equals the scalar reference exactly, and llama.cpp's double sum. */
+Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
+    enum { N = 37, K = 160, M = 70, MT = 1700 };
+    Rng r;
+    rng_seed(&r, 19);
+    float lut[16], iq[16], sc[N * K / 32], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
+    float yref[M * N], yt[N], xsplit[K];
+    uint8_t idx[N * K];
+    for (int i = 0; i < 16; i++) lut[i] = -1.0f + 0.13f * (float)i + 0.01f * rng_normal(&r), iq[i] = IQ4NL_LEVELS[i];
+    for (int i = 0; i < N * K; i++) idx[i] = (uint8_t)rng_below(&r, 16);
+    idx[0] = 0, idx[1] = 15;
+    for (int i = 0; i < N * K / 32; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r);
+    for (int i = 0; i < MT * K; i++) x[i] = rng_normal(&r) * (i % 37 == 0 ? 20.0f : 1.0f);
+    int groups[] = {32, 16, 160, 10};
+    for (size_t gi = 0; gi < 4; gi++) { /* the row primitive, per group size */
+        int G = groups[gi];
+        QMatrix q;
+        qmatrix_from_lut(&q, idx, N, K, G, sc, lut);
+        kx_split(x, K, xsplit);
+        float ref[4], got[4];
+        for (int n = 0; n + 4 <= N; n += 9) {
+            krows_lut_f32_scalar(q.q4 + (size_t)n * K / 2, lut, q.scales + (size_t)n * (K / G), G, xsplit, K, 4, ref);
+            for (size_t p = 0; p < 3; p++) {
+                if (!kernel_supported(PATHS[p])) continue;
+                KernelPath old = kernel_force(PATHS[p]);
+                for (int nr = 1; nr <= 4; nr++) {
+                    krows_lut_f32(q.q4 + (size_t)n * K / 2, lut, q.scales + (size_t)n * (K / G), G, xsplit, K, nr, got);
+                    for (int i = 0; i < nr; i++)
+                        cr_assert(fabsf(got[i] - ref[i]) <= 1e-5f * (1.0f + fabsf(ref[i])), "%s G=%d rows %d: %g vs %g",
+                                  kernel_path_name(PATHS[p]), G, nr, got[i], ref[i]);
+                }
+                kernel_force(old);
+            }
+        }
+        qmatrix_free(&q);
+    }
+    size_t sb = qgemv_team_scratch_bytes(K);
+    char *scratch = malloc(4 * sb);
+    QMatrix q;
+    int Ms[] = {1, 5, 20, MT};
+    for (int table = 0; table < 2; table++) { /* float levels (row primitives), iq4_nl's (AVX-512: table panels) */
+        const float *tl = table ? iq : lut;
+        qmatrix_from_lut(&q, idx, N, K, 32, sc, tl);
+        cr_assert(!q.p4, "a table matrix has no int4 panels");
+        cr_assert(table && kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL, "table panels for integer levels only");
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            KernelPath old = kernel_force(PATHS[p]);
+            for (size_t mi = 0; mi < 4; mi++) {
+                int Mm = Ms[mi];
+                qgemm_f32(&q, x, Mm, y);
+                for (int m = 0; m < Mm; m += Mm > 100 ? 43 : 1)
+                    for (int n = 0; n < N; n++) {
+                        double ref = 0, mag = 0;
+                        for (int k = 0; k < K; k++) {
+                            double t = (double)tl[idx[n * K + k]] * sc[(n * K + k) / 32] * x[(size_t)m * K + k];
+                            ref += t, mag += fabs(t);
+                        }
+                        cr_assert(fabs(y[(size_t)m * N + n] - ref) <= 1e-5 * (1.0 + mag), "%s M=%d y[%d,%d] = %g, double %g",
+                                  kernel_path_name(PATHS[p]), Mm, m, n, y[(size_t)m * N + n], ref);
+                    }
+            }
+    #pragma omp parallel num_threads(3)
+            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+            qgemm_f32(&q, x, 1, y);
+            for (int n = 0; n < N; n++)
+                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            kernel_force(old);
+        }
+        if (table && q.pl) { /* the table panels' integer sums are the int8 panels' on the levels as codes: equal results */
+            int8_t *codes = malloc((size_t)N * K);
+            for (int i = 0; i < N * K; i++) codes[i] = IQ4NL_LEVELS[idx[i]];
+            QMatrix q8;
+            qmatrix_from_codes(&q8, codes, N, K, 8, 32, sc, NULL);
+            float *y8 = malloc(sizeof(float) * 20 * N);
+            KernelPath old = kernel_force(KERN_AVX512);
+            qgemm_f32(&q, x, 20, y), qgemm_f32(&q8, x, 20, y8);
+            for (int i = 0; i < 20 * N; i++) cr_assert_eq(y[i], y8[i], "table panels y[%d] %.9g, int8 panels %.9g", i, y[i], y8[i]);
+            kernel_force(old);
+            qmatrix_free(&q8);
+            free(codes), free(y8);
+        }
+        qmatrix_free(&q);
+    }
+    /* iq4_nl x q8_0: integer dots of the int8 levels */
+    int8_t xq[M * K];
+    float xs[M * K / 32];
+    qmatrix_from_lut(&q, idx, N, K, 32, sc, iq);
+    q.act_q8_0 = true;
+    kernel_force(KERN_SCALAR);
+    qgemm_w8a8(&q, x, M, yref, xq, xs);
+    for (int m = 0; m < M; m += 7)
+        for (int n = 0; n < N; n++) {
+            double ref = 0;
+            for (int k = 0; k < K; k++)
+                ref += (double)IQ4NL_LEVELS[idx[n * K + k]] * sc[(n * K + k) / 32] * ((double)xq[m * K + k] * xs[(m * K + k) / 32]);
+            cr_assert(fabs(yref[m * N + n] - ref) <= 1e-4 * (1.0 + fabs(ref)), "iq4_nl W4A8 y[%d,%d] = %g, double %g", m, n,
+                      yref[m * N + n], ref);
+        }
+    for (size_t p = 0; p < 3; p++) {
+        if (!kernel_supported(PATHS[p])) continue;
+        KernelPath old = kernel_force(PATHS[p]);
+        qgemm_w8a8(&q, x, M, y, xq, xs);
+        for (int i = 0; i < M * N; i++)
+            cr_assert_eq(y[i], yref[i], "%s iq4_nl W4A8 y[%d]: %.9g vs scalar %.9g", kernel_path_name(PATHS[p]), i, y[i], yref[i]);
+#pragma omp parallel num_threads(3)
+        qgemv_team(&q, true, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+        for (int n = 0; n < N; n++) cr_assert_eq(yt[n], yref[n], "%s iq4_nl team y[%d]", kernel_path_name(PATHS[p]), n);
+        kernel_force(old);
+    }
+    qmatrix_free(&q);
+    free(scratch), free(x), free(y);
+    kernel_force(KERN_SCALAR);
+}
+
 Test(kernels, int4_nibble_order) {
     /* codes -7..7 stored as q+8, even column in the low nibble */
     float w[4] = {-7, 7, 1, 0}; /* per-channel scale 1 */
