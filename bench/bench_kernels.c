@@ -188,7 +188,7 @@ static void iq4nl_matrix(QMatrix *q, const float *w, int N, int K) {
         block_fake(QF_IQ4_NL, w + b * QBLOCK, tmp, c, &sc[b], NULL);
         for (int j = 0; j < QBLOCK; j++) idx[b * QBLOCK + (size_t)j] = (uint8_t)c[j];
     }
-    qmatrix_from_lut(q, idx, N, K, QBLOCK, sc, lut);
+    qmatrix_from_lut(q, idx, N, K, QBLOCK, sc, lut, 16);
     free(idx), free(sc);
 }
 

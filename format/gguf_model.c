@@ -78,6 +78,7 @@ static void *blocks_of(const QLayer *q, const float *w, int rows, int cols, int 
     /* qat's own symmetric grids map onto q8_0 (5..8 bits) and q4_0 (2..4
      * bits) when each block of 32 lies in one group */
     if (!q->w.sym) return snprintf(why, n, "asymmetric int%d has no GGUF block type", q->w.bits), NULL;
+    if (q->w.cb) return snprintf(why, n, "%s%d levels have no GGUF block type", quant_codebook_name(q->w.cb), q->w.bits), NULL;
     if (q->w.gran == QG_TENSOR) return snprintf(why, n, "a per-tensor scale has no GGUF block type"), NULL;
     int group = q->w.gran == QG_CHANNEL ? cols : q->w.group;
     if (group % QBLOCK) return snprintf(why, n, "groups of %d are not whole blocks of 32", group), NULL;

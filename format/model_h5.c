@@ -20,6 +20,14 @@ static void require_finite(const char *path, const char *name, const float *x, s
         if (!isfinite(x[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", path, name, x[i], i);
 }
 
+/* The bits a matrix's codes carry (a table matrix: of its level count). */
+static int q_bits_of(const QMatrix *q) {
+    int b = 0;
+    if (!q->lut) return q->bits;
+    while ((1 << b) < q->n_levels) b++;
+    return b;
+}
+
 void infer_save(const InferModel *m, const char *path, const char *source, long step) {
     H5Out o;
     h5out_open(&o, path);
@@ -44,19 +52,24 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
             h5_write_checked(o.f, name, H5T_NATIVE_INT8, 2, (int[]){q->rows, q->cols}, q->q8);
         } else {
             h5_write_checked(o.f, name, H5T_NATIVE_UINT8, 2, (int[]){q->rows, q->cols / 2}, q->q4);
-            h5_obj_attr_str(o.f, name, "packing", "two codes per byte: low nibble = even column, high nibble = odd column, each stored as code + 8");
+            h5_obj_attr_str(o.f, name, "packing", q->lut ? "two level indices per byte: low nibble = even column, high nibble = odd column"
+                                                         : "two codes per byte: low nibble = even column, high nibble = odd column, each stored as code + 8");
+        }
+        if (q->lut) { /* w = levels[index] * scale */
+            snprintf(name, sizeof name, "quant/%s/levels", m->qnames[i]);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 1, (int[]){1 << q_bits_of(q)}, q->lut);
         }
         snprintf(name, sizeof name, "quant/%s/scales", m->qnames[i]);
         h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 2, (int[]){q->rows, q->cols / q->group}, q->scales);
         snprintf(name, sizeof name, "quant/%s", m->qnames[i]);
-        h5_obj_attr_i64(o.f, name, "bits", q->bits);
+        h5_obj_attr_i64(o.f, name, "bits", q_bits_of(q));
         h5_obj_attr_i64(o.f, name, "group_size", q->group);
         h5_obj_attr_i64(o.f, name, "rows", q->rows);
         h5_obj_attr_i64(o.f, name, "cols", q->in);
         /* a partial last group: codes (zero past cols) and scales in whole groups */
         if (q->in != q->cols) h5_obj_attr_i64(o.f, name, "stored_cols", q->cols);
         h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
-        h5_obj_attr_str(o.f, name, "scheme", "symmetric");
+        h5_obj_attr_str(o.f, name, "scheme", q->lut ? "levels" : "symmetric");
         h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i], q->act_static));
         h5_obj_attr_i64(o.f, name, "float_columns", q->n_float);
         if (q->act_static) {
@@ -144,7 +157,10 @@ void infer_load(InferModel *m, const char *path) {
         if (strcmp(gran, group == cols ? "channel" : "group"))
             qat_fail("%s: %s has granularity \"%s\", its group size %d of %d columns means \"%s\"", path, name, gran, group,
                      cols, group == cols ? "channel" : "group");
-        if (strcmp(scheme, "symmetric")) qat_fail("%s: %s has scheme \"%s\"; this format stores symmetric codes", path, name, scheme);
+        const char *want = q->w.cb ? "levels" : "symmetric";
+        if (strcmp(scheme, want))
+            qat_fail("%s: %s has scheme \"%s\"; its config (quant.weight.codebook %s) means \"%s\"", path, name, scheme,
+                     quant_codebook_name(q->w.cb), want);
         free(gran), free(scheme);
         char *act = h5_read_obj_attr_str(f, path, name, "activations");
         bool w8a8 = q->a_bits == 8, act_static = w8a8 && !q->a_dynamic;
@@ -167,6 +183,35 @@ void infer_load(InferModel *m, const char *path) {
         if (bits <= 4 && cols % 2) qat_fail("%s: %s: int%lld codes in %d columns do not pack in pairs", path, name, (long long)bits, cols);
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
         int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [-qmax, qmax] */
+        int nl = 0;
+        const float *lv = quant_levels(&q->w, &nl);
+        if (lv) { /* level indices, then the levels, which must be the config's codebook's */
+            o->q4 = xmalloc((size_t)rows * cols / 2);
+            h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
+            uint8_t *idx = xmalloc((size_t)rows * o->in);
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < o->in; c++) {
+                    size_t k = (size_t)r * cols + c;
+                    int v = k % 2 ? o->q4[k / 2] >> 4 : o->q4[k / 2] & 15;
+                    if (v >= nl) qat_fail("%s: %s holds level index %d, past its %d levels", path, name, v, nl);
+                    idx[(size_t)r * o->in + c] = (uint8_t)v;
+                }
+            float file_lv[16];
+            snprintf(name, sizeof name, "quant/%s/levels", q->name);
+            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){nl}, file_lv);
+            for (int k = 0; k < nl; k++)
+                if (file_lv[k] != lv[k])
+                    qat_fail("%s: %s[%d] is %g, the %s%d codebook's level is %g", path, name, k, file_lv[k],
+                             quant_codebook_name(q->w.cb), q->w.bits, lv[k]);
+            snprintf(name, sizeof name, "quant/%s/scales", q->name);
+            float *sc = xmalloc((size_t)rows * (cols / group) * sizeof(float));
+            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, sc);
+            require_finite(path, name, sc, (size_t)rows * (cols / group));
+            free(o->q4);
+            qmatrix_from_lut(o, idx, rows, o->in, group, sc, lv, nl);
+            free(idx), free(sc);
+            continue;
+        }
         if (bits > 4) {
             o->q8 = xmalloc((size_t)rows * cols);
             h5_read_checked(f, path, name, H5T_NATIVE_INT8, 2, (int[]){rows, cols}, o->q8);

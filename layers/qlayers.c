@@ -98,6 +98,10 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (o && o->bits >= 0) ql->w.bits = o->bits;
     if (o && o->granularity[0]) ql->w.gran = gran_of(o->granularity);
     if (o && o->group_size >= 0) ql->w.group = o->group_size;
+    ql->w.cb = quant_codebook_of(q->w_codebook);
+    int nl;
+    if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
+        qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits; %s has %d", origin, q->w_codebook, name, ql->w.bits);
     QFormat fm = qformat_of(q->format);
     if (fm) {
         ql->w = quant_spec_of_format(fm);
@@ -207,6 +211,11 @@ bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
         return false;
     }
     if (q->w.fmt) return true; /* llama.cpp's blocks: qat export --format gguf */
+    if (q->w.cb && (q->a_bits || q->outlier)) {
+        snprintf(why, n, "%s codebook weights run on the weight-only table kernels: float activations, no outlier split",
+                 quant_codebook_name(q->w.cb));
+        return false;
+    }
     if (!q->w.sym || q->w.gran == QG_TENSOR) {
         snprintf(why, n, "no integer kernel for int%d %s %s weights (kernels: symmetric, per channel or group)", q->w.bits,
                  q->w.sym ? "symmetric" : "asymmetric", q->w.gran == QG_TENSOR ? "per-tensor" : "grouped");
@@ -261,7 +270,7 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         if (q->w.fmt == QF_IQ4_NL) {
             float lut[16];
             for (int i = 0; i < 16; i++) lut[i] = (float)IQ4NL_LEVELS[i];
-            qmatrix_from_lut(out, (const uint8_t *)codes, rows, cols, QBLOCK, sc, lut);
+            qmatrix_from_lut(out, (const uint8_t *)codes, rows, cols, QBLOCK, sc, lut, 16);
         } else {
             qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
         }
@@ -270,6 +279,24 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
             if (out->bits == 8 && !out->p8) qmatrix_pack_w8a8(out);
         }
         free(codes), free(sc), free(off);
+        return;
+    }
+    int nl;
+    const float *lv = quant_levels(&q->w, &nl);
+    if (lv) { /* each weight's level index into a table matrix; the scales as the forward used them */
+        size_t ns = quant_n_scales(&q->w, rows, cols);
+        float *sc = xmalloc(ns * sizeof(float)), lut[16] = {0};
+        if (q->w_scale) memcpy(sc, q->w_scale->data, ns * sizeof(float));
+        else quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+        uint8_t *idx = xmalloc((size_t)rows * cols);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) {
+                float s = sc[quant_scale_index(&q->w, cols, r, c)], inv = s > 0.0f ? 1.0f / s : 0.0f;
+                idx[(size_t)r * cols + c] = (uint8_t)quant_level_index(lv, nl, l->w->data[(size_t)r * cols + c] * inv);
+            }
+        memcpy(lut, lv, (size_t)nl * sizeof(float));
+        qmatrix_from_lut(out, idx, rows, cols, group, sc, lut, nl);
+        free(sc), free(idx);
         return;
     }
     qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);

@@ -1,5 +1,6 @@
 /* fakequant.c: fake quantization as an autograd op (forward: quantize then
- * dequantize with the shared quantizer; backward: STE, clipped STE or LSQ). */
+ * dequantize with the shared quantizer; backward: STE, clipped STE or LSQ,
+ * on the even grid, a codebook's levels, or a block format's). */
 #include <math.h>
 #include <string.h>
 
@@ -15,14 +16,27 @@ static void fq_backward(Node *n) {
     const float *sc = n->saved, *zp = n->saved2, *px = x->data, *gy = y->grad;
     bool ds = est == EST_LSQ && scale && scale->requires_grad;
     bool dz = est == EST_LSQ && zpt && zpt->requires_grad;
+    int nl;
+    const float *lv = quant_levels(s, &nl);
 #pragma omp parallel for schedule(static) if (x->numel > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sk = sc[k], z = zp ? zp[k] : 0.0f, inv = sk > 0.0f ? 1.0f / sk : 0.0f;
         float acc_s = 0.0f, acc_z = 0.0f;
         size_t at, per;
         quant_run(s, rows, cols, k, &at, &per);
-        /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.), a partial group's own N */
-        float gscale = 1.0f / sqrtf((float)per * (float)qmax);
+        /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.), a partial group's own N; a
+         * codebook's levels reach 1 */
+        float gscale = 1.0f / sqrtf((float)per * (lv ? 1.0f : (float)qmax));
+        if (lv) { /* the nearest level; past the outermost ones, clipped as the even grid is */
+            for (size_t i = at; i < at + per; i++) {
+                float u = px[i] * inv;
+                bool below = u < lv[0], above = u > lv[nl - 1];
+                if (x->requires_grad) x->grad[i] += est == EST_STE || !(below || above) ? gy[i] : 0.0f;
+                if (ds) acc_s += gy[i] * (below ? lv[0] : above ? lv[nl - 1] : lv[quant_level_index(lv, nl, u)] - u);
+            }
+            if (ds) scale->grad[k] += acc_s * gscale;
+            continue;
+        }
         for (size_t i = at; i < at + per; i++) {
             float u = px[i] * inv;
             float code = rintf(u) + z; /* before clamping */
@@ -106,6 +120,10 @@ Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Ten
     if (s->fmt) return fake_quant_format(t, x, s, est, scale, zp);
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
+    int nl;
+    if (s->cb && (!quant_levels(s, &nl) || !s->sym))
+        qat_fail("fake_quant: a %s codebook takes 2..4 bits, symmetric (got %d bits%s)", quant_codebook_name(s->cb), s->bits,
+                 s->sym ? "" : ", asymmetric");
     if (s->gran == QG_GROUP && s->group < 1) qat_fail("fake_quant: group size %d", s->group);
     size_t ns = quant_n_scales(s, rows, cols);
     if (scale && scale->numel != ns)

@@ -185,7 +185,9 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
     free(wide);
 }
 
-void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut) {
+void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut,
+                      int n_levels) {
+    if (n_levels < 2 || n_levels > 16) qat_fail("qmatrix: a table of %d levels (2..16)", n_levels);
     if (group < 2 || group % 2 || group > in) qat_fail("qmatrix: a table matrix needs an even group of at most %d, not %d", in, group);
     memset(m, 0, sizeof *m);
     int ng = quant_groups(in, group), cols = ng * group; /* whole groups: index 0 past in, against zero activations */
@@ -193,17 +195,18 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     size_t ns = (size_t)rows * ng;
     m->scales = xmalloc(ns * sizeof(float));
     memcpy(m->scales, scales, ns * sizeof(float));
-    m->lut = xmalloc(16 * sizeof(float));
-    memcpy(m->lut, lut, 16 * sizeof(float));
+    m->lut = xcalloc(16, sizeof(float));
+    memcpy(m->lut, lut, (size_t)n_levels * sizeof(float));
+    m->n_levels = n_levels;
     m->q4 = xcalloc((size_t)rows * cols / 2, 1);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < in; c++) {
             uint8_t v = idx[(size_t)r * in + c];
-            if (v > 15) qat_fail("qmatrix: level index %d at [%d,%d] is outside 0..15", v, r, c);
+            if (v >= n_levels) qat_fail("qmatrix: level index %d at [%d,%d] is outside 0..%d", v, r, c, n_levels - 1);
             m->q4[((size_t)r * cols + c) / 2] |= (uint8_t)(c % 2 ? v << 4 : v);
         }
     bool integer = true;
-    for (int i = 0; i < 16; i++) integer = integer && lut[i] == rintf(lut[i]) && fabsf(lut[i]) <= 127.0f;
+    for (int i = 0; i < 16; i++) integer = integer && m->lut[i] == rintf(m->lut[i]) && fabsf(m->lut[i]) <= 127.0f;
     if (!integer || group % 8 || !kernel_supported(KERN_AVX512)) return;
     /* the table panels, for integer dot products against the activations' digits */
     int K = cols, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;
@@ -216,7 +219,7 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
             uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
             int l = c / 4;
             m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
-            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += (int32_t)lut[v];
+            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += (int32_t)m->lut[v];
         }
         for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
     }

@@ -61,6 +61,7 @@ typedef struct QMatrix {
      * iq4_nl). Such a matrix has no offsets, no int4 panels and no float
      * columns; its products look the levels up in registers. */
     float *lut;
+    int n_levels; /* of lut: 2^bits of the layer's codebook (the table is padded to 16 with zeros) */
     /* table panels for the AVX-512 path (qmatrix_from_lut builds them when
      * the levels are integers in -127..127 and groups a multiple of 8
      * columns): the W8A8 panels' layout with each pair of 64-byte lines
@@ -103,9 +104,11 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int in, int bits, 
  * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets);
-/* From level indices [rows, in] (0..15) into the 16 levels lut, packed as
- * the int4 nibbles are, with scales (rows * ceil(in/group)). */
-void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut);
+/* From level indices [rows, in] (0..n_levels-1) into the n_levels (2..16)
+ * levels lut, packed as the int4 nibbles are, with scales (rows *
+ * ceil(in/group)). */
+void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut,
+                      int n_levels);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
  * the activations' unsigned digit planes. qmatrix_from_float calls it on

@@ -89,7 +89,7 @@ static int by_diag_desc(const void *a, const void *b) {
 
 void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0, const GptqOptions *o, float *scale,
               float *zp, const char *name) {
-    int qmin = quant_qmin(s), qmax = quant_qmax(s), B = o->block > 0 ? o->block : 128;
+    int B = o->block > 0 ? o->block : 128;
     size_t C = (size_t)cols, R = (size_t)rows;
     float *H = xmalloc(C * C * sizeof(float)), *Wt = xmalloc(C * R * sizeof(float));
     memcpy(H, H0, C * C * sizeof(float));
@@ -167,8 +167,7 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0,
             for (size_t r = 0; r < R; r++) {
                 size_t si = quant_scale_index(s, cols, (int)r, c);
                 float sc = scale[si], z = s->sym ? 0.0f : zp[si];
-                float q = s->fmt ? block_round(s->fmt, wi[r], sc, z, NULL)
-                                 : quant_dequant(quant_code(wi[r], sc, z, qmin, qmax), sc, z);
+                float q = s->fmt ? block_round(s->fmt, wi[r], sc, z, NULL) : quant_round(s, wi[r], sc, z);
                 e[r] = (wi[r] - q) / d;
                 wi[r] = q;
             }
@@ -248,7 +247,6 @@ static void clip_params(const QuantSpec *s, const float *g, float lo, float hi, 
  * the error is d^T H d, or the plain squared error when H is NULL. */
 static void clip_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, int steps, float step,
                         float *scale, float *zp) {
-    int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->gran == QG_TENSOR) { /* one range for the whole matrix */
         size_t N = (size_t)rows * cols;
         float lo = w[0], hi = w[0];
@@ -292,8 +290,7 @@ static void clip_search(const QuantSpec *s, const float *w, int rows, int cols, 
             clip_params(s, w + GROUP_AT(i), lo[i], hi[i], ratio, &sc, &z);
             for (int j = 0; j < GROUP_LEN(i); j++) {
                 size_t x = GROUP_AT(i) + (size_t)j;
-                d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL)
-                                      : quant_dequant(quant_code(w[x], sc, z, qmin, qmax), sc, z));
+                d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL) : quant_round(s, w[x], sc, z));
             }
         }
         for (int g = 0; g < ng && H; g++) {

@@ -39,6 +39,7 @@ typedef struct QuantConfig {
     int w_bits;            /* 0: no quantization (FP32 training) */
     char w_gran[8];        /* tensor | channel | group */
     char format[8];        /* none | q8_0 | q4_0 | q4_1 | iq4_nl: llama.cpp's block formats */
+    char w_codebook[8];    /* none | nf: non-uniform weight levels */
     char act_format[8];    /* none | q8_0: the inputs of block-format layers as llama.cpp's CPU path quantizes them */
     int w_group;
     bool w_sym;

@@ -2,6 +2,27 @@
 #include "quantizer.h"
 
 #include <math.h>
+#include <string.h>
+
+/* Normal-float levels (see quantizer.h); tests/test_quant.c derives them
+ * from the normal quantiles and checks NF4 against QLoRA's table. */
+static const float NF2[4] = {-1.0f, 0.0f, 0.435818165f, 1.0f};
+static const float NF3[8] = {-1.0f, -0.535022708f, -0.246931432f, 0.0f, 0.18333748f, 0.381993954f, 0.622985742f, 1.0f};
+static const float NF4[16] = {-1.0f,        -0.696192806f, -0.525072959f, -0.394917426f, -0.284441309f, -0.184773403f,
+                              -0.091049976f, 0.0f,         0.079580315f,  0.160930144f,  0.246112251f,  0.337915137f,
+                              0.440709732f,  0.562616888f, 0.722956644f,  1.0f};
+
+const float *quant_levels(const QuantSpec *s, int *n) {
+    if (s->cb != QCB_NF || s->bits < 2 || s->bits > 4) return NULL;
+    *n = 1 << s->bits;
+    return s->bits == 2 ? NF2 : s->bits == 3 ? NF3 : NF4;
+}
+
+const char *quant_codebook_name(QCodebook cb) { return cb == QCB_NF ? "nf" : "none"; }
+
+QCodebook quant_codebook_of(const char *name) {
+    return !strcmp(name, "nf") ? QCB_NF : !strcmp(name, "none") ? QCB_NONE : (QCodebook)-1;
+}
 
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
     switch (s->gran) {
@@ -15,7 +36,7 @@ void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scal
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->sym) {
         float amax = fmaxf(fabsf(lo), fabsf(hi));
-        *scale = amax / (float)qmax;
+        *scale = s->cb ? amax : amax / (float)qmax; /* codebook levels reach +-1 */
         if (zp) *zp = 0.0f;
         return;
     }
@@ -66,12 +87,17 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
         }
         return;
     }
+    int nl;
+    const float *lv = quant_levels(s, &nl);
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (size_t k = 0; k < ns; k++) {
-        float sc = scale[k], z = zp ? zp[k] : 0.0f;
+        float sc = scale[k], z = zp ? zp[k] : 0.0f, inv = sc > 0.0f ? 1.0f / sc : 0.0f;
         size_t at, per;
         quant_run(s, rows, cols, k, &at, &per);
-        for (size_t i = at; i < at + per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
+        if (lv)
+            for (size_t i = at; i < at + per; i++) out[i] = sc * lv[quant_level_index(lv, nl, x[i] * inv)];
+        else
+            for (size_t i = at; i < at + per; i++) out[i] = quant_dequant(quant_code(x[i], sc, z, qmin, qmax), sc, z);
     }
 }
 

@@ -23,7 +23,15 @@
  * Block formats (fmt != QF_NONE, weights only): llama.cpp's q8_0, q4_0 and
  * q4_1 (quant/blocks.h), groups of 32 with half-precision scales and ggml's
  * own rounding. Their min-max quantization is ggml's reference quantizer,
- * exactly; for q4_1 the "zero point" slot holds the block's minimum. */
+ * exactly; for q4_1 the "zero point" slot holds the block's minimum.
+ *
+ * Codebooks (cb != QCB_NONE, weights only, symmetric, 2..4 bits): each
+ * weight is the nearest of 2^bits fixed levels times its group's scale,
+ * instead of a point of an even grid. QCB_NF: the normal-float levels of
+ * QLoRA (NF4 at 4 bits; the same construction at 3 and 2 bits): quantiles
+ * of N(0, 1), 2^(b-1) above zero, 2^(b-1) - 1 below, zero itself, divided
+ * by the largest, so in [-1, 1] with -1 and 1 both levels; the min-max
+ * scale is the group's max |x|. Ties between two levels go to the upper. */
 #ifndef QAT_QUANTIZER_H
 #define QAT_QUANTIZER_H
 
@@ -35,12 +43,15 @@
 
 typedef enum { QG_TENSOR, QG_CHANNEL, QG_GROUP } QGranularity;
 
+typedef enum { QCB_NONE = 0, QCB_NF } QCodebook;
+
 typedef struct QuantSpec {
     int bits; /* 2..8 */
     bool sym;
     QGranularity gran; /* QG_CHANNEL also means per token for activations */
     int group;         /* QG_GROUP: elements per group along a row */
     QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
+    QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4) or QCB_NONE: the even grid */
 } QuantSpec;
 
 /* The spec of a block format: bits 8 or 4 (iq4_nl: 4-bit indices), groups of
@@ -54,6 +65,26 @@ static inline int quant_qmin(const QuantSpec *s) {
 }
 static inline int quant_qmax(const QuantSpec *s) {
     return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[15] : s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1;
+}
+
+/* The 2^bits sorted levels of a codebook spec (n set to their count), NULL
+ * for the even grid; "none" | "nf" and back. */
+const float *quant_levels(const QuantSpec *s, int *n);
+const char *quant_codebook_name(QCodebook cb);
+QCodebook quant_codebook_of(const char *name); /* -1 cast to QCodebook when unknown */
+/* The index of the level nearest u among n sorted levels, ties to the upper
+ * one; a NaN takes the level nearest 0. */
+static inline int quant_level_index(const float *lv, int n, float u) {
+    if (u != u) u = 0.0f;
+    if (u <= lv[0]) return 0;
+    if (u >= lv[n - 1]) return n - 1;
+    int lo = 0, hi = n - 1;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (u < lv[mid]) hi = mid;
+        else lo = mid;
+    }
+    return u - lv[hi - 1] < lv[hi] - u ? hi - 1 : hi;
 }
 
 /* Groups per row, the last one partial when group does not divide cols. */
@@ -95,6 +126,17 @@ static inline int quant_code(float x, float scale, float zp, int qmin, int qmax)
     return (int)v;
 }
 static inline float quant_dequant(int q, float scale, float zp) { return ((float)q - zp) * scale; }
+/* One value quantized and dequantized with a given scale (and zero point):
+ * on the even grid, or the nearest codebook level times the scale. */
+static inline float quant_round(const QuantSpec *s, float x, float scale, float zp) {
+    int n;
+    const float *lv = quant_levels(s, &n);
+    if (lv) {
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        return scale * lv[quant_level_index(lv, n, x * inv)];
+    }
+    return quant_dequant(quant_code(x, scale, zp, quant_qmin(s), quant_qmax(s)), scale, zp);
+}
 
 /* Symmetric fake quantization of n_groups consecutive groups of gsize values,
  * each with its own min-max scale (keys and values per token and head); out

@@ -5,7 +5,8 @@ layout that docs/checkpoint-format.md documents: root attributes, dataset
 types and shapes, every dataset's crc32 attribute against zlib.crc32 of its
 bytes, int4 nibbles in range. With the source QAT checkpoint, also checks
 that every code equals round-half-even(w * (1/scale)) clamped to the
-symmetric range, from the checkpoint's own weights and learned scales.
+symmetric range (a codebook's: the nearest level's index, ties to the upper),
+from the checkpoint's own weights and learned scales.
 Exits 0 and prints "layout ok" when everything holds."""
 
 import sys
@@ -39,7 +40,13 @@ def main():
     nq = 0
     for name, g in f["quant"].items():
         bits, gs, rows, cols = (int(g.attrs[k]) for k in ("bits", "group_size", "rows", "cols"))
-        assert s(g.attrs["scheme"]) == "symmetric"
+        scheme = s(g.attrs["scheme"])
+        assert scheme in ("symmetric", "levels"), scheme
+        lv = None
+        if scheme == "levels":
+            lv = g["levels"][()]
+            assert lv.dtype == np.float32 and lv.shape == (2 ** bits,) and np.all(np.diff(lv) > 0), name
+            assert bits <= 4 and "levels" in g, name
         assert s(g.attrs["granularity"]) == ("channel" if gs == cols else "group")
         act = s(g.attrs["activations"])
         assert act in ("float", "int8-per-token", "int8-per-tensor"), act
@@ -61,20 +68,31 @@ def main():
             assert codes.dtype == np.uint8 and codes.shape == (rows, cols // 2), (name, codes.dtype, codes.shape)
             lo, hi = (codes & 15).astype(np.int32), (codes >> 4).astype(np.int32)
             q = np.empty((rows, cols), np.int32)
-            q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column, stored as code + 8
-        assert np.abs(q).max() <= qmax, name  # symmetric: -2^(bits-1) never occurs
+            if lv is not None:  # level indices, stored as they are
+                q[:, 0::2], q[:, 1::2] = lo, hi
+            else:
+                q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column, stored as code + 8
+        if lv is not None:
+            assert q.min() >= 0 and q.max() < len(lv), name
+        else:
+            assert np.abs(q).max() <= qmax, name  # symmetric: -2^(bits-1) never occurs
         if src is not None:
             wname = "wte" if name == "lm_head" else name + ".weight"
             w = src["params/" + wname][()]
             sc = src["params/" + name + ".weight_scale"][()].reshape(rows, -1) if ("params/" + name + ".weight_scale") in src else None
             if sc is None:  # min-max scales (STE): the exported ones must be min-max too
                 amax = np.abs(w.reshape(rows, cols // gs, gs)).max(axis=2)
-                sc = (amax / np.float32(2 ** (bits - 1) - 1)).astype(np.float32)
+                sc = (amax if lv is not None else amax / np.float32(2 ** (bits - 1) - 1)).astype(np.float32)
                 assert np.array_equal(sc, scales), name
             else:
                 assert np.array_equal(sc.astype(np.float32), scales), name
             inv = np.where(scales > 0, np.float32(1) / scales, np.float32(0)).astype(np.float32)
-            want = np.clip(np.rint(w.reshape(rows, cols // gs, gs) * inv[:, :, None]), -qmax, qmax).reshape(rows, cols)
+            u = (w.reshape(rows, cols // gs, gs) * inv[:, :, None]).reshape(rows, cols).astype(np.float32)
+            if lv is not None:  # the nearest level, ties to the upper one
+                hi = np.clip(np.searchsorted(lv, u, side="right"), 1, len(lv) - 1)
+                want = np.where(u - lv[hi - 1] < lv[hi] - u, hi - 1, hi)
+            else:
+                want = np.clip(np.rint(u), -qmax, qmax)
             if nf:  # outlier split: those columns are float, their codes 0
                 want[:, fc] = 0
                 assert np.array_equal(fw, w[:, fc]), name

@@ -1,10 +1,10 @@
 /* test_agreement.c: the deployed integer model gives what training promised.
  * A small model is fine-tuned under int8 per-channel, int4 g16 and g32 (LSQ),
- * int4 per-channel and W8A8 (with int8 keys and values) fake quantization,
- * then exported; the exported file on the integer kernels (every path this
+ * int4 per-channel, W8A8 (with int8 keys and values), and normal-float
+ * codebooks (nf3 g16 LSQ, nf2 per channel) fake quantization, then exported; the exported file on the integer kernels (every path this
  * CPU has; windows in one forward and token by token over the KV cache) must
- * reproduce the fake-quant validation loss within 1e-3 and the logits within
- * 1e-3 of their largest magnitude. */
+ * reproduce the fake-quant validation loss within 1e-3 (codebooks: 1e-4) and
+ * the logits within 1e-3 of their largest magnitude. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ static void make_float_model(void) {
 }
 TestSuite(agreement, .init = make_float_model);
 
-static void check_scheme(const char *name, const char *quant_yaml) {
+static void check_scheme_within(const char *name, const char *quant_yaml, float tol) {
     char out[1024], yaml[8192], ckpt[1100];
     snprintf(out, sizeof out, "%s/%s", g_dir, name);
     snprintf(yaml, sizeof yaml,
@@ -89,7 +89,7 @@ static void check_scheme(const char *name, const char *quant_yaml) {
         }
         cr_assert_leq(worst, 1e-3f * mag, "%s %s: logits differ by %g (max |logit| %g)", name, pn, worst, mag);
         float integer = eval_checkpoint(model, NULL).val_loss;
-        cr_assert_float_eq(integer, fake, 1e-3, "%s %s: exported model's val loss %.6f vs fake-quant %.6f", name, pn,
+        cr_assert_float_eq(integer, fake, tol, "%s %s: exported model's val loss %.6f vs fake-quant %.6f", name, pn,
                            integer, fake);
     }
     kernel_force(KERN_SCALAR);
@@ -98,6 +98,8 @@ static void check_scheme(const char *name, const char *quant_yaml) {
     tape_free(&t);
     gpt_free(&g);
 }
+
+static void check_scheme(const char *name, const char *quant_yaml) { check_scheme_within(name, quant_yaml, 1e-3f); }
 
 Test(agreement, int8_per_channel) { check_scheme("int8", "weight: {bits: 8, granularity: channel}, estimator: ste"); }
 Test(agreement, int4_g16_lsq) {
@@ -109,4 +111,11 @@ Test(agreement, int4_g32_lsq) {
 Test(agreement, int4_per_channel) { check_scheme("int4ch", "weight: {bits: 4, granularity: channel}, estimator: ste"); }
 Test(agreement, w8a8_per_token) {
     check_scheme("w8a8", "weight: {bits: 8, granularity: channel}, activation: {bits: 8, granularity: token}, estimator: ste, kv: {bits: 8}");
+}
+/* codebooks: the table kernels look up the very levels fake quantization rounds to */
+Test(agreement, nf3_g16_lsq) {
+    check_scheme_within("nf3g16", "weight: {bits: 3, granularity: group, group_size: 16, codebook: nf}, estimator: lsq", 1e-4f);
+}
+Test(agreement, nf2_per_channel) {
+    check_scheme_within("nf2ch", "weight: {bits: 2, granularity: channel, codebook: nf}, estimator: ste", 1e-4f);
 }

@@ -427,7 +427,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     for (size_t gi = 0; gi < 4; gi++) { /* the row primitive, per group size */
         int G = groups[gi];
         QMatrix q;
-        qmatrix_from_lut(&q, idx, N, K, G, sc, lut);
+        qmatrix_from_lut(&q, idx, N, K, G, sc, lut, 16);
         kx_split(x, K, xsplit);
         float ref[4], got[4];
         for (int n = 0; n + 4 <= N; n += 9) {
@@ -452,7 +452,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     int Ms[] = {1, 5, 20, MT};
     for (int table = 0; table < 2; table++) { /* float levels (row primitives), iq4_nl's (AVX-512: table panels) */
         const float *tl = table ? iq : lut;
-        qmatrix_from_lut(&q, idx, N, K, 32, sc, tl);
+        qmatrix_from_lut(&q, idx, N, K, 32, sc, tl, 16);
         cr_assert(!q.p4, "a table matrix has no int4 panels");
         cr_assert(table && kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL, "table panels for integer levels only");
         for (size_t p = 0; p < 3; p++) {
@@ -497,7 +497,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     /* iq4_nl x q8_0: integer dots of the int8 levels */
     int8_t xq[M * K];
     float xs[M * K / 32];
-    qmatrix_from_lut(&q, idx, N, K, 32, sc, iq);
+    qmatrix_from_lut(&q, idx, N, K, 32, sc, iq, 16);
     q.act_q8_0 = true;
     kernel_force(KERN_SCALAR);
     qgemm_w8a8(&q, x, M, yref, xq, xs);

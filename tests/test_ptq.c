@@ -63,8 +63,10 @@ Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
                          {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32},
                          {.bits = 4, .sym = true, .gran = QG_CHANNEL},
                          {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 32},
-                         {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 48}}; /* 48, 48 and a partial 32 */
-    for (int k = 0; k < 5; k++) {
+                         {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 48}, /* 48, 48 and a partial 32 */
+                         {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32, .cb = QCB_NF},
+                         {.bits = 4, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF}};
+    for (int k = 0; k < 7; k++) {
         for (int act_order = 0; act_order < 2; act_order++) {
             const QuantSpec *s = &specs[k];
             size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
@@ -116,8 +118,9 @@ Test(ptq_alg, gptq_with_identity_hessian_is_rtn) {
                          {.bits = 4, .sym = true, .gran = QG_CHANNEL},
                          {.bits = 3, .sym = true, .gran = QG_TENSOR},
                          {.bits = 2, .sym = false, .gran = QG_GROUP, .group = 32},
-                         {.bits = 8, .sym = true, .gran = QG_CHANNEL}};
-    for (int k = 0; k < 5; k++)
+                         {.bits = 8, .sym = true, .gran = QG_CHANNEL},
+                         {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 16, .cb = QCB_NF}};
+    for (int k = 0; k < 6; k++)
         for (int act_order = 0; act_order < 2; act_order++) {
             const QuantSpec *s = &specs[k];
             size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
@@ -451,9 +454,10 @@ static float loss_of(const char *path, bool int_kernels) { return eval_checkpoin
 Test(ptq_cli, every_method_evaluates_exports_and_agrees) {
     const char *args[] = {"--method rtn --bits 4 --group 16", "--method gptq --bits 4 --group 16 --calib-batches 2",
                           "--method gptq --bits 3 --group channel --act-order", "--method awq --bits 4 --group 16",
-                          "--method smoothquant", "--method outlier --threshold 2"};
+                          "--method smoothquant", "--method outlier --threshold 2",
+                          "--method gptq --bits 3 --group 16 --codebook nf"};
     float float_loss = loss_of(g_ckpt, false);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         char cmd[4096], err[512], out[1024], model[1100];
         snprintf(out, sizeof out, "%s/ptq%d.h5", g_dir, k);
         snprintf(model, sizeof model, "%s/ptq%d.model.h5", g_dir, k);
@@ -486,9 +490,12 @@ Test(ptq_cli, bad_input_fails_with_one_line) {
         {"--method smoothquant --format q4_0", "llama.cpp's blocks are weight-only"},
         {"--method rtn --format q4_0 --bits 8", "--bits contradicts --format q4_0"},
         {"--method rtn --format q4_1 --sym", "--sym contradicts --format q4_1"},
-        {"--method gptq --format q5_0", "format: expected q8_0, q4_0 or q4_1"},
+        {"--method gptq --format q5_0", "format: expected q8_0, q4_0, q4_1 or iq4_nl"},
         {"--method rtn --act-format q8_0", "act-format: simulates llama.cpp's products; it needs --format"},
         {"--method rtn --format q8_0 --act-format q4_0", "act-format: expected q8_0"},
+        {"--method rtn --codebook kmeans", "codebook: expected none or nf"},
+        {"--method gptq --codebook nf --bits 8", "codebook: nf takes 2..4 bits"},
+        {"--method smoothquant --codebook nf --bits 4", "codebook: nf takes"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         snprintf(cmd, sizeof cmd, "ptq %s %s -o %s", g_ckpt, cases[k].args, out);

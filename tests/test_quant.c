@@ -347,6 +347,7 @@ Test(quant, bad_quant_configs) {
     /* a starting scale only means something when scales are learned */
     expect_bad("quant.scale_init", "mse", "quant.scale_init", "lsq");
     expect_bad("quant.format", "iq4_xs", "quant.format", "iq4_nl");
+    expect_bad("quant.weight.codebook", "kmeans", "quant.weight.codebook", "none|nf");
 }
 
 static void bad_group(void *p) {
@@ -507,4 +508,101 @@ Test(quant, iq4_nl_lsq_gradients_match_the_surrogate) {
     block_fake(QF_IQ4_NL, x, ref, NULL, NULL, NULL);
     y = op_fake_quant(&T, xt, &s, EST_STE, NULL, NULL);
     cr_assert(!memcmp(y->data, ref, sizeof ref), "fake quantization without a scale is not ggml's block");
+}
+
+/* The inverse of the standard normal CDF, by bisection on erfc (double). */
+static double normal_ppf(double p) {
+    double lo = -10, hi = 10;
+    for (int i = 0; i < 200; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* The normal-float levels are QLoRA's construction at every width, and NF4
+ * is QLoRA's published table. */
+Test(quant, nf_levels_are_normal_quantiles) {
+    static const float QLORA_NF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                        -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                        0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                        0.7229568362236023f, 1.0f};
+    for (int bits = 2; bits <= 4; bits++) {
+        QuantSpec s = {.bits = bits, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF};
+        int n;
+        const float *lv = quant_levels(&s, &n);
+        cr_assert(lv && n == 1 << bits);
+        /* 2^(b-1) quantiles above zero, 2^(b-1) - 1 below, from p = offset down to 1/2, in ascending order */
+        double off = 0.5 * ((1.0 - 1.0 / (2.0 * (n - 1))) + (1.0 - 1.0 / (2.0 * n))), want[16];
+        int k = 0, h = n / 2;
+        for (int i = 0; i < h - 1; i++) want[k++] = -normal_ppf(off + (0.5 - off) * i / (h - 1));
+        want[k++] = 0.0;
+        for (int i = h - 1; i >= 0; i--) want[k++] = normal_ppf(off + (0.5 - off) * i / h);
+        double top = want[n - 1];
+        for (int i = 0; i < n; i++) {
+            cr_assert(fabs(lv[i] - want[i] / top) < 1e-6, "nf%d level %d: %.9f, quantiles give %.9f", bits, i, lv[i],
+                      want[i] / top);
+            if (bits == 4) cr_assert(fabsf(lv[i] - QLORA_NF4[i]) < 1e-6f, "nf4 level %d: %.9f, QLoRA's %.9f", i, lv[i], QLORA_NF4[i]);
+            if (i) cr_assert_gt(lv[i], lv[i - 1]);
+        }
+    }
+    QuantSpec u = {.bits = 3, .sym = true, .gran = QG_CHANNEL};
+    int n;
+    cr_assert_null(quant_levels(&u, &n), "the even grid has no table");
+}
+
+/* nf3 per channel by hand: the scale is max |x|, each value the nearest
+ * level times it (ties to the upper level); LSQ's gradients follow the
+ * nearest level's surrogate. */
+Test(quant, nf3_by_hand_and_its_lsq_gradients) {
+    QuantSpec s = {.bits = 3, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF};
+    int n;
+    const float *lv = quant_levels(&s, &n);
+    float x[6] = {2.0f, -2.0f, 0.5f, -0.7f, 0.0f, 2.0f * (lv[4] + lv[5]) / 2.0f}; /* the last one a tie */
+    float want[6];
+    for (int i = 0; i < 6; i++) {
+        int best = 0;
+        for (int k = 1; k < n; k++)
+            if (fabsf(x[i] / 2.0f - lv[k]) <= fabsf(x[i] / 2.0f - lv[best])) best = k; /* <=: ties to the upper */
+        want[i] = 2.0f * lv[best];
+    }
+    expect_fq(&s, 1, 6, x, want);
+    cr_assert_float_eq(want[5], 2.0f * lv[5], 1e-6, "a tie goes to the upper level");
+    /* LSQ: d x_hat / d s = level - x/s inside, the outermost level past it */
+    float xs[5] = {0.05f, 0.41f, -0.33f, -1.2f, 0.95f}, dx[5], ds, s0 = 0.8f;
+    grads(EST_LSQ, &s, xs, 5, s0, dx, &ds);
+    double want_ds = 0;
+    for (int i = 0; i < 5; i++) {
+        double u = xs[i] / s0, g = 1.0 + 0.1 * i;
+        bool out = u < lv[0] || u > lv[n - 1];
+        want_ds += g * (u < lv[0] ? lv[0] : u > lv[n - 1] ? lv[n - 1] : lv[quant_level_index(lv, n, (float)u)] - u);
+        cr_assert_float_eq(dx[i], out ? 0.0f : (float)g, 1e-6, "dx[%d]", i);
+    }
+    cr_assert_float_eq(ds, want_ds / sqrt(5.0), 1e-5, "lsq ds %.6f vs %.6f", ds, want_ds / sqrt(5.0));
+    cr_assert_eq(dx[3], 0.0f, "-1.2 / 0.8 is past the lowest level");
+}
+
+static const char *g_cb_key, *g_cb_val;
+static void codebook_with(void *p) {
+    Config *c = p;
+    config_set(c, "quant.weight.codebook", "nf", "q.yaml");
+    config_set(c, g_cb_key, g_cb_val, "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+/* a codebook is symmetric, 2..4 bits, per channel or group, not a block format */
+Test(quant, codebook_contradictions_are_refused) {
+    const char *kv[][2] = {{"quant.weight.bits", "8"}, {"quant.weight.symmetric", "false"},
+                           {"quant.weight.granularity", "tensor"}, {"quant.format", "q4_0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        Config c;
+        config_defaults(&c);
+        config_set(&c, "quant.weight.bits", "3", "test");
+        g_cb_key = kv[i][0], g_cb_val = kv[i][1];
+        char msg[512];
+        cr_assert(capture_failure(codebook_with, &c, msg, sizeof msg), "%s=%s accepted with a codebook", kv[i][0], kv[i][1]);
+        cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.codebook"), "got: %s", msg);
+    }
 }

@@ -156,6 +156,10 @@ static const Field FIELDS[] = {
       "inputs per group (32, 64, 128, ...); must divide each quantized layer's input dimension"),
     F("quant.weight.symmetric", CF_BOOL, quant.w_sym, 0, 0, 0, "true", NULL,
       "symmetric codes [-(2^(b-1)-1), 2^(b-1)-1] or asymmetric [0, 2^b-1] with a zero point"),
+    F("quant.weight.codebook", CF_ENUM, quant.w_codebook, 0, 0, 0, "none", "none|nf",
+      "none: the even grid; nf: each weight the nearest of 2^bits normal-float levels (QLoRA's NF4 at 4 bits, the "
+      "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); symmetric, 2..4 bits, "
+      "per channel or group; runs on the integer kernels as a table of levels"),
     F("quant.activation.bits", CF_INT, quant.a_bits, 0, 8, 0, "0", NULL,
       "bits of the input activations of quantized layers, 2..8; 0 = float activations"),
     F("quant.activation.granularity", CF_ENUM, quant.a_gran, 0, 0, 0, "token", "tensor|token",
@@ -623,6 +627,11 @@ void config_validate(const Config *c, const char *origin) {
                  origin);
     if (q->outlier_threshold >= 0.0f && (q->w_bits == 0 || q->a_bits != 8))
         qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
+    if (strcmp(q->w_codebook, "none") && q->w_bits &&
+        (q->w_bits > 4 || !q->w_sym || !strcmp(q->w_gran, "tensor") || qformat_of(q->format)))
+        qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
+                 "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
+                 q->w_gran, qformat_of(q->format) ? ", a format" : "");
     if (!strcmp(q->scale_init, "mse") && strcmp(q->estimator, "lsq"))
         qat_fail("%s: quant.scale_init: mse sets where learned scales start: needs estimator lsq (the others take "
                  "min-max scales every step)", origin);

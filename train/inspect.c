@@ -38,13 +38,15 @@ static cJSON *add_tensor(cJSON *arr, const char *name, int ndim, const int64_t *
 /* The quantization scheme of a weight: bits, granularity, group, symmetry,
  * the llama.cpp block format if any, and (when it is stored in float, as in
  * a checkpoint) the bits per weight it deploys at: codes plus fp32 scales. */
-static void add_quant(cJSON *t, int bits, bool channel, int group, bool sym, const char *format, double deploy_bpw) {
+static void add_quant(cJSON *t, int bits, bool channel, int group, bool sym, const char *format, double deploy_bpw,
+                      const char *codebook) {
     cJSON *q = cJSON_AddObjectToObject(t, "quant");
     cJSON_AddNumberToObject(q, "bits", bits);
     cJSON_AddStringToObject(q, "granularity", channel ? "channel" : group ? "group" : "tensor");
     if (group && !channel) cJSON_AddNumberToObject(q, "group", group);
     cJSON_AddBoolToObject(q, "symmetric", sym);
     if (format) cJSON_AddStringToObject(q, "format", format);
+    if (codebook) cJSON_AddStringToObject(q, "codebook", codebook);
     if (!isnan(deploy_bpw)) json_add_num(q, "deploy_bits_per_weight", deploy_bpw, 4);
 }
 
@@ -194,12 +196,23 @@ static cJSON *describe_gguf(const char *path) {
         const char *ty = ggml_type_name(t->type, tb, sizeof tb);
         cJSON *e = add_tensor(ts, t->name, t->nd, t->ne, ty, t->bytes);
         if (t->type == GGML_TYPE_Q8_0 || t->type == GGML_TYPE_Q4_0 || t->type == GGML_TYPE_Q4_1)
-            add_quant(e, t->type == GGML_TYPE_Q8_0 ? 8 : 4, false, QBLOCK_GGUF, t->type != GGML_TYPE_Q4_1, ty, NAN);
+            add_quant(e, t->type == GGML_TYPE_Q8_0 ? 8 : 4, false, QBLOCK_GGUF, t->type != GGML_TYPE_Q4_1, ty, NAN, NULL);
     }
     cJSON_AddStringToObject(r, "shape_order", "ggml: innermost (row length) first");
     add_no_checksums(r, "GGUF carries none; every string, array and tensor was checked against the file's bounds");
     gguf_free(&f);
     return r;
+}
+
+/* The codebook whose levels a table matrix holds ("levels" when none of
+ * qat's), or NULL for codes on the even grid. */
+static const char *table_codebook(const QMatrix *q) {
+    if (!q->lut) return NULL;
+    int bits = 0, n;
+    while ((1 << bits) < q->n_levels) bits++;
+    QuantSpec s = {.bits = bits, .sym = true, .cb = QCB_NF};
+    const float *lv = quant_levels(&s, &n);
+    return lv && n == q->n_levels && !memcmp(lv, q->lut, (size_t)n * sizeof(float)) ? "nf" : "levels";
 }
 
 static cJSON *describe_exported(const char *path) {
@@ -221,10 +234,14 @@ static cJSON *describe_exported(const char *path) {
         const QMatrix *q = &m.qm[i];
         int64_t sh[2] = {q->rows, q->in};
         char ty[16];
-        snprintf(ty, sizeof ty, "int%d", q->bits);
+        const char *cb = table_codebook(q);
+        int bits = q->bits;
+        while (q->lut && (1 << (bits - 1)) >= q->n_levels) bits--;
+        snprintf(ty, sizeof ty, "%s%d", cb ? cb : "int", bits);
         cJSON *e = add_tensor(ts, m.qnames[i], 2, sh, ty, qmatrix_bytes(q) + (size_t)q->rows * q->n_float * 4);
-        add_quant(e, q->bits, q->group >= q->cols, q->group, q->offsets == NULL, NULL, NAN);
-        cJSON_AddStringToObject(e, "storage", q->bits > 4 ? "int8 codes, fp32 scales" : "int4 codes two per byte, fp32 scales");
+        add_quant(e, bits, q->group >= q->cols, q->group, q->offsets == NULL, NULL, NAN, cb);
+        cJSON_AddStringToObject(e, "storage", q->lut ? "level indices two per byte, the levels, fp32 scales"
+                                              : q->bits > 4 ? "int8 codes, fp32 scales" : "int4 codes two per byte, fp32 scales");
         cJSON_AddStringToObject(e, "activations", m.qw8a8[i] ? (q->act_static ? "int8 static" : "int8 per token") : "float");
         if (q->n_float) cJSON_AddNumberToObject(e, "float_columns", q->n_float);
     }
@@ -234,7 +251,7 @@ static cJSON *describe_exported(const char *path) {
     }
     Tally k = tally_open(path);
     for (int i = 0; i < m.n_ft; i++) tally(&k, "float/%s", m.ft[i].name);
-    static const char *parts[] = {"codes", "scales", "act_scale", "float_cols", "float_weight"};
+    static const char *parts[] = {"codes", "scales", "levels", "act_scale", "float_cols", "float_weight"};
     for (int i = 0; i < m.n_q; i++)
         for (size_t p = 0; p < sizeof parts / sizeof *parts; p++) tally(&k, "quant/%s/%s", m.qnames[i], parts[p]);
     tally_close(&k, r);
@@ -260,7 +277,7 @@ static void add_gpt_tensors(cJSON *r, const GPT *g) {
             double scales = (double)quant_n_scales(s, rows, cols) * (s->sym ? 1 : 2);
             double bpw = s->fmt ? qformat_bpw(s->fmt) : s->bits + 32.0 * scales / ((double)rows * cols);
             add_quant(e, s->bits, s->gran == QG_CHANNEL, s->gran == QG_GROUP ? s->group : 0, s->sym,
-                      s->fmt ? qformat_name(s->fmt) : NULL, bpw);
+                      s->fmt ? qformat_name(s->fmt) : NULL, bpw, s->cb ? quant_codebook_name(s->cb) : NULL);
             cJSON *qe = cJSON_GetObjectItem(e, "quant");
             cJSON_AddStringToObject(qe, "scales", q->w_scale ? "stored (learned or calibrated)" : "min-max each forward");
             if (q->a_bits) cJSON_AddStringToObject(qe, "activations", q->a_dynamic ? "int8 per token" : "int8 static");
@@ -406,7 +423,8 @@ static void print_quant(FILE *out, const cJSON *q) {
     if (!q) return;
     if (*str(q, "format")) fprintf(out, "  %s blocks", str(q, "format"));
     else {
-        fprintf(out, "  int%.0f %s ", num(q, "bits"), cJSON_IsTrue(cJSON_GetObjectItem(q, "symmetric")) ? "sym" : "asym");
+        if (*str(q, "codebook")) fprintf(out, "  %s%.0f ", str(q, "codebook"), num(q, "bits"));
+        else fprintf(out, "  int%.0f %s ", num(q, "bits"), cJSON_IsTrue(cJSON_GetObjectItem(q, "symmetric")) ? "sym" : "asym");
         if (!strcmp(str(q, "granularity"), "group")) fprintf(out, "g%.0f", num(q, "group"));
         else fprintf(out, "per %s", str(q, "granularity"));
     }

@@ -119,6 +119,8 @@ static const char *HELP_PTQ =
     "  --sym | --asym      symmetric codes (default) or asymmetric with zero points\n"
     "  --format F          llama.cpp's blocks: q8_0, q4_0, q4_1 or iq4_nl (rtn, gptq, awq; sets bits,\n"
     "                      group 32 and symmetry; rtn is then ggml's own quantizer, byte for byte)\n"
+    "  --codebook nf       non-uniform levels: each weight the nearest normal-float level times its\n"
+    "                      group's scale (quant.weight.codebook; 2..4 bits, rtn, gptq, awq)\n"
     "  --act-format q8_0   evaluate with llama.cpp's q8_0 activation blocks (quant.act_format)\n"
     "  --act A             activations: none, token (dynamic int8) or tensor (static int8)\n"
     "                      (default none; smoothquant: tensor; outlier: token)\n"

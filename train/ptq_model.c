@@ -23,6 +23,7 @@ void ptq_options_default(PtqOptions *o) {
     o->bits = 4;
     o->group = 32;
     o->sym = true;
+    snprintf(o->codebook, sizeof o->codebook, "none");
     o->calib_batches = 4;
     o->seed = 1234;
     o->damp = 0.01f;
@@ -64,6 +65,11 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (o->act_format[0] && strcmp(o->act_format, "q8_0"))
         qat_fail("%s: act-format: expected q8_0 (llama.cpp's activation blocks) or none, got '%s'", origin, o->act_format);
     if (o->act_format[0] && !o->format[0]) qat_fail("%s: act-format: simulates llama.cpp's products; it needs --format", origin);
+    if ((int)quant_codebook_of(o->codebook) < 0) qat_fail("%s: codebook: expected none or nf, got '%s'", origin, o->codebook);
+    if (strcmp(o->codebook, "none") && (o->bits > 4 || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
+                                        o->budget > 0.0f))
+        qat_fail("%s: codebook: %s takes 2..4 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
+                 "awq) without --format, --act or --budget", origin, o->codebook);
     if (!o->format[0]) return;
     QFormat f = qformat_of(o->format);
     if (!f) qat_fail("%s: format: expected q8_0, q4_0, q4_1 or iq4_nl (llama.cpp's blocks) or none, got '%s'", origin, o->format);
@@ -104,6 +110,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         } else if (!strcmp(a, "--sym")) o->sym = true, o->sym_set = true;
         else if (!strcmp(a, "--asym")) o->sym = false, o->sym_set = true;
         else if (!strcmp(a, "--format")) xsnprintf(o->format, sizeof o->format, opt, "%s", strcmp(v, "none") ? v : "");
+        else if (!strcmp(a, "--codebook")) xsnprintf(o->codebook, sizeof o->codebook, opt, "%s", v);
         else if (!strcmp(a, "--act-format")) xsnprintf(o->act_format, sizeof o->act_format, opt, "%s", strcmp(v, "none") ? v : "");
         else if (!strcmp(a, "--act")) {
             snprintf(o->act, sizeof o->act, "%s", strcmp(v, "none") ? v : "");
@@ -135,6 +142,7 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     else snprintf(g, sizeof g, "%s", o->group < 0 ? "channel" : "tensor");
     int k = o->format[0]       ? snprintf(buf, n, "%s %s%s", o->method, o->format, o->act_format[0] ? " (q8_0 activations)" : "")
             : o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
+            : strcmp(o->codebook, "none") ? snprintf(buf, n, "%s %s%d %s", o->method, o->codebook, o->bits, g)
                                : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
     if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
     if (!strcmp(o->method, "gptq") && k < (int)n)
@@ -155,6 +163,7 @@ void ptq_quant_config(const PtqOptions *o, QuantConfig *q) {
     if (o->group > 0) q->w_group = o->group;
     q->w_sym = o->sym;
     snprintf(q->format, sizeof q->format, "%s", o->format[0] ? o->format : "none");
+    snprintf(q->w_codebook, sizeof q->w_codebook, "%s", o->codebook);
     snprintf(q->act_format, sizeof q->act_format, "%s", o->act_format[0] ? o->act_format : "none");
     q->a_bits = o->act[0] ? 8 : 0;
     if (o->act[0]) snprintf(q->a_gran, sizeof q->a_gran, "%s", o->act);

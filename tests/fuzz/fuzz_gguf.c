@@ -1,7 +1,8 @@
 /* fuzz_gguf.c: the GGUF reader, its listing (qat inspect) and the gpt2 and
- * llama model loaders (qat eval and qat sample of a .gguf file: q4_1 layers baked
- * to float as model_load_infer does), then a forward pass over a few
- * tokens; and the SentencePiece vocabulary alone (data.tokenizer). */
+ * llama model loaders (qat eval and qat sample of a .gguf file, with q8_0,
+ * q4_0, q4_1 and iq4_nl blocks: q4_1 layers baked to float as
+ * model_load_infer does), then a forward pass over a few tokens; and the
+ * SentencePiece vocabulary alone (data.tokenizer). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -46,7 +46,7 @@ $B/qat train $W/w8a8.yaml --resume >/dev/null
 $B/qat export $W/w8a8/checkpoint.h5 -o $S/model/w8a8.h5 >/dev/null
 $B/qat ptq $W/float/checkpoint.h5 --method outlier --threshold 0.5 -o $W/outlier.h5 >/dev/null
 $B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
-# GGUF: F32, q8_0 and q4_0/q4_1 models as llama.cpp gets them (width 32: whole 32-blocks)
+# GGUF: F32, q8_0, q4_0/q4_1 and iq4_nl models as llama.cpp gets them (width 32: whole 32-blocks)
 gg="model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 8}
 data: {path: $corpus}
 train: {batch_size: 4, iters: 4, eval_every: 4, eval: random, eval_batches: 2, threads: 1}"
@@ -54,7 +54,7 @@ printf '%s\nout_dir: %s/g-float\n' "$gg" $W > $W/g-float.yaml
 $B/qat train $W/g-float.yaml >/dev/null
 $B/qat export $W/g-float/checkpoint.h5 -o $S/gguf/f32.gguf >/dev/null
 $B/qat export $W/g-float/checkpoint.h5 --f16 -o $S/gguf/f16.gguf >/dev/null
-for f in q8_0 q4_0 q4_1; do
+for f in q8_0 q4_0 q4_1 iq4_nl; do
   printf '%s\nout_dir: %s/g-%s\nquant: {format: %s, layers: "blocks.*, lm_head", init_from: %s/g-float/checkpoint.h5}\n' \
     "$gg" $W $f $f $W > $W/g-$f.yaml
   $B/qat train $W/g-$f.yaml >/dev/null
