@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """compare_table.py: the README's QAT-versus-PTQ grid from qat compare's compare.json.
 
-Rows: weight-only schemes (bits x group), then mixed precision at each budget;
+Rows: weight-only schemes (bits x group, on the even grid or normal-float
+levels: the +nf rows), then mixed precision at each budget;
 columns: RTN, GPTQ, AWQ and QAT (the best QAT row of that scheme, plain or
 distilled, each named), every loss with its change against float+ft (QAT) or
 float (PTQ) in parentheses. Also prints the float and float+ft rows and the
@@ -25,24 +26,27 @@ def main():
     def cell(r, base):
         return "%.4f (%+.4f)" % (r["val_loss"], r["val_loss"] - base)
 
+    def levels(r):
+        return "nf" if r["method"].endswith("+nf") else ""
+
     schemes = []
     for r in rows:
-        if r["a_bits"] == 32 and 0 < r["w_bits"] < 32 and (r["w_bits"], r["group"]) not in schemes:
-            schemes.append((r["w_bits"], r["group"]))
+        if r["a_bits"] == 32 and 0 < r["w_bits"] < 32 and (r["w_bits"], r["group"], levels(r)) not in schemes:
+            schemes.append((r["w_bits"], r["group"], levels(r)))
     print("| W bits, group | bits/weight | RTN | GPTQ | AWQ | QAT |")
     print("|---|---|---|---|---|---|")
-    for b, g in schemes:
-        pick = [r for r in rows if r["w_bits"] == b and r["group"] == g and r["a_bits"] == 32]
+    for b, g, cb in schemes:
+        pick = [r for r in rows if r["w_bits"] == b and r["group"] == g and r["a_bits"] == 32 and levels(r) == cb]
         get = lambda m: next((r for r in pick if r["method"] == m), None)
         qat = sorted([r for r in pick if r["method"].startswith("qat")], key=lambda r: r["val_loss"])
         cells = []
         for m in ("rtn", "gptq", "awq"):
-            r = get(m)
+            r = get(m + ("+" + cb if cb else ""))
             cells.append(cell(r, flt["val_loss"]) if r else "-")
         qcell = "; ".join("%s %s" % (cell(r, ft if ft is not None else flt["val_loss"]), r["method"]) for r in qat)
         gname = "g%d" % g if g > 0 else "channel" if g < 0 else "tensor"
         bpw = pick[0]["bits_per_weight"]
-        print("| int%d %s | %.2f | %s | %s |" % (b, gname, bpw, " | ".join(cells), qcell or "-"))
+        print("| %s%d %s | %.2f | %s | %s |" % (cb or "int", b, gname, bpw, " | ".join(cells), qcell or "-"))
     # qat+mixed rows may carry suffixes of their own (qat+mixed+kd when the budget config distils)
     mixed = [r for r in rows if "+mixed" in r["method"]]
     budgets = sorted({round(r["bits_per_weight"] + 0.049, 1) for r in mixed}, reverse=True)
