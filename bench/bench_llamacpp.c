@@ -4,7 +4,7 @@
  *
  *   bench_llamacpp write DIR [--layers 6 --heads 8 --embd 512 --block 1024]
  *     a GPT of about 20M parameters with random weights (vocab 256) as
- *     DIR/f32.gguf, DIR/q8_0.gguf and DIR/q4_0.gguf (qat export's writer;
+ *     DIR/f32.gguf, DIR/q8_0.gguf, DIR/q4_0.gguf and DIR/iq4_nl.gguf (qat export's writer;
  *     the blocks are ggml's own quantization of the same float weights)
  *   bench_llamacpp run FILE.gguf [--prompt 512] [--tokens 128] [--repeats 5] [--act-q8_0 1]
  *     prompt processing (one forward of the prompt) and generation (tokens
@@ -42,8 +42,8 @@ static int write_models(int argc, char **argv) {
                     .n_embd = opt(argc, argv, "--embd", 512), .block_size = opt(argc, argv, "--block", 1024)};
     Vocab v;
     vocab_build_byte(&v);
-    static const char *fmts[] = {"f32", "q8_0", "q4_0"};
-    for (int k = 0; k < 3; k++) {
+    static const char *fmts[] = {"f32", "q8_0", "q4_0", "iq4_nl"};
+    for (int k = 0; k < 4; k++) {
         Config cfg;
         config_defaults(&cfg);
         char yaml[128], path[4096];

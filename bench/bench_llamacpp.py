@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench_llamacpp.py: qat against llama.cpp on the same GGUF files, in one
 run: a GPT of about 20M parameters with random weights (vocab 256, 6 layers,
-width 512, context 1024) written by build/bench_llamacpp as F32, Q8_0 and
-Q4_0; prompt processing (pp, 512 tokens in one forward) and generation (tg,
+width 512, context 1024) written by build/bench_llamacpp as F32, Q8_0,
+Q4_0 and IQ4_NL; prompt processing (pp, 512 tokens in one forward) and generation (tg,
 128 tokens one at a time) in tokens/s, medians of the repeats, qat
 (build/bench_llamacpp run, its inference engine: the engine's own float GEMM,
 the integer kernels) beside llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU
@@ -52,7 +52,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     # block formats twice: qat with float activations, and with llama.cpp's own q8_0 activation blocks
     res = {}
-    for fmt, act in (("f32", 0), ("q8_0", 0), ("q8_0", 1), ("q4_0", 0), ("q4_0", 1)):
+    for fmt, act in (("f32", 0), ("q8_0", 0), ("q8_0", 1), ("q4_0", 0), ("q4_0", 1), ("iq4_nl", 0), ("iq4_nl", 1)):
         f = os.path.join(OUT, fmt + ".gguf")
         q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats),
                  "--act-q8_0", str(act)], a.threads)
