@@ -421,13 +421,13 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     enum { N = 37, K = 160, MT = 1700 };
     Rng r;
     rng_seed(&r, 19);
-    float lut[16], iq[16], sc[N * K / 32], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
+    float lut[16], iq[16], sc[N * K / 10], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
     float yt[N], xsplit[K];
     uint8_t idx[N * K];
     for (int i = 0; i < 16; i++) lut[i] = -1.0f + 0.13f * (float)i + 0.01f * rng_normal(&r), iq[i] = IQ4NL_LEVELS[i];
     for (int i = 0; i < N * K; i++) idx[i] = (uint8_t)rng_below(&r, 16);
     idx[0] = 0, idx[1] = 15;
-    for (int i = 0; i < N * K / 32; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r);
+    for (int i = 0; i < N * K / 10; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r); /* enough for groups of 10 */
     for (int i = 0; i < MT * K; i++) x[i] = rng_normal(&r) * (i % 37 == 0 ? 20.0f : 1.0f);
     int groups[] = {32, 16, 160, 10};
     for (size_t gi = 0; gi < 4; gi++) { /* the row primitive, per group size */
