@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """compare_table.py: the README's QAT-versus-PTQ grid from qat compare's compare.json.
 
-Rows: weight-only schemes (bits x group, on the even grid or normal-float
-levels: the +nf rows), then mixed precision at each budget;
+Rows: weight-only schemes (bits x group, on the even grid, normal-float
+levels (the +nf rows) or each layer's k-means table (+kmeans)), then mixed
+precision at each budget;
 columns: RTN, GPTQ, AWQ and QAT (the best QAT row of that scheme, plain or
 distilled, each named), every loss with its change against float+ft (QAT) or
 float (PTQ) in parentheses. Also prints the float and float+ft rows and the
@@ -27,7 +28,7 @@ def main():
         return "%.4f (%+.4f)" % (r["val_loss"], r["val_loss"] - base)
 
     def levels(r):
-        return "nf" if r["method"].endswith("+nf") else ""
+        return next((cb for cb in ("nf", "kmeans") if r["method"].endswith("+" + cb)), "")
 
     schemes = []
     for r in rows:

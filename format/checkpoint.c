@@ -127,6 +127,7 @@ void ckpt_load_params(const char *path, GPT *g, bool skip_quant) {
         read_f32(f, ver, path, name, x, x->data);
     }
     h5in_close(f);
+    gpt_quant_sync_tables(g);
 }
 
 void ckpt_load_train_state(const char *path, const GPT *g, AdamW *opt, Rng *rng) {

@@ -20,14 +20,6 @@ static void require_finite(const char *path, const char *name, const float *x, s
         if (!isfinite(x[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", path, name, x[i], i);
 }
 
-/* The bits a matrix's codes carry (a table matrix: of its level count). */
-static int q_bits_of(const QMatrix *q) {
-    int b = 0;
-    if (!q->lut) return q->bits;
-    while ((1 << b) < q->n_levels) b++;
-    return b;
-}
-
 void infer_save(const InferModel *m, const char *path, const char *source, long step) {
     H5Out o;
     h5out_open(&o, path);
@@ -57,12 +49,12 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
         }
         if (q->lut) { /* w = levels[index] * scale */
             snprintf(name, sizeof name, "quant/%s/levels", m->qnames[i]);
-            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 1, (int[]){1 << q_bits_of(q)}, q->lut);
+            h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 1, (int[]){1 << qmatrix_code_bits(q)}, q->lut);
         }
         snprintf(name, sizeof name, "quant/%s/scales", m->qnames[i]);
         h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 2, (int[]){q->rows, q->cols / q->group}, q->scales);
         snprintf(name, sizeof name, "quant/%s", m->qnames[i]);
-        h5_obj_attr_i64(o.f, name, "bits", q_bits_of(q));
+        h5_obj_attr_i64(o.f, name, "bits", qmatrix_code_bits(q));
         h5_obj_attr_i64(o.f, name, "group_size", q->group);
         h5_obj_attr_i64(o.f, name, "rows", q->rows);
         h5_obj_attr_i64(o.f, name, "cols", q->in);
@@ -199,6 +191,13 @@ void infer_load(InferModel *m, const char *path) {
             float file_lv[16];
             snprintf(name, sizeof name, "quant/%s/levels", q->name);
             h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){nl}, file_lv);
+            if (q->w.cb == QCB_KMEANS) { /* the layer's own table: any finite levels, ascending */
+                for (int k = 0; k < nl; k++)
+                    if (!isfinite(file_lv[k]) || (k && file_lv[k] < file_lv[k - 1]))
+                        qat_fail("%s: %s[%d] is %g; a kmeans table holds finite levels in ascending order", path, name, k,
+                                 file_lv[k]);
+                lv = file_lv;
+            }
             for (int k = 0; k < nl; k++)
                 if (file_lv[k] != lv[k])
                     qat_fail("%s: %s[%d] is %g, the %s%d codebook's level is %g", path, name, k, file_lv[k],

@@ -57,6 +57,8 @@ void gpt_build(GPT *g, const GPTConfig *cfg, const QuantConfig *q, const char *o
     g->head = (Linear){.w = hw, .b = NULL, .q = NULL};
     if (q && q->w_bits > 0) gpt_quant_build(g, q, origin ? origin : "config");
     params_finalize(p);
+    for (int i = 0; i < g->n_q; i++) /* kmeans tables start as the lut qlayer_build set */
+        if (g->qlayers[i].w_table) memcpy(g->qlayers[i].w_table->data, g->qlayers[i].lut, g->qlayers[i].w_table->numel * sizeof(float));
 }
 
 void gpt_init_weights(GPT *g, Rng *rng) {

@@ -27,6 +27,10 @@ static Tensor *act_quant(Tape *t, QLayer *q, Tensor *x) {
 }
 
 static Tensor *weight_quant(Tape *t, QLayer *q, Tensor *w) {
+    if (q->w_table) {
+        qlayer_sync_table(q);
+        return op_fake_quant_table(t, w, &q->w, q->est, q->est == EST_LSQ ? q->w_scale : NULL, q->w_table);
+    }
     return q->est == EST_LSQ ? op_fake_quant(t, w, &q->w, EST_LSQ, q->w_scale, q->w_zp)
                              : op_fake_quant(t, w, &q->w, q->est, NULL, NULL);
 }

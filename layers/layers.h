@@ -24,6 +24,8 @@ typedef struct QLayer {
     QuantSpec w;
     Estimator est;
     Tensor *w_scale, *w_zp; /* lsq: learned scale (and frozen zero point); else NULL: min-max each step */
+    Tensor *w_table;        /* kmeans: the 2^bits levels in any order (learned unless frozen); else NULL */
+    float lut[16];          /* kmeans: w_table sorted, which w.lut points at (qlayer_sync_table) */
     bool w_mse_init;        /* lsq: the scales start at the least-squares clipping (else min-max) */
     int a_bits;             /* 0: float input */
     QuantSpec a;
@@ -119,6 +121,13 @@ int gpt_linear_names(const GPTConfig *cfg, char (*names)[64], int cap);
 /* Sets learned weight scales (and zero points) from the current weights by
  * min-max, so training starts at round-to-nearest. */
 void gpt_quant_init_scales(GPT *g);
+/* kmeans layers: sorts each table into the lut its spec points at; after
+ * anything that writes w_table (loading, k-means, an optimizer step). */
+void qlayer_sync_table(QLayer *q);
+void gpt_quant_sync_tables(GPT *g);
+/* kmeans layers: each table fitted to its layer's weights over their
+ * min-max (or learned) scales by k-means, unweighted, seeded by the layer. */
+void gpt_quant_init_tables(GPT *g);
 /* QMODE_CALIBRATE: quantized layers observe their inputs, which stay float. */
 void gpt_quant_set_mode(GPT *g, QMode mode);
 /* Static activation scales from the observers; then fake quantization of

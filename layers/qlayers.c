@@ -99,6 +99,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (o && o->granularity[0]) ql->w.gran = gran_of(o->granularity);
     if (o && o->group_size >= 0) ql->w.group = o->group_size;
     ql->w.cb = quant_codebook_of(q->w_codebook);
+    if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut; /* filled by qlayer_sync_table */
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
         qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits; %s has %d", origin, q->w_codebook, name, ql->w.bits);
@@ -131,6 +132,12 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
         }
     }
     if (q->outlier_threshold >= 0.0f) ql->outlier = qparam(p, name, "outlier_mask", (size_t)in, true, 0.0f);
+    if (ql->w.cb == QCB_KMEANS && ql->w.bits >= 2 && ql->w.bits <= 4) {
+        /* until k-means or a checkpoint fills it, the table is the normal-float one */
+        ql->w_table = qparam(p, name, "weight_table", (size_t)1 << ql->w.bits, q->freeze_table, q->table_lr_mult);
+        QuantSpec nf = {.bits = ql->w.bits, .sym = true, .cb = QCB_NF};
+        memcpy(ql->lut, quant_levels(&nf, &nl), (size_t)nl * sizeof(float));
+    }
     l->q = ql;
 }
 
@@ -179,6 +186,38 @@ void gpt_quant_init_scales(GPT *g) {
             q->a_scale->data[0] = 1.0f;
             if (q->a_zp) q->a_zp->data[0] = 0.0f;
         }
+    }
+    gpt_quant_init_tables(g);
+}
+
+void qlayer_sync_table(QLayer *q) {
+    if (!q->w_table) return;
+    int n = (int)q->w_table->numel;
+    for (int j = 0; j < n; j++) { /* 16 values at most: insertion */
+        float v = q->w_table->data[j];
+        if (!isfinite(v)) qat_fail("%s.weight_table: level %d is %g", q->name, j, v);
+        int at = j;
+        while (at > 0 && q->lut[at - 1] > v) q->lut[at] = q->lut[at - 1], at--;
+        q->lut[at] = v;
+    }
+}
+
+void gpt_quant_sync_tables(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) qlayer_sync_table(&g->qlayers[i]);
+}
+
+void gpt_quant_init_tables(GPT *g) {
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (!q->w_table) continue;
+        Linear *l = gpt_qlayer_linear(g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        size_t ns = quant_n_scales(&q->w, rows, cols);
+        float *sc = q->w_scale ? q->w_scale->data : xmalloc(ns * sizeof(float));
+        if (!q->w_scale) quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+        ptq_kmeans_table(&q->w, l->w->data, rows, cols, sc, NULL, 7000 + (uint64_t)i, q->w_table->data);
+        if (!q->w_scale) free(sc);
+        qlayer_sync_table(q);
     }
 }
 
@@ -237,6 +276,7 @@ bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
 
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     const Linear *l = gpt_qlayer_linear(g, q);
+    gpt_quant_sync_tables(g);
     int rows = l->w->shape[0], cols = l->w->shape[1];
     char why[256];
     if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);

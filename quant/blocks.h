@@ -91,20 +91,24 @@ void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, flo
  * for q4_1, a given minimum: both are rounded to half precision and the
  * codes are the nearest on that grid, clamped to the format's range. */
 void block_fake_scaled(QFormat f, const float *x, float scale, float min, float *out, int *codes);
-/* The index of the iq4_nl level nearest u (in level units), ties to the
- * upper level, as ggml's best_index_int8; a NaN takes the level nearest 0. */
-static inline int iq4nl_index(float u) {
+/* The index of the level nearest u among n sorted levels, ties to the upper
+ * one (as ggml's best_index_int8 for iq4_nl); a NaN takes the level nearest
+ * 0. Every table path (iq4_nl, codebooks) rounds through it. */
+static inline int quant_level_index(const float *lv, int n, float u) {
     if (u != u) u = 0.0f;
-    if (u <= (float)IQ4NL_LEVELS[0]) return 0;
-    if (u >= (float)IQ4NL_LEVELS[15]) return 15;
-    int lo = 0, hi = 15;
+    if (u <= lv[0]) return 0;
+    if (u >= lv[n - 1]) return n - 1;
+    int lo = 0, hi = n - 1;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        if (u < (float)IQ4NL_LEVELS[mid]) hi = mid;
+        if (u < lv[mid]) hi = mid;
         else lo = mid;
     }
-    return u - (float)IQ4NL_LEVELS[hi - 1] < (float)IQ4NL_LEVELS[hi] - u ? hi - 1 : hi;
+    return u - lv[hi - 1] < lv[hi] - u ? hi - 1 : hi;
 }
+/* IQ4NL_LEVELS as floats, and the iq4_nl level nearest u (in units of d). */
+extern const float IQ4NL_LEVELS_F[16];
+static inline int iq4nl_index(float u) { return quant_level_index(IQ4NL_LEVELS_F, 16, u); }
 
 /* One value on the grid of half-precision d (and m, q4_1): its code as
  * stored and its dequantized value. q8_0 rounds half away from zero, the

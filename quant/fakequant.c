@@ -6,9 +6,20 @@
 
 #include "qat.h"
 
+/* What a fake-quant node keeps in the tape arena: its spec and, for a
+ * learned table, the table sorted (the spec's lut) with each sorted level's
+ * place in the table tensor. The spec comes first: n->idx points at both. */
+typedef struct FqState {
+    QuantSpec s;
+    float lut[16];
+    int perm[16];
+} FqState;
+
 static void fq_backward(Node *n) {
-    Tensor *x = n->in[0], *scale = n->in[1], *zpt = n->in[2], *y = n->out;
-    const QuantSpec *s = (const QuantSpec *)n->idx; /* spec lives in the tape arena */
+    Tensor *x = n->in[0], *scale = n->in[1], *zpt = n->i[1] ? NULL : n->in[2], *table = n->i[1] ? n->in[2] : NULL;
+    Tensor *y = n->out;
+    const FqState *st = (const FqState *)(const void *)n->idx;
+    const QuantSpec *s = &st->s;
     Estimator est = (Estimator)n->i[0];
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
@@ -48,6 +59,13 @@ static void fq_backward(Node *n) {
         if (ds) scale->grad[k] += acc_s * gscale;
         if (dz) zpt->grad[k] += acc_z * gscale;
     }
+    if (table && table->requires_grad) /* x_hat = scale * level[j]: level j gathers scale * grad of its weights */
+        for (size_t k = 0; k < ns; k++) {
+            float sk = sc[k], inv = sk > 0.0f ? 1.0f / sk : 0.0f;
+            size_t at, per;
+            quant_run(s, rows, cols, k, &at, &per);
+            for (size_t i = at; i < at + per; i++) table->grad[st->perm[quant_level_index(lv, nl, px[i] * inv)]] += gy[i] * sk;
+        }
 }
 
 /* Block formats: the codes are recomputed from x and the half-precision
@@ -114,10 +132,28 @@ static Tensor *fake_quant_format(Tape *t, Tensor *x, const QuantSpec *s, Estimat
     return y;
 }
 
-Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
+static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator est, Tensor *scale, Tensor *zp,
+                          Tensor *table) {
     char sx[64];
     if (!tensor_is_contiguous(x)) qat_fail("fake_quant: input %s is not contiguous", tensor_shape_str(x, sx, sizeof sx));
-    if (s->fmt) return fake_quant_format(t, x, s, est, scale, zp);
+    if (spec->fmt) return fake_quant_format(t, x, spec, est, scale, zp);
+    FqState *st = arena_alloc(&t->arena, sizeof *st);
+    st->s = *spec;
+    const QuantSpec *s = &st->s;
+    if (table) { /* sorted, so the nearest level is a binary search; perm maps back to the tensor */
+        int nt = 1 << spec->bits;
+        if (spec->cb != QCB_KMEANS || spec->bits < 2 || spec->bits > 4 || table->numel != (size_t)nt)
+            qat_fail("fake_quant: a table of %zu levels for a %s%d spec (takes a kmeans spec of 2..4 bits, 2^bits levels)",
+                     table->numel, quant_codebook_name(spec->cb), spec->bits);
+        for (int j = 0; j < nt; j++) {
+            float v = table->data[j];
+            if (!isfinite(v)) qat_fail("fake_quant: level %d of the table is %g", j, v);
+            int at = j;
+            while (at > 0 && st->lut[at - 1] > v) st->lut[at] = st->lut[at - 1], st->perm[at] = st->perm[at - 1], at--;
+            st->lut[at] = v, st->perm[at] = j;
+        }
+        st->s.lut = st->lut;
+    }
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
     int nl;
@@ -147,16 +183,23 @@ Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Ten
     }
     Tensor *y = tensor_new(t, x->ndim, x->shape);
     quant_fake(s, x->data, rows, cols, sc, z, y->data);
-    Node *n = tape_record(t, "fake_quant", fq_backward, y, 3, (Tensor *[]){x, scale, zp});
+    Node *n = tape_record(t, "fake_quant", fq_backward, y, 3, (Tensor *[]){x, scale, table ? table : zp});
     if (n) {
-        QuantSpec *keep = arena_alloc(&t->arena, sizeof *keep);
-        *keep = *s;
-        n->idx = (const int32_t *)(void *)keep;
+        n->idx = (const int32_t *)(void *)st;
         n->i[0] = (int)est;
+        n->i[1] = table != NULL;
         n->saved = sc;
         n->saved2 = z;
     }
     return y;
+}
+
+Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp) {
+    return fake_quant(t, x, s, est, scale, zp, NULL);
+}
+
+Tensor *op_fake_quant_table(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *table) {
+    return fake_quant(t, x, s, est, scale, NULL, table);
 }
 
 static void fq_kv_backward(Node *n) {

@@ -126,6 +126,14 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
 /* Bytes of the stored codes and scales (what export writes; float columns of
  * an outlier split not included). */
 size_t qmatrix_bytes(const QMatrix *m);
+/* The bits each weight's code carries: bits, or for a table matrix those of
+ * its level count (8 nf levels: 3, though held in nibbles). */
+static inline int qmatrix_code_bits(const QMatrix *m) {
+    int b = 0;
+    if (!m->lut) return m->bits;
+    while ((1 << b) < m->n_levels) b++;
+    return b;
+}
 /* The dequantized weights code * scale (+ offset) of rows [r0, r0+nr) into out [nr, cols]. */
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out);
 void qmatrix_free(QMatrix *m);

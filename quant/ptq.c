@@ -192,6 +192,7 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
     size_t ns = quant_n_scales(s, rows, cols);
     float *sc = xmalloc((size_t)cols * sizeof(float)), *ws = xmalloc(N * sizeof(float)), *wq = xmalloc(N * sizeof(float));
     float *scale = xmalloc(ns * sizeof(float)), *zp = xmalloc(ns * sizeof(float));
+    float *dw = s->cb == QCB_KMEANS ? xmalloc((size_t)cols * sizeof(float)) : NULL, table[16];
     double best = INFINITY;
     float best_a = 0.0f;
     for (int k = 0; k < n_grid; k++) {
@@ -205,7 +206,14 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
         for (int j = 0; j < cols; j++) sc[j] /= norm;
         memcpy(ws, w, N * sizeof(float));
         ptq_scale_cols(ws, rows, cols, sc);
-        ptq_rtn(s, ws, rows, cols, scale, zp, wq);
+        QuantSpec sk = *s;
+        if (s->cb == QCB_KMEANS) { /* each candidate with the table of its scaled weights, by diag(H) / s^2 */
+            quant_minmax(s, ws, rows, cols, scale, NULL);
+            for (int j = 0; j < cols; j++) dw[j] = H[(size_t)j * cols + j] / (sc[j] * sc[j]);
+            ptq_kmeans_table(s, ws, rows, cols, scale, dw, 1, table);
+            sk.lut = table;
+        }
+        ptq_rtn(&sk, ws, rows, cols, scale, zp, wq);
         for (size_t i = 0; i < N; i++) wq[i] /= sc[i % (size_t)cols];
         double e = ptq_output_error(w, wq, rows, cols, H);
         if (e < best) {
@@ -213,7 +221,7 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
             memcpy(s_out, sc, (size_t)cols * sizeof(float));
         }
     }
-    free(sc), free(ws), free(wq), free(scale), free(zp);
+    free(sc), free(ws), free(wq), free(scale), free(zp), free(dw);
     return best_a;
 }
 

@@ -60,7 +60,9 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H, 
  * channel scales s_j = mean|x_j|^a (normalised so max*min = 1); the layer is
  * quantized as Q(W diag(s)) diag(s)^-1 and the exponent with the least output
  * error (ptq_output_error with H) wins. Writes the scales of the winner to
- * s_out and returns its exponent. Exponent 0 gives s = 1 (round-to-nearest). */
+ * s_out and returns its exponent. Exponent 0 gives s = 1 (round-to-nearest).
+ * A kmeans spec's table is refitted to each candidate's scaled weights
+ * (weighted by their diagonal of H), as the final quantization will be. */
 float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, const float *H, const double *abssum, long n,
                      const float *grid, int n_grid, float *s_out);
 /* AWQ clipping search: for each row and weight group, the range shrunk by
@@ -72,6 +74,18 @@ void ptq_clip_search(const QuantSpec *s, const float *w, int rows, int cols, con
  * 1, 0.99, ..., 0.2 with the least squared weight error ||w - Q(w)||^2 (the
  * initial learned scales of LSQ with quant.scale_init: mse). */
 void ptq_mse_scales(const QuantSpec *s, const float *w, int rows, int cols, float *scale, float *zp);
+
+/* Weighted k-means of the n values u (weights wt, NULL: all 1; k-means++
+ * seeding from seed, then Lloyd's iterations to convergence) into k <= 256
+ * levels, sorted ascending. */
+void ptq_kmeans_1d(const float *u, const float *wt, size_t n, int k, uint64_t seed, float *levels);
+/* The 2^bits-level table of a kmeans spec for w [rows, cols]: k-means of
+ * the weights in units of their scales (u = w x 1/scale, as quant_round
+ * divides), each weighted by col_wt of its column (NULL: 1; PTQ passes the
+ * diagonal of the calibration Hessian, the output error one weight's change
+ * causes, as SqueezeLLM weights by sensitivity). */
+void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *col_wt,
+                      uint64_t seed, float *levels);
 
 /* SmoothQuant (Xiao et al. 2023) migration scales s_j = max|x_j|^alpha /
  * max_r |w_rj|^(1-alpha); the layer becomes (x / s) (W diag(s))^T. */

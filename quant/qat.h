@@ -22,6 +22,11 @@ typedef enum { EST_STE, EST_CLIPPED, EST_LSQ } Estimator;
  * integers in the forward pass), or NULL (0 for symmetric, min-max for
  * dynamic asymmetric). Gradients reach scale and zp only with EST_LSQ. */
 Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *zp);
+/* The same for a kmeans spec with its table as a tensor of 2^bits levels in
+ * any order (s->lut is not used): each weight the nearest level times its
+ * scale, re-assigned every call; the table's gradient is the sum, over the
+ * weights at each level, of scale x their gradient (none when it is frozen). */
+Tensor *op_fake_quant_table(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *table);
 /* Fake-quantizes the K and V parts of a packed qkv [B,T,C+2KV] (op_attention's
  * layout), one symmetric dynamic scale per token and head; straight-through
  * backward. */
@@ -39,7 +44,9 @@ typedef struct QuantConfig {
     int w_bits;            /* 0: no quantization (FP32 training) */
     char w_gran[8];        /* tensor | channel | group */
     char format[8];        /* none | q8_0 | q4_0 | q4_1 | iq4_nl: llama.cpp's block formats */
-    char w_codebook[8];    /* none | nf: non-uniform weight levels */
+    char w_codebook[8];    /* none | nf | kmeans: non-uniform weight levels */
+    bool freeze_table;     /* kmeans: the tables stay as fitted */
+    float table_lr_mult;   /* kmeans: learning rate of the tables relative to train.lr */
     char act_format[8];    /* none | q8_0: the inputs of block-format layers as llama.cpp's CPU path quantizes them */
     int w_group;
     bool w_sym;

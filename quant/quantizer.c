@@ -1,6 +1,8 @@
 /* quantizer.c: scales, zero points, codes and fake quantization (see quantizer.h). */
 #include "quantizer.h"
 
+#include "util/util.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -13,15 +15,23 @@ static const float NF4[16] = {-1.0f,        -0.696192806f, -0.525072959f, -0.394
                               0.440709732f,  0.562616888f, 0.722956644f,  1.0f};
 
 const float *quant_levels(const QuantSpec *s, int *n) {
-    if (s->cb != QCB_NF || s->bits < 2 || s->bits > 4) return NULL;
+    if (s->cb == QCB_NONE || s->bits < 2 || s->bits > 4) return NULL;
+    if (s->cb == QCB_KMEANS) {
+        if (!s->lut) qat_fail("quantizer: a kmeans codebook spec without its table");
+        *n = 1 << s->bits;
+        return s->lut;
+    }
     *n = 1 << s->bits;
     return s->bits == 2 ? NF2 : s->bits == 3 ? NF3 : NF4;
 }
 
-const char *quant_codebook_name(QCodebook cb) { return cb == QCB_NF ? "nf" : "none"; }
+const char *quant_codebook_name(QCodebook cb) { return cb == QCB_NF ? "nf" : cb == QCB_KMEANS ? "kmeans" : "none"; }
 
 QCodebook quant_codebook_of(const char *name) {
-    return !strcmp(name, "nf") ? QCB_NF : !strcmp(name, "none") ? QCB_NONE : (QCodebook)-1;
+    return !strcmp(name, "nf")       ? QCB_NF
+           : !strcmp(name, "kmeans") ? QCB_KMEANS
+           : !strcmp(name, "none")   ? QCB_NONE
+                                     : (QCodebook)-1;
 }
 
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {

@@ -31,7 +31,11 @@
  * QLoRA (NF4 at 4 bits; the same construction at 3 and 2 bits): quantiles
  * of N(0, 1), 2^(b-1) above zero, 2^(b-1) - 1 below, zero itself, divided
  * by the largest, so in [-1, 1] with -1 and 1 both levels; the min-max
- * scale is the group's max |x|. Ties between two levels go to the upper. */
+ * scale is the group's max |x|. Ties between two levels go to the upper.
+ * QCB_KMEANS: the levels are the layer's own table (lut, sorted ascending,
+ * in units of the group's scale), fitted by k-means (quant/ptq.h) to its
+ * weights and learned in QAT; the spec points at it, so every path that
+ * takes a spec sees the same table. */
 #ifndef QAT_QUANTIZER_H
 #define QAT_QUANTIZER_H
 
@@ -43,7 +47,7 @@
 
 typedef enum { QG_TENSOR, QG_CHANNEL, QG_GROUP } QGranularity;
 
-typedef enum { QCB_NONE = 0, QCB_NF } QCodebook;
+typedef enum { QCB_NONE = 0, QCB_NF, QCB_KMEANS } QCodebook;
 
 typedef struct QuantSpec {
     int bits; /* 2..8 */
@@ -52,6 +56,7 @@ typedef struct QuantSpec {
     int group;         /* QG_GROUP: elements per group along a row */
     QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
     QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4) or QCB_NONE: the even grid */
+    const float *lut;  /* QCB_KMEANS: the 2^bits sorted levels (owned by the layer) */
 } QuantSpec;
 
 /* The spec of a block format: bits 8 or 4 (iq4_nl: 4-bit indices), groups of
@@ -68,25 +73,11 @@ static inline int quant_qmax(const QuantSpec *s) {
 }
 
 /* The 2^bits sorted levels of a codebook spec (n set to their count), NULL
- * for the even grid; "none" | "nf" and back. */
+ * for the even grid (a k-means spec without its table fails); "none" | "nf"
+ * | "kmeans" and back. */
 const float *quant_levels(const QuantSpec *s, int *n);
 const char *quant_codebook_name(QCodebook cb);
 QCodebook quant_codebook_of(const char *name); /* -1 cast to QCodebook when unknown */
-/* The index of the level nearest u among n sorted levels, ties to the upper
- * one; a NaN takes the level nearest 0. */
-static inline int quant_level_index(const float *lv, int n, float u) {
-    if (u != u) u = 0.0f;
-    if (u <= lv[0]) return 0;
-    if (u >= lv[n - 1]) return n - 1;
-    int lo = 0, hi = n - 1;
-    while (hi - lo > 1) {
-        int mid = (lo + hi) / 2;
-        if (u < lv[mid]) hi = mid;
-        else lo = mid;
-    }
-    return u - lv[hi - 1] < lv[hi] - u ? hi - 1 : hi;
-}
-
 /* Groups per row, the last one partial when group does not divide cols. */
 static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * quant_groups. */

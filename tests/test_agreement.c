@@ -119,3 +119,10 @@ Test(agreement, nf3_g16_lsq) {
 Test(agreement, nf2_per_channel) {
     check_scheme_within("nf2ch", "weight: {bits: 2, granularity: channel, codebook: nf}, estimator: ste", 1e-4f);
 }
+/* kmeans: each layer's learned table, exported as its levels */
+Test(agreement, kmeans3_g16_lsq) {
+    check_scheme_within("km3g16", "weight: {bits: 3, granularity: group, group_size: 16, codebook: kmeans}, estimator: lsq", 1e-4f);
+}
+Test(agreement, kmeans4_per_channel_frozen) {
+    check_scheme_within("km4ch", "weight: {bits: 4, granularity: channel, codebook: kmeans, freeze_table: true}, estimator: ste", 1e-4f);
+}

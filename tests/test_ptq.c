@@ -65,8 +65,14 @@ Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
                          {.bits = 4, .sym = false, .gran = QG_GROUP, .group = 32},
                          {.bits = 4, .sym = true, .gran = QG_GROUP, .group = 48}, /* 48, 48 and a partial 32 */
                          {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32, .cb = QCB_NF},
-                         {.bits = 4, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF}};
-    for (int k = 0; k < 7; k++) {
+                         {.bits = 4, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF},
+                         {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32, .cb = QCB_KMEANS}};
+    float table[8], *msc = xmalloc((size_t)rows * 4 * sizeof(float)); /* the kmeans spec's table, fitted to w */
+    quant_minmax(&specs[7], w, rows, cols, msc, NULL);
+    ptq_kmeans_table(&specs[7], w, rows, cols, msc, NULL, 1, table);
+    specs[7].lut = table;
+    free(msc);
+    for (int k = 0; k < 8; k++) {
         for (int act_order = 0; act_order < 2; act_order++) {
             const QuantSpec *s = &specs[k];
             size_t ns = quant_n_scales(s, rows, cols), N = (size_t)rows * cols;
@@ -87,6 +93,50 @@ Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
     }
     ptq_stats_free(&st);
     free(x), free(w), free(H);
+}
+
+/* kmeans tables on heavy-tailed (Laplace) weights: the fitted table loses
+ * less squared weight error than NF3's levels under the same scales, and
+ * fitted with each column counted by diag(H) it loses less of the
+ * diagonal-weighted error (the part of the output error each weight causes
+ * alone) than the unweighted fit. */
+Test(ptq_alg, kmeans_tables_fit_what_they_weigh) {
+    int rows = 32, cols = 128, n = 1024;
+    Rng r;
+    rng_seed(&r, 9);
+    float *w = xmalloc((size_t)rows * cols * sizeof(float));
+    for (int i = 0; i < rows * cols; i++) {
+        float u = rng_uniform(&r) - 0.5f;
+        w[i] = -0.03f * copysignf(logf(1.0f - 2.0f * fabsf(u) + 1e-7f), u);
+    }
+    float *x = correlated_inputs(n, cols, 4), *H = xmalloc((size_t)cols * cols * sizeof(float)), dg[128];
+    PtqStats st;
+    ptq_stats_init(&st, cols, 0, 1);
+    ptq_stats_add(&st, x, (size_t)n);
+    ptq_hessian(&st, H);
+    for (int c = 0; c < cols; c++) dg[c] = H[c * cols + c];
+    QuantSpec nf = {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32, .cb = QCB_NF}, km = nf;
+    km.cb = QCB_KMEANS;
+    size_t ns = quant_n_scales(&nf, rows, cols), N = (size_t)rows * cols;
+    float *sc = xmalloc(ns * sizeof(float)), *wq = xmalloc(N * sizeof(float)), t_plain[8], t_wt[8];
+    quant_minmax(&nf, w, rows, cols, sc, NULL);
+    ptq_kmeans_table(&km, w, rows, cols, sc, NULL, 3, t_plain);
+    ptq_kmeans_table(&km, w, rows, cols, sc, dg, 3, t_wt);
+    double err[3][2] = {{0}}; /* nf, kmeans, weighted kmeans: squared, diag-weighted */
+    const float *tables[3] = {NULL, t_plain, t_wt};
+    for (int k = 0; k < 3; k++) {
+        QuantSpec s = k ? km : nf;
+        s.lut = tables[k];
+        quant_fake(&s, w, rows, cols, sc, NULL, wq);
+        for (size_t i = 0; i < N; i++) {
+            double d = (double)w[i] - wq[i];
+            err[k][0] += d * d, err[k][1] += dg[i % (size_t)cols] * d * d;
+        }
+    }
+    cr_assert(err[1][0] < 0.9 * err[0][0], "kmeans squared error %g vs NF3 %g", err[1][0], err[0][0]);
+    cr_assert(err[2][1] < err[1][1], "weighted fit %g vs unweighted %g in diag(H)-weighted error", err[2][1], err[1][1]);
+    ptq_stats_free(&st);
+    free(w), free(x), free(H), free(sc), free(wq);
 }
 
 Test(ptq_alg, stats_match_direct_sums) {
@@ -455,9 +505,10 @@ Test(ptq_cli, every_method_evaluates_exports_and_agrees) {
     const char *args[] = {"--method rtn --bits 4 --group 16", "--method gptq --bits 4 --group 16 --calib-batches 2",
                           "--method gptq --bits 3 --group channel --act-order", "--method awq --bits 4 --group 16",
                           "--method smoothquant", "--method outlier --threshold 2",
-                          "--method gptq --bits 3 --group 16 --codebook nf"};
+                          "--method gptq --bits 3 --group 16 --codebook nf",
+                          "--method awq --bits 3 --group 16 --codebook kmeans"};
     float float_loss = loss_of(g_ckpt, false);
-    for (int k = 0; k < 7; k++) {
+    for (int k = 0; k < 8; k++) {
         char cmd[4096], err[512], out[1024], model[1100];
         snprintf(out, sizeof out, "%s/ptq%d.h5", g_dir, k);
         snprintf(model, sizeof model, "%s/ptq%d.model.h5", g_dir, k);
@@ -493,7 +544,9 @@ Test(ptq_cli, bad_input_fails_with_one_line) {
         {"--method gptq --format q5_0", "format: expected q8_0, q4_0, q4_1 or iq4_nl"},
         {"--method rtn --act-format q8_0", "act-format: simulates llama.cpp's products; it needs --format"},
         {"--method rtn --format q8_0 --act-format q4_0", "act-format: expected q8_0"},
-        {"--method rtn --codebook kmeans", "codebook: expected none or nf"},
+        {"--method rtn --codebook lloyd", "codebook: expected none, nf or kmeans"},
+        {"--method rtn --codebook nf --table-unweighted", "table-unweighted: only a kmeans codebook"},
+        {"--method gptq --codebook kmeans --bits 5", "codebook: kmeans takes 2..4 bits"},
         {"--method gptq --codebook nf --bits 8", "codebook: nf takes 2..4 bits"},
         {"--method smoothquant --codebook nf --bits 4", "codebook: nf takes"},
     };

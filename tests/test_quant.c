@@ -606,3 +606,212 @@ Test(quant, codebook_contradictions_are_refused) {
         cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.codebook"), "got: %s", msg);
     }
 }
+
+/* kmeans tables: the fake quantization of a table in any order is the
+ * nearest of its levels (sorted) times the scale; each level's gradient is
+ * the sum of scale x the gradients of its weights, checked against finite
+ * differences of the loss (the weights sit well inside their cells, so a
+ * small move of a level changes no assignment); a frozen table gets none and
+ * equals plain nearest-level fake quantization. */
+Test(quant, kmeans_table_gradient_against_finite_differences) {
+    const float table0[8] = {0.31f, -0.9f, 0.05f, 0.62f, -0.45f, 1.0f, -0.18f, -0.02f}; /* unsorted on purpose */
+    enum { R = 3, C = 16, N = R * C };
+    float x[N], g[N], sc0[R * 2] = {0.5f, 0.8f, 1.3f, 0.25f, 0.9f, 0.6f};
+    QuantSpec s = {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 8, .cb = QCB_KMEANS};
+    for (int i = 0; i < N; i++) { /* level (5 i mod 8) plus a small offset, times the group's scale */
+        float lvl = table0[(5 * i) % 8], sc = sc0[(i / C) * 2 + (i % C) / 8];
+        x[i] = sc * (lvl + 0.01f * (float)((i % 5) - 2));
+        g[i] = 0.3f + 0.07f * (float)((i * 7) % 11) - 0.4f * (float)(i % 2);
+    }
+    Params p;
+    params_init(&p);
+    Tensor *xt = params_add(&p, "x", 2, (int[]){R, C}), *st = params_add(&p, "s", 1, (int[]){R * 2});
+    Tensor *tt = params_add(&p, "table", 1, (int[]){8});
+    params_finalize(&p);
+    memcpy(xt->data, x, sizeof x), memcpy(st->data, sc0, sizeof sc0), memcpy(tt->data, table0, sizeof table0);
+    tape_reset(&T);
+    Tensor *y = op_fake_quant_table(&T, xt, &s, EST_LSQ, st, tt);
+    float sorted[8];
+    memcpy(sorted, table0, sizeof sorted);
+    for (int a = 0; a < 8; a++)
+        for (int b = a + 1; b < 8; b++)
+            if (sorted[b] < sorted[a]) { float t = sorted[a]; sorted[a] = sorted[b], sorted[b] = t; }
+    QuantSpec ss = s;
+    ss.lut = sorted;
+    float want[N];
+    quant_fake(&ss, x, R, C, sc0, NULL, want);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(y->data[i], want[i], "x_hat[%d] %g, nearest sorted level %g", i, y->data[i], want[i]);
+        float sc = sc0[(i / C) * 2 + (i % C) / 8];
+        cr_assert_float_eq(y->data[i], sc * table0[(5 * i) % 8], 1e-6, "x[%d] sits at its level", i);
+    }
+    tape_backward_seed(&T, y, g);
+    for (int j = 0; j < 8; j++) {
+        double fd = 0.0, eps = 1e-3;
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            float tp[8];
+            memcpy(tp, table0, sizeof tp);
+            tp[j] += (float)(sgn * eps);
+            ss.lut = tp;
+            for (int a = 0; a < 8; a++) /* sorted again for the reference quantizer */
+                for (int b = a + 1; b < 8; b++)
+                    if (tp[b] < tp[a]) { float t = tp[a]; tp[a] = tp[b], tp[b] = t; }
+            float yq[N];
+            quant_fake(&ss, x, R, C, sc0, NULL, yq);
+            double l = 0.0;
+            for (int i = 0; i < N; i++) l += (double)g[i] * yq[i];
+            fd += sgn * l / (2.0 * eps);
+        }
+        cr_assert(fabs(tt->grad[j] - fd) < 1e-3 * (1.0 + fabs(fd)), "level %d (%g): grad %.6f, finite differences %.6f", j,
+                  table0[j], tt->grad[j], fd);
+        cr_assert(fabs(fd) > 0.01, "level %d has weights, so a gradient", j);
+    }
+    /* frozen: no gradient reaches the table; x's and the scale's are those of the plain codebook path */
+    float dx_learned[N], ds_learned[R * 2];
+    memcpy(dx_learned, xt->grad, sizeof dx_learned), memcpy(ds_learned, st->grad, sizeof ds_learned);
+    memset(xt->grad, 0, sizeof x), memset(st->grad, 0, sizeof sc0), memset(tt->grad, 0, 8 * sizeof(float));
+    tt->requires_grad = false;
+    tape_reset(&T);
+    Tensor *yf = op_fake_quant_table(&T, xt, &s, EST_LSQ, st, tt);
+    tape_backward_seed(&T, yf, g);
+    for (int j = 0; j < 8; j++) cr_assert_eq(tt->grad[j], 0.0f, "a frozen table's level %d got a gradient", j);
+    ss.lut = sorted;
+    Params p2;
+    params_init(&p2);
+    Tensor *x2 = params_add(&p2, "x", 2, (int[]){R, C}), *s2 = params_add(&p2, "s", 1, (int[]){R * 2});
+    params_finalize(&p2);
+    memcpy(x2->data, x, sizeof x), memcpy(s2->data, sc0, sizeof sc0);
+    Tape t2;
+    tape_init(&t2, 1 << 16);
+    Tensor *y2 = op_fake_quant(&t2, x2, &ss, EST_LSQ, s2, NULL);
+    tape_backward_seed(&t2, y2, g);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(yf->data[i], y2->data[i], "frozen x_hat[%d]", i);
+        cr_assert_eq(xt->grad[i], x2->grad[i], "frozen dx[%d]", i);
+        cr_assert_eq(dx_learned[i], x2->grad[i], "learned dx[%d]", i);
+    }
+    for (int k = 0; k < R * 2; k++) cr_assert_eq(st->grad[k], s2->grad[k], "frozen ds[%d]", k);
+    tape_free(&t2);
+    params_free(&p2);
+    params_free(&p);
+}
+
+/* k-means: three well-separated weighted clusters come back as their
+ * weighted means; the fit is a fixed point of Lloyd's step (each level the
+ * weighted mean of the values nearest it); the same seed gives the same
+ * levels; on normal data 8 k-means levels lose less than NF3's. */
+Test(quant, kmeans_levels_by_construction) {
+    enum { N = 3000 };
+    float *u = malloc(N * sizeof(float)), *wt = malloc(N * sizeof(float));
+    Rng r;
+    rng_seed(&r, 5);
+    double sum[3] = {0}, wsum[3] = {0};
+    const float centre[3] = {-0.7f, 0.1f, 0.8f};
+    for (int i = 0; i < N; i++) {
+        int c = i % 3;
+        u[i] = centre[c] + 0.02f * rng_normal(&r);
+        wt[i] = 0.5f + rng_uniform(&r);
+        sum[c] += (double)wt[i] * u[i], wsum[c] += wt[i];
+    }
+    float lv[3], lv2[3];
+    ptq_kmeans_1d(u, wt, N, 3, 11, lv);
+    ptq_kmeans_1d(u, wt, N, 3, 11, lv2);
+    for (int c = 0; c < 3; c++) {
+        cr_assert_float_eq(lv[c], sum[c] / wsum[c], 1e-5, "cluster %d: %g vs weighted mean %g", c, lv[c], sum[c] / wsum[c]);
+        cr_assert_eq(lv[c], lv2[c], "the same seed, the same levels");
+    }
+    /* normal data, 8 levels: a fixed point of Lloyd's step, and beats NF3 in squared error */
+    float amax = 0.0f;
+    for (int i = 0; i < N; i++) u[i] = rng_normal(&r), amax = fmaxf(amax, fabsf(u[i]));
+    for (int i = 0; i < N; i++) u[i] /= amax;
+    float km[8];
+    ptq_kmeans_1d(u, NULL, N, 8, 3, km);
+    QuantSpec nf = {.bits = 3, .sym = true, .cb = QCB_NF}, kms = {.bits = 3, .sym = true, .cb = QCB_KMEANS, .lut = km};
+    int n;
+    const float *nl = quant_levels(&nf, &n);
+    double e_nf = 0.0, e_km = 0.0, ms[8] = {0}, cnt[8] = {0};
+    for (int i = 0; i < N; i++) {
+        int j = quant_level_index(km, 8, u[i]);
+        ms[j] += u[i], cnt[j] += 1;
+        e_km += pow(u[i] - km[j], 2), e_nf += pow(u[i] - nl[quant_level_index(nl, 8, u[i])], 2);
+        cr_assert_eq(quant_round(&kms, u[i], 1.0f, 0.0f), km[j], "quant_round takes the spec's table");
+    }
+    for (int j = 0; j < 8; j++) {
+        cr_assert(cnt[j] > 0, "level %d is empty", j);
+        cr_assert_float_eq(km[j], ms[j] / cnt[j], 1e-5, "level %d is not the mean of its cell", j);
+        if (j) cr_assert(km[j] > km[j - 1], "levels ascend");
+    }
+    cr_assert(e_km < 0.9 * e_nf, "k-means squared error %g, NF3's %g", e_km, e_nf);
+    free(u), free(wt);
+}
+
+static void freeze_without_kmeans(void *p) {
+    Config *c = p;
+    config_set(c, "quant.weight.bits", "3", "q.yaml");
+    config_set(c, "quant.weight.codebook", "nf", "q.yaml");
+    config_set(c, "quant.weight.freeze_table", "true", "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+Test(quant, freeze_table_needs_a_kmeans_codebook) {
+    Config c;
+    config_defaults(&c);
+    char msg[512];
+    cr_assert(capture_failure(freeze_without_kmeans, &c, msg, sizeof msg), "freeze_table accepted with nf levels");
+    cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.freeze_table"), "got: %s", msg);
+}
+
+/* QAT with kmeans tables: a frozen table is the k-means fit of the float
+ * model's weights (over their min-max scales) the run started from, to the
+ * bit; a learned one moved away from it and the run's loss fell; eval
+ * reproduces training's loss from the stored tables. */
+Test(quant, kmeans_qat_learns_or_keeps_its_tables, .init = write_corpus) {
+    Config f;
+    char *fdir = run_dir("kfloat");
+    tiny(&f, fdir, 60, "");
+    TrainOptions o = {.quiet = true};
+    train_run(&f, "float", &o);
+    float table[2][8];
+    for (int frozen = 0; frozen < 2; frozen++) {
+        Config q;
+        char *qdir = run_dir(frozen ? "kfrozen" : "klearned"), extra[2048], path[4096];
+        snprintf(extra, sizeof extra,
+                 "quant: {weight: {bits: 3, granularity: group, group_size: 16, codebook: kmeans, freeze_table: %s,\n"
+                 "                 table_lr_mult: 1}, estimator: lsq, init_from: %s/checkpoint.h5}\n",
+                 frozen ? "true" : "false", fdir);
+        tiny(&q, qdir, 40, extra);
+        config_set(&q, "train.lr", "3e-3", "test");
+        train_run(&q, "qat", &o);
+        snprintf(path, sizeof path, "%s/checkpoint.h5", qdir);
+        GPT g;
+        Config c2;
+        Vocab v;
+        model_load(path, &g, &c2, &v);
+        memcpy(table[frozen], params_find(&g.params, "blocks.0.mlp.fc.weight_table")->data, sizeof table[0]);
+        gpt_free(&g);
+        snprintf(path, sizeof path, "%s/summary.json", qdir);
+        double val = json_field(test_slurp(path, NULL), "val_loss");
+        snprintf(path, sizeof path, "%s/checkpoint.h5", qdir);
+        cr_assert_float_eq(eval_checkpoint(path, NULL).val_loss, val, 1e-5, "eval reproduces the kmeans run");
+        if (frozen) { /* the fit, again, on a model built from the float checkpoint */
+            GPT k;
+            Config fc;
+            Vocab fv;
+            model_load(run_dir("kfloat/checkpoint.h5"), &k, &fc, &fv);
+            GPT kq;
+            GPTConfig gc = k.cfg;
+            gpt_build(&kq, &gc, &q.quant, "test");
+            for (int i = 0; i < kq.params.n; i++) { /* the float tensors by name */
+                Tensor *x = kq.params.list[i], *src = params_find(&k.params, x->name);
+                if (src) memcpy(x->data, src->data, x->numel * sizeof(float));
+            }
+            gpt_quant_init_scales(&kq);
+            const float *fit = params_find(&kq.params, "blocks.0.mlp.fc.weight_table")->data;
+            for (int j = 0; j < 8; j++) cr_assert_eq(table[1][j], fit[j], "frozen level %d: %g, the fit %g", j, table[1][j], fit[j]);
+            double moved = 0.0;
+            for (int j = 0; j < 8; j++) moved = fmax(moved, fabs(table[0][j] - fit[j]));
+            cr_assert(moved > 1e-3, "the learned table did not move from its fit (%g)", moved);
+            gpt_free(&kq), gpt_free(&k);
+        }
+    }
+}

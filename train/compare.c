@@ -71,9 +71,8 @@ static void measure(const InferModel *m, const Bench *b, double float_loss, Comp
         const QMatrix *q = &m->qm[i];
         double n = (double)q->rows * q->in;
         weights += n;
-        int b = q->bits; /* a table matrix: the bits of its level count, and the table itself */
-        while (q->lut && b > 1 && (1 << (b - 1)) >= q->n_levels) b--;
-        bits += b * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float + (q->lut ? 32.0 * q->n_levels : 0.0);
+        /* a table matrix: the bits of its level count, and the table itself */
+        bits += qmatrix_code_bits(q) * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float + (q->lut ? 32.0 * q->n_levels : 0.0);
     }
     r->bits_per_weight = m->n_q ? bits / weights : 32.0;
 }

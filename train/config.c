@@ -156,10 +156,17 @@ static const Field FIELDS[] = {
       "inputs per group (32, 64, 128, ...); must divide each quantized layer's input dimension"),
     F("quant.weight.symmetric", CF_BOOL, quant.w_sym, 0, 0, 0, "true", NULL,
       "symmetric codes [-(2^(b-1)-1), 2^(b-1)-1] or asymmetric [0, 2^b-1] with a zero point"),
-    F("quant.weight.codebook", CF_ENUM, quant.w_codebook, 0, 0, 0, "none", "none|nf",
+    F("quant.weight.codebook", CF_ENUM, quant.w_codebook, 0, 0, 0, "none", "none|nf|kmeans",
       "none: the even grid; nf: each weight the nearest of 2^bits normal-float levels (QLoRA's NF4 at 4 bits, the "
-      "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); symmetric, 2..4 bits, "
-      "per channel or group; runs on the integer kernels as a table of levels"),
+      "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); kmeans: the nearest of "
+      "the layer's own 2^bits levels (one table per layer, fitted by k-means to its weights over their scales, then "
+      "learned); symmetric, 2..4 bits, per channel or group; runs on the integer kernels as a table of levels"),
+    F("quant.weight.freeze_table", CF_BOOL, quant.freeze_table, 0, 0, 0, "false", NULL,
+      "kmeans: keep each layer's table where k-means put it (the weights are still re-assigned to the nearest level "
+      "every step); false: the levels are parameters, each moved by the summed gradient of its weights"),
+    F("quant.weight.table_lr_mult", CF_FLOAT, quant.table_lr_mult, 0, 100, 1, "0.1", NULL,
+      "kmeans: learning rate of the table's levels (in units of the group scale, within [-1, 1]) relative to "
+      "train.lr"),
     F("quant.activation.bits", CF_INT, quant.a_bits, 0, 8, 0, "0", NULL,
       "bits of the input activations of quantized layers, 2..8; 0 = float activations"),
     F("quant.activation.granularity", CF_ENUM, quant.a_gran, 0, 0, 0, "token", "tensor|token",
@@ -632,6 +639,9 @@ void config_validate(const Config *c, const char *origin) {
         qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
                  "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
                  q->w_gran, qformat_of(q->format) ? ", a format" : "");
+    if (strcmp(q->w_codebook, "kmeans") && q->freeze_table)
+        qat_fail("%s: quant.weight.freeze_table: only a kmeans codebook has a table of its own (quant.weight.codebook is "
+                 "%s)", origin, q->w_codebook);
     if (!strcmp(q->scale_init, "mse") && strcmp(q->estimator, "lsq"))
         qat_fail("%s: quant.scale_init: mse sets where learned scales start: needs estimator lsq (the others take "
                  "min-max scales every step)", origin);

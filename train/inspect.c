@@ -208,9 +208,8 @@ static cJSON *describe_gguf(const char *path) {
  * qat's), or NULL for codes on the even grid. */
 static const char *table_codebook(const QMatrix *q) {
     if (!q->lut) return NULL;
-    int bits = 0, n;
-    while ((1 << bits) < q->n_levels) bits++;
-    QuantSpec s = {.bits = bits, .sym = true, .cb = QCB_NF};
+    int n;
+    QuantSpec s = {.bits = qmatrix_code_bits(q), .sym = true, .cb = QCB_NF};
     const float *lv = quant_levels(&s, &n);
     return lv && n == q->n_levels && !memcmp(lv, q->lut, (size_t)n * sizeof(float)) ? "nf" : "levels";
 }
@@ -235,8 +234,7 @@ static cJSON *describe_exported(const char *path) {
         int64_t sh[2] = {q->rows, q->in};
         char ty[16];
         const char *cb = table_codebook(q);
-        int bits = q->bits;
-        while (q->lut && (1 << (bits - 1)) >= q->n_levels) bits--;
+        int bits = qmatrix_code_bits(q);
         snprintf(ty, sizeof ty, "%s%d", cb ? cb : "int", bits);
         cJSON *e = add_tensor(ts, m.qnames[i], 2, sh, ty, qmatrix_bytes(q) + (size_t)q->rows * q->n_float * 4);
         add_quant(e, bits, q->group >= q->cols, q->group, q->offsets == NULL, NULL, NAN, cb);

@@ -65,7 +65,9 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (o->act_format[0] && strcmp(o->act_format, "q8_0"))
         qat_fail("%s: act-format: expected q8_0 (llama.cpp's activation blocks) or none, got '%s'", origin, o->act_format);
     if (o->act_format[0] && !o->format[0]) qat_fail("%s: act-format: simulates llama.cpp's products; it needs --format", origin);
-    if ((int)quant_codebook_of(o->codebook) < 0) qat_fail("%s: codebook: expected none or nf, got '%s'", origin, o->codebook);
+    if ((int)quant_codebook_of(o->codebook) < 0) qat_fail("%s: codebook: expected none, nf or kmeans, got '%s'", origin, o->codebook);
+    if (o->table_unweighted && strcmp(o->codebook, "kmeans"))
+        qat_fail("%s: table-unweighted: only a kmeans codebook fits a table (--codebook is %s)", origin, o->codebook);
     if (strcmp(o->codebook, "none") && (o->bits > 4 || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
                                         o->budget > 0.0f))
         qat_fail("%s: codebook: %s takes 2..4 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
@@ -86,7 +88,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
 
 bool ptq_option_is_flag(const char *a) {
     return !strcmp(a, "--sym") || !strcmp(a, "--asym") || !strcmp(a, "--act-order") || !strcmp(a, "--no-clip") ||
-           !strcmp(a, "--json");
+           !strcmp(a, "--json") || !strcmp(a, "--table-unweighted");
 }
 
 void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin) {
@@ -124,6 +126,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--act-order")) o->act_order = true;
         else if (!strcmp(a, "--awq-grid")) o->awq_grid = (int)util_parse_long(opt, v, 0, 1000);
         else if (!strcmp(a, "--no-clip")) o->clip = false;
+        else if (!strcmp(a, "--table-unweighted")) o->table_unweighted = true;
         else if (!strcmp(a, "--alpha")) o->alpha = !strcmp(v, "auto") ? -1.0f : util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--threshold")) o->threshold = util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--budget")) o->budget = util_parse_float(opt, v, 0.0f);
@@ -338,8 +341,28 @@ typedef struct BlockLayers {
     float *s_in[4]; /* input scales folded into the previous op, or NULL */
 } BlockLayers;
 
+/* kmeans: the layer's table fitted to its weights as they are now, over
+ * their min-max scales, each weight counted by its column's diagonal of H
+ * (H NULL or --table-unweighted: all alike). */
+static void fit_table_over(QLayer *q, const Linear *l, const float *H, const PtqOptions *o, const float *scales) {
+    if (!q->w_table) return;
+    int rows = l->w->shape[0], cols = l->w->shape[1];
+    size_t ns = quant_n_scales(&q->w, rows, cols);
+    float *sc = xmalloc(ns * sizeof(float)), *wt = H && !o->table_unweighted ? xmalloc((size_t)cols * sizeof(float)) : NULL;
+    if (scales) memcpy(sc, scales, ns * sizeof(float));
+    else quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+    for (int c = 0; wt && c < cols; c++) wt[c] = H[(size_t)c * cols + c];
+    uint64_t seed = o->seed;
+    for (const char *p = q->name; *p; p++) seed = seed * 131 + (unsigned char)*p; /* each layer its own draw */
+    ptq_kmeans_table(&q->w, l->w->data, rows, cols, sc, wt, seed, q->w_table->data);
+    qlayer_sync_table(q);
+    free(sc), free(wt);
+}
+static void fit_table(QLayer *q, const Linear *l, const float *H, const PtqOptions *o) { fit_table_over(q, l, H, o, NULL); }
+
 static void gptq_layer(QLayer *q, Linear *l, const PtqOptions *o, const float *H, PtqLayerReport *rep) {
     int rows = l->w->shape[0], cols = l->w->shape[1];
+    fit_table(q, l, H, o);
     size_t n = (size_t)rows * cols;
     float *w0 = xmalloc(n * sizeof(float));
     memcpy(w0, l->w->data, n * sizeof(float));
@@ -356,6 +379,8 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
     int C = g->cfg.n_embd;
     Block *blk = &g->blocks[b];
     bool awq = !strcmp(o->method, "awq"), smooth = !strcmp(o->method, "smoothquant");
+    for (int k = 0; k < 4; k++)
+        if (bl->q[k]) fit_table(bl->q[k], bl->l[k], bl->H[k], o);
     for (int k = 0; k < 4; k++)
         if (bl->q[k]) rep[k]->err_rtn = rtn_error(bl->q[k], bl->l[k]->w->data, bl->l[k]->w->shape[0], bl->l[k]->w->shape[1], bl->H[k]);
     if (awq || smooth) {
@@ -382,6 +407,7 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
             ptq_scale_cols(l->w->data, rows, cols, s);
             ptq_hessian_unscale(bl->H[k], cols, s);
             fold_input_scales(blk, k, s, C);
+            fit_table(q, l, bl->H[k], o); /* the table of the scaled weights */
         }
     }
     for (int k = 0; k < 4; k++) {
@@ -398,6 +424,10 @@ static void block_method(GPT *g, int b, BlockLayers *bl, const PtqOptions *o, Pt
             free(wm);
         } else if (awq && o->clip) {
             ptq_clip_search(&q->w, l->w->data, rows, cols, bl->H[k], q->w_scale->data, zp_of(q));
+            if (q->w_table) { /* the table refitted over the clipped ranges, then the ranges searched again */
+                fit_table_over(q, l, bl->H[k], o, q->w_scale->data);
+                ptq_clip_search(&q->w, l->w->data, rows, cols, bl->H[k], q->w_scale->data, zp_of(q));
+            }
         } else {
             ptq_rtn(&q->w, l->w->data, rows, cols, q->w_scale->data, zp_of(q), NULL);
         }
@@ -504,6 +534,7 @@ void ptq_model(GPT *g, const PtqOptions *o, const int32_t *calib, int n_seq, int
     progress_end(&pr);
     if (g->head.q) { /* rtn (checked above): scales from the weights alone */
         QLayer *q = g->head.q;
+        fit_table(q, &g->head, NULL, o);
         ptq_rtn(&q->w, g->head.w->data, g->head.w->shape[0], C, q->w_scale->data, zp_of(q), NULL);
         if (q->a_scale) {
             PtqStats st;

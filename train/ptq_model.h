@@ -22,7 +22,8 @@ typedef struct PtqOptions {
     bool sym;
     char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1, iq4_nl): then bits, group and sym follow from it */
     char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
-    char codebook[8];   /* none | nf: non-uniform levels (quant.weight.codebook) */
+    char codebook[8];   /* none | nf | kmeans: non-uniform levels (quant.weight.codebook) */
+    bool table_unweighted; /* kmeans: every weight counts the same in the fit (else by the calibration Hessian's diagonal) */
     char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
     int calib_batches; /* windows of train.batch_size x block_size from the training split */
     char calib_data[1024]; /* "" = the checkpoint's data.path; a text file; or "teacher": samples of the model itself */
