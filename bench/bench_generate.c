@@ -1,6 +1,8 @@
 /* bench_generate.c: generation speed of qat's inference engine on a GPT of
  * about 20M parameters with random weights: fp32 (sgemv), int8 per-channel
- * and int4 g32 weights (the integer kernels), same prompt, greedy, KV cache.
+ * and int4 g32 weights (the integer kernels), and the table matrices of the
+ * same size (nf4 and kmeans4 g32, iq4_nl: 4-bit indices looked up among 16
+ * levels), same prompt, greedy, KV cache.
  *
  *   bench_generate [--layers 6 --heads 8 --embd 512 --block 256 --vocab 256]
  *                  [--prompt 16] [--tokens 128] [--repeats 5]
@@ -50,19 +52,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_generate: need 1 <= prompt, tokens; prompt + tokens <= block; repeats 1..64\n");
         return 2;
     }
-    static const char *modes[] = {"fp32", "int8", "int4"};
-    static const char *quant[] = {"", "quant: {weight: {bits: 8, granularity: channel}}\n",
-                                  "quant: {weight: {bits: 4, granularity: group, group_size: 32}}\n"};
+    enum { NM = 6 };
+    static const char *modes[NM] = {"fp32", "int8", "int4", "nf4", "kmeans4", "iq4_nl"};
+    static const char *quant[NM] = {"", "quant: {weight: {bits: 8, granularity: channel}}\n",
+                                    "quant: {weight: {bits: 4, granularity: group, group_size: 32}}\n",
+                                    "quant: {weight: {bits: 4, granularity: group, group_size: 32, codebook: nf}}\n",
+                                    "quant: {weight: {bits: 4, granularity: group, group_size: 32, codebook: kmeans}}\n",
+                                    "quant: {weight: {bits: 4}, format: iq4_nl}\n"};
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T};
     Vocab vocab;
     vocab_build_byte(&vocab);
     vocab.size = V;
-    double med[3] = {0}, pre[3] = {0};
+    double med[NM] = {0}, pre[NM] = {0};
     long params = 0;
     printf("qat generation: %d layers, %d heads, width %d, vocab %d, prompt %d, %d new tokens, %d threads, kernels %s\n", L,
            H, C, V, P, N, omp_get_max_threads(), kernel_path_name(kernel_path()));
-    printf("%-5s %12s %10s %10s %10s %12s\n", "mode", "weights MiB", "tok/s", "min", "max", "prefill ms");
-    for (int k = 0; k < 3; k++) {
+    printf("%-7s %12s %10s %10s %10s %12s\n", "mode", "weights MiB", "tok/s", "min", "max", "prefill ms");
+    for (int k = 0; k < NM; k++) {
         Config cfg;
         config_defaults(&cfg);
         if (*quant[k]) config_load_string(&cfg, quant[k], "bench");
@@ -71,6 +77,7 @@ int main(int argc, char **argv) {
         Rng rng;
         rng_seed(&rng, 1);
         gpt_init_weights(&g, &rng);
+        gpt_quant_init_scales(&g); /* kmeans: the tables fitted to these weights */
         params = 0;
         for (int i = 0; i < g.params.n; i++)
             if (!g.params.list[i]->quant_state) params += (long)g.params.list[i]->numel;
@@ -99,16 +106,18 @@ int main(int argc, char **argv) {
         qsort(tps, (size_t)R, sizeof(double), cmp_double);
         qsort(pms, (size_t)R, sizeof(double), cmp_double);
         med[k] = tps[R / 2], pre[k] = pms[R / 2];
-        printf("%-5s %12.1f %10.1f %10.1f %10.1f %12.1f\n", modes[k], mib, med[k], tps[0], tps[R - 1], pre[k]);
+        printf("%-7s %12.1f %10.1f %10.1f %10.1f %12.1f\n", modes[k], mib, med[k], tps[0], tps[R - 1], pre[k]);
         fflush(stdout);
         free(tok);
         infer_state_free(&s);
         infer_free(&m);
     }
-    printf("int8 / fp32 = %.2fx, int4 / fp32 = %.2fx\n", med[1] / med[0], med[2] / med[0]);
-    printf("{\"bench\":\"qat_generate\",\"threads\":%d,\"kernels\":\"%s\",\"params\":%ld,\"results\":{"
-           "\"fp32\":{\"tok_s\":%.2f,\"prefill_ms\":%.2f},\"int8\":{\"tok_s\":%.2f,\"prefill_ms\":%.2f},"
-           "\"int4\":{\"tok_s\":%.2f,\"prefill_ms\":%.2f}}}\n",
-           omp_get_max_threads(), kernel_path_name(kernel_path()), params, med[0], pre[0], med[1], pre[1], med[2], pre[2]);
+    printf("int8 / fp32 = %.2fx, int4 / fp32 = %.2fx; tables / int4: nf4 %.2fx, kmeans4 %.2fx, iq4_nl %.2fx\n",
+           med[1] / med[0], med[2] / med[0], med[3] / med[2], med[4] / med[2], med[5] / med[2]);
+    printf("{\"bench\":\"qat_generate\",\"threads\":%d,\"kernels\":\"%s\",\"params\":%ld,\"results\":{",
+           omp_get_max_threads(), kernel_path_name(kernel_path()), params);
+    for (int k = 0; k < NM; k++)
+        printf("%s\"%s\":{\"tok_s\":%.2f,\"prefill_ms\":%.2f}", k ? "," : "", modes[k], med[k], pre[k]);
+    printf("}}\n");
     return 0;
 }

@@ -149,7 +149,8 @@ void infer_load(InferModel *m, const char *path) {
         if (strcmp(gran, group == cols ? "channel" : "group"))
             qat_fail("%s: %s has granularity \"%s\", its group size %d of %d columns means \"%s\"", path, name, gran, group,
                      cols, group == cols ? "channel" : "group");
-        const char *want = q->w.cb ? "levels" : "symmetric";
+        bool table = q->w.cb || q->w.fmt == QF_IQ4_NL;
+        const char *want = table ? "levels" : "symmetric";
         if (strcmp(scheme, want))
             qat_fail("%s: %s has scheme \"%s\"; its config (quant.weight.codebook %s) means \"%s\"", path, name, scheme,
                      quant_codebook_name(q->w.cb), want);
@@ -176,8 +177,8 @@ void infer_load(InferModel *m, const char *path) {
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
         int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [-qmax, qmax] */
         int nl = 0;
-        const float *lv = quant_levels(&q->w, &nl);
-        if (lv) { /* level indices, then the levels, which must be the config's codebook's */
+        const float *lv = q->w.fmt == QF_IQ4_NL ? (nl = 16, IQ4NL_LEVELS_F) : quant_levels(&q->w, &nl);
+        if (lv) { /* level indices, then the levels, which must be the config's codebook's (or iq4_nl's) */
             o->q4 = xmalloc((size_t)rows * cols / 2);
             h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
             uint8_t *idx = xmalloc((size_t)rows * o->in);
@@ -201,7 +202,7 @@ void infer_load(InferModel *m, const char *path) {
             for (int k = 0; k < nl; k++)
                 if (file_lv[k] != lv[k])
                     qat_fail("%s: %s[%d] is %g, the %s%d codebook's level is %g", path, name, k, file_lv[k],
-                             quant_codebook_name(q->w.cb), q->w.bits, lv[k]);
+                             q->w.fmt ? "iq4_nl" : quant_codebook_name(q->w.cb), q->w.fmt ? 4 : q->w.bits, lv[k]);
             snprintf(name, sizeof name, "quant/%s/scales", q->name);
             float *sc = xmalloc((size_t)rows * (cols / group) * sizeof(float));
             h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, sc);

@@ -196,6 +196,7 @@ void qlayer_sync_table(QLayer *q) {
     for (int j = 0; j < n; j++) { /* 16 values at most: insertion */
         float v = q->w_table->data[j];
         if (!isfinite(v)) qat_fail("%s.weight_table: level %d is %g", q->name, j, v);
+        v = quant_table_level(v);
         int at = j;
         while (at > 0 && q->lut[at - 1] > v) q->lut[at] = q->lut[at - 1], at--;
         q->lut[at] = v;

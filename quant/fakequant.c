@@ -148,6 +148,7 @@ static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator e
         for (int j = 0; j < nt; j++) {
             float v = table->data[j];
             if (!isfinite(v)) qat_fail("fake_quant: level %d of the table is %g", j, v);
+            v = quant_table_level(v); /* straight through: the gradient reaches the entry as it is */
             int at = j;
             while (at > 0 && st->lut[at - 1] > v) st->lut[at] = st->lut[at - 1], st->perm[at] = st->perm[at - 1], at--;
             st->lut[at] = v, st->perm[at] = j;

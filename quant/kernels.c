@@ -205,9 +205,16 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
             if (v >= n_levels) qat_fail("qmatrix: level index %d at [%d,%d] is outside 0..%d", v, r, c, n_levels - 1);
             m->q4[((size_t)r * cols + c) / 2] |= (uint8_t)(c % 2 ? v << 4 : v);
         }
-    bool integer = true;
-    for (int i = 0; i < 16; i++) integer = integer && m->lut[i] == rintf(m->lut[i]) && fabsf(m->lut[i]) <= 127.0f;
-    if (!integer || group % 8 || !kernel_supported(KERN_AVX512)) return;
+    /* integer levels (iq4_nl) as they are; levels on the grid of 1/127
+     * (kmeans tables) as integers, the 1/127 moved into the panel scales */
+    bool integer = true, grid = true;
+    for (int i = 0; i < 16; i++) {
+        integer = integer && m->lut[i] == rintf(m->lut[i]) && fabsf(m->lut[i]) <= 127.0f;
+        grid = grid && fabsf(m->lut[i]) <= 1.0f && rintf(m->lut[i] * 127.0f) / 127.0f == m->lut[i];
+    }
+    if ((!integer && !grid) || group % 8 || !kernel_supported(KERN_AVX512)) return;
+    float pmul = integer ? 1.0f : 1.0f / 127.0f;
+    for (int i = 0; i < 16; i++) m->plevels[i] = (int8_t)rintf(integer ? m->lut[i] : m->lut[i] * 127.0f);
     /* the table panels, for integer dot products against the activations' digits */
     int K = cols, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;
     m->pl = xcalloc((size_t)P * L2 * 64, 1);
@@ -219,9 +226,9 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
             uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
             int l = c / 4;
             m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
-            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += (int32_t)m->lut[v];
+            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += m->plevels[v];
         }
-        for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
+        for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g] * pmul;
     }
 }
 

@@ -63,13 +63,16 @@ typedef struct QMatrix {
     float *lut;
     int n_levels; /* of lut: 2^bits of the layer's codebook (the table is padded to 16 with zeros) */
     /* table panels for the AVX-512 path (qmatrix_from_lut builds them when
-     * the levels are integers in -127..127 and groups a multiple of 8
-     * columns): the W8A8 panels' layout with each pair of 64-byte lines
+     * the levels are integers in -127..127, or multiples of 1/127 in [-1, 1]
+     * as kmeans tables are, and groups a multiple of 8 columns): plevels
+     * holds those integers (the levels x 127 for the second kind, whose
+     * pscales are then the scales / 127); the W8A8 panels' layout with each pair of 64-byte lines
      * 2l, 2l + 1 folded into one, byte b holding line 2l's index for byte b
      * in its low nibble and line 2l + 1's in its high; pscales and psums
      * (the sum of a row's levels over the group) as for the W8A8 panels.
      * vpshufb turns a line back into int8 levels. */
     uint8_t *pl;
+    int8_t plevels[16];
     /* W8A8 activations: with act_static, act_scale is one static
      * (calibrated) symmetric scale for every token; otherwise each token gets
      * its own dynamic scale */

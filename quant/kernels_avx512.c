@@ -337,9 +337,7 @@ INLINE_AVX512 void lut_panels(const QMatrix *w, const KAct *x, int p, const int 
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L2 = K / 8;
     const int8_t *u2 = x->nat + 3 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
     const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    int8_t levels[16];
-    for (int i = 0; i < 16; i++) levels[i] = (int8_t)w->lut[i];
-    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)levels)), low = _mm512_set1_epi8(15);
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels)), low = _mm512_set1_epi8(15);
     const uint8_t *lp[2];
     __m512 f[2];
     for (int i = 0; i < NP; i++) lp[i] = w->pl + (size_t)(p + i) * L2 * 64, f[i] = _mm512_setzero_ps();

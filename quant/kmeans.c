@@ -104,15 +104,18 @@ void ptq_kmeans_1d(const float *u, const float *wt, size_t n, int k, uint64_t se
 void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *col_wt,
                       uint64_t seed, float *levels) {
     size_t n = (size_t)rows * cols, m = 0;
-    float *u = xmalloc(n * sizeof(float)), *wt = col_wt ? xmalloc(n * sizeof(float)) : NULL;
+    float *u = xmalloc(n * sizeof(float)), *wt = xmalloc(n * sizeof(float));
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             float sc = scale[quant_scale_index(s, cols, r, c)];
             if (!(sc > 0.0f)) continue; /* an all-zero group dequantizes to 0 at any level */
             u[m] = w[(size_t)r * cols + c] * (1.0f / sc);
-            if (wt) wt[m] = col_wt[c];
+            /* a level's error costs scale^2 in the weight itself (times diag H in the output) */
+            wt[m] = sc * sc * (col_wt ? col_wt[c] : 1.0f);
             m++;
         }
-    ptq_kmeans_1d(u, wt, m, 1 << s->bits, seed, levels);
+    int k = 1 << s->bits;
+    ptq_kmeans_1d(u, wt, m, k, seed, levels);
+    for (int j = 0; j < k; j++) levels[j] = quant_table_level(levels[j]); /* as the table is used */
     free(u), free(wt);
 }

@@ -81,9 +81,11 @@ void ptq_mse_scales(const QuantSpec *s, const float *w, int rows, int cols, floa
 void ptq_kmeans_1d(const float *u, const float *wt, size_t n, int k, uint64_t seed, float *levels);
 /* The 2^bits-level table of a kmeans spec for w [rows, cols]: k-means of
  * the weights in units of their scales (u = w x 1/scale, as quant_round
- * divides), each weighted by col_wt of its column (NULL: 1; PTQ passes the
+ * divides), each weighted by its scale squared (so the fit minimises the
+ * weights' own squared error) times col_wt of its column (NULL: 1; PTQ passes the
  * diagonal of the calibration Hessian, the output error one weight's change
- * causes, as SqueezeLLM weights by sensitivity). */
+ * causes, as SqueezeLLM weights by sensitivity), each level put on the grid
+ * of quant_table_level. */
 void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *col_wt,
                       uint64_t seed, float *levels);
 

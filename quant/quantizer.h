@@ -35,7 +35,9 @@
  * QCB_KMEANS: the levels are the layer's own table (lut, sorted ascending,
  * in units of the group's scale), fitted by k-means (quant/ptq.h) to its
  * weights and learned in QAT; the spec points at it, so every path that
- * takes a spec sees the same table. */
+ * takes a spec sees the same table. Its levels are used on the grid of
+ * 1/127 in [-1, 1] (quant_table_level), so the kernels take them as int8
+ * levels x 127, as iq4_nl's, at a cost of at most 1/254 of a scale. */
 #ifndef QAT_QUANTIZER_H
 #define QAT_QUANTIZER_H
 
@@ -78,6 +80,12 @@ static inline int quant_qmax(const QuantSpec *s) {
 const float *quant_levels(const QuantSpec *s, int *n);
 const char *quant_codebook_name(QCodebook cb);
 QCodebook quant_codebook_of(const char *name); /* -1 cast to QCodebook when unknown */
+/* A kmeans table entry as a level: clamped to [-1, 1], on the grid of 1/127. */
+static inline float quant_table_level(float t) {
+    t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
+    return __builtin_rintf(t * 127.0f) / 127.0f;
+}
+
 /* Groups per row, the last one partial when group does not divide cols. */
 static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * quant_groups. */

@@ -126,3 +126,7 @@ Test(agreement, kmeans3_g16_lsq) {
 Test(agreement, kmeans4_per_channel_frozen) {
     check_scheme_within("km4ch", "weight: {bits: 4, granularity: channel, codebook: kmeans, freeze_table: true}, estimator: ste", 1e-4f);
 }
+/* iq4_nl in qat's own file: its 16 int8 levels as a table, d per block of 32 */
+Test(agreement, iq4_nl_lsq) {
+    check_scheme_within("iq4nl", "format: iq4_nl, estimator: lsq", 1e-4f);
+}

@@ -421,10 +421,11 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     enum { N = 37, K = 160, MT = 1700 };
     Rng r;
     rng_seed(&r, 19);
-    float lut[16], iq[16], sc[N * K / 10], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
+    float lut[16], iq[16], km[16], sc[N * K / 10], *x = malloc(sizeof(float) * MT * K), *y = malloc(sizeof(float) * MT * N);
     float yt[N], xsplit[K];
     uint8_t idx[N * K];
     for (int i = 0; i < 16; i++) lut[i] = -1.0f + 0.13f * (float)i + 0.01f * rng_normal(&r), iq[i] = IQ4NL_LEVELS[i];
+    for (int i = 0; i < 16; i++) km[i] = quant_table_level(lut[i]); /* a kmeans table: multiples of 1/127 */
     for (int i = 0; i < N * K; i++) idx[i] = (uint8_t)rng_below(&r, 16);
     idx[0] = 0, idx[1] = 15;
     for (int i = 0; i < N * K / 10; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r); /* enough for groups of 10 */
@@ -456,11 +457,14 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     char *scratch = malloc(4 * sb);
     QMatrix q;
     int Ms[] = {1, 5, 20, MT};
-    for (int table = 0; table < 2; table++) { /* float levels (row primitives), iq4_nl's (AVX-512: table panels) */
-        const float *tl = table ? iq : lut;
+    /* float levels (row primitives); iq4_nl's and a kmeans table's on the
+     * 1/127 grid (AVX-512: table panels, the latter as levels x 127) */
+    for (int table = 0; table < 3; table++) {
+        const float *tl = table == 2 ? km : table ? iq : lut;
         qmatrix_from_lut(&q, idx, N, K, 32, sc, tl, 16);
         cr_assert(!q.p4, "a table matrix has no int4 panels");
-        cr_assert(table && kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL, "table panels for integer levels only");
+        cr_assert(table && kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL,
+                  "table panels for integer or 1/127-grid levels only");
         for (size_t p = 0; p < 3; p++) {
             if (!kernel_supported(PATHS[p])) continue;
             KernelPath old = kernel_force(PATHS[p]);
@@ -485,7 +489,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
                 cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
             kernel_force(old);
         }
-        if (table && q.pl) { /* the table panels' integer sums are the int8 panels' on the levels as codes: equal results */
+        if (table == 1 && q.pl) { /* the table panels' integer sums are the int8 panels' on the levels as codes: equal results */
             int8_t *codes = malloc((size_t)N * K);
             for (int i = 0; i < N * K; i++) codes[i] = IQ4NL_LEVELS[idx[i]];
             QMatrix q8;

@@ -95,7 +95,9 @@ Test(ptq_alg, gptq_beats_rtn_on_correlated_inputs) {
     free(x), free(w), free(H);
 }
 
-/* kmeans tables on heavy-tailed (Laplace) weights: the fitted table loses
+/* kmeans tables on heavy-tailed (Laplace) weights in the first half of the
+ * columns and uniform ones in the second, whose inputs (so diag H) are the
+ * larger: the fitted table loses
  * less squared weight error than NF3's levels under the same scales, and
  * fitted with each column counted by diag(H) it loses less of the
  * diagonal-weighted error (the part of the output error each weight causes
@@ -107,7 +109,7 @@ Test(ptq_alg, kmeans_tables_fit_what_they_weigh) {
     float *w = xmalloc((size_t)rows * cols * sizeof(float));
     for (int i = 0; i < rows * cols; i++) {
         float u = rng_uniform(&r) - 0.5f;
-        w[i] = -0.03f * copysignf(logf(1.0f - 2.0f * fabsf(u) + 1e-7f), u);
+        w[i] = i % cols < cols / 2 ? -0.03f * copysignf(logf(1.0f - 2.0f * fabsf(u) + 1e-7f), u) : 0.1f * u;
     }
     float *x = correlated_inputs(n, cols, 4), *H = xmalloc((size_t)cols * cols * sizeof(float)), dg[128];
     PtqStats st;
@@ -134,7 +136,7 @@ Test(ptq_alg, kmeans_tables_fit_what_they_weigh) {
         }
     }
     cr_assert(err[1][0] < 0.9 * err[0][0], "kmeans squared error %g vs NF3 %g", err[1][0], err[0][0]);
-    cr_assert(err[2][1] < err[1][1], "weighted fit %g vs unweighted %g in diag(H)-weighted error", err[2][1], err[1][1]);
+    cr_assert(err[2][1] < 0.99 * err[1][1], "weighted fit %g vs unweighted %g in diag(H)-weighted error", err[2][1], err[1][1]);
     ptq_stats_free(&st);
     free(w), free(x), free(H), free(sc), free(wq);
 }

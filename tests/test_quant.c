@@ -614,7 +614,8 @@ Test(quant, codebook_contradictions_are_refused) {
  * small move of a level changes no assignment); a frozen table gets none and
  * equals plain nearest-level fake quantization. */
 Test(quant, kmeans_table_gradient_against_finite_differences) {
-    const float table0[8] = {0.31f, -0.9f, 0.05f, 0.62f, -0.45f, 1.0f, -0.18f, -0.02f}; /* unsorted on purpose */
+    /* unsorted on purpose, and on the 1/127 grid, so the levels are used as they are */
+    const float table0[8] = {39 / 127.0f, -114 / 127.0f, 6 / 127.0f, 79 / 127.0f, -57 / 127.0f, 1.0f, -23 / 127.0f, -3 / 127.0f};
     enum { R = 3, C = 16, N = R * C };
     float x[N], g[N], sc0[R * 2] = {0.5f, 0.8f, 1.3f, 0.25f, 0.9f, 0.6f};
     QuantSpec s = {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 8, .cb = QCB_KMEANS};

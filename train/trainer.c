@@ -120,8 +120,11 @@ ExportReport export_checkpoint(const char *ckpt, const char *out) {
     ckpt_load_meta(ckpt, &cfg, NULL, &step);
     if (g.n_q == 0)
         qat_fail("%s: a float checkpoint (no quantized layers): export takes a QAT or PTQ checkpoint", ckpt);
-    for (int i = 0; i < g.n_q; i++) /* qat's files hold its own symmetric grids (int4: -7..7, no offsets, no levels) */
-        if ((g.qlayers[i].w.fmt && g.qlayers[i].w.fmt != QF_Q8_0) || g.qlayers[i].a_blocks)
+    /* qat's files hold its own symmetric grids (int4: -7..7, no offsets) and
+     * tables of levels (codebooks, iq4_nl's 16 int8 levels), not q4_0/q4_1's
+     * offset codes or llama.cpp's activation blocks */
+    for (int i = 0; i < g.n_q; i++)
+        if ((g.qlayers[i].w.fmt && g.qlayers[i].w.fmt != QF_Q8_0 && g.qlayers[i].w.fmt != QF_IQ4_NL) || g.qlayers[i].a_blocks)
             qat_fail("%s: %s is in llama.cpp's %s blocks%s: export it with qat export --format gguf", ckpt,
                      g.qlayers[i].name, qformat_name(g.qlayers[i].w.fmt),
                      g.qlayers[i].a_blocks ? " with q8_0 activations" : "");
