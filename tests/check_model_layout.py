@@ -86,8 +86,10 @@ def main():
                 assert np.array_equal(sc, scales), name
             else:
                 assert np.array_equal(sc.astype(np.float32), scales), name
-            # iq4_nl: ggml's d may be negative (its search tries both signs)
-            inv = np.where(scales != 0, np.float32(1) / np.where(scales != 0, scales, 1), np.float32(0)).astype(np.float32)
+            # qat's quantizer takes a scale <= 0 as 0 (all codes 0); iq4_nl's
+            # (integer levels) d may be negative: ggml's search tries both signs
+            usable = scales != 0 if lv is not None and lv.max() > 1 else scales > 0
+            inv = np.where(usable, np.float32(1) / np.where(usable, scales, 1), np.float32(0)).astype(np.float32)
             u = (w.reshape(rows, cols // gs, gs) * inv[:, :, None]).reshape(rows, cols).astype(np.float32)
             if lv is not None:  # the nearest level, ties to the upper one
                 hi = np.clip(np.searchsorted(lv, u, side="right"), 1, len(lv) - 1)

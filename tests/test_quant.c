@@ -347,7 +347,7 @@ Test(quant, bad_quant_configs) {
     /* a starting scale only means something when scales are learned */
     expect_bad("quant.scale_init", "mse", "quant.scale_init", "lsq");
     expect_bad("quant.format", "iq4_xs", "quant.format", "iq4_nl");
-    expect_bad("quant.weight.codebook", "kmeans", "quant.weight.codebook", "none|nf");
+    expect_bad("quant.weight.codebook", "lloyd", "quant.weight.codebook", "none|nf|kmeans");
 }
 
 static void bad_group(void *p) {
