@@ -193,6 +193,11 @@ Test(rel, outputs_that_are_not_regular_files_are_refused) {
     expect_exit2(args, "out.dir: exists and is not a regular file", NULL);
     snprintf(args, sizeof args, "ptq %s --method rtn -o %s", path_in(path_in(g_dir, "qat-base"), "checkpoint.h5"), fifo);
     expect_exit2(args, "out.fifo: exists and is not a regular file", NULL);
+    /* into a directory that does not exist: named, before any work */
+    snprintf(args, sizeof args, "export %s -o %s/no-such-dir/model.h5", ck, g_dir);
+    expect_exit2(args, "no-such-dir does not exist", "create it first");
+    snprintf(args, sizeof args, "export %s --format gguf -o %s/no-such-dir/model.gguf", ck, g_dir);
+    expect_exit2(args, "no-such-dir does not exist", NULL);
     struct stat st;
     cr_assert(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "the FIFO was replaced");
     cr_assert(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "the directory was replaced");

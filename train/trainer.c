@@ -108,6 +108,7 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
 static void check_export(const char *ckpt, const char *out) {
     if (infer_is_model_file(ckpt)) qat_fail("%s: already an exported model; export takes a training checkpoint", ckpt);
     if (util_same_file(ckpt, out)) qat_fail("%s: -o names the checkpoint itself; choose another file", out);
+    util_check_output(out);
 }
 
 ExportReport export_checkpoint(const char *ckpt, const char *out) {

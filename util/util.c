@@ -145,6 +145,15 @@ void util_check_output(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
         qat_fail("%s: exists and is not a regular file; refusing to replace it", path);
+    /* the file goes through PATH.tmp in the same directory: name a missing one up front */
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return;
+    char dir[4096];
+    size_t n = (size_t)(slash - path) < sizeof dir - 1 ? (size_t)(slash - path) : sizeof dir - 1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        qat_fail("%s: the directory %s does not exist (create it first)", path, dir);
 }
 
 char *xread_file(const char *path, size_t *len) {

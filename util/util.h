@@ -41,8 +41,9 @@ uint32_t util_file_crc32(const char *path);
 /* True when a and b name the same existing file (device and inode). */
 bool util_same_file(const char *a, const char *b);
 void util_require_regular(const char *path);
-/* Fails when path exists and is not a regular file: outputs never replace
- * devices or directories by rename (a symlink counts as its target). */
+/* Fails when path exists and is not a regular file (outputs never replace
+ * devices or directories by rename; a symlink counts as its target), or
+ * when its directory does not exist. */
 void util_check_output(const char *path);
 /* Reads a whole regular file; *len gets its size. The buffer is NUL-terminated. */
 char *xread_file(const char *path, size_t *len);
