@@ -192,15 +192,9 @@ void gpt_quant_init_scales(GPT *g) {
 
 void qlayer_sync_table(QLayer *q) {
     if (!q->w_table) return;
-    int n = (int)q->w_table->numel;
-    for (int j = 0; j < n; j++) { /* 16 values at most: insertion */
-        float v = q->w_table->data[j];
-        if (!isfinite(v)) qat_fail("%s.weight_table: level %d is %g", q->name, j, v);
-        v = quant_table_level(v);
-        int at = j;
-        while (at > 0 && q->lut[at - 1] > v) q->lut[at] = q->lut[at - 1], at--;
-        q->lut[at] = v;
-    }
+    char what[96];
+    snprintf(what, sizeof what, "%s.weight_table", q->name);
+    quant_table_sort(q->w_table->data, (int)q->w_table->numel, q->lut, NULL, what);
 }
 
 void gpt_quant_sync_tables(GPT *g) {
@@ -277,7 +271,7 @@ bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
 
 void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     const Linear *l = gpt_qlayer_linear(g, q);
-    gpt_quant_sync_tables(g);
+    qlayer_sync_table(&g->qlayers[q - g->qlayers]); /* this layer's lut, as its table is now */
     int rows = l->w->shape[0], cols = l->w->shape[1];
     char why[256];
     if (!qlayer_exportable(q, why, sizeof why)) qat_fail("%s: %s", q->name, why);

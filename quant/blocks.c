@@ -51,6 +51,7 @@ float fp16_to_f32(uint16_t h) {
 }
 
 const int8_t IQ4NL_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+/* the same levels as floats, for the table search (quant_level_index) */
 const float IQ4NL_LEVELS_F[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 static const char *const NAMES[] = {NULL, "q8_0", "q4_0", "q4_1", "iq4_nl"};

@@ -145,14 +145,8 @@ static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator e
         if (spec->cb != QCB_KMEANS || spec->bits < 2 || spec->bits > 4 || table->numel != (size_t)nt)
             qat_fail("fake_quant: a table of %zu levels for a %s%d spec (takes a kmeans spec of 2..4 bits, 2^bits levels)",
                      table->numel, quant_codebook_name(spec->cb), spec->bits);
-        for (int j = 0; j < nt; j++) {
-            float v = table->data[j];
-            if (!isfinite(v)) qat_fail("fake_quant: level %d of the table is %g", j, v);
-            v = quant_table_level(v); /* straight through: the gradient reaches the entry as it is */
-            int at = j;
-            while (at > 0 && st->lut[at - 1] > v) st->lut[at] = st->lut[at - 1], st->perm[at] = st->perm[at - 1], at--;
-            st->lut[at] = v, st->perm[at] = j;
-        }
+        /* on the grid of 1/127; straight through: the gradient reaches the entry as it is */
+        quant_table_sort(table->data, nt, st->lut, st->perm, "fake_quant");
         st->s.lut = st->lut;
     }
     int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);

@@ -34,6 +34,21 @@ QCodebook quant_codebook_of(const char *name) {
                                      : (QCodebook)-1;
 }
 
+void quant_table_sort(const float *table, int n, float *lut, int *perm, const char *what) {
+    for (int j = 0; j < n; j++) { /* 16 entries at most: insertion */
+        float v = table[j];
+        if (!isfinite(v)) qat_fail("%s: level %d of the table is %g", what, j, v);
+        v = quant_table_level(v);
+        int at = j;
+        for (; at > 0 && lut[at - 1] > v; at--) {
+            lut[at] = lut[at - 1];
+            if (perm) perm[at] = perm[at - 1];
+        }
+        lut[at] = v;
+        if (perm) perm[at] = j;
+    }
+}
+
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols) {
     switch (s->gran) {
     case QG_TENSOR: return 1;

@@ -86,6 +86,11 @@ static inline float quant_table_level(float t) {
     return __builtin_rintf(t * 127.0f) / 127.0f;
 }
 
+/* A kmeans table of n entries (any order) as its levels, sorted ascending
+ * into lut, with perm[k] the entry level k came from (perm may be NULL).
+ * Fails naming what on a non-finite entry. */
+void quant_table_sort(const float *table, int n, float *lut, int *perm, const char *what);
+
 /* Groups per row, the last one partial when group does not divide cols. */
 static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * quant_groups. */
