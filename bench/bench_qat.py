@@ -13,6 +13,14 @@ Two measurements, each in one run of this program:
             complete) and prints the full-split validation loss of each, their
             mean and standard deviation: the seed spread that differences
             between quantized models must beat.
+  ft-seeds  Fine-tunes the reference FP32 checkpoint with each config of
+            --configs and, as float+ft, in float with the first config's
+            schedule, once per fine-tuning seed of --seeds (train.seed: the
+            order of the batches), and prints each run's validation loss, its
+            gap to that seed's float+ft, the mean and standard deviation of
+            the gaps, and the per-seed difference of every config from the
+            first: the seed spread that a small difference must beat. All
+            configs must share the schedule.
   quality   Fine-tunes the reference FP32 checkpoint (runs/tiny-shakespeare/,
             from `qat train configs/tiny-shakespeare.yaml`) with every
             configs/qat-*.yaml, and prints per scheme the validation loss of
@@ -25,6 +33,7 @@ Two measurements, each in one run of this program:
 Run from any directory:
   bench/bench_qat.py overhead [--iters 40] [--repeats 3] [--threads 2]
   bench/bench_qat.py seeds [--seeds 1337,1,2]
+  bench/bench_qat.py ft-seeds [--configs configs/qat-int3-g32-kd.yaml,configs/qat-mixed.yaml] [--seeds 1337,1,2]
   bench/bench_qat.py quality [--only int4-g32,int2-g32] [--ckpt runs/tiny-shakespeare/checkpoint.h5]
 The last line printed is one JSON object.
 """
@@ -192,10 +201,50 @@ def seeds(a):
                       "std": round(sd, 6)}))
 
 
+def ft_seeds(a):
+    cfgs = a.configs.split(",")
+    sc = schedule(cfgs[0])
+    for c in cfgs[1:]:
+        if schedule(c) != sc:
+            die("%s: its schedule (%s) is not %s's (%s)" % (c, sched_text(schedule(c)), cfgs[0], sched_text(sc)))
+    sds = [int(x) for x in a.seeds.split(",")]
+    sets = lambda sd: ["--set", "train.seed=%d" % sd]
+    ft, loss = {}, {c: {} for c in cfgs}
+    for sd in sds:
+        print("seed %d: float+ft (%s) ..." % (sd, sched_text(sc)), file=sys.stderr, flush=True)
+        summary, _ = run([cfgs[0], "--set", "quant.weight.bits=0", "--set", "quant.distill.weight=0",
+                          "--set", "quant.budget.bpw=0"] + sets(sd), "runs/ft-seeds/float-ft-s%d" % sd)
+        ft[sd] = summary["val_loss"]
+        for c in cfgs:
+            name = os.path.splitext(os.path.basename(c))[0]
+            print("seed %d: %s ..." % (sd, name), file=sys.stderr, flush=True)
+            summary, _ = run([c] + sets(sd), "runs/ft-seeds/%s-s%d" % (name, sd))
+            loss[c][sd] = summary["val_loss"]
+    sdev = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+    print("%-28s %s %10s %8s" % ("config", " ".join("%16s" % ("seed %d" % sd) for sd in sds), "mean gap", "std"))
+    print("%-28s %s" % ("float+ft", " ".join("%16s" % ("%.4f" % ft[sd]) for sd in sds)))
+    rows = []
+    for c in cfgs:
+        gaps = [loss[c][sd] - ft[sd] for sd in sds]
+        diff = [loss[c][sd] - loss[cfgs[0]][sd] for sd in sds]
+        print("%-28s %s %+10.4f %8.4f" % (os.path.basename(c), " ".join("%16s" % ("%.4f (%+.4f)" % (loss[c][sd], g))
+                                                                         for sd, g in zip(sds, gaps)),
+                                          statistics.mean(gaps), sdev(gaps)))
+        if c != cfgs[0]:
+            print("  minus %s per seed: %s (mean %+.4f, standard deviation %.4f)" %
+                  (os.path.basename(cfgs[0]), ", ".join("%+.4f" % d for d in diff), statistics.mean(diff), sdev(diff)))
+        rows.append({"config": c, "val_losses": [loss[c][sd] for sd in sds], "gaps": [round(g, 6) for g in gaps],
+                     "mean_gap": round(statistics.mean(gaps), 6), "std_gap": round(sdev(gaps), 6),
+                     "minus_first": [round(d, 6) for d in diff]})
+    print(json.dumps({"bench": "qat_ft_seeds", "seeds": sds, "schedule": sched_text(sc),
+                      "float_ft": [ft[sd] for sd in sds], "rows": rows}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["overhead", "quality", "seeds"])
+    ap.add_argument("mode", choices=["overhead", "quality", "seeds", "ft-seeds"])
     ap.add_argument("--seeds", default="1337,1,2")
+    ap.add_argument("--configs", default="configs/qat-int3-g32-kd.yaml,configs/qat-mixed.yaml")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -204,7 +253,7 @@ def main():
     a = ap.parse_args()
     if not os.access(QAT, os.X_OK):
         die("no qat binary at %s (cmake -S . -B build && cmake --build build)" % QAT)
-    {"overhead": overhead, "quality": quality, "seeds": seeds}[a.mode](a)
+    {"overhead": overhead, "quality": quality, "seeds": seeds, "ft-seeds": ft_seeds}[a.mode](a)
 
 
 if __name__ == "__main__":

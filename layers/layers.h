@@ -125,8 +125,11 @@ void gpt_quant_init_scales(GPT *g);
  * anything that writes w_table (loading, k-means, an optimizer step). */
 void qlayer_sync_table(QLayer *q);
 void gpt_quant_sync_tables(GPT *g);
-/* kmeans layers: each table fitted to its layer's weights over their
- * min-max (or learned) scales by k-means, unweighted, seeded by the layer. */
+/* A kmeans layer's table (q->w.lut, and w_table when it has one) fitted to
+ * the weights of l by k-means over their learned or else min-max scales,
+ * unweighted, seeded by seed. */
+void qlayer_fit_table(QLayer *q, const Linear *l, uint64_t seed);
+/* Every kmeans layer's table so, layer i seeded by 7000 + i. */
 void gpt_quant_init_tables(GPT *g);
 /* QMODE_CALIBRATE: quantized layers observe their inputs, which stay float. */
 void gpt_quant_set_mode(GPT *g, QMode mode);

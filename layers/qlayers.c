@@ -98,11 +98,13 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (o && o->bits >= 0) ql->w.bits = o->bits;
     if (o && o->granularity[0]) ql->w.gran = gran_of(o->granularity);
     if (o && o->group_size >= 0) ql->w.group = o->group_size;
-    ql->w.cb = quant_codebook_of(q->w_codebook);
+    const char *cb = o && o->codebook[0] ? o->codebook : q->w_codebook;
+    ql->w.cb = quant_codebook_of(cb);
     if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut; /* filled by qlayer_sync_table */
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
-        qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits; %s has %d", origin, q->w_codebook, name, ql->w.bits);
+        qat_fail("%s: quant.%scodebook: %s takes 2..4 bits; %s has %d", origin,
+                 o && o->codebook[0] ? "overrides.<layer>." : "weight.", cb, name, ql->w.bits);
     QFormat fm = qformat_of(q->format);
     if (fm) {
         ql->w = quant_spec_of_format(fm);
@@ -201,19 +203,25 @@ void gpt_quant_sync_tables(GPT *g) {
     for (int i = 0; i < g->n_q; i++) qlayer_sync_table(&g->qlayers[i]);
 }
 
-void gpt_quant_init_tables(GPT *g) {
-    for (int i = 0; i < g->n_q; i++) {
-        QLayer *q = &g->qlayers[i];
-        if (!q->w_table) continue;
-        Linear *l = gpt_qlayer_linear(g, q);
-        int rows = l->w->shape[0], cols = l->w->shape[1];
-        size_t ns = quant_n_scales(&q->w, rows, cols);
-        float *sc = q->w_scale ? q->w_scale->data : xmalloc(ns * sizeof(float));
-        if (!q->w_scale) quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
-        ptq_kmeans_table(&q->w, l->w->data, rows, cols, sc, NULL, 7000 + (uint64_t)i, q->w_table->data);
-        if (!q->w_scale) free(sc);
+void qlayer_fit_table(QLayer *q, const Linear *l, uint64_t seed) {
+    int rows = l->w->shape[0], cols = l->w->shape[1];
+    size_t ns = quant_n_scales(&q->w, rows, cols);
+    float *sc = q->w_scale ? q->w_scale->data : xmalloc(ns * sizeof(float)), levels[16];
+    if (!q->w_scale) quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+    ptq_kmeans_table(&q->w, l->w->data, rows, cols, sc, NULL, seed, q->w_table ? q->w_table->data : levels);
+    if (!q->w_scale) free(sc);
+    if (q->w_table) {
         qlayer_sync_table(q);
+    } else { /* a spec set for the moment (the budget's sensitivities): its lut only */
+        char what[96];
+        snprintf(what, sizeof what, "%s table", q->name);
+        quant_table_sort(levels, 1 << q->w.bits, q->lut, NULL, what);
     }
+}
+
+void gpt_quant_init_tables(GPT *g) {
+    for (int i = 0; i < g->n_q; i++)
+        if (g->qlayers[i].w_table) qlayer_fit_table(&g->qlayers[i], gpt_qlayer_linear(g, &g->qlayers[i]), 7000 + (uint64_t)i);
 }
 
 bool gpt_quant_needs_calibration(const GPT *g) {

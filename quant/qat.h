@@ -38,6 +38,7 @@ typedef struct QuantOverride {
     char layer[64];
     int bits, group_size, act_bits; /* -1 = not overridden */
     char granularity[8];            /* "" = not overridden */
+    char codebook[8];               /* none | nf | kmeans; "" = not overridden */
 } QuantOverride;
 
 typedef struct QuantConfig {
@@ -70,6 +71,7 @@ typedef struct QuantConfig {
     float budget_bpw;         /* > 0: choose per-layer bits and groups within this many bits per weight (train/mixed.h) */
     char budget_bits[64];     /* candidate bits, "2,3,4,8" */
     char budget_groups[64];   /* candidate groups, "32,64,128,channel" */
+    char budget_codebooks[64]; /* candidate codebooks for 2..4 bits, "none" or e.g. "none,kmeans" */
     int budget_calib_batches; /* training batches the sensitivities are measured on */
     QuantOverride ov[QUANT_MAX_OVERRIDES];
     int n_ov;

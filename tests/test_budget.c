@@ -101,11 +101,15 @@ static void float_model(void) {
     sprintf(g_ckpt, "%s/checkpoint.h5", out);
 }
 
-/* loss on the training windows of the table with only `layer` quantized, built from a config as a user would */
-static double loss_one_layer(const Config *base, const char *layer, int bits, int group) {
+/* loss on the training windows of the table with only `layer` quantized, built
+ * from a config as a user would; a kmeans table seeded as the table's layer
+ * number `index` would be */
+static double loss_one_layer_cb(const Config *base, const char *layer, int bits, int group, QCodebook cb, int index) {
     Config c = *base;
     QuantConfig *q = &c.quant;
     q->w_bits = bits;
+    snprintf(q->w_codebook, sizeof q->w_codebook, "%s", quant_codebook_name(cb));
+    q->budget_codebooks[0] = '\0';
     snprintf(q->w_gran, sizeof q->w_gran, "%s", group > 0 ? "group" : "channel");
     if (group > 0) q->w_group = group;
     snprintf(q->estimator, sizeof q->estimator, "ste");
@@ -119,6 +123,7 @@ static double loss_one_layer(const Config *base, const char *layer, int bits, in
     GPT g;
     gpt_build(&g, &gc, q, "test");
     ckpt_load_params(g_ckpt, &g, true);
+    if (cb == QCB_KMEANS) qlayer_fit_table(&g.qlayers[0], gpt_qlayer_linear(&g, &g.qlayers[0]), 7000 + (uint64_t)index);
     Dataset ds;
     dataset_load(&ds, &v, c.data.path, false, false);
     dataset_split(&ds, c.data.val_fraction, 16, "test");
@@ -133,6 +138,10 @@ static double loss_one_layer(const Config *base, const char *layer, int bits, in
     dataset_free(&ds);
     gpt_free(&g);
     return l;
+}
+
+static double loss_one_layer(const Config *base, const char *layer, int bits, int group) {
+    return loss_one_layer_cb(base, layer, bits, group, QCB_NONE, 0);
 }
 
 Test(budget, sensitivities_are_single_layer_losses, .init = float_model) {
@@ -167,29 +176,34 @@ Test(budget, sensitivities_are_single_layer_losses, .init = float_model) {
     mixed_table_free(&t);
 }
 
-Test(budget, qat_train_resolves_the_plan_into_overrides, .init = float_model) {
-    char out[1024], extra[2048];
-    snprintf(out, sizeof out, "%s/mixed", g_dir);
-    snprintf(extra, sizeof extra,
-             "quant: {weight: {bits: 4}, estimator: lsq, init_from: %s,\n"
-             "        budget: {bpw: 3.5, bits: \"2,3,4\", groups: \"16,32,channel\", calib_batches: 2}}\n", g_ckpt);
+/* Trains 5 steps of a budget config (its quant section: budget, then the
+ * float model's path) into g_dir/name; r: the resolved config.yaml, g: the
+ * trained checkpoint. */
+static void train_planned(const char *name, const char *budget, Config *r, GPT *g, Vocab *v) {
+    char out[1024], extra[2048], path[1100];
+    snprintf(out, sizeof out, "%s/%s", g_dir, name);
+    snprintf(extra, sizeof extra, "quant: {weight: {bits: 4}, estimator: lsq, init_from: %s,\n        budget: %s}\n", g_ckpt,
+             budget);
     Config c;
     tiny(&c, out, 5, extra);
     TrainOptions o = {.quiet = true};
     train_run(&c, "mixed", &o);
-    /* the resolved config: budget off, one override per layer; the trained model is within the budget */
-    char path[1100];
     snprintf(path, sizeof path, "%s/config.yaml", out);
-    Config r;
-    config_defaults(&r);
-    config_load_file(&r, path);
-    cr_assert_eq(r.quant.budget_bpw, 0.0f);
-    cr_assert_eq(r.quant.n_ov, 4);
+    config_defaults(r);
+    config_load_file(r, path);
+    cr_assert_eq(r->quant.budget_bpw, 0.0f);
+    cr_assert_eq(r->quant.n_ov, 4, "one override per layer");
     snprintf(path, sizeof path, "%s/checkpoint.h5", out);
-    GPT g;
     Config lc;
+    model_load(path, g, &lc, v);
+}
+
+Test(budget, qat_train_resolves_the_plan_into_overrides, .init = float_model) {
+    Config r;
+    GPT g;
     Vocab v;
-    model_load(path, &g, &lc, &v);
+    train_planned("mixed", "{bpw: 3.5, bits: \"2,3,4\", groups: \"16,32,channel\", calib_batches: 2}", &r, &g, &v);
+    /* the resolved config: budget off, one override per layer; the trained model is within the budget */
     double bits = 0, weights = 0;
     for (int i = 0; i < g.n_q; i++) {
         const QLayer *q = &g.qlayers[i];
@@ -202,6 +216,7 @@ Test(budget, qat_train_resolves_the_plan_into_overrides, .init = float_model) {
     cr_assert_leq(bits / weights, 3.5, "%.4f bits per weight", bits / weights);
     cr_assert_gt(bits / weights, 3.0, "%.4f bits per weight leaves most of the budget unused", bits / weights);
     gpt_free(&g);
+    vocab_free(&v);
 }
 
 Test(budget, ptq_budget_on_the_command_line, .init = float_model) {
@@ -215,8 +230,90 @@ Test(budget, ptq_budget_on_the_command_line, .init = float_model) {
     Vocab v;
     ckpt_load_meta(out, &c, &v, NULL);
     cr_assert_eq(c.quant.n_ov, 4, "one override per layer");
+    vocab_free(&v);
+    /* codebooks as candidates: every layer's override names one, and GPTQ ran with it (a kmeans layer has its table) */
+    snprintf(cmd, sizeof cmd,
+             "ptq %s --method gptq --budget 3.0 --budget-bits 2,3 --budget-groups 16,channel --budget-codebooks none,nf,kmeans "
+             "--calib-batches 2 -o %s", g_ckpt, out);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    GPT g;
+    model_load(out, &g, &c, &v);
+    cr_assert_eq(c.quant.n_ov, 4);
+    for (int i = 0; i < g.n_q; i++) {
+        cr_assert(c.quant.ov[i].codebook[0], "%s: no codebook in the plan", c.quant.ov[i].layer);
+        cr_assert_eq((int)g.qlayers[i].w.cb, (int)quant_codebook_of(c.quant.ov[i].codebook));
+        cr_assert_eq(g.qlayers[i].w_table != NULL, g.qlayers[i].w.cb == QCB_KMEANS);
+    }
+    gpt_free(&g);
+    vocab_free(&v);
+    snprintf(cmd, sizeof cmd, "ptq %s --method rtn --budget 3.0 --budget-codebooks none,nf4 -o %s/x.h5", g_ckpt, g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "quant.budget.codebooks") && strstr(err, "nf4"), "got '%s'", err);
     /* below every mix of the candidates: one line naming the option */
     snprintf(cmd, sizeof cmd, "ptq %s --method rtn --budget 1.5 --budget-bits 2 -o %s/x.h5", g_ckpt, g_dir);
     cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
     cr_assert(strstr(err, "budget") && strstr(err, "smallest mix"), "got '%s'", err);
+}
+
+/* Codebooks as candidates: nf and kmeans at 2..4 bits only; each
+ * sensitivity is the loss of a user-built model with that layer alone in that
+ * codebook; a kmeans table costs its 2^bits fp32 levels. */
+Test(budget, codebook_candidates_are_single_layer_losses, .init = float_model) {
+    Config c;
+    tiny(&c, "unused", 10,
+         "quant: {weight: {bits: 4}, budget: {bits: \"2,8\", groups: \"16,channel\", codebooks: \"none,nf,kmeans\", "
+         "calib_batches: 2}}\n");
+    MixedTable t;
+    mixed_measure(g_ckpt, &c, "test", true, &t);
+    cr_assert_eq(t.k, 4 + 2 + 2, "none at 2 and 8 bits, nf and kmeans at 2 only, each at two granularities");
+    cr_assert(t.codebooks);
+    for (int k = 4; k < t.k; k++) cr_assert_eq(t.cand[k].bits, 2);
+    cr_assert_eq(t.cand[4].cb, QCB_NF);
+    cr_assert_eq(t.cand[6].cb, QCB_KMEANS);
+    for (int i = 0; i < t.n; i++)
+        for (int k = 4; k < t.k; k++) {
+            const MixedCand *m = &t.cand[k];
+            double want = loss_one_layer_cb(&c, t.layer[i], m->bits, m->group, m->cb, i) - t.base_loss;
+            double got = t.sens[i * t.k + k];
+            cr_assert(fabs(got - want) < 1e-5, "%s %s%d g%d: table %.6f, by hand %.6f", t.layer[i],
+                      quant_codebook_name(m->cb), m->bits, m->group, got, want);
+            cr_assert_eq(t.cost[i * t.k + k], t.cost[i * t.k + (m->group > 0 ? 0 : 1)] + (m->cb == QCB_KMEANS ? 32.0 * 4 : 0.0),
+                         "%s: the grid's size plus the table", t.layer[i]);
+        }
+    mixed_table_free(&t);
+}
+
+/* A plan over codebooks trains each layer in its own codebook, writes it into
+ * the run's config, and refuses a layer's codebook it cannot hold. */
+Test(budget, qat_train_plans_codebooks_per_layer, .init = float_model) {
+    Config r;
+    GPT g;
+    Vocab v;
+    train_planned("mixed-cb", "{bpw: 3.0, bits: \"2,3\", groups: \"16,channel\", codebooks: \"none,kmeans\", calib_batches: 2}",
+                  &r, &g, &v);
+    int tables = 0;
+    for (int i = 0; i < g.n_q; i++) {
+        const QLayer *q = &g.qlayers[i];
+        const QuantOverride *ov = &r.quant.ov[i];
+        cr_assert_str_eq(ov->layer, q->name);
+        cr_assert(!strcmp(ov->codebook, "none") || !strcmp(ov->codebook, "kmeans"), "%s: '%s'", q->name, ov->codebook);
+        cr_assert_eq((int)q->w.cb, (int)quant_codebook_of(ov->codebook), "%s", q->name);
+        cr_assert_eq(q->w_table != NULL, q->w.cb == QCB_KMEANS, "%s", q->name);
+        tables += q->w_table != NULL;
+    }
+    /* the rounding k-means fits beats the even grid at equal size on some layer of this model */
+    cr_assert_gt(tables, 0, "no layer took a kmeans table");
+    gpt_free(&g);
+    vocab_free(&v);
+    /* a layer's codebook it cannot hold, and one that does not exist: one line naming the key */
+    char cmd[4096], err[1024];
+    snprintf(cmd, sizeof cmd,
+             "train %s/mixed-cb/config.yaml --set out_dir=%s/bad --set quant.overrides.blocks.0.mlp.fc.bits=8 "
+             "--set quant.overrides.blocks.0.mlp.fc.codebook=nf", g_dir, g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "quant.overrides.blocks.0.mlp.fc") && strstr(err, "2..4 bits"), "got '%s'", err);
+    snprintf(cmd, sizeof cmd, "train %s/mixed-cb/config.yaml --set out_dir=%s/bad --set quant.overrides.blocks.0.mlp.fc.codebook=nf5",
+             g_dir, g_dir);
+    cr_assert_eq(test_run_qat(cmd, err, sizeof err), 2);
+    cr_assert(strstr(err, "quant.overrides.blocks.0.mlp.fc.codebook") && strstr(err, "nf5"), "got '%s'", err);
 }

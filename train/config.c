@@ -213,6 +213,9 @@ static const Field FIELDS[] = {
       "quant.budget.bpw: the candidate weight bits (2..8), comma-separated"),
     F("quant.budget.groups", CF_STR, quant.budget_groups, 0, 0, 0, "32,64,128,channel", NULL,
       "quant.budget.bpw: the candidate granularities, comma-separated group sizes or channel"),
+    F("quant.budget.codebooks", CF_STR, quant.budget_codebooks, 0, 0, 0, "none", NULL,
+      "quant.budget.bpw: the candidate codebooks (none, nf, kmeans), comma-separated; nf and kmeans are candidates at "
+      "2..4 bits only, a kmeans table costs 2^bits fp32 levels per layer"),
     F("quant.budget.calib_batches", CF_INT, quant.budget_calib_batches, 1, 100000, 0, "4", NULL,
       "quant.budget.bpw: training batches of random windows the sensitivities are measured on"),
     F("quant.deploy", CF_BOOL, quant.deploy, 0, 0, 0, "true", NULL,
@@ -283,9 +286,13 @@ static void set_override(Config *c, const char *key, const char *value, const ch
         if (strcmp(value, "tensor") && strcmp(value, "channel") && strcmp(value, "group"))
             qat_fail("%s: %s: expected one of tensor|channel|group, got '%s'", origin, key, value);
         snprintf(o->granularity, sizeof o->granularity, "%s", value);
+    } else if (!strcmp(field, "codebook")) {
+        if ((int)quant_codebook_of(value) < 0)
+            qat_fail("%s: %s: expected one of none|nf|kmeans, got '%s'", origin, key, value);
+        snprintf(o->codebook, sizeof o->codebook, "%s", value);
     } else {
-        qat_fail("%s: %s: unknown override field '%s' (allowed: bits, group_size, granularity, act_bits)", origin, key,
-                 field);
+        qat_fail("%s: %s: unknown override field '%s' (allowed: bits, group_size, granularity, codebook, act_bits)", origin,
+                 key, field);
     }
 }
 
@@ -639,7 +646,17 @@ void config_validate(const Config *c, const char *origin) {
         qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
                  "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
                  q->w_gran, qformat_of(q->format) ? ", a format" : "");
-    if (strcmp(q->w_codebook, "kmeans") && q->freeze_table)
+    bool any_kmeans = !strcmp(q->w_codebook, "kmeans");
+    for (int i = 0; i < q->n_ov && q->w_bits; i++) { /* a layer's codebook, with its own bits and granularity */
+        const QuantOverride *o = &q->ov[i];
+        const char *cb = o->codebook[0] ? o->codebook : q->w_codebook, *gran = o->granularity[0] ? o->granularity : q->w_gran;
+        int bits = o->bits >= 0 ? o->bits : q->w_bits;
+        any_kmeans |= !strcmp(cb, "kmeans");
+        if (strcmp(cb, "none") && (bits > 4 || !q->w_sym || !strcmp(gran, "tensor")))
+            qat_fail("%s: quant.overrides.%s: the %s codebook takes 2..4 bits, symmetric, per channel or group (got %d "
+                     "bits, %s, %s)", origin, o->layer, cb, bits, q->w_sym ? "symmetric" : "asymmetric", gran);
+    }
+    if (!any_kmeans && q->freeze_table)
         qat_fail("%s: quant.weight.freeze_table: only a kmeans codebook has a table of its own (quant.weight.codebook is "
                  "%s)", origin, q->w_codebook);
     if (!strcmp(q->scale_init, "mse") && strcmp(q->estimator, "lsq"))
@@ -702,7 +719,8 @@ const char *config_section_differs(const Config *a, const Config *b, const char 
         for (int i = 0; same && i < x->n_ov; i++) {
             const QuantOverride *o = &x->ov[i], *p = &y->ov[i];
             same = !strcmp(o->layer, p->layer) && o->bits == p->bits && o->group_size == p->group_size &&
-                   !strcmp(o->granularity, p->granularity) && o->act_bits == p->act_bits;
+                   !strcmp(o->granularity, p->granularity) && !strcmp(o->codebook, p->codebook) &&
+                   o->act_bits == p->act_bits;
         }
         if (!same) return "quant.overrides";
     }
@@ -759,6 +777,7 @@ char *config_to_yaml(const Config *c) {
             k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.group_size: %d\n", o->layer, o->group_size);
         if (o->granularity[0])
             k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.granularity: %s\n", o->layer, o->granularity);
+        if (o->codebook[0]) k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.codebook: %s\n", o->layer, o->codebook);
         if (o->act_bits >= 0)
             k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.act_bits: %d\n", o->layer, o->act_bits);
     }

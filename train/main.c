@@ -144,6 +144,7 @@ static const char *HELP_PTQ =
     "                      rounded to nearest at each candidate), as a knapsack; --bits/--group ignored\n"
     "  --budget-bits LIST  its candidate bits (default 2,3,4,8)\n"
     "  --budget-groups LIST  its candidate groups (default 32,64,128,channel)\n"
+    "  --budget-codebooks LIST  its candidate codebooks at 2..4 bits (default none; e.g. none,kmeans)\n"
     "  --budget-calib-batches N  batches the sensitivities are measured on (default 4)\n"
     "  --json              one JSON object: seconds, per-layer output errors against RTN\n";
 

@@ -9,52 +9,79 @@
 #include "format/checkpoint.h"
 #include "train/trainer.h"
 
-int mixed_candidates(const QuantConfig *q, MixedCand *out, const char *origin) {
-    int bits[16], nb = 0, groups[16], ng = 0;
+/* Up to 16 comma-separated items of list, each through parse (< 0: refused). */
+static int parse_list(const char *list, const char *key, const char *want, const char *origin, long (*parse)(const char *),
+                      long *out) {
     char buf[64];
-    snprintf(buf, sizeof buf, "%s", q->budget_bits);
-    for (char *s = NULL, *t = strtok_r(buf, ", ", &s); t; t = strtok_r(NULL, ", ", &s)) {
-        char *end;
-        long b = strtol(t, &end, 10);
-        if (*end || b < 2 || b > 8 || nb == 16)
-            qat_fail("%s: quant.budget.bits: expected up to 16 comma-separated bits in 2..8, got '%s'", origin,
-                     q->budget_bits);
-        bits[nb++] = (int)b;
-    }
-    snprintf(buf, sizeof buf, "%s", q->budget_groups);
-    for (char *s = NULL, *t = strtok_r(buf, ", ", &s); t; t = strtok_r(NULL, ", ", &s)) {
-        char *end;
-        long g = !strcmp(t, "channel") ? -1 : strtol(t, &end, 10);
-        if ((g != -1 && (*end || g < 1 || g > 65536)) || ng == 16)
-            qat_fail("%s: quant.budget.groups: expected up to 16 comma-separated group sizes or channel, got '%s'",
-                     origin, q->budget_groups);
-        groups[ng++] = (int)g;
-    }
-    if (!nb || !ng) qat_fail("%s: quant.budget.bits and quant.budget.groups must each name a candidate", origin);
-    if (nb * ng > MIXED_MAX_CAND)
-        qat_fail("%s: quant.budget: %d x %d candidates, at most %d", origin, nb, ng, MIXED_MAX_CAND);
+    snprintf(buf, sizeof buf, "%s", list);
     int n = 0;
-    for (int i = 0; i < nb; i++)
-        for (int j = 0; j < ng; j++) out[n++] = (MixedCand){bits[i], groups[j]};
+    for (char *s = NULL, *t = strtok_r(buf, ", ", &s); t; t = strtok_r(NULL, ", ", &s)) {
+        long v = parse(t);
+        if (v < 0 || n == 16) qat_fail("%s: %s: expected up to 16 comma-separated %s, got '%s'", origin, key, want, list);
+        out[n++] = v;
+    }
+    if (!n) qat_fail("%s: %s must name a candidate", origin, key);
+    return n;
+}
+static long parse_bits(const char *t) {
+    char *end;
+    long b = strtol(t, &end, 10);
+    return *end || b < 2 || b > 8 ? -1 : b;
+}
+static long parse_group(const char *t) {
+    if (!strcmp(t, "channel")) return 0;
+    char *end;
+    long g = strtol(t, &end, 10);
+    return *end || g < 1 || g > 65536 ? -1 : g;
+}
+static long parse_codebook(const char *t) { return (long)(int)quant_codebook_of(t); }
+
+int mixed_candidates(const QuantConfig *q, MixedCand *out, const char *origin) {
+    long bits[16], groups[16], cbs[16];
+    int nb = parse_list(q->budget_bits, "quant.budget.bits", "bits in 2..8", origin, parse_bits, bits);
+    int ng = parse_list(q->budget_groups, "quant.budget.groups", "group sizes or channel", origin, parse_group, groups);
+    int nc = parse_list(q->budget_codebooks, "quant.budget.codebooks", "codebooks (none, nf, kmeans)", origin, parse_codebook,
+                        cbs);
+    int n = 0;
+    for (int c = 0; c < nc; c++)
+        for (int i = 0; i < nb; i++) {
+            if (cbs[c] != QCB_NONE && bits[i] > 4) continue; /* codebooks are for 2..4 bits */
+            for (int j = 0; j < ng; j++) {
+                if (n == MIXED_MAX_CAND)
+                    qat_fail("%s: quant.budget: more than %d candidates (codebooks x bits x groups)", origin, MIXED_MAX_CAND);
+                out[n++] = (MixedCand){(int)bits[i], groups[j] ? (int)groups[j] : -1, (QCodebook)cbs[c]};
+            }
+        }
+    if (!n) qat_fail("%s: quant.budget.codebooks: %s has no candidate at 2..4 bits in quant.budget.bits %s", origin,
+                     q->budget_codebooks, q->budget_bits);
     return n;
 }
 
 static double cand_cost(const MixedCand *c, int rows, int cols, bool sym) {
     if (c->group > cols) return -1.0; /* a group wider than the row */
+    if (c->cb != QCB_NONE && !sym) return -1.0; /* the codebooks are symmetric */
     double scales = c->group > 0 ? (double)rows * quant_groups(cols, c->group) : (double)rows; /* a partial last one too */
-    return (double)rows * cols * c->bits + (sym ? 32.0 : 64.0) * scales;
+    double table = c->cb == QCB_KMEANS ? 32.0 * (double)(1 << c->bits) : 0.0; /* the layer's fp32 levels */
+    return (double)rows * cols * c->bits + (sym ? 32.0 : 64.0) * scales + table;
+}
+
+static QuantSpec cand_spec(const MixedCand *c, bool sym, float *lut) {
+    return (QuantSpec){.bits = c->bits, .sym = sym, .gran = c->group > 0 ? QG_GROUP : QG_CHANNEL,
+                       .group = c->group > 0 ? c->group : 0, .cb = c->cb, .lut = c->cb == QCB_KMEANS ? lut : NULL};
 }
 
 static void mixed_key(const char *float_ckpt, const Config *cfg, char *key, size_t n) {
     const QuantConfig *q = &cfg->quant;
-    snprintf(key, n, "%s|%s|%g|%s|%d|%s|%s|%d|%d|%d", float_ckpt, cfg->data.path, cfg->data.val_fraction, q->layers,
-             q->w_sym, q->budget_bits, q->budget_groups, q->budget_calib_batches, cfg->train.batch_size, cfg->train.seed);
+    snprintf(key, n, "%s|%s|%g|%s|%d|%s|%s|%s|%d|%d|%d", float_ckpt, cfg->data.path, cfg->data.val_fraction, q->layers,
+             q->w_sym, q->budget_bits, q->budget_groups, q->budget_codebooks, q->budget_calib_batches, cfg->train.batch_size,
+             cfg->train.seed);
 }
 
 void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin, bool quiet, MixedTable *t) {
     memset(t, 0, sizeof *t);
     t->k = mixed_candidates(&cfg->quant, t->cand, origin);
     t->sym = cfg->quant.w_sym;
+    for (int c = 0; c < t->k; c++) t->codebooks |= t->cand[c].cb != QCB_NONE;
     mixed_key(float_ckpt, cfg, t->key, sizeof t->key);
     Config fc;
     Vocab v;
@@ -69,6 +96,8 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
     q.w_bits = 8;
     snprintf(q.w_gran, sizeof q.w_gran, "channel");
     snprintf(q.estimator, sizeof q.estimator, "ste");
+    snprintf(q.w_codebook, sizeof q.w_codebook, "none"); /* each candidate sets its own */
+    q.freeze_table = false;
     q.a_bits = q.kv_bits = 0;
     q.n_ov = 0;
     q.outlier_threshold = -1.0f;
@@ -102,8 +131,8 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
             double cost = cand_cost(mc, rows, cols, t->sym);
             t->cost[(size_t)i * t->k + c] = cost;
             if (cost < 0.0) continue;
-            ql->w = (QuantSpec){.bits = mc->bits, .sym = t->sym, .gran = mc->group > 0 ? QG_GROUP : QG_CHANNEL,
-                                .group = mc->group > 0 ? mc->group : 0};
+            ql->w = cand_spec(mc, t->sym, ql->lut);
+            if (mc->cb == QCB_KMEANS) qlayer_fit_table(ql, l, 7000 + (uint64_t)i); /* as gpt_quant_init_tables would */
             t->sens[(size_t)i * t->k + c] = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size, NULL) - t->base_loss;
         }
         ql->mode = QMODE_FLOAT;
@@ -183,6 +212,9 @@ void mixed_apply(const MixedTable *t, const MixedPlan *p, QuantConfig *q) {
         o->bits = c->bits;
         snprintf(o->granularity, sizeof o->granularity, "%s", c->group > 0 ? "group" : "channel");
         o->group_size = c->group > 0 ? c->group : -1;
+        /* the plan's codebook, also none where the config names another for every layer */
+        if (t->codebooks || strcmp(q->w_codebook, "none"))
+            snprintf(o->codebook, sizeof o->codebook, "%s", quant_codebook_name(c->cb));
     }
 }
 
@@ -190,13 +222,14 @@ void mixed_print(const MixedTable *t, const MixedPlan *p, FILE *f) {
     fprintf(f, "budget %.3f bits per weight: chosen %.4f (codes + %s scales), summed sensitivity %+.5f "
                "(float loss %.5f on %ld training tokens)\n",
             p->budget_bpw, p->bpw, t->sym ? "fp32" : "fp32 scale and zero-point", p->sens, t->base_loss, t->tokens);
-    fprintf(f, "  %-22s %9s %5s %8s %12s\n", "layer", "weights", "bits", "group", "sensitivity");
+    fprintf(f, "  %-22s %9s %8s %8s %12s\n", "layer", "weights", "bits", "group", "sensitivity");
     for (int i = 0; i < t->n; i++) {
         const MixedCand *c = &t->cand[p->choice[i]];
-        char g[16];
+        char g[16], b[16];
         if (c->group > 0) snprintf(g, sizeof g, "%d", c->group);
         else snprintf(g, sizeof g, "channel");
-        fprintf(f, "  %-22s %9zu %5d %8s %+12.5f\n", t->layer[i], t->weights[i], c->bits, g,
+        snprintf(b, sizeof b, "%s%d", c->cb != QCB_NONE ? quant_codebook_name(c->cb) : "", c->bits);
+        fprintf(f, "  %-22s %9zu %8s %8s %+12.5f\n", t->layer[i], t->weights[i], b, g,
                 t->sens[(size_t)i * t->k + p->choice[i]]);
     }
 }

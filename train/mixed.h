@@ -2,7 +2,7 @@
  * quant/budget.h). The sensitivity of a layer to a candidate format is the
  * loss increase, on seeded random windows of the training split, when that
  * layer alone is rounded to nearest in that format and every other layer
- * stays float; the plan picks one candidate per quantized layer so that the
+ * stays float (a kmeans candidate's table fitted to that layer first); the plan picks one candidate per quantized layer so that the
  * summed sensitivity is least within a bits-per-weight budget (codes plus
  * fp32 scales over the quantized layers), and is applied as per-layer
  * quant.overrides, so a planned run is an ordinary config that can be read,
@@ -14,11 +14,12 @@
 
 #include "train/config.h"
 
-#define MIXED_MAX_CAND 32
+#define MIXED_MAX_CAND 64
 
 typedef struct MixedCand {
     int bits;
-    int group; /* > 0 inputs per group; -1 per channel */
+    int group;     /* > 0 inputs per group; -1 per channel */
+    QCodebook cb;  /* the levels: even grid, normal-float or the layer's own k-means table */
 } MixedCand;
 
 /* Every quantized layer's candidates: their size and sensitivity. */
@@ -31,6 +32,7 @@ typedef struct MixedTable {
     double base_loss;             /* all layers float, on the same windows */
     long tokens;                  /* scored per measurement */
     bool sym;
+    bool codebooks;               /* some candidate is not the even grid: the plan sets every layer's codebook */
     char key[2 * CONFIG_PATH_MAX + 1024]; /* what it was measured with: model, data, candidates, windows */
 } MixedTable;
 
@@ -41,7 +43,8 @@ typedef struct MixedPlan {
     int *choice;                  /* [n] candidate index per layer of the table */
 } MixedPlan;
 
-/* The candidate list from quant.budget.bits x quant.budget.groups (fails naming the key). */
+/* The candidate list from quant.budget.codebooks x bits x groups, a codebook
+ * other than none at 2..4 bits only (fails naming the key). */
 int mixed_candidates(const QuantConfig *q, MixedCand *out, const char *origin);
 /* Measures the table for the quantized layers of cfg (quant.layers, symmetric
  * or not as quant.weight.symmetric) on the float checkpoint float_ckpt,
@@ -57,9 +60,10 @@ const MixedTable *mixed_table_for(const char *float_ckpt, const Config *cfg, con
 /* The least-sensitive choice within bpw; fails naming origin when none fits. */
 void mixed_solve(const MixedTable *t, double bpw, const char *origin, MixedPlan *p);
 void mixed_plan_free(MixedPlan *p);
-/* Writes the plan as quant.overrides (bits, granularity, group_size) of every planned layer. */
+/* Writes the plan as quant.overrides (bits, granularity, group_size, and the
+ * codebook when the candidates have several) of every planned layer. */
 void mixed_apply(const MixedTable *t, const MixedPlan *p, QuantConfig *q);
-/* The assignment as a table: layer, weights, bits, group, sensitivity. */
+/* The assignment as a table: layer, weights, codebook and bits, group, sensitivity. */
 void mixed_print(const MixedTable *t, const MixedPlan *p, FILE *f);
 /* For qat train: measure, solve and apply quant.budget.bpw to cfg (then
  * budget.bpw 0: the config is resolved), or on resume take the overrides the

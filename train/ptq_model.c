@@ -35,6 +35,7 @@ void ptq_options_default(PtqOptions *o) {
     snprintf(o->layers, sizeof o->layers, "blocks.*");
     snprintf(o->budget_bits, sizeof o->budget_bits, "2,3,4,8");
     snprintf(o->budget_groups, sizeof o->budget_groups, "32,64,128,channel");
+    snprintf(o->budget_codebooks, sizeof o->budget_codebooks, "none");
     o->budget_calib_batches = 4;
 }
 
@@ -71,7 +72,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
     if (strcmp(o->codebook, "none") && (o->bits > 4 || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
                                         o->budget > 0.0f))
         qat_fail("%s: codebook: %s takes 2..4 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
-                 "awq) without --format, --act or --budget", origin, o->codebook);
+                 "awq) without --format, --act or --budget (whose candidates are --budget-codebooks)", origin, o->codebook);
     if (!o->format[0]) return;
     QFormat f = qformat_of(o->format);
     if (!f) qat_fail("%s: format: expected q8_0, q4_0, q4_1 or iq4_nl (llama.cpp's blocks) or none, got '%s'", origin, o->format);
@@ -132,6 +133,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--budget")) o->budget = util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--budget-bits")) xsnprintf(o->budget_bits, sizeof o->budget_bits, opt, "%s", v);
         else if (!strcmp(a, "--budget-groups")) xsnprintf(o->budget_groups, sizeof o->budget_groups, opt, "%s", v);
+        else if (!strcmp(a, "--budget-codebooks")) xsnprintf(o->budget_codebooks, sizeof o->budget_codebooks, opt, "%s", v);
         else if (!strcmp(a, "--budget-calib-batches")) o->budget_calib_batches = (int)util_parse_long(opt, v, 1, 100000);
         else qat_fail("%s: unknown option '%s' (see qat ptq --help)", origin, a);
         if (v) i++;
@@ -155,8 +157,9 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
                                                                       : snprintf(buf + k, n - (size_t)k, ", alpha %g", o->alpha);
     if (!strcmp(o->method, "outlier") && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", threshold %g", o->threshold);
     if (o->budget > 0.0f && k < (int)n)
-        k += snprintf(buf + k, n - (size_t)k, ", mixed precision within %g bits per weight (bits %s, groups %s)", o->budget,
-                      o->budget_bits, o->budget_groups);
+        k += snprintf(buf + k, n - (size_t)k, ", mixed precision within %g bits per weight (bits %s, groups %s%s%s)",
+                      o->budget, o->budget_bits, o->budget_groups, strcmp(o->budget_codebooks, "none") ? ", codebooks " : "",
+                      strcmp(o->budget_codebooks, "none") ? o->budget_codebooks : "");
     if (k < (int)n) snprintf(buf + k, n - (size_t)k, "; %d calibration batches, seed %llu", o->calib_batches, (unsigned long long)o->seed);
 }
 
@@ -609,6 +612,7 @@ void ptq_budget_config(const char *ckpt, const Config *fcfg, const PtqOptions *o
     snprintf(mc.quant.layers, sizeof mc.quant.layers, "%s", o->layers);
     snprintf(mc.quant.budget_bits, sizeof mc.quant.budget_bits, "%s", o->budget_bits);
     snprintf(mc.quant.budget_groups, sizeof mc.quant.budget_groups, "%s", o->budget_groups);
+    snprintf(mc.quant.budget_codebooks, sizeof mc.quant.budget_codebooks, "%s", o->budget_codebooks);
     mc.quant.budget_calib_batches = o->budget_calib_batches;
     MixedTable own = {0};
     const MixedTable *t = mixed_table_for(ckpt, &mc, "ptq --budget", quiet, cache, &own);

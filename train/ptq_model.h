@@ -37,7 +37,7 @@ typedef struct PtqOptions {
     float threshold;   /* outlier: calibration |x| above which an input feature stays float */
     char layers[512];  /* globs over Linear names, as quant.layers */
     float budget;      /* > 0: mixed precision within this many bits per weight (train/mixed.h); bits/group ignored */
-    char budget_bits[64], budget_groups[64]; /* its candidates, as quant.budget.bits/groups */
+    char budget_bits[64], budget_groups[64], budget_codebooks[64]; /* its candidates, as quant.budget.bits/groups/codebooks */
     int budget_calib_batches;
     bool sym_set; /* --sym or --asym given (parsing only) */
     FILE *log;    /* progress over the blocks (util/progress.h), or NULL (the default): silent */
