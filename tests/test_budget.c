@@ -305,6 +305,15 @@ Test(budget, qat_train_plans_codebooks_per_layer, .init = float_model) {
     cr_assert_gt(tables, 0, "no layer took a kmeans table");
     gpt_free(&g);
     vocab_free(&v);
+    /* frozen tables are for kmeans layers: a plan that may choose them is allowed to freeze them */
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "quant: {weight: {bits: 3, freeze_table: true}, estimator: lsq, init_from: %s,\n"
+             "        budget: {bpw: 3.0, codebooks: \"none,kmeans\"}}\n", g_ckpt);
+    Config fz;
+    tiny(&fz, "unused", 5, extra);
+    config_validate(&fz, "test"); /* exits 2 on refusal */
+    cr_assert(fz.quant.freeze_table);
     /* a layer's codebook it cannot hold, and one that does not exist: one line naming the key */
     char cmd[4096], err[1024];
     snprintf(cmd, sizeof cmd,

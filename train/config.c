@@ -646,7 +646,8 @@ void config_validate(const Config *c, const char *origin) {
         qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
                  "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
                  q->w_gran, qformat_of(q->format) ? ", a format" : "");
-    bool any_kmeans = !strcmp(q->w_codebook, "kmeans");
+    /* a kmeans table somewhere: the config's, a layer's, or one the budget may choose */
+    bool any_kmeans = !strcmp(q->w_codebook, "kmeans") || (q->budget_bpw > 0.0f && strstr(q->budget_codebooks, "kmeans"));
     for (int i = 0; i < q->n_ov && q->w_bits; i++) { /* a layer's codebook, with its own bits and granularity */
         const QuantOverride *o = &q->ov[i];
         const char *cb = o->codebook[0] ? o->codebook : q->w_codebook, *gran = o->granularity[0] ? o->granularity : q->w_gran;
