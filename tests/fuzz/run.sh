@@ -22,6 +22,8 @@ rm -rf $S && mkdir -p $S/config $S/checkpoint $S/model $S/gguf $S/llama2c
 cp configs/*.yaml $S/config/
 printf '{"iter":0,"val_loss":1.9}\n{"iter":1,"loss":0.99,"lr":3e-4,"grad_norm":3.5,"ce":1.96,"kl":0.02}\n' > $S/config/metrics.jsonl
 printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
+# a planned mixed run's per-layer codebooks (quant.overrides.<layer>.codebook)
+printf 'model: {n_layer: 1, n_head: 2, n_embd: 32}\nquant:\n  weight: {bits: 3, freeze_table: true}\n  overrides.blocks.0.mlp.fc.codebook: kmeans\n  overrides.blocks.0.mlp.fc.granularity: channel\n  overrides.blocks.0.attn.qkv.codebook: nf\n  overrides.blocks.0.attn.qkv.bits: 2\n  budget: {codebooks: "none,nf,kmeans"}\n' > $S/config/codebooks.yaml
 export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
 W=$B/seed-runs
 rm -rf $W && mkdir -p $W
