@@ -6,12 +6,13 @@
  *     a GPT of about 20M parameters with random weights (vocab 256) as
  *     DIR/f32.gguf, DIR/q8_0.gguf, DIR/q4_0.gguf and DIR/iq4_nl.gguf (qat export's writer;
  *     the blocks are ggml's own quantization of the same float weights)
- *   bench_llamacpp run FILE.gguf [--prompt 512] [--tokens 128] [--repeats 5] [--act-q8_0 1]
+ *   bench_llamacpp run FILE.gguf [--prompt 512] [--tokens 128] [--repeats 5] [--act-format q8_0|none]
  *     prompt processing (one forward of the prompt) and generation (tokens
  *     one at a time after it, greedy, KV cache) in tokens/s, medians of the
- *     repeats after a warm-up; one JSON line. --act-q8_0 1 runs the block
- *     layers as llama.cpp does, activations in q8_0 blocks against the
- *     weight blocks on the W8A8 kernels (default: float activations).
+ *     repeats after a warm-up; one JSON line. The file is loaded as qat eval
+ *     and qat sample load it: block layers as llama.cpp runs them,
+ *     activations in q8_0 blocks against the weight blocks on the integer
+ *     dot kernels; --act-format none gives them float activations.
  *
  * Threads: OMP_NUM_THREADS. */
 #include <omp.h>
@@ -69,13 +70,12 @@ static int run_model(int argc, char **argv) {
     if (R < 1 || R > 64 || P < 1 || N < 1) qat_fail("bench_llamacpp: need prompt, tokens >= 1 and repeats 1..64");
     InferModel m;
     Config cfg;
-    GPT g;
-    Vocab v;
-    gguf_load_gpt(argv[2], &g, &v, &cfg, false);
-    bool act = opt(argc, argv, "--act-q8_0", 0) != 0;
-    for (int i = 0; i < g.n_q && act; i++) g.qlayers[i].a_blocks = true;
-    infer_from_gpt(&m, &g, &v, "");
-    gpt_free(&g);
+    const char *act_format = NULL;
+    for (int i = 3; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--act-format")) act_format = argv[i + 1];
+    model_load_infer(argv[2], &m, &cfg, act_format);
+    bool act = false;
+    for (int i = 0; i < m.n_q; i++) act |= m.qm[i].act_q8_0;
     int V = m.cfg.vocab_size;
     if (P + N > m.cfg.block_size) qat_fail("bench_llamacpp: prompt + tokens exceed the context %d", m.cfg.block_size);
     InferState s;

@@ -50,16 +50,18 @@ def main():
           "medians of %d" % (a.threads, a.threads, a.prompt, a.tokens, a.repeats))
     print("| weights | file MiB | qat pp tok/s | llama.cpp pp | ratio | qat tg tok/s | llama.cpp tg | ratio |")
     print("|---|---|---|---|---|---|---|---|")
-    # block formats twice: qat with float activations, and with llama.cpp's own q8_0 activation blocks
+    # block formats twice: as qat runs the file by default, llama.cpp's own
+    # arithmetic (q8_0 activation blocks), and with float activations (--act-format none)
     res = {}
-    for fmt, act in (("f32", 0), ("q8_0", 0), ("q8_0", 1), ("q4_0", 0), ("q4_0", 1), ("iq4_nl", 0), ("iq4_nl", 1)):
+    for fmt, act in (("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "none"), ("q4_0", "q8_0"), ("q4_0", "none"),
+                     ("iq4_nl", "q8_0"), ("iq4_nl", "none")):
         f = os.path.join(OUT, fmt + ".gguf")
-        q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats),
-                 "--act-q8_0", str(act)], a.threads)
+        q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats)] +
+                (["--act-format", "none"] if act == "none" else []), a.threads)
         ls = [run(["node", MJS, f, str(a.prompt), str(a.tokens), str(a.repeats), str(t)], t)
               for t in range(1, a.threads + 1)]
         lp, lt = max(ls, key=lambda r: r["pp"]), max(ls, key=lambda r: r["tg"])
-        name = fmt + (", qat with q8_0 activations" if act else "")
+        name = fmt + (", qat with float activations" if fmt != "f32" and act == "none" else "")
         res[name] = {"qat": q, "llama.cpp": ls}
         print("| %s | %.1f | %.0f | %.0f (%d thr.) | %.2fx | %.1f | %.1f (%d thr.) | %.2fx |" % (
             name, os.path.getsize(f) / 1048576.0, q["pp"], lp["pp"], lp["threads"], q["pp"] / lp["pp"], q["tg"], lt["tg"],

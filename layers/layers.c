@@ -13,10 +13,7 @@ void linear_init(Linear *l, Params *p, const char *name, int in, int out, bool b
 }
 
 static Tensor *act_quant(Tape *t, QLayer *q, Tensor *x) {
-    if (q->a_blocks) { /* llama.cpp's q8_0 activations: rows of the input in blocks of 32 */
-        QuantSpec s = quant_spec_of_format(QF_Q8_0);
-        return op_fake_quant(t, op_contiguous(t, x), &s, EST_STE, NULL, NULL);
-    }
+    if (q->a_blocks) return op_fake_quant_act_q8_0(t, op_contiguous(t, x)); /* llama.cpp's q8_0 activations */
     if (!q->a_bits) return x;
     if (q->a_dynamic) return op_fake_quant(t, x, &q->a, EST_STE, NULL, NULL);
     if (q->mode == QMODE_CALIBRATE) {

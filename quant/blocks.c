@@ -231,6 +231,18 @@ void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, flo
     if (m) *m = f == QF_Q4_1 ? mh : 0.0f;
 }
 
+void block_act_q8_0(const float *x, float *out, int8_t *codes, float *d) {
+    float amax = 0.0f;
+    for (int j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f, dh = fp16_round(amax / 127.0f);
+    for (int j = 0; j < QBLOCK; j++) {
+        int q = (int)rintf(clampf(x[j] * id, -127.0f, 127.0f));
+        if (codes) codes[j] = (int8_t)q;
+        if (out) out[j] = (float)q * dh;
+    }
+    if (d) *d = dh;
+}
+
 void block_fake_scaled(QFormat f, const float *x, float scale, float min, float *out, int *codes) {
     /* q4_0's reference scale is negative when the extreme value is positive */
     float dh = fp16_round(scale), mh = f == QF_Q4_1 ? fp16_round(min) : 0.0f;

@@ -87,6 +87,15 @@ void blocks_dequantize(QFormat f, const void *blocks, size_t n, float *out);
  * for the 4-bit formats, -127..127 for q8_0), d and m as floats (m = 0 for
  * the symmetric formats). The fake quantization of training. */
 void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, float *m);
+/* One block of 32 activations in q8_0 as llama.cpp's CPU products quantize
+ * their input (quantize_row_q8_0 and the repacked paths' 4-row version in
+ * every ggml-cpu build for x86 with AVX, which is what llama.cpp loads on
+ * any x86 server since 2011): d = max|x| / 127 stored as a half, but the
+ * codes are x times 127 / max|x| rounded half to even. That differs from
+ * the weights' reference rounding (x times 1 / d, half away from zero) at
+ * about 2 values in a million, each a step that llama.cpp's next products
+ * see. codes -127..127; out their values on the half d; *d that half. */
+void block_act_q8_0(const float *x, float *out, int8_t *codes, float *d);
 /* The same with a given scale (LSQ's learned one, or a PTQ method's) and,
  * for q4_1, a given minimum: both are rounded to half precision and the
  * codes are the nearest on that grid, clamped to the format's range. */

@@ -197,7 +197,9 @@ Tensor *op_fake_quant_table(Tape *t, Tensor *x, const QuantSpec *s, Estimator es
     return fake_quant(t, x, s, est, scale, NULL, table);
 }
 
-static void fq_kv_backward(Node *n) {
+/* KV and activation blocks: the gradient passes straight through (their
+ * scales are the max, so nothing is clipped). */
+static void fq_straight_backward(Node *n) {
     Tensor *x = n->in[0], *y = n->out;
     for (size_t i = 0; i < x->numel; i++) x->grad[i] += y->grad[i];
 }
@@ -220,6 +222,22 @@ Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int n_kv_head, int bi
         memcpy(yr, xr, (size_t)C * sizeof(float)); /* queries stay float */
         quant_fake_groups(xr + C, 2 * n_kv_head, hs, bits, yr + C); /* one scale per token and head, for K then V */
     }
-    tape_record(t, "fake_quant_kv", fq_kv_backward, y, 1, (Tensor *[]){qkv});
+    tape_record(t, "fake_quant_kv", fq_straight_backward, y, 1, (Tensor *[]){qkv});
+    return y;
+}
+
+Tensor *op_fake_quant_act_q8_0(Tape *t, Tensor *x) {
+    char sx[64];
+    int cols = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (!tensor_is_contiguous(x) || cols % QBLOCK)
+        qat_fail("fake_quant: q8_0 activations need a contiguous input of whole blocks of %d per row, got %s", QBLOCK,
+                 tensor_shape_str(x, sx, sizeof sx));
+    Tensor *y = tensor_new(t, x->ndim, x->shape);
+    size_t nb = x->numel / QBLOCK;
+    const float *px = x->data;
+    float *py = y->data;
+#pragma omp parallel for schedule(static) if (nb > 2048)
+    for (size_t b = 0; b < nb; b++) block_act_q8_0(px + b * QBLOCK, py + b * QBLOCK, NULL, NULL);
+    tape_record(t, "fake_quant_act_q8_0", fq_straight_backward, y, 1, (Tensor *[]){x});
     return y;
 }

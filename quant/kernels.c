@@ -322,21 +322,33 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
     }
 }
 
-/* With q8_0 activations: the same against the blocks' values (d times the
- * sum of the block's codes), as llama.cpp's q4_1 x q8_1 product takes them. */
-static void add_offsets_q8(const QMatrix *w, const int8_t *xq, const float *xs, int M, int lo, int hi, float *y) {
+/* With q8_0 activations, as llama.cpp's q4_1 x q8_1 product takes them: its
+ * activation blocks also carry s = d x (the sum of their codes) as a half, d
+ * unrounded (max|x| / 127), and the product adds the weight block's minimum
+ * m times that s. qat's offset is m + 8 d (its codes are q - 8): the 8 d part
+ * goes against the activation block's own values, the m part against the
+ * half s. */
+static void add_offsets_q8(const QMatrix *w, const float *x, const int8_t *xq, const float *xs, int M, int lo, int hi,
+                           float *y) {
     int K = w->cols, ng = K / QBLOCK, N = w->rows;
-    for (int m = 0; m < M; m++)
+    float s_half[ng > 0 ? ng : 1], s_exact[ng > 0 ? ng : 1];
+    for (int m = 0; m < M; m++) {
+        for (int g = 0; g < ng; g++) {
+            const float *xb = x + (size_t)m * K + (size_t)g * QBLOCK;
+            const int8_t *qb = xq + (size_t)m * K + (size_t)g * QBLOCK;
+            int32_t s = 0;
+            float amax = 0.0f;
+            for (int k = 0; k < QBLOCK; k++) s += qb[k], amax = fmaxf(amax, fabsf(xb[k]));
+            s_half[g] = fp16_round(amax / 127.0f * (float)s);
+            s_exact[g] = xs[(size_t)m * ng + g] * (float)s;
+        }
         for (int r = lo; r < hi; r++) {
-            const float *off = w->offsets + (size_t)r * ng;
+            const float *off = w->offsets + (size_t)r * ng, *d = w->scales + (size_t)r * ng;
             float acc = 0.0f;
-            for (int g = 0; g < ng; g++) {
-                int32_t s = 0;
-                for (int k = g * QBLOCK; k < (g + 1) * QBLOCK; k++) s += xq[(size_t)m * K + k];
-                acc += off[g] * (xs[(size_t)m * ng + g] * (float)s);
-            }
+            for (int g = 0; g < ng; g++) acc += (off[g] - 8.0f * d[g]) * s_half[g] + 8.0f * d[g] * s_exact[g];
             y[(size_t)m * N + r] += acc;
         }
+    }
 }
 
 /* y[m, r] += sum over groups g of offset[r, g] * (sum of x[m] over g), for
@@ -527,20 +539,17 @@ static void kquant_rows_i8(const float *x, int M, int K, int8_t *xq, float *xs) 
 
 static void kquant_rows_i8_special(const QMatrix *w, const float *x, int M, int8_t *xq, float *xs);
 
-/* llama.cpp's activation blocks: each row in q8_0 blocks of 32, ggml's
- * reference rounding (the fake quantization of quant.act_format). */
+/* llama.cpp's activation blocks: each row in q8_0 blocks of 32, as its CPU
+ * products quantize them (block_act_q8_0, the fake quantization of
+ * quant.act_format). */
 static void kquant_rows_q8_0(const float *x, int M, int K, int8_t *xq, float *xs) {
     int nb = K / QBLOCK;
 #pragma omp parallel for schedule(static) if (M > 16)
-    for (int m = 0; m < M; m++) {
-        float tmp[QBLOCK];
-        int c[QBLOCK];
+    for (int m = 0; m < M; m++)
         for (int b = 0; b < nb; b++) {
             size_t at = (size_t)m * K + (size_t)b * QBLOCK;
-            block_fake(QF_Q8_0, x + at, tmp, c, &xs[(size_t)m * nb + b], NULL);
-            for (int j = 0; j < QBLOCK; j++) xq[at + (size_t)j] = (int8_t)c[j];
+            block_act_q8_0(x + at, NULL, xq + at, &xs[(size_t)m * nb + b]);
         }
-    }
 }
 
 static void quantize_acts(const QMatrix *w, const float *x, int M, int8_t *xq, float *xs) {
@@ -620,7 +629,7 @@ void qgemm_w8a8(const QMatrix *w, const float *x, int M, float *y, int8_t *xq, f
             int lo, hi;
 #pragma omp barrier
             team_range(w->rows, &lo, &hi);
-            if (w->act_q8_0) add_offsets_q8(w, xq, xs, M, lo, hi, y);
+            if (w->act_q8_0) add_offsets_q8(w, x, xq, xs, M, lo, hi, y);
             else add_offsets(w, x, M, lo, hi, y);
         }
     }
@@ -646,7 +655,7 @@ static void w8a8_row_team(const QMatrix *w, const float *x, const int8_t *xq, co
         if (bias) y[n] += bias[n];
     }
     if (w->offsets && hi > lo) {
-        if (w->act_q8_0) add_offsets_q8(w, xq, xs, 1, lo, hi, y);
+        if (w->act_q8_0) add_offsets_q8(w, x, xq, xs, 1, lo, hi, y);
         else add_offsets(w, x, 1, lo, hi, y);
     }
     if (epi && hi > lo) epi(y + lo, hi - lo);

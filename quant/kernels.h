@@ -39,7 +39,9 @@ typedef struct QMatrix {
     float *scales;  /* rows * (cols / group) */
     /* NULL, or rows * (cols / group) additive terms: w = code * scale +
      * offset (ggml's q4_1: code q - 8, offset = its minimum + 8 d); the
-     * products add offset * (the group's sum of x) outside the SIMD loops */
+     * products add offset * (the group's sum of x) outside the SIMD loops;
+     * with act_q8_0 the offsets are q4_1's and the minimum's part goes
+     * against llama.cpp's half-precision block sums, as its q8_1 carries them */
     float *offsets;
     /* W8A8 panels: ceil(rows/16) panels of cols/4 lines of 64 bytes (rows past
      * the end are zero); pscales and psums [panel][group][16], psums = the sum

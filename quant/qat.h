@@ -27,6 +27,9 @@ Tensor *op_fake_quant(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Ten
  * scale, re-assigned every call; the table's gradient is the sum, over the
  * weights at each level, of scale x their gradient (none when it is frozen). */
 Tensor *op_fake_quant_table(Tape *t, Tensor *x, const QuantSpec *s, Estimator est, Tensor *scale, Tensor *table);
+/* The input of a block-format product as llama.cpp's CPU path quantizes it:
+ * each row in q8_0 blocks of 32 (block_act_q8_0); straight-through backward. */
+Tensor *op_fake_quant_act_q8_0(Tape *t, Tensor *x);
 /* Fake-quantizes the K and V parts of a packed qkv [B,T,C+2KV] (op_attention's
  * layout), one symmetric dynamic scale per token and head; straight-through
  * backward. */

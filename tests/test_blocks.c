@@ -173,3 +173,59 @@ Test(blocks, gelu_half_is_ggmls_table) {
     }
     cr_assert_gt(checked, 30000);
 }
+
+/* llama.cpp's CPU products quantize their float input to q8_0 blocks with
+ * their own quantizer, not the weights' reference one: block_act_q8_0 (what
+ * quant.act_format q8_0 and the W8A8 kernels use) gives the blocks of the
+ * CPU backend llama.cpp loads here, byte for byte, both its row quantizer
+ * and the 4-row interleaved one of its repacked q4_0 products; and it is not
+ * the reference rounding (which the blocks with exact halves tell apart). */
+Test(blocks, activation_blocks_are_llama_cpps_cpu_quantizer) {
+    const char *variant;
+    void (*row)(const float *, void *, int64_t) = test_ggml_cpu_best_symbol("quantize_row_q8_0", &variant);
+    void (*rows4)(const float *, void *, int64_t) = test_ggml_cpu_best_symbol("ggml_quantize_mat_q8_0_4x8", NULL);
+    enum { K = 4096, NB = K / QBLOCK };
+    float *x = xmalloc(4 * K * sizeof(float));
+    Rng r;
+    rng_seed(&r, 11);
+    for (int i = 0; i < 4 * K; i++) x[i] = rng_normal(&r) * (i % 97 == 0 ? 8.0f : 1.0f);
+    for (int j = 0; j < QBLOCK; j++) x[j] = j ? (float)(j % 8) - 3.5f : 127.0f; /* 127 / max = 1: exact halves */
+    for (int j = QBLOCK; j < 2 * QBLOCK; j++) x[j] = 0.0f;
+    BlockQ8_0 *ggml = xmalloc(4 * NB * sizeof(BlockQ8_0));
+    row(x, ggml, 4 * K);
+    int differ_from_ref = 0;
+    for (int b = 0; b < 4 * NB; b++) {
+        float out[QBLOCK], d, ref_out[QBLOCK];
+        int8_t c[QBLOCK];
+        int ref[QBLOCK];
+        block_act_q8_0(x + b * QBLOCK, out, c, &d);
+        cr_assert_eq(fp16_from_f32(d), ggml[b].d, "%s: block %d: d %04x, llama.cpp's %04x", variant, b, fp16_from_f32(d),
+                     ggml[b].d);
+        for (int j = 0; j < QBLOCK; j++) {
+            cr_assert_eq(c[j], ggml[b].qs[j], "%s: block %d value %d (%a): code %d, llama.cpp's %d", variant, b, j,
+                         x[b * QBLOCK + j], c[j], ggml[b].qs[j]);
+            cr_assert_eq(out[j], (float)c[j] * d);
+        }
+        block_fake(QF_Q8_0, x + b * QBLOCK, ref_out, ref, NULL, NULL);
+        for (int j = 0; j < QBLOCK; j++) differ_from_ref += ref[j] != c[j];
+    }
+    cr_assert_geq(differ_from_ref, 8, "%d codes differ from the reference rounding", differ_from_ref);
+    /* the repacked products' quantizer: 4 rows of K, blocks interleaved 8 bytes at a time */
+    struct {
+        uint16_t d[4];
+        int8_t qs[4 * QBLOCK];
+    } *four = xmalloc(NB * sizeof *four);
+    rows4(x, four, K);
+    for (int b = 0; b < NB; b++)
+        for (int rr = 0; rr < 4; rr++) {
+            float d;
+            int8_t c[QBLOCK];
+            block_act_q8_0(x + (size_t)rr * K + b * QBLOCK, NULL, c, &d);
+            cr_assert_eq(fp16_from_f32(d), four[b].d[rr], "%s 4x8: row %d block %d", variant, rr, b);
+            for (int j = 0; j < QBLOCK; j++)
+                cr_assert_eq(c[j], four[b].qs[(j / 8) * 32 + rr * 8 + j % 8], "%s 4x8: row %d block %d value %d", variant, rr,
+                             b, j);
+        }
+    cr_log_info("%s: %d codes differ from the reference rounding", variant, differ_from_ref);
+    free(x), free(ggml), free(four);
+}

@@ -147,15 +147,17 @@ Test(gguf, block_formats_trained_by_qat_run_in_llama_cpp_with_the_trained_loss) 
         cr_assert_geq(agree, 0.995, "%s: top-1 agreement %.4f", fmts[i], agree);
         /* without the simulation: llama.cpp's own q8_0 activations still differ a little */
         cr_assert_lt(fabs(nll_gap_with(ck, "--act-format none", model, NULL)), 1e-3, "%s", fmts[i]);
-        /* qat reads the file back: the same model, with the simulation (the
-         * fake-quant forward) and without it (the integer kernels) */
-        double back = qat_eval_with(model, "--act-format q8_0"), fq = qat_eval(ck);
-        cr_assert_lt(fabs(back - fq), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint %.6f", fmts[i], back, fq);
-        /* the integer kernels compute llama.cpp's arithmetic: q8_0 activation
-         * blocks against the weight blocks, int32 dots per block */
-        double ik = qat_eval_with(ck, "--int");
+        /* qat reads the file back and runs it as llama.cpp does (its
+         * default): integer dots of the weight blocks against q8_0 activation
+         * blocks, on the integer kernels, as --int runs the checkpoint */
+        double back = qat_eval(model), fq = qat_eval(ck), ik = qat_eval_with(ck, "--int");
         cr_assert_lt(fabs(ik - fq), 2e-5, "%s: integer kernels %.6f, fake quantization %.6f", fmts[i], ik, fq);
-        back = qat_eval(model), fq = qat_eval_with(ck, "--act-format none");
+        cr_assert_lt(fabs(back - ik), 2e-6, "%s: qat eval of the GGUF %.6f, of the checkpoint --int %.6f", fmts[i], back, ik);
+        /* and that is llama.cpp's figure, in loss and in the token at the top */
+        gap = nll_gap_with(model, "", model, &agree);
+        cr_assert_lt(fabs(gap), 1e-4, "%s read back: %+.2e", fmts[i], gap);
+        cr_assert_geq(agree, 0.995, "%s read back: top-1 agreement %.4f", fmts[i], agree);
+        back = qat_eval_with(model, "--act-format none"), fq = qat_eval_with(ck, "--act-format none");
         cr_assert_lt(fabs(back - fq), 2e-6, "%s: float activations: GGUF %.6f, checkpoint %.6f", fmts[i], back, fq);
     }
 }
@@ -229,7 +231,7 @@ Test(gguf, ptq_in_block_formats_is_ggmls_and_runs_in_llama_cpp) {
         cr_assert_lt(fabs(gap), 1e-4, "%s: %+.2e", methods[k], gap);
         cr_assert_geq(agree, 0.995, "%s: top-1 agreement %.4f", methods[k], agree);
         /* read back, the codes are the file's: the same loss in qat */
-        double back = qat_eval(model), orig = qat_eval_with(ck, "--act-format none");
+        double back = qat_eval_with(model, "--act-format none"), orig = qat_eval_with(ck, "--act-format none");
         cr_assert_lt(fabs(back - orig), 2e-6, "%s: GGUF %.6f, checkpoint %.6f", methods[k], back, orig);
     }
 }
@@ -298,6 +300,11 @@ Test(gguf, greedy_generation_is_qats_and_never_stops_on_a_character) {
         /* qat prints the prompt, then the generated text */
         cr_assert(!strncmp(ours, "the ", 4) && !strncmp(ours + 4, theirs, strlen(theirs)),
                   "%s:\nqat:   %s\nllama: %s", pairs[k][1], ours + 4, theirs);
+        /* and qat sample of the file itself, which runs it as llama.cpp does */
+        snprintf(args, sizeof args, "sample %s --prompt 'the ' --tokens 100 --temperature 0", pairs[k][1]);
+        ours = test_qat(args);
+        cr_assert(!strncmp(ours, "the ", 4) && !strncmp(ours + 4, theirs, strlen(theirs)),
+                  "qat sample %s:\nqat:   %s\nllama: %s", pairs[k][1], ours + 4, theirs);
         cJSON_Delete(j);
     }
 }

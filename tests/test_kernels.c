@@ -376,19 +376,27 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
         q.act_q8_0 = true;
         kernel_force(KERN_SCALAR);
         qgemm_w8a8(&q, x, M, yref, xq, xs);
-        for (int m = 0; m < M; m++) { /* the activations are ggml's q8_0 blocks */
+        for (int m = 0; m < M; m++) { /* the activations are llama.cpp's q8_0 blocks */
             for (int b = 0; b < K / 32; b++) {
-                float d, out[32];
-                int c[32];
-                block_fake(QF_Q8_0, x + m * K + b * 32, out, c, &d, NULL);
+                float d;
+                int8_t c[32];
+                block_act_q8_0(x + m * K + b * 32, NULL, c, &d);
                 cr_assert_eq(xs[m * (K / 32) + b], d);
                 for (int j = 0; j < 32; j++) cr_assert_eq(xq[m * K + b * 32 + j], c[j]);
             }
             for (int n = 0; n < N; n++) {
                 double ref = 0;
                 for (int k = 0; k < K; k++)
-                    ref += ((double)cw[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
-                           ((double)xq[m * K + k] * xs[(m * K + k) / 32]);
+                    ref += (double)cw[n * K + k] * sc[(n * K + k) / 32] * ((double)xq[m * K + k] * xs[(m * K + k) / 32]);
+                /* q4_1's offsets m + 8 d as llama.cpp's q8_1 takes them: 8 d
+                 * against the block's values, the minimum m against the half
+                 * of (max|x| / 127) x the sum of the block's codes */
+                for (int b = 0; b < K / 32 && with_off; b++) {
+                    double sum = 0, amax = 0;
+                    for (int j = 0; j < 32; j++) sum += xq[m * K + b * 32 + j], amax = fmax(amax, fabsf(x[m * K + b * 32 + j]));
+                    float d = sc[n * K / 32 + b], s_half = fp16_round((float)amax / 127.0f * (float)sum);
+                    ref += 8.0 * d * xs[m * K / 32 + b] * sum + ((double)off[n * K / 32 + b] - 8.0 * d) * s_half;
+                }
                 cr_assert(fabs(yref[m * N + n] - ref) <= 1e-4 * (1.0 + fabs(ref)), "int%d y[%d,%d] = %g, double %g", bits, m, n,
                           yref[m * N + n], ref);
             }

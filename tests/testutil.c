@@ -246,6 +246,33 @@ void *test_ggml_cpu_symbol(const char *name) {
     return ggml_symbol_in(&lib, "libggml-cpu-x64.so", name);
 }
 
+void *test_ggml_cpu_best_symbol(const char *name, const char **variant) {
+    static void *best;
+    static const char *best_name;
+    static const char *const variants[] = {"x64",        "sse42",       "sandybridge", "ivybridge", "piledriver",
+                                           "haswell",    "skylakex",    "cannonlake",  "cascadelake", "cooperlake",
+                                           "icelake",    "alderlake",   "zen4",        "sapphirerapids"};
+    if (!best) {
+        int top = 0;
+        for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+            void *lib = NULL;
+            char file[64];
+            snprintf(file, sizeof file, "libggml-cpu-%s.so", variants[i]);
+            int score = ((int (*)(void))ggml_symbol_in(&lib, file, "ggml_backend_score"))();
+            if (score > top) {
+                if (best) dlclose(best);
+                top = score, best = lib, best_name = variants[i];
+            } else {
+                dlclose(lib);
+            }
+        }
+        cr_assert(best, "no CPU backend of llama.cpp's package runs on this machine");
+        ((void (*)(void))ggml_symbol_in(&best, "", "ggml_cpu_init"))();
+    }
+    if (variant) *variant = best_name;
+    return ggml_symbol_in(&best, "", name);
+}
+
 void test_poison_f32(const char *file, const char *ds_name, size_t k, float v) {
     hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
     hid_t ds = H5Dopen2(f, ds_name, H5P_DEFAULT);

@@ -82,6 +82,10 @@ void test_poison_f32(const char *file, const char *ds_name, size_t k, float v);
 void *test_ggml_symbol(const char *name);
 /* The same in its baseline CPU backend, libggml-cpu-x64.so. */
 void *test_ggml_cpu_symbol(const char *name);
+/* The same in the CPU backend llama.cpp loads on this machine: of the
+ * package's variants (x64, sse42, haswell, skylakex, zen4, ...), the one whose
+ * ggml_backend_score is highest, as ggml's loader chooses; its name in *variant. */
+void *test_ggml_cpu_best_symbol(const char *name, const char **variant);
 typedef size_t (*GgmlQuantizeChunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
                                     int64_t n_per_row, const float *imatrix);
 

@@ -74,7 +74,7 @@ void compare_layer_errors(const char *dir, const CompareRow *rows, int n, const 
                           int n_seq, int T) {
     InferModel mf;
     Config cfg;
-    model_load_infer(float_ckpt, &mf, &cfg);
+    model_load_infer(float_ckpt, &mf, &cfg, NULL);
     Capture *c = xcalloc(1, sizeof *c);
     c->cap = n_seq * T;
     char nm[64];
@@ -111,7 +111,7 @@ void compare_layer_errors(const char *dir, const CompareRow *rows, int n, const 
         snprintf(labels[j], sizeof labels[0], "%.60s %d-bit%s", r->method, r->w_bits, g);
         InferModel m;
         Config rc;
-        model_load_infer(r->model, &m, &rc);
+        model_load_infer(r->model, &m, &rc, NULL);
         for (int i = 0; i < m.n_q; i++)
             for (int l = 0; l < c->n; l++) {
                 if (strcmp(m.qnames[i], c->names[l]) || !c->lin[l]->w || m.qm[i].rows != c->lin[l]->out ||

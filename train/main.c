@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG.yaml [--set section.key=value ...] [--resume | --overwrite] [--stop-after N]\n"
             "                          train a model (gpt or llama) as the config says (see configs/README.md)\n"
-            "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format q8_0] [--top1 FILE]\n"
+            "  eval CHECKPOINT|MODEL.h5|MODEL.gguf [--data FILE] [--json] [--int] [--act-format F] [--top1 FILE]\n"
             "                          validation loss of a checkpoint or an exported model\n"
             "  sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
             "                          generate text (KV cache; integer kernels for quantized layers)\n"
@@ -77,19 +77,23 @@ static const char *HELP_EVAL =
     "              integer kernels (QAT_KERNEL=scalar|avx2|avx512 picks the path)\n"
     "  --act-format q8_0|none  quantize the input of every block-format (q8_0/q4_0/q4_1/iq4_nl) layer to\n"
     "              q8_0 blocks as llama.cpp's CPU products do (on), or not (off), whatever the\n"
-    "              model was trained with; a GGUF file then runs the fake-quant forward\n"
+    "              model was trained with (default: a checkpoint as trained, a GGUF file on)\n"
     "  --top1 FILE write the most likely next token id at every scored position, one per line\n"
     "              in window order (to compare with another runtime, e.g. llama.cpp)\n"
     "  An exported MODEL.h5 (qat export) always runs on the integer kernels; a GGUF file\n"
-    "  (qat export --format gguf) needs --data, and runs its q8_0, q4_0, q4_1 and iq4_nl blocks on them.\n";
+    "  (qat export --format gguf) needs --data, and runs its q8_0, q4_0, q4_1 and iq4_nl blocks on them\n"
+    "  as llama.cpp does: integer dots against q8_0 activation blocks (--act-format none: float activations).\n";
 static const char *HELP_SAMPLE =
     "usage: qat sample CHECKPOINT|MODEL.h5|MODEL.gguf [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+    "                  [--act-format q8_0|none]\n"
     "  --prompt TEXT     the text to continue (default none: from BOS, or a newline for a char vocab)\n"
     "  --tokens N        tokens to generate (default 200)\n"
     "  --temperature T   softmax temperature (default 0.8; 0 = greedy)\n"
     "  --top-k K         sample among the K most likely tokens (default 0 = all)\n"
     "  --seed S          the sampler's seed (default 1337)\n"
     "  When the context is full, it restarts from its newest half.\n"
+    "  --act-format F     llama.cpp's q8_0 activation blocks in block-format layers on or off\n"
+    "                    (default: a checkpoint as trained, a GGUF file on, as llama.cpp runs it)\n"
     "  Runs on the inference engine with a KV cache; quantized layers (of a QAT checkpoint\n"
     "  or an exported model) on the integer kernels.\n";
 static const char *HELP_EXPORT =
@@ -264,7 +268,7 @@ static int cmd_eval(int argc, char **argv) {
 
 static int cmd_sample(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(HELP_SAMPLE, stdout), 0;
-    const char *ckpt = NULL;
+    const char *ckpt = NULL, *act = NULL;
     SampleOptions o = {.prompt = NULL, .tokens = 200, .temperature = 0.8f, .top_k = 0, .seed = 1337};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -278,6 +282,8 @@ static int cmd_sample(int argc, char **argv) {
             o.top_k = (int)util_parse_long(a, need_value(argc, argv, &i), 0, 1 << 20);
         else if (!strcmp(a, "--seed"))
             o.seed = (uint64_t)util_parse_long(a, need_value(argc, argv, &i), 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "--act-format"))
+            act = need_value(argc, argv, &i);
         else if (a[0] == '-')
             qat_fail("sample: unknown option '%s' (see qat sample --help)", a);
         else if (!ckpt)
@@ -288,7 +294,7 @@ static int cmd_sample(int argc, char **argv) {
     if (!ckpt) qat_fail("sample: missing CHECKPOINT (see qat sample --help)");
     InferModel m;
     Config cfg;
-    model_load_infer(ckpt, &m, &cfg);
+    model_load_infer(ckpt, &m, &cfg, act);
     apply_threads(&cfg);
     sample_text(&m, &o, stdout);
     infer_free(&m);

@@ -52,7 +52,7 @@ int32_t *teacher_tokens(const Config *cfg, const char *teacher_ckpt, const char 
         qat_fail("data.source: teacher samples the float model of quant.init_from, which is not set");
     InferModel m;
     Config tc;
-    model_load_infer(teacher_ckpt, &m, &tc);
+    model_load_infer(teacher_ckpt, &m, &tc, NULL);
     if (m.n_q) qat_fail("%s: data.source teacher: the teacher is quantized; sample the float model", teacher_ckpt);
     int T = cfg->model.block_size, S = cfg->data.teacher_sequences;
     if (T > m.cfg.block_size) qat_fail("%s: model.block_size %d exceeds the teacher's %d", teacher_ckpt, T, m.cfg.block_size);

@@ -81,8 +81,22 @@ void model_load(const char *path, GPT *g, Config *cfg, Vocab *v) {
     ckpt_load_params(path, g, false);
 }
 
-void model_load_infer(const char *path, InferModel *m, Config *cfg) {
+/* Turns llama.cpp's q8_0 activation blocks on or off in every block-format
+ * layer of g (act "q8_0" or "none"). */
+static void set_act_format(GPT *g, const char *act, const char *path) {
+    bool on = !strcmp(act, "q8_0");
+    if (!on && strcmp(act, "none")) qat_fail("%s: --act-format: expected q8_0 or none, got '%s'", path, act);
+    int n = 0;
+    for (int i = 0; i < g->n_q; i++)
+        if (g->qlayers[i].w.fmt) g->qlayers[i].a_blocks = on, n++;
+    if (on && !n)
+        qat_fail("%s: --act-format q8_0 simulates llama.cpp's products with block-format (q8_0, q4_0, q4_1) weights; "
+                 "this model has none", path);
+}
+
+void model_load_infer(const char *path, InferModel *m, Config *cfg, const char *act) {
     if (infer_is_model_file(path)) {
+        if (act) qat_fail("%s: an exported model runs as exported; --act-format takes a checkpoint or a GGUF file", path);
         infer_load(m, path);
         char origin[CONFIG_PATH_MAX + 16];
         snprintf(origin, sizeof origin, "%s:config", path);
@@ -92,10 +106,17 @@ void model_load_infer(const char *path, InferModel *m, Config *cfg) {
     }
     GPT g;
     Vocab v;
-    if (gguf_is_file(path)) { /* llama.cpp's file: its blocks back on the integer kernels */
+    bool gguf = gguf_is_file(path);
+    if (gguf) { /* llama.cpp's file: its blocks back on the integer kernels */
         gguf_load_gpt(path, &g, &v, cfg, false);
     } else {
         model_load(path, &g, cfg, &v);
+    }
+    if (act) {
+        set_act_format(&g, act, path);
+    } else if (gguf) { /* as llama.cpp runs the file: its q8_0 activation blocks, where there are block layers */
+        for (int i = 0; i < g.n_q; i++)
+            if (g.qlayers[i].w.fmt) g.qlayers[i].a_blocks = true;
     }
     char *yaml = config_to_yaml(cfg);
     infer_from_gpt(m, &g, &v, yaml);
@@ -162,19 +183,6 @@ size_t export_checkpoint_gguf(const char *ckpt, const char *out, bool f16, FILE 
     return n;
 }
 
-/* Turns llama.cpp's q8_0 activation blocks on or off in every block-format
- * layer of g (act "q8_0" or "none"). */
-static void set_act_format(GPT *g, const char *act, const char *path) {
-    bool on = !strcmp(act, "q8_0");
-    if (!on && strcmp(act, "none")) qat_fail("eval: --act-format: expected q8_0 or none, got '%s'", act);
-    int n = 0;
-    for (int i = 0; i < g->n_q; i++)
-        if (g->qlayers[i].w.fmt) g->qlayers[i].a_blocks = on, n++;
-    if (on && !n)
-        qat_fail("%s: --act-format q8_0 simulates llama.cpp's products with block-format (q8_0, q4_0, q4_1) weights; "
-                 "this model has none", path);
-}
-
 EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
     EvalOptions none = {0};
     const EvalOptions *o = opt ? opt : &none;
@@ -185,19 +193,16 @@ EvalResult eval_checkpoint(const char *path, const EvalOptions *opt) {
     Vocab v;
     bool gguf = gguf_is_file(path), exported = infer_is_model_file(path);
     if (gguf && !data) qat_fail("%s: a GGUF file carries no training corpus: pass --data FILE", path);
-    bool act = o->act_format && !strcmp(o->act_format, "q8_0");
-    if (act && (o->int_kernels || exported))
-        qat_fail("%s: --act-format q8_0 runs the fake-quant forward; qat's integer kernels and exported models take "
-                 "float activations (leave out %s)", path, o->int_kernels ? "--int" : "--act-format");
-    bool infer = !act && (o->int_kernels || gguf || exported);
+    bool infer = o->int_kernels || gguf || exported, act = false;
     if (infer) {
-        model_load_infer(path, &m, &cfg);
+        model_load_infer(path, &m, &cfg, o->act_format);
         if (o->int_kernels && m.n_q == 0) qat_fail("%s: --int needs a quantized (QAT or PTQ) checkpoint; this one is float", path);
         v = m.vocab;
+        for (int i = 0; i < m.n_q; i++) act |= m.qm[i].act_q8_0;
     } else {
-        if (gguf) gguf_load_gpt(path, &g, &v, &cfg, false);
-        else model_load(path, &g, &cfg, &v);
+        model_load(path, &g, &cfg, &v);
         if (o->act_format) set_act_format(&g, o->act_format, path);
+        for (int i = 0; i < g.n_q; i++) act |= g.qlayers[i].a_blocks;
     }
     apply_threads(&cfg);
     const int B = cfg.train.batch_size, T = cfg.model.block_size;

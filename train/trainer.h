@@ -35,8 +35,12 @@ void model_load(const char *path, GPT *g, Config *cfg, Vocab *v);
 
 /* The inference model of a deployable file, or of a training checkpoint
  * (float layers stay float, quantized ones become integer weights), and the
- * run config stored with it. */
-void model_load_infer(const char *path, InferModel *m, Config *cfg);
+ * run config stored with it. act: NULL runs the model as it is deployed (a
+ * checkpoint as trained; a GGUF file with llama.cpp's q8_0 activation blocks
+ * in its block layers, what llama.cpp computes); "q8_0" or "none" turns
+ * those blocks on or off in every block-format layer (checkpoints and GGUF
+ * files; an exported MODEL.h5 runs as exported). */
+void model_load_infer(const char *path, InferModel *m, Config *cfg, const char *act);
 
 typedef struct ExportReport {
     int quant_layers;
@@ -57,7 +61,7 @@ typedef struct EvalResult {
     int windows, block_size;
     long tokens;       /* positions scored */
     bool integer;      /* run on the inference engine and the integer kernels */
-    bool act_blocks;   /* with llama.cpp's q8_0 activation blocks (--act-format q8_0) */
+    bool act_blocks;   /* with llama.cpp's q8_0 activation blocks (as trained, a GGUF file's default, or --act-format) */
 } EvalResult;
 typedef struct EvalOptions {
     const char *data;       /* NULL: the validation split of the training corpus */
