@@ -1,6 +1,7 @@
 /* ops_pointwise.c: elementwise ops (add, mul with bias-style broadcasting,
  * scale, GELU) and the full reductions sum and mean. */
 #include <math.h>
+#include <pthread.h>
 #include <omp.h>
 #include <string.h>
 
@@ -211,18 +212,23 @@ void gelu_rows(const float *x, size_t n, float *y) { rows_run(gelu_fwd_kernel, x
 
 /* llama.cpp's CPU GELU (ggml's GGML_GELU_FP16 table): x rounded to half
  * precision, tanh-form GELU in float, the result rounded to half again;
- * 0 below -10 and x above 10 (facts from ggml-cpu's vec.h, written anew). */
+ * 0 below -10 and x above 10 (facts from ggml-cpu's vec.h, written anew).
+ * As in ggml, the 65,536 results are computed once into a table (of floats
+ * here) indexed by the half's bits: per value, tanhf was most of a
+ * q8_0-activation prompt's time. */
+static float g_gelu_half[65536];
+static pthread_once_t g_gelu_half_once = PTHREAD_ONCE_INIT;
+static void gelu_half_table_build(void) {
+    for (uint32_t b = 0; b < 65536u; b++) {
+        float h = fp16_to_f32((uint16_t)b);
+        g_gelu_half[b] = fp16_round(0.5f * h * (1.0f + tanhf(0.79788456080286535588f * h * (1.0f + 0.044715f * h * h))));
+    }
+}
 static void gelu_half_kernel(float *y, const float *x, size_t n) {
+    pthread_once(&g_gelu_half_once, gelu_half_table_build);
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        if (v <= -10.0f) {
-            y[i] = 0.0f;
-        } else if (v >= 10.0f) {
-            y[i] = v;
-        } else {
-            float h = fp16_round(v);
-            y[i] = fp16_round(0.5f * h * (1.0f + tanhf(0.79788456080286535588f * h * (1.0f + 0.044715f * h * h))));
-        }
+        y[i] = v <= -10.0f ? 0.0f : v >= 10.0f ? v : g_gelu_half[fp16_from_f32(v)];
     }
 }
 

@@ -15,8 +15,8 @@
     without qat does.
 Each is exported with `qat export --format gguf` and scored on the whole
 validation split three ways: qat's evaluation of the checkpoint (as trained),
-qat's evaluation of the GGUF file with llama.cpp's q8_0 activation blocks
-simulated (--act-format q8_0), and llama.cpp's own (node-llama-cpp 3.21.1,
+qat's evaluation of the GGUF file (as qat eval runs one by default: as
+llama.cpp does, integer dots against q8_0 activation blocks), and llama.cpp's own (node-llama-cpp 3.21.1,
 tests/llamacpp/eval.mjs, F32 KV cache), with the share of positions where
 qat and llama.cpp predict the same next token. Prints a Markdown table.
 
@@ -97,10 +97,9 @@ def gguf_types(gguf):
 def score(name, ckpt, gguf, types, val):
     """One table row: qat's losses of the checkpoint and of the file, llama.cpp's, top-1 agreement."""
     e = json.loads(sh([QAT, "eval", ckpt, "--json"])) if ckpt else None
-    blocks = any(t in FORMATS for t in types)
     top1 = os.path.join(OUT, "top1.txt")
-    g = json.loads(sh([QAT, "eval", gguf, "--data", val, "--json", "--top1", top1]
-                      + (["--act-format", "q8_0"] if blocks else [])))
+    # qat eval of a GGUF file runs it as llama.cpp does: q8_0 activation blocks on the integer kernels
+    g = json.loads(sh([QAT, "eval", gguf, "--data", val, "--json", "--top1", top1]))
     l = json.loads(sh(["node", EVAL, "nll", gguf, val, str(g["block_size"])]))
     if l["tokens"] != g["tokens"]:
         sys.exit("bench_gguf: llama.cpp scored %d tokens, qat %d" % (l["tokens"], g["tokens"]))
@@ -121,7 +120,7 @@ def main():
     val = os.path.join(OUT, "val.txt")
     with open(val, "wb") as f:
         f.write(val_split("../shared/data/tinyshakespeare.txt", 0.1))
-    print("| model | GGUF tensors | file bytes | qat checkpoint | qat of the GGUF, q8_0 act. | llama.cpp | llama.cpp - qat "
+    print("| model | GGUF tensors | file bytes | qat checkpoint | qat of the GGUF | llama.cpp | llama.cpp - qat of the GGUF "
           "| same top-1 |")
     print("|---|---|---|---|---|---|---|---|")
     f32 = os.path.join(OUT, "FP32-reference.gguf")

@@ -14,6 +14,11 @@ second core). The runtimes alternate per file so that a change in the
 machine's load hits both.
 
     bench/bench_llamacpp.py [--threads 2] [--repeats 5] [--prompt 512] [--tokens 128]
+                            [--layers 6 --heads 8 --embd 512 --block 1024] [--formats f32,q8_0,q4_0,iq4_nl]
+
+A wide, shallow shape (e.g. --layers 2 --heads 16 --embd 2048 --block 512
+--prompt 256) makes the prompt's time almost all matrix products: its pp
+ratio is then the ratio of the two runtimes' GEMMs at M = PROMPT.
 
 Needs tests/llamacpp/node_modules (./quickstart test installs it). Last line: JSON.
 """
@@ -30,7 +35,10 @@ OUT = os.path.join(ROOT, "runs", "speed")
 
 
 def run(args, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
+    # qat as its CLI runs: libgomp's default wait policy, whose threads spin a
+    # while at a barrier before they sleep, as ggml's threadpool polls
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop("OMP_WAIT_POLICY", None)
     p = subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode != 0:
         sys.exit("bench_llamacpp: %s failed: %s" % (" ".join(args), p.stderr.decode(errors="replace").strip()))
@@ -43,9 +51,18 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--embd", type=int, default=512)
+    ap.add_argument("--block", type=int, default=1024)
+    ap.add_argument("--formats", default="f32,q8_0,q4_0,iq4_nl")
     a = ap.parse_args()
-    os.makedirs(OUT, exist_ok=True)
-    subprocess.run([BIN, "write", OUT], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    shape = ["--layers", str(a.layers), "--heads", str(a.heads), "--embd", str(a.embd), "--block", str(a.block)]
+    out = OUT if shape == ["--layers", "6", "--heads", "8", "--embd", "512", "--block", "1024"] else \
+        os.path.join(OUT, "L%d-H%d-C%d-T%d" % (a.layers, a.heads, a.embd, a.block))
+    os.makedirs(out, exist_ok=True)
+    subprocess.run([BIN, "write", out] + shape, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    print("a GPT of %d layers, width %d, %d heads, context %d, random weights" % (a.layers, a.embd, a.heads, a.block))
     print("same GGUF file in both; qat on %d threads, llama.cpp on its best of 1..%d; pp %d tokens, tg %d tokens, "
           "medians of %d" % (a.threads, a.threads, a.prompt, a.tokens, a.repeats))
     print("| weights | file MiB | qat pp tok/s | llama.cpp pp | ratio | qat tg tok/s | llama.cpp tg | ratio |")
@@ -53,9 +70,9 @@ def main():
     # block formats twice: as qat runs the file by default, llama.cpp's own
     # arithmetic (q8_0 activation blocks), and with float activations (--act-format none)
     res = {}
-    for fmt, act in (("f32", "q8_0"), ("q8_0", "q8_0"), ("q8_0", "none"), ("q4_0", "q8_0"), ("q4_0", "none"),
-                     ("iq4_nl", "q8_0"), ("iq4_nl", "none")):
-        f = os.path.join(OUT, fmt + ".gguf")
+    fmts = a.formats.split(",")
+    for fmt, act in [(f, x) for f in fmts for x in (("q8_0",) if f == "f32" else ("q8_0", "none"))]:
+        f = os.path.join(out, fmt + ".gguf")
         q = run([BIN, "run", f, "--prompt", str(a.prompt), "--tokens", str(a.tokens), "--repeats", str(a.repeats)] +
                 (["--act-format", "none"] if act == "none" else []), a.threads)
         ls = [run(["node", MJS, f, str(a.prompt), str(a.tokens), str(a.repeats), str(t)], t)

@@ -66,7 +66,7 @@ typedef struct InferState {
     float *x, *xn, *qkv, *att, *h, *h2, *tmp, *logits;
     float *k, *v;  /* [n_layer, block_size, n_kv_head * head size] */
     float *rope;   /* rope_table of positions 0..block_size-1 (llama), else NULL */
-    float *scores; /* per thread [block_size] */
+    float *scores; /* per thread infer_scores_per_thread floats */
     int8_t *xq;
     float *xs;
     /* one-token forward: per thread, its copy of the residual row, the

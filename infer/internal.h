@@ -14,5 +14,12 @@ void infer_build(InferModel *m, const GPT *g, const Vocab *v, const char *config
 /* The product y [M, out] = x [M, in] W^T + b of a float Linear on the
  * engine's GEMM (autograd/gemm.h). */
 Gemm infer_float_gemm(const InferLinear *l, const float *x, int M, float *y);
+/* Queries per block of the multi-token attention, and each thread's scratch
+ * for it (a block's scores over the whole context, then its queries turned
+ * by RoPE): also room for one query's scores in generation. */
+#define INFER_ATT_ROWS 64
+static inline size_t infer_scores_per_thread(const GPTConfig *c) {
+    return (size_t)INFER_ATT_ROWS * (size_t)c->block_size + (size_t)INFER_ATT_ROWS * (size_t)gpt_head_size(c);
+}
 
 #endif

@@ -151,7 +151,7 @@ void infer_state_init(InferState *s, const InferModel *m, int cap) {
         s->rope = xmalloc((size_t)T * hs * sizeof(float));
         rope_table(s->rope, 0, T, hs, c->rope_theta);
     }
-    s->scores = xmalloc((size_t)omp_get_max_threads() * T * sizeof(float));
+    s->scores = xmalloc((size_t)omp_get_max_threads() * infer_scores_per_thread(c) * sizeof(float));
     s->xq = xmalloc(n * IN);
     s->xs = xmalloc(n * ((size_t)IN / QBLOCK + 1) * sizeof(float)); /* per token, or per 32 inputs (q8_0 activations) */
     s->team_n = omp_get_max_threads();

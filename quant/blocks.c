@@ -234,11 +234,17 @@ void block_fake(QFormat f, const float *x, float *out, int *codes, float *d, flo
 void block_act_q8_0(const float *x, float *out, int8_t *codes, float *d) {
     float amax = 0.0f;
     for (int j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f, dh = fp16_round(amax / 127.0f);
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f, dh = fp16_round(amax / 127.0f), r[QBLOCK];
+    /* round half to even by adding and taking away 1.5 x 2^23 (exact for
+     * |u| <= 127 in the default rounding mode), so the loop vectorises */
     for (int j = 0; j < QBLOCK; j++) {
-        int q = (int)rintf(clampf(x[j] * id, -127.0f, 127.0f));
-        if (codes) codes[j] = (int8_t)q;
-        if (out) out[j] = (float)q * dh;
+        float u = x[j] * id;
+        u = u != u ? 0.0f : u < -127.0f ? -127.0f : u > 127.0f ? 127.0f : u;
+        r[j] = (u + 12582912.0f) - 12582912.0f;
+    }
+    for (int j = 0; j < QBLOCK; j++) {
+        if (codes) codes[j] = (int8_t)r[j];
+        if (out) out[j] = r[j] * dh;
     }
     if (d) *d = dh;
 }

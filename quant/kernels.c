@@ -70,7 +70,10 @@ static KrowLut krow_lut_fn(void) {
 }
 static KW8A8 kw8a8_fn(const QMatrix *w) {
     KernelPath p = kernel_path();
-    if (w->lut) return p == KERN_SCALAR ? kw4a8_panels_scalar : kw4a8_lut_avx2; /* iq4_nl x q8_0 */
+    if (w->lut) /* iq4_nl x q8_0: the table panels on AVX-512 */
+        return p == KERN_AVX512 && w->pl && w->group % 8 == 0 ? kw4a8_lut_panels_avx512
+               : p == KERN_SCALAR                              ? kw4a8_panels_scalar
+                                                               : kw4a8_lut_avx2;
     if (w->bits <= 4) /* W4A8 (q8_0 activations): the int4 panels on AVX-512, else the reference */
         return p == KERN_AVX512 && w->p4 ? kw4a8_panels_avx512 : kw4a8_panels_scalar;
     return p == KERN_AVX512 ? kw8a8_panels_avx512 : p == KERN_AVX2 ? kw8a8_panels_avx2 : kw8a8_panels_scalar;

@@ -488,6 +488,72 @@ AVX512 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float 
         }
     }
 }
+/* A table matrix (iq4_nl) on its table panels against q8_0 activation
+ * blocks: tile_w8a8's arithmetic, each 64-byte line of indices giving two
+ * W8A8 lines of int8 levels through vpshufb (llama.cpp's iq4_nl x q8_0,
+ * the same integer sums and float steps as kw4a8_panels_scalar). */
+INLINE_AVX512 void tile_lut_w8a8(const QMatrix *w, const int8_t *xq, const float *xs, int m0, int p, const int MR,
+                                 const int NR, float *y) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, L2 = K / 8;
+    const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u), low = _mm512_set1_epi8(15);
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels));
+    __m512 f[4][2];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) f[i][j] = _mm512_setzero_ps();
+    const uint8_t *lp[2] = {w->pl + (size_t)p * L2 * 64, w->pl + (size_t)(p + NR - 1) * L2 * 64};
+    for (int g = 0; g < ng; g++) {
+        __m512i acc[4][2];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();
+        for (int l = g * (G / 4); l < (g + 1) * (G / 4); l += 2) {
+            __m512i wl[2], wh[2];
+            for (int j = 0; j < NR; j++) {
+                const uint8_t *q = lp[j] + (size_t)(l / 2) * 64;
+                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                __m512i v = _mm512_loadu_si512(q);
+                wl[j] = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, low));
+                wh[j] = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+            }
+            for (int i = 0; i < MR; i++) {
+                const int8_t *c = xq + (size_t)(m0 + i) * K + 4 * l;
+                __m512i x0 = _mm512_xor_si512(_mm512_set1_epi32(load4(c)), flip);
+                __m512i x1 = _mm512_xor_si512(_mm512_set1_epi32(load4(c + 4)), flip);
+                for (int j = 0; j < NR; j++)
+                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], x0, wl[j]), x1, wh[j]);
+            }
+        }
+        for (int j = 0; j < NR; j++) {
+            size_t o = ((size_t)(p + j) * ng + g) * QPANEL;
+            __m512 sc = _mm512_loadu_ps(w->pscales + o);
+            __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7);
+            for (int i = 0; i < MR; i++) {
+                __m512 s = _mm512_mul_ps(sc, _mm512_set1_ps(xs[(size_t)(m0 + i) * ng + g]));
+                f[i][j] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)), f[i][j]);
+            }
+        }
+    }
+    for (int j = 0; j < NR; j++) {
+        int n0 = (p + j) * QPANEL;
+        __mmask16 mask = n0 + QPANEL <= N ? (__mmask16)0xffff : (__mmask16)((1u << (N - n0)) - 1);
+        for (int i = 0; i < MR; i++) _mm512_mask_storeu_ps(y + (size_t)(m0 + i) * N + n0, mask, f[i][j]);
+    }
+}
+
+AVX512 void kw4a8_lut_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np,
+                                    float *y) {
+    for (int p = p0; p < p0 + np; p += 2) {
+        int two = p + 1 < p0 + np, m = 0;
+        for (; m + 4 <= M; m += 4) {
+            if (two) tile_lut_w8a8(w, xq, xs, m, p, 4, 2, y);
+            else tile_lut_w8a8(w, xq, xs, m, p, 4, 1, y);
+        }
+        for (; m < M; m++) {
+            if (two) tile_lut_w8a8(w, xq, xs, m, p, 1, 2, y);
+            else tile_lut_w8a8(w, xq, xs, m, p, 1, 1, y);
+        }
+    }
+}
+
 /* The sum of 32 signed bytes: unsigned sums of the bytes + 128, less 32 * 128. */
 INLINE_AVX512 int32_t sum32_i8(const int8_t *c) {
     __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)c), _mm256_set1_epi8((char)0x80));

@@ -31,6 +31,7 @@ void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y
 /* The same for a table matrix on its table panels (integer levels). */
 void klut_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
+void kw4a8_lut_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs);

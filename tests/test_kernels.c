@@ -343,7 +343,8 @@ Test(kernels, int4_codes_down_to_minus_8_on_every_path) {
 /* llama.cpp's arithmetic for its block formats: activations in q8_0 blocks
  * of 32, y = sum over blocks of (weight scale x activation scale) x int32
  * dot, for int8 codes (W8A8 panels) and int4 codes (W4A8 on the int4
- * panels), and iq4_nl's table of int8 levels; every path equals the scalar
+ * panels), and iq4_nl's table of int8 levels (on AVX-512 its table panels);
+ * every path equals the scalar
  * reference exactly (the team product too), and all of them the double sum
  * over the blocks' dequantized values; with q4_1's offsets as well. */
 Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
@@ -414,6 +415,7 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
             kernel_force(old);
         }
         if (variant == 2 || variant == 3) cr_assert(!kernel_supported(KERN_AVX512) || q.p4, "no int4 panels for the AVX-512 W4A8 kernel");
+        if (variant == 4) cr_assert(!kernel_supported(KERN_AVX512) || q.pl, "no table panels for the AVX-512 iq4_nl x q8_0 kernel");
         qmatrix_free(&q);
     }
     free(scratch);
