@@ -184,6 +184,10 @@ Test(blocks, activation_blocks_are_llama_cpps_cpu_quantizer) {
     const char *variant;
     void (*row)(const float *, void *, int64_t) = test_ggml_cpu_best_symbol("quantize_row_q8_0", &variant);
     void (*rows4)(const float *, void *, int64_t) = test_ggml_cpu_best_symbol("ggml_quantize_mat_q8_0_4x8", NULL);
+    /* llama.cpp's builds without AVX (x64, sse42) round as the reference does;
+     * qat simulates the AVX builds, which every x86 server since 2011 loads */
+    if (!strcmp(variant, "x64") || !strcmp(variant, "sse42"))
+        cr_skip_test("llama.cpp loads its %s build here, which rounds activations as the reference does", variant);
     enum { K = 4096, NB = K / QBLOCK };
     float *x = xmalloc(4 * K * sizeof(float));
     Rng r;
