@@ -136,6 +136,11 @@ void gpt_quant_set_mode(GPT *g, QMode mode);
 /* Static activation scales from the observers; then fake quantization of
  * activations starts (QMODE_QUANT). */
 void gpt_quant_freeze(GPT *g);
+/* Oscillation dampening over every fake-quantized weight: lambda times the
+ * mean, over each layer, of its squared distance to the grid in units of its
+ * scale (summed over layers; float layers skipped), its gradient added to the weights' grad; the
+ * penalty is returned. */
+double gpt_quant_dampen(GPT *g, float lambda);
 /* Real integer weights of one quantized layer, from the same scales as fake
  * quantization (packed for W8A8 when its activations are int8, with the
  * static activation scale and the float columns of an outlier split). Fails

@@ -246,6 +246,20 @@ void gpt_quant_freeze(GPT *g) {
     }
 }
 
+double gpt_quant_dampen(GPT *g, float lambda) {
+    double total = 0.0;
+    for (int i = 0; i < g->n_q; i++) {
+        QLayer *q = &g->qlayers[i];
+        if (q->mode == QMODE_FLOAT) continue;
+        Linear *l = gpt_qlayer_linear(g, q);
+        int rows = l->w->shape[0], cols = l->w->shape[1];
+        float per = lambda / (float)l->w->numel;
+        total += per * quant_dampen(&q->w, l->w->data, rows, cols, q->w_scale ? q->w_scale->data : NULL,
+                                    q->w_zp ? q->w_zp->data : NULL, per, l->w->grad);
+    }
+    return total;
+}
+
 bool qlayer_exportable(const QLayer *q, char *why, size_t n) {
     if (q->w.fmt && q->a_bits) {
         snprintf(why, n, "%s weights run in llama.cpp, which quantizes activations its own way (set no "

@@ -241,3 +241,38 @@ Tensor *op_fake_quant_act_q8_0(Tape *t, Tensor *x) {
     tape_record(t, "fake_quant_act_q8_0", fq_straight_backward, y, 1, (Tensor *[]){x});
     return y;
 }
+
+double quant_dampen(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *zp,
+                    float coef, float *grad) {
+    /* The penalty is on the distance to the weight's own grid point in units
+     * of its scale, so groups with small scales are pulled as hard as large
+     * ones; the grid point is a constant (no gradient), and weights past the
+     * clipping range are left alone, their distance being the clip's. */
+    int nl, qmin = quant_qmin(s), qmax = quant_qmax(s);
+    const float *lv = quant_levels(s, &nl);
+    size_t ns = quant_n_scales(s, rows, cols);
+    double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if ((size_t)rows * cols > 65536)
+    for (size_t k = 0; k < ns; k++) {
+        size_t at, per;
+        quant_run(s, rows, cols, k, &at, &per);
+        float sc, z = 0.0f;
+        if (scale) {
+            sc = scale[k], z = zp ? zp[k] : 0.0f;
+        } else {
+            float lo = w[at], hi = w[at];
+            for (size_t i = at + 1; i < at + per; i++) lo = fminf(lo, w[i]), hi = fmaxf(hi, w[i]);
+            quant_params_from_range(s, lo, hi, &sc, s->sym ? NULL : &z);
+        }
+        if (!(sc > 0.0f)) continue;
+        float lo = lv ? lv[0] * sc : quant_dequant(qmin, sc, z), hi = lv ? lv[nl - 1] * sc : quant_dequant(qmax, sc, z);
+        float inv = 1.0f / sc;
+        for (size_t i = at; i < at + per; i++) {
+            if (w[i] < lo || w[i] > hi) continue;
+            float d = (w[i] - quant_round(s, w[i], sc, z)) * inv;
+            total += (double)d * d;
+            grad[i] += coef * 2.0f * d * inv;
+        }
+    }
+    return total;
+}

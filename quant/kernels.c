@@ -217,7 +217,10 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     }
     if ((!integer && !grid) || group % 8 || !kernel_supported(KERN_AVX512)) return;
     float pmul = integer ? 1.0f : 1.0f / 127.0f;
-    for (int i = 0; i < 16; i++) m->plevels[i] = (int8_t)rintf(integer ? m->lut[i] : m->lut[i] * 127.0f);
+    for (int i = 0; i < 16; i++) {
+        m->plevels[i] = (int8_t)rintf(integer ? m->lut[i] : m->lut[i] * 127.0f);
+        m->plevels_u[i] = (uint8_t)(m->plevels[i] + 128);
+    }
     /* the table panels, for integer dot products against the activations' digits */
     int K = cols, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;
     m->pl = xcalloc((size_t)P * L2 * 64, 1);

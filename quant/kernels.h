@@ -72,9 +72,12 @@ typedef struct QMatrix {
      * 2l, 2l + 1 folded into one, byte b holding line 2l's index for byte b
      * in its low nibble and line 2l + 1's in its high; pscales and psums
      * (the sum of a row's levels over the group) as for the W8A8 panels.
-     * vpshufb turns a line back into int8 levels. */
+     * vpshufb turns a line back into int8 levels (plevels, for the q8_0
+     * activations' arithmetic) or into levels + 128 (plevels_u, unsigned,
+     * against the weight-only path's signed activation digits). */
     uint8_t *pl;
     int8_t plevels[16];
+    uint8_t plevels_u[16];
     /* W8A8 activations: with act_static, act_scale is one static
      * (calibrated) symmetric scale for every token; otherwise each token gets
      * its own dynamic scale */

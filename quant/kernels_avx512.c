@@ -331,41 +331,46 @@ INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int N
 }
 
 /* A table matrix on its table panels: each 64-byte line holds the indices
- * of two W8A8 lines; vpshufb gives their int8 levels, which then take the
- * int8 panels' arithmetic (identical integer sums, so identical results). */
+ * of 8 columns of 16 rows in the int4 panels' layout; vpshufb gives their
+ * levels + 128 as unsigned bytes, which then take the int4 panels'
+ * arithmetic against the signed activation digits: the + 128 comes off as
+ * 128 times the group's sum of m (16 corr8), from the activation side, so
+ * no per-weight sums are streamed beside the indices and scales. */
 INLINE_AVX512 void lut_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
-    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L2 = K / 8;
-    const int8_t *u2 = x->nat + 3 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
+    const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
     const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels)), low = _mm512_set1_epi8(15);
-    const uint8_t *lp[2];
-    __m512 f[2];
-    for (int i = 0; i < NP; i++) lp[i] = w->pl + (size_t)(p + i) * L2 * 64, f[i] = _mm512_setzero_ps();
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)), low = _mm512_set1_epi8(15);
+    const uint8_t *lp[2] = {w->pl + (size_t)p * L * 64, w->pl + (size_t)(p + NP - 1) * L * 64};
+    const float *ps[2] = {w->pscales + (size_t)p * ng * QPANEL, w->pscales + (size_t)(p + NP - 1) * ng * QPANEL};
+    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int g = 0; g < ng; g++) {
         __m512i acc[2][3];
         for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
-        for (int l = g * lpg; l < (g + 1) * lpg; l += 2) {
-            int c = 4 * l;
-            __m512i d0[3] = {_mm512_set1_epi32(load4(u2 + c)), _mm512_set1_epi32(load4(u1 + c)),
-                             _mm512_set1_epi32(load4(u0 + c))};
-            __m512i d1[3] = {_mm512_set1_epi32(load4(u2 + c + 4)), _mm512_set1_epi32(load4(u1 + c + 4)),
-                             _mm512_set1_epi32(load4(u0 + c + 4))};
+        int64_t corr = 0;
+        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
+            int c = 8 * l;
+            __m512i d[6] = {_mm512_set1_epi32(load4(n2 + c)), _mm512_set1_epi32(load4(n2 + c + 4)),
+                            _mm512_set1_epi32(load4(n1 + c)), _mm512_set1_epi32(load4(n1 + c + 4)),
+                            _mm512_set1_epi32(load4(n0 + c)), _mm512_set1_epi32(load4(n0 + c + 4))};
             for (int i = 0; i < NP; i++) {
-                const uint8_t *q = lp[i] + (size_t)(l / 2) * 64;
+                const uint8_t *q = lp[i] + (size_t)l * 64;
                 _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                 __m512i v = _mm512_loadu_si512(q);
                 __m512i wl = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, low));
                 __m512i wh = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
                 for (int j = 0; j < 3; j++)
-                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], d0[j], wl), d1[j], wh);
+                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
             }
+            corr += x->corr8[l];
         }
+        const __m512 vc = _mm512_set1_ps((float)(16 * corr));
         for (int i = 0; i < NP; i++) {
-            size_t o = ((size_t)(p + i) * ng + g) * QPANEL;
-            __m512i top = _mm512_sub_epi32(acc[i][0], _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7));
-            __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, _mm512_cvtepi32_ps(acc[i][2]));
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(top), c65536, t);
-            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(w->pscales + o), f[i]);
+            _mm_prefetch((const char *)(ps[i] + (size_t)g * QPANEL) + Q4_PREFETCH / 2, _MM_HINT_T0);
+            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[i][2]), vc);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, t);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), c65536, t);
+            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), f[i]);
         }
     }
     store_panels(f, NP, p, N, x->fscale, y);

@@ -35,6 +35,14 @@ Tensor *op_fake_quant_act_q8_0(Tape *t, Tensor *x);
  * backward. */
 Tensor *op_fake_quant_kv(Tape *t, Tensor *qkv, int n_head, int n_kv_head, int bits);
 
+/* Oscillation dampening (Nagel et al., 2022, "Overcoming oscillations in
+ * quantization-aware training"): the sum over the weights of [rows, cols]
+ * inside the clipping range of ((w - q(w)) / scale)^2, q(w) its grid point
+ * taken as a constant, and its gradient times coef added to grad. scale NULL
+ * = min-max scales (zp likewise). Even grid and codebooks; not block formats. */
+double quant_dampen(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *zp,
+                    float coef, float *grad);
+
 /* ---- the quant section of a config ---- */
 #define QUANT_MAX_OVERRIDES 64
 typedef struct QuantOverride {
@@ -71,6 +79,7 @@ typedef struct QuantConfig {
     float outlier_threshold; /* >= 0: layers keep input features above it in float (set by qat ptq --method outlier); < 0: off */
     float distill_weight;  /* > 0: loss = (1-w) CE + w T^2 KL(teacher || student), teacher = the init_from model */
     float distill_temperature;
+    float dampen;          /* > 0: oscillation dampening, its weight ramped up over training (quant_dampen) */
     float budget_bpw;         /* > 0: choose per-layer bits and groups within this many bits per weight (train/mixed.h) */
     char budget_bits[64];     /* candidate bits, "2,3,4,8" */
     char budget_groups[64];   /* candidate groups, "32,64,128,channel" */

@@ -816,3 +816,76 @@ Test(quant, kmeans_qat_learns_or_keeps_its_tables, .init = write_corpus) {
         }
     }
 }
+
+/* The dampening term's gradient against central differences of the term
+ * itself (its grid points fixed, so perturbations small enough not to cross
+ * a rounding boundary are exact), on int3 groups with a partial last group,
+ * asymmetric per channel and an NF3 codebook; weights past the clipping
+ * range get nothing, and weights on the grid cost nothing. */
+Test(quant, dampening_gradient_against_finite_differences) {
+    const int rows = 3, cols = 40;
+    QuantSpec specs[] = {{.bits = 3, .sym = true, .gran = QG_GROUP, .group = 32},
+                         {.bits = 3, .sym = false, .gran = QG_CHANNEL},
+                         {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 16, .cb = QCB_NF}};
+    Rng r;
+    rng_seed(&r, 99);
+    float w[120], g[120], sc[64], zp[64];
+    for (int k = 0; k < 3; k++) {
+        const QuantSpec *s = &specs[k];
+        for (int i = 0; i < rows * cols; i++) w[i] = 0.1f * rng_normal(&r);
+        size_t ns = quant_n_scales(s, rows, cols);
+        quant_minmax(s, w, rows, cols, sc, s->sym ? NULL : zp);
+        for (size_t j = 0; j < ns; j++) sc[j] *= 0.8f; /* some weights past the clip */
+        memset(g, 0, sizeof g);
+        const float coef = 0.37f;
+        double f0 = quant_dampen(s, w, rows, cols, sc, s->sym ? NULL : zp, coef, g);
+        cr_assert(f0 > 0.0);
+        int checked = 0, outside = 0;
+        for (int i = 0; i < rows * cols; i++) {
+            size_t j = quant_scale_index(s, cols, i / cols, i % cols);
+            float z = s->sym ? 0.0f : zp[j], h = 1e-3f * sc[j], x = w[i];
+            float lo = s->cb ? -sc[j] : quant_dequant(quant_qmin(s), sc[j], z);
+            float hi = s->cb ? sc[j] : quant_dequant(quant_qmax(s), sc[j], z);
+            if (x < lo || x > hi) {
+                cr_assert_eq(g[i], 0.0f, "spec %d element %d past the clip got gradient %g", k, i, g[i]);
+                outside++;
+                continue;
+            }
+            /* skip weights within h of a rounding boundary or of the clip */
+            float qa = quant_round(s, x - h, sc[j], z), qb = quant_round(s, x + h, sc[j], z);
+            if (qa != qb || x - h < lo || x + h > hi) continue;
+            float scratch[120];
+            w[i] = x + h;
+            double fp = quant_dampen(s, w, rows, cols, sc, s->sym ? NULL : zp, 0.0f, scratch);
+            w[i] = x - h;
+            double fm = quant_dampen(s, w, rows, cols, sc, s->sym ? NULL : zp, 0.0f, scratch);
+            w[i] = x;
+            double fd = coef * (fp - fm) / (2.0 * h);
+            cr_assert(fabs(fd - g[i]) <= 1e-3 * fabs(fd) + 1e-2, "spec %d element %d: %g vs finite difference %g", k, i,
+                      g[i], fd);
+            checked++;
+        }
+        cr_assert(checked > 80 && outside > 0, "spec %d: %d checked, %d outside", k, checked, outside);
+        /* on the grid: nothing to pay */
+        quant_fake(s, w, rows, cols, sc, s->sym ? NULL : zp, w);
+        memset(g, 0, sizeof g);
+        cr_assert(quant_dampen(s, w, rows, cols, sc, s->sym ? NULL : zp, coef, g) < 1e-8, "spec %d", k);
+    }
+}
+
+static void dampen_with_format(void *p) {
+    Config *c = p;
+    config_set(c, "quant.format", "q4_0", "q.yaml");
+    config_set(c, "quant.dampen", "0.1", "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+Test(quant, dampening_needs_a_grid_of_qats_own) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.weight.bits", "4", "test");
+    char msg[512];
+    cr_assert(capture_failure(dampen_with_format, &c, msg, sizeof msg));
+    cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.dampen") && strstr(msg, "q4_0"), "got: %s", msg);
+    expect_bad("quant.dampen", "-1", "quant.dampen", NULL);
+}

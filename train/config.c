@@ -204,6 +204,10 @@ static const Field FIELDS[] = {
       "the vocabulary, the teacher being the float model of quant.init_from (run without gradients each step); 0 = off"),
     F("quant.distill.temperature", CF_FLOAT, quant.distill_temperature, 0, 100, 1, "1", NULL,
       "distillation temperature T: both distributions are softmax(logits / T)"),
+    F("quant.dampen", CF_FLOAT, quant.dampen, 0, 1000, 0, "0", NULL,
+      "oscillation dampening (Nagel et al. 2022): adds lambda * sum over quantized layers of the mean squared distance "
+      "of each weight to its grid point in units of its scale (the point held constant), lambda rising from 0 to this "
+      "value over the run on a half cosine, so weights settle on one code late in training; 0 = off"),
     F("quant.budget.bpw", CF_FLOAT, quant.budget_bpw, 0, 64, 0, "0", NULL,
       "budgeted mixed precision: per-layer bits and groups chosen from the candidates below so that the quantized "
       "layers' bits per weight (codes plus fp32 scales) are at most this, by measured sensitivity (the training-split "
@@ -665,6 +669,9 @@ void config_validate(const Config *c, const char *origin) {
                  "min-max scales every step)", origin);
     if (q->distill_weight > 0.0f && !q->init_from[0])
         qat_fail("%s: quant.distill.weight: distillation needs a teacher: set quant.init_from to the float model", origin);
+    if (q->dampen > 0.0f && (!q->w_bits || qformat_of(q->format)))
+        qat_fail("%s: quant.dampen: dampening pulls weights to qat's own grid or codebook: needs quant.weight.bits and no "
+                 "quant.format (got format %s)", origin, q->format);
     if (q->budget_bpw > 0.0f && (!q->init_from[0] || !q->w_bits))
         qat_fail("%s: quant.budget.bpw: the sensitivities are measured on the float model: set quant.init_from and "
                  "quant.weight.bits", origin);

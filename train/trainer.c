@@ -634,6 +634,11 @@ static void train_resolved(const Config *cfg, const char *origin, const TrainOpt
             dist_sum_f32(d, lv, 3);
             l = lv[0] * inv, ce = lv[1] * inv, kl = lv[2] * inv;
         }
+        if (cfg->quant.dampen > 0.0f) {
+            /* after the ranks' average: every rank holds the same weights, so the same term */
+            double ramp = 0.5 * (1.0 - cos(M_PI * (double)(it + 1) / (double)iters));
+            gpt_quant_dampen(&g, (float)(cfg->quant.dampen * ramp));
+        }
         float norm = grad_clip_norm(&g.params, cfg->train.grad_clip);
         if (!isfinite(l) || !isfinite(norm))
             qat_fail("training diverged at iter %ld: loss %g, grad norm %g; the last good checkpoint %s is kept",
