@@ -493,6 +493,19 @@ static void load_scales(const GgufFile *f, const GgufTensor *t, QLayer *q, size_
     load_scales_at(f, t, q, 0, nb);
 }
 
+/* A head run from blocks: its weights, the float rows read from them, must
+ * be the blocks' own values under the scales loaded, so that qat's head
+ * computes what llama.cpp's does. */
+static void check_head_blocks(const GgufFile *f, const char *tensor, GPT *g, int V, int C) {
+    QLayer *q = g->head.q;
+    float *e = xmalloc((size_t)V * C * sizeof(float));
+    quant_fake(&q->w, g->head.w->data, V, C, q->w_scale->data, q->w_zp ? q->w_zp->data : NULL, e);
+    size_t far = 0;
+    for (size_t i = 0; i < (size_t)V * C; i++) far += e[i] != g->head.w->data[i];
+    free(e);
+    if (far) qat_fail("%s: tensor %s: %zu of its values are not its %s blocks' own", f->path, tensor, far, qformat_name(q->w.fmt));
+}
+
 typedef struct LoadCtx {
     GgufFile f;
     GPT *g;
@@ -635,16 +648,30 @@ static void load_llama(LoadCtx *x) {
     char globs[sizeof x->cfg->quant.layers], origin[4096 + 16];
     QFormat fmt = x->as_float ? QF_NONE : llama_block_layers(f, L, blocks, globs, sizeof globs);
     snprintf(origin, sizeof origin, "%s:llama", f->path);
-    if (fmt) { /* the blocks' own scales, used as they are (as PTQ's are) */
-        config_set(x->cfg, "quant.format", qformat_name(fmt), origin);
+    /* a head in blocks (the tied embedding's, as llama-quantize stores it in
+     * q8_0, or a separate one) runs as blocks, as llama.cpp runs it */
+    const char *hname = out ? "output.weight" : "token_embd.weight";
+    QFormat hf = x->as_float ? QF_NONE : format_of_type((int)need_tensor(f, hname)->type);
+    if (hf && C % QBLOCK) hf = QF_NONE;
+    if (hf) {
+        size_t at = strlen(globs);
+        snprintf(globs + at, sizeof globs - at, "%slm_head", at ? ", " : "");
+    }
+    if (fmt || hf) { /* the blocks' own scales, used as they are (as PTQ's are) */
+        config_set(x->cfg, "quant.format", qformat_name(fmt ? fmt : hf), origin);
         config_set(x->cfg, "quant.estimator", "lsq", origin);
         config_set(x->cfg, "quant.layers", globs, origin);
+        if (fmt && hf && hf != fmt) config_set(x->cfg, "quant.overrides.lm_head.format", qformat_name(hf), origin);
     }
-    gpt_build(g, &gc, fmt ? &x->cfg->quant : NULL, f->path);
+    gpt_build(g, &gc, fmt || hf ? &x->cfg->quant : NULL, f->path);
     x->built = true;
     memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
     if (!tied) memcpy(g->head.w->data, head, (size_t)V * C * sizeof(float));
     free(emb), free(head);
+    if (hf) {
+        load_scales(f, need_tensor(f, hname), g->head.q, (size_t)V * C / QBLOCK);
+        check_head_blocks(f, hname, g, V, C);
+    }
     char nm[96];
     for (int l = 0; l < L; l++) {
         Block *b = &g->blocks[l];
@@ -752,18 +779,26 @@ static void load_gguf(void *p) {
         qat_fail("%s: output.weight in ggml type %u: qat ties the head to token_embd, so it reads separate heads only "
                  "as blocks of the Linears' own format", f->path, out->type);
     if (out) fmt = format_of_type(out->type);
-    if (fmt) { /* the blocks' own scales, used as they are (as PTQ's are) */
-        config_set(cfg, "quant.format", qformat_name(fmt), origin);
+    /* a tied embedding in blocks (llama-quantize stores it in q8_0) is a
+     * head in blocks, as llama.cpp runs it */
+    QFormat ef = x->as_float || out || C % QBLOCK ? QF_NONE : format_of_type(need_tensor(f, "token_embd.weight")->type);
+    if (fmt || ef) { /* the blocks' own scales, used as they are (as PTQ's are) */
+        config_set(cfg, "quant.format", qformat_name(fmt ? fmt : ef), origin);
         config_set(cfg, "quant.estimator", "lsq", origin);
-        bool blocks = format_of_type(bt) != QF_NONE;
-        config_set(cfg, "quant.layers", blocks && out ? "blocks.*, lm_head" : out ? "lm_head" : "blocks.*", origin);
+        bool blocks = format_of_type(bt) != QF_NONE, head = out || ef;
+        config_set(cfg, "quant.layers", blocks && head ? "blocks.*, lm_head" : head ? "lm_head" : "blocks.*", origin);
+        if (fmt && ef && ef != fmt) config_set(cfg, "quant.overrides.lm_head.format", qformat_name(ef), origin);
     }
     GPTConfig gc = {.vocab_size = V, .n_layer = L, .n_head = H, .n_embd = C, .block_size = T};
-    gpt_build(g, &gc, fmt ? &cfg->quant : NULL, origin);
+    gpt_build(g, &gc, fmt || ef ? &cfg->quant : NULL, origin);
     x->built = true;
     float *emb = tensor_floats(f, need_tensor(f, "token_embd.weight"), C, V + 1);
     memcpy(g->wte->data, emb, (size_t)V * C * sizeof(float));
     free(emb);
+    if (ef) { /* the first V rows' blocks: the end-of-text row is qat's own */
+        load_scales(f, need_tensor(f, "token_embd.weight"), g->head.q, (size_t)V * C / QBLOCK);
+        check_head_blocks(f, "token_embd.weight", g, V, C);
+    }
     load_into(f, "position_embd.weight", g->wpe, C, T);
     char nm[96];
     for (int l = 0; l < L; l++) {

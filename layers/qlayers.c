@@ -105,7 +105,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
         qat_fail("%s: quant.%scodebook: %s takes 2..4 bits; %s has %d", origin,
                  o && o->codebook[0] ? "overrides.<layer>." : "weight.", cb, name, ql->w.bits);
-    QFormat fm = qformat_of(q->format);
+    QFormat fm = qformat_of(o && o->format[0] ? o->format : q->format);
     if (fm) {
         ql->w = quant_spec_of_format(fm);
         ql->a_blocks = !strcmp(q->act_format, "q8_0");

@@ -50,6 +50,7 @@ typedef struct QuantOverride {
     int bits, group_size, act_bits; /* -1 = not overridden */
     char granularity[8];            /* "" = not overridden */
     char codebook[8];               /* none | nf | kmeans; "" = not overridden */
+    char format[8];                 /* a llama.cpp block format for this layer alone; "" = quant.format */
 } QuantOverride;
 
 typedef struct QuantConfig {

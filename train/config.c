@@ -294,8 +294,12 @@ static void set_override(Config *c, const char *key, const char *value, const ch
         if ((int)quant_codebook_of(value) < 0)
             qat_fail("%s: %s: expected one of none|nf|kmeans, got '%s'", origin, key, value);
         snprintf(o->codebook, sizeof o->codebook, "%s", value);
+    } else if (!strcmp(field, "format")) {
+        if (strcmp(value, "none") && !qformat_of(value))
+            qat_fail("%s: %s: expected one of none|q8_0|q4_0|q4_1|iq4_nl, got '%s'", origin, key, value);
+        snprintf(o->format, sizeof o->format, "%s", value);
     } else {
-        qat_fail("%s: %s: unknown override field '%s' (allowed: bits, group_size, granularity, codebook, act_bits)", origin,
+        qat_fail("%s: %s: unknown override field '%s' (allowed: bits, group_size, granularity, codebook, format, act_bits)", origin,
                  key, field);
     }
 }
@@ -693,7 +697,19 @@ void config_validate(const Config *c, const char *origin) {
                 qat_fail("%s: quant.overrides.%s: per-layer weight formats do not combine with quant.format", origin,
                          q->ov[i].layer);
     }
-    if (strcmp(q->act_format, "none") && !fm)
+    bool any_fm = fm != QF_NONE;
+    for (int i = 0; i < q->n_ov; i++) {
+        const QuantOverride *o = &q->ov[i];
+        if (!o->format[0]) continue;
+        any_fm |= qformat_of(o->format) != QF_NONE;
+        if (o->bits >= 0 || o->group_size >= 0 || o->granularity[0] || o->codebook[0] || o->act_bits >= 0)
+            qat_fail("%s: quant.overrides.%s.format: a block format sets the layer's bits, groups and rounding; leave "
+                     "out its other fields", origin, o->layer);
+        if (!q->w_bits && !fm)
+            qat_fail("%s: quant.overrides.%s.format: the layer is quantized only when quant.weight.bits or quant.format "
+                     "is set", origin, o->layer);
+    }
+    if (strcmp(q->act_format, "none") && !any_fm)
         qat_fail("%s: quant.act_format: simulates llama.cpp's activations for block formats: set quant.format too", origin);
     if (c->train.min_lr > c->train.lr)
         qat_fail("%s: train.min_lr: %g is larger than train.lr %g", origin, c->train.min_lr, c->train.lr);
@@ -728,7 +744,7 @@ const char *config_section_differs(const Config *a, const Config *b, const char 
             const QuantOverride *o = &x->ov[i], *p = &y->ov[i];
             same = !strcmp(o->layer, p->layer) && o->bits == p->bits && o->group_size == p->group_size &&
                    !strcmp(o->granularity, p->granularity) && !strcmp(o->codebook, p->codebook) &&
-                   o->act_bits == p->act_bits;
+                   !strcmp(o->format, p->format) && o->act_bits == p->act_bits;
         }
         if (!same) return "quant.overrides";
     }
@@ -786,6 +802,7 @@ char *config_to_yaml(const Config *c) {
         if (o->granularity[0])
             k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.granularity: %s\n", o->layer, o->granularity);
         if (o->codebook[0]) k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.codebook: %s\n", o->layer, o->codebook);
+        if (o->format[0]) k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.format: %s\n", o->layer, o->format);
         if (o->act_bits >= 0)
             k += (size_t)snprintf(out + k, cap - k, "  overrides.%s.act_bits: %d\n", o->layer, o->act_bits);
     }
