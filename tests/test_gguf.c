@@ -259,8 +259,10 @@ Test(gguf, grids_without_a_block_type_fall_back_to_float_and_say_so) {
 Test(gguf, llama_quantize_files_run_their_q8_0_head_as_blocks) {
     char *ck = train_float(), *rep, cmd[8192];
     char *f32 = export_gguf(ck, "lq-f32.gguf", &rep);
-    const char *kinds[] = {"q4_0", "q4_1"};
-    for (int k = 0; k < 2; k++) {
+    /* q4_1 behaves alike (measured -1.7e-06, every top-1 the same; before,
+     * -3.1e-05 and 99.57%); one format keeps the suite's time */
+    const char *kinds[] = {"q4_0"};
+    for (int k = 0; k < 1; k++) {
         char name[64];
         snprintf(name, sizeof name, "lq-%s.gguf", kinds[k]);
         char *out = test_path(g_dir, name);
@@ -273,9 +275,8 @@ Test(gguf, llama_quantize_files_run_their_q8_0_head_as_blocks) {
         cr_assert(te && eol && !strstr(ins, " output.weight"), "%s", ins);
         *eol = '\0';
         cr_assert(strstr(te, " q8_0 "), "the tied embedding is not q8_0: %s", te);
-        /* measured: -1.7e-07 and -1.7e-06, every top-1 the same; with the head
-         * in float (as qat ran these files before) -1.3e-05 and -3.1e-05, 99.47%
-         * and 99.57% */
+        /* measured: -1.7e-07, every top-1 the same; with the head in float
+         * (as qat ran these files before) -1.3e-05 and 99.47% */
         double top1, gap = nll_gap_with(out, "", out, &top1);
         cr_assert_lt(fabs(gap), 1e-5, "%s: llama.cpp - qat %+.2e", kinds[k], gap);
         cr_assert_geq(top1, 0.998, "%s: top-1 agreement %.4f", kinds[k], top1);
