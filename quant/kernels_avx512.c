@@ -235,14 +235,21 @@ INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, flo
 }
 
 /* NP (1 or 2) panels from panel p: the activation digits are broadcast once
- * for both. */
-INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
+ * for both. table: a table matrix on its table panels, whose lines hold
+ * indices in the int4 panels' layout; vpshufb turns them into the levels +
+ * 128 as unsigned bytes, which take the same arithmetic, the + 128 coming
+ * off as 128 times the group's sum of m (16 corr8) as the nibbles' + 8 does
+ * (8 corr8), so no per-weight sums are streamed beside indices and scales. */
+INLINE_AVX512 void nibble_panels(const QMatrix *w, const KAct *x, int p, const int NP, const bool table, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
     const __m512i low = _mm512_set1_epi8(15);
+    const __m512i tab = table ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
     const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
     const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    const uint8_t *lp[2] = {w->p4 + (size_t)p * L * 64, w->p4 + (size_t)(p + NP - 1) * L * 64};
-    const float *ps[2] = {w->p4scales + (size_t)p * ng * QPANEL, w->p4scales + (size_t)(p + NP - 1) * ng * QPANEL};
+    const uint8_t *lines = table ? w->pl : w->p4;
+    const float *scales = table ? w->pscales : w->p4scales;
+    const uint8_t *lp[2] = {lines + (size_t)p * L * 64, lines + (size_t)(p + NP - 1) * L * 64};
+    const float *ps[2] = {scales + (size_t)p * ng * QPANEL, scales + (size_t)(p + NP - 1) * ng * QPANEL};
     __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int g = 0; g < ng; g++) {
         __m512i acc[2][3];
@@ -258,12 +265,13 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int N
                 _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                 __m512i v = _mm512_loadu_si512(q);
                 __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                if (table) wl = _mm512_shuffle_epi8(tab, wl), wh = _mm512_shuffle_epi8(tab, wh);
                 for (int j = 0; j < 3; j++)
                     acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
             }
             corr += x->corr8[l];
         }
-        const __m512 vc = _mm512_set1_ps((float)corr);
+        const __m512 vc = _mm512_set1_ps((float)((table ? 16 : 1) * corr));
         for (int i = 0; i < NP; i++) {
             /* the scales are a second stream per panel, too short for the
              * hardware prefetcher to pick up */
@@ -286,8 +294,8 @@ INLINE_AVX512 void q4_panels(const QMatrix *w, const KAct *x, int p, const int N
  * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
 AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
     int p = p0;
-    for (; p + 2 <= p0 + np; p += 2) q4_panels(w, x, p, 2, y);
-    if (p < p0 + np) q4_panels(w, x, p, 1, y);
+    for (; p + 2 <= p0 + np; p += 2) nibble_panels(w, x, p, 2, false, y);
+    if (p < p0 + np) nibble_panels(w, x, p, 1, false, y);
 }
 
 /* int8 weight-only on the W8A8 panels: per line (4 columns, 64 weights)
@@ -330,56 +338,10 @@ INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int N
     store_panels(f, NP, p, N, x->fscale, y);
 }
 
-/* A table matrix on its table panels: each 64-byte line holds the indices
- * of 8 columns of 16 rows in the int4 panels' layout; vpshufb gives their
- * levels + 128 as unsigned bytes, which then take the int4 panels'
- * arithmetic against the signed activation digits: the + 128 comes off as
- * 128 times the group's sum of m (16 corr8), from the activation side, so
- * no per-weight sums are streamed beside the indices and scales. */
-INLINE_AVX512 void lut_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
-    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
-    const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
-    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)), low = _mm512_set1_epi8(15);
-    const uint8_t *lp[2] = {w->pl + (size_t)p * L * 64, w->pl + (size_t)(p + NP - 1) * L * 64};
-    const float *ps[2] = {w->pscales + (size_t)p * ng * QPANEL, w->pscales + (size_t)(p + NP - 1) * ng * QPANEL};
-    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int g = 0; g < ng; g++) {
-        __m512i acc[2][3];
-        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
-        int64_t corr = 0;
-        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
-            int c = 8 * l;
-            __m512i d[6] = {_mm512_set1_epi32(load4(n2 + c)), _mm512_set1_epi32(load4(n2 + c + 4)),
-                            _mm512_set1_epi32(load4(n1 + c)), _mm512_set1_epi32(load4(n1 + c + 4)),
-                            _mm512_set1_epi32(load4(n0 + c)), _mm512_set1_epi32(load4(n0 + c + 4))};
-            for (int i = 0; i < NP; i++) {
-                const uint8_t *q = lp[i] + (size_t)l * 64;
-                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
-                __m512i v = _mm512_loadu_si512(q);
-                __m512i wl = _mm512_shuffle_epi8(tab, _mm512_and_si512(v, low));
-                __m512i wh = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
-                for (int j = 0; j < 3; j++)
-                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
-            }
-            corr += x->corr8[l];
-        }
-        const __m512 vc = _mm512_set1_ps((float)(16 * corr));
-        for (int i = 0; i < NP; i++) {
-            _mm_prefetch((const char *)(ps[i] + (size_t)g * QPANEL) + Q4_PREFETCH / 2, _MM_HINT_T0);
-            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[i][2]), vc);
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, t);
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), c65536, t);
-            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), f[i]);
-        }
-    }
-    store_panels(f, NP, p, N, x->fscale, y);
-}
-
 AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
     int p = p0;
-    for (; p + 2 <= p0 + np; p += 2) lut_panels(w, x, p, 2, y);
-    if (p < p0 + np) lut_panels(w, x, p, 1, y);
+    for (; p + 2 <= p0 + np; p += 2) nibble_panels(w, x, p, 2, true, y);
+    if (p < p0 + np) nibble_panels(w, x, p, 1, true, y);
 }
 
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {

@@ -426,18 +426,27 @@ Test(quant, distillation_mixes_kl_with_cross_entropy, .init = write_corpus) {
     free(p0), free(p1), free(p2), free(m);
 }
 
-static void distill_without_teacher(void *p) {
+/* keys set in order on int4 weights from q.yaml, then the whole config
+ * validated: it must fail, its message in msg */
+static const char *(*g_pairs)[2];
+static int g_n_pairs;
+static void set_pairs_and_validate(void *p) {
     Config *c = p;
-    config_set(c, "quant.distill.weight", "0.5", "q.yaml");
+    for (int i = 0; i < g_n_pairs; i++) config_set(c, g_pairs[i][0], g_pairs[i][1], "q.yaml");
     config_validate(c, "q.yaml");
 }
-
-Test(quant, distillation_needs_a_teacher) {
+static void expect_invalid(const char *(*pairs)[2], int n, char *msg, size_t cap) {
     Config c;
     config_defaults(&c);
     config_set(&c, "quant.weight.bits", "4", "test");
+    g_pairs = pairs, g_n_pairs = n;
+    cr_assert(capture_failure(set_pairs_and_validate, &c, msg, cap), "%s=%s accepted", pairs[n - 1][0], pairs[n - 1][1]);
+}
+
+Test(quant, distillation_needs_a_teacher) {
+    const char *kv[][2] = {{"quant.distill.weight", "0.5"}};
     char msg[512];
-    cr_assert(capture_failure(distill_without_teacher, &c, msg, sizeof msg));
+    expect_invalid(kv, 1, msg, sizeof msg);
     cr_assert(strstr(msg, "quant.distill.weight") && strstr(msg, "quant.init_from"), "got: %s", msg);
 }
 
@@ -873,19 +882,39 @@ Test(quant, dampening_gradient_against_finite_differences) {
     }
 }
 
-static void dampen_with_format(void *p) {
-    Config *c = p;
-    config_set(c, "quant.format", "q4_0", "q.yaml");
-    config_set(c, "quant.dampen", "0.1", "q.yaml");
-    config_validate(c, "q.yaml");
-}
-
 Test(quant, dampening_needs_a_grid_of_qats_own) {
-    Config c;
-    config_defaults(&c);
-    config_set(&c, "quant.weight.bits", "4", "test");
+    const char *kv[][2] = {{"quant.format", "q4_0"}, {"quant.dampen", "0.1"}};
     char msg[512];
-    cr_assert(capture_failure(dampen_with_format, &c, msg, sizeof msg));
+    expect_invalid(kv, 2, msg, sizeof msg);
     cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.dampen") && strstr(msg, "q4_0"), "got: %s", msg);
     expect_bad("quant.dampen", "-1", "quant.dampen", NULL);
+}
+
+/* quant.overrides.LAYER.format: one layer in a block format of its own (a
+ * q8_0 head in a q4_0 model, as llama-quantize stores the tied embedding);
+ * written back into the config; refused beside the layer's other weight
+ * fields, and for names that are no block format. */
+Test(quant, a_layer_takes_a_block_format_of_its_own) {
+    Config c;
+    config_defaults(&c);
+    config_set(&c, "quant.format", "q4_0", "q.yaml");
+    config_set(&c, "quant.estimator", "lsq", "q.yaml");
+    config_set(&c, "quant.layers", "blocks.*, lm_head", "q.yaml");
+    config_set(&c, "quant.overrides.lm_head.format", "q8_0", "q.yaml");
+    config_validate(&c, "q.yaml");
+    GPTConfig gc = {.vocab_size = 10, .n_layer = 1, .n_head = 2, .n_embd = 32, .block_size = 8};
+    GPT g;
+    gpt_build(&g, &gc, &c.quant, "q.yaml");
+    cr_assert(g.head.q && g.head.q->w.fmt == QF_Q8_0 && g.head.q->w.bits == 8, "the head is not q8_0");
+    cr_assert(g.blocks[0].qkv.q && g.blocks[0].qkv.q->w.fmt == QF_Q4_0, "blocks.0.attn.qkv is not q4_0");
+    cr_assert_eq(g.head.q->w_scale->numel, 10 * 32 / 32, "one scale per block of the head");
+    gpt_free(&g);
+    char *y = config_to_yaml(&c);
+    cr_assert(strstr(y, "overrides.lm_head.format: q8_0"), "%s", y);
+    free(y);
+    const char *both[][2] = {{"quant.overrides.lm_head.format", "q8_0"}, {"quant.overrides.lm_head.bits", "8"}};
+    char msg[512];
+    expect_invalid(both, 2, msg, sizeof msg);
+    cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.overrides.lm_head.format"), "got: %s", msg);
+    expect_bad("quant.overrides.lm_head.format", "q6_k", "quant.overrides.lm_head.format", "q8_0|q4_0|q4_1|iq4_nl");
 }
