@@ -24,6 +24,9 @@ printf '{"iter":0,"val_loss":1.9}\n{"iter":1,"loss":0.99,"lr":3e-4,"grad_norm":3
 printf 'model: {n_layer: 2, n_head: 2, n_embd: 32}\ntrain: {iters: 3, lr: 1e-3}\nquant:\n  layers: [blocks.0.*, lm_head]\n  overrides.blocks.0.mlp.fc.bits: 3\n' > $S/config/lists.yaml
 # a planned mixed run's per-layer codebooks (quant.overrides.<layer>.codebook)
 printf 'model: {n_layer: 1, n_head: 2, n_embd: 32}\nquant:\n  weight: {bits: 3, freeze_table: true}\n  overrides.blocks.0.mlp.fc.codebook: kmeans\n  overrides.blocks.0.mlp.fc.granularity: channel\n  overrides.blocks.0.attn.qkv.codebook: nf\n  overrides.blocks.0.attn.qkv.bits: 2\n  budget: {codebooks: "none,nf,kmeans"}\n' > $S/config/codebooks.yaml
+# a layer in a block format of its own (quant.overrides.<layer>.format) and dampening
+printf 'model: {n_layer: 1, n_head: 2, n_embd: 32}\nquant:\n  format: q4_0\n  layers: "blocks.*, lm_head"\n  overrides.lm_head.format: q8_0\n' > $S/config/layer-format.yaml
+printf 'model: {n_layer: 1, n_head: 2, n_embd: 32}\nquant:\n  weight: {bits: 3, granularity: group, group_size: 32}\n  dampen: 0.1\n' > $S/config/dampen.yaml
 export ASAN_OPTIONS=detect_leaks=0 OMP_NUM_THREADS=1
 W=$B/seed-runs
 rm -rf $W && mkdir -p $W
@@ -66,6 +69,11 @@ for f in q8_0 q4_0 q4_1 iq4_nl; do
   $B/qat train $W/g-$f.yaml >/dev/null
   $B/qat export $W/g-$f/checkpoint.h5 -o $S/gguf/$f.gguf >/dev/null
 done
+# a q8_0 tied token_embd beside q4_0 Linears, as llama.cpp's own quantizer
+# writes it (when node-llama-cpp is installed: ./quickstart test does it)
+if [ -d tests/llamacpp/node_modules ]; then
+  python3 bench/llama_quantize.py $S/gguf/f32.gguf $S/gguf/llama-quantize-q4_0.gguf q4_0 >/dev/null 2>&1
+fi
 
 # the real pretrained model (../shared/data/stories260K) when it is there:
 # llama2.c's checkpoint and tokenizer, the GGUF of the llama architecture,
