@@ -84,7 +84,7 @@ def main():
             name, os.path.getsize(f) / 1048576.0, q["pp"], lp["pp"], lp["threads"], q["pp"] / lp["pp"], q["tg"], lt["tg"],
             lt["threads"], q["tg"] / lt["tg"]))
         sys.stdout.flush()
-    print(json.dumps({"bench": "qat_vs_llamacpp", "threads": a.threads, "kernels": res["f32"]["qat"]["kernels"],
+    print(json.dumps({"bench": "qat_vs_llamacpp", "threads": a.threads, "kernels": next(iter(res.values()))["qat"]["kernels"],
                       "results": res}))
 
 

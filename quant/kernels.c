@@ -96,23 +96,34 @@ static bool kact_needed(const QMatrix *w) { return w->bits <= 4 || (w->p8 && ker
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
 size_t kact_bytes(int n) {
-    return 64 + round64((size_t)n * sizeof(float)) + 6 * round64((size_t)n) + round64((size_t)(n + 7) / 8 * sizeof(int32_t));
+    size_t lines = round64((size_t)(n + 7) / 8 * sizeof(int32_t));
+    /* x_split, 5 planes, bsum and bscale (blocks of at least 8 columns) */
+    return 64 + round64((size_t)n * sizeof(float)) + 6 * round64((size_t)n) + 2 * lines;
 }
 
-void kact_prepare(const float *x, int n, void *buf, KAct *a) {
+int kact_block(const QMatrix *w) {
+    if (w->group % 32 == 0) return 32;
+    return w->group % 8 == 0 ? w->group : (w->cols + 7) / 8 * 8;
+}
+
+void kact_prepare(const float *x, int n, int block, void *buf, KAct *a) {
     /* 64-byte aligned, so that the planes start on cache lines */
     char *p = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
     a->x_split = (float *)p;
     kx_split(x, n, a->x_split);
     a->nat = NULL;
-    a->corr8 = NULL;
+    a->bsum = NULL;
+    a->bscale = NULL;
     a->fscale = 1.0f;
+    a->block = block;
     a->nat_stride = (int)round64((size_t)n);
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
         int8_t *nat = (int8_t *)(p + round64((size_t)n * sizeof(float)));
-        int32_t *corr8 = (int32_t *)(nat + 6 * (size_t)a->nat_stride);
-        if (kact_planes_avx512(x, n, nat, a->nat_stride, corr8, &a->fscale)) a->nat = nat, a->corr8 = corr8;
+        float *bsum = (float *)(nat + 5 * (size_t)a->nat_stride);
+        float *bscale = (float *)((char *)bsum + round64((size_t)(n + 7) / 8 * sizeof(float)));
+        if (kact_planes_avx512(x, n, block, nat, a->nat_stride, bsum, bscale, &a->fscale))
+            a->nat = nat, a->bsum = bsum, a->bscale = bscale;
     }
 #endif
 }
@@ -436,14 +447,13 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         for (int pb = p0; pb < p1; pb += QPANEL_RUN) {
             int np = p1 - pb < QPANEL_RUN ? p1 - pb : QPANEL_RUN;
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
-            for (int m = 0; m < M; m++) {
-                float *ym = y + (size_t)m * N;
-                if (w->lut) klut_panels_avx512(w, &act[m], pb, np, ym);
-                else if (w->bits <= 4) kq4_panels_avx512(w, &act[m], pb, np, ym);
-                else kq8_panels_avx512(w, &act[m], pb, np, ym);
-                if (bias)
-                    for (int r = r0; r < r1; r++) ym[r] += bias[r];
-            }
+            if (w->lut) klut_panels_avx512(w, act, M, pb, np, y, N);
+            else if (w->bits <= 4) kq4_panels_avx512(w, act, M, pb, np, y, N);
+            else
+                for (int m = 0; m < M; m++) kq8_panels_avx512(w, &act[m], pb, np, y + (size_t)m * N);
+            if (bias)
+                for (int m = 0; m < M; m++)
+                    for (int r = r0; r < r1; r++) y[(size_t)m * N + r] += bias[r];
         }
         if (w->offsets && hi > lo) add_offsets(w, x, M, lo, hi, y);
         if (epi && hi > lo)
@@ -510,7 +520,7 @@ static void qgemm_f32_wide(const QMatrix *w, const float *x, int M, float *y) {
             int mr = M - m0 < mb ? M - m0 : mb;
             const float *xb = x + (size_t)m0 * K;
             if (abuf)
-                for (int m = 0; m < mr; m++) kact_prepare(xb + (size_t)m * K, K, abuf + (size_t)m * ab, &act[m]);
+                for (int m = 0; m < mr; m++) kact_prepare(xb + (size_t)m * K, K, kact_block(w), abuf + (size_t)m * ab, &act[m]);
 #pragma omp parallel
             qgemm_rows_team(w, xb, act, mr, NULL, NULL, y + (size_t)m0 * N);
         }
@@ -689,6 +699,6 @@ void qgemv_team(const QMatrix *w, bool w8a8, const float *x, const float *bias, 
         return;
     }
     KAct *act = scratch;
-    if (kact_needed(w)) kact_prepare(x, w->cols, (char *)scratch + 64, act);
+    if (kact_needed(w)) kact_prepare(x, w->cols, kact_block(w), (char *)scratch + 64, act);
     qgemm_rows_team(w, x, act, 1, bias, epi, y);
 }

@@ -162,26 +162,36 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  * x_split: the even columns' values first, then the odd columns'
  *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed int4
  *   bytes need no shuffles (the int4 row primitives).
- * nat (AVX-512 only, else NULL): x as fscale * m, fscale a power of two
- *   fitted to max |x| so that every m is an integer of 24 bits, i.e. x to
- *   float precision relative to its largest element, in byte planes of
- *   nat_stride bytes in column order: the signed digits d2, d1, d0 of m
- *   (m = d0 + 256 d1 + 65536 d2; against the int4 panels' unsigned
- *   nibbles), then the unsigned digits u2, u1, u0 of m + 2^23 (against the
- *   int8 panels' signed codes). corr8[l] = 8 * the sum of m over columns
- *   8l..8l+7, which undoes the nibbles' + 8. NULL when x is not finite: the
- *   products then take the float row primitives. */
+ * nat (AVX-512 only, else NULL): x in byte planes of nat_stride bytes in
+ *   column order. For the int4 and table panels (weight-only), per block of
+ *   `block` columns (32, or the weights' group when 32 does not divide it)
+ *   x as bscale[b] * m, bscale[b] a power of two fitted to the block's max
+ *   |x| so that every m is an integer of 16 bits (x to 2^-16 of its block's
+ *   largest element: finer than the bf16 or fp16 activations of PyTorch's
+ *   weight-only kernels, while two planes take two thirds of three's dot
+ *   products), as the signed digits d1, d0 of m (m = d0 + 256 d1), against
+ *   the nibbles' unsigned bytes; bsum[b] = the sum of m over the block,
+ *   which undoes the nibbles' + 8. For the int8 panels, x as
+ *   fscale * m to 24 bits of the row's max (one power of two), as the
+ *   unsigned digits u2, u1, u0 of m + 2^23, against the signed codes. NULL
+ *   when x is not finite: the products then take the float row primitives. */
 typedef struct KAct {
     float *x_split;
     int8_t *nat;
+    float *bsum;
+    float *bscale;
     int nat_stride;
-    int32_t *corr8;
+    int block;
     float fscale;
 } KAct;
 /* Scratch bytes kact_prepare needs for a row of n values. */
 size_t kact_bytes(int n);
-/* Fills a from x [n] (n even) with its arrays in buf (kact_bytes(n)). */
-void kact_prepare(const float *x, int n, void *buf, KAct *a);
+/* The activation block the nibble panels of w take: 32 when it divides the
+ * group, else the group (a multiple of 8 wherever there are panels). */
+int kact_block(const QMatrix *w);
+/* Fills a from x [n] (n even) with its arrays in buf (kact_bytes(n)), the
+ * nibble planes in blocks of `block` columns (kact_block). */
+void kact_prepare(const float *x, int n, int block, void *buf, KAct *a);
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
 /* The same for a table matrix: out[r] = the sum over columns of (lut[index]

@@ -159,68 +159,82 @@ INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, const float *sc
 #define Q4_PREFETCH 1024 /* bytes ahead in each panel's stream */
 #endif
 
-/* Largest |m| three signed bytes can hold: 127 * (1 + 256 + 65536). */
+/* Largest |m| three unsigned-offset bytes can hold (|m| < 2^23), and the
+ * largest |m| two signed bytes can hold: 127 * (1 + 256). */
 #define KACT_M_MAX 8355711.0f
+#define KACT_M16_MAX 32639.0f
 
-/* The three signed byte digits of m (m = d0 + 256 d1 + 65536 d2). */
-INLINE_AVX512 void digits3(__m512i m, __m512i *d2, __m512i *d1, __m512i *d0) {
-    *d0 = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
-    __m512i m1 = _mm512_srai_epi32(_mm512_sub_epi32(m, *d0), 8);
-    *d1 = _mm512_srai_epi32(_mm512_slli_epi32(m1, 24), 24);
-    *d2 = _mm512_srai_epi32(_mm512_sub_epi32(m1, *d1), 8);
+/* The power-of-two exponent e that fits max |x| = mx (finite, > 0) to
+ * integers m = x / 2^e of at most mmax, with bits of precision. */
+static int kact_exponent(float mx, int bits, float mmax) {
+    int k2;
+    float fr = frexpf(mx, &k2); /* mx = fr * 2^k2, fr in [0.5, 1) */
+    int e = k2 - bits;
+    if (ldexpf(fr, bits) > mmax) e++;
+    return e;
 }
 
-AVX512 bool kact_planes_avx512(const float *x, int n, int8_t *nat, int nat_stride, int32_t *corr8, float *fscale) {
-    /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
-     * fake quantization does); max_ps alone would drop a NaN */
+/* The two signed byte digits of m (m = d0 + 256 d1). */
+INLINE_AVX512 void digits2(__m512i m, __m512i *d1, __m512i *d0) {
+    *d0 = _mm512_srai_epi32(_mm512_slli_epi32(m, 24), 24);
+    *d1 = _mm512_srai_epi32(_mm512_sub_epi32(m, *d0), 8);
+}
+
+INLINE_AVX512 float max_abs(const float *x, int n, __mmask16 *bad) {
     __m512 amax = _mm512_setzero_ps();
-    __mmask16 bad = 0;
-    int k = 0;
-    for (; k + 16 <= n; k += 16) {
-        __m512 v = _mm512_loadu_ps(x + k);
-        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    for (int k = 0; k < n; k += 16) {
+        __mmask16 mk = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + k);
+        *bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
     }
-    float mx = _mm512_reduce_max_ps(amax);
-    for (; k < n; k++) {
-        if (isnan(x[k])) bad = 1;
-        mx = fmaxf(mx, fabsf(x[k]));
-    }
+    return _mm512_reduce_max_ps(amax);
+}
+
+AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum,
+                               float *bscale, float *fscale) {
+    /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
+     * fake quantization does); max_ps alone would drop a NaN */
+    __mmask16 bad = 0;
+    float mx = max_abs(x, n, &bad);
     if (bad || !isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false;
-    int e = 0;
-    if (mx > 0.0f) {
-        int k2;
-        float fr = frexpf(mx, &k2); /* mx = fr * 2^k2, fr in [0.5, 1) */
-        e = k2 - 23;
-        if (fr * 8388608.0f > KACT_M_MAX) e++;
-    }
+    int8_t *pl[5];
+    for (int j = 0; j < 5; j++) pl[j] = nat + (size_t)j * nat_stride;
+    /* the int8 panels' planes: m to 24 bits of the row's max, as the
+     * unsigned digits of m + 2^23 (in [0, 2^24)); padding columns give 2^23
+     * and meet no weights */
+    int e = mx > 0.0f ? kact_exponent(mx, 23, KACT_M_MAX) : 0;
     *fscale = ldexpf(1.0f, e);
-    const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
+    __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
     const __m512i off = _mm512_set1_epi32(1 << 23), byte = _mm512_set1_epi32(255);
-    int8_t *pl[6];
-    for (int j = 0; j < 6; j++) pl[j] = nat + (size_t)j * nat_stride;
     for (int col = 0; col < n; col += 16) { /* the planes' strides are multiples of 64: whole blocks fit */
         __mmask16 mk = n - col >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - col)) - 1);
-        __m512i m = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + col), inv)), d2, d1, d0;
-        digits3(m, &d2, &d1, &d0);
-        _mm_storeu_si128((__m128i *)(pl[0] + col), _mm512_cvtepi32_epi8(d2));
-        _mm_storeu_si128((__m128i *)(pl[1] + col), _mm512_cvtepi32_epi8(d1));
-        _mm_storeu_si128((__m128i *)(pl[2] + col), _mm512_cvtepi32_epi8(d0));
-        /* unsigned base-256 digits of m + 2^23 (in [0, 2^24) since |m| < 2^23);
-         * padding columns give 2^23 and meet no weights */
-        __m512i u = _mm512_add_epi32(m, off);
-        _mm_storeu_si128((__m128i *)(pl[3] + col), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
-        _mm_storeu_si128((__m128i *)(pl[4] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
-        _mm_storeu_si128((__m128i *)(pl[5] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
-        /* 8 * the sum of m over each 8 columns (|.| < 2^29): undoes the int4
-         * nibbles' + 8 */
-        int32_t t[16];
-        _mm512_storeu_si512(t, m);
-        for (int h = 0; h < 2 && col + 8 * h < n; h++) {
-            int32_t s8 = 0;
-            for (int i = 0; i < 8; i++) s8 += t[8 * h + i];
-            corr8[col / 8 + h] = 8 * s8;
+        __m512i u = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + col), inv)), off);
+        _mm_storeu_si128((__m128i *)(pl[2] + col), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
+        _mm_storeu_si128((__m128i *)(pl[3] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
+        _mm_storeu_si128((__m128i *)(pl[4] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
+    }
+    /* the nibble panels' planes: per block of columns its own power of two,
+     * m to 16 bits of the block's max, as two signed digits, and the
+     * block's sum of m */
+    for (int c0 = 0, b = 0; c0 < n; c0 += block, b++) {
+        int len = n - c0 < block ? n - c0 : block;
+        float bm = max_abs(x + c0, len, &bad);
+        if (bm > 0.0f && bm < 1e-30f) return false;
+        int eb = bm > 0.0f ? kact_exponent(bm, 15, KACT_M16_MAX) : 0;
+        bscale[b] = ldexpf(1.0f, eb);
+        inv = _mm512_set1_ps(ldexpf(1.0f, -eb));
+        __m512i sum = _mm512_setzero_si512();
+        for (int col = c0; col < c0 + len; col += 16) {
+            int left = c0 + len - col;
+            __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __m512i m = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + col), inv)), d1, d0;
+            digits2(m, &d1, &d0);
+            _mm512_mask_cvtepi32_storeu_epi8(pl[0] + col, mk, d1);
+            _mm512_mask_cvtepi32_storeu_epi8(pl[1] + col, mk, d0);
+            sum = _mm512_add_epi32(sum, m); /* |m| < 2^15: 2^16 columns before it could overflow */
         }
+        bsum[b] = (float)_mm512_reduce_add_epi32(sum);
     }
     return true;
 }
@@ -234,68 +248,108 @@ INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, flo
     }
 }
 
-/* NP (1 or 2) panels from panel p: the activation digits are broadcast once
- * for both. table: a table matrix on its table panels, whose lines hold
- * indices in the int4 panels' layout; vpshufb turns them into the levels +
- * 128 as unsigned bytes, which take the same arithmetic, the + 128 coming
- * off as 128 times the group's sum of m (16 corr8) as the nibbles' + 8 does
- * (8 corr8), so no per-weight sums are streamed beside indices and scales. */
-INLINE_AVX512 void nibble_panels(const QMatrix *w, const KAct *x, int p, const int NP, const bool table, float *y) {
-    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 8, L = K / 8;
+/* R activation rows (1..4) against NP panels (1 or 2) from panel p: each
+ * line of weights is loaded and split into nibbles once for all R rows,
+ * whose digits come as broadcast operands. table: a table matrix on its
+ * table panels, whose lines hold indices in the int4 panels' layout;
+ * vpshufb turns them into the levels + 128 as unsigned bytes, which take
+ * the same arithmetic, the + 128 coming off as 128 times the block's sum of
+ * m as the nibbles' + 8 does (8 times), so no per-weight sums are streamed
+ * beside indices and scales. Per line (8 columns, 128 weights per panel)
+ * and row, two vpdpbusd per digit plane into two accumulators kept apart
+ * over the activation block (a lane gains at most 2 * 4 * 255 * 128 per
+ * line); per block, 256 S1 + S0 - 8 sum(m) in float times the block's power
+ * of two; per group, the sum times the 16 rows' scales. Each row's
+ * arithmetic is the same whatever R, so a row's outputs do not depend on
+ * the rows beside it. */
+INLINE_AVX512 void nibble_tile(const QMatrix *w, const KAct *x, const int R, int p, const int NP, const bool table,
+                               float *y, int ldy) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / 8, bpg = G / x[0].block, L = K / 8;
+    const int stride = x[0].nat_stride;
     const __m512i low = _mm512_set1_epi8(15);
     const __m512i tab = table ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
-    const int8_t *n2 = x->nat, *n1 = n2 + x->nat_stride, *n0 = n1 + x->nat_stride;
-    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
+    const __m512 c256 = _mm512_set1_ps(256.0f);
     const uint8_t *lines = table ? w->pl : w->p4;
     const float *scales = table ? w->pscales : w->p4scales;
     const uint8_t *lp[2] = {lines + (size_t)p * L * 64, lines + (size_t)(p + NP - 1) * L * 64};
     const float *ps[2] = {scales + (size_t)p * ng * QPANEL, scales + (size_t)(p + NP - 1) * ng * QPANEL};
-    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 f[4][2];
+    for (int r = 0; r < R; r++) f[r][0] = f[r][1] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
-        __m512i acc[2][3];
-        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
-        int64_t corr = 0;
-        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
-            int c = 8 * l;
-            __m512i d[6] = {_mm512_set1_epi32(load4(n2 + c)), _mm512_set1_epi32(load4(n2 + c + 4)),
-                            _mm512_set1_epi32(load4(n1 + c)), _mm512_set1_epi32(load4(n1 + c + 4)),
-                            _mm512_set1_epi32(load4(n0 + c)), _mm512_set1_epi32(load4(n0 + c + 4))};
-            for (int i = 0; i < NP; i++) {
-                const uint8_t *q = lp[i] + (size_t)l * 64;
-                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
-                __m512i v = _mm512_loadu_si512(q);
-                __m512i wl = _mm512_and_si512(v, low), wh = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                if (table) wl = _mm512_shuffle_epi8(tab, wl), wh = _mm512_shuffle_epi8(tab, wh);
-                for (int j = 0; j < 3; j++)
-                    acc[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[i][j], wl, d[2 * j]), wh, d[2 * j + 1]);
+        __m512 tg[4][2];
+        for (int r = 0; r < R; r++) tg[r][0] = tg[r][1] = _mm512_setzero_ps();
+        for (int b = g * bpg; b < (g + 1) * bpg; b++) {
+            __m512i acc[4][2][2];
+            for (int r = 0; r < R; r++)
+                for (int i = 0; i < NP; i++) acc[r][i][0] = acc[r][i][1] = _mm512_setzero_si512();
+            for (int l = b * lpb; l < (b + 1) * lpb; l++) {
+                int c = 8 * l;
+                __m512i wl[2], wh[2];
+                for (int i = 0; i < NP; i++) {
+                    const uint8_t *q = lp[i] + (size_t)l * 64;
+                    _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                    __m512i v = _mm512_loadu_si512(q);
+                    wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                    if (table) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
+                }
+                for (int r = 0; r < R; r++) {
+                    const int8_t *n1 = x[r].nat + c, *n0 = n1 + stride;
+                    __m512i d10 = _mm512_set1_epi32(load4(n1)), d11 = _mm512_set1_epi32(load4(n1 + 4));
+                    __m512i d00 = _mm512_set1_epi32(load4(n0)), d01 = _mm512_set1_epi32(load4(n0 + 4));
+                    for (int i = 0; i < NP; i++) {
+                        acc[r][i][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][0], wl[i], d10), wh[i], d11);
+                        acc[r][i][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][1], wl[i], d00), wh[i], d01);
+                    }
+                }
             }
-            corr += x->corr8[l];
+            for (int r = 0; r < R; r++) {
+                const __m512 vc = _mm512_set1_ps((table ? 128.0f : 8.0f) * x[r].bsum[b]);
+                const __m512 vs = _mm512_set1_ps(x[r].bscale[b]);
+                for (int i = 0; i < NP; i++) {
+                    __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r][i][1]), vc);
+                    t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][i][0]), c256, t);
+                    tg[r][i] = _mm512_fmadd_ps(t, vs, tg[r][i]);
+                }
+            }
         }
-        const __m512 vc = _mm512_set1_ps((float)((table ? 16 : 1) * corr));
         for (int i = 0; i < NP; i++) {
             /* the scales are a second stream per panel, too short for the
              * hardware prefetcher to pick up */
             _mm_prefetch((const char *)(ps[i] + (size_t)g * QPANEL) + Q4_PREFETCH / 2, _MM_HINT_T0);
-            __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[i][2]), vc);
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, t);
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), c65536, t);
-            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL), f[i]);
+            __m512 sc = _mm512_loadu_ps(ps[i] + (size_t)g * QPANEL);
+            for (int r = 0; r < R; r++) f[r][i] = _mm512_fmadd_ps(tg[r][i], sc, f[r][i]);
         }
     }
-    store_panels(f, NP, p, N, x->fscale, y);
+    for (int r = 0; r < R; r++) store_panels(f[r], NP, p, N, 1.0f, y + (size_t)r * ldy);
 }
 
 /* int4 panels: 16 rows per int32 lane set, so a group's sums need no
- * horizontal work. Per line (8 columns, 128 weights): the nibbles split
- * into two byte vectors, and each of the three digit planes takes two
- * vpdpbusd against 4 broadcast activation digits, into three accumulators
- * kept apart over the group (a lane gains at most 8 * 15 * 128 per line).
- * Per group: 65536 S2 + 256 S1 + S0 - 8 sum(m), formed in float, times the
- * 16 rows' scales: 9 vector operations per 128 weights for any group size. */
-AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
-    int p = p0;
-    for (; p + 2 <= p0 + np; p += 2) nibble_panels(w, x, p, 2, false, y);
-    if (p < p0 + np) nibble_panels(w, x, p, 1, false, y);
+ * horizontal work; tiles of up to 4 activation rows by 2 panels (R and NP
+ * constants in each call, so that every tile's accumulators stay in
+ * registers). */
+INLINE_AVX512 void nibble_tiles(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy,
+                                const bool table) {
+    for (int m = 0; m < M; m += 4) {
+        int R = M - m < 4 ? M - m : 4, p = p0;
+        float *ym = y + (size_t)m * ldy;
+        for (; p < p0 + np; p += 2) {
+            bool two = p + 2 <= p0 + np;
+            switch (R * 2 + two) {
+            case 9: nibble_tile(w, x + m, 4, p, 2, table, ym, ldy); break;
+            case 8: nibble_tile(w, x + m, 4, p, 1, table, ym, ldy); break;
+            case 7: nibble_tile(w, x + m, 3, p, 2, table, ym, ldy); break;
+            case 6: nibble_tile(w, x + m, 3, p, 1, table, ym, ldy); break;
+            case 5: nibble_tile(w, x + m, 2, p, 2, table, ym, ldy); break;
+            case 4: nibble_tile(w, x + m, 2, p, 1, table, ym, ldy); break;
+            case 3: nibble_tile(w, x + m, 1, p, 2, table, ym, ldy); break;
+            default: nibble_tile(w, x + m, 1, p, 1, table, ym, ldy); break;
+            }
+        }
+    }
+}
+
+AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
+    nibble_tiles(w, x, M, p0, np, y, ldy, false);
 }
 
 /* int8 weight-only on the W8A8 panels: per line (4 columns, 64 weights)
@@ -306,7 +360,7 @@ AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, f
  * share the broadcasts. */
 INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L = K / 4;
-    const int8_t *u2 = x->nat + 3 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
+    const int8_t *u2 = x->nat + 2 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
     const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
     const int8_t *lp[2];
     __m512 f[2];
@@ -338,10 +392,8 @@ INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int N
     store_panels(f, NP, p, N, x->fscale, y);
 }
 
-AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
-    int p = p0;
-    for (; p + 2 <= p0 + np; p += 2) nibble_panels(w, x, p, 2, true, y);
-    if (p < p0 + np) nibble_panels(w, x, p, 1, true, y);
+AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
+    nibble_tiles(w, x, M, p0, np, y, ldy, true);
 }
 
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {

@@ -13,6 +13,21 @@
 
 static const KernelPath PATHS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
 
+/* What the weight-only int4 and table panels (AVX-512) may add to float
+ * rounding: x in 16 bits of each block's max |x| (blocks of `block`
+ * columns), a step of about 2^-14 of it, here allowed a whole step per
+ * weight. wd: the weights of one output row as float, x its input [K]. */
+static double fixed_point_bound(const float *x, const float *wd, int K, int block) {
+    double b = 0;
+    for (int k0 = 0; k0 < K; k0 += block) {
+        float mx = 0;
+        double ws = 0;
+        for (int k = k0; k < K && k < k0 + block; k++) mx = fmaxf(mx, fabsf(x[k])), ws += fabs(wd[k]);
+        b += ldexp(mx, -14) * ws;
+    }
+    return b;
+}
+
 /* Row primitives: every path against the scalar reference, per channel on
  * odd lengths (masked tails) and grouped. */
 Test(kernels, rows_match_scalar_on_odd_lengths) {
@@ -146,8 +161,10 @@ Test(kernels, qgemm_matches_dequantized_reference) {
             for (int m = 0; m < M + 5; m++)
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
-                    for (int k = 0; k < K; k++) ref += (double)x[(m < 5 ? m : m - 5) * K + k] * wd[n * K + k];
-                    cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s int%d g%d y[%d,%d]", kernel_path_name(PATHS[p]),
+                    const float *xm = x + (m < 5 ? m : m - 5) * K;
+                    for (int k = 0; k < K; k++) ref += (double)xm[k] * wd[n * K + k];
+                    double tol = 1e-4 + fixed_point_bound(xm, wd + n * K, K, kact_block(&q));
+                    cr_assert_float_eq(y[m * N + n], ref, tol, "%s int%d g%d y[%d,%d]", kernel_path_name(PATHS[p]),
                                        cases[c].bits, cases[c].group, m, n);
                 }
             qgemm_f32(&q, x, MT, yt);
@@ -155,7 +172,8 @@ Test(kernels, qgemm_matches_dequantized_reference) {
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
                     for (int k = 0; k < K; k++) ref += (double)x[m * K + k] * wd[n * K + k];
-                    cr_assert_float_eq(yt[m * N + n], ref, 1e-4, "%s int%d g%d tiles y[%d,%d]", kernel_path_name(PATHS[p]),
+                    double tol = 1e-4 + fixed_point_bound(x + m * K, wd + n * K, K, kact_block(&q));
+                    cr_assert_float_eq(yt[m * N + n], ref, tol, "%s int%d g%d tiles y[%d,%d]", kernel_path_name(PATHS[p]),
                                        cases[c].bits, cases[c].group, m, n);
                 }
             if (cases[c].bits == 8) {
@@ -197,7 +215,8 @@ Test(kernels, panels_and_team_product) {
     rng_seed(&r, 5);
     for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
     /* row 0 plain, row 1 with a few elements 30x, row 2 with a few 1e4x the
-     * rest (the fixed point then holds the small ones to 2^-22 of the max) */
+     * rest (the fixed point then holds the small ones to 2^-22 of the max,
+     * or for int4 to 2^-15 of their block's) */
     for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r) * (i % 61 == 3 ? (i < 2 * K ? 30.0f : 1e4f) : 1.0f);
     for (int i = 0; i < N; i++) bias[i] = rng_normal(&r);
     static const int groups[] = {8, 16, 32, 64, 128, K};
@@ -209,18 +228,26 @@ Test(kernels, panels_and_team_product) {
             qmatrix_from_float(&q, w, N, K, bits, G, NULL);
             cr_assert(bits == 4 ? q.p4 != NULL : q.p8 != NULL, "int%d g%d: no panels", bits, G);
             qgemm_f32(&q, x, M, y);
+            int B = kact_block(&q);
+            cr_assert_eq(B, G % 32 ? G : 32, "g%d: activation blocks of %d", G, B);
             for (int m = 0; m < M; m++) {
-                float xmax = 0;
+                /* int8: 24 bits of the row's max; int4: 16 bits of each block's
+                 * (steps of about 2^-14 of its max, rounded to half a step;
+                 * the bound allows a whole step) */
+                float xmax = 0, bmax[K];
                 for (int k = 0; k < K; k++) xmax = fmaxf(xmax, fabsf(x[m * K + k]));
+                for (int k = 0; k < K; k++) bmax[k] = 0;
+                for (int k = 0; k < K; k++) bmax[k / B * B] = fmaxf(bmax[k / B * B], fabsf(x[m * K + k]));
                 for (int n = 0; n < N; n++) {
-                    double ref = 0, mag = 0, wsum = 0;
+                    double ref = 0, mag = 0, fix = 0;
                     for (int k = 0; k < K; k++) {
                         int code = bits == 8 ? q.q8[n * K + k]
                                              : (k % 2 ? q.q4[(n * K + k) / 2] >> 4 : q.q4[(n * K + k) / 2] & 15) - 8;
                         double wv = (double)code * q.scales[n * ng + k / G];
-                        ref += wv * x[m * K + k], mag += fabs(wv * x[m * K + k]), wsum += fabs(wv);
+                        ref += wv * x[m * K + k], mag += fabs(wv * x[m * K + k]);
+                        fix += fabs(wv) * (bits == 8 ? ldexp(xmax, -22) : ldexp(bmax[k / B * B], -14));
                     }
-                    double tol = 1e-6 * mag + ldexp(xmax * wsum, -22);
+                    double tol = 1e-6 * mag + fix;
                     cr_assert(fabs(y[m * N + n] - ref) <= tol, "int%d g%d y[%d,%d] = %.9g, double %.9g (tol %.3g)", bits, G,
                               m, n, y[m * N + n], ref, tol);
                 }
@@ -323,10 +350,14 @@ Test(kernels, int4_codes_down_to_minus_8_on_every_path) {
             for (int m = 0; m < Ms[mi]; m += Ms[mi] > 100 ? 41 : 1)
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
-                    for (int k = 0; k < K; k++)
+                    float wn[K];
+                    for (int k = 0; k < K; k++) {
+                        wn[k] = (float)codes[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0f);
                         ref += ((double)codes[n * K + k] * sc[(n * K + k) / 32] + (with_off ? off[(n * K + k) / 32] : 0.0)) *
                                x[m * K + k];
-                    cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s%s M=%d y[%d,%d]", kernel_path_name(PATHS[p % 3]),
+                    }
+                    double tol = 1e-4 + fixed_point_bound(x + m * K, wn, K, 32);
+                    cr_assert_float_eq(y[m * N + n], ref, tol, "%s%s M=%d y[%d,%d]", kernel_path_name(PATHS[p % 3]),
                                        with_off ? " offsets" : "", Ms[mi], m, n);
                 }
         }
@@ -484,11 +515,14 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
                 for (int m = 0; m < Mm; m += Mm > 100 ? 43 : 1)
                     for (int n = 0; n < N; n++) {
                         double ref = 0, mag = 0;
+                        float wn[K];
                         for (int k = 0; k < K; k++) {
+                            wn[k] = tl[idx[n * K + k]] * sc[(n * K + k) / 32];
                             double t = (double)tl[idx[n * K + k]] * sc[(n * K + k) / 32] * x[(size_t)m * K + k];
                             ref += t, mag += fabs(t);
                         }
-                        cr_assert(fabs(y[(size_t)m * N + n] - ref) <= 1e-5 * (1.0 + mag), "%s M=%d y[%d,%d] = %g, double %g",
+                        double tol = 1e-5 * (1.0 + mag) + fixed_point_bound(x + (size_t)m * K, wn, K, 32);
+                        cr_assert(fabs(y[(size_t)m * N + n] - ref) <= tol, "%s M=%d y[%d,%d] = %g, double %g",
                                   kernel_path_name(PATHS[p]), Mm, m, n, y[(size_t)m * N + n], ref);
                     }
             }
@@ -500,8 +534,8 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
             kernel_force(old);
         }
         if (table == 1 && q.pl) {
-            /* the table panels' integer sums are the int8 panels' on the levels as codes (exact); only the float
-             * steps that combine the digit sums differ, at float rounding */
+            /* the table panels on the levels as the int8 panels on those levels as codes: the same integers,
+             * the table panels' activations in 16 bits per block of 32 where the int8 panels' have 24 per row */
             int8_t *codes = malloc((size_t)N * K);
             for (int i = 0; i < N * K; i++) codes[i] = IQ4NL_LEVELS[idx[i]];
             QMatrix q8;
@@ -511,10 +545,14 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
             qgemm_f32(&q, x, 20, y), qgemm_f32(&q8, x, 20, y8);
             for (int i = 0; i < 20 * N; i++) {
                 double mag = 0; /* the float steps round relative to the sum of |terms|, not to the result */
-                for (int k = 0; k < K; k++)
-                    mag += fabs((double)codes[(i % N) * K + k] * sc[((i % N) * K + k) / 32] * x[(size_t)(i / N) * K + k]);
-                cr_assert(fabs(y[i] - y8[i]) <= 1e-6 * (1.0 + mag), "table panels y[%d] %.9g, int8 panels %.9g (terms %g)",
-                          i, y[i], y8[i], mag);
+                float wn[K];
+                for (int k = 0; k < K; k++) {
+                    wn[k] = (float)codes[(i % N) * K + k] * sc[((i % N) * K + k) / 32];
+                    mag += fabs((double)wn[k] * x[(size_t)(i / N) * K + k]);
+                }
+                double tol = 1e-6 * (1.0 + mag) + fixed_point_bound(x + (size_t)(i / N) * K, wn, K, 32);
+                cr_assert(fabs(y[i] - y8[i]) <= tol, "table panels y[%d] %.9g, int8 panels %.9g (terms %g)", i, y[i], y8[i],
+                          mag);
             }
             kernel_force(old);
             qmatrix_free(&q8);
@@ -596,7 +634,8 @@ Test(kernels, partial_last_group_on_every_path) {
                     for (int n = 0; n < N; n++) {
                         double ref = 0;
                         for (int k = 0; k < K; k++) ref += (double)x[m * K + k] * wd[n * K + k];
-                        cr_assert_float_eq(y[m * N + n], ref, 1e-4, "%s K%d int%d g%d M%d y[%d,%d]",
+                        double tol = 1e-4 + fixed_point_bound(x + m * K, wd + n * K, K, kact_block(&q));
+                        cr_assert_float_eq(y[m * N + n], ref, tol, "%s K%d int%d g%d M%d y[%d,%d]",
                                            kernel_path_name(PATHS[p]), K, cases[c].bits, G, M, m, n);
                     }
             }
@@ -610,7 +649,8 @@ Test(kernels, partial_last_group_on_every_path) {
                 for (int n = 0; n < N; n++) {
                     double ref = 0;
                     for (int k = 0; k < K; k++) ref += (double)(w8 ? xd[k] : x[k]) * wd[n * K + k];
-                    cr_assert_float_eq(y[n], ref, 1e-4, "%s team%s K%d g%d y[%d]", kernel_path_name(PATHS[p]),
+                    double tol = 1e-4 + (w8 ? 0.0 : fixed_point_bound(x, wd + n * K, K, kact_block(&q)));
+                    cr_assert_float_eq(y[n], ref, tol, "%s team%s K%d g%d y[%d]", kernel_path_name(PATHS[p]),
                                        w8 ? " w8a8" : "", K, G, n);
                 }
             }
