@@ -96,14 +96,13 @@ static bool kact_needed(const QMatrix *w) { return w->bits <= 4 || (w->p8 && ker
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
 size_t kact_bytes(int n) {
-    size_t lines = round64((size_t)(n + 7) / 8 * sizeof(int32_t));
-    /* x_split, 5 planes, bsum and bscale (blocks of at least 8 columns) */
-    return 64 + round64((size_t)n * sizeof(float)) + 6 * round64((size_t)n) + 2 * lines;
+    /* x_split, 2 planes, bsum and bscale (blocks of at least 4 columns) */
+    return 64 + round64((size_t)n * sizeof(float)) + 2 * round64((size_t)n) + 2 * round64((size_t)(n + 3) / 4 * sizeof(float));
 }
 
 int kact_block(const QMatrix *w) {
     if (w->group % 32 == 0) return 32;
-    return w->group % 8 == 0 ? w->group : (w->cols + 7) / 8 * 8;
+    return w->group % 4 == 0 ? w->group : (w->cols + 3) / 4 * 4;
 }
 
 void kact_prepare(const float *x, int n, int block, void *buf, KAct *a) {
@@ -114,16 +113,14 @@ void kact_prepare(const float *x, int n, int block, void *buf, KAct *a) {
     a->nat = NULL;
     a->bsum = NULL;
     a->bscale = NULL;
-    a->fscale = 1.0f;
     a->block = block;
     a->nat_stride = (int)round64((size_t)n);
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
         int8_t *nat = (int8_t *)(p + round64((size_t)n * sizeof(float)));
-        float *bsum = (float *)(nat + 5 * (size_t)a->nat_stride);
-        float *bscale = (float *)((char *)bsum + round64((size_t)(n + 7) / 8 * sizeof(float)));
-        if (kact_planes_avx512(x, n, block, nat, a->nat_stride, bsum, bscale, &a->fscale))
-            a->nat = nat, a->bsum = bsum, a->bscale = bscale;
+        float *bsum = (float *)(nat + 2 * (size_t)a->nat_stride);
+        float *bscale = (float *)((char *)bsum + round64((size_t)(n + 3) / 4 * sizeof(float)));
+        if (kact_planes_avx512(x, n, block, nat, a->nat_stride, bsum, bscale)) a->nat = nat, a->bsum = bsum, a->bscale = bscale;
     }
 #endif
 }
@@ -413,11 +410,12 @@ void qmatrix_free(QMatrix *m) {
  * (M = 16..256, K = 512..4096: 160-220 against 26-130 GFLOP/s). */
 #define QROWS_MAX_ACT (1 << 18)
 
-/* Whether products with w take the AVX-512 panels (int8: a lane's digit
- * sums reach 127 * 255 * group, so groups up to 65536). */
+/* Whether products with w take the AVX-512 panels (a lane's digit sums
+ * reach 128 * 255 per column of an activation block, so blocks up to 32768
+ * columns). */
 static bool qgemm_panels(const QMatrix *w) {
-    return kernel_path() == KERN_AVX512 &&
-           (w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL && w->group <= 65536);
+    return kernel_path() == KERN_AVX512 && kact_block(w) <= 32768 &&
+           (w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL);
 }
 
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
@@ -449,8 +447,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
             if (w->lut) klut_panels_avx512(w, act, M, pb, np, y, N);
             else if (w->bits <= 4) kq4_panels_avx512(w, act, M, pb, np, y, N);
-            else
-                for (int m = 0; m < M; m++) kq8_panels_avx512(w, &act[m], pb, np, y + (size_t)m * N);
+            else kq8_panels_avx512(w, act, M, pb, np, y, N);
             if (bias)
                 for (int m = 0; m < M; m++)
                     for (int r = r0; r < r1; r++) y[(size_t)m * N + r] += bias[r];
@@ -502,12 +499,11 @@ void qgemm_f32(const QMatrix *w, const float *x, int M, float *y) {
 
 static void qgemm_f32_wide(const QMatrix *w, const float *x, int M, float *y) {
     int N = w->rows, K = w->cols;
-    /* for K >= 1024 the AVX-512 panels beat dequantized tiles through sgemm
-     * at any M (M = 128..1024: int4 240-330 GFLOP/s, int8 170-190, tiles
-     * 100-150; at K = 512 the tiles were as fast), so large inputs go through
-     * them in blocks of rows whose activations fit L2 (the weights are
-     * streamed once per block) */
-    bool panels = qgemm_panels(w) && K >= 1024;
+    /* the AVX-512 panels beat dequantized tiles through sgemm at any M and K
+     * (M = 1024, K = N = 512: 250 GFLOP/s against 64), so large inputs go
+     * through them in blocks of rows whose activations fit L2 (the weights
+     * are streamed once per block) */
+    bool panels = qgemm_panels(w);
     if (M < 8 || (size_t)M * K <= QROWS_MAX_ACT || panels) {
         int mb = (size_t)M * K <= QROWS_MAX_ACT ? M : (int)(QROWS_MAX_ACT / (size_t)K);
         if (mb < 8) mb = 8;

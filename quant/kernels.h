@@ -162,19 +162,17 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  * x_split: the even columns' values first, then the odd columns'
  *   (x_split[i] = x[2i], x_split[n/2 + i] = x[2i+1]), so that packed int4
  *   bytes need no shuffles (the int4 row primitives).
- * nat (AVX-512 only, else NULL): x in byte planes of nat_stride bytes in
- *   column order. For the int4 and table panels (weight-only), per block of
+ * nat (AVX-512 only, else NULL): x for the integer panels, per block of
  *   `block` columns (32, or the weights' group when 32 does not divide it)
- *   x as bscale[b] * m, bscale[b] a power of two fitted to the block's max
- *   |x| so that every m is an integer of 16 bits (x to 2^-16 of its block's
- *   largest element: finer than the bf16 or fp16 activations of PyTorch's
- *   weight-only kernels, while two planes take two thirds of three's dot
- *   products), as the signed digits d1, d0 of m (m = d0 + 256 d1), against
- *   the nibbles' unsigned bytes; bsum[b] = the sum of m over the block,
- *   which undoes the nibbles' + 8. For the int8 panels, x as
- *   fscale * m to 24 bits of the row's max (one power of two), as the
- *   unsigned digits u2, u1, u0 of m + 2^23, against the signed codes. NULL
- *   when x is not finite: the products then take the float row primitives. */
+ *   as bscale[b] * m, bscale[b] a power of two fitted to the block's max |x|
+ *   so that every m is an integer of 16 bits (x to 2^-16 of its block's
+ *   largest element: finer than the bf16 or fp16 activations of weight-only
+ *   kernels elsewhere, and an outlier costs only its own block precision),
+ *   in two byte planes of nat_stride bytes in column order, the signed
+ *   digits d1 and d0 of m (m = d0 + 256 d1); bsum[b] = the sum of m over the
+ *   block, which undoes the offset that makes the weights unsigned bytes.
+ *   NULL when x is not finite: the products then take the float row
+ *   primitives. */
 typedef struct KAct {
     float *x_split;
     int8_t *nat;
@@ -182,15 +180,14 @@ typedef struct KAct {
     float *bscale;
     int nat_stride;
     int block;
-    float fscale;
 } KAct;
 /* Scratch bytes kact_prepare needs for a row of n values. */
 size_t kact_bytes(int n);
-/* The activation block the nibble panels of w take: 32 when it divides the
- * group, else the group (a multiple of 8 wherever there are panels). */
+/* The activation block the panels of w take: 32 when it divides the group,
+ * else the group (a multiple of 4 wherever there are panels). */
 int kact_block(const QMatrix *w);
 /* Fills a from x [n] (n even) with its arrays in buf (kact_bytes(n)), the
- * nibble planes in blocks of `block` columns (kact_block). */
+ * planes in blocks of `block` columns (kact_block). */
 void kact_prepare(const float *x, int n, int block, void *buf, KAct *a);
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
@@ -225,12 +222,13 @@ void kw8a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, in
 void kw4a8_panels_scalar(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 
 /* ---- matrix products, OpenMP over output rows ---- */
-/* Weight-only: y[M, rows] = x[M, cols] @ W^T. M < 8, or activations of up to
- * 2^18 floats (1 MiB, so they stay in L2), stream the weights once: on
- * AVX-512 through the 16-row panels against each row's KAct planes (int8
- * and int4 with groups of a multiple of 8, finite x), otherwise through the
- * row primitives (dequantized in registers), every activation row passing
- * each block of weight rows; larger inputs dequantize blocks of 64 rows into
+/* Weight-only: y[M, rows] = x[M, cols] @ W^T. On AVX-512 (int8, int4 and
+ * table matrices with panels, finite x) through the 16-row panels against
+ * the rows' KAct planes, in tiles of 4 activation rows, the weights
+ * streamed once per block of rows whose activations fit in L2 (2^18
+ * floats). Otherwise M < 8 or activations of up to 2^18 floats take the row
+ * primitives (dequantized in registers), every activation row passing each
+ * block of weight rows, and larger inputs dequantize blocks of 64 rows into
  * a per-thread tile and multiply them with sgemm. */
 void qgemm_f32(const QMatrix *w, const float *x, int M, float *y);
 /* W8A8: each row of x is quantized to int8 with its own symmetric scale

@@ -1,7 +1,7 @@
 /* kernels_avx512.c: AVX-512 (F, BW, VNNI) paths. Weight-only rows convert
- * 16 codes per register and scale the products once per group; the int4 and
- * int8 panels take integer dot products against the activations' byte
- * planes (KAct); W8A8
+ * 16 codes per register and scale the products once per group; the int4,
+ * table and int8 panels take integer dot products against the activations'
+ * byte planes (KAct); W8A8
  * runs vpdpbusd on the panel layout, 4 activation rows by 2 panels (32
  * outputs) per tile, so no horizontal sums are needed. */
 #if defined(__x86_64__)
@@ -159,18 +159,16 @@ INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, const float *sc
 #define Q4_PREFETCH 1024 /* bytes ahead in each panel's stream */
 #endif
 
-/* Largest |m| three unsigned-offset bytes can hold (|m| < 2^23), and the
- * largest |m| two signed bytes can hold: 127 * (1 + 256). */
-#define KACT_M_MAX 8355711.0f
-#define KACT_M16_MAX 32639.0f
+/* Largest |m| two signed byte digits can hold: 127 * (1 + 256). */
+#define KACT_M_MAX 32639.0f
 
 /* The power-of-two exponent e that fits max |x| = mx (finite, > 0) to
- * integers m = x / 2^e of at most mmax, with bits of precision. */
-static int kact_exponent(float mx, int bits, float mmax) {
+ * integers m = x / 2^e of 16 bits (|m| <= KACT_M_MAX). */
+static int kact_exponent(float mx) {
     int k2;
     float fr = frexpf(mx, &k2); /* mx = fr * 2^k2, fr in [0.5, 1) */
-    int e = k2 - bits;
-    if (ldexpf(fr, bits) > mmax) e++;
+    int e = k2 - 15;
+    if (ldexpf(fr, 15) > KACT_M_MAX) e++;
     return e;
 }
 
@@ -192,38 +190,22 @@ INLINE_AVX512 float max_abs(const float *x, int n, __mmask16 *bad) {
 }
 
 AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum,
-                               float *bscale, float *fscale) {
+                               float *bscale) {
     /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
      * fake quantization does); max_ps alone would drop a NaN */
     __mmask16 bad = 0;
     float mx = max_abs(x, n, &bad);
     if (bad || !isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false;
-    int8_t *pl[5];
-    for (int j = 0; j < 5; j++) pl[j] = nat + (size_t)j * nat_stride;
-    /* the int8 panels' planes: m to 24 bits of the row's max, as the
-     * unsigned digits of m + 2^23 (in [0, 2^24)); padding columns give 2^23
-     * and meet no weights */
-    int e = mx > 0.0f ? kact_exponent(mx, 23, KACT_M_MAX) : 0;
-    *fscale = ldexpf(1.0f, e);
-    __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -e));
-    const __m512i off = _mm512_set1_epi32(1 << 23), byte = _mm512_set1_epi32(255);
-    for (int col = 0; col < n; col += 16) { /* the planes' strides are multiples of 64: whole blocks fit */
-        __mmask16 mk = n - col >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - col)) - 1);
-        __m512i u = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + col), inv)), off);
-        _mm_storeu_si128((__m128i *)(pl[2] + col), _mm512_cvtepi32_epi8(_mm512_srli_epi32(u, 16)));
-        _mm_storeu_si128((__m128i *)(pl[3] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(u, 8), byte)));
-        _mm_storeu_si128((__m128i *)(pl[4] + col), _mm512_cvtepi32_epi8(_mm512_and_si512(u, byte)));
-    }
-    /* the nibble panels' planes: per block of columns its own power of two,
-     * m to 16 bits of the block's max, as two signed digits, and the
-     * block's sum of m */
+    int8_t *pl[2] = {nat, nat + nat_stride};
+    /* per block of columns its own power of two, m to 16 bits of the
+     * block's max, as two signed digits, and the block's sum of m */
     for (int c0 = 0, b = 0; c0 < n; c0 += block, b++) {
         int len = n - c0 < block ? n - c0 : block;
         float bm = max_abs(x + c0, len, &bad);
         if (bm > 0.0f && bm < 1e-30f) return false;
-        int eb = bm > 0.0f ? kact_exponent(bm, 15, KACT_M16_MAX) : 0;
+        int eb = bm > 0.0f ? kact_exponent(bm) : 0;
         bscale[b] = ldexpf(1.0f, eb);
-        inv = _mm512_set1_ps(ldexpf(1.0f, -eb));
+        const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -eb));
         __m512i sum = _mm512_setzero_si512();
         for (int col = c0; col < c0 + len; col += 16) {
             int left = c0 + len - col;
@@ -239,38 +221,43 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, in
     return true;
 }
 
-/* y rows of NP panels from p: fscale * f (rows past n not stored). */
-INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, float fscale, float *y) {
+/* y rows of NP panels from p (rows past n not stored). */
+INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, float *y) {
     for (int i = 0; i < NP; i++) {
         int r0 = (p + i) * QPANEL;
         __mmask16 mask = r0 + QPANEL <= n ? (__mmask16)0xffff : (__mmask16)((1u << (n - r0)) - 1);
-        _mm512_mask_storeu_ps(y + r0, mask, _mm512_mul_ps(_mm512_set1_ps(fscale), f[i]));
+        _mm512_mask_storeu_ps(y + r0, mask, f[i]);
     }
 }
 
+/* What a panel line holds: int4 nibbles (8 columns), table indices in the
+ * same layout (8 columns), or int8 codes (4 columns, the W8A8 panels). */
+enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_BYTES };
+
 /* R activation rows (1..4) against NP panels (1 or 2) from panel p: each
- * line of weights is loaded and split into nibbles once for all R rows,
- * whose digits come as broadcast operands. table: a table matrix on its
- * table panels, whose lines hold indices in the int4 panels' layout;
- * vpshufb turns them into the levels + 128 as unsigned bytes, which take
- * the same arithmetic, the + 128 coming off as 128 times the block's sum of
- * m as the nibbles' + 8 does (8 times), so no per-weight sums are streamed
- * beside indices and scales. Per line (8 columns, 128 weights per panel)
- * and row, two vpdpbusd per digit plane into two accumulators kept apart
- * over the activation block (a lane gains at most 2 * 4 * 255 * 128 per
- * line); per block, 256 S1 + S0 - 8 sum(m) in float times the block's power
- * of two; per group, the sum times the 16 rows' scales. Each row's
- * arithmetic is the same whatever R, so a row's outputs do not depend on
- * the rows beside it. */
-INLINE_AVX512 void nibble_tile(const QMatrix *w, const KAct *x, const int R, int p, const int NP, const bool table,
-                               float *y, int ldy) {
-    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / 8, bpg = G / x[0].block, L = K / 8;
-    const int stride = x[0].nat_stride;
-    const __m512i low = _mm512_set1_epi8(15);
-    const __m512i tab = table ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
-    const __m512 c256 = _mm512_set1_ps(256.0f);
-    const uint8_t *lines = table ? w->pl : w->p4;
-    const float *scales = table ? w->pscales : w->p4scales;
+ * line of weights is loaded once for all R rows (and split into nibbles),
+ * whose digits come as broadcast operands. The weights become unsigned
+ * bytes: the nibbles are code + 8; a table's indices go through vpshufb to
+ * its levels + 128; int8 codes flip their sign bit to code + 128. The
+ * offset comes off as 8 or 128 times the block's sum of m, so no per-weight
+ * sums are streamed beside the codes and scales. Per line and row, one
+ * vpdpbusd per 4 columns and digit plane into two accumulators kept apart
+ * over the activation block (a lane gains at most 4 * 255 * 128 per 4
+ * columns); per block, 256 S1 + S0 - offset * sum(m) in float times the
+ * block's power of two; per group, the sum times the 16 rows' scales. Each
+ * row's arithmetic is the same whatever R, so a row's outputs do not depend
+ * on the rows beside it. */
+INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int p, const int NP, const int kind,
+                              float *y, int ldy) {
+    const int cpl = kind == PANEL_BYTES ? 4 : 8; /* columns per line */
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / cpl, bpg = G / x[0].block;
+    const int L = K / cpl, stride = x[0].nat_stride;
+    const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8(-128);
+    const __m512i tab =
+        kind == PANEL_TABLE ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
+    const float offset = kind == PANEL_NIBBLES ? 8.0f : 128.0f;
+    const uint8_t *lines = kind == PANEL_BYTES ? (const uint8_t *)w->p8 : kind == PANEL_TABLE ? w->pl : w->p4;
+    const float *scales = kind == PANEL_NIBBLES ? w->p4scales : w->pscales;
     const uint8_t *lp[2] = {lines + (size_t)p * L * 64, lines + (size_t)(p + NP - 1) * L * 64};
     const float *ps[2] = {scales + (size_t)p * ng * QPANEL, scales + (size_t)(p + NP - 1) * ng * QPANEL};
     __m512 f[4][2];
@@ -283,19 +270,30 @@ INLINE_AVX512 void nibble_tile(const QMatrix *w, const KAct *x, const int R, int
             for (int r = 0; r < R; r++)
                 for (int i = 0; i < NP; i++) acc[r][i][0] = acc[r][i][1] = _mm512_setzero_si512();
             for (int l = b * lpb; l < (b + 1) * lpb; l++) {
-                int c = 8 * l;
+                int c = cpl * l;
                 __m512i wl[2], wh[2];
                 for (int i = 0; i < NP; i++) {
                     const uint8_t *q = lp[i] + (size_t)l * 64;
                     _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                     __m512i v = _mm512_loadu_si512(q);
+                    if (kind == PANEL_BYTES) {
+                        wl[i] = _mm512_xor_si512(v, flip);
+                        continue;
+                    }
                     wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                    if (table) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
+                    if (kind == PANEL_TABLE) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
                 }
                 for (int r = 0; r < R; r++) {
                     const int8_t *n1 = x[r].nat + c, *n0 = n1 + stride;
-                    __m512i d10 = _mm512_set1_epi32(load4(n1)), d11 = _mm512_set1_epi32(load4(n1 + 4));
-                    __m512i d00 = _mm512_set1_epi32(load4(n0)), d01 = _mm512_set1_epi32(load4(n0 + 4));
+                    __m512i d10 = _mm512_set1_epi32(load4(n1)), d00 = _mm512_set1_epi32(load4(n0));
+                    if (kind == PANEL_BYTES) {
+                        for (int i = 0; i < NP; i++) {
+                            acc[r][i][0] = _mm512_dpbusd_epi32(acc[r][i][0], wl[i], d10);
+                            acc[r][i][1] = _mm512_dpbusd_epi32(acc[r][i][1], wl[i], d00);
+                        }
+                        continue;
+                    }
+                    __m512i d11 = _mm512_set1_epi32(load4(n1 + 4)), d01 = _mm512_set1_epi32(load4(n0 + 4));
                     for (int i = 0; i < NP; i++) {
                         acc[r][i][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][0], wl[i], d10), wh[i], d11);
                         acc[r][i][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][1], wl[i], d00), wh[i], d01);
@@ -303,11 +301,10 @@ INLINE_AVX512 void nibble_tile(const QMatrix *w, const KAct *x, const int R, int
                 }
             }
             for (int r = 0; r < R; r++) {
-                const __m512 vc = _mm512_set1_ps((table ? 128.0f : 8.0f) * x[r].bsum[b]);
-                const __m512 vs = _mm512_set1_ps(x[r].bscale[b]);
+                const __m512 vc = _mm512_set1_ps(offset * x[r].bsum[b]), vs = _mm512_set1_ps(x[r].bscale[b]);
                 for (int i = 0; i < NP; i++) {
                     __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r][i][1]), vc);
-                    t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][i][0]), c256, t);
+                    t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][i][0]), _mm512_set1_ps(256.0f), t);
                     tg[r][i] = _mm512_fmadd_ps(t, vs, tg[r][i]);
                 }
             }
@@ -320,86 +317,42 @@ INLINE_AVX512 void nibble_tile(const QMatrix *w, const KAct *x, const int R, int
             for (int r = 0; r < R; r++) f[r][i] = _mm512_fmadd_ps(tg[r][i], sc, f[r][i]);
         }
     }
-    for (int r = 0; r < R; r++) store_panels(f[r], NP, p, N, 1.0f, y + (size_t)r * ldy);
+    for (int r = 0; r < R; r++) store_panels(f[r], NP, p, N, y + (size_t)r * ldy);
 }
 
-/* int4 panels: 16 rows per int32 lane set, so a group's sums need no
- * horizontal work; tiles of up to 4 activation rows by 2 panels (R and NP
- * constants in each call, so that every tile's accumulators stay in
- * registers). */
-INLINE_AVX512 void nibble_tiles(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy,
-                                const bool table) {
+/* Panels [p0, p0+np) in tiles of up to 4 activation rows by 2 panels (R
+ * and NP constants in each call, so that a tile's accumulators stay in
+ * registers); 16 rows per int32 lane set, so no sums are horizontal. */
+INLINE_AVX512 void panel_tiles(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy,
+                               const int kind) {
     for (int m = 0; m < M; m += 4) {
-        int R = M - m < 4 ? M - m : 4, p = p0;
+        int R = M - m < 4 ? M - m : 4;
         float *ym = y + (size_t)m * ldy;
-        for (; p < p0 + np; p += 2) {
-            bool two = p + 2 <= p0 + np;
-            switch (R * 2 + two) {
-            case 9: nibble_tile(w, x + m, 4, p, 2, table, ym, ldy); break;
-            case 8: nibble_tile(w, x + m, 4, p, 1, table, ym, ldy); break;
-            case 7: nibble_tile(w, x + m, 3, p, 2, table, ym, ldy); break;
-            case 6: nibble_tile(w, x + m, 3, p, 1, table, ym, ldy); break;
-            case 5: nibble_tile(w, x + m, 2, p, 2, table, ym, ldy); break;
-            case 4: nibble_tile(w, x + m, 2, p, 1, table, ym, ldy); break;
-            case 3: nibble_tile(w, x + m, 1, p, 2, table, ym, ldy); break;
-            default: nibble_tile(w, x + m, 1, p, 1, table, ym, ldy); break;
+        for (int p = p0; p < p0 + np; p += 2) {
+            switch (R * 2 + (p + 2 <= p0 + np)) {
+            case 9: panel_tile(w, x + m, 4, p, 2, kind, ym, ldy); break;
+            case 8: panel_tile(w, x + m, 4, p, 1, kind, ym, ldy); break;
+            case 7: panel_tile(w, x + m, 3, p, 2, kind, ym, ldy); break;
+            case 6: panel_tile(w, x + m, 3, p, 1, kind, ym, ldy); break;
+            case 5: panel_tile(w, x + m, 2, p, 2, kind, ym, ldy); break;
+            case 4: panel_tile(w, x + m, 2, p, 1, kind, ym, ldy); break;
+            case 3: panel_tile(w, x + m, 1, p, 2, kind, ym, ldy); break;
+            default: panel_tile(w, x + m, 1, p, 1, kind, ym, ldy); break;
             }
         }
     }
 }
 
 AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
-    nibble_tiles(w, x, M, p0, np, y, ldy, false);
-}
-
-/* int8 weight-only on the W8A8 panels: per line (4 columns, 64 weights)
- * three vpdpbusd of the 16 rows' signed codes against the broadcast
- * unsigned digits of m + 2^23, summed apart over the group; the offset
- * comes off the top digit's sum exactly (S2 - 128 * the group's code sum),
- * then 65536 S2 + 256 S1 + S0 in float times the rows' scales. NP panels
- * share the broadcasts. */
-INLINE_AVX512 void q8_panels(const QMatrix *w, const KAct *x, int p, const int NP, float *y) {
-    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpg = G / 4, L = K / 4;
-    const int8_t *u2 = x->nat + 2 * (size_t)x->nat_stride, *u1 = u2 + x->nat_stride, *u0 = u1 + x->nat_stride;
-    const __m512 c65536 = _mm512_set1_ps(65536.0f), c256 = _mm512_set1_ps(256.0f);
-    const int8_t *lp[2];
-    __m512 f[2];
-    for (int i = 0; i < NP; i++) lp[i] = w->p8 + (size_t)(p + i) * L * 64, f[i] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; g++) {
-        __m512i acc[2][3];
-        for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_si512();
-        for (int l = g * lpg; l < (g + 1) * lpg; l++) {
-            int c = 4 * l;
-            __m512i d[3] = {_mm512_set1_epi32(load4(u2 + c)), _mm512_set1_epi32(load4(u1 + c)),
-                            _mm512_set1_epi32(load4(u0 + c))};
-            for (int i = 0; i < NP; i++) {
-                const int8_t *q = lp[i] + (size_t)l * 64;
-                _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
-                __m512i v = _mm512_load_si512(q);
-                for (int j = 0; j < 3; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], d[j], v);
-            }
-        }
-        for (int i = 0; i < NP; i++) {
-            size_t o = ((size_t)(p + i) * ng + g) * QPANEL;
-            _mm_prefetch((const char *)(w->pscales + o) + Q4_PREFETCH / 4, _MM_HINT_T0);
-            _mm_prefetch((const char *)(w->psums + o) + Q4_PREFETCH / 4, _MM_HINT_T0);
-            __m512i top = _mm512_sub_epi32(acc[i][0], _mm512_slli_epi32(_mm512_loadu_si512(w->psums + o), 7));
-            __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), c256, _mm512_cvtepi32_ps(acc[i][2]));
-            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(top), c65536, t);
-            f[i] = _mm512_fmadd_ps(t, _mm512_loadu_ps(w->pscales + o), f[i]);
-        }
-    }
-    store_panels(f, NP, p, N, x->fscale, y);
+    panel_tiles(w, x, M, p0, np, y, ldy, PANEL_NIBBLES);
 }
 
 AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
-    nibble_tiles(w, x, M, p0, np, y, ldy, true);
+    panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE);
 }
 
-AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y) {
-    int p = p0;
-    for (; p + 2 <= p0 + np; p += 2) q8_panels(w, x, p, 2, y);
-    if (p < p0 + np) q8_panels(w, x, p, 1, y);
+AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
+    panel_tiles(w, x, M, p0, np, y, ldy, PANEL_BYTES);
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
@@ -620,7 +573,7 @@ INLINE_AVX512 void tile_w4a8(const QMatrix *w, const int8_t *xq, const float *xs
             }
         }
     }
-    for (int r = 0; r < MR; r++) store_panels(f[r], NP, p, N, 1.0f, y + (size_t)(m0 + r) * N);
+    for (int r = 0; r < MR; r++) store_panels(f[r], NP, p, N, y + (size_t)(m0 + r) * N);
 }
 
 AVX512 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y) {

@@ -21,15 +21,14 @@ void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, cons
 void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
                           int n, int nrows, float *out);
 /* The digit planes, bsum and bscale (one each per block of `block`
- * columns) and fscale of KAct for x [n]; false (nothing usable) when x is
- * not finite or a block too small to scale. */
-bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum, float *bscale,
-                        float *fscale);
+ * columns) of KAct for x [n]; false (nothing usable) when x is not finite
+ * or a block too small to scale. */
+bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum, float *bscale);
 /* int4 panels [p0, p0+np) against M prepared activation rows x[0..M): the
  * panels' rows of y + m * ldy (rows past w->rows not stored). */
 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
 /* The same for int8 weights on the W8A8 panels (qmatrix_pack_w8a8). */
-void kq8_panels_avx512(const QMatrix *w, const KAct *x, int p0, int np, float *y);
+void kq8_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
 /* The same for a table matrix on its table panels (integer levels). */
 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);

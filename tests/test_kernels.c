@@ -13,7 +13,7 @@
 
 static const KernelPath PATHS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
 
-/* What the weight-only int4 and table panels (AVX-512) may add to float
+/* What the weight-only int8, int4 and table panels (AVX-512) may add to float
  * rounding: x in 16 bits of each block's max |x| (blocks of `block`
  * columns), a step of about 2^-14 of it, here allowed a whole step per
  * weight. wd: the weights of one output row as float, x its input [K]. */
@@ -215,8 +215,8 @@ Test(kernels, panels_and_team_product) {
     rng_seed(&r, 5);
     for (int i = 0; i < N * K; i++) w[i] = 0.1f * rng_normal(&r);
     /* row 0 plain, row 1 with a few elements 30x, row 2 with a few 1e4x the
-     * rest (the fixed point then holds the small ones to 2^-22 of the max,
-     * or for int4 to 2^-15 of their block's) */
+     * rest (the fixed point then holds the small ones to 2^-15 of their
+     * block's max) */
     for (int i = 0; i < M * K; i++) x[i] = rng_normal(&r) * (i % 61 == 3 ? (i < 2 * K ? 30.0f : 1e4f) : 1.0f);
     for (int i = 0; i < N; i++) bias[i] = rng_normal(&r);
     static const int groups[] = {8, 16, 32, 64, 128, K};
@@ -231,11 +231,9 @@ Test(kernels, panels_and_team_product) {
             int B = kact_block(&q);
             cr_assert_eq(B, G % 32 ? G : 32, "g%d: activation blocks of %d", G, B);
             for (int m = 0; m < M; m++) {
-                /* int8: 24 bits of the row's max; int4: 16 bits of each block's
-                 * (steps of about 2^-14 of its max, rounded to half a step;
-                 * the bound allows a whole step) */
-                float xmax = 0, bmax[K];
-                for (int k = 0; k < K; k++) xmax = fmaxf(xmax, fabsf(x[m * K + k]));
+                /* 16 bits of each block's max (steps of about 2^-14 of it,
+                 * rounded to half a step; the bound allows a whole step) */
+                float bmax[K];
                 for (int k = 0; k < K; k++) bmax[k] = 0;
                 for (int k = 0; k < K; k++) bmax[k / B * B] = fmaxf(bmax[k / B * B], fabsf(x[m * K + k]));
                 for (int n = 0; n < N; n++) {
@@ -245,7 +243,7 @@ Test(kernels, panels_and_team_product) {
                                              : (k % 2 ? q.q4[(n * K + k) / 2] >> 4 : q.q4[(n * K + k) / 2] & 15) - 8;
                         double wv = (double)code * q.scales[n * ng + k / G];
                         ref += wv * x[m * K + k], mag += fabs(wv * x[m * K + k]);
-                        fix += fabs(wv) * (bits == 8 ? ldexp(xmax, -22) : ldexp(bmax[k / B * B], -14));
+                        fix += fabs(wv) * ldexp(bmax[k / B * B], -14);
                     }
                     double tol = 1e-6 * mag + fix;
                     cr_assert(fabs(y[m * N + n] - ref) <= tol, "int%d g%d y[%d,%d] = %.9g, double %.9g (tol %.3g)", bits, G,
@@ -267,7 +265,7 @@ Test(kernels, panels_and_team_product) {
         kernel_force(old);
     }
     if (kernel_supported(KERN_AVX512)) {
-        /* past 2^18 activation floats with K >= 1024 the panels run in blocks
+        /* past 2^18 activation floats the panels run in blocks
          * of rows: each row's outputs equal its own one-row product exactly */
         KernelPath old = kernel_force(KERN_AVX512);
         enum { KB = 1024, MB = 264 };
