@@ -71,7 +71,7 @@ static KrowLut krow_lut_fn(void) {
 static KW8A8 kw8a8_fn(const QMatrix *w) {
     KernelPath p = kernel_path();
     if (w->lut) /* iq4_nl x q8_0: the table panels on AVX-512 */
-        return p == KERN_AVX512 && w->pl && w->group % 8 == 0 ? kw4a8_lut_panels_avx512
+        return p == KERN_AVX512 && w->pl && !w->plevels_two && w->group % 8 == 0 ? kw4a8_lut_panels_avx512
                : p == KERN_SCALAR                              ? kw4a8_panels_scalar
                                                                : kw4a8_lut_avx2;
     if (w->bits <= 4) /* W4A8 (q8_0 activations): the int4 panels on AVX-512, else the reference */
@@ -96,8 +96,8 @@ static bool kact_needed(const QMatrix *w) { return w->bits <= 4 || (w->p8 && ker
 static size_t round64(size_t b) { return (b + 63) & ~(size_t)63; }
 
 size_t kact_bytes(int n) {
-    /* x_split, 2 planes, bsum and bscale (blocks of at least 4 columns) */
-    return 64 + round64((size_t)n * sizeof(float)) + 2 * round64((size_t)n) + 2 * round64((size_t)(n + 3) / 4 * sizeof(float));
+    /* x_split, 2 planes, bsum, bsum1 and bscale (blocks of at least 4 columns) */
+    return 64 + round64((size_t)n * sizeof(float)) + 2 * round64((size_t)n) + 3 * round64((size_t)(n + 3) / 4 * sizeof(float));
 }
 
 int kact_block(const QMatrix *w) {
@@ -112,15 +112,18 @@ void kact_prepare(const float *x, int n, int block, void *buf, KAct *a) {
     kx_split(x, n, a->x_split);
     a->nat = NULL;
     a->bsum = NULL;
+    a->bsum1 = NULL;
     a->bscale = NULL;
     a->block = block;
     a->nat_stride = (int)round64((size_t)n);
 #if defined(__x86_64__)
     if (kernel_path() == KERN_AVX512) {
         int8_t *nat = (int8_t *)(p + round64((size_t)n * sizeof(float)));
+        size_t nb = round64((size_t)(n + 3) / 4 * sizeof(float));
         float *bsum = (float *)(nat + 2 * (size_t)a->nat_stride);
-        float *bscale = (float *)((char *)bsum + round64((size_t)(n + 3) / 4 * sizeof(float)));
-        if (kact_planes_avx512(x, n, block, nat, a->nat_stride, bsum, bscale)) a->nat = nat, a->bsum = bsum, a->bscale = bscale;
+        float *bsum1 = (float *)((char *)bsum + nb), *bscale = (float *)((char *)bsum1 + nb);
+        if (kact_planes_avx512(x, n, block, nat, a->nat_stride, bsum, bsum1, bscale))
+            a->nat = nat, a->bsum = bsum, a->bsum1 = bsum1, a->bscale = bscale;
     }
 #endif
 }
@@ -217,17 +220,26 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
             m->q4[((size_t)r * cols + c) / 2] |= (uint8_t)(c % 2 ? v << 4 : v);
         }
     /* integer levels (iq4_nl) as they are; levels on the grid of 1/127
-     * (kmeans tables) as integers, the 1/127 moved into the panel scales */
-    bool integer = true, grid = true;
+     * (kmeans tables) as integers, the 1/127 moved into the panel scales;
+     * any other finite levels in two bytes, a + b / 256, of levels x 127 /
+     * their max */
+    bool integer = true, grid = true, finite = true;
+    float lmax = 0.0f;
     for (int i = 0; i < 16; i++) {
         integer = integer && m->lut[i] == rintf(m->lut[i]) && fabsf(m->lut[i]) <= 127.0f;
         grid = grid && fabsf(m->lut[i]) <= 1.0f && rintf(m->lut[i] * 127.0f) / 127.0f == m->lut[i];
+        finite = finite && isfinite(m->lut[i]);
+        lmax = fmaxf(lmax, fabsf(m->lut[i]));
     }
-    if ((!integer && !grid) || group % 8 || !kernel_supported(KERN_AVX512)) return;
-    float pmul = integer ? 1.0f : 1.0f / 127.0f;
+    if (!finite || lmax == 0.0f || group % 8 || !kernel_supported(KERN_AVX512)) return;
+    m->plevels_two = !integer && !grid;
+    float pmul = integer ? 1.0f : m->plevels_two ? lmax / 127.0f : 1.0f / 127.0f;
     for (int i = 0; i < 16; i++) {
-        m->plevels[i] = (int8_t)rintf(integer ? m->lut[i] : m->lut[i] * 127.0f);
+        float v = integer ? m->lut[i] : m->plevels_two ? m->lut[i] / lmax * 127.0f : m->lut[i] * 127.0f;
+        m->plevels[i] = (int8_t)rintf(v);
         m->plevels_u[i] = (uint8_t)(m->plevels[i] + 128);
+        float lo = rintf((v - (float)m->plevels[i]) * 256.0f); /* in [-128, 128] */
+        m->plevels_lo_u[i] = (uint8_t)((lo > 127.0f ? 127.0f : lo) + 128.0f);
     }
     /* the table panels, for integer dot products against the activations' digits */
     int K = cols, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;

@@ -64,9 +64,9 @@ typedef struct QMatrix {
      * columns; its products look the levels up in registers. */
     float *lut;
     int n_levels; /* of lut: 2^bits of the layer's codebook (the table is padded to 16 with zeros) */
-    /* table panels for the AVX-512 path (qmatrix_from_lut builds them when
-     * the levels are integers in -127..127, or multiples of 1/127 in [-1, 1]
-     * as kmeans tables are, and groups a multiple of 8 columns): plevels
+    /* table panels for the AVX-512 path (qmatrix_from_lut builds them for
+     * groups a multiple of 8 columns; exact when the levels are integers in
+     * -127..127, or multiples of 1/127 in [-1, 1] as kmeans tables are): plevels
      * holds those integers (the levels x 127 for the second kind, whose
      * pscales are then the scales / 127); the W8A8 panels' layout with each pair of 64-byte lines
      * 2l, 2l + 1 folded into one, byte b holding line 2l's index for byte b
@@ -74,10 +74,16 @@ typedef struct QMatrix {
      * (the sum of a row's levels over the group) as for the W8A8 panels.
      * vpshufb turns a line back into int8 levels (plevels, for the q8_0
      * activations' arithmetic) or into levels + 128 (plevels_u, unsigned,
-     * against the weight-only path's signed activation digits). */
+     * against the weight-only path's signed activation digits). Any other
+     * levels (normal-float tables, say) get two-byte panels for the
+     * weight-only path: levels / max|level| * 127 = a + b / 256 with a
+     * (plevels) and b (plevels_lo_u: b + 128) integers, the max / 127 in
+     * pscales, so the levels hold to 2^-9 / 127 of the largest. */
     uint8_t *pl;
     int8_t plevels[16];
     uint8_t plevels_u[16];
+    bool plevels_two;
+    uint8_t plevels_lo_u[16];
     /* W8A8 activations: with act_static, act_scale is one static
      * (calibrated) symmetric scale for every token; otherwise each token gets
      * its own dynamic scale */
@@ -170,13 +176,15 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  *   kernels elsewhere, and an outlier costs only its own block precision),
  *   in two byte planes of nat_stride bytes in column order, the signed
  *   digits d1 and d0 of m (m = d0 + 256 d1); bsum[b] = the sum of m over the
- *   block, which undoes the offset that makes the weights unsigned bytes.
+ *   block, which undoes the offset that makes the weights unsigned bytes
+ *   (bsum1[b], the sum of d1, that of two-byte table levels).
  *   NULL when x is not finite: the products then take the float row
  *   primitives. */
 typedef struct KAct {
     float *x_split;
     int8_t *nat;
     float *bsum;
+    float *bsum1;
     float *bscale;
     int nat_stride;
     int block;

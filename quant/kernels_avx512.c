@@ -190,7 +190,7 @@ INLINE_AVX512 float max_abs(const float *x, int n, __mmask16 *bad) {
 }
 
 AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum,
-                               float *bscale) {
+                               float *bsum1, float *bscale) {
     /* NaN or Inf anywhere: no planes (the float path then gives NaN/Inf as
      * fake quantization does); max_ps alone would drop a NaN */
     __mmask16 bad = 0;
@@ -198,7 +198,7 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, in
     if (bad || !isfinite(mx) || (mx > 0.0f && mx < 1e-30f)) return false;
     int8_t *pl[2] = {nat, nat + nat_stride};
     /* per block of columns its own power of two, m to 16 bits of the
-     * block's max, as two signed digits, and the block's sum of m */
+     * block's max, as two signed digits, and the block's sums of m and d1 */
     for (int c0 = 0, b = 0; c0 < n; c0 += block, b++) {
         int len = n - c0 < block ? n - c0 : block;
         float bm = max_abs(x + c0, len, &bad);
@@ -206,7 +206,7 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, in
         int eb = bm > 0.0f ? kact_exponent(bm) : 0;
         bscale[b] = ldexpf(1.0f, eb);
         const __m512 inv = _mm512_set1_ps(ldexpf(1.0f, -eb));
-        __m512i sum = _mm512_setzero_si512();
+        __m512i sum = _mm512_setzero_si512(), sum1 = _mm512_setzero_si512();
         for (int col = c0; col < c0 + len; col += 16) {
             int left = c0 + len - col;
             __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -215,8 +215,10 @@ AVX512 bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, in
             _mm512_mask_cvtepi32_storeu_epi8(pl[0] + col, mk, d1);
             _mm512_mask_cvtepi32_storeu_epi8(pl[1] + col, mk, d0);
             sum = _mm512_add_epi32(sum, m); /* |m| < 2^15: 2^16 columns before it could overflow */
+            sum1 = _mm512_add_epi32(sum1, d1);
         }
         bsum[b] = (float)_mm512_reduce_add_epi32(sum);
+        bsum1[b] = (float)_mm512_reduce_add_epi32(sum1);
     }
     return true;
 }
@@ -231,8 +233,9 @@ INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, flo
 }
 
 /* What a panel line holds: int4 nibbles (8 columns), table indices in the
- * same layout (8 columns), or int8 codes (4 columns, the W8A8 panels). */
-enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_BYTES };
+ * same layout (8 columns) for integer levels or for two-byte ones (a + b /
+ * 256), or int8 codes (4 columns, the W8A8 panels). */
+enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_TABLE2, PANEL_BYTES };
 
 /* R activation rows (1..4) against NP panels (1 or 2) from panel p: each
  * line of weights is loaded once for all R rows (and split into nibbles),
@@ -246,17 +249,21 @@ enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_BYTES };
  * columns); per block, 256 S1 + S0 - offset * sum(m) in float times the
  * block's power of two; per group, the sum times the 16 rows' scales. Each
  * row's arithmetic is the same whatever R, so a row's outputs do not depend
- * on the rows beside it. */
+ * on the rows beside it. Two-byte levels add b against the high digit into
+ * the low sum: (a + b / 256) m = 256 a d1 + a d0 + b d1 + b d0 / 256, the
+ * last term (at most 64 units of the block's step) left out. */
 INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int p, const int NP, const int kind,
                               float *y, int ldy) {
     const int cpl = kind == PANEL_BYTES ? 4 : 8; /* columns per line */
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / cpl, bpg = G / x[0].block;
     const int L = K / cpl, stride = x[0].nat_stride;
     const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8(-128);
-    const __m512i tab =
-        kind == PANEL_TABLE ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
+    const bool table = kind == PANEL_TABLE || kind == PANEL_TABLE2;
+    const __m512i tab = table ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
+    const __m512i tlo =
+        kind == PANEL_TABLE2 ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_lo_u)) : low;
     const float offset = kind == PANEL_NIBBLES ? 8.0f : 128.0f;
-    const uint8_t *lines = kind == PANEL_BYTES ? (const uint8_t *)w->p8 : kind == PANEL_TABLE ? w->pl : w->p4;
+    const uint8_t *lines = kind == PANEL_BYTES ? (const uint8_t *)w->p8 : table ? w->pl : w->p4;
     const float *scales = kind == PANEL_NIBBLES ? w->p4scales : w->pscales;
     const uint8_t *lp[2] = {lines + (size_t)p * L * 64, lines + (size_t)(p + NP - 1) * L * 64};
     const float *ps[2] = {scales + (size_t)p * ng * QPANEL, scales + (size_t)(p + NP - 1) * ng * QPANEL};
@@ -271,7 +278,7 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                 for (int i = 0; i < NP; i++) acc[r][i][0] = acc[r][i][1] = _mm512_setzero_si512();
             for (int l = b * lpb; l < (b + 1) * lpb; l++) {
                 int c = cpl * l;
-                __m512i wl[2], wh[2];
+                __m512i wl[2], wh[2], bl[2], bh[2];
                 for (int i = 0; i < NP; i++) {
                     const uint8_t *q = lp[i] + (size_t)l * 64;
                     _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
@@ -281,7 +288,8 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                         continue;
                     }
                     wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                    if (kind == PANEL_TABLE) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
+                    if (kind == PANEL_TABLE2) bl[i] = _mm512_shuffle_epi8(tlo, wl[i]), bh[i] = _mm512_shuffle_epi8(tlo, wh[i]);
+                    if (table) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
                 }
                 for (int r = 0; r < R; r++) {
                     const int8_t *n1 = x[r].nat + c, *n0 = n1 + stride;
@@ -297,11 +305,14 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                     for (int i = 0; i < NP; i++) {
                         acc[r][i][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][0], wl[i], d10), wh[i], d11);
                         acc[r][i][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][1], wl[i], d00), wh[i], d01);
+                        if (kind == PANEL_TABLE2)
+                            acc[r][i][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][1], bl[i], d10), bh[i], d11);
                     }
                 }
             }
             for (int r = 0; r < R; r++) {
-                const __m512 vc = _mm512_set1_ps(offset * x[r].bsum[b]), vs = _mm512_set1_ps(x[r].bscale[b]);
+                float corr = offset * x[r].bsum[b] + (kind == PANEL_TABLE2 ? 128.0f * x[r].bsum1[b] : 0.0f);
+                const __m512 vc = _mm512_set1_ps(corr), vs = _mm512_set1_ps(x[r].bscale[b]);
                 for (int i = 0; i < NP; i++) {
                     __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r][i][1]), vc);
                     t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][i][0]), _mm512_set1_ps(256.0f), t);
@@ -348,7 +359,8 @@ AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, in
 }
 
 AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
-    panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE);
+    if (w->plevels_two) panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE2);
+    else panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE);
 }
 
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {

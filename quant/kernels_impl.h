@@ -20,10 +20,11 @@ void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, cons
                          float *out);
 void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
                           int n, int nrows, float *out);
-/* The digit planes, bsum and bscale (one each per block of `block`
+/* The digit planes, bsum, bsum1 and bscale (one each per block of `block`
  * columns) of KAct for x [n]; false (nothing usable) when x is not finite
  * or a block too small to scale. */
-bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum, float *bscale);
+bool kact_planes_avx512(const float *x, int n, int block, int8_t *nat, int nat_stride, float *bsum, float *bsum1,
+                        float *bscale);
 /* int4 panels [p0, p0+np) against M prepared activation rows x[0..M): the
  * panels' rows of y + m * ldy (rows past w->rows not stored). */
 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);

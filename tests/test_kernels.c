@@ -451,6 +451,42 @@ Test(kernels, w8a8_with_q8_0_activation_blocks_is_exact_on_every_path) {
     kernel_force(KERN_SCALAR);
 }
 
+/* Float levels (here near QLoRA-like, not on any grid) on the AVX-512 table
+ * panels in two bytes, a + b / 256: on activations without outliers the
+ * products hold to 2e-5 of the sum of |terms|, where the levels' high byte
+ * alone (b left out) is off by about 7e-4. */
+Test(kernels, two_byte_table_levels_hold_their_precision) {
+    if (!kernel_supported(KERN_AVX512)) return;
+    enum { N = 64, K = 256 };
+    static float lut[16], sc[N * K / 32], x[4 * K], y[4 * N];
+    static uint8_t idx[N * K];
+    Rng r;
+    rng_seed(&r, 23);
+    for (int i = 0; i < 16; i++) lut[i] = -1.0f + 0.13f * (float)i + 0.01f * rng_normal(&r);
+    for (int i = 0; i < N * K; i++) idx[i] = (uint8_t)rng_below(&r, 16);
+    for (int i = 0; i < N * K / 32; i++) sc[i] = 0.01f + 0.01f * rng_uniform(&r);
+    for (int i = 0; i < 4 * K; i++) x[i] = rng_uniform(&r) - 0.5f;
+    QMatrix q;
+    qmatrix_from_lut(&q, idx, N, K, 32, sc, lut, 16);
+    cr_assert(q.pl && q.plevels_two, "float levels: two-byte table panels");
+    KernelPath old = kernel_force(KERN_AVX512);
+    for (int M = 1; M <= 4; M += 3) {
+        qgemm_f32(&q, x, M, y);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double ref = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    double t = (double)lut[idx[n * K + k]] * sc[(n * K + k) / 32] * x[m * K + k];
+                    ref += t, mag += fabs(t);
+                }
+                cr_assert(fabs(y[m * N + n] - ref) <= 2e-5 * mag, "M=%d y[%d,%d] = %.9g, double %.9g (terms %g)", M, m, n,
+                          y[m * N + n], ref, mag);
+            }
+    }
+    kernel_force(old);
+    qmatrix_free(&q);
+}
+
 /* Table matrices (non-uniform levels): the row primitive on every path
  * against the scalar reference on odd group counts; weight-only products
  * (row primitives, team, dequantized tiles) against a double sum of the
@@ -496,14 +532,17 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     char *scratch = malloc(4 * sb);
     QMatrix q;
     int Ms[] = {1, 5, 20, MT};
-    /* float levels (row primitives); iq4_nl's and a kmeans table's on the
-     * 1/127 grid (AVX-512: table panels, the latter as levels x 127) */
+    /* float levels; iq4_nl's and a kmeans table's on the 1/127 grid (on
+     * AVX-512 all three on table panels: the float levels in two bytes, the
+     * grid's as levels x 127) */
     for (int table = 0; table < 3; table++) {
         const float *tl = table == 2 ? km : table ? iq : lut;
         qmatrix_from_lut(&q, idx, N, K, 32, sc, tl, 16);
         cr_assert(!q.p4, "a table matrix has no int4 panels");
-        cr_assert(table && kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL,
-                  "table panels for integer or 1/127-grid levels only");
+        cr_assert(kernel_supported(KERN_AVX512) ? q.pl != NULL : q.pl == NULL, "table panels on AVX-512 only");
+        cr_assert_eq(q.plevels_two, table == 0 && kernel_supported(KERN_AVX512), "two-byte levels for float levels only");
+        float lmax = 0;
+        for (int i = 0; i < 16; i++) lmax = fmaxf(lmax, fabsf(tl[i]));
         for (size_t p = 0; p < 3; p++) {
             if (!kernel_supported(PATHS[p])) continue;
             KernelPath old = kernel_force(PATHS[p]);
@@ -513,13 +552,17 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
                 for (int m = 0; m < Mm; m += Mm > 100 ? 43 : 1)
                     for (int n = 0; n < N; n++) {
                         double ref = 0, mag = 0;
-                        float wn[K];
+                        float wn[K], wmax[K];
                         for (int k = 0; k < K; k++) {
-                            wn[k] = tl[idx[n * K + k]] * sc[(n * K + k) / 32];
+                            wn[k] = tl[idx[n * K + k]] * sc[(n * K + k) / 32], wmax[k] = lmax * sc[(n * K + k) / 32];
                             double t = (double)tl[idx[n * K + k]] * sc[(n * K + k) / 32] * x[(size_t)m * K + k];
                             ref += t, mag += fabs(t);
                         }
-                        double tol = 1e-5 * (1.0 + mag) + fixed_point_bound(x + (size_t)m * K, wn, K, 32);
+                        /* two-byte levels: to 2^-9 / 127 of the largest, and b d0 / 256 left out (at most
+                         * 64 / 127 of a block's step per weight at the largest level): within a step's bound
+                         * at the largest level */
+                        double tol = 1e-5 * (1.0 + mag) + fixed_point_bound(x + (size_t)m * K, wn, K, 32) +
+                                     (q.plevels_two && PATHS[p] == KERN_AVX512 ? fixed_point_bound(x + (size_t)m * K, wmax, K, 32) : 0.0);
                         cr_assert(fabs(y[(size_t)m * N + n] - ref) <= tol, "%s M=%d y[%d,%d] = %g, double %g",
                                   kernel_path_name(PATHS[p]), Mm, m, n, y[(size_t)m * N + n], ref);
                     }
