@@ -20,7 +20,17 @@
 static char *g_dir, *g_float, *g_qat, *g_ptq, *g_model, *g_gguf, *g_data;
 
 /* Criterion runs each test in a process forked from one runner: the files
- * are made by the first test and shared by the rest (they only read them). */
+ * are made by the first test and shared by the rest (they only read them);
+ * the runner removes them after the last. */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    (void)stats;
+    char dir[256], lock[300];
+    snprintf(dir, sizeof dir, "/tmp/qat-test-inspect-%d", (int)getpid());
+    snprintf(lock, sizeof lock, "%s.lock", dir);
+    test_remove_tree(dir);
+    if (!getenv("QAT_TEST_KEEP")) unlink(lock);
+}
+
 static void setup(void) {
     char dir[256], ready[300];
     snprintf(dir, sizeof dir, "/tmp/qat-test-inspect-%d", (int)getppid());

@@ -1,4 +1,6 @@
 /* testutil.c: gradient checker and failure capture for the tests. */
+/* nftw, for removing the tests' directories */
+#define _XOPEN_SOURCE 700
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <dlfcn.h>
@@ -14,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,12 +97,41 @@ void *test_keep(void *p) {
     return p;
 }
 
+/* The directories this process made, removed when it exits (each test runs
+ * in a process of its own) unless QAT_TEST_KEEP is set; a child forked
+ * from it leaves them to the process that made them. */
+static char **tmpdirs;
+static size_t n_tmpdirs;
+static pid_t tmpdir_owner;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void test_remove_tree(const char *path) {
+    if (!getenv("QAT_TEST_KEEP")) nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void remove_tmpdirs(void) {
+    if (getpid() != tmpdir_owner) return;
+    for (size_t i = 0; i < n_tmpdirs; i++) test_remove_tree(tmpdirs[i]);
+}
+
 char *test_tmpdir(void) {
     char *t = xstrdup("/tmp/qat-test-XXXXXX");
     if (!mkdtemp(t)) {
         perror("mkdtemp");
         abort();
     }
+    if (tmpdir_owner != getpid()) { /* the first in this process */
+        tmpdir_owner = getpid();
+        n_tmpdirs = 0;
+        atexit(remove_tmpdirs);
+    }
+    tmpdirs = xrealloc(tmpdirs, (n_tmpdirs + 1) * sizeof *tmpdirs);
+    tmpdirs[n_tmpdirs++] = t;
     return test_keep(t);
 }
 

@@ -38,8 +38,11 @@ const char *test_corpus_path(void);
 /* Keeps p reachable until exit (test helpers' strings live for a whole test
  * binary; a registry keeps LeakSanitizer's report for real leaks). */
 void *test_keep(void *p);
-/* A fresh directory under /tmp (malloc'd path). */
+/* A fresh directory under /tmp (malloc'd path), removed with everything in
+ * it when the process that made it exits, unless QAT_TEST_KEEP is set. */
 char *test_tmpdir(void);
+/* Removes path and everything under it (unless QAT_TEST_KEEP is set). */
+void test_remove_tree(const char *path);
 /* Runs a shell command; its stdout (kept). The test fails on a non-zero exit. */
 char *test_run(const char *cmd);
 /* The build's qat with args; its stdout. */
