@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "format/gguf.h"
 #include "testutil.h"
@@ -38,23 +41,51 @@ static double qat_eval(const char *ckpt) { return qat_eval_with(ckpt, ""); }
 
 /* The float model: width 32 (rows of whole 32-blocks), 2 layers, context
  * 128 (the greedy test's prompt and 100 tokens fit in it); small and short,
- * because the sanitizer pass trains it unoptimised. */
+ * because the sanitizer pass trains it unoptimised. Criterion runs each
+ * test in a process forked from one runner: the first test to get here
+ * trains it into a directory of the runner's, the others read it (every
+ * test's corpus is the same text), and the runner removes it after the
+ * last. */
+static char g_shared[256], *g_float;
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    (void)stats;
+    char dir[256], lock[300];
+    snprintf(dir, sizeof dir, "/tmp/qat-test-gguf-%d", (int)getpid());
+    snprintf(lock, sizeof lock, "%s.lock", dir);
+    test_remove_tree(dir);
+    if (!getenv("QAT_TEST_KEEP")) unlink(lock);
+}
+
 static char *train_float(void) {
-    char yaml[4096];
-    snprintf(yaml, sizeof yaml,
-             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
-             "data: {path: %s}\n"
-             "train: {batch_size: 16, iters: 80, lr: 3e-3, min_lr: 3e-4, warmup_iters: 10, eval_every: 80, threads: 2}\n"
-             "out_dir: %s/float\n",
-             g_corpus, g_dir);
-    char args[4096];
-    snprintf(args, sizeof args, "train %s", test_write(g_dir, "float.yaml", yaml));
-    test_qat(args);
-    return test_path(test_path(g_dir, "float"), "checkpoint.h5");
+    snprintf(g_shared, sizeof g_shared, "/tmp/qat-test-gguf-%d", (int)getppid());
+    g_float = test_path(test_path(g_shared, "float"), "checkpoint.h5");
+    char lock[300], ready[300];
+    snprintf(lock, sizeof lock, "%s.lock", g_shared);
+    snprintf(ready, sizeof ready, "%s/ready", g_shared);
+    int lk = open(lock, O_CREAT | O_RDWR, 0644);
+    cr_assert_geq(lk, 0);
+    flock(lk, LOCK_EX); /* tests may run in parallel: the first to take the lock trains */
+    if (access(ready, F_OK) != 0) {
+        char cmd[600], yaml[4096], args[4096];
+        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", g_shared, g_shared);
+        test_run(cmd);
+        snprintf(yaml, sizeof yaml,
+                 "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
+                 "data: {path: %s}\n"
+                 "train: {batch_size: 16, iters: 80, lr: 3e-3, min_lr: 3e-4, warmup_iters: 10, eval_every: 80, threads: 2}\n"
+                 "out_dir: %s/float\n",
+                 test_write(g_shared, "corpus.txt", test_corpus(60000, 21)), g_shared);
+        snprintf(args, sizeof args, "train %s", test_write(g_shared, "float.yaml", yaml));
+        test_qat(args);
+        test_write(g_shared, "ready", "");
+    }
+    close(lk);
+    return g_float;
 }
 
 static char *train_qat(const char *name, const char *quant) {
-    char *fl = test_path(test_path(g_dir, "float"), "checkpoint.h5"), yaml[4096], file[128], args[4096];
+    cr_assert(g_float, "train_float first");
+    char *fl = g_float, yaml[4096], file[128], args[4096];
     snprintf(yaml, sizeof yaml,
              "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
              "data: {path: %s}\n"
