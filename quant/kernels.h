@@ -171,7 +171,7 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
  * nat (AVX-512 only, else NULL): x for the integer panels, per block of
  *   `block` columns (32, or the weights' group when 32 does not divide it)
  *   as bscale[b] * m, bscale[b] a power of two fitted to the block's max |x|
- *   so that every m is an integer of 16 bits (x to 2^-16 of its block's
+ *   so that every m is an integer of 16 bits (x to 2^-15 of its block's
  *   largest element: finer than the bf16 or fp16 activations of weight-only
  *   kernels elsewhere, and an outlier costs only its own block precision),
  *   in two byte planes of nat_stride bytes in column order, the signed

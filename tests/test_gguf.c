@@ -10,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include "format/gguf.h"
 #include "testutil.h"
@@ -46,40 +43,28 @@ static double qat_eval(const char *ckpt) { return qat_eval_with(ckpt, ""); }
  * trains it into a directory of the runner's, the others read it (every
  * test's corpus is the same text), and the runner removes it after the
  * last. */
-static char g_shared[256], *g_float;
+static char *g_float;
 ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
     (void)stats;
-    char dir[256], lock[300];
-    snprintf(dir, sizeof dir, "/tmp/qat-test-gguf-%d", (int)getpid());
-    snprintf(lock, sizeof lock, "%s.lock", dir);
-    test_remove_tree(dir);
-    if (!getenv("QAT_TEST_KEEP")) unlink(lock);
+    test_shared_remove("gguf");
 }
 
 static char *train_float(void) {
-    snprintf(g_shared, sizeof g_shared, "/tmp/qat-test-gguf-%d", (int)getppid());
-    g_float = test_path(test_path(g_shared, "float"), "checkpoint.h5");
-    char lock[300], ready[300];
-    snprintf(lock, sizeof lock, "%s.lock", g_shared);
-    snprintf(ready, sizeof ready, "%s/ready", g_shared);
-    int lk = open(lock, O_CREAT | O_RDWR, 0644);
-    cr_assert_geq(lk, 0);
-    flock(lk, LOCK_EX); /* tests may run in parallel: the first to take the lock trains */
-    if (access(ready, F_OK) != 0) {
-        char cmd[600], yaml[4096], args[4096];
-        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", g_shared, g_shared);
-        test_run(cmd);
-        snprintf(yaml, sizeof yaml,
-                 "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
-                 "data: {path: %s}\n"
-                 "train: {batch_size: 16, iters: 80, lr: 3e-3, min_lr: 3e-4, warmup_iters: 10, eval_every: 80, threads: 2}\n"
-                 "out_dir: %s/float\n",
-                 test_write(g_shared, "corpus.txt", test_corpus(60000, 21)), g_shared);
-        snprintf(args, sizeof args, "train %s", test_write(g_shared, "float.yaml", yaml));
-        test_qat(args);
-        test_write(g_shared, "ready", "");
-    }
-    close(lk);
+    bool build;
+    int lk;
+    char *dir = test_shared_claim("gguf", &build, &lk);
+    g_float = test_path(test_path(dir, "float"), "checkpoint.h5");
+    if (!build) return g_float;
+    char yaml[4096], args[4096];
+    snprintf(yaml, sizeof yaml,
+             "model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 128}\n"
+             "data: {path: %s}\n"
+             "train: {batch_size: 16, iters: 80, lr: 3e-3, min_lr: 3e-4, warmup_iters: 10, eval_every: 80, threads: 2}\n"
+             "out_dir: %s/float\n",
+             test_write(dir, "corpus.txt", test_corpus(60000, 21)), dir);
+    snprintf(args, sizeof args, "train %s", test_write(dir, "float.yaml", yaml));
+    test_qat(args);
+    test_shared_release(dir, lk);
     return g_float;
 }
 

@@ -24,37 +24,20 @@ static char *g_dir, *g_float, *g_qat, *g_ptq, *g_model, *g_gguf, *g_data;
  * the runner removes them after the last. */
 ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
     (void)stats;
-    char dir[256], lock[300];
-    snprintf(dir, sizeof dir, "/tmp/qat-test-inspect-%d", (int)getpid());
-    snprintf(lock, sizeof lock, "%s.lock", dir);
-    test_remove_tree(dir);
-    if (!getenv("QAT_TEST_KEEP")) unlink(lock);
+    test_shared_remove("inspect");
 }
 
 static void setup(void) {
-    char dir[256], ready[300];
-    snprintf(dir, sizeof dir, "/tmp/qat-test-inspect-%d", (int)getppid());
-    snprintf(ready, sizeof ready, "%s/ready", dir);
-    g_dir = test_keep(xstrdup(dir));
+    bool build;
+    int lk;
+    g_dir = test_shared_claim("inspect", &build, &lk);
     g_float = test_path(g_dir, "float/checkpoint.h5");
     g_qat = test_path(g_dir, "qat/checkpoint.h5");
     g_ptq = test_path(g_dir, "ptq.h5");
     g_model = test_path(g_dir, "model.h5");
     g_gguf = test_path(g_dir, "model.gguf");
     g_data = test_path(getenv("QAT_SOURCE_DIR"), "../shared/data/stories260K");
-    /* tests may run in parallel (--jobs): the first to take the lock builds */
-    char lock[300];
-    snprintf(lock, sizeof lock, "%s.lock", dir);
-    int lk = open(lock, O_CREAT | O_RDWR, 0644);
-    cr_assert_geq(lk, 0);
-    flock(lk, LOCK_EX);
-    if (access(ready, F_OK) == 0) {
-        close(lk);
-        return;
-    }
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
-    test_run(cmd);
+    if (!build) return;
     char *corpus = test_write(g_dir, "corpus.txt", test_corpus(20000, 5));
     char *fl = test_path(g_dir, "float"), *qa = test_path(g_dir, "qat");
     test_train_tiny(corpus, fl, 10, 2, "");
@@ -69,8 +52,7 @@ static void setup(void) {
     test_qat(args);
     snprintf(args, sizeof args, "export %s --format gguf -o %s", g_qat, g_gguf);
     test_qat(args);
-    fclose(xfopen(ready, "w"));
-    close(lk);
+    test_shared_release(g_dir, lk);
 }
 TestSuite(inspect, .init = setup, .timeout = 300);
 

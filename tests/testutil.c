@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -112,6 +114,38 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 void test_remove_tree(const char *path) {
     if (!getenv("QAT_TEST_KEEP")) nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *shared_path(const char *name, int pid, const char *suffix) {
+    size_t n = strlen(name) + strlen(suffix) + 48;
+    char *p = xmalloc(n);
+    snprintf(p, n, "/tmp/qat-test-%s-%d%s", name, pid, suffix);
+    return test_keep(p);
+}
+
+char *test_shared_claim(const char *name, bool *build, int *lock) {
+    char *dir = shared_path(name, (int)getppid(), ""), *lk = shared_path(name, (int)getppid(), ".lock");
+    *lock = open(lk, O_CREAT | O_RDWR, 0644);
+    cr_assert_geq(*lock, 0, "cannot open %s", lk);
+    flock(*lock, LOCK_EX);
+    *build = access(test_path(dir, "ready"), F_OK) != 0;
+    if (!*build) {
+        close(*lock);
+        return dir;
+    }
+    test_remove_tree(dir);
+    cr_assert(mkdir(dir, 0755) == 0, "cannot make %s", dir);
+    return dir;
+}
+
+void test_shared_release(const char *dir, int lock) {
+    fclose(xfopen(test_path(dir, "ready"), "w"));
+    close(lock);
+}
+
+void test_shared_remove(const char *name) {
+    test_remove_tree(shared_path(name, (int)getpid(), ""));
+    if (!getenv("QAT_TEST_KEEP")) unlink(shared_path(name, (int)getpid(), ".lock"));
 }
 
 static void remove_tmpdirs(void) {

@@ -43,6 +43,16 @@ void *test_keep(void *p);
 char *test_tmpdir(void);
 /* Removes path and everything under it (unless QAT_TEST_KEEP is set). */
 void test_remove_tree(const char *path);
+/* Files shared by the tests of one run: Criterion forks each test from one
+ * runner, so /tmp/qat-test-NAME-<runner pid> is the run's. test_shared_claim
+ * returns that directory (malloc'd) with *build set when the caller is the
+ * first (it then holds *lock, makes the files and calls
+ * test_shared_release); otherwise the files are ready. Tests running in
+ * parallel wait for the first. test_shared_remove(NAME), from the runner's
+ * ReportHook(POST_ALL), removes them after the last test. */
+char *test_shared_claim(const char *name, bool *build, int *lock);
+void test_shared_release(const char *dir, int lock);
+void test_shared_remove(const char *name);
 /* Runs a shell command; its stdout (kept). The test fails on a non-zero exit. */
 char *test_run(const char *cmd);
 /* The build's qat with args; its stdout. */
