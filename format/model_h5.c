@@ -62,6 +62,8 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
         if (q->in != q->cols) h5_obj_attr_i64(o.f, name, "stored_cols", q->cols);
         h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
         h5_obj_attr_str(o.f, name, "scheme", q->lut ? "levels" : "symmetric");
+        /* the smallest code the grid has: -(2^(b-1)-1), or -2^(b-1) on the full range */
+        if (!q->lut) h5_obj_attr_i64(o.f, name, "code_min", -((1 << (qmatrix_code_bits(q) - 1)) - !q->full));
         h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i], q->act_static));
         h5_obj_attr_i64(o.f, name, "float_columns", q->n_float);
         if (q->act_static) {
@@ -174,8 +176,21 @@ void infer_load(InferModel *m, const char *path) {
         o->rows = rows, o->in = cols, o->bits = (int)bits, o->group = group;
         cols = o->cols = stored;
         if (bits <= 4 && cols % 2) qat_fail("%s: %s: int%lld codes in %d columns do not pack in pairs", path, name, (long long)bits, cols);
+        int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [qmin, qmax]: qmin -qmax, or -qmax-1 on the full range */
+        int qmin = -qmax;
+        if (q->w.fmt == QF_Q4_0 || q->w.fmt == QF_Q4_1) /* qat export refuses them: offset codes the file has no place for */
+            qat_fail("%s: %s is in llama.cpp's %s blocks, which qat's model files do not hold (export them as GGUF)", path,
+                     name, qformat_name(q->w.fmt));
+        if (!table) { /* absent in files from before the full range: the narrow grid */
+            int want = q->w.full ? -qmax - 1 : -qmax;
+            int64_t cm = h5_obj_attr_exists(f, name, "code_min") ? h5_read_obj_attr_i64(f, path, name, "code_min") : -qmax;
+            if (cm != want)
+                qat_fail("%s: %s has code_min %lld; its config (quant.weight.narrow_range %s) means %d", path, name,
+                         (long long)cm, q->w.full ? "false" : "true", want);
+            qmin = want;
+            o->full = q->w.full;
+        }
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
-        int qmax = (1 << (bits - 1)) - 1; /* symmetric codes [-qmax, qmax] */
         int nl = 0;
         const float *lv = q->w.fmt == QF_IQ4_NL ? (nl = 16, IQ4NL_LEVELS_F) : quant_levels(&q->w, &nl);
         if (lv) { /* level indices, then the levels, which must be the config's codebook's (or iq4_nl's) */
@@ -216,14 +231,19 @@ void infer_load(InferModel *m, const char *path) {
             o->q8 = xmalloc((size_t)rows * cols);
             h5_read_checked(f, path, name, H5T_NATIVE_INT8, 2, (int[]){rows, cols}, o->q8);
             for (size_t k = 0; k < (size_t)rows * cols; k++)
-                if (abs(o->q8[k]) > qmax)
-                    qat_fail("%s: %s holds code %d, outside the symmetric int%lld range", path, name, o->q8[k], (long long)bits);
+                if (o->q8[k] < qmin || o->q8[k] > qmax)
+                    qat_fail("%s: %s holds code %d, outside the symmetric int%lld range %d..%d", path, name, o->q8[k],
+                             (long long)bits, qmin, qmax);
         } else {
             o->q4 = xmalloc((size_t)rows * cols / 2);
             h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
             for (size_t k = 0; k < (size_t)rows * cols / 2; k++)
-                if (abs((o->q4[k] & 15) - 8) > qmax || abs((o->q4[k] >> 4) - 8) > qmax)
-                    qat_fail("%s: %s holds a nibble outside the symmetric int%lld range", path, name, (long long)bits);
+                for (int h = 0; h < 2; h++) {
+                    int code = (h ? o->q4[k] >> 4 : o->q4[k] & 15) - 8;
+                    if (code < qmin || code > qmax)
+                        qat_fail("%s: %s holds code %d, outside the symmetric int%lld range %d..%d", path, name, code,
+                                 (long long)bits, qmin, qmax);
+                }
         }
         for (int r = 0; r < rows; r++) /* the padding of a partial last group holds code 0 */
             for (int c = o->in; c < cols; c++) {

@@ -100,6 +100,9 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (o && o->group_size >= 0) ql->w.group = o->group_size;
     const char *cb = o && o->codebook[0] ? o->codebook : q->w_codebook;
     ql->w.cb = quant_codebook_of(cb);
+    /* full range on the even grid where the nibble kernels hold it: layers
+     * an override puts at 5..8 bits or on a codebook keep their own grid */
+    ql->w.full = !q->w_narrow && ql->w.sym && ql->w.bits <= 4 && !ql->w.cb;
     if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut; /* filled by qlayer_sync_table */
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
@@ -330,6 +333,7 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
             qmatrix_from_lut(out, (const uint8_t *)codes, rows, cols, QBLOCK, sc, lut, 16);
         } else {
             qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
+            out->full = q->w.fmt != QF_Q8_0; /* q4_0's -8, q4_1's q - 8 */
         }
         if (q->a_blocks) {
             out->act_q8_0 = true;
@@ -356,7 +360,7 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
         free(sc), free(idx);
         return;
     }
-    qmatrix_from_float(out, l->w->data, rows, cols, q->w.bits, group, q->w_scale ? q->w_scale->data : NULL);
+    qmatrix_from_weights(out, l->w->data, rows, cols, &q->w, q->w_scale ? q->w_scale->data : NULL);
     if (q->outlier) {
         int32_t *fc = xmalloc((size_t)cols * sizeof(int32_t));
         int n = 0;

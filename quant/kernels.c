@@ -136,9 +136,19 @@ void kx_split(const float *x, int n, float *x_split) {
 }
 
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits, int group, const float *scales) {
-    if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
     if (group < 1) qat_fail("qmatrix: group %d", group);
     QuantSpec s = {.bits = bits, .sym = true, .gran = group == cols ? QG_CHANNEL : QG_GROUP, .group = group};
+    qmatrix_from_weights(m, w, rows, cols, &s, scales);
+}
+
+void qmatrix_from_weights(QMatrix *m, const float *w, int rows, int cols, const QuantSpec *spec, const float *scales) {
+    int bits = spec->bits;
+    if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
+    if (!spec->sym || spec->cb || spec->fmt || spec->gran == QG_TENSOR || (spec->full && bits > 4))
+        qat_fail("qmatrix: int%d weights take the symmetric even grid (full range at 2..4 bits), per channel or group", bits);
+    int group = spec->gran == QG_CHANNEL ? cols : spec->group;
+    if (group < 1) qat_fail("qmatrix: group %d", group);
+    QuantSpec s = *spec;
     size_t ns = quant_n_scales(&s, rows, cols), n = (size_t)rows * cols;
     float *sc = xmalloc(ns * sizeof(float));
     if (scales)
@@ -157,6 +167,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
         codes[i] = (int8_t)quant_code(w[i], sc[quant_scale_index(&s, cols, (int)(i / cols), (int)(i % cols))], 0.0f,
                                       qmin, qmax);
     qmatrix_from_codes(m, codes, rows, cols, bits, group, sc, NULL);
+    m->full = s.full;
     free(codes), free(sc);
 }
 

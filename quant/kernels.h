@@ -34,6 +34,7 @@ typedef enum { KERN_SCALAR, KERN_AVX2, KERN_AVX512 } KernelPath;
 typedef struct QMatrix {
     int rows, cols, bits, group;
     int in;         /* the layer's input width: cols, or less when the last group is partial */
+    bool full;      /* symmetric codes reach -2^(bits-1) (quant.weight.narrow_range false): what files record */
     int8_t *q8;     /* bits 8 */
     uint8_t *q4;    /* bits 4 */
     float *scales;  /* rows * (cols / group) */
@@ -114,6 +115,9 @@ KernelPath kernel_force(KernelPath p);
  * min-max scales, or with the given scales (rows * ceil(in/group); e.g.
  * learned by LSQ) when scales is not NULL. */
 void qmatrix_from_float(QMatrix *m, const float *w, int rows, int in, int bits, int group, const float *scales);
+/* The same for any symmetric even-grid spec (per channel or group), the
+ * full range's code -2^(b-1) included; qmatrix_from_float is the narrow grid. */
+void qmatrix_from_weights(QMatrix *m, const float *w, int rows, int cols, const QuantSpec *spec, const float *scales);
 /* From given codes [rows, in] (int8: -127..127; int4: -8..7, the -8 of
  * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,

@@ -63,6 +63,7 @@ typedef struct QuantConfig {
     char act_format[8];    /* none | q8_0: the inputs of block-format layers as llama.cpp's CPU path quantizes them */
     int w_group;
     bool w_sym;
+    bool w_narrow;         /* symmetric even grid without the code -2^(b-1); false: full range (2..4 bits) */
     int a_bits;            /* 0: activations stay float */
     char a_gran[8];        /* tensor (static, observed) | token (dynamic) */
     bool a_sym;

@@ -61,7 +61,9 @@ void quant_params_from_range(const QuantSpec *s, float lo, float hi, float *scal
     int qmin = quant_qmin(s), qmax = quant_qmax(s);
     if (s->sym) {
         float amax = fmaxf(fabsf(lo), fabsf(hi));
-        *scale = s->cb ? amax : amax / (float)qmax; /* codebook levels reach +-1 */
+        *scale = s->cb     ? amax /* codebook levels reach +-1 */
+                 : s->full ? fmaxf(fmaxf(-lo, 0.0f) / (float)-qmin, fmaxf(hi, 0.0f) / (float)qmax)
+                           : amax / (float)qmax;
         if (zp) *zp = 0.0f;
         return;
     }

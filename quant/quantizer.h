@@ -6,6 +6,11 @@
  * Symmetric b bits: q in [-(2^(b-1)-1), 2^(b-1)-1], scale = max|x| / (2^(b-1)-1).
  *   The most negative code -2^(b-1) is NOT used, so the grid is symmetric
  *   around zero (int8: [-127,127]; int4: [-7,7]; int3: [-3,3]; int2: [-1,1]).
+ * Full range (full, narrow_range false in the config, as LSQ and q4_0 do):
+ *   symmetric (no zero point) but with that code too, q in [-2^(b-1),
+ *   2^(b-1)-1], one level more (8 at 3 bits, 4 at 2 bits: int2's narrow
+ *   grid is ternary). Min-max: the smallest scale that holds both ends,
+ *   max(-min / 2^(b-1), max / (2^(b-1)-1)).
  * Asymmetric b bits: q in [0, 2^b-1] with an integer zero point zp;
  *   the range is widened to include 0 so zero is exact;
  *   scale = (max - min) / (2^b-1), zp = clamp(round(-min/scale), 0, 2^b-1).
@@ -59,16 +64,19 @@ typedef struct QuantSpec {
     QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
     QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4) or QCB_NONE: the even grid */
     const float *lut;  /* QCB_KMEANS: the 2^bits sorted levels (owned by the layer) */
+    bool full;         /* symmetric even grid: the code -2^(b-1) too (last, so positional initializers keep their meaning) */
 } QuantSpec;
 
 /* The spec of a block format: bits 8 or 4 (iq4_nl: 4-bit indices), groups of
  * 32, symmetric but q4_1. */
 QuantSpec quant_spec_of_format(QFormat f);
 
-/* Code range; q4_0 alone uses -8 (ggml's d = max / -8 puts the extreme there);
+/* Code range; q4_0 uses -8 (ggml's d = max / -8 puts the extreme there);
  * iq4_nl's is its outermost levels, -127 and 113, in units of d. */
 static inline int quant_qmin(const QuantSpec *s) {
-    return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[0] : s->fmt == QF_Q4_0 ? -8 : s->sym ? -((1 << (s->bits - 1)) - 1) : 0;
+    return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[0] : s->fmt == QF_Q4_0 ? -8
+           : s->sym                ? -((1 << (s->bits - 1)) - !s->full)
+                                   : 0;
 }
 static inline int quant_qmax(const QuantSpec *s) {
     return s->fmt == QF_IQ4_NL ? IQ4NL_LEVELS[15] : s->sym ? (1 << (s->bits - 1)) - 1 : (1 << s->bits) - 1;

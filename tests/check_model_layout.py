@@ -5,7 +5,7 @@ layout that docs/checkpoint-format.md documents: root attributes, dataset
 types and shapes, every dataset's crc32 attribute against zlib.crc32 of its
 bytes, int4 nibbles in range. With the source QAT checkpoint, also checks
 that every code equals round-half-even(w * (1/scale)) clamped to the
-symmetric range (a codebook's: the nearest level's index, ties to the upper),
+symmetric range (down to code_min, -2^(bits-1) on the full range) (a codebook's: the nearest level's index, ties to the upper),
 from the checkpoint's own weights and learned scales.
 Exits 0 and prints "layout ok" when everything holds."""
 
@@ -37,7 +37,7 @@ def main():
     assert f["vocab"].dtype == np.uint8 and f["vocab"].ndim == 1
     for n in ("wte", "wpe", "ln_f.weight", "ln_f.bias"):
         assert f["float/" + n].dtype == np.float32, n
-    nq = 0
+    nq = n_full = 0
     for name, g in f["quant"].items():
         bits, gs, rows, cols = (int(g.attrs[k]) for k in ("bits", "group_size", "rows", "cols"))
         scheme = s(g.attrs["scheme"])
@@ -61,6 +61,8 @@ def main():
         assert scales.dtype == np.float32 and scales.shape == (rows, cols // gs), (name, scales.shape)
         assert 2 <= bits <= 8, (name, bits)
         qmax = 2 ** (bits - 1) - 1
+        qmin = int(g.attrs.get("code_min", -qmax)) if lv is None else 0  # -qmax - 1 on the full range
+        assert lv is not None or qmin in (-qmax, -qmax - 1), (name, qmin)
         if bits > 4:
             assert codes.dtype == np.int8 and codes.shape == (rows, cols), (name, codes.dtype, codes.shape)
             q = codes.astype(np.int32)
@@ -75,14 +77,21 @@ def main():
         if lv is not None:
             assert q.min() >= 0 and q.max() < len(lv), name
         else:
-            assert np.abs(q).max() <= qmax, name  # symmetric: -2^(bits-1) never occurs
+            assert q.min() >= qmin and q.max() <= qmax, name  # -2^(bits-1) only on the full range
         if src is not None:
             wname = "wte" if name == "lm_head" else name + ".weight"
             w = src["params/" + wname][()]
             sc = src["params/" + name + ".weight_scale"][()].reshape(rows, -1) if ("params/" + name + ".weight_scale") in src else None
             if sc is None:  # min-max scales (STE): the exported ones must be min-max too
-                amax = np.abs(w.reshape(rows, cols // gs, gs)).max(axis=2)
-                sc = (amax if lv is not None else amax / np.float32(2 ** (bits - 1) - 1)).astype(np.float32)
+                wg = w.reshape(rows, cols // gs, gs)
+                amax = np.abs(wg).max(axis=2)
+                if lv is not None:
+                    sc = amax.astype(np.float32)
+                elif qmin == -qmax:
+                    sc = (amax / np.float32(qmax)).astype(np.float32)
+                else:  # full range: the smallest scale that holds both ends
+                    lo, hi = np.maximum(-wg.min(axis=2), 0), np.maximum(wg.max(axis=2), 0)
+                    sc = np.maximum(lo / np.float32(-qmin), hi / np.float32(qmax)).astype(np.float32)
                 assert np.array_equal(sc, scales), name
             else:
                 assert np.array_equal(sc.astype(np.float32), scales), name
@@ -95,16 +104,18 @@ def main():
                 hi = np.clip(np.searchsorted(lv, u, side="right"), 1, len(lv) - 1)
                 want = np.where(u - lv[hi - 1] < lv[hi] - u, hi - 1, hi)
             else:
-                want = np.clip(np.rint(u), -qmax, qmax)
+                want = np.clip(np.rint(u), qmin, qmax)
             if nf:  # outlier split: those columns are float, their codes 0
                 want[:, fc] = 0
                 assert np.array_equal(fw, w[:, fc]), name
             if act == "int8-per-tensor":
                 assert np.array_equal(g["act_scale"][()], src["params/" + name + ".act_scale"][()]), name
             assert np.array_equal(want.astype(np.int32), q), (name, int((want != q).sum()))
+        if lv is None:
+            n_full += int((q == -qmax - 1).sum())
         nq += 1
     assert nq > 0
-    print("layout ok: %d datasets, %d quantized layers" % (len(datasets), nq))
+    print("layout ok: %d datasets, %d quantized layers, %d codes at -2^(bits-1)" % (len(datasets), nq, n_full))
 
 
 main()

@@ -1,6 +1,7 @@
 /* test_agreement.c: the deployed integer model gives what training promised.
  * A small model is fine-tuned under int8 per-channel, int4 g16 and g32 (LSQ),
- * int4 per-channel, W8A8 (with int8 keys and values), and normal-float
+ * int4 per-channel, W8A8 (with int8 keys and values), full-range int3 g16
+ * and int2 per channel, and normal-float
  * codebooks (nf3 g16 LSQ, nf2 per channel) fake quantization, then exported; the exported file on the integer kernels (every path this
  * CPU has; windows in one forward and token by token over the KV cache) must
  * reproduce the fake-quant validation loss within 1e-3 (codebooks: 1e-4) and
@@ -111,6 +112,14 @@ Test(agreement, int4_g32_lsq) {
 Test(agreement, int4_per_channel) { check_scheme("int4ch", "weight: {bits: 4, granularity: channel}, estimator: ste"); }
 Test(agreement, w8a8_per_token) {
     check_scheme("w8a8", "weight: {bits: 8, granularity: channel}, activation: {bits: 8, granularity: token}, estimator: ste, kv: {bits: 8}");
+}
+/* the full range: the code -2^(b-1) through export and the nibble kernels */
+Test(agreement, int3_g16_full_range_lsq) {
+    check_scheme_within("int3g16full", "weight: {bits: 3, granularity: group, group_size: 16, narrow_range: false}, estimator: lsq",
+                        1e-4f);
+}
+Test(agreement, int2_per_channel_full_range) {
+    check_scheme_within("int2chfull", "weight: {bits: 2, granularity: channel, narrow_range: false}, estimator: ste", 1e-4f);
 }
 /* codebooks: the table kernels look up the very levels fake quantization rounds to */
 Test(agreement, nf3_g16_lsq) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "testutil.h"
 #include "train/trainer.h"
@@ -161,6 +162,51 @@ Test(export, files_without_float_columns_still_load) {
     char *old = with_edit("old.h5", drop_float_columns);
     float a = eval_checkpoint(g_model, NULL).val_loss, b = eval_checkpoint(old, NULL).val_loss;
     cr_assert_eq(a, b, "%g vs %g", a, b);
+}
+
+static void code_min_full(hid_t f) {
+    hid_t g = H5Oopen(f, "quant/blocks.0.attn.proj", H5P_DEFAULT);
+    H5Adelete(g, "code_min");
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, "code_min", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int64_t v = -8;
+    H5Awrite(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Oclose(g);
+}
+/* a full-range code_min where the config says narrow_range true */
+Test(export, code_min_against_the_config) {
+    char args[2048];
+    snprintf(args, sizeof args, "eval %s", with_edit("codemin.h5", code_min_full));
+    expect_bad(args, "quant/blocks.0.attn.proj has code_min -8; its config (quant.weight.narrow_range true) means -7");
+}
+
+static void nibble_minus_8(hid_t f) {
+    hid_t d = H5Dopen2(f, "quant/blocks.1.mlp.fc/codes", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[2];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    uint8_t *c = malloc(dims[0] * dims[1]);
+    H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, c);
+    c[3] = (uint8_t)(c[3] & 0xF0); /* code -8: outside the narrow int4 grid */
+    H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, c);
+    /* with a checksum that matches, so the range check is what must catch it */
+    int64_t crc = (int64_t)crc32(crc32(0L, Z_NULL, 0), c, (uInt)(dims[0] * dims[1]));
+    H5Adelete(d, "crc32");
+    hid_t as = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(d, "crc32", H5T_NATIVE_INT64, as, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &crc);
+    H5Aclose(a);
+    H5Sclose(as);
+    free(c);
+    H5Sclose(sp);
+    H5Dclose(d);
+}
+Test(export, code_outside_the_grid) {
+    char args[2048];
+    snprintf(args, sizeof args, "eval %s", with_edit("minus8.h5", nibble_minus_8));
+    expect_bad(args, "quant/blocks.1.mlp.fc/codes holds code -8, outside the symmetric int4 range -7..7");
 }
 
 static void version_2(hid_t f) {

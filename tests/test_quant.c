@@ -63,6 +63,33 @@ Test(quant, partial_last_group_by_hand) {
     expect_fq(&s, 2, 4, x, w);
 }
 
+/* The full range (narrow_range false) adds the code -2^(b-1): int3 [-4, 3],
+ * int2 [-2, 1]. Min-max: the smallest scale that holds both ends. */
+Test(quant, full_range_int3_and_int2_by_hand) {
+    QuantSpec s3 = {.bits = 3, .sym = true, .full = true, .gran = QG_TENSOR};
+    cr_assert_eq(quant_qmin(&s3), -4);
+    cr_assert_eq(quant_qmax(&s3), 3);
+    /* [-1, 0.5]: scale max(1/4, 0.5/3) = 0.25; -1 -> -4, 0.5 -> 2, 0.3 -> 1.2 -> 1, -0.875 -> -3.5 -> -4 (even) */
+    float x[] = {-1.0f, 0.5f, 0.3f, -0.875f, 0.1f};
+    float w[] = {-1.0f, 0.5f, 0.25f, -1.0f, 0.0f};
+    expect_fq(&s3, 1, 5, x, w);
+    /* the positive end the wider: [-0.3, 0.9] gives 0.9/3 = 0.3, -0.3 -> -1 */
+    float sc;
+    quant_params_from_range(&s3, -0.3f, 0.9f, &sc, NULL);
+    cr_assert_float_eq(sc, 0.3f, 1e-7);
+    /* int2 gets four levels {-2, -1, 0, 1} where the narrow grid is ternary:
+     * [-2, 1] scale 1 exactly; 0.4 -> 0, -1.6 -> -2, 0.6 -> 1 */
+    QuantSpec s2 = {.bits = 2, .sym = true, .full = true, .gran = QG_GROUP, .group = 4};
+    float y[] = {-2.0f, 1.0f, 0.4f, -1.6f, 0.6f, -0.5f, 0.5f, 0.25f};
+    /* second group [-0.5, 0.6]: scale max(0.5/2, 0.6/1) = 0.6: 0.6 -> 1, -0.5 -> -0.83 -> -1, 0.5 -> 1, 0.25 -> 0 */
+    float wy[] = {-2.0f, 1.0f, 0.0f, -2.0f, 0.6f, -0.6f, 0.6f, 0.0f};
+    expect_fq(&s2, 1, 8, y, wy);
+    cr_assert_eq(quant_qmin(&s2), -2);
+    /* the narrow grid of the same bits is unchanged */
+    QuantSpec n3 = {.bits = 3, .sym = true, .gran = QG_TENSOR};
+    cr_assert_eq(quant_qmin(&n3), -3);
+}
+
 Test(quant, asymmetric_int2_by_hand) {
     /* [-1, 2]: scale (2 - -1)/3 = 1, zero point round(1/1) = 1, codes 0..3:
      * -1 -> 0 -> -1; 0 -> 1 -> 0; 0.5 -> 0+1 -> 0; 2 -> 3 -> 2 */
@@ -78,7 +105,9 @@ Test(quant, asymmetric_int2_by_hand) {
 
 Test(quant, idempotent_every_spec) {
     QuantSpec specs[] = {{8, true, QG_TENSOR, 0}, {4, true, QG_CHANNEL, 0}, {3, true, QG_GROUP, 4},
-                         {2, true, QG_GROUP, 8}, {4, false, QG_GROUP, 4}, {8, false, QG_CHANNEL, 0}};
+                         {2, true, QG_GROUP, 8}, {4, false, QG_GROUP, 4}, {8, false, QG_CHANNEL, 0},
+                         {.bits = 3, .sym = true, .full = true, .gran = QG_GROUP, .group = 4},
+                         {.bits = 2, .sym = true, .full = true, .gran = QG_CHANNEL}};
     Rng r;
     rng_seed(&r, 3);
     float x[5 * 16], a[5 * 16], b[5 * 16], sc[80], zp[80];
@@ -149,14 +178,14 @@ Test(quant, ste_and_clipped_gradients) {
 /* The LSQ surrogate: x_hat(s) = s * clamp(x/s + c, qmin, qmax) with the
  * rounding offset c = round(x/s0) - x/s0 held fixed; its derivative at s0 is
  * what LSQ uses, before the gradient scale 1/sqrt(N * qmax). */
-Test(quant, lsq_scale_gradient_matches_surrogate) {
-    QuantSpec s = {.bits = 3, .sym = true, .gran = QG_TENSOR};
-    int n = 9;
-    float x[] = {0.05f, 0.41f, -0.33f, -1.2f, 0.7f, 0.18f, -0.52f, 0.95f, -0.07f}, dx[9], ds;
+static void lsq_scale_gradient_check(bool full) {
+    QuantSpec s = {.bits = 3, .sym = true, .full = full, .gran = QG_TENSOR};
+    int n = 10;
+    float x[] = {0.05f, 0.41f, -0.33f, -1.2f, 0.7f, 0.18f, -0.52f, 0.95f, -0.07f, -0.75f}, dx[10], ds;
     float s0 = 0.2f;
     grads(EST_LSQ, &s, x, n, s0, dx, &ds);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
-    double c[9];
+    double c[10];
     for (int i = 0; i < n; i++) c[i] = rint(x[i] / s0) - x[i] / s0;
     double h = 1e-4, fp = 0, fm = 0;
     for (int i = 0; i < n; i++) {
@@ -170,11 +199,18 @@ Test(quant, lsq_scale_gradient_matches_surrogate) {
     }
     double num = (fp - fm) / (2 * h);
     double gscale = 1.0 / sqrt((double)n * qmax);
-    cr_assert_float_eq(ds, num * gscale, 1e-4, "lsq ds %.6f vs surrogate %.6f", ds, num * gscale);
+    cr_assert_float_eq(ds, num * gscale, 1e-4, "%s: lsq ds %.6f vs surrogate %.6f", full ? "full" : "narrow", ds,
+                       num * gscale);
     /* x: clipped straight-through (0.95/0.2 = 4.75 -> 5 > 3 and -1.2 clip) */
     cr_assert_eq(dx[3], 0.0f);
     cr_assert_eq(dx[7], 0.0f);
     cr_assert_float_eq(dx[0], 1.0f, 1e-6);
+    /* -0.75/0.2 = -3.75 -> -4: inside the full range, clipped on the narrow one */
+    cr_assert_float_eq(dx[9], full ? 1.9f : 0.0f, 1e-6);
+}
+Test(quant, lsq_scale_gradient_matches_surrogate) {
+    lsq_scale_gradient_check(false);
+    lsq_scale_gradient_check(true);
 }
 
 Test(quant, lsq_learned_zero_point_gradient) {
@@ -613,6 +649,29 @@ Test(quant, codebook_contradictions_are_refused) {
         char msg[512];
         cr_assert(capture_failure(codebook_with, &c, msg, sizeof msg), "%s=%s accepted with a codebook", kv[i][0], kv[i][1]);
         cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.codebook"), "got: %s", msg);
+    }
+}
+
+static void full_range_with(void *p) {
+    Config *c = p;
+    config_set(c, "quant.weight.narrow_range", "false", "q.yaml");
+    config_set(c, g_cb_key, g_cb_val, "q.yaml");
+    config_validate(c, "q.yaml");
+}
+
+/* the full range is the symmetric even grid's, at 2..4 bits */
+Test(quant, full_range_contradictions_are_refused) {
+    const char *kv[][2] = {{"quant.weight.bits", "8"}, {"quant.weight.symmetric", "false"},
+                           {"quant.weight.codebook", "nf"}, {"quant.format", "q4_0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        Config c;
+        config_defaults(&c);
+        config_set(&c, "quant.weight.bits", "3", "test");
+        g_cb_key = kv[i][0], g_cb_val = kv[i][1];
+        char msg[512];
+        cr_assert(capture_failure(full_range_with, &c, msg, sizeof msg), "%s=%s accepted on the full range", kv[i][0],
+                  kv[i][1]);
+        cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.narrow_range"), "got: %s", msg);
     }
 }
 

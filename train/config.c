@@ -156,6 +156,10 @@ static const Field FIELDS[] = {
       "inputs per group (32, 64, 128, ...); must divide each quantized layer's input dimension"),
     F("quant.weight.symmetric", CF_BOOL, quant.w_sym, 0, 0, 0, "true", NULL,
       "symmetric codes [-(2^(b-1)-1), 2^(b-1)-1] or asymmetric [0, 2^b-1] with a zero point"),
+    F("quant.weight.narrow_range", CF_BOOL, quant.w_narrow, 0, 0, 0, "true", NULL,
+      "symmetric even grid: true leaves out the code -2^(b-1) (int3 [-3, 3], 7 levels); false uses it, as LSQ and "
+      "q4_0 do (int3 [-4, 3], 8 levels; int2 [-2, 1], 4 levels where the narrow grid is ternary), for layers of 2..4 "
+      "bits; the min-max scale is then the smallest that holds both ends of the group"),
     F("quant.weight.codebook", CF_ENUM, quant.w_codebook, 0, 0, 0, "none", "none|nf|kmeans",
       "none: the even grid; nf: each weight the nearest of 2^bits normal-float levels (QLoRA's NF4 at 4 bits, the "
       "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); kmeans: the nearest of "
@@ -654,6 +658,11 @@ void config_validate(const Config *c, const char *origin) {
         qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
                  "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
                  q->w_gran, qformat_of(q->format) ? ", a format" : "");
+    if (!q->w_narrow && q->w_bits &&
+        (!q->w_sym || strcmp(q->w_codebook, "none") || qformat_of(q->format) || q->w_bits > 4))
+        qat_fail("%s: quant.weight.narrow_range: false (the code -2^(b-1) too) is for the symmetric even grid at 2..4 "
+                 "bits, without a codebook or quant.format (got %d bits, %s, codebook %s, format %s)", origin, q->w_bits,
+                 q->w_sym ? "symmetric" : "asymmetric", q->w_codebook, q->format);
     /* a kmeans table somewhere: the config's, a layer's, or one the budget may choose */
     bool any_kmeans = !strcmp(q->w_codebook, "kmeans") || (q->budget_bpw > 0.0f && strstr(q->budget_codebooks, "kmeans"));
     for (int i = 0; i < q->n_ov && q->w_bits; i++) { /* a layer's codebook, with its own bits and granularity */

@@ -238,6 +238,7 @@ static cJSON *describe_exported(const char *path) {
         snprintf(ty, sizeof ty, "%s%d", cb ? cb : "int", bits);
         cJSON *e = add_tensor(ts, m.qnames[i], 2, sh, ty, qmatrix_bytes(q) + (size_t)q->rows * q->n_float * 4);
         add_quant(e, bits, q->group >= q->cols, q->group, q->offsets == NULL, NULL, NAN, cb);
+        if (q->full && !q->lut) cJSON_AddBoolToObject(cJSON_GetObjectItem(e, "quant"), "full_range", true);
         cJSON_AddStringToObject(e, "storage", q->lut ? "level indices two per byte, the levels, fp32 scales"
                                               : q->bits > 4 ? "int8 codes, fp32 scales" : "int4 codes two per byte, fp32 scales");
         cJSON_AddStringToObject(e, "activations", m.qw8a8[i] ? (q->act_static ? "int8 static" : "int8 per token") : "float");
@@ -277,6 +278,7 @@ static void add_gpt_tensors(cJSON *r, const GPT *g) {
             add_quant(e, s->bits, s->gran == QG_CHANNEL, s->gran == QG_GROUP ? s->group : 0, s->sym,
                       s->fmt ? qformat_name(s->fmt) : NULL, bpw, s->cb ? quant_codebook_name(s->cb) : NULL);
             cJSON *qe = cJSON_GetObjectItem(e, "quant");
+            if (s->full) cJSON_AddBoolToObject(qe, "full_range", true);
             cJSON_AddStringToObject(qe, "scales", q->w_scale ? "stored (learned or calibrated)" : "min-max each forward");
             if (q->a_bits) cJSON_AddStringToObject(qe, "activations", q->a_dynamic ? "int8 per token" : "int8 static");
             if (q->a_blocks) cJSON_AddStringToObject(qe, "activations", "q8_0 blocks");
@@ -422,7 +424,10 @@ static void print_quant(FILE *out, const cJSON *q) {
     if (*str(q, "format")) fprintf(out, "  %s blocks", str(q, "format"));
     else {
         if (*str(q, "codebook")) fprintf(out, "  %s%.0f ", str(q, "codebook"), num(q, "bits"));
-        else fprintf(out, "  int%.0f %s ", num(q, "bits"), cJSON_IsTrue(cJSON_GetObjectItem(q, "symmetric")) ? "sym" : "asym");
+        else fprintf(out, "  int%.0f %s ", num(q, "bits"),
+                     cJSON_IsTrue(cJSON_GetObjectItem(q, "full_range"))  ? "sym full range"
+                     : cJSON_IsTrue(cJSON_GetObjectItem(q, "symmetric")) ? "sym"
+                                                                         : "asym");
         if (!strcmp(str(q, "granularity"), "group")) fprintf(out, "g%.0f", num(q, "group"));
         else fprintf(out, "per %s", str(q, "granularity"));
     }

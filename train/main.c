@@ -121,6 +121,7 @@ static const char *HELP_PTQ =
     "  --group G           inputs per scale: a number, channel or tensor (default 32;\n"
     "                      smoothquant and outlier: channel)\n"
     "  --sym | --asym      symmetric codes (default) or asymmetric with zero points\n"
+    "  --full-range        symmetric codes down to -2^(b-1) (int3 -4..3, int2 -2..1: one level more; 2..4 bits)\n"
     "  --format F          llama.cpp's blocks: q8_0, q4_0, q4_1 or iq4_nl (rtn, gptq, awq; sets bits,\n"
     "                      group 32 and symmetry; rtn is then ggml's own quantizer, byte for byte)\n"
     "  --codebook C        non-uniform levels (quant.weight.codebook; 2..4 bits, rtn, gptq, awq):\n"

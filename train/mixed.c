@@ -65,15 +65,15 @@ static double cand_cost(const MixedCand *c, int rows, int cols, bool sym) {
     return (double)rows * cols * c->bits + (sym ? 32.0 : 64.0) * scales + table;
 }
 
-static QuantSpec cand_spec(const MixedCand *c, bool sym, float *lut) {
-    return (QuantSpec){.bits = c->bits, .sym = sym, .gran = c->group > 0 ? QG_GROUP : QG_CHANNEL,
+static QuantSpec cand_spec(const MixedCand *c, bool sym, bool full, float *lut) {
+    return (QuantSpec){.bits = c->bits, .sym = sym, .full = full && sym && c->bits <= 4 && c->cb == QCB_NONE, .gran = c->group > 0 ? QG_GROUP : QG_CHANNEL,
                        .group = c->group > 0 ? c->group : 0, .cb = c->cb, .lut = c->cb == QCB_KMEANS ? lut : NULL};
 }
 
 static void mixed_key(const char *float_ckpt, const Config *cfg, char *key, size_t n) {
     const QuantConfig *q = &cfg->quant;
-    snprintf(key, n, "%s|%s|%g|%s|%d|%s|%s|%s|%d|%d|%d", float_ckpt, cfg->data.path, cfg->data.val_fraction, q->layers,
-             q->w_sym, q->budget_bits, q->budget_groups, q->budget_codebooks, q->budget_calib_batches, cfg->train.batch_size,
+    snprintf(key, n, "%s|%s|%g|%s|%d%s|%s|%s|%s|%d|%d|%d", float_ckpt, cfg->data.path, cfg->data.val_fraction, q->layers,
+             q->w_sym, q->w_narrow ? "" : "full", q->budget_bits, q->budget_groups, q->budget_codebooks, q->budget_calib_batches, cfg->train.batch_size,
              cfg->train.seed);
 }
 
@@ -81,6 +81,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
     memset(t, 0, sizeof *t);
     t->k = mixed_candidates(&cfg->quant, t->cand, origin);
     t->sym = cfg->quant.w_sym;
+    t->full = !cfg->quant.w_narrow;
     for (int c = 0; c < t->k; c++) t->codebooks |= t->cand[c].cb != QCB_NONE;
     mixed_key(float_ckpt, cfg, t->key, sizeof t->key);
     Config fc;
@@ -131,7 +132,7 @@ void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin
             double cost = cand_cost(mc, rows, cols, t->sym);
             t->cost[(size_t)i * t->k + c] = cost;
             if (cost < 0.0) continue;
-            ql->w = cand_spec(mc, t->sym, ql->lut);
+            ql->w = cand_spec(mc, t->sym, t->full, ql->lut);
             if (mc->cb == QCB_KMEANS) qlayer_fit_table(ql, l, 7000 + (uint64_t)i); /* as gpt_quant_init_tables would */
             t->sens[(size_t)i * t->k + c] = eval_loss(&g, &tape, ds.tokens, &w, cfg->train.batch_size, NULL) - t->base_loss;
         }

@@ -32,6 +32,7 @@ typedef struct MixedTable {
     double base_loss;             /* all layers float, on the same windows */
     long tokens;                  /* scored per measurement */
     bool sym;
+    bool full;                    /* the even grid's candidates at 2..4 bits on the full range (narrow_range false) */
     bool codebooks;               /* some candidate is not the even grid: the plan sets every layer's codebook */
     char key[2 * CONFIG_PATH_MAX + 1024]; /* what it was measured with: model, data, candidates, windows */
 } MixedTable;

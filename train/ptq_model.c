@@ -73,6 +73,10 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
                                         o->budget > 0.0f))
         qat_fail("%s: codebook: %s takes 2..4 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
                  "awq) without --format, --act or --budget (whose candidates are --budget-codebooks)", origin, o->codebook);
+    if (o->full && (!o->sym || o->bits > 4 || strcmp(o->codebook, "none") || o->format[0] || w8a8 || o->act[0] ||
+                    o->group == 0))
+        qat_fail("%s: full-range: the code -2^(b-1) is for the symmetric even grid at 2..4 bits, per channel or group, "
+                 "weight-only methods (rtn, gptq, awq) without --codebook, --format or --act", origin);
     if (!o->format[0]) return;
     QFormat f = qformat_of(o->format);
     if (!f) qat_fail("%s: format: expected q8_0, q4_0, q4_1 or iq4_nl (llama.cpp's blocks) or none, got '%s'", origin, o->format);
@@ -89,7 +93,7 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
 
 bool ptq_option_is_flag(const char *a) {
     return !strcmp(a, "--sym") || !strcmp(a, "--asym") || !strcmp(a, "--act-order") || !strcmp(a, "--no-clip") ||
-           !strcmp(a, "--json") || !strcmp(a, "--table-unweighted");
+           !strcmp(a, "--json") || !strcmp(a, "--table-unweighted") || !strcmp(a, "--full-range");
 }
 
 void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin) {
@@ -127,6 +131,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--act-order")) o->act_order = true;
         else if (!strcmp(a, "--awq-grid")) o->awq_grid = (int)util_parse_long(opt, v, 0, 1000);
         else if (!strcmp(a, "--no-clip")) o->clip = false;
+        else if (!strcmp(a, "--full-range")) o->full = true;
         else if (!strcmp(a, "--table-unweighted")) o->table_unweighted = true;
         else if (!strcmp(a, "--alpha")) o->alpha = !strcmp(v, "auto") ? -1.0f : util_parse_float(opt, v, 0.0f);
         else if (!strcmp(a, "--threshold")) o->threshold = util_parse_float(opt, v, 0.0f);
@@ -148,7 +153,8 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     int k = o->format[0]       ? snprintf(buf, n, "%s %s%s", o->method, o->format, o->act_format[0] ? " (q8_0 activations)" : "")
             : o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
             : strcmp(o->codebook, "none") ? snprintf(buf, n, "%s %s%d %s", o->method, o->codebook, o->bits, g)
-                               : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g, o->sym ? "sym" : "asym");
+                               : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g,
+                                          o->full ? "sym full range" : o->sym ? "sym" : "asym");
     if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
     if (!strcmp(o->method, "gptq") && k < (int)n)
         k += snprintf(buf + k, n - (size_t)k, ", damp %g, block %d%s", o->damp, o->block, o->act_order ? ", act_order" : "");
@@ -168,6 +174,7 @@ void ptq_quant_config(const PtqOptions *o, QuantConfig *q) {
     snprintf(q->w_gran, sizeof q->w_gran, "%s", o->group > 0 ? "group" : o->group < 0 ? "channel" : "tensor");
     if (o->group > 0) q->w_group = o->group;
     q->w_sym = o->sym;
+    q->w_narrow = !o->full;
     snprintf(q->format, sizeof q->format, "%s", o->format[0] ? o->format : "none");
     snprintf(q->w_codebook, sizeof q->w_codebook, "%s", o->codebook);
     snprintf(q->act_format, sizeof q->act_format, "%s", o->act_format[0] ? o->act_format : "none");
@@ -609,6 +616,7 @@ void ptq_budget_config(const char *ckpt, const Config *fcfg, const PtqOptions *o
                        bool quiet) {
     Config mc = *fcfg;
     mc.quant.w_sym = o->sym;
+    mc.quant.w_narrow = !o->full;
     snprintf(mc.quant.layers, sizeof mc.quant.layers, "%s", o->layers);
     snprintf(mc.quant.budget_bits, sizeof mc.quant.budget_bits, "%s", o->budget_bits);
     snprintf(mc.quant.budget_groups, sizeof mc.quant.budget_groups, "%s", o->budget_groups);

@@ -20,6 +20,7 @@ typedef struct PtqOptions {
     int bits;          /* weight bits, 2..8 */
     int group;         /* > 0: inputs per group; -1: per channel; 0: per tensor */
     bool sym;
+    bool full; /* --full-range: symmetric codes down to -2^(b-1) (2..4 bits, even grid) */
     char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1, iq4_nl): then bits, group and sym follow from it */
     char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
     char codebook[8];   /* none | nf | kmeans: non-uniform levels (quant.weight.codebook) */

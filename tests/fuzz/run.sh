@@ -55,6 +55,10 @@ $B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
 $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 3 --group 8 --codebook kmeans -o $W/kmeans.h5 >/dev/null
 cp $W/kmeans.h5 $S/checkpoint/kmeans.h5
 $B/qat export $W/kmeans.h5 -o $S/model/kmeans.h5 >/dev/null
+# the full range (code_min -2 of int2): its checkpoint and exported model
+$B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 2 --group 8 --full-range -o $W/full.h5 >/dev/null
+cp $W/full.h5 $S/checkpoint/full-range.h5
+$B/qat export $W/full.h5 -o $S/model/full-range.h5 >/dev/null
 # GGUF: F32, q8_0, q4_0/q4_1 and iq4_nl models as llama.cpp gets them (width 32: whole 32-blocks)
 gg="model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 8}
 data: {path: $corpus}
