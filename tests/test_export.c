@@ -135,6 +135,16 @@ static char *with_edit(const char *name, void (*edit)(hid_t f)) {
     return p;
 }
 
+/* Replaces (or adds) the int64 attribute name of obj. */
+static void set_attr_i64(hid_t obj, const char *name, int64_t v) {
+    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
 static void drop_bits(hid_t f) {
     hid_t g = H5Oopen(f, "quant/blocks.1.attn.qkv", H5P_DEFAULT);
     H5Adelete(g, "bits");
@@ -166,13 +176,7 @@ Test(export, files_without_float_columns_still_load) {
 
 static void code_min_full(hid_t f) {
     hid_t g = H5Oopen(f, "quant/blocks.0.attn.proj", H5P_DEFAULT);
-    H5Adelete(g, "code_min");
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(g, "code_min", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int64_t v = -8;
-    H5Awrite(a, H5T_NATIVE_INT64, &v);
-    H5Aclose(a);
-    H5Sclose(sp);
+    set_attr_i64(g, "code_min", -8);
     H5Oclose(g);
 }
 /* a full-range code_min where the config says narrow_range true */
@@ -192,13 +196,7 @@ static void nibble_minus_8(hid_t f) {
     c[3] = (uint8_t)(c[3] & 0xF0); /* code -8: outside the narrow int4 grid */
     H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, c);
     /* with a checksum that matches, so the range check is what must catch it */
-    int64_t crc = (int64_t)crc32(crc32(0L, Z_NULL, 0), c, (uInt)(dims[0] * dims[1]));
-    H5Adelete(d, "crc32");
-    hid_t as = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(d, "crc32", H5T_NATIVE_INT64, as, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, H5T_NATIVE_INT64, &crc);
-    H5Aclose(a);
-    H5Sclose(as);
+    set_attr_i64(d, "crc32", (int64_t)crc32(crc32(0L, Z_NULL, 0), c, (uInt)(dims[0] * dims[1])));
     free(c);
     H5Sclose(sp);
     H5Dclose(d);
@@ -209,15 +207,7 @@ Test(export, code_outside_the_grid) {
     expect_bad(args, "quant/blocks.1.mlp.fc/codes holds code -8, outside the symmetric int4 range -7..7");
 }
 
-static void version_2(hid_t f) {
-    H5Adelete(f, "version");
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, "version", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int64_t v = 2;
-    H5Awrite(a, H5T_NATIVE_INT64, &v);
-    H5Aclose(a);
-    H5Sclose(sp);
-}
+static void version_2(hid_t f) { set_attr_i64(f, "version", 2); }
 Test(export, another_version) {
     char args[2048];
     snprintf(args, sizeof args, "eval %s", with_edit("v2.h5", version_2));

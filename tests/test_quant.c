@@ -629,50 +629,41 @@ Test(quant, nf3_by_hand_and_its_lsq_gradients) {
     cr_assert_eq(dx[3], 0.0f, "-1.2 / 0.8 is past the lowest level");
 }
 
-static const char *g_cb_key, *g_cb_val;
-static void codebook_with(void *p) {
+/* Each key=value of kv, set after base_key=base_val (and bits 3), must fail
+ * validation with one message naming q.yaml and want. */
+static const char *g_base_key, *g_base_val, *g_cb_key, *g_cb_val;
+static void set_both(void *p) {
     Config *c = p;
-    config_set(c, "quant.weight.codebook", "nf", "q.yaml");
+    config_set(c, g_base_key, g_base_val, "q.yaml");
     config_set(c, g_cb_key, g_cb_val, "q.yaml");
     config_validate(c, "q.yaml");
+}
+static void expect_contradictions(const char *base_key, const char *base_val, const char *(*kv)[2], size_t n,
+                                  const char *want) {
+    for (size_t i = 0; i < n; i++) {
+        Config c;
+        config_defaults(&c);
+        config_set(&c, "quant.weight.bits", "3", "test");
+        g_base_key = base_key, g_base_val = base_val, g_cb_key = kv[i][0], g_cb_val = kv[i][1];
+        char msg[512];
+        cr_assert(capture_failure(set_both, &c, msg, sizeof msg), "%s=%s accepted with %s=%s", kv[i][0], kv[i][1],
+                  base_key, base_val);
+        cr_assert(strstr(msg, "q.yaml") && strstr(msg, want), "got: %s", msg);
+    }
 }
 
 /* a codebook is symmetric, 2..4 bits, per channel or group, not a block format */
 Test(quant, codebook_contradictions_are_refused) {
     const char *kv[][2] = {{"quant.weight.bits", "8"}, {"quant.weight.symmetric", "false"},
                            {"quant.weight.granularity", "tensor"}, {"quant.format", "q4_0"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
-        Config c;
-        config_defaults(&c);
-        config_set(&c, "quant.weight.bits", "3", "test");
-        g_cb_key = kv[i][0], g_cb_val = kv[i][1];
-        char msg[512];
-        cr_assert(capture_failure(codebook_with, &c, msg, sizeof msg), "%s=%s accepted with a codebook", kv[i][0], kv[i][1]);
-        cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.codebook"), "got: %s", msg);
-    }
-}
-
-static void full_range_with(void *p) {
-    Config *c = p;
-    config_set(c, "quant.weight.narrow_range", "false", "q.yaml");
-    config_set(c, g_cb_key, g_cb_val, "q.yaml");
-    config_validate(c, "q.yaml");
+    expect_contradictions("quant.weight.codebook", "nf", kv, sizeof kv / sizeof kv[0], "quant.weight.codebook");
 }
 
 /* the full range is the symmetric even grid's, at 2..4 bits */
 Test(quant, full_range_contradictions_are_refused) {
     const char *kv[][2] = {{"quant.weight.bits", "8"}, {"quant.weight.symmetric", "false"},
                            {"quant.weight.codebook", "nf"}, {"quant.format", "q4_0"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
-        Config c;
-        config_defaults(&c);
-        config_set(&c, "quant.weight.bits", "3", "test");
-        g_cb_key = kv[i][0], g_cb_val = kv[i][1];
-        char msg[512];
-        cr_assert(capture_failure(full_range_with, &c, msg, sizeof msg), "%s=%s accepted on the full range", kv[i][0],
-                  kv[i][1]);
-        cr_assert(strstr(msg, "q.yaml") && strstr(msg, "quant.weight.narrow_range"), "got: %s", msg);
-    }
+    expect_contradictions("quant.weight.narrow_range", "false", kv, sizeof kv / sizeof kv[0], "quant.weight.narrow_range");
 }
 
 /* kmeans tables: the fake quantization of a table in any order is the
