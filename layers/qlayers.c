@@ -102,7 +102,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     ql->w.cb = quant_codebook_of(cb);
     /* full range on the even grid where the nibble kernels hold it: layers
      * an override puts at 5..8 bits or on a codebook keep their own grid */
-    ql->w.full = !q->w_narrow && ql->w.sym && ql->w.bits <= 4 && !ql->w.cb;
+    ql->w.full = !q->w_narrow && quant_full_range_applies(&ql->w);
     if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut; /* filled by qlayer_sync_table */
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
@@ -333,7 +333,6 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
             qmatrix_from_lut(out, (const uint8_t *)codes, rows, cols, QBLOCK, sc, lut, 16);
         } else {
             qmatrix_from_codes(out, codes, rows, cols, q->w.fmt == QF_Q8_0 ? 8 : 4, QBLOCK, sc, off);
-            out->full = q->w.fmt != QF_Q8_0; /* q4_0's -8, q4_1's q - 8 */
         }
         if (q->a_blocks) {
             out->act_q8_0 = true;

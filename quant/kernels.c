@@ -144,7 +144,7 @@ void qmatrix_from_float(QMatrix *m, const float *w, int rows, int cols, int bits
 void qmatrix_from_weights(QMatrix *m, const float *w, int rows, int cols, const QuantSpec *spec, const float *scales) {
     int bits = spec->bits;
     if (bits < 2 || bits > 8) qat_fail("qmatrix: %d bits (kernels take 2..8)", bits);
-    if (!spec->sym || spec->cb || spec->fmt || spec->gran == QG_TENSOR || (spec->full && bits > 4))
+    if (!spec->sym || spec->cb || spec->fmt || spec->gran == QG_TENSOR || (spec->full && !quant_full_range_applies(spec)))
         qat_fail("qmatrix: int%d weights take the symmetric even grid (full range at 2..4 bits), per channel or group", bits);
     int group = spec->gran == QG_CHANNEL ? cols : spec->group;
     if (group < 1) qat_fail("qmatrix: group %d", group);

@@ -71,6 +71,13 @@ typedef struct QuantSpec {
  * 32, symmetric but q4_1. */
 QuantSpec quant_spec_of_format(QFormat f);
 
+/* Whether a spec's grid can take the full range: the symmetric even grid
+ * at 2..4 bits (its codes are nibbles; codebooks and block formats have
+ * their own levels). */
+static inline bool quant_full_range_applies(const QuantSpec *s) {
+    return s->sym && s->cb == QCB_NONE && s->fmt == QF_NONE && s->bits >= 2 && s->bits <= 4;
+}
+
 /* Code range; q4_0 uses -8 (ggml's d = max / -8 puts the extreme there);
  * iq4_nl's is its outermost levels, -127 and 113, in units of d. */
 static inline int quant_qmin(const QuantSpec *s) {

@@ -66,15 +66,17 @@ static double cand_cost(const MixedCand *c, int rows, int cols, bool sym) {
 }
 
 static QuantSpec cand_spec(const MixedCand *c, bool sym, bool full, float *lut) {
-    return (QuantSpec){.bits = c->bits, .sym = sym, .full = full && sym && c->bits <= 4 && c->cb == QCB_NONE, .gran = c->group > 0 ? QG_GROUP : QG_CHANNEL,
-                       .group = c->group > 0 ? c->group : 0, .cb = c->cb, .lut = c->cb == QCB_KMEANS ? lut : NULL};
+    QuantSpec s = {.bits = c->bits, .sym = sym, .gran = c->group > 0 ? QG_GROUP : QG_CHANNEL,
+                   .group = c->group > 0 ? c->group : 0, .cb = c->cb, .lut = c->cb == QCB_KMEANS ? lut : NULL};
+    s.full = full && quant_full_range_applies(&s); /* as qlayer_build gives the planned layer */
+    return s;
 }
 
 static void mixed_key(const char *float_ckpt, const Config *cfg, char *key, size_t n) {
     const QuantConfig *q = &cfg->quant;
     snprintf(key, n, "%s|%s|%g|%s|%d%s|%s|%s|%s|%d|%d|%d", float_ckpt, cfg->data.path, cfg->data.val_fraction, q->layers,
-             q->w_sym, q->w_narrow ? "" : "full", q->budget_bits, q->budget_groups, q->budget_codebooks, q->budget_calib_batches, cfg->train.batch_size,
-             cfg->train.seed);
+             q->w_sym, q->w_narrow ? "" : "full", q->budget_bits, q->budget_groups, q->budget_codebooks,
+             q->budget_calib_batches, cfg->train.batch_size, cfg->train.seed);
 }
 
 void mixed_measure(const char *float_ckpt, const Config *cfg, const char *origin, bool quiet, MixedTable *t) {
