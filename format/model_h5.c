@@ -47,7 +47,21 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
             h5_obj_attr_str(o.f, name, "packing", q->lut ? "two level indices per byte: low nibble = even column, high nibble = odd column"
                                                          : "two codes per byte: low nibble = even column, high nibble = odd column, each stored as code + 8");
         }
-        if (q->lut) { /* w = levels[index] * scale */
+        if (q->lut && q->n_tables > 1) { /* w = table_levels[t, index] / 127 * scale, t the row's or group's */
+            int nl = 1 << qmatrix_code_bits(q);
+            int8_t *tl = xmalloc((size_t)q->n_tables * nl);
+            for (int t = 0; t < q->n_tables; t++)
+                for (int k = 0; k < nl; k++) {
+                    float v = q->lut[(size_t)t * 16 + k] * 127.0f;
+                    if (v != rintf(v) || fabsf(v) > 127.0f)
+                        qat_fail("%s: %s: level %d of table %d is %g, not a multiple of 1/127 in [-1, 1]", path,
+                                 m->qnames[i], k, t, q->lut[(size_t)t * 16 + k]);
+                    tl[(size_t)t * nl + k] = (int8_t)v;
+                }
+            snprintf(name, sizeof name, "quant/%s/table_levels", m->qnames[i]);
+            h5_write_checked(o.f, name, H5T_NATIVE_INT8, 2, (int[]){q->n_tables, nl}, tl);
+            free(tl);
+        } else if (q->lut) { /* w = levels[index] * scale */
             snprintf(name, sizeof name, "quant/%s/levels", m->qnames[i]);
             h5_write_checked(o.f, name, H5T_NATIVE_FLOAT, 1, (int[]){1 << qmatrix_code_bits(q)}, q->lut);
         }
@@ -62,6 +76,7 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
         if (q->in != q->cols) h5_obj_attr_i64(o.f, name, "stored_cols", q->cols);
         h5_obj_attr_str(o.f, name, "granularity", q->group == q->cols ? "channel" : "group");
         h5_obj_attr_str(o.f, name, "scheme", q->lut ? "levels" : "symmetric");
+        if (q->lut && q->n_tables > 1) h5_obj_attr_str(o.f, name, "tables", quant_tables_name(q->lut_tables));
         /* the smallest code the grid has: -(2^(b-1)-1), or -2^(b-1) on the full range */
         if (!q->lut) h5_obj_attr_i64(o.f, name, "code_min", -((1 << (qmatrix_code_bits(q) - 1)) - !q->full));
         h5_obj_attr_str(o.f, name, "activations", act_name(m->qw8a8[i], q->act_static));
@@ -157,6 +172,13 @@ void infer_load(InferModel *m, const char *path) {
             qat_fail("%s: %s has scheme \"%s\"; its config (quant.weight.codebook %s) means \"%s\"", path, name, scheme,
                      quant_codebook_name(q->w.cb), want);
         free(gran), free(scheme);
+        /* absent: one table per layer (or none) */
+        QGranularity tables = q->w.cb == QCB_KMEANS ? q->w.tables : QG_TENSOR;
+        char *ft = h5_obj_attr_exists(f, name, "tables") ? h5_read_obj_attr_str(f, path, name, "tables") : NULL;
+        if (strcmp(ft ? ft : "layer", quant_tables_name(tables)))
+            qat_fail("%s: %s has tables \"%s\", its config (quant.weight.tables) says \"%s\"", path, name, ft ? ft : "layer",
+                     quant_tables_name(tables));
+        free(ft);
         char *act = h5_read_obj_attr_str(f, path, name, "activations");
         bool w8a8 = q->a_bits == 8, act_static = w8a8 && !q->a_dynamic;
         if (strcmp(act, act_name(w8a8, act_static)))
@@ -204,6 +226,29 @@ void infer_load(InferModel *m, const char *path) {
                     if (v >= nl) qat_fail("%s: %s holds level index %d, past its %d levels", path, name, v, nl);
                     idx[(size_t)r * o->in + c] = (uint8_t)v;
                 }
+            snprintf(name, sizeof name, "quant/%s/scales", q->name);
+            float *sc = xmalloc((size_t)rows * (cols / group) * sizeof(float));
+            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, sc);
+            require_finite(path, name, sc, (size_t)rows * (cols / group));
+            if (tables != QG_TENSOR) { /* kmeans tables per channel or group: int8 levels in 1/127ths, each ascending */
+                int nt = tables == QG_CHANNEL ? rows : rows * (cols / group);
+                int8_t *tl = xmalloc((size_t)nt * nl);
+                float *luts = xmalloc((size_t)nt * nl * sizeof(float));
+                snprintf(name, sizeof name, "quant/%s/table_levels", q->name);
+                h5_read_checked(f, path, name, H5T_NATIVE_INT8, 2, (int[]){nt, nl}, tl);
+                for (int t = 0; t < nt; t++)
+                    for (int k = 0; k < nl; k++) {
+                        int v = tl[(size_t)t * nl + k];
+                        if (v < -127 || (k && v < tl[(size_t)t * nl + k - 1]))
+                            qat_fail("%s: %s[%d, %d] is %d; a kmeans table holds levels -127..127 (in 1/127ths) in "
+                                     "ascending order", path, name, t, k, v);
+                        luts[(size_t)t * nl + k] = (float)v / 127.0f;
+                    }
+                free(o->q4);
+                qmatrix_from_luts(o, idx, rows, o->in, group, sc, luts, nl, tables);
+                free(idx), free(sc), free(tl), free(luts);
+                continue;
+            }
             float file_lv[16];
             snprintf(name, sizeof name, "quant/%s/levels", q->name);
             h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){nl}, file_lv);
@@ -218,10 +263,6 @@ void infer_load(InferModel *m, const char *path) {
                 if (file_lv[k] != lv[k])
                     qat_fail("%s: %s[%d] is %g, the %s%d codebook's level is %g", path, name, k, file_lv[k],
                              q->w.fmt ? "iq4_nl" : quant_codebook_name(q->w.cb), q->w.fmt ? 4 : q->w.bits, lv[k]);
-            snprintf(name, sizeof name, "quant/%s/scales", q->name);
-            float *sc = xmalloc((size_t)rows * (cols / group) * sizeof(float));
-            h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 2, (int[]){rows, cols / group}, sc);
-            require_finite(path, name, sc, (size_t)rows * (cols / group));
             free(o->q4);
             qmatrix_from_lut(o, idx, rows, o->in, group, sc, lv, nl);
             free(idx), free(sc);

@@ -24,8 +24,9 @@ typedef struct QLayer {
     QuantSpec w;
     Estimator est;
     Tensor *w_scale, *w_zp; /* lsq: learned scale (and frozen zero point); else NULL: min-max each step */
-    Tensor *w_table;        /* kmeans: the 2^bits levels in any order (learned unless frozen); else NULL */
-    float lut[16];          /* kmeans: w_table sorted, which w.lut points at (qlayer_sync_table) */
+    Tensor *w_table;        /* kmeans: each table's 2^bits levels in any order (learned unless frozen); else NULL */
+    float *lut;             /* kmeans: w_table's tables each sorted, which w.lut points at (qlayer_sync_table);
+                             * at least 16 floats (the budget's candidates use it as one table) */
     bool w_mse_init;        /* lsq: the scales start at the least-squares clipping (else min-max) */
     int a_bits;             /* 0: float input */
     QuantSpec a;

@@ -103,7 +103,12 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     /* full range on the even grid where the nibble kernels hold it: layers
      * an override puts at 5..8 bits or on a codebook keep their own grid */
     ql->w.full = !q->w_narrow && quant_full_range_applies(&ql->w);
-    if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut; /* filled by qlayer_sync_table */
+    if (ql->w.cb == QCB_KMEANS) ql->w.tables = quant_tables_of(q->w_tables);
+    const char *bad = quant_tables_invalid(&ql->w);
+    if (bad && q->w_bits) qat_fail("%s: quant.weight.tables: %s: %s", origin, name, bad);
+    /* the tables (kmeans: filled by qlayer_sync_table; at least one table of 16 for the budget's candidates) */
+    ql->lut = xcalloc(quant_n_tables(&ql->w, out, in) * 16, sizeof(float));
+    if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut;
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
         qat_fail("%s: quant.%scodebook: %s takes 2..4 bits; %s has %d", origin,
@@ -139,9 +144,11 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     if (q->outlier_threshold >= 0.0f) ql->outlier = qparam(p, name, "outlier_mask", (size_t)in, true, 0.0f);
     if (ql->w.cb == QCB_KMEANS && ql->w.bits >= 2 && ql->w.bits <= 4) {
         /* until k-means or a checkpoint fills it, the table is the normal-float one */
-        ql->w_table = qparam(p, name, "weight_table", (size_t)1 << ql->w.bits, q->freeze_table, q->table_lr_mult);
+        size_t nt = quant_n_tables(&ql->w, out, in);
+        ql->w_table = qparam(p, name, "weight_table", nt << ql->w.bits, q->freeze_table, q->table_lr_mult);
         QuantSpec nf = {.bits = ql->w.bits, .sym = true, .cb = QCB_NF};
-        memcpy(ql->lut, quant_levels(&nf, &nl), (size_t)nl * sizeof(float));
+        const float *lv = quant_levels(&nf, &nl);
+        for (size_t k = 0; k < nt; k++) memcpy(ql->lut + k * nl, lv, (size_t)nl * sizeof(float));
     }
     l->q = ql;
 }
@@ -199,7 +206,9 @@ void qlayer_sync_table(QLayer *q) {
     if (!q->w_table) return;
     char what[96];
     snprintf(what, sizeof what, "%s.weight_table", q->name);
-    quant_table_sort(q->w_table->data, (int)q->w_table->numel, q->lut, NULL, what);
+    int nl = 1 << q->w.bits;
+    for (size_t k = 0; k < q->w_table->numel / (size_t)nl; k++)
+        quant_table_sort(q->w_table->data + k * nl, nl, q->lut + k * nl, NULL, what);
 }
 
 void gpt_quant_sync_tables(GPT *g) {
@@ -211,11 +220,12 @@ void qlayer_fit_table(QLayer *q, const Linear *l, uint64_t seed) {
     size_t ns = quant_n_scales(&q->w, rows, cols);
     float *sc = q->w_scale ? q->w_scale->data : xmalloc(ns * sizeof(float)), levels[16];
     if (!q->w_scale) quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
+    if (!q->w_table && q->w.tables != QG_TENSOR) qat_fail("%s: a spec of several tables without its table tensor", q->name);
     ptq_kmeans_table(&q->w, l->w->data, rows, cols, sc, NULL, seed, q->w_table ? q->w_table->data : levels);
     if (!q->w_scale) free(sc);
     if (q->w_table) {
         qlayer_sync_table(q);
-    } else { /* a spec set for the moment (the budget's sensitivities): its lut only */
+    } else { /* a spec set for the moment (the budget's sensitivities, one table): its lut only */
         char what[96];
         snprintf(what, sizeof what, "%s table", q->name);
         quant_table_sort(levels, 1 << q->w.bits, q->lut, NULL, what);
@@ -345,17 +355,18 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
     const float *lv = quant_levels(&q->w, &nl);
     if (lv) { /* each weight's level index into a table matrix; the scales as the forward used them */
         size_t ns = quant_n_scales(&q->w, rows, cols);
-        float *sc = xmalloc(ns * sizeof(float)), lut[16] = {0};
+        float *sc = xmalloc(ns * sizeof(float));
         if (q->w_scale) memcpy(sc, q->w_scale->data, ns * sizeof(float));
         else quant_minmax(&q->w, l->w->data, rows, cols, sc, NULL);
         uint8_t *idx = xmalloc((size_t)rows * cols);
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++) {
-                float s = sc[quant_scale_index(&q->w, cols, r, c)], inv = s > 0.0f ? 1.0f / s : 0.0f;
-                idx[(size_t)r * cols + c] = (uint8_t)quant_level_index(lv, nl, l->w->data[(size_t)r * cols + c] * inv);
+                size_t k = quant_scale_index(&q->w, cols, r, c);
+                float s = sc[k], inv = s > 0.0f ? 1.0f / s : 0.0f;
+                const float *lt = quant_levels_at(&q->w, quant_table_of_scale(&q->w, cols, k), &nl);
+                idx[(size_t)r * cols + c] = (uint8_t)quant_level_index(lt, nl, l->w->data[(size_t)r * cols + c] * inv);
             }
-        memcpy(lut, lv, (size_t)nl * sizeof(float));
-        qmatrix_from_lut(out, idx, rows, cols, group, sc, lut, nl);
+        qmatrix_from_luts(out, idx, rows, cols, group, sc, lv, nl, q->w.cb == QCB_KMEANS ? q->w.tables : QG_TENSOR);
         free(sc), free(idx);
         return;
     }
@@ -378,6 +389,7 @@ void qlayer_to_qmatrix(GPT *g, const QLayer *q, QMatrix *out) {
 void gpt_quant_free(GPT *g) {
     for (int i = 0; i < g->n_q; i++) {
         observer_free(&g->qlayers[i].obs);
+        free(g->qlayers[i].lut);
     }
     free(g->qlayers);
     g->qlayers = NULL;

@@ -6,13 +6,13 @@
 
 #include "qat.h"
 
-/* What a fake-quant node keeps in the tape arena: its spec and, for a
- * learned table, the table sorted (the spec's lut) with each sorted level's
- * place in the table tensor. The spec comes first: n->idx points at both. */
+/* What a fake-quant node keeps in the tape arena: its spec and, for learned
+ * tables, each table sorted (the spec's lut) with each sorted level's place
+ * in its table (perm, per table). The spec comes first: n->idx points at it. */
 typedef struct FqState {
     QuantSpec s;
-    float lut[16];
-    int perm[16];
+    float *lut;
+    int *perm;
 } FqState;
 
 static void fq_backward(Node *n) {
@@ -27,14 +27,16 @@ static void fq_backward(Node *n) {
     const float *sc = n->saved, *zp = n->saved2, *px = x->data, *gy = y->grad;
     bool ds = est == EST_LSQ && scale && scale->requires_grad;
     bool dz = est == EST_LSQ && zpt && zpt->requires_grad;
-    int nl;
-    const float *lv = quant_levels(s, &nl);
+    int nl = 0;
+    bool tab = quant_levels(s, &nl) != NULL;
 #pragma omp parallel for schedule(static) if (x->numel > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sk = sc[k], z = zp ? zp[k] : 0.0f, inv = sk > 0.0f ? 1.0f / sk : 0.0f;
         float acc_s = 0.0f, acc_z = 0.0f;
         size_t at, per;
         quant_run(s, rows, cols, k, &at, &per);
+        int nk = nl;
+        const float *lv = tab ? quant_levels_at(s, quant_table_of_scale(s, cols, k), &nk) : NULL;
         /* LSQ gradient scale: 1/sqrt(N_per_scale * Q_p) (Esser et al.), a partial group's own N; a
          * codebook's levels reach 1 */
         float gscale = 1.0f / sqrtf((float)per * (lv ? 1.0f : (float)qmax));
@@ -62,9 +64,11 @@ static void fq_backward(Node *n) {
     if (table && table->requires_grad) /* x_hat = scale * level[j]: level j gathers scale * grad of its weights */
         for (size_t k = 0; k < ns; k++) {
             float sk = sc[k], inv = sk > 0.0f ? 1.0f / sk : 0.0f;
-            size_t at, per;
+            size_t at, per, t = quant_table_of_scale(s, cols, k), o = t * (size_t)nl;
             quant_run(s, rows, cols, k, &at, &per);
-            for (size_t i = at; i < at + per; i++) table->grad[st->perm[quant_level_index(lv, nl, px[i] * inv)]] += gy[i] * sk;
+            const float *lv = st->lut + o;
+            for (size_t i = at; i < at + per; i++)
+                table->grad[o + (size_t)st->perm[o + (size_t)quant_level_index(lv, nl, px[i] * inv)]] += gy[i] * sk;
         }
 }
 
@@ -140,16 +144,23 @@ static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator e
     FqState *st = arena_alloc(&t->arena, sizeof *st);
     st->s = *spec;
     const QuantSpec *s = &st->s;
+    int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
+    const char *bad = quant_tables_invalid(spec);
+    if (bad) qat_fail("fake_quant: %s", bad);
     if (table) { /* sorted, so the nearest level is a binary search; perm maps back to the tensor */
-        int nt = 1 << spec->bits;
-        if (spec->cb != QCB_KMEANS || spec->bits < 2 || spec->bits > 4 || table->numel != (size_t)nt)
-            qat_fail("fake_quant: a table of %zu levels for a %s%d spec (takes a kmeans spec of 2..4 bits, 2^bits levels)",
-                     table->numel, quant_codebook_name(spec->cb), spec->bits);
+        int nl = 1 << spec->bits;
+        size_t nt = quant_n_tables(spec, rows, cols), n = nt * (size_t)nl;
+        if (spec->cb != QCB_KMEANS || spec->bits < 2 || spec->bits > 4 || table->numel != n)
+            qat_fail("fake_quant: a table of %zu levels for a %s%d spec of %zu tables (takes a kmeans spec of 2..4 bits, "
+                     "2^bits levels a table)",
+                     table->numel, quant_codebook_name(spec->cb), spec->bits, nt);
+        st->lut = arena_alloc(&t->arena, n * sizeof(float));
+        st->perm = arena_alloc(&t->arena, n * sizeof(int));
         /* on the grid of 1/127; straight through: the gradient reaches the entry as it is */
-        quant_table_sort(table->data, nt, st->lut, st->perm, "fake_quant");
+        for (size_t k = 0; k < nt; k++)
+            quant_table_sort(table->data + k * nl, nl, st->lut + k * nl, st->perm + k * nl, "fake_quant");
         st->s.lut = st->lut;
     }
-    int cols = x->shape[x->ndim - 1], rows = (int)(x->numel / (size_t)cols);
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
     int nl;
     if (s->cb && (!quant_levels(s, &nl) || !s->sym))
@@ -248,14 +259,16 @@ double quant_dampen(const QuantSpec *s, const float *w, int rows, int cols, cons
      * of its scale, so groups with small scales are pulled as hard as large
      * ones; the grid point is a constant (no gradient), and weights past the
      * clipping range are left alone, their distance being the clip's. */
-    int nl, qmin = quant_qmin(s), qmax = quant_qmax(s);
-    const float *lv = quant_levels(s, &nl);
+    int nl = 0, qmin = quant_qmin(s), qmax = quant_qmax(s);
+    bool table = quant_levels(s, &nl) != NULL;
     size_t ns = quant_n_scales(s, rows, cols);
     double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if ((size_t)rows * cols > 65536)
     for (size_t k = 0; k < ns; k++) {
-        size_t at, per;
+        size_t at, per, t = quant_table_of_scale(s, cols, k);
         quant_run(s, rows, cols, k, &at, &per);
+        int nk = nl;
+        const float *lv = table ? quant_levels_at(s, t, &nk) : NULL;
         float sc, z = 0.0f;
         if (scale) {
             sc = scale[k], z = zp ? zp[k] : 0.0f;
@@ -269,7 +282,7 @@ double quant_dampen(const QuantSpec *s, const float *w, int rows, int cols, cons
         float inv = 1.0f / sc;
         for (size_t i = at; i < at + per; i++) {
             if (w[i] < lo || w[i] > hi) continue;
-            float d = (w[i] - quant_round(s, w[i], sc, z)) * inv;
+            float d = (w[i] - quant_round_at(s, t, w[i], sc, z)) * inv;
             total += (double)d * d;
             grad[i] += coef * 2.0f * d * inv;
         }

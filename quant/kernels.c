@@ -53,7 +53,7 @@ KernelPath kernel_force(KernelPath p) {
 
 typedef void (*KrowQ8)(const int8_t *, const float *, int, const float *, int, int, float *);
 typedef void (*KrowQ4)(const uint8_t *, const float *, int, const float *, int, int, float *);
-typedef void (*KrowLut)(const uint8_t *, const float *, const float *, int, const float *, int, int, float *);
+typedef void (*KrowLut)(const uint8_t *, const float *, int, int, const float *, int, const float *, int, int, float *);
 typedef void (*KW8A8)(const QMatrix *, const int8_t *, const float *, int, int, int, float *);
 
 static KrowQ8 krow_q8_fn(void) {
@@ -85,9 +85,9 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
     krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
 }
-void krows_lut_f32(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+void krows_lut_f32(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group, const float *x_split, int n,
                    int nrows, float *out) {
-    krow_lut_fn()(q4, lut, scales, group, x_split, n, nrows, out);
+    krow_lut_fn()(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, nrows, out);
 }
 
 /* Whether products with w use a prepared activation (KAct). */
@@ -212,6 +212,11 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
 
 void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut,
                       int n_levels) {
+    qmatrix_from_luts(m, idx, rows, in, group, scales, lut, n_levels, QG_TENSOR);
+}
+
+void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
+                       const float *luts, int n_levels, QGranularity tables) {
     if (n_levels < 2 || n_levels > 16) qat_fail("qmatrix: a table of %d levels (2..16)", n_levels);
     if (group < 2 || group % 2 || group > in) qat_fail("qmatrix: a table matrix needs an even group of at most %d, not %d", in, group);
     memset(m, 0, sizeof *m);
@@ -220,8 +225,13 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     size_t ns = (size_t)rows * ng;
     m->scales = xmalloc(ns * sizeof(float));
     memcpy(m->scales, scales, ns * sizeof(float));
-    m->lut = xcalloc(16, sizeof(float));
-    memcpy(m->lut, lut, (size_t)n_levels * sizeof(float));
+    m->lut_tables = tables;
+    m->n_tables = tables == QG_TENSOR ? 1 : tables == QG_CHANNEL ? rows : (int)ns;
+    m->lut_rs = tables == QG_TENSOR ? 0 : tables == QG_CHANNEL ? 16 : 16 * ng;
+    m->lut_gs = tables == QG_GROUP ? 16 : 0;
+    m->lut = xcalloc((size_t)m->n_tables * 16, sizeof(float));
+    for (int t = 0; t < m->n_tables; t++)
+        memcpy(m->lut + (size_t)t * 16, luts + (size_t)t * n_levels, (size_t)n_levels * sizeof(float));
     m->n_levels = n_levels;
     m->q4 = xcalloc((size_t)rows * cols / 2, 1);
     for (int r = 0; r < rows; r++)
@@ -242,7 +252,7 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
         finite = finite && isfinite(m->lut[i]);
         lmax = fmaxf(lmax, fabsf(m->lut[i]));
     }
-    if (!finite || lmax == 0.0f || group % 8 || !kernel_supported(KERN_AVX512)) return;
+    if (!finite || lmax == 0.0f || group % 8 || m->n_tables > 1 || !kernel_supported(KERN_AVX512)) return;
     m->plevels_two = !integer && !grid;
     float pmul = integer ? 1.0f : m->plevels_two ? lmax / 127.0f : 1.0f / 127.0f;
     for (int i = 0; i < 16; i++) {
@@ -332,7 +342,9 @@ void qmatrix_set_float_cols(QMatrix *m, const float *w, const int32_t *cols, int
 
 size_t qmatrix_bytes(const QMatrix *m) {
     size_t n = (size_t)m->rows * m->in; /* the layer's codes; the zero padding is the kernels' */
-    return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float) * (m->offsets ? 2 : 1);
+    /* several tables are int8 levels in the file (1/127 each), one table its floats */
+    size_t tables = !m->lut ? 0 : m->n_tables > 1 ? (size_t)m->n_tables * m->n_levels : (size_t)m->n_levels * sizeof(float);
+    return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float) * (m->offsets ? 2 : 1) + tables;
 }
 
 void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
@@ -345,9 +357,10 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
             for (int k = 0; k < K; k++) o[k] = (float)q[k] * sc[k / G];
         } else {
             const uint8_t *q = m->q4 + (size_t)(r0 + r) * K / 2;
+            const float *lr = m->lut ? m->lut + (size_t)(r0 + r) * m->lut_rs : NULL;
             for (int k = 0; m->lut && k < K; k += 2) {
-                o[k] = m->lut[q[k / 2] & 15] * sc[k / G];
-                o[k + 1] = m->lut[q[k / 2] >> 4] * sc[(k + 1) / G];
+                o[k] = lr[(size_t)(k / G) * m->lut_gs + (q[k / 2] & 15)] * sc[k / G];
+                o[k + 1] = lr[(size_t)((k + 1) / G) * m->lut_gs + (q[k / 2] >> 4)] * sc[(k + 1) / G];
             }
             for (int k = 0; !m->lut && k < K; k += 2) {
                 o[k] = (float)((int)(q[k / 2] & 15) - 8) * sc[k / G];
@@ -490,7 +503,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         float out[4];
         for (int m = 0; m < M; m++) {
             if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
-            else if (w->lut) fl(w->q4 + (size_t)n * K / 2, w->lut, sc, G, act[m].x_split, K, nr, out);
+            else if (w->lut) fl(w->q4 + (size_t)n * K / 2, w->lut + (size_t)n * w->lut_rs, w->lut_rs, w->lut_gs, sc, G, act[m].x_split, K, nr, out);
             else f4(w->q4 + (size_t)n * K / 2, sc, G, act[m].x_split, K, nr, out);
             for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);
         }

@@ -65,6 +65,12 @@ typedef struct QMatrix {
      * columns; its products look the levels up in registers. */
     float *lut;
     int n_levels; /* of lut: 2^bits of the layer's codebook (the table is padded to 16 with zeros) */
+    /* several tables (kmeans tables per output channel or per group,
+     * QuantSpec.tables): lut holds n_tables tables of 16 floats, the one of
+     * row r's group g at lut + r lut_rs + g lut_gs (one table: 1, 0, 0); such
+     * matrices have no table panels and take the vpermps rows */
+    QGranularity lut_tables;
+    int n_tables, lut_rs, lut_gs;
     /* table panels for the AVX-512 path (qmatrix_from_lut builds them for
      * groups a multiple of 8 columns; exact when the levels are integers in
      * -127..127, or multiples of 1/127 in [-1, 1] as kmeans tables are): plevels
@@ -127,6 +133,11 @@ void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int
  * ceil(in/group)). */
 void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut,
                       int n_levels);
+/* The same with tables per output channel (QG_CHANNEL: rows tables) or per
+ * group (QG_GROUP: rows * ceil(in/group)), or the one table (QG_TENSOR),
+ * in luts one after the other, n_levels each. */
+void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
+                       const float *luts, int n_levels, QGranularity tables);
 /* Adds (or rebuilds) the int8 panels (int8 only; cols and group multiples
  * of 4): used by W8A8, and by the AVX-512 weight-only int8 products against
  * the activations' unsigned digit planes. qmatrix_from_float calls it on
@@ -203,18 +214,20 @@ int kact_block(const QMatrix *w);
 void kact_prepare(const float *x, int n, int block, void *buf, KAct *a);
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out);
 void kx_split(const float *x, int n, float *x_split);
-/* The same for a table matrix: out[r] = the sum over columns of (lut[index]
- * * scale of its group) * x; the SIMD paths look the 16 levels up in
- * registers (vpermps) and scale each group's sum once. */
-void krows_lut_f32(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
-                   int nrows, float *out);
+/* The same for a table matrix: out[r] = the sum over columns of (table[index]
+ * * scale of its group) * x, the table of row r's group g at lut + r lut_rs +
+ * g lut_gs (the layer's one table: 0, 0; QMatrix.lut_rs, lut_gs); the SIMD
+ * paths look the 16 levels up in registers (vpermps) and scale each group's
+ * sum once. */
+void krows_lut_f32(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
+                   const float *x_split, int n, int nrows, float *out);
 
 /* ---- scalar references (always available) ---- */
 void krows_q8_f32_scalar(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                          float *out);
-void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
-                          int n, int nrows, float *out);
+void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
+                          const float *x_split, int n, int nrows, float *out);
 /* W8A8 on panels [p0, p0+np) for M rows of int8 activation codes xq [M, cols]
  * with per-row scales xs: y[m, n] = xs[m] * sum_g pscale[n,g] * (int32 dot of
  * the group), or with w->act_q8_0 per-group scales xs [M, ng]: y[m, n] =

@@ -69,18 +69,19 @@ INLINE_AVX2 __m256 lut8(__m256 t0, __m256 t1, __m256i idx) {
                             _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-AVX2 static float row_lut(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
-                          int n) {
+AVX2 static float row_lut(const uint8_t *q4, const float *lut, int lut_gs, const float *scales, int group,
+                          const float *x_split, int n) {
     if (group % 16) {
         float r;
-        krows_lut_f32_scalar(q4, lut, scales, group, x_split, n, 1, &r);
+        krows_lut_f32_scalar(q4, lut, 0, lut_gs, scales, group, x_split, n, 1, &r);
         return r;
     }
     const float *xe = x_split, *xo = x_split + n / 2;
     const __m256i low = _mm256_set1_epi32(15);
-    const __m256 t0 = _mm256_loadu_ps(lut), t1 = _mm256_loadu_ps(lut + 8);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     for (int g0 = 0; g0 < n; g0 += group) {
+        const float *lg = lut + (size_t)(g0 / group) * lut_gs; /* this group's table (the layer's one: lut_gs 0) */
+        const __m256 t0 = _mm256_loadu_ps(lg), t1 = _mm256_loadu_ps(lg + 8);
         const __m256 s = _mm256_set1_ps(scales[g0 / group]);
         for (int b = g0 / 2; b < (g0 + group) / 2; b += 8) { /* 8 bytes = 16 indices */
             __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q4 + b)));
@@ -104,10 +105,11 @@ AVX2 void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, c
         out[r] = row_q4(q4 + (size_t)r * (n / 2), scales + (size_t)r * (n / group), group, x_split, n);
 }
 
-AVX2 void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
-                        int nrows, float *out) {
+AVX2 void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
+                             const float *x_split, int n, int nrows, float *out) {
     for (int r = 0; r < nrows; r++)
-        out[r] = row_lut(q4 + (size_t)r * (n / 2), lut, scales + (size_t)r * (n / group), group, x_split, n);
+        out[r] = row_lut(q4 + (size_t)r * (n / 2), lut + (size_t)r * lut_rs, lut_gs, scales + (size_t)r * (n / group), group,
+                         x_split, n);
 }
 
 AVX2 void kquant_row_i8_avx2(const float *x, int K, int8_t *xq, float *xs) {

@@ -117,26 +117,30 @@ INLINE_AVX512 void rows_q4(const uint8_t *q4, const float *scales, int G, const 
 }
 
 /* A table matrix: the same loop with each index looked up among the 16
- * levels in one register (vpermps) instead of converted, and no offset. */
-INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, const float *scales, int G, const float *x_split, int n,
-                            const int R, float *out) {
+ * levels in one register (vpermps) instead of converted, and no offset;
+ * each row and group its own table when the layer has several (row r,
+ * group g: lut + r lut_rs + g lut_gs), loaded once per group. */
+INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int G,
+                            const float *x_split, int n, const int R, float *out) {
     const int ng = n / G, h = n / 2;
     const float *xe = x_split, *xo = x_split + h;
     const __m512i low = _mm512_set1_epi32(15);
-    const __m512 tab = _mm512_loadu_ps(lut);
-    __m512 a[4];
+    __m512 a[4], tabs[4];
     for (int r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
         __m512 t[4][2];
-        for (int r = 0; r < R; r++) t[r][0] = t[r][1] = _mm512_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            t[r][0] = t[r][1] = _mm512_setzero_ps();
+            tabs[r] = _mm512_loadu_ps(lut + (size_t)r * lut_rs + (size_t)g * lut_gs);
+        }
         const int end = (g + 1) * G / 2;
         int j = g * G / 2;
         for (; j + 16 <= end; j += 16) {
             __m512 x0 = _mm512_loadu_ps(xe + j), x1 = _mm512_loadu_ps(xo + j);
             for (int r = 0; r < R; r++) {
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q4 + (size_t)r * h + j)));
-                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tab), x0, t[r][0]);
-                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), x1, t[r][1]);
+                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tabs[r]), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tabs[r]), x1, t[r][1]);
             }
         }
         if (j < end) {
@@ -145,8 +149,8 @@ INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, const float *sc
             for (int r = 0; r < R; r++) {
                 __m512i v = _mm512_cvtepu8_epi32(
                     _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)m, q4 + (size_t)r * h + j)));
-                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tab), x0, t[r][0]);
-                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), x1, t[r][1]);
+                t[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(v, low), tabs[r]), x0, t[r][0]);
+                t[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tabs[r]), x1, t[r][1]);
             }
         }
         for (int r = 0; r < R; r++)
@@ -387,13 +391,13 @@ AVX512 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int grou
     }
 }
 
-AVX512 void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+AVX512 void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group, const float *x_split,
                                  int n, int nrows, float *out) {
     switch (nrows) {
-    case 4: rows_lut(q4, lut, scales, group, x_split, n, 4, out); break;
-    case 3: rows_lut(q4, lut, scales, group, x_split, n, 3, out); break;
-    case 2: rows_lut(q4, lut, scales, group, x_split, n, 2, out); break;
-    default: rows_lut(q4, lut, scales, group, x_split, n, 1, out); break;
+    case 4: rows_lut(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, 4, out); break;
+    case 3: rows_lut(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, 3, out); break;
+    case 2: rows_lut(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, 2, out); break;
+    default: rows_lut(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, 1, out); break;
     }
 }
 

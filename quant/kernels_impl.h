@@ -8,7 +8,7 @@
 void krows_q8_f32_avx2(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_avx2(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                        float *out);
-void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split, int n,
+void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group, const float *x_split, int n,
                         int nrows, float *out);
 /* W4A8 for a table matrix with integer levels (iq4_nl): the nibbles to int8
  * levels with pshufb, int32 dots per group as the scalar reference, so both
@@ -18,7 +18,7 @@ void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int 
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
 void krows_q4_f32_avx512(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows,
                          float *out);
-void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
+void krows_lut_f32_avx512(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group, const float *x_split,
                           int n, int nrows, float *out);
 /* The digit planes, bsum, bsum1 and bscale (one each per block of `block`
  * columns) of KAct for x [n]; false (nothing usable) when x is not finite

@@ -28,16 +28,16 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
     }
 }
 
-void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, const float *scales, int group, const float *x_split,
-                          int n, int nrows, float *out) {
+void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
+                          const float *x_split, int n, int nrows, float *out) {
     int h = n / 2;
     for (int r = 0; r < nrows; r++) {
         const uint8_t *qr = q4 + (size_t)r * h;
-        const float *sr = scales + (size_t)r * (n / group);
+        const float *sr = scales + (size_t)r * (n / group), *lr = lut + (size_t)r * lut_rs;
         float s = 0.0f;
         for (int i = 0; i < h; i++) {
-            s += (lut[qr[i] & 15] * sr[2 * i / group]) * x_split[i];
-            s += (lut[qr[i] >> 4] * sr[(2 * i + 1) / group]) * x_split[h + i];
+            s += (lr[(size_t)(2 * i / group) * lut_gs + (qr[i] & 15)] * sr[2 * i / group]) * x_split[i];
+            s += (lr[(size_t)((2 * i + 1) / group) * lut_gs + (qr[i] >> 4)] * sr[(2 * i + 1) / group]) * x_split[h + i];
         }
         out[r] = s;
     }

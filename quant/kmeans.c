@@ -103,19 +103,27 @@ void ptq_kmeans_1d(const float *u, const float *wt, size_t n, int k, uint64_t se
 
 void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *col_wt,
                       uint64_t seed, float *levels) {
-    size_t n = (size_t)rows * cols, m = 0;
-    float *u = xmalloc(n * sizeof(float)), *wt = xmalloc(n * sizeof(float));
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
+    /* each table's weights are one contiguous run: the matrix, a row, or a
+     * scale's group; table t is seeded by seed + t */
+    size_t nt = quant_n_tables(s, rows, cols), most = s->tables == QG_TENSOR ? (size_t)rows * cols : (size_t)cols;
+    float *u = xmalloc(most * sizeof(float)), *wt = xmalloc(most * sizeof(float));
+    int k = 1 << s->bits;
+    for (size_t t = 0; t < nt; t++) {
+        size_t at = 0, len = (size_t)rows * cols, m = 0;
+        if (s->tables == QG_CHANNEL) at = t * (size_t)cols, len = (size_t)cols;
+        else if (s->tables == QG_GROUP) quant_run(s, rows, cols, t, &at, &len);
+        for (size_t i = at; i < at + len; i++) {
+            int r = (int)(i / (size_t)cols), c = (int)(i % (size_t)cols);
             float sc = scale[quant_scale_index(s, cols, r, c)];
             if (!(sc > 0.0f)) continue; /* an all-zero group dequantizes to 0 at any level */
-            u[m] = w[(size_t)r * cols + c] * (1.0f / sc);
+            u[m] = w[i] * (1.0f / sc);
             /* a level's error costs scale^2 in the weight itself (times diag H in the output) */
             wt[m] = sc * sc * (col_wt ? col_wt[c] : 1.0f);
             m++;
         }
-    int k = 1 << s->bits;
-    ptq_kmeans_1d(u, wt, m, k, seed, levels);
-    for (int j = 0; j < k; j++) levels[j] = quant_table_level(levels[j]); /* as the table is used */
+        float *lv = levels + t * (size_t)k;
+        ptq_kmeans_1d(u, wt, m, k, seed + t, lv);
+        for (int j = 0; j < k; j++) lv[j] = quant_table_level(lv[j]); /* as the table is used */
+    }
     free(u), free(wt);
 }

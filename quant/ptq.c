@@ -167,7 +167,8 @@ void ptq_gptq(const QuantSpec *s, float *w, int rows, int cols, const float *H0,
             for (size_t r = 0; r < R; r++) {
                 size_t si = quant_scale_index(s, cols, (int)r, c);
                 float sc = scale[si], z = s->sym ? 0.0f : zp[si];
-                float q = s->fmt ? block_round(s->fmt, wi[r], sc, z, NULL) : quant_round(s, wi[r], sc, z);
+                float q = s->fmt ? block_round(s->fmt, wi[r], sc, z, NULL)
+                                 : quant_round_at(s, quant_table_of_scale(s, cols, si), wi[r], sc, z);
                 e[r] = (wi[r] - q) / d;
                 wi[r] = q;
             }
@@ -192,7 +193,8 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
     size_t ns = quant_n_scales(s, rows, cols);
     float *sc = xmalloc((size_t)cols * sizeof(float)), *ws = xmalloc(N * sizeof(float)), *wq = xmalloc(N * sizeof(float));
     float *scale = xmalloc(ns * sizeof(float)), *zp = xmalloc(ns * sizeof(float));
-    float *dw = s->cb == QCB_KMEANS ? xmalloc((size_t)cols * sizeof(float)) : NULL, table[16];
+    float *dw = s->cb == QCB_KMEANS ? xmalloc((size_t)cols * sizeof(float)) : NULL;
+    float *table = s->cb == QCB_KMEANS ? xmalloc(quant_n_tables(s, rows, cols) * 16 * sizeof(float)) : NULL;
     double best = INFINITY;
     float best_a = 0.0f;
     for (int k = 0; k < n_grid; k++) {
@@ -221,7 +223,7 @@ float ptq_awq_search(const QuantSpec *s, const float *w, int rows, int cols, con
             memcpy(s_out, sc, (size_t)cols * sizeof(float));
         }
     }
-    free(sc), free(ws), free(wq), free(scale), free(zp), free(dw);
+    free(sc), free(ws), free(wq), free(scale), free(zp), free(dw), free(table);
     return best_a;
 }
 
@@ -298,7 +300,8 @@ static void clip_search(const QuantSpec *s, const float *w, int rows, int cols, 
             clip_params(s, w + GROUP_AT(i), lo[i], hi[i], ratio, &sc, &z);
             for (int j = 0; j < GROUP_LEN(i); j++) {
                 size_t x = GROUP_AT(i) + (size_t)j;
-                d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL) : quant_round(s, w[x], sc, z));
+                d[x] = w[x] - (s->fmt ? block_round(s->fmt, w[x], sc, z, NULL)
+                                      : quant_round_at(s, quant_table_of_scale(s, cols, i), w[x], sc, z));
             }
         }
         for (int g = 0; g < ng && H; g++) {

@@ -85,7 +85,9 @@ void ptq_kmeans_1d(const float *u, const float *wt, size_t n, int k, uint64_t se
  * weights' own squared error) times col_wt of its column (NULL: 1; PTQ passes the
  * diagonal of the calibration Hessian, the output error one weight's change
  * causes, as SqueezeLLM weights by sensitivity), each level put on the grid
- * of quant_table_level. */
+ * of quant_table_level; with tables per channel or group (s->tables), each
+ * table fitted to its own weights, table t seeded by seed + t, into levels
+ * one table after the other. */
 void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, const float *scale, const float *col_wt,
                       uint64_t seed, float *levels);
 

@@ -58,6 +58,7 @@ typedef struct QuantConfig {
     char w_gran[8];        /* tensor | channel | group */
     char format[8];        /* none | q8_0 | q4_0 | q4_1 | iq4_nl: llama.cpp's block formats */
     char w_codebook[8];    /* none | nf | kmeans: non-uniform weight levels */
+    char w_tables[8];      /* kmeans: layer | channel | group: one table per layer, output channel or scale group */
     bool freeze_table;     /* kmeans: the tables stay as fitted */
     float table_lr_mult;   /* kmeans: learning rate of the tables relative to train.lr */
     char act_format[8];    /* none | q8_0: the inputs of block-format layers as llama.cpp's CPU path quantizes them */

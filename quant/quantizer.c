@@ -34,6 +34,24 @@ QCodebook quant_codebook_of(const char *name) {
                                      : (QCodebook)-1;
 }
 
+const char *quant_tables_name(QGranularity t) { return t == QG_CHANNEL ? "channel" : t == QG_GROUP ? "group" : "layer"; }
+
+QGranularity quant_tables_of(const char *name) {
+    return !strcmp(name, "layer")     ? QG_TENSOR
+           : !strcmp(name, "channel") ? QG_CHANNEL
+           : !strcmp(name, "group")   ? QG_GROUP
+                                      : (QGranularity)-1;
+}
+
+const char *quant_tables_invalid(const QuantSpec *s) {
+    if (s->tables == QG_TENSOR) return NULL;
+    if (s->cb != QCB_KMEANS) return "tables per channel or group are kmeans tables (quant.weight.codebook: kmeans)";
+    if (s->gran == QG_TENSOR) return "tables per channel or group need scales per channel or group";
+    if (s->tables == QG_GROUP && s->gran != QG_GROUP) return "tables per group need scales per group (granularity group)";
+    if (s->tables != QG_CHANNEL && s->tables != QG_GROUP) return "tables are per layer, channel or group";
+    return NULL;
+}
+
 void quant_table_sort(const float *table, int n, float *lut, int *perm, const char *what) {
     for (int j = 0; j < n; j++) { /* 16 entries at most: insertion */
         float v = table[j];
@@ -114,13 +132,15 @@ void quant_fake(const QuantSpec *s, const float *x, int rows, int cols, const fl
         }
         return;
     }
-    int nl;
-    const float *lv = quant_levels(s, &nl);
+    int nl = 0;
+    bool table = quant_levels(s, &nl) != NULL;
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (size_t k = 0; k < ns; k++) {
         float sc = scale[k], z = zp ? zp[k] : 0.0f, inv = sc > 0.0f ? 1.0f / sc : 0.0f;
         size_t at, per;
         quant_run(s, rows, cols, k, &at, &per);
+        int nk = nl;
+        const float *lv = table ? quant_levels_at(s, quant_table_of_scale(s, cols, k), &nk) : NULL;
         if (lv)
             for (size_t i = at; i < at + per; i++) out[i] = sc * lv[quant_level_index(lv, nl, x[i] * inv)];
         else

@@ -42,7 +42,12 @@
  * weights and learned in QAT; the spec points at it, so every path that
  * takes a spec sees the same table. Its levels are used on the grid of
  * 1/127 in [-1, 1] (quant_table_level), so the kernels take them as int8
- * levels x 127, as iq4_nl's, at a cost of at most 1/254 of a scale. */
+ * levels x 127, as iq4_nl's, at a cost of at most 1/254 of a scale.
+ * A kmeans spec has one table per layer (tables QG_TENSOR, the default), per
+ * output channel (QG_CHANNEL: row r's weights take table r; the scales per
+ * channel or per group on top) or per scale group (QG_GROUP: the group's
+ * own table under its own scale); lut then holds the tables one after the
+ * other, 2^bits levels each (SqueezeLLM's per-channel tables). */
 #ifndef QAT_QUANTIZER_H
 #define QAT_QUANTIZER_H
 
@@ -65,6 +70,7 @@ typedef struct QuantSpec {
     QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4) or QCB_NONE: the even grid */
     const float *lut;  /* QCB_KMEANS: the 2^bits sorted levels (owned by the layer) */
     bool full;         /* symmetric even grid: the code -2^(b-1) too (last, so positional initializers keep their meaning) */
+    QGranularity tables; /* QCB_KMEANS: one table per layer (QG_TENSOR), per output channel or per scale group */
 } QuantSpec;
 
 /* The spec of a block format: bits 8 or 4 (iq4_nl: 4-bit indices), groups of
@@ -110,6 +116,29 @@ void quant_table_sort(const float *table, int n, float *lut, int *perm, const ch
 static inline int quant_groups(int cols, int group) { return (cols + group - 1) / group; }
 /* Scales for a [rows, cols] matrix: 1, rows, or rows * quant_groups. */
 size_t quant_n_scales(const QuantSpec *s, int rows, int cols);
+
+/* kmeans tables of a [rows, cols] matrix: 1, rows, or one per scale group. */
+static inline size_t quant_n_tables(const QuantSpec *s, int rows, int cols) {
+    return s->tables == QG_TENSOR ? 1 : s->tables == QG_CHANNEL ? (size_t)rows : quant_n_scales(s, rows, cols);
+}
+/* The table of scale k's elements (each run of a scale lies in one table). */
+static inline size_t quant_table_of_scale(const QuantSpec *s, int cols, size_t k) {
+    if (s->tables == QG_TENSOR) return 0;
+    if (s->tables == QG_GROUP || s->gran == QG_CHANNEL) return k;
+    return k / (size_t)quant_groups(cols, s->group); /* per-channel tables under group scales */
+}
+/* Why a spec's table layout cannot be (tables per channel or group are for
+ * kmeans, over scales as fine: per channel or group, per group with group
+ * scales), or NULL when it can. */
+const char *quant_tables_invalid(const QuantSpec *s);
+/* "layer" | "channel" | "group" and back (-1 cast when unknown). */
+const char *quant_tables_name(QGranularity t);
+QGranularity quant_tables_of(const char *name);
+/* The levels of table t (kmeans: t's own; nf: the one fixed table). */
+static inline const float *quant_levels_at(const QuantSpec *s, size_t t, int *n) {
+    const float *lv = quant_levels(s, n);
+    return lv && s->cb == QCB_KMEANS ? lv + t * (size_t)*n : lv;
+}
 /* Index of the scale of element (r, c). */
 static inline size_t quant_scale_index(const QuantSpec *s, int cols, int r, int c) {
     return s->gran == QG_TENSOR    ? 0
@@ -146,16 +175,18 @@ static inline int quant_code(float x, float scale, float zp, int qmin, int qmax)
 }
 static inline float quant_dequant(int q, float scale, float zp) { return ((float)q - zp) * scale; }
 /* One value quantized and dequantized with a given scale (and zero point):
- * on the even grid, or the nearest codebook level times the scale. */
-static inline float quant_round(const QuantSpec *s, float x, float scale, float zp) {
+ * on the even grid, or the nearest level of table t times the scale. */
+static inline float quant_round_at(const QuantSpec *s, size_t t, float x, float scale, float zp) {
     int n;
-    const float *lv = quant_levels(s, &n);
+    const float *lv = quant_levels_at(s, t, &n);
     if (lv) {
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
         return scale * lv[quant_level_index(lv, n, x * inv)];
     }
     return quant_dequant(quant_code(x, scale, zp, quant_qmin(s), quant_qmax(s)), scale, zp);
 }
+/* The same for a spec of one table (or none). */
+static inline float quant_round(const QuantSpec *s, float x, float scale, float zp) { return quant_round_at(s, 0, x, scale, zp); }
 
 /* Symmetric fake quantization of n_groups consecutive groups of gsize values,
  * each with its own min-max scale (keys and values per token and head); out

@@ -492,6 +492,72 @@ Test(kernels, two_byte_table_levels_hold_their_precision) {
  * (row primitives, team, dequantized tiles) against a double sum of the
  * levels; with iq4_nl's integer levels, the table panels match the int8
  * panels on the levels as codes to float rounding (equal integer sums). */
+/* kmeans tables per output channel and per group (QuantSpec.tables): each
+ * row, or each row's group, looks its indices up in its own table, on every
+ * path and product shape, a partial last group included (172 = 5 x 32 + 12). */
+Test(kernels, tables_per_channel_and_group_on_every_path) {
+    enum { N = 23, IN = 172, MT = 300 };
+    Rng r;
+    rng_seed(&r, 29);
+    int G = 32, ng = (IN + G - 1) / G, K = ng * G;
+    float *x = malloc(sizeof(float) * MT * IN), *y = malloc(sizeof(float) * MT * N), sc[N * 6], yt[N];
+    float *luts = malloc(sizeof(float) * N * 6 * 8), *wd = malloc(sizeof(float) * N * K);
+    uint8_t idx[N * IN];
+    for (int i = 0; i < MT * IN; i++) x[i] = rng_normal(&r) * (i % 41 == 0 ? 10.0f : 1.0f);
+    for (int i = 0; i < N * ng; i++) sc[i] = 0.002f + 0.01f * rng_uniform(&r);
+    for (int i = 0; i < N * IN; i++) idx[i] = (uint8_t)rng_below(&r, 8);
+    size_t sb = qgemv_team_scratch_bytes(K);
+    char *scratch = malloc(4 * sb);
+    for (int per = 0; per < 2; per++) { /* tables per channel, then per group; 8 levels each (kmeans3) */
+        QGranularity tg = per ? QG_GROUP : QG_CHANNEL;
+        int nt = per ? N * ng : N;
+        for (int t = 0; t < nt; t++) {
+            float lv[8];
+            for (int k = 0; k < 8; k++) lv[k] = quant_table_level(-1.0f + 0.25f * (float)k + 0.1f * rng_normal(&r));
+            quant_table_sort(lv, 8, luts + (size_t)t * 8, NULL, "test");
+        }
+        QMatrix q;
+        qmatrix_from_luts(&q, idx, N, IN, G, sc, luts, 8, tg);
+        cr_assert_eq(q.n_tables, nt, "%d tables", q.n_tables);
+        cr_assert_null(q.pl, "several tables take the vpermps rows, not the table panels");
+        cr_assert_eq(qmatrix_code_bits(&q), 3);
+        qmatrix_dequant_rows(&q, 0, N, wd);
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) {
+                int t = per ? n * ng + k / G : n;
+                float want = k < IN ? luts[(size_t)t * 8 + idx[n * IN + k]] * sc[n * ng + k / G] : 0.0f;
+                if (k < IN) cr_assert_eq(wd[(size_t)n * K + k], want, "dequant [%d,%d]", n, k);
+            }
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            KernelPath old = kernel_force(PATHS[p]);
+            int Ms[] = {1, 5, 20, MT};
+            for (size_t mi = 0; mi < 4; mi++) {
+                qgemm_f32(&q, x, Ms[mi], y);
+                for (int m = 0; m < Ms[mi]; m += Ms[mi] > 100 ? 37 : 1)
+                    for (int n = 0; n < N; n++) {
+                        double ref = 0, mag = 0;
+                        for (int k = 0; k < IN; k++) {
+                            int t = per ? n * ng + k / G : n;
+                            double v = (double)luts[(size_t)t * 8 + idx[n * IN + k]] * sc[n * ng + k / G] * x[(size_t)m * IN + k];
+                            ref += v, mag += fabs(v);
+                        }
+                        cr_assert(fabs(y[(size_t)m * N + n] - ref) <= 1e-5 * (1.0 + mag), "%s tables per %s M=%d y[%d,%d] = %g, double %g",
+                                  kernel_path_name(PATHS[p]), per ? "group" : "channel", Ms[mi], m, n, y[(size_t)m * N + n], ref);
+                    }
+            }
+    #pragma omp parallel num_threads(3)
+            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+            qgemm_f32(&q, x, 1, y);
+            for (int n = 0; n < N; n++)
+                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            kernel_force(old);
+        }
+        qmatrix_free(&q);
+    }
+    free(x), free(y), free(luts), free(wd), free(scratch);
+}
+
 Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     enum { N = 37, K = 160, MT = 1700 };
     Rng r;
@@ -513,12 +579,12 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
         kx_split(x, K, xsplit);
         float ref[4], got[4];
         for (int n = 0; n + 4 <= N; n += 9) {
-            krows_lut_f32_scalar(q.q4 + (size_t)n * K / 2, lut, q.scales + (size_t)n * (K / G), G, xsplit, K, 4, ref);
+            krows_lut_f32_scalar(q.q4 + (size_t)n * K / 2, lut, 0, 0, q.scales + (size_t)n * (K / G), G, xsplit, K, 4, ref);
             for (size_t p = 0; p < 3; p++) {
                 if (!kernel_supported(PATHS[p])) continue;
                 KernelPath old = kernel_force(PATHS[p]);
                 for (int nr = 1; nr <= 4; nr++) {
-                    krows_lut_f32(q.q4 + (size_t)n * K / 2, lut, q.scales + (size_t)n * (K / G), G, xsplit, K, nr, got);
+                    krows_lut_f32(q.q4 + (size_t)n * K / 2, lut, 0, 0, q.scales + (size_t)n * (K / G), G, xsplit, K, nr, got);
                     for (int i = 0; i < nr; i++)
                         cr_assert(fabsf(got[i] - ref[i]) <= 1e-5f * (1.0f + fabsf(ref[i])), "%s G=%d rows %d: %g vs %g",
                                   kernel_path_name(PATHS[p]), G, nr, got[i], ref[i]);

@@ -163,8 +163,12 @@ static const Field FIELDS[] = {
     F("quant.weight.codebook", CF_ENUM, quant.w_codebook, 0, 0, 0, "none", "none|nf|kmeans",
       "none: the even grid; nf: each weight the nearest of 2^bits normal-float levels (QLoRA's NF4 at 4 bits, the "
       "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); kmeans: the nearest of "
-      "the layer's own 2^bits levels (one table per layer, fitted by k-means to its weights over their scales, then "
+      "the layer's own 2^bits levels (one table per layer, or per channel or group: quant.weight.tables; fitted by k-means to its weights over their scales, then "
       "learned); symmetric, 2..4 bits, per channel or group; runs on the integer kernels as a table of levels"),
+    F("quant.weight.tables", CF_ENUM, quant.w_tables, 0, 0, 0, "layer", "layer|channel|group",
+      "kmeans: one table per layer (under the scales per channel or group), per output channel (SqueezeLLM's "
+      "layout; under per-channel or group scales) or per scale group (granularity group); each table holds 2^bits "
+      "levels on the grid of 1/127, stored as int8 in the exported model (8 bits per level)"),
     F("quant.weight.freeze_table", CF_BOOL, quant.freeze_table, 0, 0, 0, "false", NULL,
       "kmeans: keep each layer's table where k-means put it (the weights are still re-assigned to the nearest level "
       "every step); false: the levels are parameters, each moved by the summed gradient of its weights"),
@@ -673,6 +677,14 @@ void config_validate(const Config *c, const char *origin) {
         if (strcmp(cb, "none") && (bits > 4 || !q->w_sym || !strcmp(gran, "tensor")))
             qat_fail("%s: quant.overrides.%s: the %s codebook takes 2..4 bits, symmetric, per channel or group (got %d "
                      "bits, %s, %s)", origin, o->layer, cb, bits, q->w_sym ? "symmetric" : "asymmetric", gran);
+    }
+    if (q->w_bits && strcmp(q->w_tables, "layer")) {
+        if (strcmp(q->w_codebook, "kmeans"))
+            qat_fail("%s: quant.weight.tables: %s: tables per channel or group are kmeans tables (quant.weight.codebook "
+                     "is %s)", origin, q->w_tables, q->w_codebook);
+        if (!strcmp(q->w_tables, "group") && strcmp(q->w_gran, "group"))
+            qat_fail("%s: quant.weight.tables: group: a table per scale group needs quant.weight.granularity group (got "
+                     "%s)", origin, q->w_gran);
     }
     if (!any_kmeans && q->freeze_table)
         qat_fail("%s: quant.weight.freeze_table: only a kmeans codebook has a table of its own (quant.weight.codebook is "

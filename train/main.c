@@ -128,6 +128,8 @@ static const char *HELP_PTQ =
     "                      nf, each weight the nearest normal-float level times its group's scale;\n"
     "                      kmeans, the nearest of the layer's own table, fitted by k-means with each\n"
     "                      weight counted by its column's calibration Hessian diagonal\n"
+    "  --tables T          kmeans: one table per layer (default), channel (each output row its own) or\n"
+    "                      group (each scale group its own; needs --group N)\n"
     "  --table-unweighted  kmeans: every weight counts the same in the fit\n"
     "  --act-format q8_0   evaluate with llama.cpp's q8_0 activation blocks (quant.act_format)\n"
     "  --act A             activations: none, token (dynamic int8) or tensor (static int8)\n"

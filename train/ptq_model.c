@@ -24,6 +24,7 @@ void ptq_options_default(PtqOptions *o) {
     o->group = 32;
     o->sym = true;
     snprintf(o->codebook, sizeof o->codebook, "none");
+    snprintf(o->tables, sizeof o->tables, "layer");
     o->calib_batches = 4;
     o->seed = 1234;
     o->damp = 0.01f;
@@ -67,6 +68,12 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
         qat_fail("%s: act-format: expected q8_0 (llama.cpp's activation blocks) or none, got '%s'", origin, o->act_format);
     if (o->act_format[0] && !o->format[0]) qat_fail("%s: act-format: simulates llama.cpp's products; it needs --format", origin);
     if ((int)quant_codebook_of(o->codebook) < 0) qat_fail("%s: codebook: expected none, nf or kmeans, got '%s'", origin, o->codebook);
+    if ((int)quant_tables_of(o->tables) < 0) qat_fail("%s: tables: expected layer, channel or group, got '%s'", origin, o->tables);
+    if (strcmp(o->tables, "layer") && strcmp(o->codebook, "kmeans"))
+        qat_fail("%s: tables: %s: tables per channel or group are kmeans tables (--codebook is %s)", origin, o->tables,
+                 o->codebook);
+    if (!strcmp(o->tables, "group") && o->group <= 0)
+        qat_fail("%s: tables: group: a table per scale group needs --group N", origin);
     if (o->table_unweighted && strcmp(o->codebook, "kmeans"))
         qat_fail("%s: table-unweighted: only a kmeans codebook fits a table (--codebook is %s)", origin, o->codebook);
     if (strcmp(o->codebook, "none") && (o->bits > 4 || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
@@ -118,6 +125,7 @@ void ptq_options_parse(PtqOptions *o, int argc, char **argv, const char *origin)
         else if (!strcmp(a, "--asym")) o->sym = false, o->sym_set = true;
         else if (!strcmp(a, "--format")) xsnprintf(o->format, sizeof o->format, opt, "%s", strcmp(v, "none") ? v : "");
         else if (!strcmp(a, "--codebook")) xsnprintf(o->codebook, sizeof o->codebook, opt, "%s", v);
+        else if (!strcmp(a, "--tables")) xsnprintf(o->tables, sizeof o->tables, opt, "%s", v);
         else if (!strcmp(a, "--act-format")) xsnprintf(o->act_format, sizeof o->act_format, opt, "%s", strcmp(v, "none") ? v : "");
         else if (!strcmp(a, "--act")) {
             snprintf(o->act, sizeof o->act, "%s", strcmp(v, "none") ? v : "");
@@ -152,7 +160,9 @@ void ptq_describe(const PtqOptions *o, char *buf, size_t n) {
     else snprintf(g, sizeof g, "%s", o->group < 0 ? "channel" : "tensor");
     int k = o->format[0]       ? snprintf(buf, n, "%s %s%s", o->method, o->format, o->act_format[0] ? " (q8_0 activations)" : "")
             : o->budget > 0.0f ? snprintf(buf, n, "%s %s", o->method, o->sym ? "sym" : "asym") /* bits per layer */
-            : strcmp(o->codebook, "none") ? snprintf(buf, n, "%s %s%d %s", o->method, o->codebook, o->bits, g)
+            : strcmp(o->codebook, "none") ? snprintf(buf, n, "%s %s%d %s%s%s", o->method, o->codebook, o->bits, g,
+                                                     strcmp(o->tables, "layer") ? ", tables per " : "",
+                                                     strcmp(o->tables, "layer") ? o->tables : "")
                                : snprintf(buf, n, "%s int%d %s %s", o->method, o->bits, g,
                                           o->full ? "sym full range" : o->sym ? "sym" : "asym");
     if (o->act[0] && k < (int)n) k += snprintf(buf + k, n - (size_t)k, ", int8 activations per %s", o->act);
@@ -177,6 +187,7 @@ void ptq_quant_config(const PtqOptions *o, QuantConfig *q) {
     q->w_narrow = !o->full;
     snprintf(q->format, sizeof q->format, "%s", o->format[0] ? o->format : "none");
     snprintf(q->w_codebook, sizeof q->w_codebook, "%s", o->codebook);
+    snprintf(q->w_tables, sizeof q->w_tables, "%s", o->tables);
     snprintf(q->act_format, sizeof q->act_format, "%s", o->act_format[0] ? o->act_format : "none");
     q->a_bits = o->act[0] ? 8 : 0;
     if (o->act[0]) snprintf(q->a_gran, sizeof q->a_gran, "%s", o->act);

@@ -24,6 +24,7 @@ typedef struct PtqOptions {
     char format[8];     /* "" or a llama.cpp block format (q8_0, q4_0, q4_1, iq4_nl): then bits, group and sym follow from it */
     char act_format[8]; /* "" or q8_0: evaluate with llama.cpp's activation blocks (quant.act_format) */
     char codebook[8];   /* none | nf | kmeans: non-uniform levels (quant.weight.codebook) */
+    char tables[8];     /* kmeans: layer | channel | group (quant.weight.tables) */
     bool table_unweighted; /* kmeans: every weight counts the same in the fit (else by the calibration Hessian's diagonal) */
     char act[8];       /* activations: "" = float (weight-only), "token" (dynamic int8), "tensor" (static int8) */
     int calib_batches; /* windows of train.batch_size x block_size from the training split */
