@@ -37,13 +37,24 @@ def main():
     assert f["vocab"].dtype == np.uint8 and f["vocab"].ndim == 1
     for n in ("wte", "wpe", "ln_f.weight", "ln_f.bias"):
         assert f["float/" + n].dtype == np.float32, n
-    nq = n_full = 0
+    nq = n_full = n_tables = 0
     for name, g in f["quant"].items():
         bits, gs, rows, cols = (int(g.attrs[k]) for k in ("bits", "group_size", "rows", "cols"))
         scheme = s(g.attrs["scheme"])
         assert scheme in ("symmetric", "levels"), scheme
         lv = None
-        if scheme == "levels":
+        tables = s(g.attrs.get("tables", "layer"))
+        assert tables in ("layer", "channel", "group"), tables
+        if scheme == "levels" and tables != "layer":
+            # a table per row or per group: int8 levels in 1/127ths, each table ascending
+            tl = g["table_levels"][()]
+            nt = rows if tables == "channel" else rows * (cols // gs)
+            assert tl.dtype == np.int8 and tl.shape == (nt, 2 ** bits), (name, tl.dtype, tl.shape)
+            assert np.all(np.diff(tl.astype(np.int32), axis=1) >= 0) and tl.min() >= -127, name
+            assert "levels" not in g, name
+            lv = tl.astype(np.float32) / np.float32(127)
+            n_tables += 1
+        elif scheme == "levels":
             lv = g["levels"][()]
             assert lv.dtype == np.float32 and lv.shape == (2 ** bits,) and np.all(np.diff(lv) > 0), name
             assert bits <= 4 and "levels" in g, name
@@ -75,7 +86,7 @@ def main():
             else:
                 q[:, 0::2], q[:, 1::2] = lo - 8, hi - 8  # low nibble = even column, stored as code + 8
         if lv is not None:
-            assert q.min() >= 0 and q.max() < len(lv), name
+            assert q.min() >= 0 and q.max() < lv.shape[-1], name
         else:
             assert q.min() >= qmin and q.max() <= qmax, name  # -2^(bits-1) only on the full range
         if src is not None:
@@ -100,7 +111,16 @@ def main():
             usable = scales != 0 if lv is not None and lv.max() > 1 else scales > 0
             inv = np.where(usable, np.float32(1) / np.where(usable, scales, 1), np.float32(0)).astype(np.float32)
             u = (w.reshape(rows, cols // gs, gs) * inv[:, :, None]).reshape(rows, cols).astype(np.float32)
-            if lv is not None:  # the nearest level, ties to the upper one
+            if lv is not None and lv.ndim == 2:  # each weight's own table: its row's, or its group's
+                t = np.arange(rows)[:, None] if tables == "channel" else np.arange(rows)[:, None] * (cols // gs) + np.arange(cols)[None, :] // gs
+                t = np.broadcast_to(t, (rows, cols))
+                want = np.empty((rows, cols), np.int64)
+                for r in range(rows):
+                    for c in range(cols):
+                        row = lv[t[r, c]]
+                        hi = min(max(int(np.searchsorted(row, u[r, c], side="right")), 1), len(row) - 1)
+                        want[r, c] = hi - 1 if u[r, c] - row[hi - 1] < row[hi] - u[r, c] else hi
+            elif lv is not None:  # the nearest level, ties to the upper one
                 hi = np.clip(np.searchsorted(lv, u, side="right"), 1, len(lv) - 1)
                 want = np.where(u - lv[hi - 1] < lv[hi] - u, hi - 1, hi)
             else:
@@ -115,7 +135,8 @@ def main():
             n_full += int((q == -qmax - 1).sum())
         nq += 1
     assert nq > 0
-    print("layout ok: %d datasets, %d quantized layers, %d codes at -2^(bits-1)" % (len(datasets), nq, n_full))
+    print("layout ok: %d datasets, %d quantized layers, %d codes at -2^(bits-1), %d layers with tables per row or group"
+          % (len(datasets), nq, n_full, n_tables))
 
 
 main()

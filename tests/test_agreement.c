@@ -135,6 +135,13 @@ Test(agreement, kmeans3_g16_lsq) {
 Test(agreement, kmeans4_per_channel_frozen) {
     check_scheme_within("km4ch", "weight: {bits: 4, granularity: channel, codebook: kmeans, freeze_table: true}, estimator: ste", 1e-4f);
 }
+/* a table per output channel (learned, under group scales) and per group, exported as int8 levels */
+Test(agreement, kmeans3_g16_tables_per_channel_lsq) {
+    check_scheme_within("km3g16tc", "weight: {bits: 3, granularity: group, group_size: 16, codebook: kmeans, tables: channel}, estimator: lsq", 1e-4f);
+}
+Test(agreement, kmeans2_g16_tables_per_group) {
+    check_scheme_within("km2g16tg", "weight: {bits: 2, granularity: group, group_size: 16, codebook: kmeans, tables: group}, estimator: ste", 1e-4f);
+}
 /* iq4_nl in qat's own file: its 16 int8 levels as a table, d per block of 32 */
 Test(agreement, iq4_nl_lsq) {
     check_scheme_within("iq4nl", "format: iq4_nl, estimator: lsq", 1e-4f);

@@ -756,6 +756,90 @@ Test(quant, kmeans_table_gradient_against_finite_differences) {
     params_free(&p);
 }
 
+/* kmeans tables per output channel and per group: each weight takes the
+ * nearest level of its own row's (or group's) table times its scale; each
+ * table's level gradient gathers only its own weights (finite differences
+ * of the loss, one level of one table at a time); a frozen set of tables
+ * equals quant_fake on the sorted tables; refused without kmeans levels,
+ * with per-tensor scales, and per-group tables under per-channel scales. */
+Test(quant, kmeans_tables_per_channel_and_group) {
+    enum { R = 3, C = 20, G = 8, NG = 3, N = R * C }; /* groups 8, 8, 4: a partial last group */
+    float sc0[R * NG] = {0.5f, 0.8f, 1.3f, 0.25f, 0.9f, 0.6f, 1.1f, 0.7f, 0.4f};
+    for (int per = 0; per < 2; per++) {
+        QuantSpec s = {.bits = 2, .sym = true, .gran = QG_GROUP, .group = G, .cb = QCB_KMEANS,
+                       .tables = per ? QG_GROUP : QG_CHANNEL};
+        int nt = per ? R * NG : R;
+        cr_assert_eq(quant_n_tables(&s, R, C), (size_t)nt);
+        cr_assert_null(quant_tables_invalid(&s));
+        float tab[R * NG * 4], sorted[R * NG * 4], x[N], g[N];
+        for (int t = 0; t < nt; t++) /* unsorted, on the 1/127 grid, each table its own levels */
+            for (int k = 0; k < 4; k++) tab[t * 4 + k] = (float)(((k * 3) % 4) * 60 - 100 + 5 * t) / 127.0f;
+        for (int t = 0; t < nt; t++) quant_table_sort(tab + t * 4, 4, sorted + t * 4, NULL, "test");
+        for (int i = 0; i < N; i++) {
+            int r = i / C, c = i % C, k = r * NG + c / G, t = per ? k : r;
+            x[i] = sc0[k] * (tab[t * 4 + (i * 5) % 4] + 0.01f * (float)((i % 5) - 2));
+            g[i] = 0.3f + 0.07f * (float)((i * 7) % 11) - 0.4f * (float)(i % 2);
+        }
+        Params p;
+        params_init(&p);
+        Tensor *xt = params_add(&p, "x", 2, (int[]){R, C}), *st = params_add(&p, "s", 1, (int[]){R * NG});
+        Tensor *tt = params_add(&p, "table", 1, (int[]){nt * 4});
+        params_finalize(&p);
+        memcpy(xt->data, x, sizeof x), memcpy(st->data, sc0, sizeof sc0), memcpy(tt->data, tab, sizeof(float) * nt * 4);
+        tape_reset(&T);
+        Tensor *y = op_fake_quant_table(&T, xt, &s, EST_LSQ, st, tt);
+        QuantSpec ss = s;
+        ss.lut = sorted;
+        float want[N];
+        quant_fake(&ss, x, R, C, sc0, NULL, want);
+        for (int i = 0; i < N; i++) {
+            int r = i / C, c = i % C, k = r * NG + c / G, t = per ? k : r;
+            cr_assert_eq(y->data[i], want[i], "tables per %s: x_hat[%d] %g, quant_fake %g", per ? "group" : "channel", i,
+                         y->data[i], want[i]);
+            cr_assert_float_eq(y->data[i], sc0[k] * tab[t * 4 + (i * 5) % 4], 1e-6, "x[%d] sits at its own table's level", i);
+        }
+        tape_backward_seed(&T, y, g);
+        for (int j = 0; j < nt * 4; j++) {
+            double fd = 0.0, eps = 1e-3;
+            for (int sgn = -1; sgn <= 1; sgn += 2) {
+                float tp[R * NG * 4], ts[R * NG * 4];
+                memcpy(tp, tab, sizeof tp);
+                tp[j] += (float)(sgn * eps);
+                for (int t = 0; t < nt; t++) /* sorted again for the reference quantizer, without the 1/127 grid */
+                    for (int a = 0; a < 4; a++) {
+                        int below = 0;
+                        for (int b = 0; b < 4; b++) below += tp[t * 4 + b] < tp[t * 4 + a];
+                        ts[t * 4 + below] = tp[t * 4 + a];
+                    }
+                ss.lut = ts;
+                float yq[N];
+                quant_fake(&ss, x, R, C, sc0, NULL, yq);
+                double l = 0.0;
+                for (int i = 0; i < N; i++) l += (double)g[i] * yq[i];
+                fd += sgn * l / (2.0 * eps);
+            }
+            cr_assert(fabs(tt->grad[j] - fd) < 1e-3 * (1.0 + fabs(fd)), "tables per %s: table %d level %d: grad %.6f, "
+                      "finite differences %.6f", per ? "group" : "channel", j / 4, j % 4, tt->grad[j], fd);
+            cr_assert(fabs(fd) > 1e-3, "table %d level %d has weights, so a gradient", j / 4, j % 4);
+        }
+        /* frozen: none reaches the tables, and x_hat is quant_fake's on the sorted tables */
+        memset(tt->grad, 0, sizeof(float) * nt * 4);
+        tt->requires_grad = false;
+        tape_reset(&T);
+        Tensor *yf = op_fake_quant_table(&T, xt, &s, EST_LSQ, st, tt);
+        tape_backward_seed(&T, yf, g);
+        for (int j = 0; j < nt * 4; j++) cr_assert_eq(tt->grad[j], 0.0f, "a frozen table's level got a gradient");
+        for (int i = 0; i < N; i++) cr_assert_eq(yf->data[i], want[i], "frozen x_hat[%d]", i);
+        params_free(&p);
+    }
+    QuantSpec bad = {.bits = 3, .sym = true, .gran = QG_GROUP, .group = 8, .cb = QCB_NF, .tables = QG_CHANNEL};
+    cr_assert(strstr(quant_tables_invalid(&bad), "kmeans"), "tables of nf levels");
+    bad.cb = QCB_KMEANS, bad.gran = QG_TENSOR;
+    cr_assert(strstr(quant_tables_invalid(&bad), "scales per channel or group"), "tables over one scale");
+    bad.gran = QG_CHANNEL, bad.tables = QG_GROUP;
+    cr_assert(strstr(quant_tables_invalid(&bad), "scales per group"), "group tables over channel scales");
+}
+
 /* k-means: three well-separated weighted clusters come back as their
  * weighted means; the fit is a fixed point of Lloyd's step (each level the
  * weighted mean of the values nearest it); the same seed gives the same

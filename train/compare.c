@@ -71,8 +71,10 @@ static void measure(const InferModel *m, const Bench *b, double float_loss, Comp
         const QMatrix *q = &m->qm[i];
         double n = (double)q->rows * q->in;
         weights += n;
-        /* a table matrix: the bits of its level count, and the table itself */
-        bits += qmatrix_code_bits(q) * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float + (q->lut ? 32.0 * q->n_levels : 0.0);
+        /* a table matrix: the bits of its level count, and the tables themselves
+         * (one: fp32 levels; per channel or group: int8 levels, as the file holds them) */
+        double tables = !q->lut ? 0.0 : q->n_tables > 1 ? 8.0 * q->n_tables * q->n_levels : 32.0 * q->n_levels;
+        bits += qmatrix_code_bits(q) * n + 32.0 * q->rows * (q->cols / q->group) + 32.0 * q->rows * q->n_float + tables;
     }
     r->bits_per_weight = m->n_q ? bits / weights : 32.0;
 }

@@ -239,7 +239,9 @@ static cJSON *describe_exported(const char *path) {
         cJSON *e = add_tensor(ts, m.qnames[i], 2, sh, ty, qmatrix_bytes(q) + (size_t)q->rows * q->n_float * 4);
         add_quant(e, bits, q->group >= q->cols, q->group, q->offsets == NULL, NULL, NAN, cb);
         if (q->full && !q->lut) cJSON_AddBoolToObject(cJSON_GetObjectItem(e, "quant"), "full_range", true);
-        cJSON_AddStringToObject(e, "storage", q->lut ? "level indices two per byte, the levels, fp32 scales"
+        if (q->lut && q->n_tables > 1) cJSON_AddStringToObject(cJSON_GetObjectItem(e, "quant"), "tables", quant_tables_name(q->lut_tables));
+        cJSON_AddStringToObject(e, "storage", q->lut && q->n_tables > 1 ? "level indices two per byte, int8 levels (1/127ths) of a table per row or group, fp32 scales"
+                                              : q->lut ? "level indices two per byte, the levels, fp32 scales"
                                               : q->bits > 4 ? "int8 codes, fp32 scales" : "int4 codes two per byte, fp32 scales");
         cJSON_AddStringToObject(e, "activations", m.qw8a8[i] ? (q->act_static ? "int8 static" : "int8 per token") : "float");
         if (q->n_float) cJSON_AddNumberToObject(e, "float_columns", q->n_float);
@@ -274,11 +276,14 @@ static void add_gpt_tensors(cJSON *r, const GPT *g) {
             const QuantSpec *s = &q->w;
             int rows = t->shape[0], cols = t->shape[1];
             double scales = (double)quant_n_scales(s, rows, cols) * (s->sym ? 1 : 2);
-            double bpw = s->fmt ? qformat_bpw(s->fmt) : s->bits + 32.0 * scales / ((double)rows * cols);
+            /* tables per channel or group deploy as int8 levels */
+            double tables = s->cb == QCB_KMEANS && s->tables != QG_TENSOR ? 8.0 * (double)quant_n_tables(s, rows, cols) * (1 << s->bits) : 0.0;
+            double bpw = s->fmt ? qformat_bpw(s->fmt) : s->bits + (32.0 * scales + tables) / ((double)rows * cols);
             add_quant(e, s->bits, s->gran == QG_CHANNEL, s->gran == QG_GROUP ? s->group : 0, s->sym,
                       s->fmt ? qformat_name(s->fmt) : NULL, bpw, s->cb ? quant_codebook_name(s->cb) : NULL);
             cJSON *qe = cJSON_GetObjectItem(e, "quant");
             if (s->full) cJSON_AddBoolToObject(qe, "full_range", true);
+            if (s->cb == QCB_KMEANS && s->tables != QG_TENSOR) cJSON_AddStringToObject(qe, "tables", quant_tables_name(s->tables));
             cJSON_AddStringToObject(qe, "scales", q->w_scale ? "stored (learned or calibrated)" : "min-max each forward");
             if (q->a_bits) cJSON_AddStringToObject(qe, "activations", q->a_dynamic ? "int8 per token" : "int8 static");
             if (q->a_blocks) cJSON_AddStringToObject(qe, "activations", "q8_0 blocks");
@@ -430,6 +435,7 @@ static void print_quant(FILE *out, const cJSON *q) {
                                                                          : "asym");
         if (!strcmp(str(q, "granularity"), "group")) fprintf(out, "g%.0f", num(q, "group"));
         else fprintf(out, "per %s", str(q, "granularity"));
+        if (*str(q, "tables")) fprintf(out, ", a table per %s", str(q, "tables"));
     }
     if (!isnan(num(q, "deploy_bits_per_weight"))) fprintf(out, " (%.2f bits/weight deployed)", num(q, "deploy_bits_per_weight"));
     if (!strncmp(str(q, "scales"), "stored", 6)) fputs(", stored scales", out);
