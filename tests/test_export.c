@@ -186,6 +186,64 @@ Test(export, code_min_against_the_config) {
     expect_bad(args, "quant/blocks.0.attn.proj has code_min -8; its config (quant.weight.narrow_range true) means -7");
 }
 
+/* kmeans tables per channel: a model with them, then one edit each */
+static char *tables_model(const char *name, void (*edit)(hid_t f)) {
+    static char *model;
+    if (!model) {
+        char cmd[4096], err[1024], *ck = path_of(g_dir, "tables.h5");
+        model = path_of(g_dir, "tables.model.h5");
+        snprintf(cmd, sizeof cmd, "ptq %s --method rtn --bits 3 --group 16 --codebook kmeans --tables channel -o %s > /dev/null", g_float, ck);
+        cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+        snprintf(cmd, sizeof cmd, "export %s -o %s > /dev/null", ck, model);
+        cr_assert_eq(test_run_qat(cmd, err, sizeof err), 0, "%s", err);
+    }
+    size_t n;
+    char *bytes = test_slurp(model, &n), *p = path_of(g_dir, name);
+    FILE *fp = fopen(p, "wb");
+    fwrite(bytes, 1, n, fp);
+    fclose(fp);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    edit(f);
+    H5Fclose(f);
+    return p;
+}
+static void tables_per_group(hid_t f) {
+    hid_t g = H5Oopen(f, "quant/blocks.1.mlp.fc", H5P_DEFAULT);
+    H5Adelete(g, "tables");
+    hid_t sp = H5Screate(H5S_SCALAR), ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, 5);
+    hid_t a = H5Acreate2(g, "tables", ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, ty, "group");
+    H5Aclose(a), H5Tclose(ty), H5Sclose(sp), H5Oclose(g);
+}
+static void table_out_of_order(hid_t f) {
+    hid_t d = H5Dopen2(f, "quant/blocks.0.attn.qkv/table_levels", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[2];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    int8_t *t = malloc(dims[0] * dims[1]);
+    H5Dread(d, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, t);
+    int8_t v = t[dims[1] + 2]; /* row 1's levels 2 and 3 swapped */
+    t[dims[1] + 2] = t[dims[1] + 3], t[dims[1] + 3] = v;
+    H5Dwrite(d, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, t);
+    set_attr_i64(d, "crc32", (int64_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)t, (uInt)(dims[0] * dims[1])));
+    free(t);
+    H5Sclose(sp), H5Dclose(d);
+}
+static void no_edit(hid_t f) { (void)f; }
+/* the file's tables against its config, and each table ascending (with a checksum that matches) */
+Test(export, tables_per_channel_are_checked) {
+    char args[2048];
+    InferModel m;
+    infer_load(&m, tables_model("tables-ok.h5", no_edit));
+    cr_assert_eq(m.qm[0].n_tables, m.qm[0].rows, "a table per row");
+    infer_free(&m);
+    snprintf(args, sizeof args, "eval %s", tables_model("tables-group.h5", tables_per_group));
+    expect_bad(args, "quant/blocks.1.mlp.fc has tables \"group\", its config (quant.weight.tables) says \"channel\"");
+    snprintf(args, sizeof args, "eval %s", tables_model("tables-order.h5", table_out_of_order));
+    expect_bad(args, "quant/blocks.0.attn.qkv/table_levels[1, 3] is");
+}
+
 static void nibble_minus_8(hid_t f) {
     hid_t d = H5Dopen2(f, "quant/blocks.1.mlp.fc/codes", H5P_DEFAULT);
     hid_t sp = H5Dget_space(d);

@@ -55,6 +55,12 @@ $B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
 $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 3 --group 8 --codebook kmeans -o $W/kmeans.h5 >/dev/null
 cp $W/kmeans.h5 $S/checkpoint/kmeans.h5
 $B/qat export $W/kmeans.h5 -o $S/model/kmeans.h5 >/dev/null
+# kmeans tables per channel and per group (int8 table_levels in the exported model)
+for t in channel group; do
+  $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 2 --group 8 --codebook kmeans --tables $t -o $W/kmeans-$t.h5 >/dev/null
+  cp $W/kmeans-$t.h5 $S/checkpoint/kmeans-tables-$t.h5
+  $B/qat export $W/kmeans-$t.h5 -o $S/model/kmeans-tables-$t.h5 >/dev/null
+done
 # the full range (code_min -2 of int2): its checkpoint and exported model
 $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 2 --group 8 --full-range -o $W/full.h5 >/dev/null
 cp $W/full.h5 $S/checkpoint/full-range.h5
