@@ -40,7 +40,10 @@ void infer_save(const InferModel *m, const char *path, const char *source, long 
     for (int i = 0; i < m->n_q; i++) {
         const QMatrix *q = &m->qm[i];
         snprintf(name, sizeof name, "quant/%s/codes", m->qnames[i]);
-        if (q->bits > 4) {
+        if (q->idx8) {
+            h5_write_checked(o.f, name, H5T_NATIVE_UINT8, 2, (int[]){q->rows, q->cols}, q->idx8);
+            h5_obj_attr_str(o.f, name, "packing", "one level index per byte");
+        } else if (q->bits > 4) {
             h5_write_checked(o.f, name, H5T_NATIVE_INT8, 2, (int[]){q->rows, q->cols}, q->q8);
         } else {
             h5_write_checked(o.f, name, H5T_NATIVE_UINT8, 2, (int[]){q->rows, q->cols / 2}, q->q4);
@@ -215,14 +218,15 @@ void infer_load(InferModel *m, const char *path) {
         snprintf(name, sizeof name, "quant/%s/codes", q->name);
         int nl = 0;
         const float *lv = q->w.fmt == QF_IQ4_NL ? (nl = 16, IQ4NL_LEVELS_F) : quant_levels(&q->w, &nl);
-        if (lv) { /* level indices, then the levels, which must be the config's codebook's (or iq4_nl's) */
-            o->q4 = xmalloc((size_t)rows * cols / 2);
-            h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, cols / 2}, o->q4);
+        if (lv) { /* level indices (nibbles, or bytes for 256 levels), then the levels, which must be the config's codebook's (or iq4_nl's) */
+            bool bytes = nl > 16;
+            o->q4 = xmalloc((size_t)rows * cols / (bytes ? 1 : 2));
+            h5_read_checked(f, path, name, H5T_NATIVE_UINT8, 2, (int[]){rows, bytes ? cols : cols / 2}, o->q4);
             uint8_t *idx = xmalloc((size_t)rows * o->in);
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < o->in; c++) {
                     size_t k = (size_t)r * cols + c;
-                    int v = k % 2 ? o->q4[k / 2] >> 4 : o->q4[k / 2] & 15;
+                    int v = bytes ? o->q4[k] : k % 2 ? o->q4[k / 2] >> 4 : o->q4[k / 2] & 15;
                     if (v >= nl) qat_fail("%s: %s holds level index %d, past its %d levels", path, name, v, nl);
                     idx[(size_t)r * o->in + c] = (uint8_t)v;
                 }
@@ -249,7 +253,7 @@ void infer_load(InferModel *m, const char *path) {
                 free(idx), free(sc), free(tl), free(luts);
                 continue;
             }
-            float file_lv[16];
+            float file_lv[256];
             snprintf(name, sizeof name, "quant/%s/levels", q->name);
             h5_read_checked(f, path, name, H5T_NATIVE_FLOAT, 1, (int[]){nl}, file_lv);
             if (q->w.cb == QCB_KMEANS) { /* the layer's own table: any finite levels, ascending */

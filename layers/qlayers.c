@@ -107,11 +107,11 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
     const char *bad = quant_tables_invalid(&ql->w);
     if (bad && q->w_bits) qat_fail("%s: quant.weight.tables: %s: %s", origin, name, bad);
     /* the tables (kmeans: filled by qlayer_sync_table; at least one table of 16 for the budget's candidates) */
-    ql->lut = xcalloc(quant_n_tables(&ql->w, out, in) * 16, sizeof(float));
+    ql->lut = xcalloc(quant_n_tables(&ql->w, out, in) * (ql->w.cb && ql->w.bits == 8 ? 256 : 16), sizeof(float));
     if (ql->w.cb == QCB_KMEANS) ql->w.lut = ql->lut;
     int nl;
     if (ql->w.cb && q->w_bits && !quant_levels(&ql->w, &nl))
-        qat_fail("%s: quant.%scodebook: %s takes 2..4 bits; %s has %d", origin,
+        qat_fail("%s: quant.%scodebook: %s takes 2..4 or 8 bits; %s has %d", origin,
                  o && o->codebook[0] ? "overrides.<layer>." : "weight.", cb, name, ql->w.bits);
     QFormat fm = qformat_of(o && o->format[0] ? o->format : q->format);
     if (fm) {
@@ -142,7 +142,7 @@ static void qlayer_build(QLayer *ql, Linear *l, Params *p, const QuantConfig *q,
         }
     }
     if (q->outlier_threshold >= 0.0f) ql->outlier = qparam(p, name, "outlier_mask", (size_t)in, true, 0.0f);
-    if (ql->w.cb == QCB_KMEANS && ql->w.bits >= 2 && ql->w.bits <= 4) {
+    if (ql->w.cb == QCB_KMEANS && quant_codebook_bits(ql->w.bits)) {
         /* until k-means or a checkpoint fills it, the table is the normal-float one */
         size_t nt = quant_n_tables(&ql->w, out, in);
         ql->w_table = qparam(p, name, "weight_table", nt << ql->w.bits, q->freeze_table, q->table_lr_mult);

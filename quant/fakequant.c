@@ -150,8 +150,8 @@ static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator e
     if (table) { /* sorted, so the nearest level is a binary search; perm maps back to the tensor */
         int nl = 1 << spec->bits;
         size_t nt = quant_n_tables(spec, rows, cols), n = nt * (size_t)nl;
-        if (spec->cb != QCB_KMEANS || spec->bits < 2 || spec->bits > 4 || table->numel != n)
-            qat_fail("fake_quant: a table of %zu levels for a %s%d spec of %zu tables (takes a kmeans spec of 2..4 bits, "
+        if (spec->cb != QCB_KMEANS || !quant_codebook_bits(spec->bits) || table->numel != n)
+            qat_fail("fake_quant: a table of %zu levels for a %s%d spec of %zu tables (takes a kmeans spec of 2..4 or 8 bits, "
                      "2^bits levels a table)",
                      table->numel, quant_codebook_name(spec->cb), spec->bits, nt);
         st->lut = arena_alloc(&t->arena, n * sizeof(float));
@@ -164,7 +164,7 @@ static Tensor *fake_quant(Tape *t, Tensor *x, const QuantSpec *spec, Estimator e
     if (s->bits < 2 || s->bits > 8) qat_fail("fake_quant: %d bits (allowed 2..8)", s->bits);
     int nl;
     if (s->cb && (!quant_levels(s, &nl) || !s->sym))
-        qat_fail("fake_quant: a %s codebook takes 2..4 bits, symmetric (got %d bits%s)", quant_codebook_name(s->cb), s->bits,
+        qat_fail("fake_quant: a %s codebook takes 2..4 or 8 bits, symmetric (got %d bits%s)", quant_codebook_name(s->cb), s->bits,
                  s->sym ? "" : ", asymmetric");
     if (s->gran == QG_GROUP && s->group < 1) qat_fail("fake_quant: group size %d", s->group);
     size_t ns = quant_n_scales(s, rows, cols);

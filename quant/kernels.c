@@ -64,6 +64,12 @@ static KrowQ4 krow_q4_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_q4_f32_avx512 : p == KERN_AVX2 ? krows_q4_f32_avx2 : krows_q4_f32_scalar;
 }
+typedef void (*KrowLut8)(const uint8_t *, const float *, const float *, int, const float *, int, int, float *);
+static KrowLut8 krow_lut8_fn(void) {
+    KernelPath p = kernel_path();
+    return p == KERN_AVX512 ? krows_lut8_f32_avx512 : p == KERN_AVX2 ? krows_lut8_f32_avx2 : krows_lut8_f32_scalar;
+}
+
 static KrowLut krow_lut_fn(void) {
     KernelPath p = kernel_path();
     return p == KERN_AVX512 ? krows_lut_f32_avx512 : p == KERN_AVX2 ? krows_lut_f32_avx2 : krows_lut_f32_scalar;
@@ -85,6 +91,11 @@ void krows_q8_f32(const int8_t *q, const float *scales, int group, const float *
 void krows_q4_f32(const uint8_t *q4, const float *scales, int group, const float *x_split, int n, int nrows, float *out) {
     krow_q4_fn()(q4, scales, group, x_split, n, nrows, out);
 }
+void krows_lut8_f32(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n, int nrows,
+                    float *out) {
+    krow_lut8_fn()(idx, lut, scales, group, x, n, nrows, out);
+}
+
 void krows_lut_f32(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group, const float *x_split, int n,
                    int nrows, float *out) {
     krow_lut_fn()(q4, lut, lut_rs, lut_gs, scales, group, x_split, n, nrows, out);
@@ -215,9 +226,28 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     qmatrix_from_luts(m, idx, rows, in, group, scales, lut, n_levels, QG_TENSOR);
 }
 
+static void qmatrix_from_lut8(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
+                              const float *lut) {
+    memset(m, 0, sizeof *m);
+    int ng = quant_groups(in, group), cols = ng * group;
+    m->rows = rows, m->cols = cols, m->in = in, m->bits = 8, m->group = group;
+    size_t ns = (size_t)rows * ng;
+    m->scales = xmalloc(ns * sizeof(float));
+    memcpy(m->scales, scales, ns * sizeof(float));
+    m->lut = xmalloc(256 * sizeof(float));
+    memcpy(m->lut, lut, 256 * sizeof(float));
+    m->n_levels = 256, m->n_tables = 1, m->lut_tables = QG_TENSOR;
+    m->idx8 = xcalloc((size_t)rows * cols, 1); /* index 0 past in, against zero activations */
+    for (int r = 0; r < rows; r++) memcpy(m->idx8 + (size_t)r * cols, idx + (size_t)r * in, (size_t)in);
+}
+
 void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
                        const float *luts, int n_levels, QGranularity tables) {
-    if (n_levels < 2 || n_levels > 16) qat_fail("qmatrix: a table of %d levels (2..16)", n_levels);
+    if (n_levels == 256 && tables == QG_TENSOR && group >= 1 && group <= in) {
+        qmatrix_from_lut8(m, idx, rows, in, group, scales, luts);
+        return;
+    }
+    if (n_levels < 2 || n_levels > 16) qat_fail("qmatrix: a table of %d levels (2..16, or 256 in one table)", n_levels);
     if (group < 2 || group % 2 || group > in) qat_fail("qmatrix: a table matrix needs an even group of at most %d, not %d", in, group);
     memset(m, 0, sizeof *m);
     int ng = quant_groups(in, group), cols = ng * group; /* whole groups: index 0 past in, against zero activations */
@@ -344,6 +374,7 @@ size_t qmatrix_bytes(const QMatrix *m) {
     size_t n = (size_t)m->rows * m->in; /* the layer's codes; the zero padding is the kernels' */
     /* several tables are int8 levels in the file (1/127 each), one table its floats */
     size_t tables = !m->lut ? 0 : m->n_tables > 1 ? (size_t)m->n_tables * m->n_levels : (size_t)m->n_levels * sizeof(float);
+    /* an 8-bit table matrix's indices: a byte each */
     return (m->bits > 4 ? n : n / 2) + (size_t)m->rows * (m->cols / m->group) * sizeof(float) * (m->offsets ? 2 : 1) + tables;
 }
 
@@ -352,7 +383,10 @@ void qmatrix_dequant_rows(const QMatrix *m, int r0, int nr, float *out) {
     for (int r = 0; r < nr; r++) {
         const float *sc = m->scales + (size_t)(r0 + r) * ng;
         float *o = out + (size_t)r * K;
-        if (m->bits > 4) {
+        if (m->idx8) {
+            const uint8_t *q = m->idx8 + (size_t)(r0 + r) * K;
+            for (int k = 0; k < K; k++) o[k] = m->lut[q[k]] * sc[k / G];
+        } else if (m->bits > 4) {
             const int8_t *q = m->q8 + (size_t)(r0 + r) * K;
             for (int k = 0; k < K; k++) o[k] = (float)q[k] * sc[k / G];
         } else {
@@ -433,6 +467,7 @@ void qmatrix_free(QMatrix *m) {
     free(m->p4);
     free(m->p4scales);
     free(m->lut);
+    free(m->idx8);
     free(m->pl);
     memset(m, 0, sizeof *m);
 }
@@ -470,6 +505,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
     KrowQ8 f8 = krow_q8_fn();
     KrowQ4 f4 = krow_q4_fn();
     KrowLut fl = krow_lut_fn();
+    KrowLut8 fl8 = krow_lut8_fn();
 #if defined(__x86_64__)
     bool panels = qgemm_panels(w);
     for (int m = 0; m < M && panels; m++) panels = act[m].nat != NULL;
@@ -502,7 +538,8 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         int nr = N - n < 4 ? N - n : 4;
         float out[4];
         for (int m = 0; m < M; m++) {
-            if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
+            if (w->idx8) fl8(w->idx8 + (size_t)n * K, w->lut, sc, G, x + (size_t)m * K, K, nr, out);
+            else if (w->bits > 4) f8(w->q8 + (size_t)n * K, sc, G, x + (size_t)m * K, K, nr, out);
             else if (w->lut) fl(w->q4 + (size_t)n * K / 2, w->lut + (size_t)n * w->lut_rs, w->lut_rs, w->lut_gs, sc, G, act[m].x_split, K, nr, out);
             else f4(w->q4 + (size_t)n * K / 2, sc, G, act[m].x_split, K, nr, out);
             for (int r = 0; r < nr; r++) y[(size_t)m * N + n + r] = out[r] + (bias ? bias[n + r] : 0.0f);

@@ -71,6 +71,10 @@ typedef struct QMatrix {
      * matrices have no table panels and take the vpermps rows */
     QGranularity lut_tables;
     int n_tables, lut_rs, lut_gs;
+    /* an 8-bit table matrix (256 levels, one table: nf8, kmeans8): one level
+     * index per byte, [rows, cols] row-major, into lut's 256 levels; bits is
+     * 8, q8 and q4 are NULL, and its products gather the levels as floats */
+    uint8_t *idx8;
     /* table panels for the AVX-512 path (qmatrix_from_lut builds them for
      * groups a multiple of 8 columns; exact when the levels are integers in
      * -127..127, or multiples of 1/127 in [-1, 1] as kmeans tables are): plevels
@@ -128,9 +132,9 @@ void qmatrix_from_weights(QMatrix *m, const float *w, int rows, int cols, const 
  * ggml's q4_0 included), scales and offsets (NULL: none). */
 void qmatrix_from_codes(QMatrix *m, const int8_t *codes, int rows, int cols, int bits, int group, const float *scales,
                         const float *offsets);
-/* From level indices [rows, in] (0..n_levels-1) into the n_levels (2..16)
- * levels lut, packed as the int4 nibbles are, with scales (rows *
- * ceil(in/group)). */
+/* From level indices [rows, in] (0..n_levels-1) into the n_levels (2..16,
+ * or 256: an 8-bit table, one index per byte) levels lut, packed as the
+ * int4 nibbles are, with scales (rows * ceil(in/group)). */
 void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales, const float *lut,
                       int n_levels);
 /* The same with tables per output channel (QG_CHANNEL: rows tables) or per
@@ -221,6 +225,12 @@ void kx_split(const float *x, int n, float *x_split);
  * sum once. */
 void krows_lut_f32(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
                    const float *x_split, int n, int nrows, float *out);
+/* An 8-bit table matrix's rows: out[r] = the sum over columns of (lut[idx]
+ * * scale of its group) * x, one index per byte and x in column order; the
+ * SIMD paths gather 16 (AVX-512) or 8 (AVX2) levels at a time from the
+ * 1 KiB table, which stays in L1, and scale each group's sum once. */
+void krows_lut8_f32(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n, int nrows,
+                    float *out);
 
 /* ---- scalar references (always available) ---- */
 void krows_q8_f32_scalar(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);
@@ -228,6 +238,8 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
                          float *out);
 void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
                           const float *x_split, int n, int nrows, float *out);
+void krows_lut8_f32_scalar(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                           int nrows, float *out);
 /* W8A8 on panels [p0, p0+np) for M rows of int8 activation codes xq [M, cols]
  * with per-row scales xs: y[m, n] = xs[m] * sum_g pscale[n,g] * (int32 dot of
  * the group), or with w->act_q8_0 per-group scales xs [M, ng]: y[m, n] =

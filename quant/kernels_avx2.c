@@ -94,6 +94,31 @@ AVX2 static float row_lut(const uint8_t *q4, const float *lut, int lut_gs, const
     return hsum256(_mm256_add_ps(a0, a1));
 }
 
+/* An 8-bit table row: 8 levels gathered at a time (vgatherdps from the
+ * 1 KiB table), times x, summed per group, then scaled. */
+AVX2 static float row_lut8(const uint8_t *q, const float *lut, const float *scales, int group, const float *x, int n) {
+    if (group % 8) {
+        float r;
+        krows_lut8_f32_scalar(q, lut, scales, group, x, n, 1, &r);
+        return r;
+    }
+    __m256 a = _mm256_setzero_ps();
+    for (int g0 = 0; g0 < n; g0 += group) {
+        __m256 t = _mm256_setzero_ps();
+        for (int j = g0; j < g0 + group; j += 8) {
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + j)));
+            t = _mm256_fmadd_ps(_mm256_i32gather_ps(lut, v, 4), _mm256_loadu_ps(x + j), t);
+        }
+        a = _mm256_fmadd_ps(_mm256_set1_ps(scales[g0 / group]), t, a);
+    }
+    return hsum256(a);
+}
+
+AVX2 void krows_lut8_f32_avx2(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                              int nrows, float *out) {
+    for (int r = 0; r < nrows; r++) out[r] = row_lut8(idx + (size_t)r * n, lut, scales + (size_t)r * (n / group), group, x, n);
+}
+
 /* one row at a time: AVX2 machines are not the tuning target */
 AVX2 void krows_q8_f32_avx2(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out) {
     for (int r = 0; r < nrows; r++) out[r] = row_q8(q + (size_t)r * n, scales + (size_t)r * (n / group), group, x, n);

@@ -159,6 +159,49 @@ INLINE_AVX512 void rows_lut(const uint8_t *q4, const float *lut, int lut_rs, int
     for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
+/* An 8-bit table matrix: 16 levels gathered at a time (vgatherdps from the
+ * 1 KiB table, in L1) per row, the rows sharing the loads of x; a group's
+ * tail past a multiple of 16 masked. */
+INLINE_AVX512 void rows_lut8(const uint8_t *q, const float *lut, const float *scales, int G, const float *x, int n, const int R,
+                             float *out) {
+    const int ng = n / G;
+    __m512 a[4];
+    for (int r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        __m512 t[4];
+        for (int r = 0; r < R; r++) t[r] = _mm512_setzero_ps();
+        const int end = (g + 1) * G;
+        int j = g * G;
+        for (; j + 16 <= end; j += 16) {
+            __m512 xv = _mm512_loadu_ps(x + j);
+            for (int r = 0; r < R; r++) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + (size_t)r * n + j)));
+                t[r] = _mm512_fmadd_ps(_mm512_i32gather_ps(v, lut, 4), xv, t[r]);
+            }
+        }
+        if (j < end) {
+            __mmask16 m = (__mmask16)((1u << (end - j)) - 1);
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + j);
+            for (int r = 0; r < R; r++) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8((__mmask64)m, q + (size_t)r * n + j)));
+                t[r] = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, v, lut, 4), xv, t[r]);
+            }
+        }
+        for (int r = 0; r < R; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(scales[(size_t)r * ng + g]), t[r], a[r]);
+    }
+    for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(a[r]);
+}
+
+AVX512 void krows_lut8_f32_avx512(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                                  int nrows, float *out) {
+    switch (nrows) {
+    case 4: rows_lut8(idx, lut, scales, group, x, n, 4, out); break;
+    case 3: rows_lut8(idx, lut, scales, group, x, n, 3, out); break;
+    case 2: rows_lut8(idx, lut, scales, group, x, n, 2, out); break;
+    default: rows_lut8(idx, lut, scales, group, x, n, 1, out); break;
+    }
+}
+
 #ifndef Q4_PREFETCH
 #define Q4_PREFETCH 1024 /* bytes ahead in each panel's stream */
 #endif

@@ -13,6 +13,10 @@ void krows_lut_f32_avx2(const uint8_t *q4, const float *lut, int lut_rs, int lut
 /* W4A8 for a table matrix with integer levels (iq4_nl): the nibbles to int8
  * levels with pshufb, int32 dots per group as the scalar reference, so both
  * give identical results; the AVX-512 path takes it too. */
+void krows_lut8_f32_avx2(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                         int nrows, float *out);
+void krows_lut8_f32_avx512(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                           int nrows, float *out);
 void kw4a8_lut_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw8a8_panels_avx2(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows, float *out);

@@ -28,6 +28,17 @@ void krows_q4_f32_scalar(const uint8_t *q4, const float *scales, int group, cons
     }
 }
 
+void krows_lut8_f32_scalar(const uint8_t *idx, const float *lut, const float *scales, int group, const float *x, int n,
+                           int nrows, float *out) {
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *qr = idx + (size_t)r * n;
+        const float *sr = scales + (size_t)r * (n / group);
+        float s = 0.0f;
+        for (int i = 0; i < n; i++) s += (lut[qr[i]] * sr[i / group]) * x[i];
+        out[r] = s;
+    }
+}
+
 void krows_lut_f32_scalar(const uint8_t *q4, const float *lut, int lut_rs, int lut_gs, const float *scales, int group,
                           const float *x_split, int n, int nrows, float *out) {
     int h = n / 2;

@@ -123,7 +123,7 @@ void ptq_kmeans_table(const QuantSpec *s, const float *w, int rows, int cols, co
         }
         float *lv = levels + t * (size_t)k;
         ptq_kmeans_1d(u, wt, m, k, seed + t, lv);
-        for (int j = 0; j < k; j++) lv[j] = quant_table_level(lv[j]); /* as the table is used */
+        for (int j = 0; j < k; j++) lv[j] = quant_table_level(lv[j], k); /* as the table is used */
     }
     free(u), free(wt);
 }

@@ -30,7 +30,7 @@
  * own rounding. Their min-max quantization is ggml's reference quantizer,
  * exactly; for q4_1 the "zero point" slot holds the block's minimum.
  *
- * Codebooks (cb != QCB_NONE, weights only, symmetric, 2..4 bits): each
+ * Codebooks (cb != QCB_NONE, weights only, symmetric, 2..4 or 8 bits): each
  * weight is the nearest of 2^bits fixed levels times its group's scale,
  * instead of a point of an even grid. QCB_NF: the normal-float levels of
  * QLoRA (NF4 at 4 bits; the same construction at 3 and 2 bits): quantiles
@@ -67,7 +67,7 @@ typedef struct QuantSpec {
     QGranularity gran; /* QG_CHANNEL also means per token for activations */
     int group;         /* QG_GROUP: elements per group along a row */
     QFormat fmt;       /* a llama.cpp block format (then bits, group 32, sym follow from it) or QF_NONE */
-    QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4) or QCB_NONE: the even grid */
+    QCodebook cb;      /* non-uniform levels (weights, symmetric, bits 2..4 or 8) or QCB_NONE: the even grid */
     const float *lut;  /* QCB_KMEANS: the 2^bits sorted levels (owned by the layer) */
     bool full;         /* symmetric even grid: the code -2^(b-1) too (last, so positional initializers keep their meaning) */
     QGranularity tables; /* QCB_KMEANS: one table per layer (QG_TENSOR), per output channel or per scale group */
@@ -101,11 +101,16 @@ static inline int quant_qmax(const QuantSpec *s) {
 const float *quant_levels(const QuantSpec *s, int *n);
 const char *quant_codebook_name(QCodebook cb);
 QCodebook quant_codebook_of(const char *name); /* -1 cast to QCodebook when unknown */
-/* A kmeans table entry as a level: clamped to [-1, 1], on the grid of 1/127. */
-static inline float quant_table_level(float t) {
+/* A kmeans table entry as a level of a table of n_levels: clamped to
+ * [-1, 1], and for tables of up to 16 levels (2..4 bits) on the grid of
+ * 1/127; the 256 levels of an 8-bit table stay floats (that grid has 255
+ * points, and 8-bit tables run on float lookups). */
+static inline float quant_table_level(float t, int n_levels) {
     t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
-    return __builtin_rintf(t * 127.0f) / 127.0f;
+    return n_levels > 16 ? t : __builtin_rintf(t * 127.0f) / 127.0f;
 }
+/* The bits a codebook takes: 2..4 (level indices in nibbles) or 8 (one byte). */
+static inline bool quant_codebook_bits(int bits) { return (bits >= 2 && bits <= 4) || bits == 8; }
 
 /* A kmeans table of n entries (any order) as its levels, sorted ascending
  * into lut, with perm[k] the entry level k came from (perm may be NULL).

@@ -56,8 +56,8 @@ def main():
             n_tables += 1
         elif scheme == "levels":
             lv = g["levels"][()]
-            assert lv.dtype == np.float32 and lv.shape == (2 ** bits,) and np.all(np.diff(lv) > 0), name
-            assert bits <= 4 and "levels" in g, name
+            assert lv.dtype == np.float32 and lv.shape == (2 ** bits,) and np.all(np.diff(lv) >= 0), name
+            assert (bits <= 4 or bits == 8) and "levels" in g, name
         assert s(g.attrs["granularity"]) == ("channel" if gs == cols else "group")
         act = s(g.attrs["activations"])
         assert act in ("float", "int8-per-token", "int8-per-tensor"), act
@@ -74,7 +74,10 @@ def main():
         qmax = 2 ** (bits - 1) - 1
         qmin = int(g.attrs.get("code_min", -qmax)) if lv is None else 0  # -qmax - 1 on the full range
         assert lv is not None or qmin in (-qmax, -qmax - 1), (name, qmin)
-        if bits > 4:
+        if bits > 4 and lv is not None:  # 256 levels: one index per byte
+            assert codes.dtype == np.uint8 and codes.shape == (rows, cols), (name, codes.dtype, codes.shape)
+            q = codes.astype(np.int32)
+        elif bits > 4:
             assert codes.dtype == np.int8 and codes.shape == (rows, cols), (name, codes.dtype, codes.shape)
             q = codes.astype(np.int32)
         else:

@@ -135,6 +135,13 @@ Test(agreement, kmeans3_g16_lsq) {
 Test(agreement, kmeans4_per_channel_frozen) {
     check_scheme_within("km4ch", "weight: {bits: 4, granularity: channel, codebook: kmeans, freeze_table: true}, estimator: ste", 1e-4f);
 }
+/* 8-bit codebooks: 256 levels, one index per byte */
+Test(agreement, nf8_per_channel) {
+    check_scheme_within("nf8ch", "weight: {bits: 8, granularity: channel, codebook: nf}, estimator: ste", 1e-4f);
+}
+Test(agreement, kmeans8_g32_lsq) {
+    check_scheme_within("km8g32", "weight: {bits: 8, granularity: group, group_size: 32, codebook: kmeans}, estimator: lsq", 1e-4f);
+}
 /* a table per output channel (learned, under group scales) and per group, exported as int8 levels */
 Test(agreement, kmeans3_g16_tables_per_channel_lsq) {
     check_scheme_within("km3g16tc", "weight: {bits: 3, granularity: group, group_size: 16, codebook: kmeans, tables: channel}, estimator: lsq", 1e-4f);

@@ -492,6 +492,76 @@ Test(kernels, two_byte_table_levels_hold_their_precision) {
  * (row primitives, team, dequantized tiles) against a double sum of the
  * levels; with iq4_nl's integer levels, the table panels match the int8
  * panels on the levels as codes to float rounding (equal integer sums). */
+/* 8-bit tables (nf8, kmeans8): one index per byte into 256 float levels,
+ * gathered on the SIMD paths; every path against the scalar reference and
+ * a double sum, with groups that are and are not multiples of 16 and a
+ * partial last group (172 = 5 x 32 + 12). */
+Test(kernels, tables_of_256_levels_on_every_path) {
+    enum { N = 21, IN = 172, MT = 200 };
+    Rng r;
+    rng_seed(&r, 31);
+    float lut[256], *x = malloc(sizeof(float) * MT * IN), *y = malloc(sizeof(float) * MT * N), sc[N * 18], yt[N];
+    uint8_t idx[N * IN];
+    for (int i = 0; i < 256; i++) lut[i] = -1.0f + 2.0f * (float)i / 255.0f + 0.001f * rng_normal(&r);
+    for (int i = 0; i < N * IN; i++) idx[i] = (uint8_t)rng_below(&r, 256);
+    idx[0] = 0, idx[1] = 255;
+    for (int i = 0; i < N * 18; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r);
+    for (int i = 0; i < MT * IN; i++) x[i] = rng_normal(&r) * (i % 29 == 0 ? 10.0f : 1.0f);
+    size_t sb = qgemv_team_scratch_bytes(IN + 32);
+    char *scratch = malloc(4 * sb);
+    int groups[] = {32, 10, IN};
+    for (int gi = 0; gi < 3; gi++) {
+        int G = groups[gi], ng = (IN + G - 1) / G, K = ng * G;
+        QMatrix q;
+        qmatrix_from_lut(&q, idx, N, IN, G, sc, lut, 256);
+        cr_assert(q.idx8 && !q.q8 && !q.q4 && !q.pl, "an 8-bit table matrix holds byte indices only");
+        cr_assert_eq(qmatrix_code_bits(&q), 8);
+        float *xw = calloc((size_t)K, sizeof(float)), ref[4], got[4];
+        memcpy(xw, x, sizeof(float) * IN);
+        for (int n = 0; n + 4 <= N; n += 5) {
+            krows_lut8_f32_scalar(q.idx8 + (size_t)n * K, lut, q.scales + (size_t)n * ng, G, xw, K, 4, ref);
+            for (size_t p = 0; p < 3; p++) {
+                if (!kernel_supported(PATHS[p])) continue;
+                KernelPath old = kernel_force(PATHS[p]);
+                for (int nr = 1; nr <= 4; nr++) {
+                    krows_lut8_f32(q.idx8 + (size_t)n * K, lut, q.scales + (size_t)n * ng, G, xw, K, nr, got);
+                    for (int i = 0; i < nr; i++)
+                        cr_assert(fabsf(got[i] - ref[i]) <= 1e-5f * (1.0f + fabsf(ref[i])), "%s G=%d rows %d: %g vs %g",
+                                  kernel_path_name(PATHS[p]), G, nr, got[i], ref[i]);
+                }
+                kernel_force(old);
+            }
+        }
+        for (size_t p = 0; p < 3; p++) {
+            if (!kernel_supported(PATHS[p])) continue;
+            KernelPath old = kernel_force(PATHS[p]);
+            int Ms[] = {1, 6, MT};
+            for (int mi = 0; mi < 3; mi++) {
+                qgemm_f32(&q, x, Ms[mi], y);
+                for (int m = 0; m < Ms[mi]; m += Ms[mi] > 100 ? 31 : 1)
+                    for (int n = 0; n < N; n++) {
+                        double want = 0, mag = 0;
+                        for (int k = 0; k < IN; k++) {
+                            double v = (double)lut[idx[n * IN + k]] * sc[n * ng + k / G] * x[(size_t)m * IN + k];
+                            want += v, mag += fabs(v);
+                        }
+                        cr_assert(fabs(y[(size_t)m * N + n] - want) <= 1e-5 * (1.0 + mag), "%s G=%d M=%d y[%d,%d] = %g, double %g",
+                                  kernel_path_name(PATHS[p]), G, Ms[mi], m, n, y[(size_t)m * N + n], want);
+                    }
+            }
+    #pragma omp parallel num_threads(3)
+            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+            qgemm_f32(&q, x, 1, y);
+            for (int n = 0; n < N; n++)
+                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            kernel_force(old);
+        }
+        free(xw);
+        qmatrix_free(&q);
+    }
+    free(x), free(y), free(scratch);
+}
+
 /* kmeans tables per output channel and per group (QuantSpec.tables): each
  * row, or each row's group, looks its indices up in its own table, on every
  * path and product shape, a partial last group included (172 = 5 x 32 + 12). */
@@ -513,7 +583,7 @@ Test(kernels, tables_per_channel_and_group_on_every_path) {
         int nt = per ? N * ng : N;
         for (int t = 0; t < nt; t++) {
             float lv[8];
-            for (int k = 0; k < 8; k++) lv[k] = quant_table_level(-1.0f + 0.25f * (float)k + 0.1f * rng_normal(&r));
+            for (int k = 0; k < 8; k++) lv[k] = quant_table_level(-1.0f + 0.25f * (float)k + 0.1f * rng_normal(&r), 8);
             quant_table_sort(lv, 8, luts + (size_t)t * 8, NULL, "test");
         }
         QMatrix q;
@@ -566,7 +636,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
     float yt[N], xsplit[K];
     uint8_t idx[N * K];
     for (int i = 0; i < 16; i++) lut[i] = -1.0f + 0.13f * (float)i + 0.01f * rng_normal(&r), iq[i] = IQ4NL_LEVELS[i];
-    for (int i = 0; i < 16; i++) km[i] = quant_table_level(lut[i]); /* a kmeans table: multiples of 1/127 */
+    for (int i = 0; i < 16; i++) km[i] = quant_table_level(lut[i], 16); /* a kmeans table: multiples of 1/127 */
     for (int i = 0; i < N * K; i++) idx[i] = (uint8_t)rng_below(&r, 16);
     idx[0] = 0, idx[1] = 15;
     for (int i = 0; i < N * K / 10; i++) sc[i] = 0.001f + 0.01f * rng_uniform(&r); /* enough for groups of 10 */

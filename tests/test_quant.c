@@ -574,13 +574,14 @@ Test(quant, nf_levels_are_normal_quantiles) {
                                         0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
                                         0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                                         0.7229568362236023f, 1.0f};
-    for (int bits = 2; bits <= 4; bits++) {
+    for (int bits = 2; bits <= 8; bits++) {
+        if (bits > 4 && bits < 8) continue; /* 8: NF8, the same construction */
         QuantSpec s = {.bits = bits, .sym = true, .gran = QG_CHANNEL, .cb = QCB_NF};
         int n;
         const float *lv = quant_levels(&s, &n);
         cr_assert(lv && n == 1 << bits);
         /* 2^(b-1) quantiles above zero, 2^(b-1) - 1 below, from p = offset down to 1/2, in ascending order */
-        double off = 0.5 * ((1.0 - 1.0 / (2.0 * (n - 1))) + (1.0 - 1.0 / (2.0 * n))), want[16];
+        double off = 0.5 * ((1.0 - 1.0 / (2.0 * (n - 1))) + (1.0 - 1.0 / (2.0 * n))), want[256];
         int k = 0, h = n / 2;
         for (int i = 0; i < h - 1; i++) want[k++] = -normal_ppf(off + (0.5 - off) * i / (h - 1));
         want[k++] = 0.0;
@@ -596,6 +597,8 @@ Test(quant, nf_levels_are_normal_quantiles) {
     QuantSpec u = {.bits = 3, .sym = true, .gran = QG_CHANNEL};
     int n;
     cr_assert_null(quant_levels(&u, &n), "the even grid has no table");
+    u.cb = QCB_NF, u.bits = 6;
+    cr_assert_null(quant_levels(&u, &n), "no codebook at 6 bits");
 }
 
 /* nf3 per channel by hand: the scale is max |x|, each value the nearest
@@ -652,9 +655,9 @@ static void expect_contradictions(const char *base_key, const char *base_val, co
     }
 }
 
-/* a codebook is symmetric, 2..4 bits, per channel or group, not a block format */
+/* a codebook is symmetric, 2..4 or 8 bits, per channel or group, not a block format */
 Test(quant, codebook_contradictions_are_refused) {
-    const char *kv[][2] = {{"quant.weight.bits", "8"}, {"quant.weight.symmetric", "false"},
+    const char *kv[][2] = {{"quant.weight.bits", "6"}, {"quant.weight.symmetric", "false"},
                            {"quant.weight.granularity", "tensor"}, {"quant.format", "q4_0"}};
     expect_contradictions("quant.weight.codebook", "nf", kv, sizeof kv / sizeof kv[0], "quant.weight.codebook");
 }

@@ -164,7 +164,7 @@ static const Field FIELDS[] = {
       "none: the even grid; nf: each weight the nearest of 2^bits normal-float levels (QLoRA's NF4 at 4 bits, the "
       "same construction at 2 and 3) times its group's scale (min-max: the group's max |x|); kmeans: the nearest of "
       "the layer's own 2^bits levels (one table per layer, or per channel or group: quant.weight.tables; fitted by k-means to its weights over their scales, then "
-      "learned); symmetric, 2..4 bits, per channel or group; runs on the integer kernels as a table of levels"),
+      "learned); symmetric, 2..4 or 8 bits (8: 256 levels, QLoRA's construction for nf, float levels for kmeans), per channel or group; runs on the integer kernels as a table of levels"),
     F("quant.weight.tables", CF_ENUM, quant.w_tables, 0, 0, 0, "layer", "layer|channel|group",
       "kmeans: one table per layer (under the scales per channel or group), per output channel (SqueezeLLM's "
       "layout; under per-channel or group scales) or per scale group (granularity group); each table holds 2^bits "
@@ -658,8 +658,8 @@ void config_validate(const Config *c, const char *origin) {
     if (q->outlier_threshold >= 0.0f && (q->w_bits == 0 || q->a_bits != 8))
         qat_fail("%s: quant.outlier_threshold: the outlier split needs int8 activations (quant.activation.bits: 8)", origin);
     if (strcmp(q->w_codebook, "none") && q->w_bits &&
-        (q->w_bits > 4 || !q->w_sym || !strcmp(q->w_gran, "tensor") || qformat_of(q->format)))
-        qat_fail("%s: quant.weight.codebook: %s takes 2..4 bits, symmetric, per channel or group, without quant.format "
+        (!quant_codebook_bits(q->w_bits) || !q->w_sym || !strcmp(q->w_gran, "tensor") || qformat_of(q->format)))
+        qat_fail("%s: quant.weight.codebook: %s takes 2..4 or 8 bits, symmetric, per channel or group, without quant.format "
                  "(got %d bits, %s, %s%s)", origin, q->w_codebook, q->w_bits, q->w_sym ? "symmetric" : "asymmetric",
                  q->w_gran, qformat_of(q->format) ? ", a format" : "");
     if (!q->w_narrow && q->w_bits &&
@@ -674,8 +674,8 @@ void config_validate(const Config *c, const char *origin) {
         const char *cb = o->codebook[0] ? o->codebook : q->w_codebook, *gran = o->granularity[0] ? o->granularity : q->w_gran;
         int bits = o->bits >= 0 ? o->bits : q->w_bits;
         any_kmeans |= !strcmp(cb, "kmeans");
-        if (strcmp(cb, "none") && (bits > 4 || !q->w_sym || !strcmp(gran, "tensor")))
-            qat_fail("%s: quant.overrides.%s: the %s codebook takes 2..4 bits, symmetric, per channel or group (got %d "
+        if (strcmp(cb, "none") && (!quant_codebook_bits(bits) || !q->w_sym || !strcmp(gran, "tensor")))
+            qat_fail("%s: quant.overrides.%s: the %s codebook takes 2..4 or 8 bits, symmetric, per channel or group (got %d "
                      "bits, %s, %s)", origin, o->layer, cb, bits, q->w_sym ? "symmetric" : "asymmetric", gran);
     }
     if (q->w_bits && strcmp(q->w_tables, "layer")) {

@@ -241,6 +241,7 @@ static cJSON *describe_exported(const char *path) {
         if (q->full && !q->lut) cJSON_AddBoolToObject(cJSON_GetObjectItem(e, "quant"), "full_range", true);
         if (q->lut && q->n_tables > 1) cJSON_AddStringToObject(cJSON_GetObjectItem(e, "quant"), "tables", quant_tables_name(q->lut_tables));
         cJSON_AddStringToObject(e, "storage", q->lut && q->n_tables > 1 ? "level indices two per byte, int8 levels (1/127ths) of a table per row or group, fp32 scales"
+                                              : q->idx8 ? "level indices one per byte, the 256 levels, fp32 scales"
                                               : q->lut ? "level indices two per byte, the levels, fp32 scales"
                                               : q->bits > 4 ? "int8 codes, fp32 scales" : "int4 codes two per byte, fp32 scales");
         cJSON_AddStringToObject(e, "activations", m.qw8a8[i] ? (q->act_static ? "int8 static" : "int8 per token") : "float");

@@ -124,7 +124,7 @@ static const char *HELP_PTQ =
     "  --full-range        symmetric codes down to -2^(b-1) (int3 -4..3, int2 -2..1: one level more; 2..4 bits)\n"
     "  --format F          llama.cpp's blocks: q8_0, q4_0, q4_1 or iq4_nl (rtn, gptq, awq; sets bits,\n"
     "                      group 32 and symmetry; rtn is then ggml's own quantizer, byte for byte)\n"
-    "  --codebook C        non-uniform levels (quant.weight.codebook; 2..4 bits, rtn, gptq, awq):\n"
+    "  --codebook C        non-uniform levels (quant.weight.codebook; 2..4 or 8 bits, rtn, gptq, awq):\n"
     "                      nf, each weight the nearest normal-float level times its group's scale;\n"
     "                      kmeans, the nearest of the layer's own table, fitted by k-means with each\n"
     "                      weight counted by its column's calibration Hessian diagonal\n"

@@ -76,9 +76,9 @@ void ptq_options_finish(PtqOptions *o, bool bits_set, bool group_set, bool act_s
         qat_fail("%s: tables: group: a table per scale group needs --group N", origin);
     if (o->table_unweighted && strcmp(o->codebook, "kmeans"))
         qat_fail("%s: table-unweighted: only a kmeans codebook fits a table (--codebook is %s)", origin, o->codebook);
-    if (strcmp(o->codebook, "none") && (o->bits > 4 || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
+    if (strcmp(o->codebook, "none") && (!quant_codebook_bits(o->bits) || !o->sym || o->group == 0 || o->format[0] || w8a8 || o->act[0] ||
                                         o->budget > 0.0f))
-        qat_fail("%s: codebook: %s takes 2..4 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
+        qat_fail("%s: codebook: %s takes 2..4 or 8 bits, symmetric, per channel or group, weight-only methods (rtn, gptq, "
                  "awq) without --format, --act or --budget (whose candidates are --budget-codebooks)", origin, o->codebook);
     if (o->full && (!o->sym || o->bits > 4 || strcmp(o->codebook, "none") || o->format[0] || w8a8 || o->act[0] ||
                     o->group == 0))

@@ -55,6 +55,12 @@ $B/qat export $W/outlier.h5 -o $S/model/outlier.h5 >/dev/null
 $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 3 --group 8 --codebook kmeans -o $W/kmeans.h5 >/dev/null
 cp $W/kmeans.h5 $S/checkpoint/kmeans.h5
 $B/qat export $W/kmeans.h5 -o $S/model/kmeans.h5 >/dev/null
+# 8-bit codebooks: 256 levels, one index per byte (nf8's fixed, kmeans8's own)
+$B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 8 --group 8 --codebook nf -o $W/nf8.h5 >/dev/null
+$B/qat export $W/nf8.h5 -o $S/model/nf8.h5 >/dev/null
+$B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 8 --group channel --codebook kmeans -o $W/kmeans8.h5 >/dev/null
+cp $W/kmeans8.h5 $S/checkpoint/kmeans8.h5
+$B/qat export $W/kmeans8.h5 -o $S/model/kmeans8.h5 >/dev/null
 # kmeans tables per channel and per group (int8 table_levels in the exported model)
 for t in channel group; do
   $B/qat ptq $W/float/checkpoint.h5 --method rtn --bits 2 --group 8 --codebook kmeans --tables $t -o $W/kmeans-$t.h5 >/dev/null
