@@ -14,6 +14,12 @@
  *     size (4.5 bits per weight either way) at M = 1 (generation) and M = 16
  *     (a prompt), float activations, and against q4_0 with llama.cpp's q8_0
  *     activation blocks (its integer arithmetic): rows/s ratios.
+ *   bench_kernels tables [--max-mib 64] [--repeats 7]
+ *     kmeans tables beyond one per layer: a 4-bit table per output channel
+ *     (SqueezeLLM's layout; the vpermps rows, no table panels) against one
+ *     table per layer (the table panels) and uniform int4, groups of 32, and
+ *     an 8-bit table of 256 levels (gathered floats) against int8 per
+ *     channel, at M = 1 and M = 16: rows/s ratios.
  *   bench_kernels train-gemm [--repeats 5]
  *     the linear layers' products of one training step of the reference
  *     model (configs/tiny-shakespeare.yaml), forward and backward, on
@@ -233,6 +239,66 @@ static void bench_levels(int max_mib, int repeats) {
            "\"rows\":[%s]}\n", kernel_path_name(kernel_path()), omp_get_max_threads(), json);
 }
 
+/* A table matrix of random indices: n_levels levels on the 1/127 grid per
+ * table (tables per channel when per_row), or 256 float levels. */
+static void table_matrix(QMatrix *q, int N, int K, int group, int n_levels, bool per_row) {
+    Rng r;
+    rng_seed(&r, 5);
+    int nt = per_row ? N : 1, ng = K / group;
+    uint8_t *idx = xmalloc((size_t)N * K);
+    float *lv = xmalloc((size_t)nt * n_levels * sizeof(float)), *sc = xmalloc((size_t)N * ng * sizeof(float));
+    for (size_t i = 0; i < (size_t)N * K; i++) idx[i] = (uint8_t)rng_below(&r, (uint32_t)n_levels);
+    for (size_t i = 0; i < (size_t)N * ng; i++) sc[i] = 0.01f + 0.01f * rng_uniform(&r);
+    for (int t = 0; t < nt; t++) {
+        float raw[256];
+        for (int k = 0; k < n_levels; k++) raw[k] = -1.0f + 2.0f * ((float)k + 0.3f * rng_uniform(&r)) / (float)n_levels;
+        quant_table_sort(raw, n_levels, lv + (size_t)t * n_levels, NULL, "bench");
+    }
+    qmatrix_from_luts(q, idx, N, K, group, sc, lv, n_levels, per_row ? QG_CHANNEL : QG_TENSOR);
+    free(idx), free(lv), free(sc);
+}
+
+static void bench_tables(int max_mib, int repeats) {
+    printf("kernel path %s, %d threads; rows/s, medians of %d rounds: int4 g32, kmeans4 g32 with one table per layer and "
+           "with a table per row; int8 per channel and kmeans8 per channel (256 levels)\n",
+           kernel_path_name(kernel_path()), omp_get_max_threads(), repeats);
+    printf("%6s | %9s %9s %9s %6s %6s | %9s %9s %6s | %9s %9s %6s\n", "N = K", "M=1 int4", "km4 layer", "km4 row",
+           "layer", "row", "M=1 int8", "km8", "ratio", "M=16 int4", "km4 row", "ratio");
+    static const int dims[] = {256, 1024, 2048, 4096};
+    char json[8192];
+    size_t jl = 0;
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int N = dims[d], K = dims[d];
+        if ((double)N * K / (1 << 20) > max_mib * 1.01) break;
+        float *w = random_floats((size_t)N * K, 1, 0.02f), *x = random_floats((size_t)16 * K, 2, 1.0f);
+        float *y = xmalloc((size_t)16 * N * sizeof(float));
+        QMatrix u4, kl, kr, u8, k8;
+        qmatrix_from_float(&u4, w, N, K, 4, QBLOCK, NULL);
+        table_matrix(&kl, N, K, QBLOCK, 16, false);
+        table_matrix(&kr, N, K, QBLOCK, 16, true);
+        qmatrix_from_float(&u8, w, N, K, 8, K, NULL);
+        table_matrix(&k8, N, K, K, 256, false);
+        const QMatrix *qs[7] = {&u4, &kl, &kr, &u8, &k8, &u4, &kr};
+        double med[7];
+        for (int k = 0; k < 7; k++) {
+            Ctx c = {.M = k < 5 ? 1 : 16, .N = N, .K = K, .x = x, .y = y, .q = qs[k]};
+            med[k] = time_median(run_qgemm, &c, repeats);
+        }
+        printf("%6d | %9.0f %9.0f %9.0f %6.2f %6.2f | %9.0f %9.0f %6.2f | %9.0f %9.0f %6.2f\n", N, N / med[0], N / med[1],
+               N / med[2], med[0] / med[1], med[0] / med[2], N / med[3], N / med[4], med[3] / med[4], 16 * N / med[5],
+               16 * N / med[6], med[5] / med[6]);
+        fflush(stdout);
+        jl += (size_t)snprintf(json + jl, sizeof json - jl,
+                               "%s{\"N\":%d,\"km4_layer_over_int4\":%.3f,\"km4_row_over_int4\":%.3f,\"km8_over_int8\":%.3f,"
+                               "\"m16_km4_row_over_int4\":%.3f}",
+                               d ? "," : "", N, med[0] / med[1], med[0] / med[2], med[3] / med[4], med[5] / med[6]);
+        qmatrix_free(&u4), qmatrix_free(&kl), qmatrix_free(&kr), qmatrix_free(&u8), qmatrix_free(&k8);
+        free(w), free(x), free(y);
+    }
+    printf("{\"bench\":\"tables\",\"path\":\"%s\",\"threads\":%d,\"unit\":\"rows/s over the uniform grid\",\"rows\":[%s]}\n",
+           kernel_path_name(kernel_path()), omp_get_max_threads(), json);
+}
+
 static void bench_gemm(int repeats) {
     static const int Ms[] = {32, 128, 512, 1024};
     static const int KN[][2] = {{512, 512}, {1024, 1024}, {4096, 1024}, {1024, 4096}, {4096, 4096}};
@@ -346,12 +412,12 @@ static void bench_train_gemm(int repeats, int L, int C, int V, int BT) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "train-gemm") &&
-                     strcmp(argv[1], "levels"))) {
+                     strcmp(argv[1], "levels") && strcmp(argv[1], "tables"))) {
         fprintf(stderr, "usage: bench_kernels gemv [--max-mib N] [--repeats R] | gemm [--repeats R] | levels [--max-mib N] "
-                        "[--repeats R] | train-gemm [--repeats R]\n");
+                        "[--repeats R] | tables [--max-mib N] [--repeats R] | train-gemm [--repeats R]\n");
         return 2;
     }
-    bool levels = !strcmp(argv[1], "levels");
+    bool levels = !strcmp(argv[1], "levels") || !strcmp(argv[1], "tables");
     int max_mib = levels ? 64 : 256, repeats = strcmp(argv[1], "gemv") && !levels ? 5 : 7;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--max-mib")) max_mib = atoi(argv[i + 1]);
@@ -364,6 +430,7 @@ int main(int argc, char **argv) {
     if (repeats < 1) repeats = 1;
     if (!strcmp(argv[1], "gemv")) bench_gemv(max_mib, repeats);
     else if (!strcmp(argv[1], "gemm")) bench_gemm(repeats);
+    else if (!strcmp(argv[1], "tables")) bench_tables(max_mib, repeats);
     else if (levels) bench_levels(max_mib, repeats);
     else bench_train_gemm(repeats, 4, 128, 65, 32 * 128); /* configs/tiny-shakespeare.yaml */
     return 0;

@@ -226,6 +226,34 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     qmatrix_from_luts(m, idx, rows, in, group, scales, lut, n_levels, QG_TENSOR);
 }
 
+/* The table panels of a matrix with a table per row or per group (kmeans
+ * levels on the grid of 1/127; else none: the vpermps rows): the index
+ * lines as for one table, pscales the scales / 127, and ptab (kernels.h). */
+static void table_panels_rows(QMatrix *m) {
+    int rows = m->rows, K = m->cols, G = m->group, ng = K / G, L2 = K / 8, P = (rows + QPANEL - 1) / QPANEL;
+    if (G % 8 || !kernel_supported(KERN_AVX512)) return;
+    for (size_t i = 0; i < (size_t)m->n_tables * 16; i++)
+        if (!(fabsf(m->lut[i]) <= 1.0f && rintf(m->lut[i] * 127.0f) / 127.0f == m->lut[i])) return;
+    int tps = m->lut_gs ? ng : 1;
+    m->pl = xcalloc((size_t)P * L2 * 64, 1);
+    m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
+    m->ptab = xcalloc((size_t)P * tps * 4 * 64, 1);
+    for (int r = 0; r < rows; r++) {
+        int p = r / QPANEL, j = r % QPANEL;
+        for (int c = 0; c < K; c++) {
+            uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
+            int l = c / 4;
+            m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
+        }
+        for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g] / 127.0f;
+        for (int ts = 0; ts < tps; ts++) {
+            const float *lv = m->lut + (size_t)r * m->lut_rs + (size_t)ts * m->lut_gs;
+            uint8_t *t = m->ptab + (((size_t)p * tps + ts) * 4 + (size_t)(j % 4)) * 64 + (size_t)(j / 4) * 16;
+            for (int k = 0; k < 16; k++) t[k] = (uint8_t)((int)rintf(lv[k] * 127.0f) + 128);
+        }
+    }
+}
+
 static void qmatrix_from_lut8(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
                               const float *lut) {
     memset(m, 0, sizeof *m);
@@ -270,6 +298,10 @@ void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int gro
             if (v >= n_levels) qat_fail("qmatrix: level index %d at [%d,%d] is outside 0..%d", v, r, c, n_levels - 1);
             m->q4[((size_t)r * cols + c) / 2] |= (uint8_t)(c % 2 ? v << 4 : v);
         }
+    if (m->n_tables > 1) {
+        table_panels_rows(m);
+        return;
+    }
     /* integer levels (iq4_nl) as they are; levels on the grid of 1/127
      * (kmeans tables) as integers, the 1/127 moved into the panel scales;
      * any other finite levels in two bytes, a + b / 256, of levels x 127 /
@@ -468,6 +500,7 @@ void qmatrix_free(QMatrix *m) {
     free(m->p4scales);
     free(m->lut);
     free(m->idx8);
+    free(m->ptab);
     free(m->pl);
     memset(m, 0, sizeof *m);
 }

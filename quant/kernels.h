@@ -68,9 +68,14 @@ typedef struct QMatrix {
     /* several tables (kmeans tables per output channel or per group,
      * QuantSpec.tables): lut holds n_tables tables of 16 floats, the one of
      * row r's group g at lut + r lut_rs + g lut_gs (one table: 1, 0, 0); such
-     * matrices have no table panels and take the vpermps rows */
+     * matrices take the vpermps rows, and on AVX-512 with levels on the
+     * grid of 1/127 (kmeans) the table panels too, with ptab: for each
+     * panel (and group, per-group tables) 4 lines of 64 bytes, line j
+     * holding in its 16-byte lane L the levels x 127 + 128 of row 4L + j,
+     * which four masked vpshufb look the indices up in */
     QGranularity lut_tables;
     int n_tables, lut_rs, lut_gs;
+    uint8_t *ptab;
     /* an 8-bit table matrix (256 levels, one table: nf8, kmeans8): one level
      * index per byte, [rows, cols] row-major, into lut's 256 levels; bits is
      * 8, q8 and q4 are NULL, and its products gather the levels as floats */

@@ -282,7 +282,12 @@ INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, flo
 /* What a panel line holds: int4 nibbles (8 columns), table indices in the
  * same layout (8 columns) for integer levels or for two-byte ones (a + b /
  * 256), or int8 codes (4 columns, the W8A8 panels). */
-enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_TABLE2, PANEL_BYTES };
+enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_TABLE2, PANEL_BYTES, PANEL_TABLES };
+
+/* Bytes j of every 16-byte lane whose dword is row 4L + j of the lane's
+ * four (the table panels' layout): where a table of that row applies. */
+static const __mmask64 ROW_OF_LANE[4] = {0x000F000F000F000FULL, 0x00F000F000F000F0ULL, 0x0F000F000F000F00ULL,
+                                         0xF000F000F000F000ULL};
 
 /* R activation rows (1..4) against NP panels (1 or 2) from panel p: each
  * line of weights is loaded once for all R rows (and split into nibbles),
@@ -305,7 +310,12 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / cpl, bpg = G / x[0].block;
     const int L = K / cpl, stride = x[0].nat_stride;
     const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8(-128);
-    const bool table = kind == PANEL_TABLE || kind == PANEL_TABLE2;
+    const bool table = kind == PANEL_TABLE || kind == PANEL_TABLE2 || kind == PANEL_TABLES;
+    /* PANEL_TABLES: a table per row (or per row and group): for each panel
+     * and each j, the levels + 128 of rows 4L + j in lane L, looked up by
+     * four masked vpshufb, one per row of a lane */
+    const int tps = kind == PANEL_TABLES ? (w->lut_gs ? ng : 1) : 0; /* table sets per panel */
+    __m512i tr[2][4] = {{low, low, low, low}, {low, low, low, low}};
     const __m512i tab = table ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_u)) : low;
     const __m512i tlo =
         kind == PANEL_TABLE2 ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_lo_u)) : low;
@@ -319,6 +329,10 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
     for (int g = 0; g < ng; g++) {
         __m512 tg[4][2];
         for (int r = 0; r < R; r++) tg[r][0] = tg[r][1] = _mm512_setzero_ps();
+        if (kind == PANEL_TABLES && (g == 0 || tps > 1))
+            for (int i = 0; i < NP; i++)
+                for (int j = 0; j < 4; j++)
+                    tr[i][j] = _mm512_loadu_si512(w->ptab + (((size_t)(p + i) * tps + (size_t)(tps > 1 ? g : 0)) * 4 + j) * 64);
         for (int b = g * bpg; b < (g + 1) * bpg; b++) {
             __m512i acc[4][2][2];
             for (int r = 0; r < R; r++)
@@ -336,7 +350,17 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                     }
                     wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
                     if (kind == PANEL_TABLE2) bl[i] = _mm512_shuffle_epi8(tlo, wl[i]), bh[i] = _mm512_shuffle_epi8(tlo, wh[i]);
-                    if (table) wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
+                    if (kind == PANEL_TABLES) {
+                        __m512i el = _mm512_maskz_shuffle_epi8(ROW_OF_LANE[0], tr[i][0], wl[i]);
+                        __m512i eh = _mm512_maskz_shuffle_epi8(ROW_OF_LANE[0], tr[i][0], wh[i]);
+                        for (int j = 1; j < 4; j++) {
+                            el = _mm512_mask_shuffle_epi8(el, ROW_OF_LANE[j], tr[i][j], wl[i]);
+                            eh = _mm512_mask_shuffle_epi8(eh, ROW_OF_LANE[j], tr[i][j], wh[i]);
+                        }
+                        wl[i] = el, wh[i] = eh;
+                    } else if (table) {
+                        wl[i] = _mm512_shuffle_epi8(tab, wl[i]), wh[i] = _mm512_shuffle_epi8(tab, wh[i]);
+                    }
                 }
                 for (int r = 0; r < R; r++) {
                     const int8_t *n1 = x[r].nat + c, *n0 = n1 + stride;
@@ -406,7 +430,8 @@ AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, in
 }
 
 AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
-    if (w->plevels_two) panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE2);
+    if (w->ptab) panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLES);
+    else if (w->plevels_two) panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE2);
     else panel_tiles(w, x, M, p0, np, y, ldy, PANEL_TABLE);
 }
 
