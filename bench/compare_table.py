@@ -3,7 +3,8 @@
 
 Rows: weight-only schemes (bits x group, on the even grid, normal-float
 levels (the +nf rows), each layer's k-means table (+kmeans) or the even
-grid's full range (+full)), then mixed
+grid's full range (+full), k-means tables per channel or group
+(+kmeans+tables-channel, +kmeans+tables-group)), then mixed
 precision at each budget;
 columns: RTN, GPTQ, AWQ and QAT (the best QAT row of that scheme, plain or
 distilled, each named), every loss with its change against float+ft (QAT) or
@@ -29,7 +30,8 @@ def main():
         return "%.4f (%+.4f)" % (r["val_loss"], r["val_loss"] - base)
 
     def levels(r):
-        return next((cb for cb in ("nf", "kmeans", "full") if r["method"].endswith("+" + cb)), "")
+        return next((cb for cb in ("nf", "kmeans+tables-channel", "kmeans+tables-group", "kmeans", "full")
+                     if r["method"].endswith("+" + cb)), "")
 
     schemes = []
     for r in rows:
@@ -48,7 +50,8 @@ def main():
         qcell = "; ".join("%s %s" % (cell(r, ft if ft is not None else flt["val_loss"]), r["method"]) for r in qat)
         gname = "g%d" % g if g > 0 else "channel" if g < 0 else "tensor"
         bpw = pick[0]["bits_per_weight"]
-        name = "int%d full range" % b if cb == "full" else "%s%d" % (cb or "int", b)
+        name = ("int%d full range" % b if cb == "full" else "kmeans%d, a table per %s" % (b, cb.split("-")[-1])
+                if "+tables-" in cb else "%s%d" % (cb or "int", b))
         print("| %s %s | %.2f | %s | %s |" % (name, gname, bpw, " | ".join(cells), qcell or "-"))
     # qat+mixed rows may carry suffixes of their own (qat+mixed+kd when the budget config distils)
     mixed = [r for r in rows if "+mixed" in r["method"]]

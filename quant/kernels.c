@@ -226,6 +226,18 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     qmatrix_from_luts(m, idx, rows, in, group, scales, lut, n_levels, QG_TENSOR);
 }
 
+/* Row r's level indices into the table panels' lines (pl; kernels.h), and
+ * when levels is given the row's per-group sums of its levels into psums. */
+static void table_lines_row(QMatrix *m, int r, const int8_t *levels) {
+    int K = m->cols, L2 = K / 8, p = r / QPANEL, j = r % QPANEL, ng = K / m->group;
+    for (int c = 0; c < K; c++) {
+        uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
+        int l = c / 4;
+        m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
+        if (levels) m->psums[((size_t)p * ng + c / m->group) * QPANEL + j] += levels[v];
+    }
+}
+
 /* The table panels of a matrix with a table per row or per group (kmeans
  * levels on the grid of 1/127; else none: the vpermps rows): the index
  * lines as for one table, pscales the scales / 127, and ptab (kernels.h). */
@@ -240,11 +252,7 @@ static void table_panels_rows(QMatrix *m) {
     m->ptab = xcalloc((size_t)P * tps * 4 * 64, 1);
     for (int r = 0; r < rows; r++) {
         int p = r / QPANEL, j = r % QPANEL;
-        for (int c = 0; c < K; c++) {
-            uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
-            int l = c / 4;
-            m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
-        }
+        table_lines_row(m, r, NULL);
         for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g] / 127.0f;
         for (int ts = 0; ts < tps; ts++) {
             const float *lv = m->lut + (size_t)r * m->lut_rs + (size_t)ts * m->lut_gs;
@@ -331,12 +339,7 @@ void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int gro
     m->psums = xcalloc((size_t)P * ng * QPANEL, sizeof(int32_t));
     for (int r = 0; r < rows; r++) {
         int p = r / QPANEL, j = r % QPANEL;
-        for (int c = 0; c < K; c++) {
-            uint8_t q = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? q >> 4 : q & 15;
-            int l = c / 4;
-            m->pl[((size_t)p * L2 + l / 2) * 64 + 4 * j + c % 4] |= (uint8_t)(l % 2 ? v << 4 : v);
-            m->psums[((size_t)p * ng + c / group) * QPANEL + j] += m->plevels[v];
-        }
+        table_lines_row(m, r, m->plevels);
         for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g] * pmul;
     }
 }

@@ -131,10 +131,11 @@ static void ptq_row(const char *entry, int k, const char *float_ckpt, const Conf
     /* rows that differ in more than bits and group get their own method name (and plot line) */
     bool plain_w8a8 = o.act[0] && strcmp(o.method, "smoothquant") && strcmp(o.method, "outlier");
     bool cb = strcmp(o.codebook, "none");
-    snprintf(r->method, sizeof r->method, "%s%s%s%s%s%s%s%s%s", o.method, o.act_order ? "-act-order" : "",
+    bool tables = cb && strcmp(o.tables, "layer");
+    snprintf(r->method, sizeof r->method, "%s%s%s%s%s%s%s%s%s%s%s", o.method, o.act_order ? "-act-order" : "",
              !strcmp(o.method, "smoothquant") && o.alpha < 0.0f ? "-auto" : "", plain_w8a8 ? "-a8-" : "",
              plain_w8a8 ? o.act : "", o.budget > 0.0f ? "+mixed" : "", cb ? "+" : "", cb ? o.codebook : "",
-             o.full ? "+full" : "");
+             tables ? "+tables-" : "", tables ? o.tables : "", o.full ? "+full" : "");
     r->w_bits = o.budget > 0.0f ? 0 : o.bits; /* 0: mixed, bits per layer */
     r->a_bits = o.act[0] ? 8 : 32;
     r->group = o.budget > 0.0f ? 0 : o.group;
@@ -342,8 +343,12 @@ static void qat_row(const Config *qc, const char *cfg_path, bool retrain, const 
     bool mixed = qc->quant.n_ov > 0, kd = qc->quant.distill_weight > 0.0f;
     bool cb = strcmp(qc->quant.w_codebook, "none");
     if (mixed) snprintf(r->method, sizeof r->method, "qat+mixed%s", kd ? "+kd" : "");
-    else snprintf(r->method, sizeof r->method, "qat-%s%s%s%s%s", qc->quant.estimator, kd ? "+kd" : "", cb ? "+" : "",
-                  cb ? qc->quant.w_codebook : "", qc->quant.w_narrow ? "" : "+full");
+    else {
+        bool tables = cb && strcmp(qc->quant.w_tables, "layer");
+        snprintf(r->method, sizeof r->method, "qat-%s%s%s%s%s%s%s", qc->quant.estimator, kd ? "+kd" : "", cb ? "+" : "",
+                 cb ? qc->quant.w_codebook : "", tables ? "+tables-" : "", tables ? qc->quant.w_tables : "",
+                 qc->quant.w_narrow ? "" : "+full");
+    }
     r->w_bits = mixed ? 0 : qc->quant.w_bits;
     r->a_bits = qc->quant.a_bits ? qc->quant.a_bits : 32;
     r->group = mixed ? 0 : group_of(&qc->quant);

@@ -9,7 +9,7 @@
 #include "train/config.h"
 
 typedef struct CompareRow {
-    char method[64];         /* float, float+ft, rtn, gptq, awq, smoothquant, outlier, qat-<estimator> (variants suffixed) */
+    char method[96];         /* float, float+ft, rtn, gptq, awq, smoothquant, outlier, qat-<estimator> (variants suffixed) */
     int w_bits, a_bits;      /* 32 = float */
     int group;               /* inputs per scale; 0 per tensor, -1 per channel */
     double val_loss, ppl;
