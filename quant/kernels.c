@@ -226,6 +226,16 @@ void qmatrix_from_lut(QMatrix *m, const uint8_t *idx, int rows, int in, int grou
     qmatrix_from_luts(m, idx, rows, in, group, scales, lut, n_levels, QG_TENSOR);
 }
 
+/* int8 codes [rows, cols] into the W8A8 panels' lines (kernels.h). */
+static int8_t *pack_lines8(const QMatrix *m, const int8_t *codes) {
+    int K = m->cols, L = K / 4, P = (m->rows + QPANEL - 1) / QPANEL;
+    int8_t *lines = xcalloc((size_t)P * L * 64, 1);
+    for (int r = 0; r < m->rows; r++)
+        for (int c = 0; c < K; c++)
+            lines[((((size_t)r / QPANEL) * L + c / 4) * QPANEL + r % QPANEL) * 4 + c % 4] = codes[(size_t)r * K + c];
+    return lines;
+}
+
 /* Row r's level indices into the table panels' lines (pl; kernels.h), and
  * when levels is given the row's per-group sums of its levels into psums. */
 static void table_lines_row(QMatrix *m, int r, const int8_t *levels) {
@@ -275,6 +285,29 @@ static void qmatrix_from_lut8(QMatrix *m, const uint8_t *idx, int rows, int in, 
     m->n_levels = 256, m->n_tables = 1, m->lut_tables = QG_TENSOR;
     m->idx8 = xcalloc((size_t)rows * cols, 1); /* index 0 past in, against zero activations */
     for (int r = 0; r < rows; r++) memcpy(m->idx8 + (size_t)r * cols, idx + (size_t)r * in, (size_t)in);
+    /* AVX-512: the levels x 127 / their max in two bytes, a + b / 256 (as
+     * two-byte 4-bit tables), on the int8 panels' lines: p8 holds a, p8lo
+     * b, pscales the scales x max / 127 */
+    float lmax = 0.0f;
+    for (int i = 0; i < 256; i++) lmax = isfinite(lut[i]) ? fmaxf(lmax, fabsf(lut[i])) : INFINITY;
+    if (!isfinite(lmax) || lmax == 0.0f || cols % 4 || group % 4 || !kernel_supported(KERN_AVX512)) return;
+    int8_t a[256], b[256];
+    for (int i = 0; i < 256; i++) {
+        float v = lut[i] / lmax * 127.0f, lo;
+        a[i] = (int8_t)rintf(v);
+        lo = rintf((v - (float)a[i]) * 256.0f); /* in [-128, 128] */
+        b[i] = (int8_t)(lo > 127.0f ? 127.0f : lo);
+    }
+    int8_t *ca = xmalloc((size_t)rows * cols), *cb = xmalloc((size_t)rows * cols);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) ca[i] = a[m->idx8[i]], cb[i] = b[m->idx8[i]];
+    m->p8 = pack_lines8(m, ca);
+    m->p8lo = pack_lines8(m, cb);
+    free(ca), free(cb);
+    int P = (rows + QPANEL - 1) / QPANEL;
+    m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < ng; g++)
+            m->pscales[((size_t)(r / QPANEL) * ng + g) * QPANEL + r % QPANEL] = m->scales[(size_t)r * ng + g] * (lmax / 127.0f);
 }
 
 void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int group, const float *scales,
@@ -346,20 +379,17 @@ void qmatrix_from_luts(QMatrix *m, const uint8_t *idx, int rows, int in, int gro
 
 void qmatrix_pack_w8a8(QMatrix *m) {
     if (m->bits <= 4) qat_fail("qmatrix: W8A8 panels need int8 codes, not packed int%d", m->bits);
+    if (m->idx8) qat_fail("qmatrix: W8A8 panels need int8 codes, not the level indices of an 8-bit table");
     if (m->cols % 4 || m->group % 4)
         qat_fail("qmatrix: W8A8 needs columns and group size divisible by 4 (%d columns, group %d)", m->cols, m->group);
-    int K = m->cols, G = m->group, ng = K / G, L = K / 4, P = (m->rows + QPANEL - 1) / QPANEL;
+    int K = m->cols, G = m->group, ng = K / G, P = (m->rows + QPANEL - 1) / QPANEL;
     free(m->p8), free(m->pscales), free(m->psums);
-    m->p8 = xcalloc((size_t)P * L * 64, 1);
+    m->p8 = pack_lines8(m, m->q8);
     m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
     m->psums = xcalloc((size_t)P * ng * QPANEL, sizeof(int32_t));
     for (int r = 0; r < m->rows; r++) {
         int p = r / QPANEL, j = r % QPANEL;
-        for (int c = 0; c < K; c++) {
-            int8_t v = m->q8[(size_t)r * K + c];
-            m->p8[(((size_t)p * L + c / 4) * QPANEL + j) * 4 + c % 4] = v;
-            m->psums[((size_t)p * ng + c / G) * QPANEL + j] += v;
-        }
+        for (int c = 0; c < K; c++) m->psums[((size_t)p * ng + c / G) * QPANEL + j] += m->q8[(size_t)r * K + c];
         for (int g = 0; g < ng; g++) m->pscales[((size_t)p * ng + g) * QPANEL + j] = m->scales[(size_t)r * ng + g];
     }
 }
@@ -503,6 +533,7 @@ void qmatrix_free(QMatrix *m) {
     free(m->p4scales);
     free(m->lut);
     free(m->idx8);
+    free(m->p8lo);
     free(m->ptab);
     free(m->pl);
     memset(m, 0, sizeof *m);
@@ -522,7 +553,7 @@ void qmatrix_free(QMatrix *m) {
  * columns). */
 static bool qgemm_panels(const QMatrix *w) {
     return kernel_path() == KERN_AVX512 && kact_block(w) <= 32768 &&
-           (w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL);
+           (w->idx8 ? w->p8 != NULL : w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL);
 }
 
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
@@ -553,7 +584,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         for (int pb = p0; pb < p1; pb += QPANEL_RUN) {
             int np = p1 - pb < QPANEL_RUN ? p1 - pb : QPANEL_RUN;
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
-            if (w->lut) klut_panels_avx512(w, act, M, pb, np, y, N);
+            if (w->lut && !w->idx8) klut_panels_avx512(w, act, M, pb, np, y, N);
             else if (w->bits <= 4) kq4_panels_avx512(w, act, M, pb, np, y, N);
             else kq8_panels_avx512(w, act, M, pb, np, y, N);
             if (bias)

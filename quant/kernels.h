@@ -80,6 +80,12 @@ typedef struct QMatrix {
      * index per byte, [rows, cols] row-major, into lut's 256 levels; bits is
      * 8, q8 and q4 are NULL, and its products gather the levels as floats */
     uint8_t *idx8;
+    /* with idx8 on AVX-512: each level x 127 / the largest |level| = a + b /
+     * 256, a in p8 and b in p8lo (the W8A8 panels' layout), pscales the
+     * scales x that largest / 127; the products run the int8 panels on a
+     * plus b against the activations' high digit, as two-byte 4-bit tables
+     * do (the levels to 2^-9 / 127 of the largest) */
+    int8_t *p8lo;
     /* table panels for the AVX-512 path (qmatrix_from_lut builds them for
      * groups a multiple of 8 columns; exact when the levels are integers in
      * -127..127, or multiples of 1/127 in [-1, 1] as kmeans tables are): plevels

@@ -282,7 +282,7 @@ INLINE_AVX512 void store_panels(const __m512 *f, const int NP, int p, int n, flo
 /* What a panel line holds: int4 nibbles (8 columns), table indices in the
  * same layout (8 columns) for integer levels or for two-byte ones (a + b /
  * 256), or int8 codes (4 columns, the W8A8 panels). */
-enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_TABLE2, PANEL_BYTES, PANEL_TABLES };
+enum { PANEL_NIBBLES, PANEL_TABLE, PANEL_TABLE2, PANEL_BYTES, PANEL_TABLES, PANEL_BYTES2 };
 
 /* Bytes j of every 16-byte lane whose dword is row 4L + j of the lane's
  * four (the table panels' layout): where a table of that row applies. */
@@ -306,7 +306,8 @@ static const __mmask64 ROW_OF_LANE[4] = {0x000F000F000F000FULL, 0x00F000F000F000
  * last term (at most 64 units of the block's step) left out. */
 INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int p, const int NP, const int kind,
                               float *y, int ldy) {
-    const int cpl = kind == PANEL_BYTES ? 4 : 8; /* columns per line */
+    const bool bytes = kind == PANEL_BYTES || kind == PANEL_BYTES2;
+    const int cpl = bytes ? 4 : 8; /* columns per line */
     const int N = w->rows, K = w->cols, G = w->group, ng = K / G, lpb = x[0].block / cpl, bpg = G / x[0].block;
     const int L = K / cpl, stride = x[0].nat_stride;
     const __m512i low = _mm512_set1_epi8(15), flip = _mm512_set1_epi8(-128);
@@ -320,7 +321,9 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
     const __m512i tlo =
         kind == PANEL_TABLE2 ? _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->plevels_lo_u)) : low;
     const float offset = kind == PANEL_NIBBLES ? 8.0f : 128.0f;
-    const uint8_t *lines = kind == PANEL_BYTES ? (const uint8_t *)w->p8 : table ? w->pl : w->p4;
+    const uint8_t *lines = bytes ? (const uint8_t *)w->p8 : table ? w->pl : w->p4;
+    /* PANEL_BYTES2 (an 8-bit table's levels in two bytes, a + b / 256): the b lines */
+    const uint8_t *lines2 = kind == PANEL_BYTES2 ? (const uint8_t *)w->p8lo : NULL;
     const float *scales = kind == PANEL_NIBBLES ? w->p4scales : w->pscales;
     const uint8_t *lp[2] = {lines + (size_t)p * L * 64, lines + (size_t)(p + NP - 1) * L * 64};
     const float *ps[2] = {scales + (size_t)p * ng * QPANEL, scales + (size_t)(p + NP - 1) * ng * QPANEL};
@@ -344,8 +347,10 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                     const uint8_t *q = lp[i] + (size_t)l * 64;
                     _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
                     __m512i v = _mm512_loadu_si512(q);
-                    if (kind == PANEL_BYTES) {
+                    if (bytes) {
                         wl[i] = _mm512_xor_si512(v, flip);
+                        if (kind == PANEL_BYTES2)
+                            bl[i] = _mm512_xor_si512(_mm512_loadu_si512(lines2 + (lp[i] - lines) + (size_t)l * 64), flip);
                         continue;
                     }
                     wl[i] = _mm512_and_si512(v, low), wh[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
@@ -365,10 +370,11 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                 for (int r = 0; r < R; r++) {
                     const int8_t *n1 = x[r].nat + c, *n0 = n1 + stride;
                     __m512i d10 = _mm512_set1_epi32(load4(n1)), d00 = _mm512_set1_epi32(load4(n0));
-                    if (kind == PANEL_BYTES) {
+                    if (bytes) {
                         for (int i = 0; i < NP; i++) {
                             acc[r][i][0] = _mm512_dpbusd_epi32(acc[r][i][0], wl[i], d10);
                             acc[r][i][1] = _mm512_dpbusd_epi32(acc[r][i][1], wl[i], d00);
+                            if (kind == PANEL_BYTES2) acc[r][i][1] = _mm512_dpbusd_epi32(acc[r][i][1], bl[i], d10);
                         }
                         continue;
                     }
@@ -382,7 +388,7 @@ INLINE_AVX512 void panel_tile(const QMatrix *w, const KAct *x, const int R, int 
                 }
             }
             for (int r = 0; r < R; r++) {
-                float corr = offset * x[r].bsum[b] + (kind == PANEL_TABLE2 ? 128.0f * x[r].bsum1[b] : 0.0f);
+                float corr = offset * x[r].bsum[b] + (kind == PANEL_TABLE2 || kind == PANEL_BYTES2 ? 128.0f * x[r].bsum1[b] : 0.0f);
                 const __m512 vc = _mm512_set1_ps(corr), vs = _mm512_set1_ps(x[r].bscale[b]);
                 for (int i = 0; i < NP; i++) {
                     __m512 t = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[r][i][1]), vc);
@@ -436,7 +442,8 @@ AVX512 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, i
 }
 
 AVX512 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
-    panel_tiles(w, x, M, p0, np, y, ldy, PANEL_BYTES);
+    if (w->p8lo) panel_tiles(w, x, M, p0, np, y, ldy, PANEL_BYTES2);
+    else panel_tiles(w, x, M, p0, np, y, ldy, PANEL_BYTES);
 }
 
 AVX512 void krows_q8_f32_avx512(const int8_t *q, const float *scales, int group, const float *x, int n, int nrows,
