@@ -32,7 +32,8 @@
  *
  * Codebooks (cb != QCB_NONE, weights only, symmetric, 2..4 or 8 bits): each
  * weight is the nearest of 2^bits fixed levels times its group's scale,
- * instead of a point of an even grid. QCB_NF: the normal-float levels of
+ * instead of a point of an even grid (8 bits: 256 levels, NF8 or a kmeans
+ * table whose levels are not put on the grid of 1/127 below). QCB_NF: the normal-float levels of
  * QLoRA (NF4 at 4 bits; the same construction at 3 and 2 bits): quantiles
  * of N(0, 1), 2^(b-1) above zero, 2^(b-1) - 1 below, zero itself, divided
  * by the largest, so in [-1, 1] with -1 and 1 both levels; the min-max
