@@ -28,6 +28,16 @@ static double fixed_point_bound(const float *x, const float *wd, int K, int bloc
     return b;
 }
 
+/* One activation row through qgemv_team (a team of 3, each its own
+ * scratch of sb bytes) as through qgemm_f32 with M = 1, to float rounding. */
+static void check_team(const QMatrix *q, const float *x, float *yt, float *y, char *scratch, size_t sb) {
+#pragma omp parallel num_threads(3)
+    qgemv_team(q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
+    qgemm_f32(q, x, 1, y);
+    for (int n = 0; n < q->rows; n++)
+        cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(kernel_path()), n);
+}
+
 /* Row primitives: every path against the scalar reference, per channel on
  * odd lengths (masked tails) and grouped. */
 Test(kernels, rows_match_scalar_on_odd_lengths) {
@@ -558,11 +568,7 @@ Test(kernels, tables_of_256_levels_on_every_path) {
                                   kernel_path_name(PATHS[p]), G, Ms[mi], m, n, y[(size_t)m * N + n], want);
                     }
             }
-    #pragma omp parallel num_threads(3)
-            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
-            qgemm_f32(&q, x, 1, y);
-            for (int n = 0; n < N; n++)
-                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            check_team(&q, x, yt, y, scratch, sb);
             kernel_force(old);
         }
         free(xw);
@@ -633,11 +639,7 @@ Test(kernels, tables_per_channel_and_group_on_every_path) {
                                   kernel_path_name(PATHS[p]), per ? "group" : "channel", G, Ms[mi], m, n, y[(size_t)m * N + n], ref);
                     }
             }
-    #pragma omp parallel num_threads(3)
-            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
-            qgemm_f32(&q, x, 1, y);
-            for (int n = 0; n < N; n++)
-                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            check_team(&q, x, yt, y, scratch, sb);
             kernel_force(old);
         }
         qmatrix_free(&q);
@@ -720,11 +722,7 @@ Test(kernels, table_matrices_look_their_levels_up_on_every_path) {
                                   kernel_path_name(PATHS[p]), Mm, m, n, y[(size_t)m * N + n], ref);
                     }
             }
-    #pragma omp parallel num_threads(3)
-            qgemv_team(&q, false, x, NULL, NULL, yt, scratch + (size_t)omp_get_thread_num() * sb);
-            qgemm_f32(&q, x, 1, y);
-            for (int n = 0; n < N; n++)
-                cr_assert(fabsf(yt[n] - y[n]) <= 1e-5f * (1.0f + fabsf(y[n])), "%s team y[%d]", kernel_path_name(PATHS[p]), n);
+            check_team(&q, x, yt, y, scratch, sb);
             kernel_force(old);
         }
         if (table == 1 && q.pl) {
