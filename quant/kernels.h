@@ -59,7 +59,8 @@ typedef struct QMatrix {
      * zero. */
     uint8_t *p4;
     float *p4scales;
-    /* NULL, or 16 floats (bits 4): the nibbles are then indices into this
+    /* NULL, or 16 floats (bits 4; n_tables x 16 with several tables, 256
+     * for an 8-bit table, below): the nibbles are then indices into this
      * table, w = lut[index] * scale (non-uniform levels: llama.cpp's
      * iq4_nl). Such a matrix has no offsets, no int4 panels and no float
      * columns; its products look the levels up in registers. */
