@@ -431,6 +431,105 @@ INLINE_AVX512 void panel_tiles(const QMatrix *w, const KAct *x, int M, int p0, i
     }
 }
 
+/* A table per row (or per row and group) on quad lines (QMatrix.pq): a
+ * 64-byte line holds 32 columns of 4 rows, row 4q + L in lane L, byte k
+ * the indices of columns 32l + k (low nibble) and 32l + 16 + k (high), so
+ * one vpshufb with each lane holding its row's levels + 128 looks a line
+ * up, and vpdpbusd against the 16 activation digits broadcast to every
+ * lane leaves 4 partial sums per row, added once at the end. The + 128
+ * comes off as 128 times the block's activation sum, put on each row's
+ * first partial. Tiles of R activation rows by NQ quads. */
+INLINE_AVX512 void quad_tile(const QMatrix *w, const KAct *x, const int R, int q0, const int NQ, float *y, int ldy) {
+    const int N = w->rows, K = w->cols, G = w->group, ng = K / G, L = K / 32, lpb = x[0].block / 32, bpg = G / x[0].block;
+    const int stride = x[0].nat_stride, tps = w->lut_gs ? ng : 1;
+    const __m512i low = _mm512_set1_epi8(15);
+    const __mmask16 first = 0x1111; /* the first float of every lane */
+    __m512 f[4][2];
+    __m512i tr[2] = {low, low};
+    for (int r = 0; r < R; r++) f[r][0] = f[r][1] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; g++) {
+        if (g == 0 || tps > 1)
+            for (int i = 0; i < NQ; i++) tr[i] = _mm512_loadu_si512(w->pqtab + ((size_t)(q0 + i) * tps + (size_t)(tps > 1 ? g : 0)) * 64);
+        __m512 tg[4][2];
+        float cg[4] = {0};
+        for (int r = 0; r < R; r++) tg[r][0] = tg[r][1] = _mm512_setzero_ps();
+        for (int b = g * bpg; b < (g + 1) * bpg; b++) {
+            __m512i acc[4][2][2];
+            for (int r = 0; r < R; r++)
+                for (int i = 0; i < NQ; i++) acc[r][i][0] = acc[r][i][1] = _mm512_setzero_si512();
+            for (int l = b * lpb; l < (b + 1) * lpb; l++) {
+                __m512i wl[2], wh[2];
+                for (int i = 0; i < NQ; i++) {
+                    const uint8_t *q = w->pq + ((size_t)(q0 + i) * L + l) * 64;
+                    _mm_prefetch((const char *)q + Q4_PREFETCH, _MM_HINT_T0);
+                    __m512i v = _mm512_loadu_si512(q);
+                    wl[i] = _mm512_shuffle_epi8(tr[i], _mm512_and_si512(v, low));
+                    wh[i] = _mm512_shuffle_epi8(tr[i], _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+                }
+                for (int r = 0; r < R; r++) {
+                    const int8_t *n1 = x[r].nat + 32 * l, *n0 = n1 + stride;
+                    __m512i d1l = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)n1));
+                    __m512i d1h = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(n1 + 16)));
+                    __m512i d0l = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)n0));
+                    __m512i d0h = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(n0 + 16)));
+                    for (int i = 0; i < NQ; i++) {
+                        acc[r][i][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][0], wl[i], d1l), wh[i], d1h);
+                        acc[r][i][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][i][1], wl[i], d0l), wh[i], d0h);
+                    }
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                const __m512 vs = _mm512_set1_ps(x[r].bscale[b]);
+                cg[r] += 128.0f * x[r].bsum[b] * x[r].bscale[b];
+                for (int i = 0; i < NQ; i++) {
+                    __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][i][0]), _mm512_set1_ps(256.0f),
+                                               _mm512_cvtepi32_ps(acc[r][i][1]));
+                    tg[r][i] = _mm512_fmadd_ps(t, vs, tg[r][i]);
+                }
+            }
+        }
+        for (int i = 0; i < NQ; i++) {
+            __m512 sc = _mm512_loadu_ps(w->pqscales + ((size_t)(q0 + i) * ng + g) * 16);
+            for (int r = 0; r < R; r++)
+                f[r][i] = _mm512_fmadd_ps(_mm512_mask_sub_ps(tg[r][i], first, tg[r][i], _mm512_set1_ps(cg[r])), sc, f[r][i]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < NQ; i++) { /* each lane's 4 partials into its first float */
+            __m512 s = _mm512_add_ps(f[r][i], _mm512_permute_ps(f[r][i], 0xB1));
+            s = _mm512_add_ps(s, _mm512_permute_ps(s, 0x4E));
+            float out[16];
+            _mm512_storeu_ps(out, s);
+            for (int k = 0; k < 4; k++) {
+                int row = 4 * (q0 + i) + k;
+                if (row < N) y[(size_t)r * ldy + row] = out[4 * k];
+            }
+        }
+}
+
+/* Panels [p0, p0+np) of 16 rows as their quads, in tiles of up to 4
+ * activation rows by 2 quads. */
+AVX512 void klut_quads_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
+    int Q = (w->rows + 3) / 4, qa = 4 * p0, qb = 4 * (p0 + np) < Q ? 4 * (p0 + np) : Q;
+    for (int m = 0; m < M; m += 4) {
+        int R = M - m < 4 ? M - m : 4;
+        float *ym = y + (size_t)m * ldy;
+        for (int q = qa; q < qb; q += 2) {
+            bool two = q + 2 <= qb;
+            switch (R * 2 + two) {
+            case 9: quad_tile(w, x + m, 4, q, 2, ym, ldy); break;
+            case 8: quad_tile(w, x + m, 4, q, 1, ym, ldy); break;
+            case 7: quad_tile(w, x + m, 3, q, 2, ym, ldy); break;
+            case 6: quad_tile(w, x + m, 3, q, 1, ym, ldy); break;
+            case 5: quad_tile(w, x + m, 2, q, 2, ym, ldy); break;
+            case 4: quad_tile(w, x + m, 2, q, 1, ym, ldy); break;
+            case 3: quad_tile(w, x + m, 1, q, 2, ym, ldy); break;
+            default: quad_tile(w, x + m, 1, q, 1, ym, ldy); break;
+            }
+        }
+    }
+}
+
 AVX512 void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy) {
     panel_tiles(w, x, M, p0, np, y, ldy, PANEL_NIBBLES);
 }
