@@ -15,6 +15,15 @@ static const char *act_name(bool w8a8, bool act_static) {
     return !w8a8 ? "float" : act_static ? "int8-per-tensor" : "int8-per-token";
 }
 
+/* A string attribute of obj into buf (truncated to n), its allocation
+ * freed at once: the checks after it may fail, and exit, without leaks. */
+static const char *attr_str(hid_t f, const char *path, const char *obj, const char *attr, char *buf, size_t n) {
+    char *s = h5_read_obj_attr_str(f, path, obj, attr);
+    snprintf(buf, n, "%s", s);
+    free(s);
+    return buf;
+}
+
 static void require_finite(const char *path, const char *name, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) qat_fail("%s: tensor %s holds %g at element %zu (not finite)", path, name, x[i], i);
@@ -165,7 +174,9 @@ void infer_load(InferModel *m, const char *path) {
         int64_t ar = h5_read_obj_attr_i64(f, path, name, "rows"), ac = h5_read_obj_attr_i64(f, path, name, "cols");
         if (ar != rows || ac != cols)
             qat_fail("%s: %s is %lldx%lld, the model's layer is %dx%d", path, name, (long long)ar, (long long)ac, rows, cols);
-        char *gran = h5_read_obj_attr_str(f, path, name, "granularity"), *scheme = h5_read_obj_attr_str(f, path, name, "scheme");
+        char gran[64], scheme[64], ft[64], act[64];
+        attr_str(f, path, name, "granularity", gran, sizeof gran);
+        attr_str(f, path, name, "scheme", scheme, sizeof scheme);
         if (strcmp(gran, group == cols ? "channel" : "group"))
             qat_fail("%s: %s has granularity \"%s\", its group size %d of %d columns means \"%s\"", path, name, gran, group,
                      cols, group == cols ? "channel" : "group");
@@ -174,19 +185,17 @@ void infer_load(InferModel *m, const char *path) {
         if (strcmp(scheme, want))
             qat_fail("%s: %s has scheme \"%s\"; its config (quant.weight.codebook %s) means \"%s\"", path, name, scheme,
                      quant_codebook_name(q->w.cb), want);
-        free(gran), free(scheme);
         /* absent: one table per layer (or none) */
         QGranularity tables = q->w.cb == QCB_KMEANS ? q->w.tables : QG_TENSOR;
-        char *ft = h5_obj_attr_exists(f, name, "tables") ? h5_read_obj_attr_str(f, path, name, "tables") : NULL;
-        if (strcmp(ft ? ft : "layer", quant_tables_name(tables)))
-            qat_fail("%s: %s has tables \"%s\", its config (quant.weight.tables) says \"%s\"", path, name, ft ? ft : "layer",
+        if (h5_obj_attr_exists(f, name, "tables")) attr_str(f, path, name, "tables", ft, sizeof ft);
+        else snprintf(ft, sizeof ft, "layer");
+        if (strcmp(ft, quant_tables_name(tables)))
+            qat_fail("%s: %s has tables \"%s\", its config (quant.weight.tables) says \"%s\"", path, name, ft,
                      quant_tables_name(tables));
-        free(ft);
-        char *act = h5_read_obj_attr_str(f, path, name, "activations");
+        attr_str(f, path, name, "activations", act, sizeof act);
         bool w8a8 = q->a_bits == 8, act_static = w8a8 && !q->a_dynamic;
         if (strcmp(act, act_name(w8a8, act_static)))
             qat_fail("%s: %s has activations \"%s\", its config says \"%s\"", path, name, act, act_name(w8a8, act_static));
-        free(act);
         /* absent in files written before outlier splits existed: none */
         int64_t n_float = h5_obj_attr_exists(f, name, "float_columns") ? h5_read_obj_attr_i64(f, path, name, "float_columns") : 0;
         if (n_float < 0 || n_float > cols || (n_float && !q->outlier))

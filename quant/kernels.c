@@ -161,18 +161,20 @@ void qmatrix_from_weights(QMatrix *m, const float *w, int rows, int cols, const 
     if (group < 1) qat_fail("qmatrix: group %d", group);
     QuantSpec s = *spec;
     size_t ns = quant_n_scales(&s, rows, cols), n = (size_t)rows * cols;
+    /* a NaN would round to no code at all (the cast is undefined); a scale
+     * <= 0, which LSQ can learn, gives code 0 here as in fake quantization.
+     * Checked before anything is allocated: a caller may recover from the
+     * failure (qat_try) */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) qat_fail("qmatrix: weight [%zu,%zu] is %g, not finite", i / cols, i % cols, w[i]);
+    for (size_t i = 0; scales && i < ns; i++)
+        if (!isfinite(scales[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, scales[i]);
     float *sc = xmalloc(ns * sizeof(float));
     if (scales)
         memcpy(sc, scales, ns * sizeof(float));
     else
         quant_minmax(&s, w, rows, cols, sc, NULL);
     int qmin = quant_qmin(&s), qmax = quant_qmax(&s);
-    /* a NaN would round to no code at all (the cast is undefined); a scale
-     * <= 0, which LSQ can learn, gives code 0 here as in fake quantization */
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(w[i])) qat_fail("qmatrix: weight [%zu,%zu] is %g, not finite", i / cols, i % cols, w[i]);
-    for (size_t i = 0; i < ns; i++)
-        if (!isfinite(sc[i])) qat_fail("qmatrix: scale %zu is %g, not finite", i, sc[i]);
     int8_t *codes = xmalloc(n);
     for (size_t i = 0; i < n; i++)
         codes[i] = (int8_t)quant_code(w[i], sc[quant_scale_index(&s, cols, (int)(i / cols), (int)(i % cols))], 0.0f,
