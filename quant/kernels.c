@@ -259,29 +259,6 @@ static void table_panels_rows(QMatrix *m) {
     for (size_t i = 0; i < (size_t)m->n_tables * 16; i++)
         if (!(fabsf(m->lut[i]) <= 1.0f && rintf(m->lut[i] * 127.0f) / 127.0f == m->lut[i])) return;
     int tps = m->lut_gs ? ng : 1;
-    if (G % 32 == 0) { /* quad lines: one vpshufb a line */
-        int Q = (rows + 3) / 4, L = K / 32;
-        m->pq = xcalloc((size_t)Q * L * 64, 1);
-        m->pqtab = xcalloc((size_t)Q * tps * 64, 1);
-        m->pqscales = xcalloc((size_t)Q * ng * 16, sizeof(float));
-        for (int r = 0; r < rows; r++) {
-            int q = r / 4, ln = r % 4;
-            for (int c = 0; c < K; c++) {
-                uint8_t b = m->q4[((size_t)r * K + c) / 2], v = c % 2 ? b >> 4 : b & 15;
-                int l = c / 32, k = c % 32;
-                m->pq[((size_t)q * L + l) * 64 + (size_t)ln * 16 + k % 16] |= (uint8_t)(k < 16 ? v : v << 4);
-            }
-            for (int g = 0; g < ng; g++)
-                for (int k = 0; k < 4; k++)
-                    m->pqscales[((size_t)q * ng + g) * 16 + (size_t)ln * 4 + k] = m->scales[(size_t)r * ng + g] / 127.0f;
-            for (int ts = 0; ts < tps; ts++) {
-                const float *lv = m->lut + (size_t)r * m->lut_rs + (size_t)ts * m->lut_gs;
-                uint8_t *t = m->pqtab + ((size_t)q * tps + ts) * 64 + (size_t)ln * 16;
-                for (int k = 0; k < 16; k++) t[k] = (uint8_t)((int)rintf(lv[k] * 127.0f) + 128);
-            }
-        }
-        return;
-    }
     m->pl = xcalloc((size_t)P * L2 * 64, 1);
     m->pscales = xcalloc((size_t)P * ng * QPANEL, sizeof(float));
     m->ptab = xcalloc((size_t)P * tps * 4 * 64, 1);
@@ -560,7 +537,6 @@ void qmatrix_free(QMatrix *m) {
     free(m->idx8);
     free(m->p8lo);
     free(m->ptab);
-    free(m->pq), free(m->pqtab), free(m->pqscales);
     free(m->pl);
     memset(m, 0, sizeof *m);
 }
@@ -579,7 +555,7 @@ void qmatrix_free(QMatrix *m) {
  * columns). */
 static bool qgemm_panels(const QMatrix *w) {
     return kernel_path() == KERN_AVX512 && kact_block(w) <= 32768 &&
-           (w->idx8 ? w->p8 != NULL : w->lut ? w->pl != NULL || w->pq != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL);
+           (w->idx8 ? w->p8 != NULL : w->lut ? w->pl != NULL : w->bits <= 4 ? w->p4 != NULL : w->p8 != NULL);
 }
 
 /* This thread's contiguous share [lo, hi) of n items (inside a team). */
@@ -610,8 +586,7 @@ static void qgemm_rows_team(const QMatrix *w, const float *x, const KAct *act, i
         for (int pb = p0; pb < p1; pb += QPANEL_RUN) {
             int np = p1 - pb < QPANEL_RUN ? p1 - pb : QPANEL_RUN;
             int r0 = pb * QPANEL, r1 = (pb + np) * QPANEL < N ? (pb + np) * QPANEL : N;
-            if (w->pq) klut_quads_avx512(w, act, M, pb, np, y, N);
-            else if (w->lut && !w->idx8) klut_panels_avx512(w, act, M, pb, np, y, N);
+            if (w->lut && !w->idx8) klut_panels_avx512(w, act, M, pb, np, y, N);
             else if (w->bits <= 4) kq4_panels_avx512(w, act, M, pb, np, y, N);
             else kq8_panels_avx512(w, act, M, pb, np, y, N);
             if (bias)

@@ -77,13 +77,6 @@ typedef struct QMatrix {
     QGranularity lut_tables;
     int n_tables, lut_rs, lut_gs;
     uint8_t *ptab;
-    /* several tables and groups a multiple of 32 (instead of pl, ptab):
-     * quad lines, 4 rows by 32 columns in 64 bytes, lane L row 4q + L, byte
-     * k the indices of columns 32l + k (low nibble) and 32l + 16 + k
-     * (high); pqtab [quad][table set][64] each lane its row's levels x 127
-     * + 128; pqscales [quad][group][16] each row's scale / 127 four times */
-    uint8_t *pq, *pqtab;
-    float *pqscales;
     /* an 8-bit table matrix (256 levels, one table: nf8, kmeans8): one level
      * index per byte, [rows, cols] row-major, into lut's 256 levels; bits is
      * 8, q8 and q4 are NULL, and its products gather the levels as floats */

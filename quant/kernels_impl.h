@@ -36,7 +36,6 @@ void kq4_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, f
 void kq8_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
 /* The same for a table matrix on its table panels (integer levels). */
 void klut_panels_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
-void klut_quads_avx512(const QMatrix *w, const KAct *x, int M, int p0, int np, float *y, int ldy);
 void kw8a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw4a8_lut_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
 void kw4a8_panels_avx512(const QMatrix *w, const int8_t *xq, const float *xs, int M, int p0, int np, float *y);
